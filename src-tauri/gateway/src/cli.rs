@@ -1,0 +1,135 @@
+//! The command line shared by the desktop app and the headless gateway, and the headless run.
+//!
+//! The app crate parses [`Args`] and either starts the tray app or calls [`run_headless`]; the
+//! benchmark calls [`run_headless`] too, so `flexiproxy --headless` and every measurement run the
+//! same code. Values are validated into `config::Settings`.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "the headless entry point talks to the terminal"
+)]
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, ValueEnum};
+
+use crate::config::{DEFAULT_PORT, Settings};
+use crate::lifecycle::Gateway;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SecretsArg {
+    /// The OS keychain when it answers; headless without one, `env:NAME` references only.
+    Auto,
+    /// The OS keychain or nothing: refuse to start without one.
+    Keychain,
+    /// No keychain: provider keys as `env:NAME` references, token from the environment.
+    Env,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UsageArg {
+    On,
+    Off,
+}
+
+/// FlexiProxy: one local address for every LLM provider, in the protocol each tool speaks.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "flexiproxy", version, about)]
+pub struct Args {
+    /// Run the gateway only, without tray or window.
+    #[arg(long)]
+    pub headless: bool,
+    /// Start in the tray without opening the window.
+    #[arg(long)]
+    pub hidden: bool,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "FLEXIPROXY_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Address to listen on. Anything but loopback exposes the gateway to your network.
+    #[arg(long, env = "FLEXIPROXY_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub bind: IpAddr,
+    /// Folder for the database [default: the platform's data folder].
+    #[arg(long, env = "FLEXIPROXY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where API keys and the management token are kept.
+    #[arg(long, env = "FLEXIPROXY_SECRETS", value_enum, default_value_t = SecretsArg::Auto)]
+    pub secrets: SecretsArg,
+    /// Record usage statistics [default: the saved setting, on for a new install].
+    #[arg(long, env = "FLEXIPROXY_USAGE", value_enum)]
+    pub usage: Option<UsageArg>,
+}
+
+/// Logs to stderr, filtered by `FLEXIPROXY_LOG` (or `RUST_LOG`), `info` by default.
+pub fn init_logging() {
+    let filter = std::env::var("FLEXIPROXY_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs the gateway without any window until SIGINT or SIGTERM.
+///
+/// Prints one line to stdout once listening (`FlexiProxy gateway listening on http://…`) so
+/// scripts can wait for it and learn the port when `--port 0` was given.
+pub async fn run_headless(args: Args) -> ExitCode {
+    let mut settings = match Settings::from_args(&args) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("flexiproxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    settings.headless = true;
+    let gateway = match Gateway::start(settings).await {
+        Ok(gateway) => gateway,
+        Err(e) => {
+            eprintln!("flexiproxy: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(warning) = &gateway.secrets_status().warning {
+        tracing::warn!("{warning}");
+    }
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(
+        stdout,
+        "FlexiProxy gateway listening on {}",
+        gateway.base_url()
+    );
+    let _ = stdout.flush();
+    drop(stdout);
+
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    gateway.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,232 @@
+//! The gateway's one error type and how it reaches a client.
+//!
+//! Every failure a request can meet is a [`GatewayError`] variant whose message says what to
+//! fix. The same error renders differently per caller: an OpenAI client gets OpenAI's
+//! `{"error":{"message","type","param","code"}}`, the management API and the UI get
+//! `{"error":{"code","message"}}`. [`Rendered`] pairs an error with the shape its caller reads.
+//! Messages never carry secrets: they name providers and variables, not keys.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::secrets::SecretError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(
+        "missing API key: send your FlexiProxy adapter key as `Authorization: Bearer fp-…` or \
+         `x-api-key: fp-…` (create an adapter in FlexiProxy to get one)"
+    )]
+    MissingKey,
+    #[error(
+        "invalid API key: no FlexiProxy adapter has this key; create an adapter and use the key \
+         it shows (keys are shown once)"
+    )]
+    InvalidKey,
+    #[error("missing or wrong management token: send it as `Authorization: Bearer <token>`")]
+    Unauthorized,
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("request body is not valid JSON: {0}")]
+    BadJson(String),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("request body is larger than the gateway's limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    #[error(
+        "provider `{provider}` used by this adapter no longer exists; register it again or \
+         create an adapter for another provider"
+    )]
+    ProviderMissing { provider: String },
+    #[error("provider `{provider}` has no usable API key: {reason}")]
+    ProviderKey { provider: String, reason: String },
+    #[error("provider `{provider}` could not be reached at {url}: {reason}")]
+    UpstreamUnreachable {
+        provider: String,
+        url: String,
+        reason: String,
+    },
+    #[error("provider `{provider}` did not answer within {seconds} s ({url})")]
+    UpstreamTimeout {
+        provider: String,
+        url: String,
+        seconds: u64,
+    },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingKey | Self::InvalidKey | Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::BadJson(_) | Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+            Self::ProviderMissing { .. }
+            | Self::ProviderKey { .. }
+            | Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::Secret(SecretError::ReadOnly { .. } | SecretError::MissingEnv { .. }) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::Secret(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A stable machine-readable code, the same in every rendering.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_api_key",
+            Self::InvalidKey => "invalid_api_key",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::BadJson(_) => "invalid_json",
+            Self::Invalid(_) => "invalid_request",
+            Self::BodyTooLarge { .. } => "request_too_large",
+            Self::NotFound(_) => "not_found",
+            Self::Unsupported(_) => "unsupported",
+            Self::ProviderMissing { .. } => "provider_missing",
+            Self::ProviderKey { .. } => "provider_key_unavailable",
+            Self::UpstreamUnreachable { .. } => "upstream_unreachable",
+            Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::Secret(SecretError::ReadOnly { .. }) => "keychain_read_only",
+            Self::Secret(SecretError::MissingEnv { .. }) => "missing_env_variable",
+            Self::Secret(_) => "keychain_unavailable",
+            Self::Store(_) => "database_error",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    /// OpenAI's `error.type` family for this error.
+    fn openai_type(&self) -> &'static str {
+        match self.status() {
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            s if s.is_client_error() => "invalid_request_error",
+            StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => "upstream_error",
+            _ => "api_error",
+        }
+    }
+}
+
+/// Who is reading the error, and so which JSON shape it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorShape {
+    /// OpenAI Chat Completions / Completions / Embeddings clients.
+    OpenAi,
+    /// The management API and the UI.
+    Management,
+}
+
+/// An error on its way to a caller who reads `shape`.
+#[derive(Debug)]
+pub struct Rendered {
+    pub shape: ErrorShape,
+    pub error: GatewayError,
+}
+
+impl Rendered {
+    pub fn openai(error: impl Into<GatewayError>) -> Self {
+        Self {
+            shape: ErrorShape::OpenAi,
+            error: error.into(),
+        }
+    }
+
+    pub fn management(error: impl Into<GatewayError>) -> Self {
+        Self {
+            shape: ErrorShape::Management,
+            error: error.into(),
+        }
+    }
+}
+
+impl IntoResponse for Rendered {
+    fn into_response(self) -> Response {
+        let status = self.error.status();
+        let message = self.error.to_string();
+        if status.is_server_error() {
+            tracing::warn!(code = self.error.code(), %message, "request failed");
+        } else {
+            tracing::debug!(code = self.error.code(), %message, "request refused");
+        }
+        let body = match self.shape {
+            ErrorShape::OpenAi => json!({
+                "error": {
+                    "message": message,
+                    "type": self.error.openai_type(),
+                    "param": null,
+                    "code": self.error.code(),
+                }
+            }),
+            ErrorShape::Management => json!({
+                "error": { "code": self.error.code(), "message": message }
+            }),
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED && self.shape == ErrorShape::OpenAi {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"flexiproxy\""),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_json(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn openai_clients_get_openai_error_bodies() {
+        let response = Rendered::openai(GatewayError::UpstreamUnreachable {
+            provider: "deepseek".into(),
+            url: "http://127.0.0.1:9/v1/chat/completions".into(),
+            reason: "connection refused".into(),
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let body = body_json(response).await;
+        assert_eq!(body["error"]["type"], "upstream_error");
+        assert_eq!(body["error"]["code"], "upstream_unreachable");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("`deepseek`")
+        );
+    }
+
+    #[tokio::test]
+    async fn management_errors_have_code_and_message() {
+        let response =
+            Rendered::management(GatewayError::NotFound("provider `x`".into())).into_response();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        let body = body_json(response).await;
+        assert_eq!(body["error"]["code"], "not_found");
+        assert_eq!(body["error"]["message"], "not found: provider `x`");
+    }
+}

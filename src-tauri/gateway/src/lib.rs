@@ -1,0 +1,33 @@
+//! FlexiProxy's gateway: one local address in front of every LLM provider the user has a key
+//! for. This crate is the whole proxy and knows nothing of Tauri, so it builds, tests and runs
+//! headless anywhere; the desktop app (`src-tauri/app`) only wires it into a tray.
+//!
+//! The map, from the outside in:
+//! - `cli` / `config`: command line and environment, validated into [`Settings`].
+//! - `lifecycle`: [`Gateway::start`] brings the parts up in order; [`RunningGateway`] stops them.
+//! - `server`: the axum router: client API (`/v1`), management API (`/api`), web UI.
+//! - `relay`: the same-protocol fast path from client to provider and back.
+//! - `protocol`: wire formats (`openai_chat`), SSE framing, in-place JSON edits.
+//! - `registry`: providers and adapters in memory for the request path.
+//! - `access`: adapter keys, the management token, the Host/Origin guard.
+//! - `usage`: per-request records written off the request path; summaries.
+//! - `store`: the SQLite file and its migrations. `secrets`: keychain and the `Secret` type.
+//! - `error`: one error type, rendered in each caller's protocol.
+
+pub mod access;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod lifecycle;
+pub mod protocol;
+pub mod registry;
+pub mod relay;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod usage;
+
+pub use config::{SecretsMode, Settings};
+pub use lifecycle::{Gateway, RunningGateway, SecretsStatus, StartError};
+pub use secrets::Secret;

@@ -1,0 +1,314 @@
+//! Starting and stopping a gateway: the order in which its parts come up and go down.
+//!
+//! [`Gateway::start`] opens the database, chooses the secret store (saying plainly when no
+//! keychain is reachable), makes sure a management token exists, loads the registry, starts the
+//! usage writer, binds the listener and serves the router from `server`. The returned
+//! [`RunningGateway`] is what the desktop app and the headless runner hold: its address, the
+//! token for the window, and a graceful [`RunningGateway::shutdown`] that flushes usage.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::access::{HostGuard, ManagementAuth};
+use crate::config::{MANAGEMENT_TOKEN_ENV, SecretsMode, Settings};
+use crate::registry::Registry;
+use crate::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
+use crate::state::{AppState, Shared};
+use crate::store::{Database, StoreError};
+use crate::usage::Recorder;
+
+/// The keychain entry holding the management token.
+pub const MANAGEMENT_TOKEN_ENTRY: &str = "management-token";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Secrets(#[from] SecretError),
+    #[error(
+        "port {port} on {bind} is already in use ({source}); stop the other program, or start \
+         FlexiProxy with --port <another port> (FLEXIPROXY_PORT)"
+    )]
+    PortBusy {
+        bind: std::net::IpAddr,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {bind}:{port}: {source}")]
+    Bind {
+        bind: std::net::IpAddr,
+        port: u16,
+        source: std::io::Error,
+    },
+    #[error("cannot build the HTTP client: {0}")]
+    HttpClient(String),
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// Which secret store is in use, and what the user should know about it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretsStatus {
+    pub kind: &'static str,
+    pub writable: bool,
+    /// Set when secrets cannot be stored: the message says what to do.
+    pub warning: Option<String>,
+}
+
+/// Entry point for starting a gateway.
+#[derive(Debug)]
+pub struct Gateway;
+
+impl Gateway {
+    pub async fn start(settings: Settings) -> Result<RunningGateway, StartError> {
+        let data_dir = settings.data_dir.clone();
+        let db = blocking(move || Database::open(&data_dir)).await??;
+        let db = Arc::new(db);
+
+        let (secrets, status) = {
+            let db = db.clone();
+            let mode = settings.secrets.clone();
+            let headless = settings.headless;
+            blocking(move || choose_secrets(&db, &mode, headless)).await??
+        };
+        let management_token = match &settings.management_token {
+            Some(token) => Some(token.clone()),
+            None => {
+                let secrets = secrets.clone();
+                blocking(move || management_token(&*secrets)).await??
+            }
+        };
+
+        let usage_enabled = match settings.usage {
+            Some(forced) => forced,
+            None => {
+                let db = db.clone();
+                blocking(move || db.setting("usage_enabled"))
+                    .await??
+                    .is_none_or(|v| v != "false")
+            }
+        };
+        let recorder = Recorder::start(&db, usage_enabled)?;
+
+        let registry = Registry::default();
+        let registry = {
+            let db = db.clone();
+            let secrets = secrets.clone();
+            blocking(move || registry.reload(&db, &*secrets).map(|()| registry)).await??
+        };
+
+        if !settings.bind.is_loopback() {
+            tracing::warn!(
+                bind = %settings.bind,
+                "listening on a non-loopback address: other machines on your network can reach \
+                 this gateway (client requests still need an adapter key)"
+            );
+        }
+        let listener = TcpListener::bind((settings.bind, settings.port))
+            .await
+            .map_err(|source| {
+                if source.kind() == std::io::ErrorKind::AddrInUse {
+                    StartError::PortBusy {
+                        bind: settings.bind,
+                        port: settings.port,
+                        source,
+                    }
+                } else {
+                    StartError::Bind {
+                        bind: settings.bind,
+                        port: settings.port,
+                        source,
+                    }
+                }
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            bind: settings.bind,
+            port: settings.port,
+            source,
+        })?;
+        let host = if settings.bind.is_unspecified() || settings.bind.is_loopback() {
+            "127.0.0.1".to_owned()
+        } else {
+            local_addr.ip().to_string()
+        };
+        let base_url = format!("http://{host}:{}", local_addr.port());
+        let extra_hosts = if settings.bind.is_loopback() {
+            Vec::new()
+        } else {
+            vec![local_addr.ip().to_string()]
+        };
+
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .user_agent(concat!("FlexiProxy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| StartError::HttpClient(e.to_string()))?;
+
+        let state: AppState = Arc::new(Shared {
+            db,
+            registry,
+            secrets,
+            recorder: recorder.clone(),
+            http,
+            auth: ManagementAuth::new(management_token.as_ref()),
+            guard: HostGuard::new(local_addr.port(), &extra_hosts),
+            base_url: base_url.clone(),
+            listen: local_addr,
+            secrets_status: status.clone(),
+            settings,
+        });
+
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(crate::server::serve(listener, state, stop_rx));
+        tracing::info!(%base_url, secrets = status.kind, usage = usage_enabled, "gateway started");
+        Ok(RunningGateway {
+            local_addr,
+            base_url,
+            management_token,
+            secrets_status: status,
+            recorder,
+            stop: Some(stop_tx),
+            server,
+        })
+    }
+}
+
+/// A gateway that is serving. Dropping it without [`RunningGateway::shutdown`] leaves the
+/// server task running until the runtime ends.
+#[derive(Debug)]
+pub struct RunningGateway {
+    local_addr: SocketAddr,
+    base_url: String,
+    management_token: Option<Secret>,
+    secrets_status: SecretsStatus,
+    recorder: Recorder,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+impl RunningGateway {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address to give tools, e.g. `http://127.0.0.1:8317`.
+    pub fn base_url(&self) -> String {
+        self.base_url.clone()
+    }
+
+    pub fn management_token(&self) -> Option<Secret> {
+        self.management_token.clone()
+    }
+
+    pub fn secrets_status(&self) -> &SecretsStatus {
+        &self.secrets_status
+    }
+
+    /// Stops accepting connections, lets requests in flight finish (streams are cut after a
+    /// grace period), and writes every queued usage record.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let grace = std::time::Duration::from_secs(5);
+        if tokio::time::timeout(grace, &mut self.server).await.is_err() {
+            tracing::warn!("requests still running after {grace:?}; closing them");
+            self.server.abort();
+        }
+        let recorder = self.recorder.clone();
+        let _ = tokio::task::spawn_blocking(move || recorder.flush_and_stop()).await;
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StartError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StartError::Task(e.to_string()))
+}
+
+fn choose_secrets(
+    db: &Database,
+    mode: &SecretsMode,
+    headless: bool,
+) -> Result<(SharedSecretStore, SecretsStatus), StartError> {
+    let env_only = |reason: String| {
+        let warning = format!(
+            "{reason}. Provider keys can only be given as env:NAME references; the management \
+             API needs {MANAGEMENT_TOKEN_ENV}."
+        );
+        let store: SharedSecretStore = Arc::new(EnvOnly { reason });
+        let status = SecretsStatus {
+            kind: store.kind(),
+            writable: false,
+            warning: Some(warning),
+        };
+        (store, status)
+    };
+    match mode {
+        SecretsMode::Store(store) => {
+            let status = SecretsStatus {
+                kind: store.kind(),
+                writable: store.writable(),
+                warning: None,
+            };
+            Ok((store.clone(), status))
+        }
+        SecretsMode::Env => Ok(env_only("secrets are set to environment only".into())),
+        SecretsMode::Keychain | SecretsMode::Auto => {
+            let keychain = Keychain::new(format!("flexiproxy/{}", instance_id(db)?));
+            match keychain.probe() {
+                Ok(()) => {
+                    let store: SharedSecretStore = Arc::new(keychain);
+                    let status = SecretsStatus {
+                        kind: store.kind(),
+                        writable: true,
+                        warning: None,
+                    };
+                    Ok((store, status))
+                }
+                Err(e) if matches!(mode, SecretsMode::Auto) => {
+                    let context = if headless { "headless" } else { "desktop" };
+                    tracing::warn!(error = %e, context, "OS keychain unavailable");
+                    Ok(env_only(e.to_string()))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+/// A random id for this data directory, so two data directories on one machine keep separate
+/// keychain entries.
+fn instance_id(db: &Database) -> Result<String, StartError> {
+    if let Some(id) = db.setting("instance_id")? {
+        return Ok(id);
+    }
+    let id = Secret::generate("")?.expose()[..16].to_owned();
+    db.set_setting("instance_id", &id)?;
+    Ok(id)
+}
+
+fn management_token(
+    secrets: &dyn crate::secrets::SecretStore,
+) -> Result<Option<Secret>, StartError> {
+    if !secrets.writable() {
+        return Ok(None);
+    }
+    if let Some(token) = secrets.get(MANAGEMENT_TOKEN_ENTRY)? {
+        return Ok(Some(token));
+    }
+    let token = Secret::generate("fpm-")?;
+    secrets.set(MANAGEMENT_TOKEN_ENTRY, &token)?;
+    tracing::info!("created a management token in the {}", secrets.kind());
+    Ok(Some(token))
+}

@@ -1,0 +1,477 @@
+//! The same-protocol fast path: forwarding an OpenAI-compatible request to an OpenAI-compatible
+//! provider as bytes, and relaying the answer as it arrives while reading usage on the side.
+//!
+//! The request body is validated and edited in place by `protocol::rewrite` (only `model`, and
+//! `stream_options.include_usage` on streams, change); the response is wrapped in a [`Relay`]
+//! stream that hands each upstream chunk straight to the client. SSE chunks are also fed to an
+//! `EventSplitter` to find the usage chunk, which is dropped from the client's stream when the
+//! gateway itself asked for it. When the stream ends, breaks, or the client hangs up (the
+//! `Relay` is dropped, which drops the upstream response and so cancels the upstream request),
+//! one [`UsageRecord`] goes to the `usage` recorder.
+
+use std::collections::VecDeque;
+use std::error::Error as _;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::Stream;
+use futures_util::stream::BoxStream;
+
+use crate::access::{hash_key, presented_key};
+use crate::error::GatewayError;
+use crate::protocol::Protocol;
+use crate::protocol::openai_chat::{self, Endpoint};
+use crate::protocol::rewrite::{Edit, TopLevel, json_string, splice};
+use crate::protocol::sse::{self, EventSplitter};
+use crate::registry::{Adapter, ProviderKey};
+use crate::state::AppState;
+use crate::usage::{Outcome, Recorder, TokenUsage, UsageRecord};
+
+/// The most bytes of a non-streaming response kept aside to read its usage from.
+const USAGE_BODY_CAP: usize = 8 * 1024 * 1024;
+
+/// Upstream response headers worth passing to the client (request ids, rate-limit state).
+fn passes_through(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name == "x-request-id"
+        || name == "retry-after"
+        || name.starts_with("x-ratelimit-")
+        || name.starts_with("openai-")
+}
+
+/// Finds the adapter that owns the key the client presented.
+pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<Adapter>, GatewayError> {
+    let key = presented_key(headers).ok_or(GatewayError::MissingKey)?;
+    state
+        .registry
+        .snapshot()
+        .adapter_for_key(&hash_key(key))
+        .cloned()
+        .ok_or(GatewayError::InvalidKey)
+}
+
+/// Forwards one OpenAI-compatible request and returns the response to stream to the client.
+pub async fn forward(
+    state: &AppState,
+    endpoint: Endpoint,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
+    let started = Instant::now();
+    let adapter = authenticate(state, headers)?;
+    let snapshot = state.registry.snapshot();
+    let provider =
+        snapshot
+            .provider(&adapter.provider_id)
+            .ok_or_else(|| GatewayError::ProviderMissing {
+                provider: adapter.provider_id.clone(),
+            })?;
+    if provider.protocol != Protocol::OpenAiChat {
+        return Err(GatewayError::Unsupported(format!(
+            "provider `{}` speaks {}, and this gateway only relays OpenAI-compatible requests to \
+             openai_chat providers so far; register the provider's OpenAI-compatible endpoint \
+             instead",
+            provider.id, provider.protocol
+        )));
+    }
+
+    let top = TopLevel::scan(&body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+    let stream = endpoint.streams() && top.is_true("stream");
+    let mut edits = vec![top.set("model", json_string(&adapter.model_id))];
+    let client_wants_usage = if stream {
+        let (wants, edit) = include_usage(&top)?;
+        edits.extend(edit);
+        wants
+    } else {
+        false
+    };
+    let outgoing = splice(&body, edits);
+
+    let base = adapter.base_url.as_deref().unwrap_or(&provider.url);
+    let url = format!("{}{}", base.trim_end_matches('/'), endpoint.upstream_path());
+    let mut request = state
+        .http
+        .post(&url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::ACCEPT,
+            if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+        );
+    match &provider.key {
+        ProviderKey::None => {}
+        ProviderKey::Ready(key) => request = request.bearer_auth(key.expose()),
+        ProviderKey::Unavailable(reason) => {
+            return Err(GatewayError::ProviderKey {
+                provider: provider.id.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
+
+    let mut meter = Meter {
+        recorder: state.recorder.clone(),
+        started,
+        first_byte: None,
+        record: UsageRecord {
+            ts_ms: now_ms(),
+            adapter: Some(adapter.create_time),
+            provider_id: provider.id.clone(),
+            model: adapter.model_id.clone(),
+            endpoint: endpoint.name(),
+            stream,
+            status: 0,
+            tokens: TokenUsage::default(),
+            latency_ms: 0,
+            ttfb_ms: None,
+            outcome: Outcome::Failed,
+            error: None,
+        },
+        finished: false,
+    };
+
+    let timeout = state.settings.response_timeout;
+    let upstream = match tokio::time::timeout(timeout, request.body(outgoing).send()).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            let error = GatewayError::UpstreamUnreachable {
+                provider: provider.id.clone(),
+                url,
+                reason: describe(&e),
+            };
+            meter.fail(&error);
+            return Err(error);
+        }
+        Err(_) => {
+            let error = GatewayError::UpstreamTimeout {
+                provider: provider.id.clone(),
+                url,
+                seconds: timeout.as_secs(),
+            };
+            meter.fail(&error);
+            return Err(error);
+        }
+    };
+
+    let status = upstream.status();
+    meter.record.status = status.as_u16();
+    let is_sse = upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    if !status.is_success() {
+        meter.record.error = Some(format!(
+            "provider `{}` answered {status}",
+            provider.id.as_str()
+        ));
+    }
+
+    let mut response = Response::builder().status(status);
+    if let Some(response_headers) = response.headers_mut() {
+        for (name, value) in upstream.headers() {
+            if passes_through(name) {
+                response_headers.append(name.clone(), value.clone());
+            }
+        }
+        let content_type = upstream
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/json"));
+        response_headers.insert(header::CONTENT_TYPE, content_type);
+        if is_sse {
+            response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        }
+    }
+    let mode = if is_sse {
+        Mode::Events {
+            splitter: EventSplitter::default(),
+            strip_usage: !client_wants_usage,
+        }
+    } else {
+        Mode::Whole {
+            chunks: Vec::new(),
+            size: 0,
+        }
+    };
+    let relay = Relay {
+        upstream: Box::pin(upstream.bytes_stream()),
+        mode,
+        pending: VecDeque::new(),
+        meter,
+    };
+    response
+        .body(Body::from_stream(relay))
+        .map_err(|e| GatewayError::Internal(e.to_string()))
+}
+
+/// Whether the client asked for the usage chunk, and the edit that makes the upstream send it.
+fn include_usage(top: &TopLevel<'_>) -> Result<(bool, Option<Edit>), GatewayError> {
+    let Some(raw) = top.get("stream_options").filter(|raw| *raw != "null") else {
+        let edit = top.set(
+            "stream_options",
+            Bytes::from_static(br#"{"include_usage":true}"#),
+        );
+        return Ok((false, Some(edit)));
+    };
+    let mut options: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)
+        .map_err(|_| GatewayError::Invalid("`stream_options` must be an object".into()))?;
+    if options.get("include_usage") == Some(&serde_json::Value::Bool(true)) {
+        return Ok((true, None));
+    }
+    options.insert("include_usage".into(), serde_json::Value::Bool(true));
+    let text = serde_json::to_vec(&options).map_err(|e| GatewayError::Internal(e.to_string()))?;
+    Ok((false, Some(top.set("stream_options", text))))
+}
+
+/// A transport error as a short reason a user can act on ("connection refused").
+fn describe(error: &reqwest::Error) -> String {
+    let mut reason = if error.is_connect() {
+        "connection failed".to_owned()
+    } else if error.is_timeout() {
+        "timed out".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !reason.contains(&text) {
+            reason.push_str(": ");
+            reason.push_str(&text);
+        }
+        source = cause.source();
+    }
+    reason
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Times the exchange and sends its usage record exactly once.
+struct Meter {
+    recorder: Recorder,
+    started: Instant,
+    first_byte: Option<Instant>,
+    record: UsageRecord,
+    finished: bool,
+}
+
+impl Meter {
+    fn finish(&mut self, outcome: Outcome) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        let now = Instant::now();
+        self.record.outcome = outcome;
+        self.record.latency_ms = millis(now - self.started);
+        self.record.ttfb_ms = self.first_byte.map(|t| millis(t - self.started));
+        self.recorder.record(self.record.clone());
+    }
+
+    fn fail(&mut self, error: &GatewayError) {
+        self.record.status = error.status().as_u16();
+        self.record.error = Some(error.to_string());
+        self.finish(Outcome::Failed);
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+enum Mode {
+    /// An SSE stream: chunks pass through; whole events are inspected for usage.
+    Events {
+        splitter: EventSplitter,
+        /// Drop the usage-only chunk: the gateway asked for it, the client did not.
+        strip_usage: bool,
+    },
+    /// Any other body: chunks pass through and are kept aside to read usage at the end.
+    Whole { chunks: Vec<Bytes>, size: usize },
+}
+
+/// The client's response body: the upstream's body, relayed chunk by chunk.
+struct Relay {
+    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    mode: Mode,
+    /// Events ready to send when a chunk had to be split (usage stripping).
+    pending: VecDeque<Bytes>,
+    meter: Meter,
+}
+
+impl Relay {
+    /// Takes one upstream chunk; returns what to send now, if anything.
+    fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if self.meter.first_byte.is_none() {
+            self.meter.first_byte = Some(Instant::now());
+        }
+        match &mut self.mode {
+            Mode::Whole { chunks, size } => {
+                if *size + chunk.len() <= USAGE_BODY_CAP {
+                    *size += chunk.len();
+                    chunks.push(chunk.clone());
+                }
+                Some(chunk)
+            }
+            Mode::Events {
+                splitter,
+                strip_usage: false,
+            } => {
+                for event in splitter.push(chunk.clone()) {
+                    read_event_usage(&event, &mut self.meter.record.tokens);
+                }
+                Some(chunk)
+            }
+            Mode::Events {
+                splitter,
+                strip_usage: true,
+            } => {
+                let events = splitter.push(chunk);
+                let mut kept = events.into_iter().filter(|event| {
+                    let usage_only = read_event_usage(event, &mut self.meter.record.tokens);
+                    !usage_only
+                });
+                let first = kept.next();
+                self.pending.extend(kept);
+                first
+            }
+        }
+    }
+
+    fn on_end(&mut self) -> Option<Bytes> {
+        let mut rest = None;
+        match &mut self.mode {
+            Mode::Whole { chunks, .. } => {
+                let usage = if chunks.len() == 1 {
+                    openai_chat::response_usage(&chunks[0])
+                } else {
+                    openai_chat::response_usage(&chunks.concat())
+                };
+                if let Some(usage) = usage {
+                    self.meter.record.tokens = usage;
+                }
+            }
+            Mode::Events { splitter, .. } => {
+                // An unterminated last event is still the client's.
+                if let Some(tail) = splitter.finish() {
+                    read_event_usage(&tail, &mut self.meter.record.tokens);
+                    rest = Some(tail);
+                }
+            }
+        }
+        let outcome =
+            if StatusCode::from_u16(self.meter.record.status).is_ok_and(|s| s.is_success()) {
+                Outcome::Completed
+            } else {
+                Outcome::UpstreamError
+            };
+        self.meter.finish(outcome);
+        rest
+    }
+}
+
+/// Reads usage from one SSE event into `tokens`; returns whether the event is usage-only.
+fn read_event_usage(event: &[u8], tokens: &mut TokenUsage) -> bool {
+    let Some(data) = sse::data(event) else {
+        return false;
+    };
+    let read = openai_chat::chunk_usage(&data);
+    if let Some(usage) = read.usage {
+        *tokens = usage;
+    }
+    read.usage_only
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if let Some(event) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            if this.meter.finished {
+                return Poll::Ready(None);
+            }
+            match this.upstream.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(chunk))) => {
+                    if let Some(out) = this.on_chunk(chunk) {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.meter.record.error = Some(format!(
+                        "provider `{}` broke off the response: {}",
+                        this.meter.record.provider_id,
+                        describe(&e)
+                    ));
+                    this.meter.finish(Outcome::Interrupted);
+                    return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                }
+                Poll::Ready(None) => {
+                    if let Some(tail) = this.on_end() {
+                        return Poll::Ready(Some(Ok(tail)));
+                    }
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        // Dropped before the end: the client hung up. Dropping `upstream` closes the upstream
+        // connection, which cancels the request there.
+        if !self.meter.finished {
+            self.meter.record.error = Some("the client closed the connection".into());
+            self.meter.finish(Outcome::ClientClosed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn include_usage_is_added_or_respected() {
+        let top = TopLevel::scan(br#"{"stream":true}"#).unwrap();
+        let (wants, edit) = include_usage(&top).unwrap();
+        assert!(!wants);
+        assert!(edit.is_some());
+
+        let top =
+            TopLevel::scan(br#"{"stream":true,"stream_options":{"include_usage":true}}"#).unwrap();
+        assert_eq!(include_usage(&top).unwrap(), (true, None));
+
+        let body = Bytes::from_static(
+            br#"{"stream":true,"stream_options":{"include_usage":false,"x":1}}"#,
+        );
+        let top = TopLevel::scan(&body).unwrap();
+        let (wants, edit) = include_usage(&top).unwrap();
+        assert!(!wants);
+        let out = splice(&body, edit.into_iter().collect());
+        let value: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(value["stream_options"]["include_usage"], true);
+        assert_eq!(value["stream_options"]["x"], 1);
+    }
+}

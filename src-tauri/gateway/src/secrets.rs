@@ -1,0 +1,335 @@
+//! Secrets: provider API keys and the management token.
+//!
+//! A [`Secret`] is a string that never prints: `Debug` and `Display` show a redacted hint and
+//! it has no `Serialize`, so it cannot end up in logs, SQLite rows or JSON bodies by accident.
+//! Secrets are kept behind the [`SecretStore`] trait: the OS keychain ([`Keychain`]) in the app,
+//! [`MemoryStore`] in tests, and [`EnvOnly`] for headless machines without a keychain, which
+//! reads nothing itself and refuses to store anything (secrets then come from `env:NAME`
+//! references, resolved by [`SecretRef`]). `store` only ever holds a reference, never the value.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// A secret value. Redacted in `Debug`/`Display`; read it with [`Secret::expose`] only where it is
+/// sent on the wire.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(Arc::from(value.into()))
+    }
+
+    /// The value itself: call this only to put it in an outgoing header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A hint safe to show: the first few characters of a key that has a recognisable prefix
+    /// and its length, e.g. `sk-p…(51 chars)`. Keys shorter than 16 characters show no characters.
+    pub fn hint(&self) -> String {
+        let len = self.0.chars().count();
+        if len < 16 {
+            return format!("…({len} chars)");
+        }
+        let head: String = self.0.chars().take(4).collect();
+        format!("{head}…({len} chars)")
+    }
+
+    /// A fresh random secret: `prefix` followed by 32 random bytes in hex.
+    pub fn generate(prefix: &str) -> Result<Self, SecretError> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| SecretError::Random(e.to_string()))?;
+        let mut value = String::with_capacity(prefix.len() + 64);
+        value.push_str(prefix);
+        for byte in bytes {
+            value.push_str(&format!("{byte:02x}"));
+        }
+        Ok(Self::new(value))
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Why a secret could not be read or written. Messages say what the user can do about it and
+/// never contain the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error(
+        "no OS keychain is reachable ({detail}). On Linux the keychain is the Secret Service: \
+         install and unlock gnome-keyring or KeePassXC in a desktop session. Headless, give keys \
+         as env:NAME references and set FLEXIPROXY_MANAGEMENT_TOKEN."
+    )]
+    Unavailable { detail: String },
+    #[error(
+        "the OS keychain is locked ({detail}); unlock it (log in to the desktop session or run \
+         `gnome-keyring-daemon --unlock`) and try again"
+    )]
+    Locked { detail: String },
+    #[error(
+        "this gateway has no keychain, so it cannot store `{name}`; give it as an env:NAME reference instead"
+    )]
+    ReadOnly { name: String },
+    #[error(
+        "environment variable `{var}` named by the reference env:{var} is not set or not valid UTF-8"
+    )]
+    MissingEnv { var: String },
+    #[error("the keychain failed on `{name}`: {detail}")]
+    Backend { name: String, detail: String },
+    #[error("could not draw random bytes: {0}")]
+    Random(String),
+}
+
+/// Where secrets live. Names are plain identifiers such as `provider:openai` or
+/// `management-token`; values are [`Secret`]s.
+///
+/// Implementations may block (the keychain talks to D-Bus): call them from
+/// `tokio::task::spawn_blocking` on the async side.
+pub trait SecretStore: Send + Sync + fmt::Debug {
+    /// A short name for messages: "OS keychain", "memory", "environment only".
+    fn kind(&self) -> &'static str;
+    fn get(&self, name: &str) -> Result<Option<Secret>, SecretError>;
+    fn set(&self, name: &str, value: &Secret) -> Result<(), SecretError>;
+    fn delete(&self, name: &str) -> Result<(), SecretError>;
+    /// Whether `set` can succeed at all; false for [`EnvOnly`].
+    fn writable(&self) -> bool {
+        true
+    }
+}
+
+/// The OS keychain through `keyring`: Secret Service on Linux, Keychain on macOS, Credential
+/// Manager on Windows. Every entry uses the service name given at construction, so two data
+/// directories (e.g. tests) can keep separate entries.
+#[derive(Debug, Clone)]
+pub struct Keychain {
+    service: String,
+}
+
+impl Keychain {
+    pub fn new(service: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+        }
+    }
+
+    /// Checks that the keychain answers, so the app can say so at start-up instead of failing on
+    /// the first request. A missing entry is a healthy answer.
+    pub fn probe(&self) -> Result<(), SecretError> {
+        self.get("probe").map(|_| ())
+    }
+
+    fn entry(&self, name: &str) -> Result<keyring::Entry, SecretError> {
+        keyring::Entry::new(&self.service, name).map_err(|e| map_keyring_error(name, &e))
+    }
+}
+
+fn map_keyring_error(name: &str, error: &keyring::Error) -> SecretError {
+    let detail = error.to_string();
+    match error {
+        keyring::Error::PlatformFailure(_) | keyring::Error::NoStorageAccess(_) => {
+            if detail.to_ascii_lowercase().contains("locked") {
+                SecretError::Locked { detail }
+            } else {
+                SecretError::Unavailable { detail }
+            }
+        }
+        _ if detail.to_ascii_lowercase().contains("locked") => SecretError::Locked { detail },
+        _ => SecretError::Backend {
+            name: name.to_owned(),
+            detail,
+        },
+    }
+}
+
+impl SecretStore for Keychain {
+    fn kind(&self) -> &'static str {
+        "OS keychain"
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Secret>, SecretError> {
+        match self.entry(name)?.get_password() {
+            Ok(value) => Ok(Some(Secret::new(value))),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(map_keyring_error(name, &e)),
+        }
+    }
+
+    fn set(&self, name: &str, value: &Secret) -> Result<(), SecretError> {
+        self.entry(name)?
+            .set_password(value.expose())
+            .map_err(|e| map_keyring_error(name, &e))
+    }
+
+    fn delete(&self, name: &str) -> Result<(), SecretError> {
+        match self.entry(name)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(map_keyring_error(name, &e)),
+        }
+    }
+}
+
+/// Secrets in process memory, gone at exit. For tests and for benchmarks.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    entries: Mutex<HashMap<String, Secret>>,
+}
+
+impl SecretStore for MemoryStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Secret>, SecretError> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(entries.get(name).cloned())
+    }
+
+    fn set(&self, name: &str, value: &Secret) -> Result<(), SecretError> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.insert(name.to_owned(), value.clone());
+        Ok(())
+    }
+
+    fn delete(&self, name: &str) -> Result<(), SecretError> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.remove(name);
+        Ok(())
+    }
+}
+
+/// For a headless machine with no keychain: stores nothing, so no secret is ever written in
+/// clear. Keys are given as `env:NAME` references instead.
+#[derive(Debug, Clone)]
+pub struct EnvOnly {
+    /// Why the keychain is not used, repeated in errors.
+    pub reason: String,
+}
+
+impl SecretStore for EnvOnly {
+    fn kind(&self) -> &'static str {
+        "environment only"
+    }
+
+    fn get(&self, _name: &str) -> Result<Option<Secret>, SecretError> {
+        Ok(None)
+    }
+
+    fn set(&self, name: &str, _value: &Secret) -> Result<(), SecretError> {
+        Err(SecretError::ReadOnly {
+            name: name.to_owned(),
+        })
+    }
+
+    fn delete(&self, _name: &str) -> Result<(), SecretError> {
+        Ok(())
+    }
+
+    fn writable(&self) -> bool {
+        false
+    }
+}
+
+/// Where a provider's key comes from, as recorded in the database: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretRef {
+    /// In the secret store under this entry name.
+    Stored(String),
+    /// In this environment variable (`env:NAME`), read when needed.
+    Env(String),
+}
+
+impl SecretRef {
+    /// The prefix that marks a key given as a reference to an environment variable.
+    pub const ENV_PREFIX: &'static str = "env:";
+
+    /// Parses the database form (`store:NAME` or `env:NAME`).
+    pub fn parse(raw: &str) -> Option<Self> {
+        if let Some(var) = raw.strip_prefix(Self::ENV_PREFIX) {
+            return Some(Self::Env(var.to_owned()));
+        }
+        raw.strip_prefix("store:")
+            .map(|name| Self::Stored(name.to_owned()))
+    }
+
+    /// The database form.
+    pub fn to_db(&self) -> String {
+        match self {
+            Self::Stored(name) => format!("store:{name}"),
+            Self::Env(var) => format!("{}{var}", Self::ENV_PREFIX),
+        }
+    }
+
+    /// Reads the secret this reference points at.
+    pub fn resolve(&self, store: &dyn SecretStore) -> Result<Option<Secret>, SecretError> {
+        match self {
+            Self::Stored(name) => store.get(name),
+            Self::Env(var) => match std::env::var(var) {
+                Ok(value) if !value.is_empty() => Ok(Some(Secret::new(value))),
+                _ => Err(SecretError::MissingEnv { var: var.clone() }),
+            },
+        }
+    }
+}
+
+/// The secret store chosen for this process, shared by every part of the gateway.
+pub type SharedSecretStore = Arc<dyn SecretStore>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_prints_its_value() {
+        let secret = Secret::new("sk-live-0123456789abcdef");
+        assert_eq!(format!("{secret}"), "<redacted>");
+        assert!(!format!("{secret:?}").contains("0123"));
+        assert_eq!(secret.hint(), "sk-l…(24 chars)");
+        assert_eq!(Secret::new("short").hint(), "…(5 chars)");
+    }
+
+    #[test]
+    fn generated_secrets_are_distinct_and_prefixed() {
+        let a = Secret::generate("fp-").unwrap();
+        let b = Secret::generate("fp-").unwrap();
+        assert!(a.expose().starts_with("fp-"));
+        assert_eq!(a.expose().len(), 3 + 64);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn references_round_trip_and_resolve() {
+        let store = MemoryStore::default();
+        store.set("provider:x", &Secret::new("k1")).unwrap();
+        let stored = SecretRef::parse("store:provider:x").unwrap();
+        assert_eq!(stored.to_db(), "store:provider:x");
+        assert_eq!(stored.resolve(&store).unwrap().unwrap().expose(), "k1");
+
+        let missing = SecretRef::parse("env:FLEXIPROXY_TEST_UNSET_VARIABLE").unwrap();
+        assert!(matches!(
+            missing.resolve(&store),
+            Err(SecretError::MissingEnv { .. })
+        ));
+        assert_eq!(SecretRef::parse("plain"), None);
+    }
+
+    #[test]
+    fn env_only_refuses_to_store() {
+        let store = EnvOnly {
+            reason: "none".into(),
+        };
+        let err = store.set("provider:x", &Secret::new("k")).unwrap_err();
+        assert!(err.to_string().contains("env:NAME"));
+        assert!(!store.writable());
+    }
+}

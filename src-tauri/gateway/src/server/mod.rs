@@ -1,0 +1,61 @@
+//! The HTTP server: one axum router for the client APIs (`/v1`), the management API (`/api`),
+//! the web UI, and `/health`, served on the listener `lifecycle` bound.
+//!
+//! Accepted sockets get TCP_NODELAY (axum leaves it off, and Nagle's algorithm would add ~40 ms
+//! to small responses). The body limit applies to every route; handlers render its rejection in
+//! their caller's error shape.
+
+mod assets;
+mod client_api;
+mod management;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.max_body_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(client_api::chat_completions))
+        .route("/v1/completions", post(client_api::completions))
+        .route("/v1/embeddings", post(client_api::embeddings))
+        .route("/v1/models", get(client_api::models))
+        .route("/v1/{*rest}", axum::routing::any(client_api::not_found))
+        .nest("/api", management::router(state.clone()))
+        .route("/", get(assets::index))
+        .route("/index.html", get(assets::index))
+        .route("/app.js", get(assets::script))
+        .route("/style.css", get(assets::style))
+        .route("/icon.png", get(assets::icon))
+        .route(
+            "/health",
+            get(|| async {
+                axum::Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+            }),
+        )
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves until `stop` fires, then lets requests in flight finish.
+pub async fn serve(listener: TcpListener, state: AppState, stop: oneshot::Receiver<()>) {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = stop.await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "server stopped with an error");
+    }
+}
