@@ -60,6 +60,12 @@ pub struct Args {
     /// Record usage statistics [default: the saved setting, on for a new install].
     #[arg(long, env = "FLEXIPROXY_USAGE", value_enum)]
     pub usage: Option<UsageArg>,
+    /// Seconds to wait for a provider's response headers before answering 504.
+    #[arg(long, env = "FLEXIPROXY_UPSTREAM_TIMEOUT", default_value_t = 600)]
+    pub upstream_timeout: u64,
+    /// Print the management token (to sign in to the web UI from a browser) and exit.
+    #[arg(long)]
+    pub show_token: bool,
 }
 
 /// Logs to stderr, filtered by `FLEXIPROXY_LOG` (or `RUST_LOG`), `info` by default.
@@ -86,6 +92,9 @@ pub async fn run_headless(args: Args) -> ExitCode {
         }
     };
     settings.headless = true;
+    if args.show_token {
+        return show_token(settings).await;
+    }
     let gateway = match Gateway::start(settings).await {
         Ok(gateway) => gateway,
         Err(e) => {
@@ -109,6 +118,27 @@ pub async fn run_headless(args: Args) -> ExitCode {
     tracing::info!("shutting down");
     gateway.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// Prints the management token the gateway with these settings would use.
+async fn show_token(settings: Settings) -> ExitCode {
+    match crate::lifecycle::management_token_for(settings).await {
+        Ok(Some(token)) => {
+            println!("{}", token.expose());
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!(
+                "flexiproxy: no management token: no OS keychain is reachable and \
+                 FLEXIPROXY_MANAGEMENT_TOKEN is not set"
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("flexiproxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -102,6 +102,7 @@ impl Settings {
             usage: args.usage.map(|u| u == UsageArg::On),
             management_token,
             headless: args.headless,
+            response_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
             ..Self::new(data_dir)
         })
     }

@@ -65,12 +65,18 @@ pub struct SecretsStatus {
 #[derive(Debug)]
 pub struct Gateway;
 
-impl Gateway {
-    pub async fn start(settings: Settings) -> Result<RunningGateway, StartError> {
-        let data_dir = settings.data_dir.clone();
-        let db = blocking(move || Database::open(&data_dir)).await??;
-        let db = Arc::new(db);
+/// The parts that hold state across restarts: the database, the secret store, the token.
+struct Foundation {
+    db: Arc<Database>,
+    secrets: SharedSecretStore,
+    status: SecretsStatus,
+    management_token: Option<Secret>,
+}
 
+impl Foundation {
+    async fn open(settings: &Settings) -> Result<Self, StartError> {
+        let data_dir = settings.data_dir.clone();
+        let db = Arc::new(blocking(move || Database::open(&data_dir)).await??);
         let (secrets, status) = {
             let db = db.clone();
             let mode = settings.secrets.clone();
@@ -84,6 +90,29 @@ impl Gateway {
                 blocking(move || management_token(&*secrets)).await??
             }
         };
+        Ok(Self {
+            db,
+            secrets,
+            status,
+            management_token,
+        })
+    }
+}
+
+/// The management token a gateway with `settings` uses (created if it does not exist yet),
+/// without starting it: for `flexiproxy --show-token`.
+pub async fn management_token_for(settings: Settings) -> Result<Option<Secret>, StartError> {
+    Ok(Foundation::open(&settings).await?.management_token)
+}
+
+impl Gateway {
+    pub async fn start(settings: Settings) -> Result<RunningGateway, StartError> {
+        let Foundation {
+            db,
+            secrets,
+            status,
+            management_token,
+        } = Foundation::open(&settings).await?;
 
         let usage_enabled = match settings.usage {
             Some(forced) => forced,

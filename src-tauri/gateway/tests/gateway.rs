@@ -4,6 +4,10 @@
 //! the client did not ask), disconnects cancelling the upstream, and errors that name the
 //! provider. The Python end-to-end suite under `tests/e2e` repeats the important paths with the
 //! official SDK against the real binary.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test fixtures: a failed unwrap is a failed test, with its location"
+)]
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,7 +61,7 @@ async fn upstream_chat(
     }
     let include_usage = value["stream_options"]["include_usage"] == true;
     let slow = value["messages"][0]["content"] == "slow";
-    let guard = CancelGuard(seen.clone(), false);
+    let guard = CancelGuard(seen, false);
     let stream = async_stream(move |tx| async move {
         let mut guard = guard;
         for word in ["hel", "lo"] {
