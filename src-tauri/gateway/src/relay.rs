@@ -29,7 +29,7 @@ use crate::protocol::Protocol;
 use crate::protocol::openai_chat::{self, Endpoint};
 use crate::protocol::rewrite::{Edit, TopLevel, json_string, splice};
 use crate::protocol::sse::{self, EventSplitter};
-use crate::registry::{Adapter, ProviderKey};
+use crate::registry::{Adapter, ProviderKey, Snapshot};
 use crate::state::AppState;
 use crate::usage::{Outcome, Recorder, TokenUsage, UsageRecord};
 
@@ -46,11 +46,12 @@ fn passes_through(name: &HeaderName) -> bool {
 }
 
 /// Finds the adapter that owns the key the client presented.
-pub fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Arc<Adapter>, GatewayError> {
+pub fn authenticate(
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+) -> Result<Arc<Adapter>, GatewayError> {
     let key = presented_key(headers).ok_or(GatewayError::MissingKey)?;
-    state
-        .registry
-        .snapshot()
+    snapshot
         .adapter_for_key(&hash_key(key))
         .cloned()
         .ok_or(GatewayError::InvalidKey)
@@ -64,8 +65,8 @@ pub async fn forward(
     body: Bytes,
 ) -> Result<Response, GatewayError> {
     let started = Instant::now();
-    let adapter = authenticate(state, headers)?;
     let snapshot = state.registry.snapshot();
+    let adapter = authenticate(&snapshot, headers)?;
     let provider =
         snapshot
             .provider(&adapter.provider_id)

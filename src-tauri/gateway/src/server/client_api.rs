@@ -71,7 +71,8 @@ pub async fn models(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, Rendered> {
-    let adapter = relay::authenticate(&state, &headers).map_err(Rendered::openai)?;
+    let adapter =
+        relay::authenticate(&state.registry.snapshot(), &headers).map_err(Rendered::openai)?;
     Ok(Json(json!({
         "object": "list",
         "data": [{
