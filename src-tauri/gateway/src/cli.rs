@@ -9,7 +9,7 @@
     reason = "the headless entry point talks to the terminal"
 )]
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +76,7 @@ pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -84,14 +85,13 @@ pub fn init_logging() {
 /// Prints one line to stdout once listening (`FlexiProxy gateway listening on http://…`) so
 /// scripts can wait for it and learn the port when `--port 0` was given.
 pub async fn run_headless(args: Args) -> ExitCode {
-    let mut settings = match Settings::from_args(&args) {
+    let settings = match Settings::from_args(&args) {
         Ok(settings) => settings,
         Err(e) => {
             eprintln!("flexiproxy: {e}");
             return ExitCode::FAILURE;
         }
     };
-    settings.headless = true;
     if args.show_token {
         return show_token(settings).await;
     }
@@ -141,7 +141,8 @@ async fn show_token(settings: Settings) -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C, or SIGTERM on Unix (what `kill`, systemd and session logout send).
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;

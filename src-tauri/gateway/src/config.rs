@@ -22,7 +22,8 @@ pub const MANAGEMENT_TOKEN_ENV: &str = "FLEXIPROXY_MANAGEMENT_TOKEN";
 /// Where secrets are kept.
 #[derive(Debug, Clone)]
 pub enum SecretsMode {
-    /// The OS keychain if it answers; otherwise, headless, environment references only.
+    /// The OS keychain if it answers; otherwise environment references only, with a warning
+    /// that the app, the log and the UI show.
     Auto,
     /// The OS keychain, or refuse to start.
     Keychain,
@@ -43,8 +44,6 @@ pub struct Settings {
     pub usage: Option<bool>,
     /// A management token given by the environment instead of the keychain.
     pub management_token: Option<Secret>,
-    /// Whether this process has no window (affects how a missing keychain is handled).
-    pub headless: bool,
     pub max_body_bytes: usize,
     pub connect_timeout: Duration,
     /// How long to wait for an upstream's response headers (models can think for minutes).
@@ -74,7 +73,6 @@ impl Settings {
             secrets: SecretsMode::Auto,
             usage: None,
             management_token: None,
-            headless: true,
             max_body_bytes: DEFAULT_MAX_BODY,
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(600),
@@ -101,7 +99,6 @@ impl Settings {
             },
             usage: args.usage.map(|u| u == UsageArg::On),
             management_token,
-            headless: args.headless,
             response_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
             ..Self::new(data_dir)
         })

@@ -80,8 +80,7 @@ impl Foundation {
         let (secrets, status) = {
             let db = db.clone();
             let mode = settings.secrets.clone();
-            let headless = settings.headless;
-            blocking(move || choose_secrets(&db, &mode, headless)).await??
+            blocking(move || choose_secrets(&db, &mode)).await??
         };
         let management_token = match &settings.management_token {
             Some(token) => Some(token.clone()),
@@ -268,12 +267,12 @@ async fn blocking<T: Send + 'static>(
 fn choose_secrets(
     db: &Database,
     mode: &SecretsMode,
-    headless: bool,
 ) -> Result<(SharedSecretStore, SecretsStatus), StartError> {
     let env_only = |reason: String| {
         let warning = format!(
-            "{reason}. Provider keys can only be given as env:NAME references; the management \
-             API needs {MANAGEMENT_TOKEN_ENV}."
+            "{}. Provider keys can only be given as env:NAME references; the management \
+             API needs {MANAGEMENT_TOKEN_ENV}.",
+            reason.trim_end_matches('.')
         );
         let store: SharedSecretStore = Arc::new(EnvOnly { reason });
         let status = SecretsStatus {
@@ -305,11 +304,8 @@ fn choose_secrets(
                     };
                     Ok((store, status))
                 }
-                Err(e) if matches!(mode, SecretsMode::Auto) => {
-                    let context = if headless { "headless" } else { "desktop" };
-                    tracing::warn!(error = %e, context, "OS keychain unavailable");
-                    Ok(env_only(e.to_string()))
-                }
+                // The caller shows the resulting warning (log line, window, UI banner).
+                Err(e) if matches!(mode, SecretsMode::Auto) => Ok(env_only(e.to_string())),
                 Err(e) => Err(e.into()),
             }
         }

@@ -6,8 +6,8 @@
 //! stream that hands each upstream chunk straight to the client. SSE chunks are also fed to an
 //! `EventSplitter` to find the usage chunk, which is dropped from the client's stream when the
 //! gateway itself asked for it. When the stream ends, breaks, or the client hangs up (the
-//! `Relay` is dropped, which drops the upstream response and so cancels the upstream request),
-//! one [`UsageRecord`] goes to the `usage` recorder.
+//! request future or the `Relay` is dropped, which drops the upstream request and so cancels
+//! it there), one [`UsageRecord`] goes to the `usage` recorder.
 
 use std::collections::VecDeque;
 use std::error::Error as _;
@@ -438,13 +438,14 @@ impl Stream for Relay {
     }
 }
 
-impl Drop for Relay {
+impl Drop for Meter {
     fn drop(&mut self) {
-        // Dropped before the end: the client hung up. Dropping `upstream` closes the upstream
-        // connection, which cancels the request there.
-        if !self.meter.finished {
-            self.meter.record.error = Some("the client closed the connection".into());
-            self.meter.finish(Outcome::ClientClosed);
+        // Dropped unfinished: the client hung up, either while the gateway waited for the
+        // upstream's headers (the `forward` future was dropped) or mid-body (the `Relay` was).
+        // Either way the upstream request is dropped with it, which cancels it there.
+        if !self.finished {
+            self.record.error = Some("the client closed the connection".into());
+            self.finish(Outcome::ClientClosed);
         }
     }
 }

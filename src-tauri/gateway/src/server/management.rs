@@ -380,7 +380,8 @@ async fn create_adapter(
         create_time: now_ms(),
         provider_id: provider.id.clone(),
         model_id: input.model_id.trim().to_owned(),
-        base_url: base_url.or(Some(provider.url)),
+        // No URL of its own: the adapter follows the provider's URL when that changes.
+        base_url,
         key_hash: hash_hex(&key.hash),
         key_hint: key.hint,
     };
