@@ -1,0 +1,33 @@
+# Convenience targets; the scripts in .ci/ are the source of truth (CI runs `bash .ci/run`).
+#   make start   build and start FlexiProxy (tray app with a display, else headless)
+#   make test    everything CI checks: fmt, clippy, cargo tests, build, end-to-end tests
+#   make e2e     only the end-to-end tests (builds the binary first); PYTEST_ARGS="-k secrets"
+#   make lint    cargo fmt --check and clippy -D warnings
+#   make fmt     format the Rust code
+#   make bench   the benchmark (release build)
+
+.PHONY: start test e2e lint fmt bench setup
+
+start:
+	./.ci/start
+
+test:
+	./.ci/run
+
+e2e:
+	./.ci/setup
+	cargo build -p flexiproxy --quiet
+	E2E_ONLY=1 ./.ci/run $(PYTEST_ARGS)
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench:
+	cargo run --release -p flexiproxy-bench -- run
+
+setup:
+	./.ci/setup

@@ -1,0 +1,406 @@
+"""Shared fixtures for the end-to-end tests: the real gateway binary and a local upstream.
+
+Everything here is opt-in (no autouse fixtures, no collection hooks), so any test module in this
+folder can use what it needs and ignore the rest.
+
+* ``mock_upstream`` — a :class:`mock_openai.MockOpenAI` on a free loopback port, per test.
+* ``start_gateway`` — a factory that starts ``flexiproxy --headless --port 0 --data-dir <tmp>``
+  (binary from ``FLEXIPROXY_BIN``, default ``<repo>/target/debug/flexiproxy``) with a scratch
+  ``HOME``, a known random management token and its stderr captured to a file; returns a
+  :class:`GatewayProcess`. ``gateway`` is one such gateway with default options.
+* ``GatewayProcess.api`` — a management-API client; ``routed`` — a gateway with the mock
+  registered as provider ``mock`` (key ``sk-upstream-<random>``) and one adapter.
+* ``gateway_start_failure`` — runs the binary expecting it to refuse to start.
+
+Provider keys given as raw values go to the OS keychain; the tests expect to run inside a D-Bus
+session with an unlocked gnome-keyring, which ``.ci/run`` arranges (``tests_need_keychain``
+tells, and fails under ``CI`` rather than skipping).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mock_openai import MockOpenAI  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+LISTENING_PREFIX = "FlexiProxy gateway listening on "
+START_TIMEOUT_S = 30.0
+
+
+def gateway_binary() -> Path:
+    return Path(os.environ.get("FLEXIPROXY_BIN") or REPO / "target" / "debug" / "flexiproxy")
+
+
+def keychain_reachable() -> bool:
+    """Whether a Secret Service answers on the session bus (what the gateway's keychain uses)."""
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return False
+    tool = shutil.which("secret-tool")
+    if tool is None:
+        # No way to probe from here; the gateway itself will say if it cannot reach one.
+        return True
+    try:
+        probe = subprocess.run(
+            [tool, "search", "flexiproxy-e2e-probe", "none"],
+            capture_output=True,
+            timeout=10,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return probe.returncode in (0, 1)
+
+
+@pytest.fixture
+def tests_need_keychain() -> None:
+    """Skip (or fail under CI) a test that needs the real Secret Service when none is reachable."""
+    if keychain_reachable():
+        return
+    message = (
+        "no unlocked Secret Service on the D-Bus session bus; run the tests through .ci/run "
+        "(dbus-run-session + gnome-keyring-daemon --unlock)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def scratch_env(home: Path, extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The environment a gateway runs in: the caller's, minus FLEXIPROXY_* settings, with a
+    scratch HOME and XDG folders under it. The D-Bus session (and so the keychain) is kept."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEXIPROXY_") and k != "RUST_LOG"}
+    for sub in ("", ".local/share", ".config", ".cache", ".local/state"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    env.update(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / ".local/share"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_STATE_HOME=str(home / ".local/state"),
+        NO_COLOR="1",
+    )
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+class ManagementClient(httpx.Client):
+    """An httpx client for ``/api`` carrying the management token, with a few typed helpers.
+
+    The helpers assert the status the contract promises and return parsed JSON; use the plain
+    ``get``/``post``/... methods to test error paths.
+    """
+
+    def create_provider(
+        self, provider_id: str, url: str, api_key: Any = None, protocol: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"url": url}
+        if api_key is not None:
+            body["api_key"] = api_key
+        if protocol is not None:
+            body["protocol"] = protocol
+        r = self.post(f"/api/providers/{provider_id}", json=body)
+        assert r.status_code in (200, 201), f"register provider: {r.status_code} {r.text}"
+        return r.json()
+
+    def create_adapter(self, provider_id: str, model_id: str, base_url: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"provider_id": provider_id, "model_id": model_id}
+        if base_url is not None:
+            body["base_url"] = base_url
+        r = self.post("/api/adapters", json=body)
+        assert r.status_code == 201, f"create adapter: {r.status_code} {r.text}"
+        return r.json()
+
+    def delete_adapter(self, create_time: int) -> httpx.Response:
+        return self.request("DELETE", "/api/adapters", json={"create_time": create_time})
+
+    def usage_recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        r = self.get("/api/usage/recent", params={"limit": limit})
+        assert r.status_code == 200, f"usage/recent: {r.status_code} {r.text}"
+        return r.json()
+
+    def wait_usage(
+        self,
+        predicate: Callable[[dict[str, Any]], bool] = lambda row: True,
+        count: int = 1,
+        timeout: float = 10.0,
+    ) -> list[dict[str, Any]]:
+        """Polls ``/api/usage/recent`` until at least `count` rows match (usage is written off
+        the hot path, in batches) and returns the matching rows, newest first."""
+        deadline = time.monotonic() + timeout
+        rows: list[dict[str, Any]] = []
+        while True:
+            rows = [row for row in self.usage_recent(200) if predicate(row)]
+            if len(rows) >= count:
+                return rows
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"expected {count} matching usage row(s) within {timeout}s, got {len(rows)}: "
+                    f"{json.dumps(self.usage_recent(200), indent=1)[:4000]}"
+                )
+            time.sleep(0.1)
+
+    def set_usage_enabled(self, enabled: bool) -> dict[str, Any]:
+        r = self.put("/api/settings", json={"usage_enabled": enabled})
+        assert r.status_code == 200, f"PUT /api/settings: {r.status_code} {r.text}"
+        return r.json()
+
+
+class GatewayProcess:
+    """A running ``flexiproxy --headless`` child process."""
+
+    def __init__(
+        self, proc: subprocess.Popen[bytes], url: str, token: str, data_dir: Path, home: Path, log_path: Path
+    ):
+        self.proc = proc
+        self.url = url
+        self.port = int(url.rsplit(":", 1)[1])
+        self.token = token
+        self.data_dir = data_dir
+        self.home = home
+        self.log_path = log_path
+        self.api = ManagementClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+        self.exit_code: int | None = None
+
+    @property
+    def v1(self) -> str:
+        """The base URL an OpenAI SDK gets."""
+        return f"{self.url}/v1"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "flexiproxy.db"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Signals the gateway and waits for it; returns its exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.api.close()
+        self.exit_code = self.proc.returncode
+        return self.exit_code
+
+
+@dataclass
+class StartFailure:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _read_first_line(proc: subprocess.Popen[bytes], timeout: float) -> str | None:
+    """The first stdout line, read on a thread so a silent child cannot hang the test. The thread
+    keeps draining stdout afterwards so the child never blocks on a full pipe."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        first = True
+        for raw in proc.stdout:
+            if first:
+                lines.put(raw.decode(errors="replace").rstrip("\r\n"))
+                first = False
+        if first:
+            lines.put(None)
+
+    threading.Thread(target=pump, name="gateway-stdout", daemon=True).start()
+    try:
+        return lines.get(timeout=timeout)
+    except queue.Empty:
+        return None
+
+
+def new_token(prefix: str) -> str:
+    return prefix + secrets.token_hex(24)
+
+
+class GatewayFactory:
+    """Starts gateways for one test and stops them all at its end."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.started: list[GatewayProcess] = []
+        self._count = 0
+
+    def _paths(self, data_dir: Path | None) -> tuple[Path, Path, Path]:
+        self._count += 1
+        base = self.tmp_path / f"gw{self._count}"
+        home = base / "home"
+        data = data_dir or base / "data"
+        home.mkdir(parents=True, exist_ok=True)
+        return home, data, base / "gateway-stderr.log"
+
+    def command(self, args: list[str] | None, data_dir: Path) -> list[str]:
+        binary = gateway_binary()
+        if not binary.exists():
+            pytest.fail(
+                f"gateway binary {binary} not found: build it with `cargo build -p flexiproxy` "
+                f"or point FLEXIPROXY_BIN at it"
+            )
+        args = list(args or [])
+        # clap rejects a repeated flag, so defaults are only added when the caller gave none.
+        defaults = [] if "--port" in args else ["--port", "0"]
+        defaults += [] if "--data-dir" in args else ["--data-dir", str(data_dir)]
+        return [str(binary), "--headless", *defaults, *args]
+
+    def __call__(
+        self,
+        args: list[str] | None = None,
+        env: dict[str, str | None] | None = None,
+        *,
+        token: str | None = None,
+        log_level: str = "debug",
+        data_dir: Path | None = None,
+    ) -> GatewayProcess:
+        """Starts a gateway and waits for its "listening" line.
+
+        `args` are extra command-line flags; `env` adds (or with None removes) variables;
+        `token` is the management token (random when not given); `data_dir` reuses a folder,
+        e.g. to restart on the same database.
+        """
+        home, data, log_path = self._paths(data_dir)
+        token = token or new_token("fpm-test-")
+        full_env = scratch_env(
+            home, {"FLEXIPROXY_MANAGEMENT_TOKEN": token, "FLEXIPROXY_LOG": log_level, **(env or {})}
+        )
+        cmd = self.command(args, data)
+        log = open(log_path, "wb")
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=full_env
+        )
+        log.close()
+        line = _read_first_line(proc, START_TIMEOUT_S)
+        if line is None or not line.startswith(LISTENING_PREFIX):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=10)
+            raise AssertionError(
+                f"gateway did not announce itself (exit {proc.returncode}); first stdout line: {line!r}\n"
+                f"command: {cmd}\nstderr:\n{log_path.read_text(errors='replace')[-6000:]}"
+            )
+        url = line[len(LISTENING_PREFIX) :].strip()
+        gw = GatewayProcess(proc, url, token, data, home, log_path)
+        self.started.append(gw)
+        return gw
+
+    def expect_failure(
+        self,
+        args: list[str] | None = None,
+        env: dict[str, str | None] | None = None,
+        *,
+        timeout: float = 30.0,
+    ) -> StartFailure:
+        """Runs the binary expecting it to refuse to start; returns its exit code and output."""
+        home, data, _ = self._paths(None)
+        full_env = scratch_env(
+            home,
+            {"FLEXIPROXY_MANAGEMENT_TOKEN": new_token("fpm-test-"), "FLEXIPROXY_LOG": "info", **(env or {})},
+        )
+        cmd = self.command(args, data)
+        try:
+            done = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, capture_output=True, env=full_env, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as e:
+            raise AssertionError(
+                f"expected the gateway to refuse to start, but it ran for {timeout}s: {cmd}"
+            ) from e
+        return StartFailure(
+            done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+        )
+
+    def stop_all(self) -> None:
+        for gw in self.started:
+            gw.stop()
+
+
+@pytest.fixture
+def mock_upstream() -> Iterator[MockOpenAI]:
+    with MockOpenAI() as mock:
+        yield mock
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
+    factory = GatewayFactory(tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture
+def gateway_start_failure(start_gateway: GatewayFactory) -> Callable[..., StartFailure]:
+    return start_gateway.expect_failure
+
+
+@pytest.fixture
+def gateway(start_gateway: GatewayFactory) -> GatewayProcess:
+    """A headless gateway with default options (secrets: auto)."""
+    return start_gateway()
+
+
+@pytest.fixture
+def provider_key() -> str:
+    return new_token("sk-upstream-")
+
+
+@dataclass
+class Routed:
+    """A gateway with the mock upstream registered as a provider and an adapter for it."""
+
+    gw: GatewayProcess
+    mock: MockOpenAI
+    provider_id: str
+    provider_key: str
+    model: str
+    adapter: dict[str, Any]
+
+    @property
+    def adapter_key(self) -> str:
+        return self.adapter["api_key"]
+
+    def add_adapter(self, model: str) -> str:
+        """A second adapter on the same provider for another model (e.g. a fault model); its key."""
+        return self.gw.api.create_adapter(self.provider_id, model)["api_key"]
+
+
+def route(
+    gw: GatewayProcess, mock: MockOpenAI, key: str, provider_id: str = "mock", model: str = "mock-small"
+) -> Routed:
+    gw.api.create_provider(provider_id, mock.base_url, api_key=key)
+    adapter = gw.api.create_adapter(provider_id, model)
+    return Routed(gw, mock, provider_id, key, model, adapter)
+
+
+@pytest.fixture
+def routed(
+    tests_need_keychain: None, gateway: GatewayProcess, mock_upstream: MockOpenAI, provider_key: str
+) -> Routed:
+    return route(gateway, mock_upstream, provider_key)

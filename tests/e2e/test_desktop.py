@@ -1,0 +1,601 @@
+"""The desktop app for real: the `flexiproxy` binary as a tray app with its window, on a virtual display.
+
+Each test builds its own little desktop session, all of it private to the test and torn down after:
+
+* an X server (``Xvfb``, on a display number it picks itself),
+* a D-Bus session bus (``dbus-daemon --session``), so the app's single-instance lock and the keychain
+  never meet anyone else's,
+* an unlocked gnome-keyring serving the Secret Service on that bus, with ``HOME`` and the XDG folders
+  on a scratch directory (the real keychain of whoever runs the tests is never touched),
+
+then starts the app with ``--port <free port> --data-dir <tmp>``, waits for ``/health``, finds its
+window, and takes a screenshot. Screenshots are kept under the test's tmp dir (the path is printed;
+``FLEXIPROXY_SCREENSHOT_DIR`` copies them somewhere else, e.g. for CI artifacts).
+
+The tray has no host to draw it under Xvfb, but libayatana-appindicator still exports its menu on
+D-Bus (dbusmenu), which is what a desktop's tray host reads and clicks; the tests do the same.
+
+The window tests skip only when ``Xvfb`` is missing (``.ci/setup`` installs it); any other missing tool
+is a failure that names the package to install. The binary comes from ``FLEXIPROXY_BIN`` (default
+``<repo>/target/debug/flexiproxy``); build it with ``cargo build -p flexiproxy``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KEYRING_PASSWORD = "flexiproxy-e2e"
+WINDOW_TITLE = "FlexiProxy"
+START_TIMEOUT_S = 30.0
+# Debian package for each tool the tests drive, for the failure message.
+TOOLS = {
+    "dbus-daemon": "dbus",
+    "gnome-keyring-daemon": "gnome-keyring",
+    "secret-tool": "libsecret-tools",
+    "xwininfo": "x11-utils",
+    "import": "imagemagick",
+    "convert": "imagemagick",
+    "gdbus": "libglib2.0-bin",
+}
+
+def binary() -> Path:
+    return Path(os.environ.get("FLEXIPROXY_BIN") or REPO / "target" / "debug" / "flexiproxy")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminates one process we started (by its own handle), killing it if it does not go."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def http_get(url: str, token: str | None = None, timeout: float = 5.0) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@dataclass
+class Window:
+    id: str
+    x: int
+    y: int
+    width: int
+    height: int
+    viewable: bool
+
+
+@dataclass
+class DesktopSession:
+    """A private X display, D-Bus session and unlocked keyring, plus the apps started in it."""
+
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+    display: str = ""
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    fds: list[int] = field(default_factory=list)
+
+    def run(
+        self, *command: str, timeout: float = 15.0, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(command), env=self.env, capture_output=True, text=True, timeout=timeout, check=check
+        )
+
+    # --- the app -------------------------------------------------------------------------------
+
+    def launch(self, *args: str, log_name: str = "app.log") -> App:
+        log_path = self.root / log_name
+        log = log_path.open("wb")
+        proc = subprocess.Popen(
+            [str(binary()), *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        self.processes.append(proc)
+        return App(proc=proc, log_path=log_path)
+
+    # --- windows and screenshots ---------------------------------------------------------------
+
+    def find_window(self, title: str = WINDOW_TITLE) -> Window | None:
+        """The top-level window with this exact title (the biggest, if toolkits add helpers)."""
+        tree = self.run("xwininfo", "-root", "-tree").stdout
+        ids = re.findall(r"^\s+(0x[0-9a-f]+) \"" + re.escape(title) + r"\"", tree, re.MULTILINE)
+        found: list[Window] = []
+        for wid in ids:
+            info = self.run("xwininfo", "-id", wid, check=False).stdout
+            values = dict(
+                (key.strip(), value.strip())
+                for key, value in (line.split(":", 1) for line in info.splitlines() if ":" in line)
+            )
+            try:
+                found.append(
+                    Window(
+                        id=wid,
+                        x=int(values["Absolute upper-left X"]),
+                        y=int(values["Absolute upper-left Y"]),
+                        width=int(values["Width"]),
+                        height=int(values["Height"]),
+                        viewable=values.get("Map State") == "IsViewable",
+                    )
+                )
+            except (KeyError, ValueError):
+                continue
+        return max(found, key=lambda w: w.width * w.height, default=None)
+
+    def wait_window(self, viewable: bool, timeout: float = START_TIMEOUT_S) -> Window:
+        deadline = time.monotonic() + timeout
+        window = None
+        while time.monotonic() < deadline:
+            window = self.find_window()
+            if window is not None and window.viewable == viewable:
+                return window
+            time.sleep(0.25)
+        state = "visible" if viewable else "hidden"
+        raise AssertionError(f"no {state} {WINDOW_TITLE!r} window; last seen: {window}")
+
+    def screenshot(self, name: str) -> Path:
+        path = self.root / name
+        self.run("import", "-window", "root", str(path))
+        return path
+
+    def image_stats(self, path: Path, window: Window) -> tuple[float, int]:
+        """Standard deviation (0..1) and number of distinct colours inside the window's rectangle."""
+        crop = f"{window.width}x{window.height}+{window.x}+{window.y}"
+        stats = "%[fx:standard_deviation] %k"
+        out = self.run("convert", str(path), "-crop", crop, "+repage", "-format", stats, "info:").stdout
+        deviation, colours = out.split()
+        return float(deviation), int(colours)
+
+    # --- the keychain ---------------------------------------------------------------------------
+
+    def keychain_items(self) -> list[dict[str, str]]:
+        """Attributes of every item the `keyring` crate wrote (it tags each with this application)."""
+        out = self.run("secret-tool", "search", "--all", "application", "rust-keyring", check=False)
+        # secret-tool prints the item headers and attributes to stderr, the secrets to stdout.
+        text = out.stderr
+        items: list[dict[str, str]] = []
+        for block in re.split(r"^\[", text, flags=re.MULTILINE):
+            attrs = dict(re.findall(r"^attribute\.(\S+) = (.*)$", block, re.MULTILINE))
+            if attrs:
+                items.append(attrs)
+        return items
+
+    # --- the tray menu --------------------------------------------------------------------------
+
+    def tray_menu(self, pid: int, timeout: float = 15.0) -> TrayMenu:
+        """The app's tray menu, as exported on D-Bus by libayatana-appindicator (dbusmenu).
+
+        With no tray host to draw it (none runs under Xvfb), the indicator still exports its menu,
+        which is what a desktop's tray host would read and click; the tests do the same."""
+        root = "/org/ayatana/NotificationItem"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in self._connections_of(pid):
+                try:
+                    xml = self.gdbus_call(
+                        name, root, "org.freedesktop.DBus.Introspectable.Introspect", check=False, timeout=1
+                    )
+                except subprocess.TimeoutExpired:
+                    # Some of the app's connections never answer (the keychain client's, it seems),
+                    # and gdbus does not keep to its own --timeout there.
+                    continue
+                child = re.search(r'<node name="([^"]+)"', xml)
+                if child:
+                    return TrayMenu(self, name, f"{root}/{child.group(1)}/Menu")
+            time.sleep(0.25)
+        raise AssertionError(f"no tray menu exported by pid {pid}")
+
+    def _connections_of(self, pid: int) -> list[str]:
+        bus = ("org.freedesktop.DBus", "/org/freedesktop/DBus")
+        names = self.gdbus_call(*bus, "org.freedesktop.DBus.ListNames")
+        owned = []
+        for name in re.findall(r"'(:[0-9.]+)'", names):
+            out = self.gdbus_call(*bus, "org.freedesktop.DBus.GetConnectionUnixProcessID", name, check=False)
+            if re.search(rf"\buint32 {pid}\b", out):
+                owned.append(name)
+        return owned
+
+    def gdbus_call(
+        self, dest: str, path: str, method: str, *args: str, check: bool = True, timeout: float = 10
+    ) -> str:
+        return self.run(
+            "gdbus", "call", "--session", "--dest", dest, "--object-path", path,
+            # "--" so that arguments such as -1 are not taken for options.
+            "--method", method, "--", *args, check=check, timeout=timeout,
+        ).stdout
+
+
+@dataclass
+class MenuItem:
+    id: int
+    label: str
+    enabled: bool
+
+
+@dataclass
+class TrayMenu:
+    session: DesktopSession
+    dest: str
+    path: str
+
+    def items(self) -> list[MenuItem]:
+        # GetLayout(parent 0 = root, depth -1 = all, every property).
+        layout = self.session.gdbus_call(
+            self.dest, self.path, "com.canonical.dbusmenu.GetLayout", "0", "-1", "[]"
+        )
+        items = []
+        for item_id, props in re.findall(r"\((\d+), \{([^{}]*)\}", layout):
+            label = re.search(r"'label': <'((?:[^'\\]|\\.)*)'>", props)
+            if label is None:
+                continue  # the root and separators have no label
+            items.append(MenuItem(int(item_id), label.group(1), "'enabled': <false>" not in props))
+        return items
+
+    def labels(self) -> list[str]:
+        return [item.label for item in self.items()]
+
+    def click(self, label: str) -> None:
+        item = next((item for item in self.items() if item.label == label), None)
+        assert item is not None, f"no {label!r} in the tray menu: {self.labels()}"
+        # Event(id, "clicked", data, timestamp): what a tray host sends when the user picks an item.
+        self.session.gdbus_call(
+            self.dest, self.path, "com.canonical.dbusmenu.Event", str(item.id), "clicked", "<int32 0>", "0"
+        )
+
+
+@dataclass
+class App:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def logs(self) -> str:
+        """The app's log without colour codes (tracing colours its output even into a file)."""
+        return re.sub(r"\x1b\[[0-9;]*m", "", self.log_path.read_text(errors="replace"))
+
+    def wait_health(self, base_url: str, timeout: float = START_TIMEOUT_S) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"flexiproxy exited with {self.proc.returncode}:\n{self.logs()}")
+            try:
+                status, body = http_get(f"{base_url}/health", timeout=2)
+                if status == 200:
+                    return json.loads(body)
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"no /health answer from {base_url} within {timeout}s:\n{self.logs()}")
+
+
+def require_binary() -> None:
+    if not binary().is_file():
+        pytest.fail(f"{binary()} does not exist; run `cargo build -p flexiproxy` or set FLEXIPROXY_BIN")
+
+
+def require_tools() -> None:
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    missing = [f"{tool} (apt {package})" for tool, package in TOOLS.items() if shutil.which(tool) is None]
+    if missing:
+        pytest.fail("the desktop tests need: " + ", ".join(missing))
+    require_binary()
+
+
+def log_file(session: DesktopSession, name: str) -> int:
+    """A log file for a helper process; the child keeps its own descriptor, ours is closed at once."""
+    fd = os.open(session.root / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    session.fds.append(fd)
+    return fd
+
+
+def start_xvfb(session: DesktopSession) -> str:
+    """Starts Xvfb on the first free display (it writes the number it took to a pipe); returns `:N`."""
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file(session, "xvfb.log"),
+    )
+    os.close(write_fd)
+    session.processes.append(proc)
+    with os.fdopen(read_fd) as pipe:
+        number = pipe.readline().strip()
+    if not number.isdigit():
+        raise AssertionError(f"Xvfb did not start: {(session.root / 'xvfb.log').read_text()}")
+    return f":{number}"
+
+
+def start_dbus(session: DesktopSession) -> str:
+    proc = subprocess.Popen(
+        ["dbus-daemon", "--session", "--nofork", "--nosyslog", "--print-address=1"],
+        env=session.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    session.processes.append(proc)
+    assert proc.stdout is not None
+    address = proc.stdout.readline().decode().strip()
+    if not address:
+        raise AssertionError("dbus-daemon did not print its address")
+    return address
+
+
+def start_keyring(session: DesktopSession) -> None:
+    """gnome-keyring in the foreground (so we own its pid), unlocked with a password on stdin.
+
+    On an empty HOME this creates the login keyring, which becomes the default collection the
+    app's keychain writes to. `secret-tool` answering proves it is ready."""
+    proc = subprocess.Popen(
+        ["gnome-keyring-daemon", "--foreground", "--unlock", "--components=secrets"],
+        env=session.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file(session, "keyring.log"),
+    )
+    session.processes.append(proc)
+    assert proc.stdin is not None
+    proc.stdin.write(KEYRING_PASSWORD.encode())
+    proc.stdin.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        owner = session.gdbus_call(
+            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
+            "org.freedesktop.secrets", check=False,
+        )
+        if "true" in owner:
+            probe = session.run("secret-tool", "search", "flexiproxy-e2e-probe", "none", check=False)
+            if probe.returncode in (0, 1):
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"gnome-keyring did not come up: {(session.root / 'keyring.log').read_text()}")
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Iterator[DesktopSession]:
+    require_tools()
+    session = DesktopSession(root=tmp_path)
+    home = tmp_path / "home"
+    runtime = tmp_path / "runtime"
+    for folder in (home / ".local" / "share", home / ".config", home / ".cache", runtime):
+        folder.mkdir(parents=True)
+    runtime.chmod(0o700)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        # Nothing from the caller's session may leak in: display, bus, keyring, gateway settings.
+        if not key.startswith(("FLEXIPROXY_", "XDG_", "DBUS_", "GNOME_KEYRING", "WAYLAND_", "DISPLAY"))
+    }
+    env.update(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_RUNTIME_DIR=str(runtime),
+        FLEXIPROXY_LOG="info",
+    )
+    session.env = env
+    try:
+        session.display = env["DISPLAY"] = start_xvfb(session)
+        env["DBUS_SESSION_BUS_ADDRESS"] = start_dbus(session)
+        start_keyring(session)
+        yield session
+    finally:
+        # Apps first, then keyring, bus and display: reverse order of start.
+        for proc in reversed(session.processes):
+            stop_process(proc)
+        for fd in session.fds:
+            os.close(fd)
+
+
+def test_window_shows_the_dashboard_and_the_token_is_in_the_keychain(desktop: DesktopSession) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    app = desktop.launch("--port", str(port), "--data-dir", str(desktop.root / "data"))
+
+    assert app.wait_health(base_url)["status"] == "ok"
+    window = desktop.wait_window(viewable=True)
+    assert window.width >= 800 and window.height >= 500, window
+
+    # The page needs a moment to load and paint after the window maps: wait until it is not blank.
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        shot = desktop.screenshot("desktop.png")
+        deviation, colours = desktop.image_stats(shot, window)
+        if (deviation > 0.05 and colours > 50) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    kept = _keep_screenshot(shot)
+    print(f"screenshot: {kept} ({window.width}x{window.height}, sd={deviation:.3f}, colours={colours})")
+    assert deviation > 0.05 and colours > 50, f"blank window? sd={deviation}, colours={colours}: {kept}"
+
+    # The management token was created in the (real) keychain, under this data dir's service name.
+    items = [item for item in desktop.keychain_items() if item.get("username") == "management-token"]
+    assert len(items) == 1, desktop.keychain_items()
+    service = items[0]["service"]
+    assert re.fullmatch(r"flexiproxy/[0-9a-f]{16}", service), service
+    lookup = desktop.run("secret-tool", "lookup", "service", service, "username", "management-token")
+    token = lookup.stdout.strip()
+    assert token.startswith("fpm-")
+
+    # The management API wants exactly that token, and the gateway says it uses the keychain.
+    assert http_get(f"{base_url}/api/status")[0] == 401
+    status, body = http_get(f"{base_url}/api/status", token=token)
+    assert status == 200, body
+    info = json.loads(body)
+    assert info["secrets"]["kind"] == "OS keychain" and info["secrets"]["warning"] is None, info
+    assert info["base_url"] == base_url
+
+    # Graceful quit on SIGTERM: exit 0, the gateway stopped, and the token never reached the log.
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+    logs = app.logs()
+    assert "stopping the gateway" in logs, logs
+    assert token not in logs
+    with pytest.raises(OSError):
+        http_get(f"{base_url}/health", timeout=2)
+
+
+def test_hidden_start_then_a_second_launch_shows_the_window(desktop: DesktopSession) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    data_dir = str(desktop.root / "data")
+    first = desktop.launch("--hidden", "--port", str(port), "--data-dir", data_dir)
+    first.wait_health(base_url)
+    # The window exists (created hidden, so it can be shown at once) but is not mapped.
+    time.sleep(1.0)
+    window = desktop.find_window()
+    assert window is None or not window.viewable, window
+
+    # A second launch hands over to the first instance and leaves: no second gateway, no error.
+    second = desktop.launch("--port", str(port), "--data-dir", data_dir, log_name="second.log")
+    assert second.proc.wait(timeout=20) == 0, second.logs()
+    assert "already in use" not in second.logs()
+    desktop.wait_window(viewable=True)
+    assert "launched again" in first.logs()
+    assert first.proc.poll() is None
+    assert http_get(f"{base_url}/health")[0] == 200
+
+    first.proc.send_signal(signal.SIGINT)
+    assert first.proc.wait(timeout=20) == 0, first.logs()
+
+
+def test_tray_menu_shows_the_status_opens_the_dashboard_and_quits(desktop: DesktopSession) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    app = desktop.launch("--hidden", "--port", str(port), "--data-dir", str(desktop.root / "data"))
+    app.wait_health(base_url)
+    menu = desktop.tray_menu(app.proc.pid)
+
+    items = menu.items()
+    assert [item.label for item in items] == [
+        f"Gateway running on 127.0.0.1:{port}",
+        "Open dashboard",
+        "Copy base URL",
+        "Quit",
+    ], items
+    assert [item.enabled for item in items] == [False, True, True, True], items
+
+    menu.click("Open dashboard")
+    desktop.wait_window(viewable=True)
+    menu.click("Copy base URL")
+    deadline = time.monotonic() + 10
+    while "base URL copied" not in app.logs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"base URL copied to the clipboard base_url={base_url}" in app.logs()
+
+    menu.click("Quit")
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+    assert "stopping the gateway" in app.logs()
+
+
+def test_busy_port_shows_the_error_instead_of_the_dashboard(desktop: DesktopSession) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        app = desktop.launch("--port", str(port), "--data-dir", str(desktop.root / "data"))
+        window = desktop.wait_window(viewable=True)
+        assert app.proc.poll() is None, app.logs()
+        assert "already in use" in app.logs()
+        items = desktop.tray_menu(app.proc.pid).items()
+        expected = f"Gateway not running: port {port} on 127.0.0.1 is already in use"
+        assert items[0].label.startswith(expected), items
+        assert [(item.label, item.enabled) for item in items[1:]] == [
+            ("Open dashboard", True),
+            ("Copy base URL", False),
+            ("Quit", True),
+        ], items
+        # The error page renders (not blank) in the window.
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            shot = desktop.screenshot("error.png")
+            deviation, colours = desktop.image_stats(shot, window)
+            if colours > 20 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        print(f"screenshot: {_keep_screenshot(shot)}")
+        assert colours > 20, f"the error page looks blank: {shot}"
+        app.proc.send_signal(signal.SIGTERM)
+        assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+def test_without_a_display_it_runs_headless(tmp_path: Path) -> None:
+    """No DISPLAY or WAYLAND_DISPLAY: the app says so and serves headless instead of failing in GTK."""
+    require_binary()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DISPLAY", "WAYLAND_DISPLAY") and not key.startswith("FLEXIPROXY_")
+    }
+    env.update(HOME=str(tmp_path), FLEXIPROXY_SECRETS="env", FLEXIPROXY_LOG="info")
+    with (tmp_path / "stderr.log").open("wb") as stderr:
+        proc = subprocess.Popen(
+            [str(binary()), "--port", "0", "--data-dir", str(tmp_path / "data")],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], START_TIMEOUT_S)
+        assert ready, "no 'listening' line within the start timeout"
+        line = proc.stdout.readline().decode().strip()
+        assert line.startswith("FlexiProxy gateway listening on http://127.0.0.1:"), line
+        assert http_get(f"{line.rsplit(' ', 1)[1]}/health")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert "no display found" in (tmp_path / "stderr.log").read_text()
+    finally:
+        stop_process(proc)
+
+
+def _keep_screenshot(path: Path) -> Path:
+    target_dir = os.environ.get("FLEXIPROXY_SCREENSHOT_DIR")
+    if not target_dir:
+        return path
+    Path(target_dir).mkdir(parents=True, exist_ok=True)
+    target = Path(target_dir) / path.name
+    shutil.copyfile(path, target)
+    return target
