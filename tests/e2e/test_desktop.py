@@ -445,6 +445,10 @@ def test_window_shows_the_dashboard_and_the_token_is_in_the_keychain(desktop: De
         if (deviation > 0.05 and colours > 50) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
+    # Painted: give the page's first API calls a moment so the kept picture shows loaded data.
+    time.sleep(1.5)
+    shot = desktop.screenshot("desktop.png")
+    deviation, colours = desktop.image_stats(shot, window)
     kept = _keep_screenshot(shot)
     print(f"screenshot: {kept} ({window.width}x{window.height}, sd={deviation:.3f}, colours={colours})")
     assert deviation > 0.05 and colours > 50, f"blank window? sd={deviation}, colours={colours}: {kept}"
