@@ -14,7 +14,7 @@ use std::error::Error as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -31,6 +31,7 @@ use crate::protocol::rewrite::{Edit, TopLevel, json_string, splice};
 use crate::protocol::sse::{self, EventSplitter};
 use crate::registry::{Adapter, ProviderKey, Snapshot};
 use crate::state::AppState;
+use crate::store::now_ms;
 use crate::usage::{Outcome, Recorder, TokenUsage, UsageRecord};
 
 /// The most bytes of a non-streaming response kept aside to read its usage from.
@@ -254,13 +255,6 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     reason
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// Times the exchange and sends its usage record exactly once.

@@ -208,6 +208,17 @@ impl Fixture {
         format!("{}{path}", self.gateway.base_url())
     }
 
+    /// POSTs `body` to the chat endpoint with `key` as a bearer token.
+    async fn chat(&self, key: &str, body: &'static str) -> reqwest::Response {
+        self.http
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn recent(&self) -> Vec<Value> {
         // The writer is asynchronous: wait until it caught up.
         for _ in 0..50 {
@@ -287,14 +298,7 @@ async fn stream_usage_is_recorded_and_hidden_unless_asked() {
     assert_eq!(rows[0]["input_tokens"], 11);
     assert_eq!(rows[0]["stream"], true);
 
-    let text = f
-        .http
-        .post(f.url("/v1/chat/completions"))
-        .bearer_auth(&f.adapter_key)
-        .body(r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#)
-        .send()
-        .await
-        .unwrap()
+    let text = f.chat(&f.adapter_key, r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#).await
         .text()
         .await
         .unwrap();
@@ -309,13 +313,11 @@ async fn streams_are_relayed_as_they_arrive_and_cancelled_on_hang_up() {
     let f = fixture().await;
     let started = Instant::now();
     let response = f
-        .http
-        .post(f.url("/v1/chat/completions"))
-        .bearer_auth(&f.adapter_key)
-        .body(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"slow"}]}"#)
-        .send()
-        .await
-        .unwrap();
+        .chat(
+            &f.adapter_key,
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"slow"}]}"#,
+        )
+        .await;
     let mut body = response.bytes_stream();
     let first = body.next().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("hel"));
@@ -356,13 +358,8 @@ async fn errors_are_in_openai_shape_and_name_the_provider() {
     assert_eq!(body["error"]["code"], "missing_api_key");
 
     let bad = f
-        .http
-        .post(f.url("/v1/chat/completions"))
-        .bearer_auth(&f.adapter_key)
-        .body(r#"{"model": "m", "messages": ["#)
-        .send()
-        .await
-        .unwrap();
+        .chat(&f.adapter_key, r#"{"model": "m", "messages": ["#)
+        .await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let body: Value = bad.json().await.unwrap();
     assert!(
@@ -385,13 +382,8 @@ async fn errors_are_in_openai_shape_and_name_the_provider() {
         .unwrap();
     // The adapter has no URL of its own, so it follows the provider's new (dead) one.
     let down = f
-        .http
-        .post(f.url("/v1/chat/completions"))
-        .bearer_auth(&f.adapter_key)
-        .body(r#"{"model":"m","messages":[]}"#)
-        .send()
-        .await
-        .unwrap();
+        .chat(&f.adapter_key, r#"{"model":"m","messages":[]}"#)
+        .await;
     assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
     let body: Value = down.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();

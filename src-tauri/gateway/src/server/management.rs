@@ -24,7 +24,7 @@ use crate::protocol::Protocol;
 use crate::registry::ProviderKey;
 use crate::secrets::{Secret, SecretRef};
 use crate::state::AppState;
-use crate::store::{AdapterRow, ProviderRow};
+use crate::store::{AdapterRow, ProviderRow, now_ms};
 use crate::usage;
 
 type ApiResult<T> = Result<T, Rendered>;
@@ -199,13 +199,6 @@ fn valid_url(field: &str, url: &str) -> Result<(), Rendered> {
             "`{field}` must be an http(s) URL such as https://api.openai.com/v1, not `{url}`"
         ))),
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// The secret-store entry of a provider's key.
