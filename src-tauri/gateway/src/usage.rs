@@ -73,7 +73,7 @@ pub struct UsageRecord {
 /// How many records may wait for the writer before new ones are dropped (and counted).
 const QUEUE: usize = 16_384;
 /// The most records written in one transaction.
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
 /// How long the writer lets records gather after the first one arrives. Short enough that the
 /// dashboard looks live, long enough to batch a busy second into a handful of commits.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
@@ -166,6 +166,7 @@ impl Recorder {
 fn write_loop(conn: &Connection, rx: &Receiver<Message>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut stop = false;
+    let mut behind = false;
     while !stop {
         match rx.recv() {
             Ok(Message::Record(first)) => batch.push(*first),
@@ -174,7 +175,10 @@ fn write_loop(conn: &Connection, rx: &Receiver<Message>) {
         // Let more records gather before writing. While this thread sleeps instead of waiting
         // on the channel, senders do not have to wake it, and one transaction covers everything
         // that arrived: under load that is one commit per window instead of one per request.
-        std::thread::sleep(GATHER);
+        // With a backlog (the last batch was full) there is nothing to wait for.
+        if !behind {
+            std::thread::sleep(GATHER);
+        }
         while batch.len() < BATCH {
             match rx.try_recv() {
                 Ok(Message::Record(record)) => batch.push(*record),
@@ -185,6 +189,7 @@ fn write_loop(conn: &Connection, rx: &Receiver<Message>) {
                 Err(_) => break,
             }
         }
+        behind = batch.len() == BATCH;
         if let Err(e) = write_batch(conn, &batch) {
             tracing::error!(error = %e, records = batch.len(), "could not write usage records");
         }
