@@ -7,7 +7,10 @@
 //! - `lifecycle`: [`Gateway::start`] brings the parts up in order; [`RunningGateway`] stops them.
 //! - `server`: the axum router: client API (`/v1`), management API (`/api`), web UI.
 //! - `relay`: the same-protocol fast path from client to provider and back.
-//! - `protocol`: wire formats (`openai_chat`), SSE framing, in-place JSON edits.
+//! - `canonical`: the one internal model of a chat exchange (request, response, stream events)
+//!   that translation between protocols goes through.
+//! - `protocol`: wire formats (`openai_chat`, `anthropic_messages`) with their conversions to
+//!   and from `canonical`, SSE framing, in-place JSON edits.
 //! - `registry`: providers and adapters in memory for the request path.
 //! - `access`: adapter keys, the management token, the Host/Origin guard.
 //! - `usage`: per-request records written off the request path; summaries.
@@ -15,6 +18,7 @@
 //! - `error`: one error type, rendered in each caller's protocol.
 
 pub mod access;
+pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod error;

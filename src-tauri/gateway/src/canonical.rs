@@ -1,0 +1,380 @@
+//! The one internal model of a chat exchange, the hub every protocol translates through.
+//!
+//! A client request in any wire format is decoded by its `protocol::<api>` module into a
+//! [`Request`], encoded from there into the provider's format, and the provider's answer comes
+//! back the same way as a [`Response`] or a sequence of [`StreamEvent`]s. With N protocols that
+//! is 2N conversions instead of N×N. Requests whose client and provider speak the same protocol
+//! never come here: `relay` forwards their bytes (the same-protocol fast path).
+//!
+//! What the model does not know is kept rather than dropped: unknown content parts as
+//! [`Part::Unknown`], top-level fields as [`Request::extra`], provider-native tools as
+//! [`Request::native_tools`]. Those are only meaningful to the protocol they came from, which
+//! is recorded in [`Request::origin`] / [`Response::origin`]; an encoder re-emits them only when
+//! it is that protocol, because the same field name can mean something else elsewhere.
+//!
+//! Conventions every protocol module follows:
+//! - Tool-call ids pass through unchanged (an encoder may only make them valid for its target,
+//!   deterministically, so a call and its result still match).
+//! - [`TokenUsage::input`] counts every prompt token, cached ones included (OpenAI's meaning);
+//!   [`TokenUsage::cached`] is the part of it read from a cache.
+//! - In a stream, `index` names one content part of the answer: it is assigned by the decoder,
+//!   distinct per part, and every event of that part carries it. Encoders map it to their own
+//!   numbering (Anthropic block index, OpenAI tool-call index).
+
+use serde_json::{Map, Value};
+
+use crate::protocol::Protocol;
+use crate::usage::TokenUsage;
+
+/// A chat request as the gateway understands it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Request {
+    pub model: String,
+    /// System instructions, in order. Protocols that allow system text only in one place get
+    /// all of it there; its position inside the conversation is not kept.
+    pub system: Vec<String>,
+    pub messages: Vec<Message>,
+    pub tools: Vec<Tool>,
+    /// Tool definitions a provider runs itself (Anthropic `web_search_…`, …), as sent. Only
+    /// forwarded to the protocol in [`Request::origin`].
+    pub native_tools: Vec<Value>,
+    pub tool_choice: Option<ToolChoice>,
+    /// `Some(false)` when the client asked for at most one tool call per turn.
+    pub parallel_tool_calls: Option<bool>,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop: Vec<String>,
+    pub stream: bool,
+    /// `None`: the client said nothing about reasoning, so the target's default applies.
+    pub reasoning: Option<ReasoningConfig>,
+    /// Top-level fields with no canonical home, exactly as the client sent them.
+    pub extra: Map<String, Value>,
+    /// The protocol this request was decoded from.
+    pub origin: Option<Protocol>,
+}
+
+/// One turn of the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub role: Role,
+    pub content: Vec<Part>,
+}
+
+/// Who speaks. Tool results may arrive in a `Tool` message (OpenAI) or inside a `User` message
+/// (Anthropic); encoders accept both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    User,
+    Assistant,
+    Tool,
+}
+
+/// A typed piece of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text {
+        text: String,
+    },
+    Image(Image),
+    /// The model asks for a tool to run. `arguments` is JSON text, kept as text because the
+    /// model may produce invalid JSON and streams build it from fragments.
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: String,
+    },
+    ToolResult {
+        call_id: String,
+        content: Vec<Part>,
+        is_error: bool,
+    },
+    Reasoning(Reasoning),
+    /// A part this model has no type for, as the origin protocol wrote it.
+    Unknown(Value),
+}
+
+impl Part {
+    pub fn text(text: impl Into<String>) -> Self {
+        Self::Text { text: text.into() }
+    }
+}
+
+/// An image, inline or by reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Image {
+    Base64 { media_type: String, data: String },
+    Url { url: String },
+}
+
+/// Model reasoning ("thinking") shown or carried in the conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reasoning {
+    pub text: String,
+    /// Proof from the provider that `text` is its own, required to send the reasoning back.
+    pub signature: Option<String>,
+    /// Reasoning the provider returned only in encrypted form (Anthropic `redacted_thinking`).
+    pub encrypted: Option<String>,
+    /// The protocol whose provider issued `signature`/`encrypted`. Encoders for any other
+    /// protocol drop both: a signature is only valid where it was made, and a foreign one makes
+    /// the provider reject the whole request.
+    pub issuer: Option<Protocol>,
+}
+
+impl Reasoning {
+    /// Whether the signed or encrypted parts may be sent to a provider speaking `target`.
+    pub fn signed_for(&self, target: Protocol) -> bool {
+        self.issuer == Some(target)
+    }
+}
+
+/// A tool the model may call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tool {
+    pub name: String,
+    pub description: Option<String>,
+    /// JSON schema of the arguments object.
+    pub parameters: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    Auto,
+    None,
+    /// The model must call some tool.
+    Required,
+    /// The model must call this tool.
+    Named(String),
+}
+
+/// How much the model should reason. Protocols speak either effort levels (OpenAI) or token
+/// budgets (Anthropic, Gemini); both are kept when given and derived when not, via
+/// [`ReasoningConfig::effort_or_derived`] and [`ReasoningConfig::budget_or_derived`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReasoningConfig {
+    pub effort: Option<Effort>,
+    pub budget_tokens: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effort {
+    /// Reasoning switched off.
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+}
+
+impl Effort {
+    /// Parses OpenAI's names. `xhigh` (newer models) is treated as `high`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "none" => Self::None,
+            "minimal" => Self::Minimal,
+            "low" => Self::Low,
+            "medium" => Self::Medium,
+            "high" | "xhigh" => Self::High,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Minimal => "minimal",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
+
+    /// The token budget this effort stands for. 1024 is Anthropic's smallest allowed budget;
+    /// the others grow roughly fourfold, ending where long agentic reasoning usually settles.
+    pub fn budget(self) -> u64 {
+        match self {
+            Self::None => 0,
+            Self::Minimal => 1024,
+            Self::Low => 4096,
+            Self::Medium => 16_384,
+            Self::High => 32_768,
+        }
+    }
+
+    /// The nearest effort for a budget (the inverse of [`Effort::budget`], by ranges).
+    pub fn from_budget(budget: u64) -> Self {
+        match budget {
+            0 => Self::None,
+            1..=2047 => Self::Minimal,
+            2048..=8191 => Self::Low,
+            8192..=24_575 => Self::Medium,
+            _ => Self::High,
+        }
+    }
+}
+
+impl ReasoningConfig {
+    pub fn effort_or_derived(&self) -> Option<Effort> {
+        self.effort
+            .or_else(|| self.budget_tokens.map(Effort::from_budget))
+    }
+
+    pub fn budget_or_derived(&self) -> Option<u64> {
+        self.budget_tokens
+            .or_else(|| self.effort.map(Effort::budget))
+    }
+
+    /// Whether the client asked for reasoning to be off.
+    pub fn is_off(&self) -> bool {
+        self.effort == Some(Effort::None) || self.budget_tokens == Some(0)
+    }
+}
+
+/// A whole (non-streaming) answer.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Response {
+    pub id: String,
+    pub model: String,
+    pub content: Vec<Part>,
+    /// `None` when the provider did not say why it stopped.
+    pub finish: Option<FinishReason>,
+    /// The stop sequence that ended the answer, when the provider says which.
+    pub stop_sequence: Option<String>,
+    pub usage: TokenUsage,
+    pub origin: Option<Protocol>,
+}
+
+/// Why the model stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    /// A natural end or a stop sequence.
+    Stop,
+    /// The token limit.
+    Length,
+    ToolCalls,
+    /// A provider's safety filter or a refusal.
+    ContentFilter,
+    /// A reason with no counterpart elsewhere, by its provider's name.
+    Other(String),
+}
+
+/// One step of a streamed answer. Decoders produce these from upstream events; encoders turn
+/// them into the client's events. `Usage` may come more than once: each carries what is known
+/// so far, and fields it sets replace earlier ones.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamEvent {
+    MessageStart {
+        id: String,
+        model: String,
+    },
+    TextDelta {
+        index: usize,
+        text: String,
+    },
+    ToolCallStart {
+        index: usize,
+        id: String,
+        name: String,
+    },
+    /// A fragment of the tool call's arguments JSON text; fragments concatenate.
+    ToolCallArgsDelta {
+        index: usize,
+        fragment: String,
+    },
+    ReasoningDelta {
+        index: usize,
+        text: String,
+    },
+    ReasoningSignature {
+        index: usize,
+        signature: String,
+    },
+    Usage(TokenUsage),
+    Finish(FinishReason),
+    /// The upstream failed mid-stream; encoders end the client's stream with an error event.
+    Error {
+        message: String,
+    },
+}
+
+/// Merges `update` into `usage`: fields `update` knows replace the old ones.
+pub fn merge_usage(usage: &mut TokenUsage, update: &TokenUsage) {
+    usage.input = update.input.or(usage.input);
+    usage.output = update.output.or(usage.output);
+    usage.cached = update.cached.or(usage.cached);
+    usage.reasoning = update.reasoning.or(usage.reasoning);
+}
+
+/// Why a body or stream event could not be decoded. Decoders never panic on bad input; they
+/// return this, and the caller answers 400 (client input) or 502 (upstream output).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{0}")]
+    Json(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<serde_json::Error> for DecodeError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::Json(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn effort_and_budget_map_both_ways() {
+        for effort in [
+            Effort::None,
+            Effort::Minimal,
+            Effort::Low,
+            Effort::Medium,
+            Effort::High,
+        ] {
+            assert_eq!(Effort::from_budget(effort.budget()), effort);
+        }
+        let by_budget = ReasoningConfig {
+            effort: None,
+            budget_tokens: Some(10_000),
+        };
+        assert_eq!(by_budget.effort_or_derived(), Some(Effort::Medium));
+        assert_eq!(by_budget.budget_or_derived(), Some(10_000));
+        assert_eq!(Effort::parse("xhigh"), Some(Effort::High));
+        assert_eq!(Effort::parse("max"), None);
+    }
+
+    #[test]
+    fn usage_updates_replace_only_what_they_know() {
+        let mut usage = TokenUsage {
+            input: Some(10),
+            output: Some(1),
+            cached: Some(4),
+            reasoning: None,
+        };
+        merge_usage(
+            &mut usage,
+            &TokenUsage {
+                output: Some(7),
+                ..TokenUsage::default()
+            },
+        );
+        assert_eq!(usage.input, Some(10));
+        assert_eq!(usage.output, Some(7));
+        assert_eq!(usage.cached, Some(4));
+    }
+
+    #[test]
+    fn signatures_belong_to_their_issuer() {
+        let reasoning = Reasoning {
+            text: "hm".into(),
+            signature: Some("sig".into()),
+            encrypted: None,
+            issuer: Some(Protocol::AnthropicMessages),
+        };
+        assert!(reasoning.signed_for(Protocol::AnthropicMessages));
+        assert!(!reasoning.signed_for(Protocol::OpenAiChat));
+    }
+}
