@@ -113,6 +113,12 @@ pub async fn run_headless(args: Args) -> ExitCode {
     );
     let _ = stdout.flush();
     drop(stdout);
+    if gateway.management_token().is_some() {
+        tracing::info!(
+            "dashboard: open {}/ and sign in with the token `flexiproxy --show-token` prints",
+            gateway.base_url()
+        );
+    }
 
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -3,13 +3,15 @@
 //! Every failure a request can meet is a [`GatewayError`] variant whose message says what to
 //! fix. The same error renders differently per caller: an OpenAI client gets OpenAI's
 //! `{"error":{"message","type","param","code"}}`, the management API and the UI get
-//! `{"error":{"code","message"}}`. [`Rendered`] pairs an error with the shape its caller reads.
+//! `{"error":{"code","message"}}`, an Anthropic client gets
+//! `{"type":"error","error":{"type","message"}}`. [`Rendered`] pairs an error with the shape its caller reads.
 //! Messages never carry secrets: they name providers and variables, not keys.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::protocol::anthropic_messages;
 use crate::secrets::SecretError;
 use crate::store::StoreError;
 
@@ -58,6 +60,16 @@ pub enum GatewayError {
         url: String,
         seconds: u64,
     },
+    /// The provider refused the request on a translated path (a same-protocol path relays the
+    /// provider's own error body instead). 4xx keep their status; 5xx become 502.
+    #[error("provider `{provider}` answered HTTP {status}: {detail}")]
+    UpstreamStatus {
+        provider: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("provider `{provider}` sent an answer the gateway could not read: {reason}")]
+    UpstreamInvalid { provider: String, reason: String },
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
@@ -79,6 +91,11 @@ impl GatewayError {
             | Self::ProviderKey { .. }
             | Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpstreamStatus { status, .. } => StatusCode::from_u16(*status)
+                .ok()
+                .filter(StatusCode::is_client_error)
+                .unwrap_or(StatusCode::BAD_GATEWAY),
+            Self::UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
             Self::Secret(SecretError::ReadOnly { .. } | SecretError::MissingEnv { .. }) => {
                 StatusCode::BAD_REQUEST
             }
@@ -103,6 +120,8 @@ impl GatewayError {
             Self::ProviderKey { .. } => "provider_key_unavailable",
             Self::UpstreamUnreachable { .. } => "upstream_unreachable",
             Self::UpstreamTimeout { .. } => "upstream_timeout",
+            Self::UpstreamStatus { .. } => "upstream_error_status",
+            Self::UpstreamInvalid { .. } => "upstream_invalid_response",
             Self::Secret(SecretError::ReadOnly { .. }) => "keychain_read_only",
             Self::Secret(SecretError::MissingEnv { .. }) => "missing_env_variable",
             Self::Secret(_) => "keychain_unavailable",
@@ -131,6 +150,8 @@ pub enum ErrorShape {
     OpenAi,
     /// The management API and the UI.
     Management,
+    /// Anthropic Messages clients (Claude Code, the Anthropic SDKs).
+    Anthropic,
 }
 
 /// An error on its way to a caller who reads `shape`.
@@ -144,6 +165,13 @@ impl Rendered {
     pub fn openai(error: impl Into<GatewayError>) -> Self {
         Self {
             shape: ErrorShape::OpenAi,
+            error: error.into(),
+        }
+    }
+
+    pub fn anthropic(error: impl Into<GatewayError>) -> Self {
+        Self {
+            shape: ErrorShape::Anthropic,
             error: error.into(),
         }
     }
@@ -176,6 +204,13 @@ impl IntoResponse for Rendered {
             }),
             ErrorShape::Management => json!({
                 "error": { "code": self.error.code(), "message": message }
+            }),
+            ErrorShape::Anthropic => json!({
+                "type": "error",
+                "error": {
+                    "type": anthropic_messages::error_type(status.as_u16()),
+                    "message": message,
+                }
             }),
         };
         let mut response = (status, axum::Json(body)).into_response();
@@ -217,6 +252,44 @@ mod tests {
                 .as_str()
                 .unwrap()
                 .contains("`deepseek`")
+        );
+    }
+
+    #[tokio::test]
+    async fn anthropic_clients_get_anthropic_error_bodies() {
+        let response = Rendered::anthropic(GatewayError::UpstreamStatus {
+            provider: "deepseek".into(),
+            status: 503,
+            detail: "overloaded".into(),
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let body = body_json(response).await;
+        assert_eq!(body["type"], "error");
+        assert_eq!(body["error"]["type"], "api_error");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("`deepseek`") && message.contains("503"),
+            "{message}"
+        );
+
+        let response = Rendered::anthropic(GatewayError::UpstreamStatus {
+            provider: "deepseek".into(),
+            status: 429,
+            detail: "slow down".into(),
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            body_json(response).await["error"]["type"],
+            "rate_limit_error"
+        );
+
+        let response = Rendered::anthropic(GatewayError::InvalidKey).into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            body_json(response).await["error"]["type"],
+            "authentication_error"
         );
     }
 

@@ -7,6 +7,7 @@
 //! - `lifecycle`: [`Gateway::start`] brings the parts up in order; [`RunningGateway`] stops them.
 //! - `server`: the axum router: client API (`/v1`), management API (`/api`), web UI.
 //! - `relay`: the same-protocol fast path from client to provider and back.
+//! - `translate`: the translated path (Anthropic Messages clients on `openai_chat` providers).
 //! - `canonical`: the one internal model of a chat exchange (request, response, stream events)
 //!   that translation between protocols goes through.
 //! - `protocol`: wire formats (`openai_chat`, `anthropic_messages`) with their conversions to
@@ -30,6 +31,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod translate;
 pub mod usage;
 
 pub use config::{SecretsMode, Settings};

@@ -270,8 +270,8 @@ fn choose_secrets(
 ) -> Result<(SharedSecretStore, SecretsStatus), StartError> {
     let env_only = |reason: String| {
         let warning = format!(
-            "{}. Provider keys can only be given as env:NAME references; the management \
-             API needs {MANAGEMENT_TOKEN_ENV}.",
+            "{}. Until then, provider keys can only be given as env:NAME references, and the \
+             management API needs {MANAGEMENT_TOKEN_ENV}.",
             reason.trim_end_matches('.')
         );
         let store: SharedSecretStore = Arc::new(EnvOnly { reason });

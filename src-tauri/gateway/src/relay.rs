@@ -1,5 +1,8 @@
-//! The same-protocol fast path: forwarding an OpenAI-compatible request to an OpenAI-compatible
-//! provider as bytes, and relaying the answer as it arrives while reading usage on the side.
+//! The same-protocol fast path: forwarding a request to a provider that speaks the client's
+//! protocol as bytes (OpenAI-compatible to `openai_chat`, Anthropic Messages to
+//! `anthropic_messages`), and relaying the answer as it arrives while reading usage on the side.
+//! Anthropic Messages requests for an `openai_chat` provider go to `translate` instead; the
+//! pieces both paths need (key lookup, provider auth, the timed send, [`Meter`]) live here.
 //!
 //! The request body is validated and edited in place by `protocol::rewrite` (only `model`, and
 //! `stream_options.include_usage` on streams, change); the response is wrapped in a [`Relay`]
@@ -24,12 +27,14 @@ use futures_util::Stream;
 use futures_util::stream::BoxStream;
 
 use crate::access::{hash_key, presented_key};
+use crate::canonical::merge_usage;
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
+use crate::protocol::anthropic_messages;
 use crate::protocol::openai_chat::{self, Endpoint};
 use crate::protocol::rewrite::{Edit, TopLevel, json_string, splice};
 use crate::protocol::sse::{self, EventSplitter};
-use crate::registry::{Adapter, ProviderKey, Snapshot};
+use crate::registry::{Adapter, Provider, ProviderKey, Snapshot};
 use crate::state::AppState;
 use crate::store::now_ms;
 use crate::usage::{Outcome, Recorder, TokenUsage, UsageRecord};
@@ -44,6 +49,8 @@ fn passes_through(name: &HeaderName) -> bool {
         || name == "retry-after"
         || name.starts_with("x-ratelimit-")
         || name.starts_with("openai-")
+        || name == "request-id"
+        || name.starts_with("anthropic-ratelimit-")
 }
 
 /// Finds the adapter that owns the key the client presented.
@@ -58,6 +65,104 @@ pub fn authenticate(
         .ok_or(GatewayError::InvalidKey)
 }
 
+/// The adapter that owns the presented key and the provider it uses.
+pub(crate) fn resolve(
+    snapshot: &Snapshot,
+    headers: &HeaderMap,
+) -> Result<(Arc<Adapter>, Arc<Provider>), GatewayError> {
+    let adapter = authenticate(snapshot, headers)?;
+    let provider = snapshot
+        .provider(&adapter.provider_id)
+        .cloned()
+        .ok_or_else(|| GatewayError::ProviderMissing {
+            provider: adapter.provider_id.clone(),
+        })?;
+    Ok((adapter, provider))
+}
+
+/// `path` (starting with `/`) below the adapter's base URL, or else the provider's.
+pub(crate) fn upstream_url(adapter: &Adapter, provider: &Provider, path: &str) -> String {
+    let base = adapter.base_url.as_deref().unwrap_or(&provider.url);
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// How a provider expects its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum KeyStyle {
+    /// `Authorization: Bearer …` (OpenAI-compatible hosts).
+    Bearer,
+    /// `x-api-key: …` (Anthropic).
+    XApiKey,
+}
+
+/// A POST of a JSON body to `url`, with the provider's key and the `Accept` a stream needs.
+pub(crate) fn upstream_request(
+    state: &AppState,
+    provider: &Provider,
+    url: &str,
+    style: KeyStyle,
+    stream: bool,
+) -> Result<reqwest::RequestBuilder, GatewayError> {
+    let mut request = state
+        .http
+        .post(url)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(
+            header::ACCEPT,
+            if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+        );
+    match &provider.key {
+        ProviderKey::None => {}
+        ProviderKey::Ready(key) => {
+            request = match style {
+                KeyStyle::Bearer => request.bearer_auth(key.expose()),
+                KeyStyle::XApiKey => request.header("x-api-key", key.expose()),
+            };
+        }
+        ProviderKey::Unavailable(reason) => {
+            return Err(GatewayError::ProviderKey {
+                provider: provider.id.clone(),
+                reason: reason.clone(),
+            });
+        }
+    }
+    Ok(request)
+}
+
+/// Sends `request` and waits (at most the response timeout) for the upstream's headers. A
+/// failure is recorded on `meter` and returned naming the provider.
+pub(crate) async fn send(
+    state: &AppState,
+    request: reqwest::RequestBuilder,
+    url: String,
+    meter: &mut Meter,
+) -> Result<reqwest::Response, GatewayError> {
+    let timeout = state.settings.response_timeout;
+    let provider = meter.record.provider_id.clone();
+    let error = match tokio::time::timeout(timeout, request.send()).await {
+        Ok(Ok(response)) => {
+            meter.record.status = response.status().as_u16();
+            return Ok(response);
+        }
+        Ok(Err(e)) => GatewayError::UpstreamUnreachable {
+            provider,
+            url,
+            reason: describe(&e),
+        },
+        Err(_) => GatewayError::UpstreamTimeout {
+            provider,
+            url,
+            seconds: timeout.as_secs(),
+        },
+    };
+    meter.fail(&error);
+    Err(error)
+}
+
 /// Forwards one OpenAI-compatible request and returns the response to stream to the client.
 pub async fn forward(
     state: &AppState,
@@ -67,13 +172,7 @@ pub async fn forward(
 ) -> Result<Response, GatewayError> {
     let started = Instant::now();
     let snapshot = state.registry.snapshot();
-    let adapter = authenticate(&snapshot, headers)?;
-    let provider =
-        snapshot
-            .provider(&adapter.provider_id)
-            .ok_or_else(|| GatewayError::ProviderMissing {
-                provider: adapter.provider_id.clone(),
-            })?;
+    let (adapter, provider) = resolve(&snapshot, headers)?;
     if provider.protocol != Protocol::OpenAiChat {
         return Err(GatewayError::Unsupported(format!(
             "provider `{}` speaks {}, and this gateway only relays OpenAI-compatible requests to \
@@ -95,77 +194,80 @@ pub async fn forward(
     };
     let outgoing = splice(&body, edits);
 
-    let base = adapter.base_url.as_deref().unwrap_or(&provider.url);
-    let url = format!("{}{}", base.trim_end_matches('/'), endpoint.upstream_path());
-    let mut request = state
-        .http
-        .post(&url)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(
-            header::ACCEPT,
-            if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        );
-    match &provider.key {
-        ProviderKey::None => {}
-        ProviderKey::Ready(key) => request = request.bearer_auth(key.expose()),
-        ProviderKey::Unavailable(reason) => {
-            return Err(GatewayError::ProviderKey {
-                provider: provider.id.clone(),
-                reason: reason.clone(),
-            });
+    let url = upstream_url(&adapter, &provider, endpoint.upstream_path());
+    let request = upstream_request(state, &provider, &url, KeyStyle::Bearer, stream)?;
+    let mut meter = Meter::new(state, started, &adapter, endpoint.name(), stream);
+    let upstream = send(state, request.body(outgoing), url, &mut meter).await?;
+    relay_response(upstream, meter, Protocol::OpenAiChat, !client_wants_usage)
+}
+
+/// Answers an Anthropic Messages request (`POST /v1/messages`): forwarded as bytes to an
+/// `anthropic_messages` provider, translated for an `openai_chat` one.
+pub async fn messages(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
+    let started = Instant::now();
+    let snapshot = state.registry.snapshot();
+    let (adapter, provider) = resolve(&snapshot, headers)?;
+    match provider.protocol {
+        Protocol::AnthropicMessages => {
+            forward_anthropic(state, started, headers, &adapter, &provider, body).await
         }
+        Protocol::OpenAiChat => {
+            crate::translate::anthropic_to_openai_chat(state, started, &adapter, &provider, body)
+                .await
+        }
+        other => Err(GatewayError::Unsupported(format!(
+            "provider `{}` speaks {other}; Anthropic Messages clients can use anthropic_messages \
+             and openai_chat providers so far",
+            provider.id
+        ))),
     }
+}
 
-    let mut meter = Meter {
-        recorder: state.recorder.clone(),
-        started,
-        first_byte: None,
-        record: UsageRecord {
-            ts_ms: now_ms(),
-            adapter: Some(adapter.create_time),
-            provider_id: provider.id.clone(),
-            model: adapter.model_id.clone(),
-            endpoint: endpoint.name(),
-            stream,
-            status: 0,
-            tokens: TokenUsage::default(),
-            latency_ms: 0,
-            ttfb_ms: None,
-            outcome: Outcome::Failed,
-            error: None,
-        },
-        finished: false,
-    };
+/// The Anthropic-to-Anthropic fast path: only `model` changes; usage is read from
+/// `message_start` / `message_delta` (or the whole body) on the side.
+async fn forward_anthropic(
+    state: &AppState,
+    started: Instant,
+    headers: &HeaderMap,
+    adapter: &Adapter,
+    provider: &Provider,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
+    let top = TopLevel::scan(&body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+    let stream = top.is_true("stream");
+    let outgoing = splice(
+        &body,
+        vec![top.set("model", json_string(&adapter.model_id))],
+    );
+    let url = upstream_url(adapter, provider, "/messages");
+    let mut request = upstream_request(state, provider, &url, KeyStyle::XApiKey, stream)?;
+    let version = headers
+        .get("anthropic-version")
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("2023-06-01"));
+    request = request.header("anthropic-version", version);
+    if let Some(beta) = headers.get("anthropic-beta") {
+        request = request.header("anthropic-beta", beta.clone());
+    }
+    let mut meter = Meter::new(state, started, adapter, "messages", stream);
+    let upstream = send(state, request.body(outgoing), url, &mut meter).await?;
+    relay_response(upstream, meter, Protocol::AnthropicMessages, false)
+}
 
-    let timeout = state.settings.response_timeout;
-    let upstream = match tokio::time::timeout(timeout, request.body(outgoing).send()).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(e)) => {
-            let error = GatewayError::UpstreamUnreachable {
-                provider: provider.id.clone(),
-                url,
-                reason: describe(&e),
-            };
-            meter.fail(&error);
-            return Err(error);
-        }
-        Err(_) => {
-            let error = GatewayError::UpstreamTimeout {
-                provider: provider.id.clone(),
-                url,
-                seconds: timeout.as_secs(),
-            };
-            meter.fail(&error);
-            return Err(error);
-        }
-    };
-
+/// The client's response for a same-protocol exchange: the upstream's status and body, relayed
+/// chunk by chunk by a [`Relay`] that reads usage in `format` on the side. `strip_usage` drops
+/// OpenAI's usage-only chunk (the gateway asked for it, the client did not).
+fn relay_response(
+    upstream: reqwest::Response,
+    mut meter: Meter,
+    format: Protocol,
+    strip_usage: bool,
+) -> Result<Response, GatewayError> {
     let status = upstream.status();
-    meter.record.status = status.as_u16();
     let is_sse = upstream
         .headers()
         .get(header::CONTENT_TYPE)
@@ -174,7 +276,7 @@ pub async fn forward(
     if !status.is_success() {
         meter.record.error = Some(format!(
             "provider `{}` answered {status}",
-            provider.id.as_str()
+            meter.record.provider_id
         ));
     }
 
@@ -198,7 +300,7 @@ pub async fn forward(
     let mode = if is_sse {
         Mode::Events {
             splitter: EventSplitter::default(),
-            strip_usage: !client_wants_usage,
+            strip_usage: strip_usage && format == Protocol::OpenAiChat,
         }
     } else {
         Mode::Whole {
@@ -209,6 +311,7 @@ pub async fn forward(
     let relay = Relay {
         upstream: Box::pin(upstream.bytes_stream()),
         mode,
+        format,
         pending: VecDeque::new(),
         meter,
     };
@@ -237,7 +340,7 @@ fn include_usage(top: &TopLevel<'_>) -> Result<(bool, Option<Edit>), GatewayErro
 }
 
 /// A transport error as a short reason a user can act on ("connection refused").
-fn describe(error: &reqwest::Error) -> String {
+pub(crate) fn describe(error: &reqwest::Error) -> String {
     let mut reason = if error.is_connect() {
         "connection failed".to_owned()
     } else if error.is_timeout() {
@@ -257,17 +360,54 @@ fn describe(error: &reqwest::Error) -> String {
     reason
 }
 
-/// Times the exchange and sends its usage record exactly once.
-struct Meter {
+/// Times the exchange and sends its usage record exactly once: when the exchange ends, or,
+/// if it is dropped first (the client hung up), as `client_closed`.
+pub(crate) struct Meter {
     recorder: Recorder,
     started: Instant,
-    first_byte: Option<Instant>,
-    record: UsageRecord,
-    finished: bool,
+    pub(crate) first_byte: Option<Instant>,
+    pub(crate) record: UsageRecord,
+    pub(crate) finished: bool,
 }
 
 impl Meter {
-    fn finish(&mut self, outcome: Outcome) {
+    pub(crate) fn new(
+        state: &AppState,
+        started: Instant,
+        adapter: &Adapter,
+        endpoint: &'static str,
+        stream: bool,
+    ) -> Self {
+        Self {
+            recorder: state.recorder.clone(),
+            started,
+            first_byte: None,
+            record: UsageRecord {
+                ts_ms: now_ms(),
+                adapter: Some(adapter.create_time),
+                provider_id: adapter.provider_id.clone(),
+                model: adapter.model_id.clone(),
+                endpoint,
+                stream,
+                status: 0,
+                tokens: TokenUsage::default(),
+                latency_ms: 0,
+                ttfb_ms: None,
+                outcome: Outcome::Failed,
+                error: None,
+            },
+            finished: false,
+        }
+    }
+
+    /// Notes the first upstream byte (for time to first token).
+    pub(crate) fn saw_bytes(&mut self) {
+        if self.first_byte.is_none() {
+            self.first_byte = Some(Instant::now());
+        }
+    }
+
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
         if self.finished {
             return;
         }
@@ -279,7 +419,7 @@ impl Meter {
         self.recorder.record(self.record.clone());
     }
 
-    fn fail(&mut self, error: &GatewayError) {
+    pub(crate) fn fail(&mut self, error: &GatewayError) {
         self.record.status = error.status().as_u16();
         self.record.error = Some(error.to_string());
         self.finish(Outcome::Failed);
@@ -305,6 +445,8 @@ enum Mode {
 struct Relay {
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
     mode: Mode,
+    /// The protocol of the body, to read usage in.
+    format: Protocol,
     /// Events ready to send when a chunk had to be split (usage stripping).
     pending: VecDeque<Bytes>,
     meter: Meter,
@@ -313,9 +455,8 @@ struct Relay {
 impl Relay {
     /// Takes one upstream chunk; returns what to send now, if anything.
     fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if self.meter.first_byte.is_none() {
-            self.meter.first_byte = Some(Instant::now());
-        }
+        self.meter.saw_bytes();
+        let format = self.format;
         match &mut self.mode {
             Mode::Whole { chunks, size } => {
                 if *size + chunk.len() <= USAGE_BODY_CAP {
@@ -329,7 +470,7 @@ impl Relay {
                 strip_usage: false,
             } => {
                 for event in splitter.push(chunk.clone()) {
-                    read_event_usage(&event, &mut self.meter.record.tokens);
+                    read_event_usage(&event, format, &mut self.meter.record.tokens);
                 }
                 Some(chunk)
             }
@@ -339,7 +480,7 @@ impl Relay {
             } => {
                 let events = splitter.push(chunk);
                 let mut kept = events.into_iter().filter(|event| {
-                    let usage_only = read_event_usage(event, &mut self.meter.record.tokens);
+                    let usage_only = read_event_usage(event, format, &mut self.meter.record.tokens);
                     !usage_only
                 });
                 let first = kept.next();
@@ -351,12 +492,17 @@ impl Relay {
 
     fn on_end(&mut self) -> Option<Bytes> {
         let mut rest = None;
+        let format = self.format;
         match &mut self.mode {
             Mode::Whole { chunks, .. } => {
+                let read = match format {
+                    Protocol::AnthropicMessages => anthropic_messages::response_usage,
+                    _ => openai_chat::response_usage,
+                };
                 let usage = if chunks.len() == 1 {
-                    openai_chat::response_usage(&chunks[0])
+                    read(&chunks[0])
                 } else {
-                    openai_chat::response_usage(&chunks.concat())
+                    read(&chunks.concat())
                 };
                 if let Some(usage) = usage {
                     self.meter.record.tokens = usage;
@@ -365,7 +511,7 @@ impl Relay {
             Mode::Events { splitter, .. } => {
                 // An unterminated last event is still the client's.
                 if let Some(tail) = splitter.finish() {
-                    read_event_usage(&tail, &mut self.meter.record.tokens);
+                    read_event_usage(&tail, format, &mut self.meter.record.tokens);
                     rest = Some(tail);
                 }
             }
@@ -381,11 +527,18 @@ impl Relay {
     }
 }
 
-/// Reads usage from one SSE event into `tokens`; returns whether the event is usage-only.
-fn read_event_usage(event: &[u8], tokens: &mut TokenUsage) -> bool {
+/// Reads usage from one SSE event into `tokens`; returns whether the event is usage-only
+/// (OpenAI's final `choices: []` chunk; never for Anthropic events).
+fn read_event_usage(event: &[u8], format: Protocol, tokens: &mut TokenUsage) -> bool {
     let Some(data) = sse::data(event) else {
         return false;
     };
+    if format == Protocol::AnthropicMessages {
+        if let Some(usage) = anthropic_messages::event_usage(&data) {
+            merge_usage(tokens, &usage);
+        }
+        return false;
+    }
     let read = openai_chat::chunk_usage(&data);
     if let Some(usage) = read.usage {
         *tokens = usage;

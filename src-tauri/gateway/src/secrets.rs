@@ -68,8 +68,8 @@ impl fmt::Display for Secret {
 pub enum SecretError {
     #[error(
         "no OS keychain is reachable ({detail}). On Linux the keychain is the Secret Service: \
-         install and unlock gnome-keyring or KeePassXC in a desktop session. Headless, give keys \
-         as env:NAME references and set FLEXIPROXY_MANAGEMENT_TOKEN."
+         install and unlock gnome-keyring or KeePassXC in a desktop session, or start with \
+         --secrets env to use environment variables instead"
     )]
     Unavailable { detail: String },
     #[error(

@@ -1,8 +1,10 @@
-//! The gateway started in-process on port 0 in front of a small OpenAI-speaking upstream on
-//! loopback, driven over real HTTP. These tests pin the relay's behaviour that users see:
-//! model rewriting, key handling, streaming without buffering, usage recorded (and stripped when
-//! the client did not ask), disconnects cancelling the upstream, and errors that name the
-//! provider. The Python end-to-end suite under `tests/e2e` repeats the important paths with the
+//! The gateway started in-process on port 0 in front of a small upstream on loopback that
+//! speaks OpenAI Chat Completions (`/v1/chat/completions`) and Anthropic Messages
+//! (`/v1/messages`), driven over real HTTP. These tests pin the behaviour users see: model
+//! rewriting, key handling, streaming without buffering, usage recorded (and stripped when the
+//! client did not ask), disconnects cancelling the upstream, errors that name the provider in
+//! the client's own shape, and Anthropic clients translated onto an OpenAI provider (tools,
+//! streams, cut-off streams) or forwarded as bytes to an Anthropic one. The Python end-to-end suite under `tests/e2e` repeats the important paths with the
 //! official SDK against the real binary.
 #![allow(
     clippy::unwrap_used,
@@ -26,6 +28,8 @@ use serde_json::{Value, json};
 struct Seen {
     bodies: Vec<Value>,
     auth: Vec<String>,
+    /// `x-api-key` and `anthropic-version` as the Anthropic upstream received them.
+    anthropic_headers: Vec<(String, String)>,
     /// Set when a streaming response's body was dropped before its end.
     stream_cancelled: bool,
 }
@@ -50,6 +54,73 @@ async fn upstream_chat(
     }
     let usage = json!({"prompt_tokens": 11, "completion_tokens": 7,
         "prompt_tokens_details": {"cached_tokens": 3}});
+    let last = &value["messages"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap_or(&Value::Null);
+    if let Some(status) = last["content"]
+        .as_str()
+        .and_then(|c| c.strip_prefix("status:"))
+    {
+        return Response::builder()
+            .status(status.parse::<u16>().unwrap())
+            .header("content-type", "application/json")
+            .header("retry-after", "7")
+            .body(Body::from(
+                r#"{"error":{"message":"upstream says no","type":"x"}}"#,
+            ))
+            .unwrap();
+    }
+    if last["content"] == "break" {
+        // One chunk, then the connection breaks.
+        let chunk = json!({"choices": [{"index": 0, "delta": {"content": "hel"}}]});
+        let parts: Vec<Result<String, std::io::Error>> = vec![
+            Ok(format!("data: {chunk}\n\n")),
+            Err(std::io::Error::other("upstream crashed")),
+        ];
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from_stream(futures_util::stream::iter(parts).then(
+                |part| async move {
+                    // Let the first chunk go out before the break.
+                    if part.is_err() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    part
+                },
+            )))
+            .unwrap();
+    }
+    if value["tools"].is_array() && last["role"] == "user" && value["stream"] == true {
+        let start = json!({"id": "c3", "model": value["model"], "choices": [{"index": 0,
+            "delta": {"role": "assistant", "tool_calls": [{"index": 0, "id": "call_abc",
+            "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}}]});
+        let args1 = json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+            "function": {"arguments": "{\"city\":"}}]}}]});
+        let args2 = json!({"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0,
+            "function": {"arguments": "\"Paris\"}"}}]}, "finish_reason": "tool_calls"}]});
+        let text: String = [start, args1, args2, json!({"choices": [], "usage": usage})]
+            .iter()
+            .map(|chunk| format!("data: {chunk}\n\n"))
+            .chain(["data: [DONE]\n\n".to_owned()])
+            .collect();
+        return Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(text))
+            .unwrap();
+    }
+    if value["tools"].is_array() && last["role"] == "user" {
+        let call = json!({"id": "call_abc", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}});
+        let reply = json!({"id": "c2", "object": "chat.completion", "model": value["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": [call]}, "finish_reason": "tool_calls"}], "usage": usage});
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(reply.to_string()))
+            .unwrap();
+    }
     if value["stream"] != true {
         let reply = json!({"id": "c1", "object": "chat.completion", "model": value["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
@@ -154,9 +225,52 @@ mod tempdir {
     }
 }
 
+/// A minimal Anthropic Messages upstream: a fixed answer, streamed or whole.
+async fn upstream_messages(
+    axum::extract::State(seen): axum::extract::State<SeenRef>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let value: Value = serde_json::from_slice(&body).unwrap();
+    {
+        let mut seen = seen.lock().unwrap();
+        seen.bodies.push(value.clone());
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default()
+        };
+        seen.anthropic_headers
+            .push((header("x-api-key"), header("anthropic-version")));
+    }
+    if value["stream"] != true {
+        let reply = json!({"id": "msg_1", "type": "message", "role": "assistant",
+            "model": value["model"], "content": [{"type": "text", "text": "hi"}],
+            "stop_reason": "end_turn", "stop_sequence": null, "x_unknown": 1,
+            "usage": {"input_tokens": 20, "output_tokens": 5, "cache_read_input_tokens": 4}});
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(reply.to_string()))
+            .unwrap();
+    }
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(Body::from(ANTHROPIC_STREAM))
+        .unwrap()
+}
+
+const ANTHROPIC_STREAM: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-up\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":5}}\n\n\
+event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+
 async fn start_upstream(seen: SeenRef) -> String {
     let app = Router::new()
         .route("/v1/chat/completions", post(upstream_chat))
+        .route("/v1/messages", post(upstream_messages))
         .with_state(seen);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -426,4 +540,414 @@ async fn management_api_refuses_foreign_hosts_and_missing_tokens() {
         .unwrap();
     assert_eq!(listed[0]["key_hint"], "sk-u…(25 chars)");
     assert!(!listed.to_string().contains("secret-123456"));
+}
+
+/// POSTs an Anthropic Messages body as Claude Code does (`?beta=true`, `x-api-key`).
+async fn anthropic(f: &Fixture, key: &str, body: &Value) -> reqwest::Response {
+    f.http
+        .post(f.url("/v1/messages?beta=true"))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn anthropic_client_on_openai_provider_with_a_tool_round_trip() {
+    let f = fixture().await;
+    let tools = json!([{"name": "get_weather", "description": "Weather for a city",
+        "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+        "required": ["city"]}}]);
+    let first = json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 1024,
+        "system": [{"type": "text", "text": "You are a weather bot."}],
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather in Paris?"}
+        ],
+        "tools": tools,
+    });
+    let response = anthropic(&f, &f.adapter_key, &first).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["type"], "message");
+    assert_eq!(reply["role"], "assistant");
+    assert_eq!(reply["stop_reason"], "tool_use");
+    assert_eq!(reply["content"][0]["type"], "tool_use");
+    assert_eq!(reply["content"][0]["id"], "call_abc");
+    assert_eq!(reply["content"][0]["name"], "get_weather");
+    assert_eq!(reply["content"][0]["input"], json!({"city": "Paris"}));
+    // 11 prompt tokens of which 3 cached: Anthropic counts the uncached part as input.
+    assert_eq!(reply["usage"]["input_tokens"], 8);
+    assert_eq!(reply["usage"]["cache_read_input_tokens"], 3);
+    assert_eq!(reply["usage"]["output_tokens"], 7);
+    {
+        let seen = f.seen.lock().unwrap();
+        let sent = &seen.bodies[0];
+        assert_eq!(sent["model"], "upstream-model");
+        assert_eq!(seen.auth[0], "Bearer sk-upstream-secret-123456");
+        assert_eq!(sent["messages"][0]["role"], "system");
+        let system = sent["messages"][0]["content"].as_str().unwrap();
+        assert!(
+            system.contains("You are a weather bot.") && system.contains("Be brief."),
+            "{sent}"
+        );
+        assert_eq!(
+            sent["messages"][1],
+            json!({"role": "user", "content": "Weather in Paris?"})
+        );
+        assert_eq!(sent["messages"].as_array().unwrap().len(), 2, "{sent}");
+        assert_eq!(sent["tools"][0]["type"], "function");
+        assert_eq!(sent["tools"][0]["function"]["name"], "get_weather");
+        assert_eq!(
+            sent["tools"][0]["function"]["parameters"]["required"],
+            json!(["city"])
+        );
+        assert_eq!(sent["max_tokens"], 1024);
+        assert!(sent.get("stream_options").is_none());
+    }
+
+    let second = json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 1024,
+        "system": "You are a weather bot.",
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": [reply["content"][0].clone()]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_abc",
+                "content": [{"type": "text", "text": "sunny, 21 C"}]}]}
+        ],
+        "tools": tools,
+    });
+    let response = f
+        .http
+        .post(f.url("/v1/messages"))
+        .bearer_auth(&f.adapter_key)
+        .json(&second)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(
+        reply["content"][0],
+        json!({"type": "text", "text": "hello"})
+    );
+    assert_eq!(reply["stop_reason"], "end_turn");
+    {
+        let seen = f.seen.lock().unwrap();
+        let sent = &seen.bodies[1];
+        let messages = sent["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 4, "{sent}");
+        assert_eq!(messages[2]["role"], "assistant");
+        assert_eq!(messages[2]["tool_calls"][0]["id"], "call_abc");
+        assert_eq!(
+            messages[2]["tool_calls"][0]["function"]["name"],
+            "get_weather"
+        );
+        let arguments: Value = serde_json::from_str(
+            messages[2]["tool_calls"][0]["function"]["arguments"]
+                .as_str()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(arguments, json!({"city": "Paris"}));
+        assert_eq!(messages[3]["role"], "tool");
+        assert_eq!(messages[3]["tool_call_id"], "call_abc");
+        assert!(
+            messages[3]["content"].to_string().contains("sunny, 21 C"),
+            "{sent}"
+        );
+    }
+    let rows = f.recent().await;
+    assert_eq!(rows[0]["endpoint"], "messages");
+    assert_eq!(rows[0]["outcome"], "completed");
+}
+
+/// The `event:` names of an SSE body, in order, with each event's data.
+fn sse_events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|event| {
+            let mut name = String::new();
+            let mut data = Value::Null;
+            for line in event.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    n.clone_into(&mut name);
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn anthropic_stream_from_openai_provider_is_framed_as_anthropic() {
+    let f = fixture().await;
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let response = anthropic(&f, &f.adapter_key, &body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = response.text().await.unwrap();
+    let events = sse_events(&text);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ],
+        "{text}"
+    );
+    assert_eq!(events[0].1["message"]["role"], "assistant");
+    assert_eq!(events[2].1["index"], 0);
+    assert_eq!(events[2].1["content_block"]["type"], "text");
+    assert_eq!(
+        events[3].1["delta"],
+        json!({"type": "text_delta", "text": "hel"})
+    );
+    assert_eq!(events[4].1["delta"]["text"], "lo");
+    assert_eq!(events[6].1["delta"]["stop_reason"], "end_turn");
+    assert_eq!(events[6].1["usage"]["output_tokens"], 7);
+    assert_eq!(events[6].1["usage"]["input_tokens"], 8);
+    {
+        let seen = f.seen.lock().unwrap();
+        assert_eq!(seen.bodies[0]["stream"], true);
+        assert_eq!(seen.bodies[0]["stream_options"]["include_usage"], true);
+        assert_eq!(seen.bodies[0]["model"], "upstream-model");
+    }
+    let rows = f.recent().await;
+    assert_eq!(rows[0]["endpoint"], "messages");
+    assert_eq!(rows[0]["stream"], true);
+    assert_eq!(rows[0]["input_tokens"], 11);
+    assert_eq!(rows[0]["output_tokens"], 7);
+    assert_eq!(rows[0]["cached_tokens"], 3);
+    assert_eq!(rows[0]["outcome"], "completed");
+}
+
+#[tokio::test]
+async fn anthropic_stream_is_translated_as_it_arrives() {
+    let f = fixture().await;
+    let started = Instant::now();
+    let body = json!({"model": "m", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": "slow"}]});
+    let response = anthropic(&f, &f.adapter_key, &body).await;
+    let mut body = response.bytes_stream();
+    let mut seen_text = String::new();
+    while !seen_text.contains("\"hel\"") {
+        let chunk = body.next().await.unwrap().unwrap();
+        seen_text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "first delta waited for later ones: {:?}",
+        started.elapsed()
+    );
+    drop(body);
+    let rows = f.recent().await;
+    assert_eq!(rows[0]["outcome"], "client_closed");
+}
+
+#[tokio::test]
+async fn anthropic_errors_are_in_anthropic_shape() {
+    let f = fixture().await;
+    let body = json!({"model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]});
+
+    let bad_key = anthropic(&f, "fp-not-a-key", &body).await;
+    assert_eq!(bad_key.status(), StatusCode::UNAUTHORIZED);
+    let error: Value = bad_key.json().await.unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "authentication_error");
+
+    let invalid = anthropic(&f, &f.adapter_key, &json!({"model": "m", "messages": 3})).await;
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    let error: Value = invalid.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "invalid_request_error");
+
+    let limited = json!({"model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "status:429"}]});
+    let limited = anthropic(&f, &f.adapter_key, &limited).await;
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers()["retry-after"], "7");
+    let error: Value = limited.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "rate_limit_error");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream says no")
+    );
+
+    let broken = json!({"model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "status:503"}]});
+    let broken = anthropic(&f, &f.adapter_key, &broken).await;
+    assert_eq!(broken.status(), StatusCode::BAD_GATEWAY);
+    let error: Value = broken.json().await.unwrap();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`local`") && message.contains("503"),
+        "{message}"
+    );
+
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    f.http
+        .post(f.url("/api/providers/local"))
+        .bearer_auth(&f.token)
+        .json(&json!({"url": format!("http://127.0.0.1:{port}/v1")}))
+        .send()
+        .await
+        .unwrap();
+    let down = anthropic(&f, &f.adapter_key, &body).await;
+    assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
+    let error: Value = down.json().await.unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(error["error"]["type"], "api_error");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`local`"), "{message}");
+    assert!(!message.contains("sk-upstream"), "{message}");
+}
+
+#[tokio::test]
+async fn anthropic_stream_carries_tool_calls_and_ends_with_an_error_when_cut() {
+    let f = fixture().await;
+    let body = json!({"model": "m", "max_tokens": 100, "stream": true,
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "content": "Weather in Paris?"}]});
+    let text = anthropic(&f, &f.adapter_key, &body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&text);
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "ping",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        events[2].1["content_block"],
+        json!({"type": "tool_use", "id": "call_abc", "name": "get_weather", "input": {}})
+    );
+    let arguments: String = events[3..5]
+        .iter()
+        .map(|(_, e)| e["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(arguments, r#"{"city":"Paris"}"#);
+    assert_eq!(events[6].1["delta"]["stop_reason"], "tool_use");
+
+    let cut = json!({"model": "m", "max_tokens": 100, "stream": true,
+        "messages": [{"role": "user", "content": "break"}]});
+    let text = anthropic(&f, &f.adapter_key, &cut)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&text);
+    let (last, data) = events.last().unwrap();
+    assert_eq!(last, "error", "{text}");
+    assert_eq!(data["type"], "error");
+    assert!(
+        data["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`local`"),
+        "{text}"
+    );
+    assert!(!text.contains("message_stop"), "{text}");
+    assert!(text.contains("\"hel\""), "{text}");
+}
+
+#[tokio::test]
+async fn anthropic_client_on_anthropic_provider_is_forwarded_as_bytes() {
+    let f = fixture().await;
+    let upstream = f
+        .http
+        .get(f.url("/api/providers"))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()[0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let response = f
+        .http
+        .post(f.url("/api/providers/claude"))
+        .bearer_auth(&f.token)
+        .json(&json!({"url": upstream, "api_key": "sk-ant-upstream-7890",
+            "protocol": "anthropic_messages"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let adapter: Value = f
+        .http
+        .post(f.url("/api/adapters"))
+        .bearer_auth(&f.token)
+        .json(&json!({"provider_id": "claude", "model_id": "claude-up"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = adapter["api_key"].as_str().unwrap();
+
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": true,
+        "metadata": {"user_id": "u1"}, "messages": [{"role": "user", "content": "hi"}]});
+    let text = anthropic(&f, key, &body).await.text().await.unwrap();
+    assert_eq!(text, ANTHROPIC_STREAM);
+    {
+        let seen = f.seen.lock().unwrap();
+        assert_eq!(seen.bodies[0]["model"], "claude-up");
+        assert_eq!(seen.bodies[0]["metadata"], json!({"user_id": "u1"}));
+        assert_eq!(
+            seen.anthropic_headers[0],
+            ("sk-ant-upstream-7890".to_owned(), "2023-06-01".to_owned())
+        );
+    }
+    let rows = f.recent().await;
+    assert_eq!(rows[0]["provider_id"], "claude");
+    assert_eq!(rows[0]["input_tokens"], 20);
+    assert_eq!(rows[0]["output_tokens"], 5);
+    assert_eq!(rows[0]["outcome"], "completed");
+
+    let whole = json!({"model": "x", "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let reply: Value = anthropic(&f, key, &whole).await.json().await.unwrap();
+    assert_eq!(reply["x_unknown"], 1);
+    assert_eq!(reply["usage"]["input_tokens"], 20);
 }

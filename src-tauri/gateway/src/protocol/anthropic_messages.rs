@@ -746,6 +746,37 @@ fn to_json(value: &impl Serialize) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Usage read on the side (the Anthropic-to-Anthropic fast path forwards bytes and reads only
+// this).
+
+#[derive(Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<InUsage>,
+    #[serde(default)]
+    message: Option<Box<UsageOnly>>,
+}
+
+/// Usage from a whole (non-streaming) Anthropic response body.
+pub fn response_usage(body: &[u8]) -> Option<TokenUsage> {
+    serde_json::from_slice::<UsageOnly>(body)
+        .ok()?
+        .usage
+        .map(|u| u.to_canonical())
+}
+
+/// Usage from one stream event's `data`: `message_start` (under `message`) or `message_delta`
+/// (top level). Events without `"usage"` are recognised without parsing. Merge the result
+/// into what is known with [`merge_usage`]: `message_delta` usually carries only output.
+pub fn event_usage(data: &[u8]) -> Option<TokenUsage> {
+    memchr::memmem::find(data, b"\"usage\"")?;
+    let wire: UsageOnly = serde_json::from_slice(data).ok()?;
+    wire.usage
+        .or_else(|| wire.message.and_then(|m| m.usage))
+        .map(|u| u.to_canonical())
+}
+
+// ---------------------------------------------------------------------------------------------
 // Responses.
 
 /// Decodes a provider's non-streaming Anthropic answer.
@@ -1793,6 +1824,22 @@ mod tests {
             "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"api_error\",\"message\":\"upstream broke\"}}\n\n"
         ));
         assert!(!text.contains("message_stop"));
+    }
+
+    #[test]
+    fn usage_is_read_on_the_side() {
+        let start = br#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":20,"cache_read_input_tokens":4,"output_tokens":1}}}"#;
+        let usage = event_usage(start).unwrap();
+        assert_eq!(
+            (usage.input, usage.cached, usage.output),
+            (Some(24), Some(4), Some(1))
+        );
+        let delta = br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}"#;
+        let usage = event_usage(delta).unwrap();
+        assert_eq!((usage.input, usage.output), (None, Some(5)));
+        assert_eq!(event_usage(br#"{"type":"ping"}"#), None);
+        let whole = br#"{"content":[],"usage":{"input_tokens":3,"output_tokens":2}}"#;
+        assert_eq!(response_usage(whole).unwrap().output, Some(2));
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The client-facing OpenAI-compatible API under `/v1`: what Cursor, aider, `llm` and the
-//! OpenAI SDKs call with an adapter key.
+//! The client-facing API under `/v1`: the OpenAI-compatible endpoints Cursor, aider, `llm` and
+//! the OpenAI SDKs call, and Anthropic Messages (`/v1/messages`, `?beta=true` too) for Claude
+//! Code and the Anthropic SDKs, all with an adapter key.
 //!
-//! Handlers only turn axum's extractors into `relay::forward` calls and render failures in
-//! OpenAI's error shape; body-size and body-read rejections become 413/400 with a message that
+//! Handlers only turn axum's extractors into `relay` calls and render failures in the caller's
+//! error shape (OpenAI's, or Anthropic's on `/v1/messages`); body-size and body-read rejections become 413/400 with a message that
 //! says what went wrong.
 
 use axum::Json;
@@ -13,20 +14,25 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
-use crate::error::{GatewayError, Rendered};
+use crate::error::{ErrorShape, GatewayError, Rendered};
 use crate::protocol::openai_chat::Endpoint;
 use crate::relay;
 use crate::state::AppState;
 
-fn body_or_error(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, Rendered> {
-    body.map_err(|rejection| {
-        Rendered::openai(if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+fn body_or_error(
+    state: &AppState,
+    shape: ErrorShape,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, Rendered> {
+    body.map_err(|rejection| Rendered {
+        shape,
+        error: if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             GatewayError::BodyTooLarge {
                 limit: state.settings.max_body_bytes,
             }
         } else {
             GatewayError::Invalid(format!("could not read the request body: {rejection}"))
-        })
+        },
     })
 }
 
@@ -36,7 +42,7 @@ async fn forward(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Rendered> {
-    let body = body_or_error(&state, body)?;
+    let body = body_or_error(&state, ErrorShape::OpenAi, body)?;
     relay::forward(&state, endpoint, &headers, body)
         .await
         .map_err(Rendered::openai)
@@ -66,6 +72,18 @@ pub async fn embeddings(
     forward(state, Endpoint::Embeddings, headers, body).await
 }
 
+/// Anthropic Messages, for an `anthropic_messages` or `openai_chat` provider.
+pub async fn messages(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Rendered> {
+    let body = body_or_error(&state, ErrorShape::Anthropic, body)?;
+    relay::messages(&state, &headers, body)
+        .await
+        .map_err(Rendered::anthropic)
+}
+
 /// The models this key can use: its adapter's model.
 pub async fn models(
     State(state): State<AppState>,
@@ -86,7 +104,8 @@ pub async fn models(
 
 pub async fn not_found() -> Rendered {
     Rendered::openai(GatewayError::NotFound(
-        "this gateway serves /v1/chat/completions, /v1/completions, /v1/embeddings and /v1/models"
+        "this gateway serves /v1/chat/completions, /v1/completions, /v1/embeddings, \
+         /v1/messages and /v1/models"
             .into(),
     ))
 }

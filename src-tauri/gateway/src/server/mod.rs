@@ -26,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(client_api::completions))
         .route("/v1/embeddings", post(client_api::embeddings))
         .route("/v1/models", get(client_api::models))
+        .route("/v1/messages", post(client_api::messages))
         .route("/v1/{*rest}", axum::routing::any(client_api::not_found))
         .nest("/api", management::router(state.clone()))
         .route("/", get(assets::index))
