@@ -534,6 +534,24 @@ struct OutFunctionCall<'a> {
     arguments: &'a str,
 }
 
+impl<'a> OutToolCall<'a> {
+    fn function(id: &'a str, name: &'a str, arguments: &'a str) -> Self {
+        Self {
+            id,
+            kind: "function",
+            function: OutFunctionCall {
+                name,
+                // An empty string is not valid JSON; providers reject it.
+                arguments: if arguments.is_empty() {
+                    "{}"
+                } else {
+                    arguments
+                },
+            },
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(untagged)]
 enum OutChatTool<'a> {
@@ -664,19 +682,7 @@ fn assistant_out(parts: &[Part]) -> Option<OutChatMessage<'_>> {
                 id,
                 name,
                 arguments,
-            } => tool_calls.push(OutToolCall {
-                id,
-                kind: "function",
-                function: OutFunctionCall {
-                    name,
-                    // An empty string is not valid JSON; providers reject it.
-                    arguments: if arguments.is_empty() {
-                        "{}"
-                    } else {
-                        arguments
-                    },
-                },
-            }),
+            } => tool_calls.push(OutToolCall::function(id, name, arguments)),
             _ => {}
         }
     }
@@ -935,18 +941,7 @@ pub fn response_from_canonical(response: &Response, created: u64) -> Vec<u8> {
                 id,
                 name,
                 arguments,
-            } => tool_calls.push(OutToolCall {
-                id,
-                kind: "function",
-                function: OutFunctionCall {
-                    name,
-                    arguments: if arguments.is_empty() {
-                        "{}"
-                    } else {
-                        arguments
-                    },
-                },
-            }),
+            } => tool_calls.push(OutToolCall::function(id, name, arguments)),
             _ => {}
         }
     }
