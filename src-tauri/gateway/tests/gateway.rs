@@ -159,6 +159,18 @@ async fn upstream_chat(
         .unwrap()
 }
 
+/// The Anthropic events of a streamed answer with one content block in two deltas.
+const ONE_BLOCK_STREAM: [&str; 8] = [
+    "message_start",
+    "ping",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+];
+
 /// Marks the stream cancelled if it is dropped before it finished.
 struct CancelGuard(SeenRef, bool);
 
@@ -702,20 +714,7 @@ async fn anthropic_stream_from_openai_provider_is_framed_as_anthropic() {
     let text = response.text().await.unwrap();
     let events = sse_events(&text);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "message_start",
-            "ping",
-            "content_block_start",
-            "content_block_delta",
-            "content_block_delta",
-            "content_block_stop",
-            "message_delta",
-            "message_stop"
-        ],
-        "{text}"
-    );
+    assert_eq!(names, ONE_BLOCK_STREAM, "{text}");
     assert_eq!(events[0].1["message"]["role"], "assistant");
     assert_eq!(events[2].1["index"], 0);
     assert_eq!(events[2].1["content_block"]["type"], "text");
@@ -840,20 +839,7 @@ async fn anthropic_stream_carries_tool_calls_and_ends_with_an_error_when_cut() {
         .unwrap();
     let events = sse_events(&text);
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "message_start",
-            "ping",
-            "content_block_start",
-            "content_block_delta",
-            "content_block_delta",
-            "content_block_stop",
-            "message_delta",
-            "message_stop"
-        ],
-        "{text}"
-    );
+    assert_eq!(names, ONE_BLOCK_STREAM, "{text}");
     assert_eq!(
         events[2].1["content_block"],
         json!({"type": "tool_use", "id": "call_abc", "name": "get_weather", "input": {}})
