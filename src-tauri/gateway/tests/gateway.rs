@@ -334,6 +334,22 @@ impl Fixture {
         format!("{}{path}", self.gateway.base_url())
     }
 
+    /// Re-registers the provider at a port nothing listens on.
+    async fn point_provider_at_a_closed_port(&self) {
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let response = self
+            .http
+            .post(self.url("/api/providers/local"))
+            .bearer_auth(&self.token)
+            .json(&json!({"url": format!("http://127.0.0.1:{port}/v1")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
     /// POSTs `body` to the chat endpoint with `key` as a bearer token.
     async fn chat(&self, key: &str, body: &'static str) -> reqwest::Response {
         self.http
@@ -495,17 +511,7 @@ async fn errors_are_in_openai_shape_and_name_the_provider() {
             .contains("not valid JSON")
     );
 
-    // Point the provider at a closed port.
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    f.http
-        .post(f.url("/api/providers/local"))
-        .bearer_auth(&f.token)
-        .json(&json!({"url": format!("http://127.0.0.1:{port}/v1")}))
-        .send()
-        .await
-        .unwrap();
+    f.point_provider_at_a_closed_port().await;
     // The adapter has no URL of its own, so it follows the provider's new (dead) one.
     let down = f
         .chat(&f.adapter_key, r#"{"model":"m","messages":[]}"#)
@@ -806,16 +812,7 @@ async fn anthropic_errors_are_in_anthropic_shape() {
         "{message}"
     );
 
-    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
-    f.http
-        .post(f.url("/api/providers/local"))
-        .bearer_auth(&f.token)
-        .json(&json!({"url": format!("http://127.0.0.1:{port}/v1")}))
-        .send()
-        .await
-        .unwrap();
+    f.point_provider_at_a_closed_port().await;
     let down = anthropic(&f, &f.adapter_key, &body).await;
     assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
     let error: Value = down.json().await.unwrap();

@@ -278,32 +278,10 @@ pub fn request_to_canonical(body: &[u8]) -> Result<Request, DecodeError> {
                 role: Role::User,
                 content: chat_content(message.content, &at)?,
             }),
-            "assistant" => {
-                let mut content = Vec::new();
-                if let Some(text) = message.reasoning_content.filter(|t| !t.is_empty()) {
-                    content.push(Part::Reasoning(Reasoning {
-                        text,
-                        signature: None,
-                        encrypted: None,
-                        issuer: None,
-                    }));
-                }
-                content.extend(chat_content(message.content, &at)?);
-                if let Some(refusal) = message.refusal {
-                    content.push(Part::Text { text: refusal });
-                }
-                for call in message.tool_calls.unwrap_or_default() {
-                    content.push(Part::ToolCall {
-                        id: call.id,
-                        name: call.function.name,
-                        arguments: call.function.arguments,
-                    });
-                }
-                request.messages.push(Message {
-                    role: Role::Assistant,
-                    content,
-                });
-            }
+            "assistant" => request.messages.push(Message {
+                role: Role::Assistant,
+                content: assistant_parts(message, &at)?,
+            }),
             "tool" => {
                 let call_id = message.tool_call_id.ok_or_else(|| {
                     DecodeError::Invalid(format!("{at}: a tool message needs `tool_call_id`"))
@@ -370,6 +348,32 @@ fn tool_choice(choice: &Value) -> Result<ToolChoice, DecodeError> {
             "tool_choice must be auto, none, required or a named function".into(),
         )),
     }
+}
+
+/// An assistant turn's parts in answer order: reasoning, text (a refusal as text), tool calls.
+/// The same for a past turn in a request and for a provider's answer.
+fn assistant_parts(message: InChatMessage, at: &str) -> Result<Vec<Part>, DecodeError> {
+    let mut content = Vec::new();
+    if let Some(text) = message.reasoning_content.filter(|t| !t.is_empty()) {
+        content.push(Part::Reasoning(Reasoning {
+            text,
+            signature: None,
+            encrypted: None,
+            issuer: None,
+        }));
+    }
+    content.extend(chat_content(message.content, at)?);
+    if let Some(refusal) = message.refusal {
+        content.push(Part::Text { text: refusal });
+    }
+    for call in message.tool_calls.unwrap_or_default() {
+        content.push(Part::ToolCall {
+            id: call.id,
+            name: call.function.name,
+            arguments: call.function.arguments,
+        });
+    }
+    Ok(content)
 }
 
 fn chat_content(content: Option<InChatContent>, at: &str) -> Result<Vec<Part>, DecodeError> {
@@ -821,27 +825,7 @@ pub fn response_to_canonical(body: &[u8]) -> Result<Response, DecodeError> {
         .into_iter()
         .next()
         .ok_or_else(|| DecodeError::Invalid("the response has no choices".into()))?;
-    let message = choice.message;
-    let mut content = Vec::new();
-    if let Some(text) = message.reasoning_content.filter(|t| !t.is_empty()) {
-        content.push(Part::Reasoning(Reasoning {
-            text,
-            signature: None,
-            encrypted: None,
-            issuer: None,
-        }));
-    }
-    content.extend(chat_content(message.content, "choices[0].message")?);
-    if let Some(refusal) = message.refusal {
-        content.push(Part::Text { text: refusal });
-    }
-    for call in message.tool_calls.unwrap_or_default() {
-        content.push(Part::ToolCall {
-            id: call.id,
-            name: call.function.name,
-            arguments: call.function.arguments,
-        });
-    }
+    let content = assistant_parts(choice.message, "choices[0].message")?;
     Ok(Response {
         id: wire.id,
         model: wire.model,
