@@ -48,6 +48,8 @@ pub struct Request {
     pub stream: bool,
     /// `None`: the client said nothing about reasoning, so the target's default applies.
     pub reasoning: Option<ReasoningConfig>,
+    /// `None`: free text.
+    pub response_format: Option<ResponseFormat>,
     /// Top-level fields with no canonical home, exactly as the client sent them.
     pub extra: Map<String, Value>,
     /// The protocol this request was decoded from.
@@ -145,6 +147,33 @@ pub enum ToolChoice {
     Required,
     /// The model must call this tool.
     Named(String),
+}
+
+/// A constraint on the answer's form (OpenAI `response_format` / Responses `text.format`,
+/// Gemini `responseMimeType` + `responseJsonSchema`). Targets without a native form get the
+/// constraint as an instruction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// JSON matching `schema`.
+    JsonSchema {
+        name: String,
+        schema: Value,
+        strict: Option<bool>,
+    },
+}
+
+impl ResponseFormat {
+    /// The constraint as a system instruction, for targets that cannot enforce it.
+    pub fn instruction(&self) -> String {
+        match self {
+            Self::JsonObject => "Answer with one JSON object and nothing else.".to_owned(),
+            Self::JsonSchema { schema, .. } => format!(
+                "Answer with one JSON value that matches this JSON schema, and nothing else: {schema}"
+            ),
+        }
+    }
 }
 
 /// How much the model should reason. Protocols speak either effort levels (OpenAI) or token

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 
 use crate::canonical::{
     DecodeError, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request, Response,
-    Role, StreamEvent, Tool, ToolChoice, merge_usage,
+    ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage,
 };
 use crate::protocol::Protocol;
 use crate::protocol::sse;
@@ -630,11 +630,17 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         }
     };
 
+    // Anthropic has no general JSON mode; the constraint travels as an instruction.
+    let format_instruction = request
+        .response_format
+        .as_ref()
+        .map(ResponseFormat::instruction);
     let wire = OutRequest {
         model: &request.model,
         system: request
             .system
             .iter()
+            .chain(&format_instruction)
             .filter(|text| !text.is_empty())
             .map(|text| OutBlock::Text { text })
             .collect(),

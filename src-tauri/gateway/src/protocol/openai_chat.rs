@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request,
-    Response, Role, StreamEvent, Tool, ToolChoice, merge_usage,
+    Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage,
 };
 use crate::protocol::Protocol;
 use crate::usage::TokenUsage;
@@ -171,6 +171,8 @@ struct InChatRequest {
     stream: Option<bool>,
     #[serde(default)]
     reasoning_effort: Option<String>,
+    #[serde(default)]
+    response_format: Option<Value>,
     #[serde(flatten)]
     extra: Map<String, Value>,
 }
@@ -325,7 +327,59 @@ pub fn request_to_canonical(body: &[u8]) -> Result<Request, DecodeError> {
         None | Some(Value::Null) => None,
         Some(choice) => Some(tool_choice(&choice)?),
     };
+    request.response_format = match wire.response_format {
+        None | Some(Value::Null) => None,
+        Some(format) => response_format_from_wire(&format)?,
+    };
     Ok(request)
+}
+
+/// Reads Chat Completions' `response_format` (`text`, `json_object`, `json_schema`).
+pub fn response_format_from_wire(format: &Value) -> Result<Option<ResponseFormat>, DecodeError> {
+    match format.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(ResponseFormat::JsonObject)),
+        Some("json_schema") => {
+            let spec = format.get("json_schema").ok_or_else(|| {
+                DecodeError::Invalid(
+                    "response_format: `json_schema` needs a `json_schema` object".into(),
+                )
+            })?;
+            Ok(Some(ResponseFormat::JsonSchema {
+                name: spec
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("response")
+                    .to_owned(),
+                schema: spec
+                    .get("schema")
+                    .cloned()
+                    .unwrap_or_else(|| serde_json::json!({})),
+                strict: spec.get("strict").and_then(Value::as_bool),
+            }))
+        }
+        _ => Err(DecodeError::Invalid(
+            "response_format.type must be text, json_object or json_schema".into(),
+        )),
+    }
+}
+
+/// Chat Completions' `response_format` for a canonical one.
+pub fn response_format_to_wire(format: &ResponseFormat) -> Value {
+    match format {
+        ResponseFormat::JsonObject => serde_json::json!({"type": "json_object"}),
+        ResponseFormat::JsonSchema {
+            name,
+            schema,
+            strict,
+        } => {
+            let mut spec = serde_json::json!({"name": name, "schema": schema});
+            if let Some(strict) = strict {
+                spec["strict"] = Value::Bool(*strict);
+            }
+            serde_json::json!({"type": "json_schema", "json_schema": spec})
+        }
+    }
 }
 
 fn tool_choice(choice: &Value) -> Result<ToolChoice, DecodeError> {
@@ -463,6 +517,8 @@ struct OutChatRequest<'a> {
     parallel_tool_calls: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reasoning_effort: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<Value>,
     #[serde(flatten)]
     extra: Option<ExtraFields<'a>>,
 }
@@ -663,6 +719,10 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
             .filter(|r| !r.is_off())
             .and_then(|r| r.effort_or_derived())
             .map(Effort::as_str),
+        response_format: request
+            .response_format
+            .as_ref()
+            .map(response_format_to_wire),
         extra: (native && !request.extra.is_empty()).then_some(ExtraFields(&request.extra)),
     };
     to_json(&wire)
