@@ -1,12 +1,15 @@
 //! Wire protocols the gateway speaks, one module per API, plus the framing they share.
 //!
-//! `openai_chat` is the OpenAI-compatible family and `anthropic_messages` is Anthropic
-//! Messages; each converts its requests, responses and streams to and from `canonical` (the
-//! translated path). `sse` splits event streams; `rewrite` edits a JSON body's top-level fields
-//! in place for the same-protocol fast path. [`Protocol`] names the
-//! protocol a provider speaks (stored with the provider and shown in the API).
+//! `openai_chat` is the OpenAI-compatible family, `anthropic_messages` is Anthropic Messages
+//! and `gemini` is Google's `generateContent`; each converts its requests, responses and
+//! streams to and from `canonical` (the translated path). `json_schema` cleans tool schemas
+//! into what each target accepts. `sse` splits event streams; `rewrite` edits a JSON body's
+//! top-level fields in place for the same-protocol fast path. [`Protocol`] names the protocol
+//! a provider speaks (stored with the provider and shown in the API).
 
 pub mod anthropic_messages;
+pub mod gemini;
+pub mod json_schema;
 pub mod openai_chat;
 pub mod rewrite;
 pub mod sse;
