@@ -1,13 +1,14 @@
 //! Wire protocols the gateway speaks, one module per API, plus the framing they share.
 //!
-//! `openai_chat` is the OpenAI-compatible family and `anthropic_messages` is Anthropic
-//! Messages; each converts its requests, responses and streams to and from `canonical` (the
-//! translated path). `sse` splits event streams; `rewrite` edits a JSON body's top-level fields
+//! `openai_chat` is the OpenAI-compatible family, `openai_responses` is OpenAI Responses and
+//! `anthropic_messages` is Anthropic Messages; each converts its requests, responses and
+//! streams to and from `canonical` (the translated path). `sse` splits event streams; `rewrite` edits a JSON body's top-level fields
 //! in place for the same-protocol fast path. [`Protocol`] names the
 //! protocol a provider speaks (stored with the provider and shown in the API).
 
 pub mod anthropic_messages;
 pub mod openai_chat;
+pub mod openai_responses;
 pub mod rewrite;
 pub mod sse;
 
