@@ -1,16 +1,19 @@
 //! Wire protocols the gateway speaks, one module per API, plus the framing they share.
 //!
-//! `openai_chat` is the OpenAI-compatible family, `anthropic_messages` is Anthropic Messages
-//! and `gemini` is Google's `generateContent`; each converts its requests, responses and
-//! streams to and from `canonical` (the translated path). `json_schema` cleans tool schemas
-//! into what each target accepts. `sse` splits event streams; `rewrite` edits a JSON body's
-//! top-level fields in place for the same-protocol fast path. [`Protocol`] names the protocol
-//! a provider speaks (stored with the provider and shown in the API).
+//! One module per protocol: `openai_chat` (the OpenAI-compatible family), `openai_responses`
+//! (OpenAI Responses), `anthropic_messages` (Anthropic Messages) and `gemini` (Google's
+//! `generateContent`); each converts its requests, responses and streams to and from
+//! `canonical` (the translated path), and `codec` picks the module for a [`Protocol`].
+//! `json_schema` cleans tool schemas into what each target accepts. `sse` splits event
+//! streams; `rewrite` edits a JSON body's top-level fields in place for the same-protocol fast
+//! path. [`Protocol`] names the protocol a provider speaks (stored with the provider and shown
+//! in the API).
 
 pub mod anthropic_messages;
 pub mod gemini;
 pub mod json_schema;
 pub mod openai_chat;
+pub mod openai_responses;
 pub mod rewrite;
 pub mod sse;
 
