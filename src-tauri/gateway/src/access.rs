@@ -55,8 +55,9 @@ pub fn new_adapter_key() -> Result<NewKey, SecretError> {
     Ok(NewKey { key, hash, hint })
 }
 
-/// The key a client presented: `Authorization: Bearer …`, or `x-api-key` as Anthropic-style
-/// clients send it.
+/// The key a client presented: `Authorization: Bearer …`, `x-api-key` as Anthropic clients
+/// send it, or `x-goog-api-key` as Gemini clients do (their `?key=` form is moved into that
+/// header by the Gemini handlers).
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     let bearer = headers
         .get(AUTHORIZATION)
@@ -68,6 +69,7 @@ pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
         .map(str::trim);
     bearer
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .or_else(|| headers.get("x-goog-api-key").and_then(|v| v.to_str().ok()))
         .filter(|k| !k.is_empty())
 }
 

@@ -128,6 +128,102 @@ impl Reasoning {
     pub fn signed_for(&self, target: Protocol) -> bool {
         self.issuer == Some(target)
     }
+
+    /// Reads a tag (see [`tag_proof`]) the client sent back in either field: the reasoning
+    /// then belongs to the tagged issuer, with the provider's own proof restored to the field
+    /// it came from (a client protocol may have only one slot for both kinds).
+    pub fn adopt_tag(&mut self) {
+        let owned = |field: &Option<String>| {
+            field
+                .as_deref()
+                .and_then(untag_proof)
+                .map(|(issuer, kind, proof)| (issuer, kind, proof.to_owned()))
+        };
+        let tagged = [owned(&self.signature), owned(&self.encrypted)];
+        for (slot, found) in tagged.into_iter().enumerate() {
+            let Some((issuer, kind, proof)) = found else {
+                // Untagged: the client's own protocol issued it; it stays where it is.
+                continue;
+            };
+            if slot == 0 {
+                self.signature = None;
+            } else {
+                self.encrypted = None;
+            }
+            match kind {
+                ProofKind::Signature => self.signature = Some(proof),
+                ProofKind::Encrypted => self.encrypted = Some(proof),
+            }
+            self.issuer = Some(issuer);
+        }
+    }
+}
+
+/// Which field of [`Reasoning`] a tagged proof belongs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofKind {
+    Signature,
+    Encrypted,
+}
+
+/// What starts a proof the gateway tagged with its issuer.
+const PROOF_TAG: &str = "fpsig1.";
+
+/// A provider's reasoning proof (a signature, or encrypted reasoning) as a client of another
+/// protocol receives it: tagged with the issuing protocol and the kind of proof. The client
+/// sends it back unchanged with the rest of the conversation, the tag tells the gateway whose
+/// it is, and the proof reaches the provider that made it again, and no other (a foreign
+/// signature makes a provider refuse the whole request).
+pub fn tag_proof(issuer: Protocol, kind: ProofKind, proof: &str) -> String {
+    let kind = match kind {
+        ProofKind::Signature => 's',
+        ProofKind::Encrypted => 'e',
+    };
+    format!("{PROOF_TAG}{issuer}.{kind}.{proof}")
+}
+
+/// The issuer, kind and provider's proof inside a tagged one.
+pub fn untag_proof(value: &str) -> Option<(Protocol, ProofKind, &str)> {
+    let rest = value.strip_prefix(PROOF_TAG)?;
+    let (issuer, rest) = rest.split_once('.')?;
+    let (kind, proof) = rest.split_once('.')?;
+    let kind = match kind {
+        "s" => ProofKind::Signature,
+        "e" => ProofKind::Encrypted,
+        _ => return None,
+    };
+    Some((issuer.parse().ok()?, kind, proof))
+}
+
+impl Request {
+    /// Applies [`Reasoning::adopt_tag`] to every reasoning part of the conversation.
+    pub fn adopt_signature_tags(&mut self) {
+        for message in &mut self.messages {
+            for part in &mut message.content {
+                if let Part::Reasoning(reasoning) = part
+                    && (reasoning.signature.is_some() || reasoning.encrypted.is_some())
+                {
+                    reasoning.adopt_tag();
+                }
+            }
+        }
+    }
+}
+
+impl Response {
+    /// Tags the proofs in an answer from a provider of `issuer` (see [`tag_proof`]).
+    pub fn tag_signatures(&mut self, issuer: Protocol) {
+        for part in &mut self.content {
+            if let Part::Reasoning(reasoning) = part {
+                if let Some(value) = &mut reasoning.signature {
+                    *value = tag_proof(issuer, ProofKind::Signature, value);
+                }
+                if let Some(value) = &mut reasoning.encrypted {
+                    *value = tag_proof(issuer, ProofKind::Encrypted, value);
+                }
+            }
+        }
+    }
 }
 
 /// A tool the model may call.
@@ -393,6 +489,33 @@ mod tests {
         assert_eq!(usage.input, Some(10));
         assert_eq!(usage.output, Some(7));
         assert_eq!(usage.cached, Some(4));
+    }
+
+    #[test]
+    fn tagged_proofs_find_their_way_home() {
+        // A Gemini signature that came back in a client's only slot (Responses'
+        // `encrypted_content`) returns to the signature field, owned by Gemini.
+        let mut reasoning = Reasoning {
+            text: "hm".into(),
+            signature: None,
+            encrypted: Some(tag_proof(Protocol::Gemini, ProofKind::Signature, "c2ln.x")),
+            issuer: Some(Protocol::OpenAiResponses),
+        };
+        reasoning.adopt_tag();
+        assert_eq!(reasoning.issuer, Some(Protocol::Gemini));
+        assert_eq!(reasoning.signature.as_deref(), Some("c2ln.x"));
+        assert_eq!(reasoning.encrypted, None);
+
+        let mut plain = Reasoning {
+            signature: Some("EqQBCkgIARABGAI".into()),
+            issuer: Some(Protocol::AnthropicMessages),
+            ..reasoning
+        };
+        plain.adopt_tag();
+        assert_eq!(plain.issuer, Some(Protocol::AnthropicMessages));
+        assert_eq!(plain.signature.as_deref(), Some("EqQBCkgIARABGAI"));
+        assert_eq!(untag_proof("fpsig1.nonsense.s.x"), None);
+        assert_eq!(untag_proof("fpsig1.gemini.q.x"), None);
     }
 
     #[test]

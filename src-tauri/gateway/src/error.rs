@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::protocol::anthropic_messages;
+use crate::protocol::{Protocol, anthropic_messages, gemini};
 use crate::secrets::SecretError;
 use crate::store::StoreError;
 
@@ -67,6 +67,8 @@ pub enum GatewayError {
         provider: String,
         status: u16,
         detail: String,
+        /// The provider's `retry-after`, passed on to the client.
+        retry_after: Option<String>,
     },
     #[error("provider `{provider}` sent an answer the gateway could not read: {reason}")]
     UpstreamInvalid { provider: String, reason: String },
@@ -152,6 +154,19 @@ pub enum ErrorShape {
     Management,
     /// Anthropic Messages clients (Claude Code, the Anthropic SDKs).
     Anthropic,
+    /// Gemini clients (Gemini CLI, the google-genai SDKs).
+    Gemini,
+}
+
+impl ErrorShape {
+    /// The shape a client of `protocol` reads (Responses clients read OpenAI's).
+    pub fn of(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::OpenAiChat | Protocol::OpenAiResponses => Self::OpenAi,
+            Protocol::AnthropicMessages => Self::Anthropic,
+            Protocol::Gemini => Self::Gemini,
+        }
+    }
 }
 
 /// An error on its way to a caller who reads `shape`.
@@ -172,6 +187,13 @@ impl Rendered {
     pub fn anthropic(error: impl Into<GatewayError>) -> Self {
         Self {
             shape: ErrorShape::Anthropic,
+            error: error.into(),
+        }
+    }
+
+    pub fn new(shape: ErrorShape, error: impl Into<GatewayError>) -> Self {
+        Self {
+            shape,
             error: error.into(),
         }
     }
@@ -212,8 +234,23 @@ impl IntoResponse for Rendered {
                     "message": message,
                 }
             }),
+            ErrorShape::Gemini => json!({
+                "error": {
+                    "code": status.as_u16(),
+                    "message": message,
+                    "status": gemini::error_status(status.as_u16()),
+                }
+            }),
         };
         let mut response = (status, axum::Json(body)).into_response();
+        if let GatewayError::UpstreamStatus {
+            retry_after: Some(value),
+            ..
+        } = &self.error
+            && let Ok(value) = HeaderValue::from_str(value)
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if status == StatusCode::UNAUTHORIZED && self.shape == ErrorShape::OpenAi {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -261,6 +298,7 @@ mod tests {
             provider: "deepseek".into(),
             status: 503,
             detail: "overloaded".into(),
+            retry_after: None,
         })
         .into_response();
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
@@ -277,9 +315,11 @@ mod tests {
             provider: "deepseek".into(),
             status: 429,
             detail: "slow down".into(),
+            retry_after: Some("7".into()),
         })
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "7");
         assert_eq!(
             body_json(response).await["error"]["type"],
             "rate_limit_error"

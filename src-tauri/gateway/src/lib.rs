@@ -31,6 +31,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod token_count;
 pub mod translate;
 pub mod usage;
 

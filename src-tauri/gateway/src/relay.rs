@@ -1,16 +1,18 @@
-//! The same-protocol fast path: forwarding a request to a provider that speaks the client's
-//! protocol as bytes (OpenAI-compatible to `openai_chat`, Anthropic Messages to
-//! `anthropic_messages`), and relaying the answer as it arrives while reading usage on the side.
-//! Anthropic Messages requests for an `openai_chat` provider go to `translate` instead; the
-//! pieces both paths need (key lookup, provider auth, the timed send, [`Meter`]) live here.
+//! Where every client request goes: [`answer`] sends it down the same-protocol fast path when
+//! the provider speaks the client's protocol, and to `translate` otherwise. The fast path
+//! forwards the request as bytes and relays the answer as it arrives while reading usage on
+//! the side; the pieces both paths need (key lookup, provider URLs and auth, the timed send,
+//! [`Meter`]) live here.
 //!
-//! The request body is validated and edited in place by `protocol::rewrite` (only `model`, and
-//! `stream_options.include_usage` on streams, change); the response is wrapped in a [`Relay`]
-//! stream that hands each upstream chunk straight to the client. SSE chunks are also fed to an
-//! `EventSplitter` to find the usage chunk, which is dropped from the client's stream when the
-//! gateway itself asked for it. When the stream ends, breaks, or the client hangs up (the
-//! request future or the `Relay` is dropped, which drops the upstream request and so cancels
-//! it there), one [`UsageRecord`] goes to the `usage` recorder.
+//! On the fast path the request body is validated and edited in place by `protocol::rewrite`
+//! (only `model` changes, plus `stream_options.include_usage` on OpenAI streams; a Gemini
+//! request names its model in the URL and goes unchanged); the response is wrapped in a
+//! [`Relay`] stream that hands each upstream chunk straight to the client. SSE chunks are also
+//! fed to an `EventSplitter` to read usage (`protocol::codec`), and OpenAI's usage chunk is
+//! dropped from the client's stream when the gateway itself asked for it. When the stream
+//! ends, breaks, or the client hangs up (the request future or the `Relay` is dropped, which
+//! drops the upstream request and so cancels it there), one [`UsageRecord`] goes to the
+//! `usage` recorder.
 
 use std::collections::VecDeque;
 use std::error::Error as _;
@@ -30,13 +32,15 @@ use crate::access::{hash_key, presented_key};
 use crate::canonical::merge_usage;
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
-use crate::protocol::anthropic_messages;
+use crate::protocol::codec;
+use crate::protocol::gemini::Framing;
 use crate::protocol::openai_chat::{self, Endpoint};
 use crate::protocol::rewrite::{Edit, TopLevel, json_string, splice};
 use crate::protocol::sse::{self, EventSplitter};
 use crate::registry::{Adapter, Provider, ProviderKey, Snapshot};
 use crate::state::AppState;
 use crate::store::now_ms;
+use crate::translate::{self, ClientRequest};
 use crate::usage::{Outcome, Recorder, TokenUsage, UsageRecord};
 
 /// The most bytes of a non-streaming response kept aside to read its usage from.
@@ -89,19 +93,88 @@ pub(crate) fn upstream_url(adapter: &Adapter, provider: &Provider, path: &str) -
 /// How a provider expects its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyStyle {
-    /// `Authorization: Bearer …` (OpenAI-compatible hosts).
+    /// `Authorization: Bearer …` (OpenAI and OpenAI-compatible hosts).
     Bearer,
-    /// `x-api-key: …` (Anthropic).
+    /// `x-api-key: …` plus `anthropic-version` (Anthropic).
     XApiKey,
+    /// `x-goog-api-key: …` (Gemini).
+    GoogApiKey,
+}
+
+impl KeyStyle {
+    pub(crate) fn of(protocol: Protocol) -> Self {
+        match protocol {
+            Protocol::OpenAiChat | Protocol::OpenAiResponses => Self::Bearer,
+            Protocol::AnthropicMessages => Self::XApiKey,
+            Protocol::Gemini => Self::GoogApiKey,
+        }
+    }
+}
+
+/// The Anthropic API version sent when the client named none.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Where a provider's endpoint is, below its base URL, and how it takes its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    /// Starts with `/`; may carry a query (`?alt=sse`).
+    pub path: String,
+    pub style: KeyStyle,
+}
+
+impl Target {
+    /// The endpoint that generates an answer for `model`.
+    pub(crate) fn generate(protocol: Protocol, model: &str, stream: bool) -> Self {
+        let path = match protocol {
+            Protocol::OpenAiChat => "/chat/completions".to_owned(),
+            Protocol::OpenAiResponses => "/responses".to_owned(),
+            Protocol::AnthropicMessages => "/messages".to_owned(),
+            Protocol::Gemini if stream => {
+                format!(
+                    "/models/{}:streamGenerateContent?alt=sse",
+                    gemini_model(model)
+                )
+            }
+            Protocol::Gemini => format!("/models/{}:generateContent", gemini_model(model)),
+        };
+        Self {
+            path,
+            style: KeyStyle::of(protocol),
+        }
+    }
+
+    /// The endpoint that counts a request's input tokens, for protocols that have one.
+    pub(crate) fn count_tokens(protocol: Protocol, model: &str) -> Option<Self> {
+        let path = match protocol {
+            Protocol::AnthropicMessages => "/messages/count_tokens".to_owned(),
+            Protocol::Gemini => format!("/models/{}:countTokens", gemini_model(model)),
+            Protocol::OpenAiChat | Protocol::OpenAiResponses => return None,
+        };
+        Some(Self {
+            path,
+            style: KeyStyle::of(protocol),
+        })
+    }
+}
+
+/// A model id as Gemini's URL path wants it: without a `models/` prefix the client may have
+/// copied from a model list.
+fn gemini_model(model: &str) -> &str {
+    model.strip_prefix("models/").unwrap_or(model)
 }
 
 /// A POST of a JSON body to `url`, with the provider's key and the `Accept` a stream needs.
+///
+/// `same_protocol_headers` are the client's headers when it speaks the provider's protocol:
+/// then its `anthropic-version` and `anthropic-beta` go along (a translated request is written
+/// for the default version and no betas).
 pub(crate) fn upstream_request(
     state: &AppState,
     provider: &Provider,
     url: &str,
     style: KeyStyle,
     stream: bool,
+    same_protocol_headers: Option<&HeaderMap>,
 ) -> Result<reqwest::RequestBuilder, GatewayError> {
     let mut request = state
         .http
@@ -121,6 +194,7 @@ pub(crate) fn upstream_request(
             request = match style {
                 KeyStyle::Bearer => request.bearer_auth(key.expose()),
                 KeyStyle::XApiKey => request.header("x-api-key", key.expose()),
+                KeyStyle::GoogApiKey => request.header("x-goog-api-key", key.expose()),
             };
         }
         ProviderKey::Unavailable(reason) => {
@@ -128,6 +202,17 @@ pub(crate) fn upstream_request(
                 provider: provider.id.clone(),
                 reason: reason.clone(),
             });
+        }
+    }
+    if style == KeyStyle::XApiKey {
+        let client = same_protocol_headers;
+        let version = client
+            .and_then(|h| h.get("anthropic-version"))
+            .cloned()
+            .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
+        request = request.header("anthropic-version", version);
+        if let Some(beta) = client.and_then(|h| h.get("anthropic-beta")) {
+            request = request.header("anthropic-beta", beta.clone());
         }
     }
     Ok(request)
@@ -141,47 +226,156 @@ pub(crate) async fn send(
     url: String,
     meter: &mut Meter,
 ) -> Result<reqwest::Response, GatewayError> {
-    let timeout = state.settings.response_timeout;
-    let provider = meter.record.provider_id.clone();
-    let error = match tokio::time::timeout(timeout, request.send()).await {
-        Ok(Ok(response)) => {
+    match send_unmetered(state, request, url, &meter.record.provider_id).await {
+        Ok(response) => {
             meter.record.status = response.status().as_u16();
-            return Ok(response);
+            Ok(response)
         }
-        Ok(Err(e)) => GatewayError::UpstreamUnreachable {
+        Err(error) => {
+            meter.fail(&error);
+            Err(error)
+        }
+    }
+}
+
+/// [`send`] for calls that are not generations and leave no usage record (token counts).
+pub(crate) async fn send_unmetered(
+    state: &AppState,
+    request: reqwest::RequestBuilder,
+    url: String,
+    provider: &str,
+) -> Result<reqwest::Response, GatewayError> {
+    let timeout = state.settings.response_timeout;
+    let provider = provider.to_owned();
+    match tokio::time::timeout(timeout, request.send()).await {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(e)) => Err(GatewayError::UpstreamUnreachable {
             provider,
             url,
             reason: describe(&e),
-        },
-        Err(_) => GatewayError::UpstreamTimeout {
+        }),
+        Err(_) => Err(GatewayError::UpstreamTimeout {
             provider,
             url,
             seconds: timeout.as_secs(),
-        },
-    };
-    meter.fail(&error);
-    Err(error)
+        }),
+    }
 }
 
-/// Forwards one OpenAI-compatible request and returns the response to stream to the client.
+/// Answers one client request: forwarded as bytes when the provider speaks the client's
+/// protocol, translated through `canonical` otherwise.
+pub(crate) async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: ClientRequest,
+) -> Result<Response, GatewayError> {
+    let started = Instant::now();
+    let snapshot = state.registry.snapshot();
+    let (adapter, provider) = resolve(&snapshot, headers)?;
+    if provider.protocol == client.protocol {
+        fast_path(state, started, headers, &adapter, &provider, client).await
+    } else {
+        translate::exchange(state, started, &adapter, &provider, client).await
+    }
+}
+
+/// Forwards one request of the OpenAI-compatible family. Chat Completions reach a provider of
+/// any protocol; legacy completions and embeddings exist only on OpenAI-compatible hosts.
 pub async fn forward(
     state: &AppState,
     endpoint: Endpoint,
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
+    let client = ClientRequest {
+        protocol: Protocol::OpenAiChat,
+        endpoint: endpoint.name(),
+        body,
+        gemini: None,
+    };
+    if endpoint == Endpoint::ChatCompletions {
+        return answer(state, headers, client).await;
+    }
     let started = Instant::now();
     let snapshot = state.registry.snapshot();
     let (adapter, provider) = resolve(&snapshot, headers)?;
     if provider.protocol != Protocol::OpenAiChat {
         return Err(GatewayError::Unsupported(format!(
-            "provider `{}` speaks {}, and this gateway only relays OpenAI-compatible requests to \
-             openai_chat providers so far; register the provider's OpenAI-compatible endpoint \
-             instead",
-            provider.id, provider.protocol
+            "{} exist only on OpenAI-compatible providers, and provider `{}` speaks {}; create \
+             an adapter for an openai_chat provider for this",
+            endpoint.upstream_path().trim_start_matches('/'),
+            provider.id,
+            provider.protocol
         )));
     }
+    forward_openai(state, started, endpoint, &adapter, &provider, client.body).await
+}
 
+/// The same-protocol fast path: only the model changes (in the body, or in the URL for
+/// Gemini), unknown fields and all other bytes go as they came.
+async fn fast_path(
+    state: &AppState,
+    started: Instant,
+    headers: &HeaderMap,
+    adapter: &Adapter,
+    provider: &Provider,
+    client: ClientRequest,
+) -> Result<Response, GatewayError> {
+    let protocol = client.protocol;
+    let (outgoing, stream, target) = match (&client.gemini, protocol) {
+        (_, Protocol::OpenAiChat) => {
+            return forward_openai(
+                state,
+                started,
+                Endpoint::ChatCompletions,
+                adapter,
+                provider,
+                client.body,
+            )
+            .await;
+        }
+        (Some(call), Protocol::Gemini) => {
+            let mut target = Target::generate(protocol, &adapter.model_id, call.stream);
+            if call.framing == Framing::JsonArray {
+                // The client reads the streamed JSON array; the provider writes it the same.
+                target
+                    .path
+                    .truncate(target.path.find('?').unwrap_or(target.path.len()));
+            }
+            (client.body, call.stream, target)
+        }
+        _ => {
+            let top =
+                TopLevel::scan(&client.body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+            let stream = top.is_true("stream");
+            let outgoing = splice(
+                &client.body,
+                vec![top.set("model", json_string(&adapter.model_id))],
+            );
+            (
+                outgoing,
+                stream,
+                Target::generate(protocol, &adapter.model_id, stream),
+            )
+        }
+    };
+    let url = upstream_url(adapter, provider, &target.path);
+    let request = upstream_request(state, provider, &url, target.style, stream, Some(headers))?;
+    let mut meter = Meter::new(state, started, adapter, client.endpoint, stream);
+    let upstream = send(state, request.body(outgoing), url, &mut meter).await?;
+    relay_response(upstream, meter, protocol, false)
+}
+
+/// The OpenAI-compatible fast path: `model` replaced, and on streams the usage chunk asked for
+/// (and dropped again when the client did not ask for it).
+async fn forward_openai(
+    state: &AppState,
+    started: Instant,
+    endpoint: Endpoint,
+    adapter: &Adapter,
+    provider: &Provider,
+    body: Bytes,
+) -> Result<Response, GatewayError> {
     let top = TopLevel::scan(&body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
     let stream = endpoint.streams() && top.is_true("stream");
     let mut edits = vec![top.set("model", json_string(&adapter.model_id))];
@@ -194,68 +388,11 @@ pub async fn forward(
     };
     let outgoing = splice(&body, edits);
 
-    let url = upstream_url(&adapter, &provider, endpoint.upstream_path());
-    let request = upstream_request(state, &provider, &url, KeyStyle::Bearer, stream)?;
-    let mut meter = Meter::new(state, started, &adapter, endpoint.name(), stream);
+    let url = upstream_url(adapter, provider, endpoint.upstream_path());
+    let request = upstream_request(state, provider, &url, KeyStyle::Bearer, stream, None)?;
+    let mut meter = Meter::new(state, started, adapter, endpoint.name(), stream);
     let upstream = send(state, request.body(outgoing), url, &mut meter).await?;
     relay_response(upstream, meter, Protocol::OpenAiChat, !client_wants_usage)
-}
-
-/// Answers an Anthropic Messages request (`POST /v1/messages`): forwarded as bytes to an
-/// `anthropic_messages` provider, translated for an `openai_chat` one.
-pub async fn messages(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> Result<Response, GatewayError> {
-    let started = Instant::now();
-    let snapshot = state.registry.snapshot();
-    let (adapter, provider) = resolve(&snapshot, headers)?;
-    match provider.protocol {
-        Protocol::AnthropicMessages => {
-            forward_anthropic(state, started, headers, &adapter, &provider, body).await
-        }
-        Protocol::OpenAiChat => {
-            crate::translate::anthropic_to_openai_chat(state, started, &adapter, &provider, body)
-                .await
-        }
-        other => Err(GatewayError::Unsupported(format!(
-            "provider `{}` speaks {other}; Anthropic Messages clients can use anthropic_messages \
-             and openai_chat providers so far",
-            provider.id
-        ))),
-    }
-}
-
-/// The Anthropic-to-Anthropic fast path: only `model` changes; usage is read from
-/// `message_start` / `message_delta` (or the whole body) on the side.
-async fn forward_anthropic(
-    state: &AppState,
-    started: Instant,
-    headers: &HeaderMap,
-    adapter: &Adapter,
-    provider: &Provider,
-    body: Bytes,
-) -> Result<Response, GatewayError> {
-    let top = TopLevel::scan(&body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
-    let stream = top.is_true("stream");
-    let outgoing = splice(
-        &body,
-        vec![top.set("model", json_string(&adapter.model_id))],
-    );
-    let url = upstream_url(adapter, provider, "/messages");
-    let mut request = upstream_request(state, provider, &url, KeyStyle::XApiKey, stream)?;
-    let version = headers
-        .get("anthropic-version")
-        .cloned()
-        .unwrap_or(HeaderValue::from_static("2023-06-01"));
-    request = request.header("anthropic-version", version);
-    if let Some(beta) = headers.get("anthropic-beta") {
-        request = request.header("anthropic-beta", beta.clone());
-    }
-    let mut meter = Meter::new(state, started, adapter, "messages", stream);
-    let upstream = send(state, request.body(outgoing), url, &mut meter).await?;
-    relay_response(upstream, meter, Protocol::AnthropicMessages, false)
 }
 
 /// The client's response for a same-protocol exchange: the upstream's status and body, relayed
@@ -495,14 +632,10 @@ impl Relay {
         let format = self.format;
         match &mut self.mode {
             Mode::Whole { chunks, .. } => {
-                let read = match format {
-                    Protocol::AnthropicMessages => anthropic_messages::response_usage,
-                    _ => openai_chat::response_usage,
-                };
                 let usage = if chunks.len() == 1 {
-                    read(&chunks[0])
+                    codec::response_usage(format, &chunks[0])
                 } else {
-                    read(&chunks.concat())
+                    codec::response_usage(format, &chunks.concat())
                 };
                 if let Some(usage) = usage {
                     self.meter.record.tokens = usage;
@@ -528,13 +661,13 @@ impl Relay {
 }
 
 /// Reads usage from one SSE event into `tokens`; returns whether the event is usage-only
-/// (OpenAI's final `choices: []` chunk; never for Anthropic events).
+/// (OpenAI's final `choices: []` chunk; never in other protocols).
 fn read_event_usage(event: &[u8], format: Protocol, tokens: &mut TokenUsage) -> bool {
     let Some(data) = sse::data(event) else {
         return false;
     };
-    if format == Protocol::AnthropicMessages {
-        if let Some(usage) = anthropic_messages::event_usage(&data) {
+    if format != Protocol::OpenAiChat {
+        if let Some(usage) = codec::event_usage(format, &data) {
             merge_usage(tokens, &usage);
         }
         return false;

@@ -1,15 +1,15 @@
-//! The translated path: a client and a provider that speak different protocols, bridged through
-//! `canonical`. So far one pair: Anthropic Messages clients (Claude Code, the Anthropic SDKs)
-//! in front of `openai_chat` providers (DeepSeek and every other OpenAI-compatible host).
+//! The translated path: a client and a provider that speak different protocols, bridged
+//! through `canonical`. Any of the four client protocols reaches any of the four provider
+//! protocols this way (the same-protocol pairs take `relay`'s byte fast path instead).
 //!
-//! The request is decoded by `anthropic_messages`, its model replaced by the adapter's, and
-//! encoded by `openai_chat` (streams always ask for the final usage chunk). A whole answer is
-//! decoded and re-encoded at once. A stream goes through [`Translate`]: each upstream chunk is
-//! split into SSE events, decoded into canonical events, encoded as Anthropic events and sent
-//! on at once, so the client sees tokens as the provider produces them. Usage from the stream
-//! is merged as it arrives and recorded by `relay::Meter` when the stream ends, breaks off or
-//! the client hangs up. A provider that breaks off mid-stream gets the client an Anthropic
-//! `error` event, never a silent truncation.
+//! The request is decoded by the client's protocol module, its model replaced by the adapter's,
+//! and encoded by the provider's (via `protocol::codec`). A whole answer is decoded and
+//! re-encoded at once. A stream goes through [`Translate`]: each upstream chunk is split into
+//! SSE events, decoded into canonical events, encoded in the client's protocol and sent on at
+//! once, so the client sees tokens as the provider produces them. Usage from the stream is
+//! merged as it arrives and recorded by `relay::Meter` when the stream ends, breaks off or the
+//! client hangs up. A provider that breaks off mid-stream gets the client its protocol's error
+//! event, never a silent truncation.
 //!
 //! Sending, provider keys, timeouts and the usage record are `relay`'s, shared with the
 //! same-protocol fast path.
@@ -25,13 +25,14 @@ use bytes::Bytes;
 use futures_util::Stream;
 use futures_util::stream::BoxStream;
 
-use crate::canonical::{DecodeError, StreamEvent, merge_usage};
-use crate::error::{GatewayError, Rendered};
-use crate::protocol::anthropic_messages;
+use crate::canonical::{DecodeError, ProofKind, Request, StreamEvent, merge_usage, tag_proof};
+use crate::error::GatewayError;
+use crate::protocol::Protocol;
+use crate::protocol::codec::{self, ClientView, StreamDecoder, StreamEncoder};
 use crate::protocol::openai_chat;
 use crate::protocol::sse::EventSplitter;
 use crate::registry::{Adapter, Provider};
-use crate::relay::{self, KeyStyle, Meter};
+use crate::relay::{self, Meter};
 use crate::state::AppState;
 use crate::usage::Outcome;
 
@@ -40,45 +41,103 @@ const ERROR_BODY_CAP: usize = 64 * 1024;
 /// The most bytes of a non-streaming upstream answer accepted for translation.
 const ANSWER_CAP: usize = 64 * 1024 * 1024;
 
-/// The endpoint name recorded in usage rows.
-const ENDPOINT: &str = "messages";
-
-fn bad_request(error: DecodeError) -> GatewayError {
+pub(crate) fn bad_request(error: DecodeError) -> GatewayError {
     match error {
         DecodeError::Json(reason) => GatewayError::BadJson(reason),
         DecodeError::Invalid(reason) => GatewayError::Invalid(reason),
     }
 }
 
-/// An Anthropic Messages request answered by an `openai_chat` provider.
-pub(crate) async fn anthropic_to_openai_chat(
+/// A client's request as it arrived, before decoding.
+pub(crate) struct ClientRequest {
+    pub protocol: Protocol,
+    /// The name recorded in usage rows.
+    pub endpoint: &'static str,
+    pub body: Bytes,
+    /// Gemini clients name the model and whether they stream in the URL, not the body.
+    pub gemini: Option<GeminiCall>,
+}
+
+/// What a Gemini client's URL says.
+#[derive(Debug, Clone)]
+pub(crate) struct GeminiCall {
+    pub model: String,
+    pub stream: bool,
+    pub framing: crate::protocol::gemini::Framing,
+}
+
+/// Decodes a client request into the canonical model, with the facts from its URL applied.
+pub(crate) fn decode(client: &ClientRequest) -> Result<Request, GatewayError> {
+    let mut request = codec::decode_request(client.protocol, &client.body).map_err(bad_request)?;
+    request.adopt_signature_tags();
+    if let Some(call) = &client.gemini {
+        request.model.clone_from(&call.model);
+        request.stream = call.stream;
+    }
+    Ok(request)
+}
+
+/// Refuses what the provider cannot do for this request, with what to do instead.
+fn check_supported(request: &Request, provider: &Provider) -> Result<(), GatewayError> {
+    let stateful = request
+        .extra
+        .get("previous_response_id")
+        .is_some_and(|id| !id.is_null());
+    if stateful && provider.protocol != Protocol::OpenAiResponses {
+        return Err(GatewayError::Invalid(format!(
+            "`previous_response_id` needs a provider that keeps conversations (openai_responses), \
+             and provider `{}` speaks {}; send the whole conversation in `input` instead \
+             (for Codex CLI: keep `store = false`, the default for custom providers)",
+            provider.id, provider.protocol
+        )));
+    }
+    Ok(())
+}
+
+/// A request answered by a provider of another protocol.
+pub(crate) async fn exchange(
     state: &AppState,
     started: Instant,
     adapter: &Adapter,
     provider: &Provider,
-    body: Bytes,
+    client: ClientRequest,
 ) -> Result<Response, GatewayError> {
-    let mut request = anthropic_messages::request_to_canonical(&body).map_err(bad_request)?;
-    drop(body);
-    let client_model = std::mem::replace(&mut request.model, adapter.model_id.clone());
+    let mut request = decode(&client)?;
+    check_supported(&request, provider)?;
+    let client_protocol = client.protocol;
+    let endpoint = client.endpoint;
+    let mut view = ClientView::of(client_protocol, &request, openai_chat::unix_now());
+    if let Some(call) = &client.gemini {
+        view.gemini_framing = call.framing;
+    }
+    drop(client);
+    request.model.clone_from(&adapter.model_id);
     let stream = request.stream;
-    let outgoing = openai_chat::request_from_canonical(&request);
+    let outgoing = codec::encode_request(provider.protocol, &request);
     drop(request);
 
-    let url = relay::upstream_url(adapter, provider, "/chat/completions");
-    let http = relay::upstream_request(state, provider, &url, KeyStyle::Bearer, stream)?;
-    let mut meter = Meter::new(state, started, adapter, ENDPOINT, stream);
+    let target = relay::Target::generate(provider.protocol, &adapter.model_id, stream);
+    let url = relay::upstream_url(adapter, provider, &target.path);
+    let http = relay::upstream_request(state, provider, &url, target.style, stream, None)?;
+    let mut meter = Meter::new(state, started, adapter, endpoint, stream);
     let upstream = relay::send(state, http.body(outgoing), url, &mut meter).await?;
 
     if !upstream.status().is_success() {
-        return Ok(upstream_error(upstream, meter).await);
+        return Err(upstream_error(upstream, meter).await);
     }
     if !stream {
-        return whole_answer(upstream, meter).await;
+        return whole_answer(upstream, meter, provider.protocol, client_protocol, &view).await;
     }
+    let content_type = if client_protocol == Protocol::Gemini
+        && view.gemini_framing == crate::protocol::gemini::Framing::JsonArray
+    {
+        "application/json"
+    } else {
+        "text/event-stream"
+    };
     let mut response = Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, "no-cache");
     if let Some(headers) = response.headers_mut() {
         pass_request_id(&upstream, headers);
@@ -86,8 +145,14 @@ pub(crate) async fn anthropic_to_openai_chat(
     let translate = Translate {
         upstream: Box::pin(upstream.bytes_stream()),
         splitter: EventSplitter::default(),
-        decoder: openai_chat::StreamDecoder::default(),
-        encoder: anthropic_messages::StreamEncoder::new(client_model),
+        decoder: StreamDecoder::new(provider.protocol),
+        encoder: StreamEncoder::new(client_protocol, &view),
+        issuer: provider.protocol,
+        stream_proof: if provider.protocol == Protocol::OpenAiResponses {
+            ProofKind::Encrypted
+        } else {
+            ProofKind::Signature
+        },
         meter,
     };
     response
@@ -117,10 +182,13 @@ async fn read_capped(upstream: reqwest::Response, cap: usize) -> Result<Vec<u8>,
     Ok(body)
 }
 
-/// A non-streaming answer: the whole Chat Completions body re-encoded for Anthropic.
+/// A non-streaming answer: the provider's whole body decoded and re-encoded for the client.
 async fn whole_answer(
     upstream: reqwest::Response,
     mut meter: Meter,
+    provider_protocol: Protocol,
+    client_protocol: Protocol,
+    view: &ClientView,
 ) -> Result<Response, GatewayError> {
     let provider = meter.record.provider_id.clone();
     let mut headers = axum::http::HeaderMap::new();
@@ -138,17 +206,21 @@ async fn whole_answer(
         }
     };
     meter.saw_bytes();
-    let answer = match openai_chat::response_to_canonical(&body) {
+    let mut answer = match codec::decode_response(provider_protocol, &body) {
         Ok(answer) => answer,
         Err(e) => {
             let error = GatewayError::UpstreamInvalid {
                 provider,
-                reason: format!("not a Chat Completions answer: {e}"),
+                reason: format!("not a {provider_protocol} answer: {e}"),
             };
             meter.fail(&error);
             return Err(error);
         }
     };
+    if answer.model.is_empty() {
+        answer.model.clone_from(&view.model);
+    }
+    answer.tag_signatures(provider_protocol);
     meter.record.tokens = answer.usage;
     meter.finish(Outcome::Completed);
     let mut response = (
@@ -156,18 +228,22 @@ async fn whole_answer(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        anthropic_messages::response_from_canonical(&answer),
+        codec::encode_response(client_protocol, &answer, view),
     )
         .into_response();
     response.headers_mut().extend(headers);
     Ok(response)
 }
 
-/// A provider's error status, answered in Anthropic's error shape: 4xx keep their status, 5xx
-/// become 502 naming the provider and its status; `retry-after` is kept.
-async fn upstream_error(upstream: reqwest::Response, mut meter: Meter) -> Response {
+/// A provider's error status as the client's error: 4xx keep their status, 5xx become 502
+/// naming the provider and its status; `retry-after` is kept.
+async fn upstream_error(upstream: reqwest::Response, mut meter: Meter) -> GatewayError {
     let status = upstream.status();
-    let retry_after = upstream.headers().get(header::RETRY_AFTER).cloned();
+    let retry_after = upstream
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = read_capped(upstream, ERROR_BODY_CAP)
         .await
         .unwrap_or_default();
@@ -175,22 +251,21 @@ async fn upstream_error(upstream: reqwest::Response, mut meter: Meter) -> Respon
         provider: meter.record.provider_id.clone(),
         status: status.as_u16(),
         detail: error_detail(&body),
+        retry_after,
     };
     meter.record.error = Some(error.to_string());
     meter.finish(Outcome::UpstreamError);
-    let mut response = Rendered::anthropic(error).into_response();
-    if let Some(value) = retry_after {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
+    error
 }
 
 /// The message inside an upstream error body (`{"error":{"message"}}`, `{"message"}`,
 /// `{"error":"…"}`), else the start of the body as text.
-fn error_detail(body: &[u8]) -> String {
+pub(crate) fn error_detail(body: &[u8]) -> String {
     let from_json = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|value| {
+            // Gemini sometimes wraps its error in a one-element array.
+            let value = value.get(0).cloned().unwrap_or(value);
             let error = value.get("error").unwrap_or(&value);
             error
                 .get("message")
@@ -209,13 +284,18 @@ fn error_detail(body: &[u8]) -> String {
     text[..end].to_owned()
 }
 
-/// The client's stream: Chat Completions chunks from the provider, re-encoded as Anthropic
-/// events chunk by chunk.
+/// The client's stream: the provider's events, re-encoded in the client's protocol chunk by
+/// chunk.
 struct Translate {
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
     splitter: EventSplitter,
-    decoder: openai_chat::StreamDecoder,
-    encoder: anthropic_messages::StreamEncoder,
+    decoder: StreamDecoder,
+    encoder: StreamEncoder,
+    /// The provider's protocol, whose signatures are tagged on their way to the client.
+    issuer: Protocol,
+    /// What the provider's stream signature events carry: Responses streams send encrypted
+    /// reasoning there, the others signatures.
+    stream_proof: ProofKind,
     meter: Meter,
 }
 
@@ -230,7 +310,7 @@ impl Translate {
                 Ok(decoded) => self.encode(&decoded, out),
                 Err(e) => {
                     let message = format!(
-                        "provider `{}` sent a chunk that is not Chat Completions: {e}",
+                        "provider `{}` sent a stream event the gateway could not read: {e}",
                         self.meter.record.provider_id
                     );
                     self.encode(&[StreamEvent::Error { message }], out);
@@ -248,6 +328,14 @@ impl Translate {
                 StreamEvent::Usage(usage) => merge_usage(&mut self.meter.record.tokens, usage),
                 StreamEvent::Error { message } if self.meter.record.error.is_none() => {
                     self.meter.record.error = Some(message.clone());
+                }
+                StreamEvent::ReasoningSignature { index, signature } => {
+                    let tagged = StreamEvent::ReasoningSignature {
+                        index: *index,
+                        signature: tag_proof(self.issuer, self.stream_proof, signature),
+                    };
+                    self.encoder.encode(&tagged, out);
+                    continue;
                 }
                 _ => {}
             }

@@ -272,6 +272,16 @@ async fn upstream_messages(
         .unwrap()
 }
 
+/// Anthropic's token count: a fixed number, so a test can tell it from an estimate.
+async fn upstream_count_tokens(
+    axum::extract::State(seen): axum::extract::State<SeenRef>,
+    body: Bytes,
+) -> axum::Json<Value> {
+    let value: Value = serde_json::from_slice(&body).unwrap();
+    seen.lock().unwrap().bodies.push(value);
+    axum::Json(json!({"input_tokens": 42}))
+}
+
 const ANTHROPIC_STREAM: &str = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-up\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":20,\"output_tokens\":1}}}\n\n\
 event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n\
 event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n\
@@ -283,6 +293,7 @@ async fn start_upstream(seen: SeenRef) -> String {
     let app = Router::new()
         .route("/v1/chat/completions", post(upstream_chat))
         .route("/v1/messages", post(upstream_messages))
+        .route("/v1/messages/count_tokens", post(upstream_count_tokens))
         .with_state(seen);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -870,45 +881,52 @@ async fn anthropic_stream_carries_tool_calls_and_ends_with_an_error_when_cut() {
     assert!(text.contains("\"hel\""), "{text}");
 }
 
+impl Fixture {
+    /// Registers the test upstream again as an `anthropic_messages` provider; returns the key
+    /// of an adapter for it.
+    async fn anthropic_provider_key(&self) -> String {
+        let upstream = self
+            .http
+            .get(self.url("/api/providers"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()[0]["url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let response = self
+            .http
+            .post(self.url("/api/providers/claude"))
+            .bearer_auth(&self.token)
+            .json(&json!({"url": upstream, "api_key": "sk-ant-upstream-7890",
+                "protocol": "anthropic_messages"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let adapter: Value = self
+            .http
+            .post(self.url("/api/adapters"))
+            .bearer_auth(&self.token)
+            .json(&json!({"provider_id": "claude", "model_id": "claude-up"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        adapter["api_key"].as_str().unwrap().to_owned()
+    }
+}
+
 #[tokio::test]
 async fn anthropic_client_on_anthropic_provider_is_forwarded_as_bytes() {
     let f = fixture().await;
-    let upstream = f
-        .http
-        .get(f.url("/api/providers"))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()[0]["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let response = f
-        .http
-        .post(f.url("/api/providers/claude"))
-        .bearer_auth(&f.token)
-        .json(&json!({"url": upstream, "api_key": "sk-ant-upstream-7890",
-            "protocol": "anthropic_messages"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let adapter: Value = f
-        .http
-        .post(f.url("/api/adapters"))
-        .bearer_auth(&f.token)
-        .json(&json!({"provider_id": "claude", "model_id": "claude-up"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = adapter["api_key"].as_str().unwrap();
-
+    let key = &f.anthropic_provider_key().await;
     let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "stream": true,
         "metadata": {"user_id": "u1"}, "messages": [{"role": "user", "content": "hi"}]});
     let text = anthropic(&f, key, &body).await.text().await.unwrap();
@@ -933,4 +951,176 @@ async fn anthropic_client_on_anthropic_provider_is_forwarded_as_bytes() {
     let reply: Value = anthropic(&f, key, &whole).await.json().await.unwrap();
     assert_eq!(reply["x_unknown"], 1);
     assert_eq!(reply["usage"]["input_tokens"], 20);
+}
+
+#[tokio::test]
+async fn openai_client_on_anthropic_provider_is_translated() {
+    let f = fixture().await;
+    let key = f.anthropic_provider_key().await;
+    let whole: Value = f
+        .http
+        .post(f.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt-4o", "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whole["object"], "chat.completion");
+    assert_eq!(whole["choices"][0]["message"]["content"], "hi");
+    assert_eq!(whole["choices"][0]["finish_reason"], "stop");
+    // Anthropic's input excludes cache reads; OpenAI's prompt_tokens include them.
+    assert_eq!(whole["usage"]["prompt_tokens"], 24);
+    assert_eq!(whole["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+    {
+        let seen = f.seen.lock().unwrap();
+        let sent = &seen.bodies[0];
+        assert_eq!(sent["model"], "claude-up");
+        assert_eq!(sent["system"][0]["text"], "be brief");
+        assert_eq!(
+            sent["max_tokens"], 4096,
+            "Anthropic requires max_tokens: {sent}"
+        );
+        assert_eq!(seen.anthropic_headers[0].1, "2023-06-01");
+    }
+
+    let text = f
+        .http
+        .post(f.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt-4o", "stream": true,
+            "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let chunks: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "hi");
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["completion_tokens"], 5, "{text}");
+    let rows = f.recent().await;
+    assert_eq!(rows[0]["provider_id"], "claude");
+    assert_eq!(rows[0]["endpoint"], "chat.completions");
+}
+
+#[tokio::test]
+async fn token_counts_are_forwarded_or_estimated() {
+    let f = fixture().await;
+    let body =
+        json!({"model": "m", "messages": [{"role": "user", "content": "count these words"}]});
+    let estimated = f
+        .http
+        .post(f.url("/v1/messages/count_tokens?beta=true"))
+        .header("x-api-key", &f.adapter_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(estimated.status(), StatusCode::OK);
+    assert_eq!(estimated.headers()["x-flexiproxy-estimate"], "true");
+    let count: Value = estimated.json().await.unwrap();
+    assert!(count["input_tokens"].as_u64().unwrap() > 3, "{count}");
+
+    let key = f.anthropic_provider_key().await;
+    let forwarded = f
+        .http
+        .post(f.url("/v1/messages/count_tokens"))
+        .header("x-api-key", &key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.status(), StatusCode::OK);
+    assert!(forwarded.headers().get("x-flexiproxy-estimate").is_none());
+    assert_eq!(forwarded.json::<Value>().await.unwrap()["input_tokens"], 42);
+    let last_model = f.seen.lock().unwrap().bodies.last().unwrap()["model"].clone();
+    assert_eq!(last_model, "claude-up");
+    // Counting is not a generation: no usage row.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rows: Vec<Value> = f
+        .http
+        .get(f.url("/api/usage/recent"))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "{rows:?}");
+}
+
+#[tokio::test]
+async fn model_lists_come_in_each_protocols_shape() {
+    let f = fixture().await;
+    let openai: Value = f
+        .http
+        .get(f.url("/v1/models"))
+        .bearer_auth(&f.adapter_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openai["object"], "list");
+    assert_eq!(openai["data"][0]["id"], "upstream-model");
+
+    let anthropic: Value = f
+        .http
+        .get(f.url("/v1/models"))
+        .header("x-api-key", &f.adapter_key)
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(anthropic["data"][0]["type"], "model");
+    assert_eq!(anthropic["has_more"], false);
+    assert!(
+        anthropic["data"][0]["created_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+
+    let gemini = f
+        .http
+        .get(f.url(&format!("/v1beta/models?key={}", f.adapter_key)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gemini.status(), StatusCode::OK);
+    let gemini: Value = gemini.json().await.unwrap();
+    assert_eq!(gemini["models"][0]["name"], "models/upstream-model");
+
+    let refused = f
+        .http
+        .get(f.url("/v1beta/models?key=fp-wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], 401);
+    assert_eq!(error["error"]["status"], "UNAUTHENTICATED");
 }

@@ -18,7 +18,8 @@
 
 use bytes::Bytes;
 use flexiproxy_gateway::canonical::{
-    DecodeError, Effort, FinishReason, Part, Reasoning, Role, StreamEvent, ToolChoice,
+    DecodeError, Effort, FinishReason, Part, ProofKind, Reasoning, Role, StreamEvent, ToolChoice,
+    tag_proof,
 };
 use flexiproxy_gateway::protocol::Protocol;
 use flexiproxy_gateway::protocol::sse::{self, EventSplitter};
@@ -438,9 +439,24 @@ fn a_chat_provider_stream_reaches_a_responses_client_with_its_custom_tool() {
 #[test]
 fn an_anthropic_stream_reaches_a_responses_client_with_its_signature_kept() {
     let input = fixture!("anthropic_stream_to_openai_stream.in.txt");
-    let events = anthropic_to_canonical_stream(input.1);
-    let encoder = responses::StreamEncoder::new("claude-sonnet-4-5", CREATED)
-        .with_signatures_from(Protocol::AnthropicMessages);
+    // Tagged with their issuer, as the translated path does for clients of another protocol.
+    let events: Vec<StreamEvent> = anthropic_to_canonical_stream(input.1)
+        .into_iter()
+        .map(|event| match event {
+            StreamEvent::ReasoningSignature { index, signature } => {
+                StreamEvent::ReasoningSignature {
+                    index,
+                    signature: tag_proof(
+                        Protocol::AnthropicMessages,
+                        ProofKind::Signature,
+                        &signature,
+                    ),
+                }
+            }
+            other => other,
+        })
+        .collect();
+    let encoder = responses::StreamEncoder::new("claude-sonnet-4-5", CREATED);
     let text = encode_responses(&events, encoder);
     golden(fixture!("responses_from_anthropic_stream.out.txt"), &text);
 
@@ -448,14 +464,15 @@ fn an_anthropic_stream_reaches_a_responses_client_with_its_signature_kept() {
     let reasoning = &of_type(&sent, "response.output_item.done")[0]["item"];
     assert_eq!(reasoning["type"], "reasoning");
     let encrypted = reasoning["encrypted_content"].as_str().unwrap();
-    assert!(encrypted.starts_with("flexiproxy:anthropic_messages:signature:EqQBCgIYAhIM"));
+    assert!(encrypted.starts_with("fpsig1.anthropic_messages.s.EqQBCgIYAhIM"));
 
     // When Codex sends the item back, it is Anthropic's signed thinking again.
     let body = json!({
         "model": "m",
         "input": [{"type": "reasoning", "id": reasoning["id"], "summary": reasoning["summary"], "encrypted_content": encrypted}]
     });
-    let request = responses::request_to_canonical(body.to_string().as_bytes()).unwrap();
+    let mut request = responses::request_to_canonical(body.to_string().as_bytes()).unwrap();
+    request.adopt_signature_tags();
     let Part::Reasoning(back) = &request.messages[0].content[0] else {
         panic!("a reasoning part");
     };
@@ -627,7 +644,7 @@ fn an_anthropic_answer_reaches_a_responses_client() {
         output[0]["encrypted_content"]
             .as_str()
             .unwrap()
-            .starts_with("flexiproxy:anthropic_messages:signature:")
+            .starts_with("fpsig1.anthropic_messages.s.")
     );
     let calls: Vec<&Value> = output
         .iter()
@@ -694,9 +711,8 @@ fn mangled(input: &str, seed: u64) -> Vec<Vec<u8>> {
 }
 
 fn encode_everywhere(events: &[StreamEvent]) {
-    let mut to_responses = responses::StreamEncoder::new("m", CREATED)
-        .with_custom_tools(["apply_patch".to_owned()])
-        .with_signatures_from(Protocol::OpenAiResponses);
+    let mut to_responses =
+        responses::StreamEncoder::new("m", CREATED).with_custom_tools(["apply_patch".to_owned()]);
     let mut to_anthropic = anthropic::StreamEncoder::new("m");
     let mut to_openai = openai::StreamEncoder::new("m", CREATED, true);
     let mut out = Vec::new();

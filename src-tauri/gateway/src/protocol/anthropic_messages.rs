@@ -26,10 +26,10 @@ use serde_json::{Map, Value};
 
 use crate::canonical::{
     DecodeError, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request, Response,
-    ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage,
+    ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, untag_proof,
 };
-use crate::protocol::Protocol;
 use crate::protocol::sse;
+use crate::protocol::{Protocol, json_schema};
 use crate::usage::TokenUsage;
 
 const PROTOCOL: Protocol = Protocol::AnthropicMessages;
@@ -516,7 +516,7 @@ enum OutTool<'a> {
         name: &'a str,
         #[serde(skip_serializing_if = "Option::is_none")]
         description: Option<&'a str>,
-        input_schema: &'a Value,
+        input_schema: Cow<'a, Value>,
     },
     Native(&'a Value),
 }
@@ -601,7 +601,7 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         .map(|tool| OutTool::Custom {
             name: &tool.name,
             description: tool.description.as_deref(),
-            input_schema: &tool.parameters,
+            input_schema: json_schema::object_at_top_cow(&tool.parameters),
         })
         .collect();
     if native {
@@ -868,16 +868,28 @@ pub fn response_from_canonical(response: &Response) -> Vec<u8> {
         .content
         .iter()
         .filter_map(|part| match part {
-            // The client is shown reasoning from any provider; the signature is only real when
-            // Anthropic made it, otherwise empty (the SDK types require the field).
-            Part::Reasoning(reasoning) if reasoning.encrypted.is_none() => {
+            // The client is shown reasoning from any provider. The signature is Anthropic's
+            // own, or another provider's proof tagged with its issuer (`canonical::tag_proof`)
+            // for the client to hand back; a bare foreign one is never shown, and the field is
+            // then empty (the SDK types require it). Anthropic's redacted thinking stays
+            // redacted.
+            Part::Reasoning(reasoning)
+                if !(reasoning.signed_for(PROTOCOL) && reasoning.encrypted.is_some()) =>
+            {
+                let own = reasoning.signed_for(PROTOCOL);
+                let signature = reasoning
+                    .signature
+                    .as_deref()
+                    .or(reasoning.encrypted.as_deref())
+                    .filter(|proof| own || untag_proof(proof).is_some())
+                    .unwrap_or("");
+                // Nothing to show and nothing to hand back: no block.
+                if reasoning.text.is_empty() && signature.is_empty() {
+                    return None;
+                }
                 Some(OutPart::Block(OutBlock::Thinking {
                     thinking: &reasoning.text,
-                    signature: reasoning
-                        .signature
-                        .as_deref()
-                        .filter(|_| reasoning.signed_for(PROTOCOL))
-                        .unwrap_or(""),
+                    signature,
                 }))
             }
             other => part_out(other, native),

@@ -48,7 +48,7 @@ use serde_json::{Map, Value};
 
 use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request,
-    Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage,
+    Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, untag_proof,
 };
 use crate::protocol::{Protocol, json_schema, sse};
 use crate::usage::TokenUsage;
@@ -1175,11 +1175,15 @@ fn parts_out<'a>(
         match part {
             Part::Reasoning(reasoning) => {
                 let signed = reasoning.signed_for(PROTOCOL);
-                let signature = reasoning
+                let proof = reasoning
                     .signature
                     .as_deref()
-                    .or(reasoning.encrypted.as_deref())
-                    .filter(|_| signed);
+                    .or(reasoning.encrypted.as_deref());
+                // A client may also hold another provider's proof, tagged with its issuer
+                // (`canonical::tag_proof`), to hand back later; never a bare foreign one.
+                let signature = proof.filter(|proof| {
+                    signed || (audience == Audience::Client && untag_proof(proof).is_some())
+                });
                 if reasoning.text.is_empty() {
                     if let Some(signature) = signature
                         && let Some(previous) = pending.replace(signature)
@@ -1891,8 +1895,14 @@ impl StreamEncoder {
                 });
                 self.chunk(vec![part], None, out);
             }
-            // Signatures are only meaningful to the provider that made them.
-            StreamEvent::ReasoningSignature { .. } => {}
+            // Only tagged proofs reach the client (`canonical::tag_proof`): bare ones are
+            // meaningful only to the provider that made them.
+            StreamEvent::ReasoningSignature { signature, .. } => {
+                if untag_proof(signature).is_some() {
+                    self.flush_calls(out);
+                    self.chunk(vec![signature_only(signature)], None, out);
+                }
+            }
             StreamEvent::ToolCallStart { index, id, name } => match self.call(*index) {
                 Some(call) => {
                     call.id.clone_from(id);

@@ -17,6 +17,8 @@
 //! The functions never fail: whatever cannot be expressed is loosened, never turned into an
 //! error, because a slightly looser schema is better than a refused request.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 /// Deeper schemas than this are cut off (an unconstrained value below): a generated schema
@@ -409,6 +411,20 @@ fn merge_all_of(node: &Map<String, Value>, branches: &[Value], root: &Value) -> 
 /// ([`object_at_top`]). Nested keywords are left alone: Anthropic takes JSON Schema.
 pub fn for_anthropic(schema: &Value) -> Value {
     object_at_top(schema)
+}
+
+/// [`object_at_top`] without a copy when the schema already is one object schema, the common
+/// case, so encoders pay for the rewrite only when there is something to rewrite.
+pub fn object_at_top_cow(schema: &Value) -> Cow<'_, Value> {
+    let plain_object = schema.get("type").and_then(Value::as_str) == Some("object")
+        && ["anyOf", "oneOf", "allOf"]
+            .iter()
+            .all(|key| schema.get(key).is_none());
+    if plain_object {
+        Cow::Borrowed(schema)
+    } else {
+        Cow::Owned(object_at_top(schema))
+    }
 }
 
 /// What function-calling APIs want at the top of a tool's parameters: one object schema.

@@ -10,6 +10,7 @@
 //! in the API).
 
 pub mod anthropic_messages;
+pub mod codec;
 pub mod gemini;
 pub mod json_schema;
 pub mod openai_chat;

@@ -8,6 +8,7 @@
 //! streaming [`StreamDecoder`] (provider chunks to canonical events) and [`StreamEncoder`]
 //! (canonical events to client chunks). All wire types are private.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::de::IgnoredAny;
@@ -19,7 +20,7 @@ use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request,
     Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage,
 };
-use crate::protocol::Protocol;
+use crate::protocol::{Protocol, json_schema};
 use crate::usage::TokenUsage;
 
 /// The OpenAI-compatible endpoints the gateway relays.
@@ -140,9 +141,9 @@ pub fn chunk_usage(data: &[u8]) -> ChunkUsage {
 // Used when a Chat Completions client reaches a provider of another protocol, or a Chat
 // Completions provider serves a client of another protocol. Only `choices[0]` is read and
 // written (`n > 1` has no counterpart elsewhere). OpenAI-compatible hosts differ in what they
-// accept, so what is written sticks to the common core: `max_tokens` (not
-// `max_completion_tokens`), string content where there are no images, and reasoning text as
-// DeepSeek's `reasoning_content`.
+// accept, so what is written sticks to the common core: `max_tokens` (except for OpenAI's
+// reasoning models, which refuse it and want `max_completion_tokens`), string content where
+// there are no images, and reasoning text as DeepSeek's `reasoning_content`.
 
 /// Fields this module writes itself when encoding, so a client's copy in `extra` is not merged.
 const OWN_FIELDS: [&str; 2] = ["stream_options", "max_completion_tokens"];
@@ -500,6 +501,8 @@ struct OutChatRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     max_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     temperature: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     top_p: Option<f64>,
@@ -628,7 +631,7 @@ struct OutFunctionDef<'a> {
     name: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     description: Option<&'a str>,
-    parameters: &'a Value,
+    parameters: Cow<'a, Value>,
 }
 
 #[derive(Serialize)]
@@ -680,7 +683,7 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
             function: OutFunctionDef {
                 name: &tool.name,
                 description: tool.description.as_deref(),
-                parameters: &tool.parameters,
+                parameters: json_schema::object_at_top_cow(&tool.parameters),
             },
         })
         .collect();
@@ -688,12 +691,15 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         tools.extend(request.native_tools.iter().map(OutChatTool::Native));
     }
     let has_tools = !tools.is_empty();
+    let reasoning_model = is_openai_reasoning_model(&request.model);
     let wire = OutChatRequest {
         model: &request.model,
         messages,
-        max_tokens: request.max_tokens,
-        temperature: request.temperature,
-        top_p: request.top_p,
+        max_tokens: request.max_tokens.filter(|_| !reasoning_model),
+        max_completion_tokens: request.max_tokens.filter(|_| reasoning_model),
+        // Reasoning models accept only their default sampling.
+        temperature: request.temperature.filter(|_| !reasoning_model),
+        top_p: request.top_p.filter(|_| !reasoning_model),
         stop: &request.stop,
         stream: request.stream,
         stream_options: request.stream.then_some(IncludeUsage {
@@ -726,6 +732,17 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         extra: (native && !request.extra.is_empty()).then_some(ExtraFields(&request.extra)),
     };
     to_json(&wire)
+}
+
+/// OpenAI's reasoning models (o1, o3, o4-mini, gpt-5…), which refuse `max_tokens` and
+/// non-default sampling. Matched on the name after any `vendor/` prefix, as routers spell it.
+fn is_openai_reasoning_model(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    let family = |prefix: &str| {
+        name.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.']))
+    };
+    ["o1", "o3", "o4", "gpt-5"].into_iter().any(family) && !name.contains("-chat")
 }
 
 /// An assistant turn: text joined, tool calls listed. Reasoning is not sent: Chat Completions
@@ -1844,5 +1861,34 @@ mod tests {
             1
         );
         assert!(response_to_canonical(br#"{"choices":[]}"#).is_err());
+    }
+
+    #[test]
+    fn reasoning_models_get_max_completion_tokens_and_default_sampling() {
+        for (model, reasoning) in [
+            ("o3", true),
+            ("o4-mini", true),
+            ("openai/gpt-5.1", true),
+            ("gpt-5-mini", true),
+            ("gpt-5-chat-latest", false),
+            ("gpt-4o", false),
+            ("deepseek-chat", false),
+            ("o30-lookalike", false),
+        ] {
+            assert_eq!(is_openai_reasoning_model(model), reasoning, "{model}");
+        }
+        let request = Request {
+            model: "o4-mini".into(),
+            max_tokens: Some(100),
+            temperature: Some(0.2),
+            messages: vec![Message {
+                role: Role::User,
+                content: vec![Part::text("hi")],
+            }],
+            ..Request::default()
+        };
+        let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
+        assert_eq!(body["max_completion_tokens"], 100);
+        assert!(body.get("max_tokens").is_none() && body.get("temperature").is_none());
     }
 }

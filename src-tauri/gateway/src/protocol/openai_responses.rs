@@ -27,9 +27,9 @@
 //! [`response_from_canonical_with_custom_tools`] take them.
 //!
 //! Reasoning that another protocol signed (Anthropic thinking signatures) travels to a
-//! Responses client inside `encrypted_content`, marked with its issuer, so that when the
-//! client sends the item back it decodes to the issuer's own reasoning again (see
-//! [`StreamEncoder::with_signatures_from`]). Responses has no stop sequences: canonical `stop`
+//! Responses client inside `encrypted_content`, tagged with its issuer
+//! ([`canonical::tag_proof`](crate::canonical::tag_proof)), so that when the client sends the
+//! item back it decodes to the issuer's own reasoning again. Responses has no stop sequences: canonical `stop`
 //! is not sent to a Responses provider.
 
 use std::borrow::Cow;
@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value, json};
 
 use crate::canonical::{
-    DecodeError, Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request,
-    Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage,
+    DecodeError, Effort, FinishReason, Image, Message, Part, ProofKind, Reasoning, ReasoningConfig,
+    Request, Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, tag_proof,
+    untag_proof,
 };
 use crate::protocol::Protocol;
 use crate::protocol::sse;
@@ -52,11 +53,6 @@ const PROTOCOL: Protocol = Protocol::OpenAiResponses;
 /// OpenAI refuses `max_output_tokens` below 16; clients of other protocols sometimes ask for
 /// one token (quota probes), which must not turn into a 400.
 const MIN_OUTPUT_TOKENS: u64 = 16;
-
-/// Marks `encrypted_content` that carries another protocol's reasoning proof:
-/// `flexiproxy:<protocol>:<signature|encrypted>:<data>`. OpenAI's own encrypted content never
-/// starts like this.
-const ENVELOPE: &str = "flexiproxy:";
 
 // ---------------------------------------------------------------------------------------------
 // Usage.
@@ -539,7 +535,7 @@ fn input_item(item: Value, at: &str, request: &mut Request) -> Result<(), Decode
         }
         Some("reasoning") => {
             let reasoning = InReasoningItem::deserialize(&item).map_err(invalid)?;
-            let reasoning = reasoning_part(reasoning, true);
+            let reasoning = reasoning_part(reasoning);
             push_to_turn(&mut request.messages, Role::Assistant, [reasoning]);
         }
         // Hosted tool calls and their results, item references, …: only meaningful to a
@@ -572,7 +568,7 @@ fn custom_input(arguments: &str) -> Cow<'_, str> {
     input.map_or(Cow::Borrowed(arguments), Cow::Owned)
 }
 
-fn reasoning_part(item: InReasoningItem, from_client: bool) -> Part {
+fn reasoning_part(item: InReasoningItem) -> Part {
     let mut texts: Vec<String> = item.summary.into_iter().map(|s| s.text).collect();
     if texts.is_empty() {
         texts = item
@@ -588,67 +584,29 @@ fn reasoning_part(item: InReasoningItem, from_client: bool) -> Part {
         encrypted: None,
         issuer: None,
     };
-    if let Some(encrypted) = item.encrypted_content.filter(|e| !e.is_empty()) {
-        // Only a client can hand back an envelope this gateway wrote; a provider's content is
-        // always its own.
-        match from_client.then(|| unwrap_envelope(&encrypted)).flatten() {
-            Some((issuer, Proof::Signature(signature))) => {
-                reasoning.signature = Some(signature);
-                reasoning.issuer = Some(issuer);
-            }
-            Some((issuer, Proof::Encrypted(data))) => {
-                reasoning.encrypted = Some(data);
-                reasoning.issuer = Some(issuer);
-            }
-            None => {
-                reasoning.encrypted = Some(encrypted);
-                reasoning.issuer = Some(PROTOCOL);
-            }
-        }
-    } else {
-        reasoning.issuer = Some(PROTOCOL);
-    }
+    // A tagged proof from another protocol (see `client_encrypted`) is read back by
+    // `Request::adopt_signature_tags` on the translated path; here every proof is this
+    // protocol's own.
+    reasoning.encrypted = item.encrypted_content.filter(|e| !e.is_empty());
+    reasoning.issuer = Some(PROTOCOL);
     Part::Reasoning(reasoning)
 }
 
-enum Proof {
-    Signature(String),
-    Encrypted(String),
-}
-
-fn wrap_envelope(issuer: Protocol, proof: &Proof) -> String {
-    match proof {
-        Proof::Signature(data) => format!("{ENVELOPE}{issuer}:signature:{data}"),
-        Proof::Encrypted(data) => format!("{ENVELOPE}{issuer}:encrypted:{data}"),
-    }
-}
-
-fn unwrap_envelope(content: &str) -> Option<(Protocol, Proof)> {
-    let rest = content.strip_prefix(ENVELOPE)?;
-    let (issuer, rest) = rest.split_once(':')?;
-    let issuer: Protocol = issuer.parse().ok()?;
-    let (kind, data) = rest.split_once(':')?;
-    let proof = match kind {
-        "signature" => Proof::Signature(data.to_owned()),
-        "encrypted" => Proof::Encrypted(data.to_owned()),
-        _ => return None,
-    };
-    Some((issuer, proof))
-}
-
-/// What a Responses client may receive as `encrypted_content` for a reasoning part: the
-/// provider's own content from a Responses provider, another protocol's proof in an envelope.
+/// What a Responses client may receive as `encrypted_content` for a reasoning part: a
+/// Responses provider's own content as it is, another protocol's proof tagged with its issuer
+/// (the translated path tags answers before they get here; a proof that is not tagged yet is
+/// tagged now, so a foreign one never reaches the client bare).
 fn client_encrypted(reasoning: &Reasoning) -> Option<Cow<'_, str>> {
-    match reasoning.issuer? {
-        PROTOCOL => reasoning.encrypted.as_deref().map(Cow::Borrowed),
-        issuer => {
-            let proof = match (&reasoning.encrypted, &reasoning.signature) {
-                (Some(data), _) => Proof::Encrypted(data.clone()),
-                (None, Some(signature)) => Proof::Signature(signature.clone()),
-                (None, None) => return None,
-            };
-            Some(Cow::Owned(wrap_envelope(issuer, &proof)))
-        }
+    let issuer = reasoning.issuer?;
+    let (kind, proof) = match (&reasoning.encrypted, &reasoning.signature) {
+        (Some(data), _) => (ProofKind::Encrypted, data),
+        (None, Some(signature)) => (ProofKind::Signature, signature),
+        (None, None) => return None,
+    };
+    if issuer == PROTOCOL || untag_proof(proof).is_some() {
+        Some(Cow::Borrowed(proof))
+    } else {
+        Some(Cow::Owned(tag_proof(issuer, kind, proof)))
     }
 }
 
@@ -1045,7 +1003,11 @@ fn assistant_items<'a>(
             // OpenAI needs the encrypted content to use reasoning again; summaries alone it
             // would take as a reference to a stored item.
             Part::Reasoning(reasoning) if reasoning.signed_for(PROTOCOL) => {
-                if let Some(encrypted) = &reasoning.encrypted {
+                if let Some(encrypted) = reasoning
+                    .encrypted
+                    .as_ref()
+                    .or(reasoning.signature.as_ref())
+                {
                     flush(&mut text, items);
                     items.push(OutItem::Typed(OutTypedItem::Reasoning {
                         summary: summary(&reasoning.text),
@@ -1257,7 +1219,7 @@ fn output_item_parts(
         }
         Some("reasoning") => {
             let reasoning = InReasoningItem::deserialize(&item).map_err(invalid)?;
-            content.push(reasoning_part(reasoning, false));
+            content.push(reasoning_part(reasoning));
         }
         Some("function_call") => {
             let call = InFunctionCall::deserialize(&item).map_err(invalid)?;
@@ -1788,8 +1750,7 @@ impl DecodedItem {
 ///
 /// A reasoning item's `encrypted_content` (sent in its `response.output_item.done`) becomes a
 /// [`StreamEvent::ReasoningSignature`] of that part: the canonical stream has no other event
-/// for reasoning proof, and this keeps it for an encoder that knows it came from a Responses
-/// provider ([`StreamEncoder::with_signatures_from`]).
+/// for reasoning proof (the translated path tags it as encrypted reasoning).
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
@@ -2033,14 +1994,11 @@ impl StreamDecoder {
                 let reasoning = InReasoningItem::deserialize(item)
                     .map_err(|e| DecodeError::Invalid(format!("reasoning item: {e}")))?;
                 if !streamed {
-                    let Part::Reasoning(whole) = reasoning_part(
-                        InReasoningItem {
-                            summary: reasoning.summary,
-                            content: reasoning.content,
-                            encrypted_content: None,
-                        },
-                        false,
-                    ) else {
+                    let Part::Reasoning(whole) = reasoning_part(InReasoningItem {
+                        summary: reasoning.summary,
+                        content: reasoning.content,
+                        encrypted_content: None,
+                    }) else {
                         return Ok(());
                     };
                     if !whole.text.is_empty() {
@@ -2522,7 +2480,6 @@ pub struct StreamEncoder {
     model: String,
     created: u64,
     custom_tools: HashSet<String>,
-    signatures_from: Option<Protocol>,
     started: bool,
     ended: bool,
     sequence: u64,
@@ -2544,7 +2501,6 @@ impl StreamEncoder {
             model: model.into(),
             created,
             custom_tools: HashSet::new(),
-            signatures_from: None,
             started: false,
             ended: false,
             sequence: 0,
@@ -2561,18 +2517,6 @@ impl StreamEncoder {
     #[must_use]
     pub fn with_custom_tools(mut self, names: impl IntoIterator<Item = String>) -> Self {
         self.custom_tools.extend(names);
-        self
-    }
-
-    /// The protocol of the provider whose events are encoded. Without it reasoning signatures
-    /// are dropped (a signature is only valid where it was made, and a stream event does not
-    /// say where that was). With it they reach the client as `encrypted_content`: a Responses
-    /// provider's as they are, another protocol's in an envelope naming it, so that when the
-    /// client sends the reasoning item back [`request_to_canonical`] restores a signature that
-    /// provider accepts.
-    #[must_use]
-    pub fn with_signatures_from(mut self, provider: Protocol) -> Self {
-        self.signatures_from = Some(provider);
         self
     }
 
@@ -2645,16 +2589,11 @@ impl StreamEncoder {
                     },
                 );
             }
+            // Responses has one slot for reasoning proof; the translated path has tagged it
+            // with its issuer, so it finds its way back to the provider that made it.
             StreamEvent::ReasoningSignature { index, signature } => {
-                let Some(provider) = self.signatures_from else {
-                    return;
-                };
                 let at = self.streaming_item(*index, EncKind::Reasoning, out);
-                self.items[at].encrypted = Some(if provider == PROTOCOL {
-                    signature.clone()
-                } else {
-                    wrap_envelope(provider, &Proof::Signature(signature.clone()))
-                });
+                self.items[at].encrypted = Some(signature.clone());
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 if !self.parts.contains_key(index) {
@@ -3229,52 +3168,49 @@ mod tests {
     }
 
     #[test]
-    fn reasoning_proof_travels_in_an_envelope_only_from_clients() {
+    fn foreign_reasoning_proof_reaches_clients_tagged() {
         let anthropic = Reasoning {
             text: "t".into(),
-            signature: Some("sig:with:colons".into()),
+            signature: Some("sig.with.dots".into()),
             encrypted: None,
             issuer: Some(Protocol::AnthropicMessages),
         };
         let wrapped = client_encrypted(&anthropic).unwrap().into_owned();
         assert_eq!(
-            wrapped,
-            "flexiproxy:anthropic_messages:signature:sig:with:colons"
+            untag_proof(&wrapped),
+            Some((
+                Protocol::AnthropicMessages,
+                ProofKind::Signature,
+                "sig.with.dots"
+            ))
         );
+        // Read back from a client, then adopted as the translated path does: Anthropic's again.
         let item = |encrypted: &str| InReasoningItem {
             summary: vec![InText { text: "t".into() }],
             content: None,
             encrypted_content: Some(encrypted.to_owned()),
         };
-        assert_eq!(
-            reasoning_part(item(&wrapped), true),
-            Part::Reasoning(anthropic)
-        );
-        // A provider's content is its own, whatever it looks like; so is a broken envelope.
-        for (content, from_client) in [
-            (wrapped.as_str(), false),
-            ("flexiproxy:nobody:signature:x", true),
-            ("flexiproxy:gemini:sealed:x", true),
-        ] {
-            let Part::Reasoning(r) = reasoning_part(item(content), from_client) else {
-                panic!("reasoning");
-            };
-            assert_eq!(r.issuer, Some(PROTOCOL));
-            assert_eq!(r.encrypted.as_deref(), Some(content));
-        }
-        let redacted = Reasoning {
-            text: String::new(),
-            signature: None,
-            encrypted: Some("data".into()),
-            issuer: Some(Protocol::AnthropicMessages),
+        let Part::Reasoning(mut back) = reasoning_part(item(&wrapped)) else {
+            panic!("reasoning");
         };
-        assert_eq!(
-            client_encrypted(&redacted).as_deref(),
-            Some("flexiproxy:anthropic_messages:encrypted:data")
-        );
+        back.adopt_tag();
+        assert_eq!(back, anthropic);
+        // Already tagged proofs are not tagged twice; a Responses provider's own goes as is.
+        let tagged = Reasoning {
+            signature: Some(wrapped.clone()),
+            ..anthropic.clone()
+        };
+        assert_eq!(client_encrypted(&tagged).as_deref(), Some(wrapped.as_str()));
+        let own = Reasoning {
+            signature: None,
+            encrypted: Some("gAAAA".into()),
+            issuer: Some(PROTOCOL),
+            ..anthropic
+        };
+        assert_eq!(client_encrypted(&own).as_deref(), Some("gAAAA"));
         let unsigned = Reasoning {
             issuer: None,
-            ..redacted
+            ..own
         };
         assert_eq!(client_encrypted(&unsigned), None);
     }
@@ -3534,8 +3470,8 @@ mod tests {
         ];
         let (text, values) = encode_all(&events, StreamEncoder::new("m", 5));
         assert!(
-            !text.contains("sig"),
-            "no signature without knowing its issuer"
+            text.contains(r#""encrypted_content":"sig""#),
+            "the proof rides in encrypted_content: {text}"
         );
         assert_eq!(values[0]["response"]["id"], "resp_flexiproxy");
         assert_eq!(values[0]["response"]["model"], "m");
@@ -3554,10 +3490,7 @@ mod tests {
             assert_eq!(value["sequence_number"], i);
         }
 
-        let (_, values) = encode_all(
-            &events,
-            StreamEncoder::new("m", 5).with_signatures_from(PROTOCOL),
-        );
+        let (_, values) = encode_all(&events, StreamEncoder::new("m", 5));
         let reasoning = &values
             .iter()
             .find(|v| v["type"] == "response.output_item.done")
@@ -3565,10 +3498,7 @@ mod tests {
         assert_eq!(reasoning["encrypted_content"], "sig");
 
         // Our decoder reads the encoder's stream back into the same parts.
-        let (text, _) = encode_all(
-            &events,
-            StreamEncoder::new("m", 5).with_signatures_from(PROTOCOL),
-        );
+        let (text, _) = encode_all(&events, StreamEncoder::new("m", 5));
         let mut splitter = sse::EventSplitter::default();
         let mut decoder = StreamDecoder::default();
         let mut decoded = Vec::new();

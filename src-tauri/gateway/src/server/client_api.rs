@@ -1,23 +1,33 @@
-//! The client-facing API under `/v1`: the OpenAI-compatible endpoints Cursor, aider, `llm` and
-//! the OpenAI SDKs call, and Anthropic Messages (`/v1/messages`, `?beta=true` too) for Claude
-//! Code and the Anthropic SDKs, all with an adapter key.
+//! The client-facing API, all with an adapter key: the OpenAI-compatible endpoints under `/v1`
+//! (Chat Completions, Responses, completions, embeddings, models) that Cursor, aider, Codex and
+//! the OpenAI SDKs call; Anthropic Messages (`/v1/messages`, `?beta=true` too, and
+//! `count_tokens`) for Claude Code and the Anthropic SDKs; Gemini's
+//! `models/{model}:generateContent|streamGenerateContent|countTokens` under `/v1beta` and `/v1`
+//! for Gemini CLI and the google-genai SDKs; model lists in each protocol's shape.
 //!
-//! Handlers only turn axum's extractors into `relay` calls and render failures in the caller's
-//! error shape (OpenAI's, or Anthropic's on `/v1/messages`); body-size and body-read rejections become 413/400 with a message that
-//! says what went wrong.
+//! Handlers only turn axum's extractors into `relay` / `token_count` calls and render failures
+//! in the caller's error shape; body-size and body-read rejections become 413/400 with a
+//! message that says what went wrong.
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{Value, json};
 
+use crate::access::presented_key;
 use crate::error::{ErrorShape, GatewayError, Rendered};
+use crate::protocol::Protocol;
+use crate::protocol::gemini::Framing;
 use crate::protocol::openai_chat::Endpoint;
+use crate::registry::Adapter;
 use crate::relay;
 use crate::state::AppState;
+use crate::token_count;
+use crate::translate::{ClientRequest, GeminiCall};
 
 fn body_or_error(
     state: &AppState,
@@ -72,40 +82,266 @@ pub async fn embeddings(
     forward(state, Endpoint::Embeddings, headers, body).await
 }
 
-/// Anthropic Messages, for an `anthropic_messages` or `openai_chat` provider.
+/// Anthropic Messages, for a provider of any protocol.
 pub async fn messages(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Rendered> {
     let body = body_or_error(&state, ErrorShape::Anthropic, body)?;
-    relay::messages(&state, &headers, body)
+    let client = ClientRequest {
+        protocol: Protocol::AnthropicMessages,
+        endpoint: "messages",
+        body,
+        gemini: None,
+    };
+    relay::answer(&state, &headers, client)
         .await
         .map_err(Rendered::anthropic)
 }
 
-/// The models this key can use: its adapter's model.
+/// Anthropic's token count, forwarded or estimated.
+pub async fn count_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Rendered> {
+    let body = body_or_error(&state, ErrorShape::Anthropic, body)?;
+    let client = ClientRequest {
+        protocol: Protocol::AnthropicMessages,
+        endpoint: "count_tokens",
+        body,
+        gemini: None,
+    };
+    token_count::count(&state, &headers, client)
+        .await
+        .map_err(Rendered::anthropic)
+}
+
+/// OpenAI Responses, for a provider of any protocol.
+pub async fn responses(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Rendered> {
+    let body = body_or_error(&state, ErrorShape::OpenAi, body)?;
+    let client = ClientRequest {
+        protocol: Protocol::OpenAiResponses,
+        endpoint: "responses",
+        body,
+        gemini: None,
+    };
+    relay::answer(&state, &headers, client)
+        .await
+        .map_err(Rendered::openai)
+}
+
+/// Gemini's query parameters: `alt=sse` picks SSE framing, `key` carries the API key.
+#[derive(Debug, Default, Deserialize)]
+pub struct GeminiQuery {
+    #[serde(default)]
+    alt: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+}
+
+/// Gemini clients may send their key as `?key=`; it joins the headers the key is read from.
+fn with_query_key(mut headers: HeaderMap, query: &GeminiQuery) -> HeaderMap {
+    if let Some(key) = &query.key
+        && presented_key(&headers).is_none()
+        && let Ok(value) = HeaderValue::from_str(key)
+    {
+        headers.insert("x-goog-api-key", value);
+    }
+    headers
+}
+
+/// `POST …/models/{model}:{method}` from a Gemini client.
+pub async fn gemini_action(
+    State(state): State<AppState>,
+    Path(rest): Path<String>,
+    Query(query): Query<GeminiQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Rendered> {
+    let body = body_or_error(&state, ErrorShape::Gemini, body)?;
+    let headers = with_query_key(headers, &query);
+    let gemini_error = |e| Rendered::new(ErrorShape::Gemini, e);
+    let Some((model, method)) = rest.rsplit_once(':') else {
+        return Err(gemini_error(GatewayError::NotFound(format!(
+            "`models/{rest}` names no method; use models/MODEL:generateContent, \
+             :streamGenerateContent or :countTokens"
+        ))));
+    };
+    let framing = if query.alt.as_deref() == Some("sse") {
+        Framing::Sse
+    } else {
+        Framing::JsonArray
+    };
+    let call = |stream| GeminiCall {
+        model: model.to_owned(),
+        stream,
+        framing,
+    };
+    let (endpoint, call) = match method {
+        "generateContent" => ("generate_content", call(false)),
+        "streamGenerateContent" => ("generate_content", call(true)),
+        "countTokens" => ("count_tokens", call(false)),
+        other => {
+            return Err(gemini_error(GatewayError::NotFound(format!(
+                "method `{other}`; this gateway serves generateContent, streamGenerateContent \
+                 and countTokens"
+            ))));
+        }
+    };
+    let is_count = method == "countTokens";
+    let client = ClientRequest {
+        protocol: Protocol::Gemini,
+        endpoint,
+        body,
+        gemini: Some(call),
+    };
+    let result = if is_count {
+        token_count::count(&state, &headers, client).await
+    } else {
+        relay::answer(&state, &headers, client).await
+    };
+    result.map_err(gemini_error)
+}
+
+/// `GET /v1/models`: OpenAI's list, or Anthropic's when the client sends `anthropic-version`
+/// (the Anthropic SDKs always do).
 pub async fn models(
     State(state): State<AppState>,
     headers: HeaderMap,
-) -> Result<Json<serde_json::Value>, Rendered> {
-    let adapter =
-        relay::authenticate(&state.registry.snapshot(), &headers).map_err(Rendered::openai)?;
-    Ok(Json(json!({
-        "object": "list",
-        "data": [{
-            "id": adapter.model_id,
-            "object": "model",
-            "created": adapter.create_time / 1000,
-            "owned_by": adapter.provider_id,
-        }]
-    })))
+) -> Result<Json<Value>, Rendered> {
+    let anthropic = headers.contains_key("anthropic-version");
+    let shape = if anthropic {
+        ErrorShape::Anthropic
+    } else {
+        ErrorShape::OpenAi
+    };
+    let adapter = relay::authenticate(&state.registry.snapshot(), &headers)
+        .map_err(|e| Rendered::new(shape, e))?;
+    Ok(Json(if anthropic {
+        let model = anthropic_model(&adapter);
+        json!({
+            "data": [model],
+            "has_more": false,
+            "first_id": adapter.model_id,
+            "last_id": adapter.model_id,
+        })
+    } else {
+        json!({ "object": "list", "data": [openai_model(&adapter)] })
+    }))
+}
+
+/// `GET /v1/models/{id}`: one model, in the shape [`models`] picks.
+pub async fn model(
+    State(state): State<AppState>,
+    // Every model name reaches the adapter's model, so any id resolves to it.
+    Path(_requested): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Rendered> {
+    let anthropic = headers.contains_key("anthropic-version");
+    let shape = if anthropic {
+        ErrorShape::Anthropic
+    } else {
+        ErrorShape::OpenAi
+    };
+    let adapter = relay::authenticate(&state.registry.snapshot(), &headers)
+        .map_err(|e| Rendered::new(shape, e))?;
+    Ok(Json(if anthropic {
+        anthropic_model(&adapter)
+    } else {
+        openai_model(&adapter)
+    }))
+}
+
+/// `GET /v1beta/models` (and `/v1beta/models/{id}`): Gemini's shape.
+pub async fn gemini_models(
+    State(state): State<AppState>,
+    rest: Option<Path<String>>,
+    Query(query): Query<GeminiQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, Rendered> {
+    let headers = with_query_key(headers, &query);
+    let adapter = relay::authenticate(&state.registry.snapshot(), &headers)
+        .map_err(|e| Rendered::new(ErrorShape::Gemini, e))?;
+    let model = json!({
+        "name": format!("models/{}", adapter.model_id),
+        "baseModelId": adapter.model_id,
+        "version": "flexiproxy",
+        "displayName": adapter.model_id,
+        "description": format!("{} via FlexiProxy provider `{}`", adapter.model_id, adapter.provider_id),
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+    });
+    Ok(Json(if rest.is_some() {
+        model
+    } else {
+        json!({ "models": [model] })
+    }))
+}
+
+fn openai_model(adapter: &Adapter) -> Value {
+    json!({
+        "id": adapter.model_id,
+        "object": "model",
+        "created": adapter.create_time / 1000,
+        "owned_by": adapter.provider_id,
+    })
+}
+
+fn anthropic_model(adapter: &Adapter) -> Value {
+    let created = rfc3339(adapter.create_time);
+    json!({
+        "type": "model",
+        "id": adapter.model_id,
+        "display_name": adapter.model_id,
+        "created_at": created,
+    })
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC (`2025-01-31T12:00:00Z`).
+fn rfc3339(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 pub async fn not_found() -> Rendered {
     Rendered::openai(GatewayError::NotFound(
-        "this gateway serves /v1/chat/completions, /v1/completions, /v1/embeddings, \
-         /v1/messages and /v1/models"
+        "this gateway serves /v1/chat/completions, /v1/responses, /v1/completions, \
+         /v1/embeddings, /v1/messages, /v1/messages/count_tokens, /v1/models and Gemini's \
+         /v1beta/models/MODEL:generateContent"
             .into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_as_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
 }

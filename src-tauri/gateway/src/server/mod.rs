@@ -25,8 +25,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(client_api::chat_completions))
         .route("/v1/completions", post(client_api::completions))
         .route("/v1/embeddings", post(client_api::embeddings))
+        .route("/v1/responses", post(client_api::responses))
         .route("/v1/models", get(client_api::models))
+        .route(
+            "/v1/models/{*rest}",
+            get(client_api::model).post(client_api::gemini_action),
+        )
         .route("/v1/messages", post(client_api::messages))
+        .route("/v1/messages/count_tokens", post(client_api::count_tokens))
+        .route("/v1beta/models", get(client_api::gemini_models))
+        .route(
+            "/v1beta/models/{*rest}",
+            get(client_api::gemini_models).post(client_api::gemini_action),
+        )
         .route("/v1/{*rest}", axum::routing::any(client_api::not_found))
         .nest("/api", management::router(state.clone()))
         .route("/", get(assets::index))
