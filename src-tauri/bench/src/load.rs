@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -40,8 +40,10 @@ pub struct Target {
     pub addr: SocketAddr,
     /// Request path, e.g. `/v1/chat/completions`.
     pub path: Uri,
-    /// `Authorization` header value, when the target needs one (the gateway's adapter key).
-    pub auth: Option<HeaderValue>,
+    /// Headers sent with every request besides `Host` and `Content-Type`: the gateway's
+    /// adapter key (`Authorization: Bearer …`, or `x-api-key` and `anthropic-version` for an
+    /// Anthropic client); none for direct and floor.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
     host: HeaderValue,
 }
 
@@ -51,7 +53,7 @@ impl Target {
         name: &'static str,
         addr: SocketAddr,
         path: &str,
-        auth: Option<HeaderValue>,
+        headers: Vec<(HeaderName, HeaderValue)>,
     ) -> Result<Self, BenchError> {
         let path = path
             .parse::<Uri>()
@@ -62,14 +64,14 @@ impl Target {
             name,
             addr,
             path,
-            auth,
+            headers,
             host,
         })
     }
 
     /// The same server and credentials, another path (for the management API and checks).
     pub fn at(&self, path: &str) -> Result<Self, BenchError> {
-        Self::new(self.name, self.addr, path, self.auth.clone())
+        Self::new(self.name, self.addr, path, self.headers.clone())
     }
 
     fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, BenchError> {
@@ -78,8 +80,8 @@ impl Target {
             .uri(self.path.clone())
             .header(HOST, self.host.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(auth) = &self.auth {
-            builder = builder.header(AUTHORIZATION, auth.clone());
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value.clone());
         }
         builder
             .body(Full::new(body))

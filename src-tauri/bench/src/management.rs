@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hyper::header::HeaderValue;
+use hyper::header::{AUTHORIZATION, HeaderValue};
 use hyper::{Method, StatusCode};
 
 use crate::BenchError;
@@ -50,7 +50,12 @@ pub async fn register(
     let bearer = HeaderValue::from_str(&format!("Bearer {management_token}"))
         .map_err(|err| BenchError::Unexpected(format!("management token header: {err}")))?;
     let api = |path: &str| -> Result<Target, BenchError> {
-        Target::new("management API", gateway.addr, path, Some(bearer.clone()))
+        Target::new(
+            "management API",
+            gateway.addr,
+            path,
+            vec![(AUTHORIZATION, bearer.clone())],
+        )
     };
 
     let provider = serde_json::json!({

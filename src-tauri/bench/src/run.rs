@@ -3,13 +3,19 @@
 //! 1. Starts the mock upstream, the floor and the gateway as child processes ([`crate::children`]),
 //!    the gateway with `--port 0`, a scratch `--data-dir`, `--secrets env`, a random
 //!    `FLEXIPROXY_MANAGEMENT_TOKEN` and the provider key in an environment variable.
-//! 2. Registers a provider and an adapter ([`crate::management`]) and checks one plain and one
-//!    streamed answer through each reference (status, `[DONE]`, usage chunk handling).
-//! 3. For each scenario: a warm-up per reference (thrown away), then rounds that run direct,
-//!    floor and gateway one after the other (order rotated each round so no reference always
-//!    runs first), each for the same duration ([`crate::load`]).
-//! 4. A fixed-count run per reference with the process's CPU time read before and after
-//!    ([`crate::procfs`]), then memory; then the table ([`crate::report`]).
+//! 2. Registers an `openai_chat` provider and an adapter ([`crate::management`]) and checks one
+//!    plain and one streamed answer through each reference (status, `[DONE]` or
+//!    `message_stop`, usage chunk handling).
+//! 3. For each scenario: a warm-up per reference (thrown away), then rounds that run the four
+//!    references one after the other (order rotated each round so no reference always runs
+//!    first), each for the same duration ([`crate::load`]). The references: the OpenAI chat
+//!    request straight to the upstream (direct), through the floor, through the gateway
+//!    (same-protocol pass-through), and the equivalent Anthropic Messages request through the
+//!    gateway to the same upstream (translated). All four make the upstream do the same work
+//!    (a canned chat completion or chat stream), so translated − pass-through, per round, is
+//!    what translating costs.
+//! 4. Fixed-count runs per reference, small and large body, with the process's CPU time read
+//!    before and after ([`crate::procfs`]), then memory; then the table ([`crate::report`]).
 //!
 //! Everything is bounded: durations and rounds are clamped, each load run has a time limit,
 //! children are stopped when dropped, and every address is 127.0.0.1.
@@ -21,21 +27,27 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use hyper::header::HeaderValue;
+use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
 use crate::children::{ChildServer, Spec};
 use crate::load::{Outcome, Stop, Target, Workload, drive, exchange};
 use crate::report::{
-    CpuResult, MemoryResult, Metric, Report, ScenarioResult, TARGETS, Unit, progress,
+    CpuResult, DIRECT, GATEWAY, MemoryResult, Metric, REFERENCES, Report, ScenarioResult, TARGETS,
+    TRANSLATED, Unit, progress,
 };
 use crate::stats::quantile;
+use crate::upstream::StreamPacing;
 use crate::{BenchError, management, procfs};
 
 /// Variable that carries the provider key to the gateway (registered as `env:NAME`).
 const PROVIDER_KEY_ENV: &str = "FLEXIPROXY_BENCH_PROVIDER_KEY";
-/// Path every reference is asked for.
+/// Path of the OpenAI chat references (direct, floor, gateway).
 const CHAT_PATH: &str = "/v1/chat/completions";
+/// Path of the translated reference: Anthropic Messages, as Claude Code calls it.
+const MESSAGES_PATH: &str = "/v1/messages";
+/// `anthropic-version` the translated reference sends, as the Anthropic SDKs do.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Extra time a load run may take beyond its nominal duration before it counts as hung.
 const RUN_GRACE: Duration = Duration::from_secs(30);
 /// Upper bound for a fixed-count (CPU) run.
@@ -44,7 +56,7 @@ const COUNT_RUN_LIMIT: Duration = Duration::from_secs(180);
 /// Flags of `flexiproxy-bench run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
-    /// Smoke run of about 30 s: 3 rounds of 0.6 s, short warm-up, 3,000-request CPU run.
+    /// Smoke run of about 40 s: 3 rounds of 0.6 s, short warm-up, 3,000-request CPU runs.
     #[arg(long)]
     pub quick: bool,
     /// Seconds each reference runs per round [default: 4; --quick: 0.6].
@@ -62,19 +74,13 @@ pub struct RunArgs {
     /// Concurrent streams of the streaming scenario.
     #[arg(long, default_value_t = 4)]
     pub stream_connections: usize,
-    /// Content chunks per upstream stream.
-    #[arg(long, default_value_t = 20)]
-    pub chunks: usize,
-    /// Milliseconds between two upstream chunks.
-    #[arg(long, default_value_t = 2)]
-    pub interval_ms: u64,
-    /// Milliseconds before the upstream's first chunk.
-    #[arg(long, default_value_t = 0)]
-    pub first_byte_delay_ms: u64,
+    #[command(flatten)]
+    pub pacing: StreamPacing,
     /// Size of the large-body scenario's request in KB (a Claude Code request is ~60); 0 skips it.
     #[arg(long, default_value_t = 60)]
     pub large_body_kb: usize,
-    /// Requests of each CPU-time measurement [default: 20000; --quick: 3000].
+    /// Requests of each small-body CPU-time measurement [default: 20000; --quick: 3000]; the
+    /// large-body one sends half as many.
     #[arg(long)]
     pub cpu_requests: Option<u64>,
     /// Connections of the CPU-time measurement.
@@ -160,13 +166,25 @@ pub fn main(args: &RunArgs) -> Result<(), BenchError> {
     }
 }
 
-/// The three servers and how to reach them.
+/// The three servers and the four ways to reach them.
 struct Fleet {
     upstream: ChildServer,
     floor: ChildServer,
     gateway: ChildServer,
-    /// direct, floor, gateway.
-    targets: [Target; 3],
+    /// direct, floor, gateway, translated (see [`TARGETS`]).
+    targets: [Target; REFERENCES],
+}
+
+/// The request bodies of one scenario, one per reference: the OpenAI chat body for the first
+/// three, the equivalent Anthropic Messages body for the translated one.
+fn bodies(stream: bool, pad_to: usize) -> [Bytes; REFERENCES] {
+    let chat = chat_body(stream, pad_to);
+    [
+        chat.clone(),
+        chat.clone(),
+        chat,
+        messages_body(stream, pad_to),
+    ]
 }
 
 async fn bench(args: &RunArgs, scratch: &Path) -> Result<Report, BenchError> {
@@ -180,38 +198,53 @@ async fn bench(args: &RunArgs, scratch: &Path) -> Result<Report, BenchError> {
     );
     let stderr_before = fleet.gateway.stderr_bytes();
 
-    let small = chat_body(false, 0);
+    let small = bodies(false, 0);
+    let large =
+        (args.large_body_kb > 0).then(|| bodies(false, args.large_body_kb.min(30_000) * 1024));
+    let sizes = |bodies: &[Bytes; REFERENCES]| {
+        format!(
+            "{} body (translated: {} Anthropic body)",
+            size(bodies[GATEWAY].len()),
+            size(bodies[TRANSLATED].len())
+        )
+    };
+    let connections = args.connections.clamp(1, 512);
     let mut scenarios = vec![
         Scenario {
-            title: format!("chat, 1 connection, {} B body", small.len()),
-            work: workload(small.clone(), false, 1),
+            title: format!("chat, 1 connection, {}", sizes(&small)),
+            short: "chat ×1".to_owned(),
+            stream: false,
+            connections: 1,
+            bodies: small.clone(),
         },
         Scenario {
-            title: format!(
-                "chat, {} connections, {} B body",
-                args.connections,
-                small.len()
-            ),
-            work: workload(small.clone(), false, args.connections.clamp(1, 512)),
+            title: format!("chat, {connections} connections, {}", sizes(&small)),
+            short: format!("chat ×{connections}"),
+            stream: false,
+            connections,
+            bodies: small.clone(),
         },
     ];
-    if args.large_body_kb > 0 {
-        let large = chat_body(false, args.large_body_kb.min(30_000) * 1024);
+    if let Some(large) = &large {
         scenarios.push(Scenario {
-            title: format!("chat, 1 connection, {} KB body", large.len() / 1024),
-            work: workload(large, false, 1),
+            title: format!("chat, 1 connection, {}", sizes(large)),
+            short: format!("chat ×1 {}", size(large[GATEWAY].len())),
+            stream: false,
+            connections: 1,
+            bodies: large.clone(),
         });
     }
+    let pacing = args.pacing.bounded();
+    let stream_connections = args.stream_connections.clamp(1, 512);
     scenarios.push(Scenario {
         title: format!(
-            "stream, {} connections, {} chunks every {} ms (first after {} ms)",
-            args.stream_connections, args.chunks, args.interval_ms, args.first_byte_delay_ms
+            "stream, {stream_connections} connections, {} chunks every {} ms (first after {} ms)",
+            pacing.chunks, pacing.interval_ms, pacing.first_byte_delay_ms
         ),
-        work: workload(
-            chat_body(true, 0),
-            true,
-            args.stream_connections.clamp(1, 512),
-        ),
+        short: format!("stream ×{stream_connections}"),
+        stream: true,
+        connections: stream_connections,
+        bodies: bodies(true, 0),
     });
 
     let mut results = Vec::with_capacity(scenarios.len());
@@ -222,7 +255,33 @@ async fn bench(args: &RunArgs, scratch: &Path) -> Result<Report, BenchError> {
         fleet.gateway.ensure_running()?;
     }
 
-    let cpu = measure_cpu(&fleet, &small, plan, args.cpu_connections.clamp(1, 64)).await?;
+    let cpu_connections = args.cpu_connections.clamp(1, 64);
+    let mut cpu = vec![
+        measure_cpu(
+            &fleet,
+            &small,
+            &format!("{} body", size(small[GATEWAY].len())),
+            plan.cpu_requests,
+            plan.cpu_rounds,
+            cpu_connections,
+        )
+        .await?,
+    ];
+    if let Some(large) = &large {
+        // A large body takes a few times longer; half the requests keeps this step short while
+        // /proc's 10 ms clock ticks still amount to under 1 µs per request in a full run.
+        cpu.push(
+            measure_cpu(
+                &fleet,
+                large,
+                &format!("{} body", size(large[GATEWAY].len())),
+                (plan.cpu_requests / 2).max(100),
+                plan.cpu_rounds,
+                cpu_connections,
+            )
+            .await?,
+        );
+    }
     let memory = MemoryResult {
         gateway_idle: memory_idle.0,
         gateway_after: procfs::rss_bytes(fleet.gateway.pid()).ok(),
@@ -243,8 +302,8 @@ async fn bench(args: &RunArgs, scratch: &Path) -> Result<Report, BenchError> {
             plan.warmup.as_secs_f64(),
             args.workers.max(1),
             args.client_threads.max(1),
-            args.chunks,
-            args.interval_ms
+            pacing.chunks,
+            pacing.interval_ms
         ),
         scenarios: results,
         cpu,
@@ -259,22 +318,18 @@ async fn start_fleet(args: &RunArgs, scratch: &Path) -> Result<Fleet, BenchError
     let os = |parts: &[&str]| parts.iter().map(OsString::from).collect::<Vec<_>>();
 
     progress("starting the upstream, the floor and the gateway");
+    let mut upstream_args = os(&["upstream", "--port", "0", "--workers", &workers]);
+    upstream_args.extend(
+        args.pacing
+            .bounded()
+            .to_flags()
+            .into_iter()
+            .map(OsString::from),
+    );
     let upstream = ChildServer::start(
         &Spec {
             name: "upstream",
-            args: os(&[
-                "upstream",
-                "--port",
-                "0",
-                "--workers",
-                &workers,
-                "--chunks",
-                &args.chunks.clamp(1, 10_000).to_string(),
-                "--interval-ms",
-                &args.interval_ms.min(10_000).to_string(),
-                "--first-byte-delay-ms",
-                &args.first_byte_delay_ms.min(10_000).to_string(),
-            ]),
+            args: upstream_args,
             env: Vec::new(),
             env_remove: Vec::new(),
         },
@@ -344,7 +399,7 @@ async fn start_fleet(args: &RunArgs, scratch: &Path) -> Result<Fleet, BenchError
         scratch,
     )?;
 
-    let gateway_target = Target::new("gateway", gateway.addr, CHAT_PATH, None)?;
+    let gateway_target = Target::new("gateway", gateway.addr, CHAT_PATH, Vec::new())?;
     management::wait_healthy(&gateway_target).await?;
     let adapter_key = management::register(
         &gateway_target,
@@ -353,16 +408,28 @@ async fn start_fleet(args: &RunArgs, scratch: &Path) -> Result<Fleet, BenchError
         PROVIDER_KEY_ENV,
     )
     .await?;
-    let auth = HeaderValue::from_str(&format!("Bearer {adapter_key}"))
-        .map_err(|err| BenchError::Unexpected(format!("adapter key header: {err}")))?;
+    let header = |value: String| {
+        HeaderValue::from_str(&value)
+            .map_err(|err| BenchError::Unexpected(format!("adapter key header: {err}")))
+    };
+    let openai_auth = vec![(AUTHORIZATION, header(format!("Bearer {adapter_key}"))?)];
+    // What Claude Code and the Anthropic SDKs send: the key in `x-api-key`, plus the version.
+    let anthropic_auth = vec![
+        (HeaderName::from_static("x-api-key"), header(adapter_key)?),
+        (
+            HeaderName::from_static("anthropic-version"),
+            HeaderValue::from_static(ANTHROPIC_VERSION),
+        ),
+    ];
     progress(&format!(
         "upstream {}, floor {}, gateway {} (adapter created)",
         upstream.addr, floor.addr, gateway.addr
     ));
     let targets = [
-        Target::new("direct", upstream.addr, CHAT_PATH, None)?,
-        Target::new("floor", floor.addr, CHAT_PATH, None)?,
-        Target::new("gateway", gateway.addr, CHAT_PATH, Some(auth))?,
+        Target::new("direct", upstream.addr, CHAT_PATH, Vec::new())?,
+        Target::new("floor", floor.addr, CHAT_PATH, Vec::new())?,
+        Target::new("gateway", gateway.addr, CHAT_PATH, openai_auth)?,
+        Target::new("translated", gateway.addr, MESSAGES_PATH, anthropic_auth)?,
     ];
     Ok(Fleet {
         upstream,
@@ -372,23 +439,28 @@ async fn start_fleet(args: &RunArgs, scratch: &Path) -> Result<Fleet, BenchError
     })
 }
 
-/// A chat request; `pad_to` > 0 grows the user message until the body is about that size.
-fn chat_body(stream: bool, pad_to: usize) -> Bytes {
-    let mut content = String::from("Say hello.");
-    if pad_to > 0 {
-        // Plain prose, no characters that need JSON escaping: the size is the size on the wire.
-        const PROSE: &str =
-            "The quick brown fox jumps over the lazy dog while the gateway relays bytes. ";
-        content.clear();
-        while content.len() + 120 < pad_to {
-            content.push_str(PROSE);
-        }
+/// The user's message; `pad_to` > 0 grows it until a request body is about that size.
+fn prompt(pad_to: usize) -> String {
+    if pad_to == 0 {
+        return "Say hello.".to_owned();
     }
+    // Plain prose, no characters that need JSON escaping: the size is the size on the wire.
+    const PROSE: &str =
+        "The quick brown fox jumps over the lazy dog while the gateway relays bytes. ";
+    let mut content = String::new();
+    while content.len() + 120 < pad_to {
+        content.push_str(PROSE);
+    }
+    content
+}
+
+/// An OpenAI chat request (system message, one user message).
+fn chat_body(stream: bool, pad_to: usize) -> Bytes {
     let mut body = serde_json::json!({
         "model": "bench-model",
         "messages": [
             {"role": "system", "content": "You are a benchmark."},
-            {"role": "user", "content": content}
+            {"role": "user", "content": prompt(pad_to)}
         ],
         "max_tokens": 16,
     });
@@ -398,22 +470,46 @@ fn chat_body(stream: bool, pad_to: usize) -> Bytes {
     Bytes::from(body.to_string())
 }
 
-fn workload(body: Bytes, stream: bool, connections: usize) -> Workload {
-    Workload {
-        body,
-        stream,
-        connections,
-        stop: Stop::After(Duration::ZERO),
+/// The same request as Anthropic Messages writes it (what Claude Code sends, minus its size).
+fn messages_body(stream: bool, pad_to: usize) -> Bytes {
+    let mut body = serde_json::json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 16,
+        "system": [{"type": "text", "text": "You are a benchmark."}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": prompt(pad_to)}]}
+        ],
+    });
+    if stream {
+        body["stream"] = serde_json::Value::Bool(true);
+    }
+    Bytes::from(body.to_string())
+}
+
+/// `1234` → `1234 B`, `61440` → `60 KB`.
+fn size(bytes: usize) -> String {
+    if bytes >= 10 * 1024 {
+        format!("{} KB", bytes / 1024)
+    } else {
+        format!("{bytes} B")
     }
 }
 
 /// Checks that each reference answers what a client expects, before timing anything. A wrong
 /// status is fatal (the numbers would be meaningless); other differences become notes.
-async fn check_answers(targets: &[Target; 3]) -> Result<Vec<String>, BenchError> {
+async fn check_answers(targets: &[Target; REFERENCES]) -> Result<Vec<String>, BenchError> {
     let mut notes = Vec::new();
-    let mut events = [0usize; 3];
+    let mut events = [0usize; REFERENCES];
     for (index, target) in targets.iter().enumerate() {
-        let (status, body) = exchange(target, Method::POST, Some(chat_body(false, 0)), &[]).await?;
+        let anthropic = index == TRANSLATED;
+        // What the client must see: its own protocol's answer, whatever the upstream spoke.
+        let (plain_marks, stream_end) = if anthropic {
+            (["\"type\":\"message\"", "\"usage\""], "event: message_stop")
+        } else {
+            (["\"chat.completion\"", "\"usage\""], "data: [DONE]")
+        };
+        let [plain, streamed] = [false, true].map(|stream| bodies(stream, 0)[index].clone());
+        let (status, body) = exchange(target, Method::POST, Some(plain), &[]).await?;
         let text = String::from_utf8_lossy(&body);
         if status != StatusCode::OK {
             return Err(BenchError::Unexpected(format!(
@@ -421,34 +517,35 @@ async fn check_answers(targets: &[Target; 3]) -> Result<Vec<String>, BenchError>
                 target.name
             )));
         }
-        if !text.contains("\"chat.completion\"") || !text.contains("\"usage\"") {
+        if !plain_marks.iter().all(|mark| text.contains(mark)) {
             notes.push(format!(
-                "{}: the plain answer lacks object/usage: {text}",
-                target.name
+                "{}: the plain answer lacks {}: {text}",
+                target.name,
+                plain_marks.join(" or ")
             ));
         }
-        let (status, body) = exchange(target, Method::POST, Some(chat_body(true, 0)), &[]).await?;
+        let (status, body) = exchange(target, Method::POST, Some(streamed), &[]).await?;
         let text = String::from_utf8_lossy(&body);
-        if status != StatusCode::OK || !text.contains("data: [DONE]") {
+        if status != StatusCode::OK || !text.contains(stream_end) {
             return Err(BenchError::Unexpected(format!(
-                "{} answered {status} to a streamed chat request without a final [DONE]: {text}",
+                "{} answered {status} to a streamed request without a final `{stream_end}`: {text}",
                 target.name
             )));
         }
         events[index] = text.matches("data:").count();
     }
-    if events[2] != events[0] {
+    if events[GATEWAY] != events[DIRECT] {
         notes.push(format!(
             "a stream through the gateway had {} `data:` events, direct {} (the client did not ask \
              for usage, so the gateway should strip the usage chunk it adds)",
-            events[2], events[0]
+            events[GATEWAY], events[DIRECT]
         ));
     }
     let mut with_usage: serde_json::Value =
         serde_json::from_slice(&chat_body(true, 0)).unwrap_or_default();
     with_usage["stream_options"] = serde_json::json!({ "include_usage": true });
     let (status, body) = exchange(
-        &targets[2],
+        &targets[GATEWAY],
         Method::POST,
         Some(Bytes::from(with_usage.to_string())),
         &[],
@@ -463,17 +560,35 @@ async fn check_answers(targets: &[Target; 3]) -> Result<Vec<String>, BenchError>
     Ok(notes)
 }
 
+/// One table of the report: the same exchange through every reference.
 struct Scenario {
     title: String,
-    work: Workload,
+    /// Name in the translation-cost section.
+    short: String,
+    stream: bool,
+    connections: usize,
+    /// What each reference is sent (see [`bodies`]).
+    bodies: [Bytes; REFERENCES],
+}
+
+impl Scenario {
+    /// The load for reference `index`, stopping as `stop` says.
+    fn workload(&self, index: usize, stop: Stop) -> Workload {
+        Workload {
+            body: self.bodies[index].clone(),
+            stream: self.stream,
+            connections: self.connections,
+            stop,
+        }
+    }
 }
 
 async fn run_scenario(
-    targets: &[Target; 3],
+    targets: &[Target; REFERENCES],
     scenario: &Scenario,
     plan: Plan,
 ) -> Result<ScenarioResult, BenchError> {
-    let stream = scenario.work.stream;
+    let stream = scenario.stream;
     let metrics = if stream {
         vec![
             metric("ttft p50", Unit::Micros),
@@ -492,24 +607,18 @@ async fn run_scenario(
     };
     let mut result = ScenarioResult {
         title: scenario.title.clone(),
+        short: scenario.short.clone(),
         values: metrics.iter().map(|_| Default::default()).collect(),
         metrics,
-        errors: [0; 3],
+        errors: [0; REFERENCES],
         first_errors: Default::default(),
     };
 
     progress(&format!("{}: warm-up", scenario.title));
-    let warm = Workload {
-        stop: Stop::After(plan.warmup),
-        ..scenario.work.clone()
-    };
-    for target in targets {
+    for (index, target) in targets.iter().enumerate() {
+        let warm = scenario.workload(index, Stop::After(plan.warmup));
         drive(target, &warm, plan.warmup + RUN_GRACE).await?;
     }
-    let timed = Workload {
-        stop: Stop::After(plan.duration),
-        ..scenario.work.clone()
-    };
     for round in 0..plan.rounds {
         progress(&format!(
             "{}: round {}/{}",
@@ -519,6 +628,7 @@ async fn run_scenario(
         ));
         for offset in 0..TARGETS.len() {
             let index = (round + offset) % TARGETS.len();
+            let timed = scenario.workload(index, Stop::After(plan.duration));
             let outcome = drive(&targets[index], &timed, plan.duration + RUN_GRACE).await?;
             result.errors[index] += outcome.errors;
             if result.first_errors[index].is_none() {
@@ -533,7 +643,7 @@ async fn run_scenario(
                 .zip(&values)
                 .map(|(metric, value)| format!("{} {value:.1}", metric.name))
                 .collect();
-            progress(&format!("  {:<8} {}", TARGETS[index], line.join(", ")));
+            progress(&format!("  {:<10} {}", TARGETS[index], line.join(", ")));
             for (slot, value) in result.values.iter_mut().zip(values) {
                 slot[index].push(value);
             }
@@ -589,33 +699,41 @@ fn summarise(mut outcome: Outcome, stream: bool) -> Vec<f64> {
 }
 
 /// CPU time per request: a fixed number of requests per reference, reading the CPU time of the
-/// process doing that reference's work (the upstream for direct) before and after.
+/// process doing that reference's work (the upstream for direct, the gateway for both gateway
+/// and translated) before and after.
 async fn measure_cpu(
     fleet: &Fleet,
-    body: &Bytes,
-    plan: Plan,
+    bodies: &[Bytes; REFERENCES],
+    label: &str,
+    requests: u64,
+    rounds: usize,
     connections: usize,
 ) -> Result<CpuResult, BenchError> {
-    let pids = [fleet.upstream.pid(), fleet.floor.pid(), fleet.gateway.pid()];
-    let work = Workload {
-        body: body.clone(),
-        stream: false,
-        connections,
-        stop: Stop::Count(plan.cpu_requests),
-    };
+    let pids = [
+        fleet.upstream.pid(),
+        fleet.floor.pid(),
+        fleet.gateway.pid(),
+        fleet.gateway.pid(),
+    ];
     let mut cpu = CpuResult {
-        requests: plan.cpu_requests,
+        label: label.to_owned(),
+        requests,
         connections,
         ..CpuResult::default()
     };
-    for round in 0..plan.cpu_rounds {
+    for round in 0..rounds {
         progress(&format!(
-            "CPU per request: round {}/{}",
-            round + 1,
-            plan.cpu_rounds
+            "CPU per request, {label}: round {}/{rounds}",
+            round + 1
         ));
         for offset in 0..TARGETS.len() {
             let index = (round + offset) % TARGETS.len();
+            let work = Workload {
+                body: bodies[index].clone(),
+                stream: false,
+                connections,
+                stop: Stop::Count(requests),
+            };
             let before = procfs::cpu_time(pids[index])?;
             let outcome = drive(&fleet.targets[index], &work, COUNT_RUN_LIMIT).await?;
             let after = procfs::cpu_time(pids[index])?;
@@ -632,25 +750,32 @@ fn look_for_pathologies(results: &[ScenarioResult]) -> Vec<String> {
     let mut notes = Vec::new();
     for scenario in results {
         for (metric, values) in scenario.metrics.iter().zip(&scenario.values) {
-            let gateway = crate::stats::spread(&values[2]).map(|s| s.median);
-            let direct = crate::stats::spread(&values[0]).map(|s| s.median);
-            let (Some(gateway), Some(direct)) = (gateway, direct) else {
-                continue;
-            };
-            match metric.name {
-                "p50" | "p99" | "ttft p50" if gateway - direct > 30_000.0 => notes.push(format!(
-                    "{} {}: the gateway adds {:.1} ms — a ~40 ms step is Nagle's algorithm \
-                     (TCP_NODELAY missing on an accepted or upstream socket)",
-                    scenario.title,
-                    metric.name,
-                    (gateway - direct) / 1000.0
-                )),
-                "events/frame" if gateway > direct * 1.5 + 0.5 => notes.push(format!(
-                    "{}: the gateway delivers {gateway:.1} SSE events per frame against {direct:.1} \
-                     direct — it coalesces or buffers chunks",
-                    scenario.title
-                )),
-                _ => {}
+            let direct = crate::stats::spread(&values[DIRECT]).map(|s| s.median);
+            for candidate in [GATEWAY, TRANSLATED] {
+                let gateway = crate::stats::spread(&values[candidate]).map(|s| s.median);
+                let (Some(gateway), Some(direct)) = (gateway, direct) else {
+                    continue;
+                };
+                let who = TARGETS[candidate];
+                match metric.name {
+                    "p50" | "p99" | "ttft p50" if gateway - direct > 30_000.0 => {
+                        notes.push(format!(
+                            "{} {}: {who} adds {:.1} ms — a ~40 ms step is Nagle's algorithm \
+                             (TCP_NODELAY missing on an accepted or upstream socket)",
+                            scenario.title,
+                            metric.name,
+                            (gateway - direct) / 1000.0
+                        ));
+                    }
+                    // An Anthropic stream has a few more events than the chat stream it is
+                    // made from (message_start, block start and stop), hence the slack.
+                    "events/frame" if gateway > direct * 1.5 + 0.5 => notes.push(format!(
+                        "{}: {who} delivers {gateway:.1} SSE events per frame against {direct:.1} \
+                         direct — it coalesces or buffers chunks",
+                        scenario.title
+                    )),
+                    _ => {}
+                }
             }
         }
     }
@@ -671,4 +796,40 @@ fn random_hex(words: usize) -> String {
             format!("{:016x}", hasher.finish())
         })
         .collect()
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    reason = "tests: a failed unwrap is a failed test, with its location"
+)]
+mod tests {
+    use flexiproxy_gateway::protocol::{anthropic_messages, openai_chat};
+
+    use super::*;
+
+    /// The translated reference must ask the upstream for what the pass-through one asks, or
+    /// translated − pass-through would measure a different exchange rather than translation.
+    #[test]
+    fn the_anthropic_body_asks_for_what_the_chat_body_asks() {
+        for (stream, pad_to) in [(false, 0), (true, 0), (false, 60 * 1024)] {
+            let [.., chat, messages] = bodies(stream, pad_to);
+            let chat = openai_chat::request_to_canonical(&chat).unwrap();
+            let messages = anthropic_messages::request_to_canonical(&messages).unwrap();
+            assert_eq!(chat.system, messages.system);
+            assert_eq!(chat.messages, messages.messages);
+            assert_eq!(chat.max_tokens, messages.max_tokens);
+            assert_eq!(chat.stream, messages.stream);
+            assert_eq!(chat.stream, stream);
+        }
+        let [.., chat, messages] = bodies(false, 60 * 1024);
+        assert!(chat.len().abs_diff(60 * 1024) < 200, "{}", chat.len());
+        assert!(messages.len().abs_diff(chat.len()) < 100);
+    }
+
+    #[test]
+    fn sizes_read_as_bytes_then_kilobytes() {
+        assert_eq!(size(142), "142 B");
+        assert_eq!(size(61_400), "59 KB");
+    }
 }

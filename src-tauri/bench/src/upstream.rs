@@ -41,18 +41,51 @@ pub struct UpstreamArgs {
     /// Port on 127.0.0.1; 0 picks a free one (the chosen address is printed on stdout).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Content chunks per SSE stream.
-    #[arg(long, default_value_t = 20)]
-    pub chunks: usize,
-    /// Milliseconds between two content chunks.
-    #[arg(long, default_value_t = 2)]
-    pub interval_ms: u64,
-    /// Milliseconds between the response headers and the first content chunk.
-    #[arg(long, default_value_t = 0)]
-    pub first_byte_delay_ms: u64,
+    #[command(flatten)]
+    pub pacing: StreamPacing,
     /// Tokio worker threads.
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+}
+
+// The pacing flags exist once, here: `upstream` takes them and `run` takes the same flattened
+// struct and hands it to the upstream child with `to_flags`, so the two cannot drift apart.
+// (No `///` on the struct: clap would read it as help text of the command it is flattened in.)
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct StreamPacing {
+    /// Content chunks per upstream SSE stream.
+    #[arg(long, default_value_t = 20)]
+    pub chunks: usize,
+    /// Milliseconds between two upstream content chunks.
+    #[arg(long, default_value_t = 2)]
+    pub interval_ms: u64,
+    /// Milliseconds between the upstream's response headers and its first content chunk.
+    #[arg(long, default_value_t = 0)]
+    pub first_byte_delay_ms: u64,
+}
+
+impl StreamPacing {
+    /// The same settings within sane bounds (at least one chunk; no delay beyond 10 s), so a
+    /// typo cannot make a run hang for hours.
+    pub fn bounded(self) -> Self {
+        Self {
+            chunks: self.chunks.clamp(1, 10_000),
+            interval_ms: self.interval_ms.min(10_000),
+            first_byte_delay_ms: self.first_byte_delay_ms.min(10_000),
+        }
+    }
+
+    /// The `flexiproxy-bench upstream` flags that reproduce these settings.
+    pub fn to_flags(self) -> Vec<String> {
+        vec![
+            "--chunks".to_owned(),
+            self.chunks.to_string(),
+            "--interval-ms".to_owned(),
+            self.interval_ms.to_string(),
+            "--first-byte-delay-ms".to_owned(),
+            self.first_byte_delay_ms.to_string(),
+        ]
+    }
 }
 
 /// Runs the upstream until the process is killed.
@@ -68,7 +101,7 @@ async fn serve(args: &UpstreamArgs) -> Result<(), BenchError> {
         .local_addr()
         .map_err(BenchError::io("reading the upstream's address"))?;
     report::announce("upstream", addr);
-    let canned = Arc::new(Canned::new(args));
+    let canned = Arc::new(Canned::new(args.pacing.bounded()));
     loop {
         let (socket, _) = listener
             .accept()
@@ -105,11 +138,11 @@ struct Canned {
 const USAGE: &str = r#"{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21,"prompt_tokens_details":{"cached_tokens":0}}"#;
 
 impl Canned {
-    fn new(args: &UpstreamArgs) -> Self {
-        let chunks = args.chunks.max(1);
+    fn new(settings: StreamPacing) -> Self {
+        let chunks = settings.chunks.max(1);
         let pacing = Pacing {
-            first: Duration::from_millis(args.first_byte_delay_ms),
-            interval: Duration::from_millis(args.interval_ms),
+            first: Duration::from_millis(settings.first_byte_delay_ms),
+            interval: Duration::from_millis(settings.interval_ms),
         };
         let chat_event = |i: usize| {
             let delta = if i == 0 {
@@ -438,6 +471,26 @@ mod tests {
         let due: Vec<u128> = (0..5).map(|i| body.due(i).as_millis()).collect();
         // Three paced chunks at 5, 7, 9 ms; the closing events follow the last one at once.
         assert_eq!(due, vec![5, 7, 9, 9, 9]);
+    }
+
+    #[test]
+    fn pacing_flags_reach_the_upstream_unchanged() {
+        use clap::{Args, FromArgMatches};
+        let pacing = StreamPacing {
+            chunks: 7,
+            interval_ms: 3,
+            first_byte_delay_ms: 11,
+        };
+        let command = UpstreamArgs::augment_args(clap::Command::new("upstream"));
+        let matches = command
+            .try_get_matches_from(std::iter::once("upstream".to_owned()).chain(pacing.to_flags()));
+        let parsed = matches.and_then(|m| UpstreamArgs::from_arg_matches(&m));
+        assert!(
+            parsed.as_ref().is_ok_and(|args| args.pacing.chunks == 7
+                && args.pacing.interval_ms == 3
+                && args.pacing.first_byte_delay_ms == 11),
+            "{parsed:?}"
+        );
     }
 
     #[test]
