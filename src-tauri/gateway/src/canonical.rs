@@ -21,6 +21,8 @@
 //!   distinct per part, and every event of that part carries it. Encoders map it to their own
 //!   numbering (Anthropic block index, OpenAI tool-call index).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value};
 
 use crate::protocol::Protocol;
@@ -133,13 +135,10 @@ impl Reasoning {
     /// then belongs to the tagged issuer, with the provider's own proof restored to the field
     /// it came from (a client protocol may have only one slot for both kinds).
     pub fn adopt_tag(&mut self) {
-        let owned = |field: &Option<String>| {
-            field
-                .as_deref()
-                .and_then(untag_proof)
-                .map(|(issuer, kind, proof)| (issuer, kind, proof.to_owned()))
-        };
-        let tagged = [owned(&self.signature), owned(&self.encrypted)];
+        let tagged = [
+            self.signature.as_deref().and_then(untag_proof),
+            self.encrypted.as_deref().and_then(untag_proof),
+        ];
         for (slot, found) in tagged.into_iter().enumerate() {
             let Some((issuer, kind, proof)) = found else {
                 // Untagged: the client's own protocol issued it; it stays where it is.
@@ -166,25 +165,33 @@ pub enum ProofKind {
     Encrypted,
 }
 
-/// What starts a proof the gateway tagged with its issuer.
+/// What a tagged proof says before its base64 encoding.
 const PROOF_TAG: &str = "fpsig1.";
+/// How every tagged proof starts once encoded: the base64 of `fpsig1` (six bytes, so the
+/// encoding of the rest does not change these eight characters).
+const ENCODED_TAG: &str = "ZnBzaWcx";
 
 /// A provider's reasoning proof (a signature, or encrypted reasoning) as a client of another
 /// protocol receives it: tagged with the issuing protocol and the kind of proof. The client
 /// sends it back unchanged with the rest of the conversation, the tag tells the gateway whose
 /// it is, and the proof reaches the provider that made it again, and no other (a foreign
-/// signature makes a provider refuse the whole request).
+/// signature makes a provider refuse the whole request). The tag is base64 as a whole, since
+/// clients check the fields it travels in (Gemini's `thoughtSignature` is bytes).
 pub fn tag_proof(issuer: Protocol, kind: ProofKind, proof: &str) -> String {
     let kind = match kind {
         ProofKind::Signature => 's',
         ProofKind::Encrypted => 'e',
     };
-    format!("{PROOF_TAG}{issuer}.{kind}.{proof}")
+    BASE64.encode(format!("{PROOF_TAG}{issuer}.{kind}.{proof}"))
 }
 
 /// The issuer, kind and provider's proof inside a tagged one.
-pub fn untag_proof(value: &str) -> Option<(Protocol, ProofKind, &str)> {
-    let rest = value.strip_prefix(PROOF_TAG)?;
+pub fn untag_proof(value: &str) -> Option<(Protocol, ProofKind, String)> {
+    if !value.starts_with(ENCODED_TAG) {
+        return None;
+    }
+    let decoded = String::from_utf8(BASE64.decode(value).ok()?).ok()?;
+    let rest = decoded.strip_prefix(PROOF_TAG)?;
     let (issuer, rest) = rest.split_once('.')?;
     let (kind, proof) = rest.split_once('.')?;
     let kind = match kind {
@@ -192,7 +199,7 @@ pub fn untag_proof(value: &str) -> Option<(Protocol, ProofKind, &str)> {
         "e" => ProofKind::Encrypted,
         _ => return None,
     };
-    Some((issuer.parse().ok()?, kind, proof))
+    Some((issuer.parse().ok()?, kind, proof.to_owned()))
 }
 
 impl Request {
@@ -514,8 +521,17 @@ mod tests {
         plain.adopt_tag();
         assert_eq!(plain.issuer, Some(Protocol::AnthropicMessages));
         assert_eq!(plain.signature.as_deref(), Some("EqQBCkgIARABGAI"));
-        assert_eq!(untag_proof("fpsig1.nonsense.s.x"), None);
-        assert_eq!(untag_proof("fpsig1.gemini.q.x"), None);
+        let forged = |text: &str| BASE64.encode(text);
+        assert_eq!(untag_proof(&forged("fpsig1.nonsense.s.x")), None);
+        assert_eq!(untag_proof(&forged("fpsig1.gemini.q.x")), None);
+        assert_eq!(
+            untag_proof(&forged("fpsig1.gemini.e.x")),
+            Some((Protocol::Gemini, ProofKind::Encrypted, "x".to_owned()))
+        );
+        // Whatever the issuer and proof, the tag is plain base64 and starts the same way.
+        let tag = tag_proof(Protocol::AnthropicMessages, ProofKind::Signature, "EqQB+/=");
+        assert!(tag.starts_with(ENCODED_TAG), "{tag}");
+        assert!(BASE64.decode(&tag).is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! deep nesting, and streams cut into pieces at every byte. Every input goes through every
 //! protocol, whichever protocol it came from.
 //!
-//! Adding a protocol module (`openai_responses`, `gemini`, …) is one `codec!` entry in
+//! Adding a protocol module is one `codec!` entry in
 //! [`codecs`]: its module name, how to call its whole-answer encoder and build its stream
 //! encoder (the protocol-specific context), and the fixtures its decoders must accept. Its
 //! field names can go into [`KEYS`] and [`WORDS`] so the generated documents reach its code.
@@ -21,12 +21,8 @@
 //! with two protocols; [`config`] gives fewer cases per protocol as protocols are added); a
 //! failing case is shrunk by proptest and printed. Set `PROPTEST_CASES` to run more locally.
 //!
-//! Open findings: token counters whose sum exceeds `u64::MAX` panic (debug) or wrap (release)
-//! in `anthropic_messages` (decoding usage) and `openai_chat` (encoding `total_tokens`); the
-//! `known_*` tests below reproduce them and are ignored until the modules are fixed. Until
-//! then [`USAGE_SUMS_MAY_OVERFLOW`] is `false`, which keeps generated token counters small
-//! enough that their sums cannot overflow; every other number is still generated at its
-//! extremes. Once fixed: set it to `true` and remove the `#[ignore]`s.
+//! Findings fixed so far keep a regression test each (`usage_sums_saturate_*`): token counters
+//! whose sum exceeded `u64::MAX` panicked in debug builds (and wrapped in release).
 #![allow(
     clippy::unwrap_used,
     reason = "test fixtures: a failed unwrap is a failed test, with its location"
@@ -41,7 +37,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use flexiproxy_gateway::canonical::{DecodeError, FinishReason, Request, Response, StreamEvent};
 use flexiproxy_gateway::protocol::sse::{self, EventSplitter};
-use flexiproxy_gateway::protocol::{anthropic_messages, openai_chat};
+use flexiproxy_gateway::protocol::{anthropic_messages, gemini, openai_chat, openai_responses};
 use flexiproxy_gateway::secrets::MemoryStore;
 use flexiproxy_gateway::usage::TokenUsage;
 use flexiproxy_gateway::{Gateway, SecretsMode, Settings};
@@ -51,34 +47,6 @@ use serde_json::{Value, json};
 
 /// `created` timestamp for OpenAI encoders (any value does).
 const CREATED: u64 = 1_700_000_000;
-
-/// Whether generated token counters may be large enough for their sums to overflow (see the
-/// header: `false` while the `known_*` findings are open).
-const USAGE_SUMS_MAY_OVERFLOW: bool = false;
-
-/// The largest token counter generated while [`USAGE_SUMS_MAY_OVERFLOW`] is `false`: a few
-/// of them summed (input parts, then input + output) stay far below `u64::MAX`.
-const TAME_COUNT: u64 = 1 << 60;
-
-/// Caps every number under a `…_tokens` key (usage counters) at [`TAME_COUNT`] while
-/// [`USAGE_SUMS_MAY_OVERFLOW`] is `false`.
-fn tame_usage(value: &mut Value) {
-    if USAGE_SUMS_MAY_OVERFLOW {
-        return;
-    }
-    match value {
-        Value::Array(items) => items.iter_mut().for_each(tame_usage),
-        Value::Object(fields) => {
-            for (key, field) in fields.iter_mut() {
-                if key.ends_with("_tokens") && field.as_u64().is_some_and(|n| n > TAME_COUNT) {
-                    *field = json!(TAME_COUNT);
-                }
-                tame_usage(field);
-            }
-        }
-        _ => {}
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // The protocols under test.
@@ -206,6 +174,29 @@ fn codecs() -> Vec<Codec> {
                 "anthropic_stream_to_openai_stream.in.txt",
                 "openai_stream_to_anthropic_stream.out.txt",
             ],
+        ),
+        codec!(
+            openai_responses,
+            response_from_canonical: |response| openai_responses::response_from_canonical(response, CREATED),
+            stream_encoder: openai_responses::StreamEncoder::new("m", CREATED)
+                .with_custom_tools(["apply_patch".to_owned()]),
+            requests: [
+                "responses_client_request.in.json",
+                "responses_from_anthropic_request.out.json",
+            ],
+            responses: ["responses_provider_response.in.json"],
+            streams: [
+                "responses_provider_stream.in.txt",
+                "responses_from_anthropic_stream.out.txt",
+            ],
+        ),
+        codec!(
+            gemini,
+            response_from_canonical: gemini::response_from_canonical,
+            stream_encoder: gemini::StreamEncoder::new("m", gemini::Framing::Sse),
+            requests: ["gemini_request.in.json", "gemini_from_anthropic_request.out.json"],
+            responses: ["gemini_response.in.json", "gemini_response_from_anthropic.out.json"],
+            streams: ["gemini_stream.in.txt", "gemini_stream_from_anthropic.out.txt"],
         ),
     ]
 }
@@ -520,11 +511,8 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// A top-level object made of protocol fields: what a request, answer or event could be.
 fn document() -> impl Strategy<Value = Value> {
-    proptest::collection::vec((key(), json_value()), 0..8).prop_map(|fields| {
-        let mut doc = Value::Object(fields.into_iter().collect());
-        tame_usage(&mut doc);
-        doc
-    })
+    proptest::collection::vec((key(), json_value()), 0..8)
+        .prop_map(|fields| Value::Object(fields.into_iter().collect()))
 }
 
 /// An SSE stream of generated documents, each with an `event:` line naming its `type` or not.
@@ -805,12 +793,10 @@ fn apply_bytes(bytes: &mut Vec<u8>, edit: &ByteEdit) {
 }
 
 /// Calls `edit(position, count, value)` on the fixture's JSON: the body (position 0 of 1), or
-/// the data of each of its `count` SSE events (whose `event:` line is kept). Token counters are
-/// tamed afterwards (see [`USAGE_SUMS_MAY_OVERFLOW`]).
+/// the data of each of its `count` SSE events (whose `event:` line is kept).
 fn edit_fixture(fixture: &str, mut edit: impl FnMut(usize, usize, &mut Value)) -> Vec<u8> {
     if let Ok(mut value) = serde_json::from_str::<Value>(fixture) {
         edit(0, 1, &mut value);
-        tame_usage(&mut value);
         return serde_json::to_vec(&value).unwrap();
     }
     let mut events = split_events(fixture.as_bytes(), fixture.len());
@@ -820,7 +806,6 @@ fn edit_fixture(fixture: &str, mut edit: impl FnMut(usize, usize, &mut Value)) -
             continue;
         };
         edit(position, count, &mut value);
-        tame_usage(&mut value);
         let mut rebuilt: Vec<u8> = event
             .split(|&b| b == b'\n')
             .filter(|line| line.starts_with(b"event:"))
@@ -909,12 +894,7 @@ fn stream_event() -> impl Strategy<Value = StreamEvent> {
         proptest::sample::select(WORDS).prop_map(str::to_owned),
         any::<String>(),
     ];
-    let largest = if USAGE_SUMS_MAY_OVERFLOW {
-        u64::MAX
-    } else {
-        TAME_COUNT
-    };
-    let count = proptest::option::of(prop_oneof![0u64..1000, Just(largest)]);
+    let count = proptest::option::of(prop_oneof![0u64..1000, Just(u64::MAX)]);
     let usage = (count.clone(), count.clone(), count.clone(), count).prop_map(
         |(input, output, cached, reasoning)| TokenUsage {
             input,
@@ -1038,30 +1018,28 @@ fn fixtures_with_every_number_at_an_extreme() {
     }
 }
 
-/// Finding: `anthropic_messages` sums `input_tokens + cache_read_input_tokens +
-/// cache_creation_input_tokens` unchecked (`InUsage::to_canonical`), so a provider's usage
-/// that overflows u64 panics in a debug build (wraps in release) in `response_to_canonical`,
-/// `StreamDecoder::decode` (`message_start`, `message_delta`) and `response_usage`.
+/// Regression: `anthropic_messages` summed `input_tokens + cache_read_input_tokens +
+/// cache_creation_input_tokens` unchecked, so a provider's usage that overflows u64 panicked
+/// in a debug build (wrapped in release).
 #[test]
-#[ignore = "open finding: anthropic_messages InUsage::to_canonical overflows; lead to fix"]
-fn known_anthropic_usage_sum_overflow() {
+fn usage_sums_saturate_in_anthropic_usage() {
     let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":"end_turn","usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":1,"output_tokens":1}}"#;
+    let usage = anthropic_messages::response_usage(body).unwrap();
+    assert_eq!(usage.input, Some(u64::MAX));
     let _ = anthropic_messages::response_to_canonical(body);
-    let _ = anthropic_messages::response_usage(body);
     let event = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"m\",\"usage\":{\"input_tokens\":18446744073709551615,\"cache_creation_input_tokens\":1}}}\n\n";
     let _ = anthropic_messages::StreamDecoder::default().decode(event);
 }
 
-/// Finding: `openai_chat` writes `total_tokens: prompt + completion` unchecked
-/// (`OutChatUsage::from_canonical`), so usage decoded from any provider with `input` +
-/// `output` > u64::MAX panics in a debug build (wraps in release) in `response_from_canonical`
-/// and `StreamEncoder::finish`.
+/// Regression: `openai_chat` wrote `total_tokens: prompt + completion` unchecked, so usage
+/// with `input` + `output` > u64::MAX panicked in a debug build (wrapped in release).
 #[test]
-#[ignore = "open finding: openai_chat OutChatUsage::from_canonical overflows; lead to fix"]
-fn known_openai_total_tokens_overflow() {
+fn usage_sums_saturate_in_openai_total_tokens() {
     let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":18446744073709551615}}"#;
     let response = anthropic_messages::response_to_canonical(body).unwrap();
-    let _ = openai_chat::response_from_canonical(&response, CREATED);
+    let whole: Value =
+        serde_json::from_slice(&openai_chat::response_from_canonical(&response, CREATED)).unwrap();
+    assert_eq!(whole["usage"]["total_tokens"], u64::MAX);
     let mut encoder = openai_chat::StreamEncoder::new("m", CREATED, true);
     let mut out = Vec::new();
     encoder.encode(&StreamEvent::Usage(response.usage), &mut out);

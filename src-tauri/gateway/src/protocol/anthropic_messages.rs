@@ -202,10 +202,12 @@ impl InUsage {
             self.cache_read_input_tokens,
             self.cache_creation_input_tokens,
         ];
-        let input = parts
-            .iter()
-            .any(Option::is_some)
-            .then(|| parts.iter().flatten().sum());
+        let input = parts.iter().any(Option::is_some).then(|| {
+            parts
+                .iter()
+                .flatten()
+                .fold(0u64, |sum, n| sum.saturating_add(*n))
+        });
         TokenUsage {
             input,
             output: self.output_tokens,
@@ -583,7 +585,8 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
                 .max(1024);
             // The budget is part of max_tokens and must be smaller than it.
             if max_tokens <= budget {
-                max_tokens = budget + request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+                max_tokens =
+                    budget.saturating_add(request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS));
             }
             // With thinking on, Anthropic accepts only the default temperature and top_p >= 0.95.
             temperature = None;

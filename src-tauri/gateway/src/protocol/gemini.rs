@@ -237,7 +237,7 @@ impl InUsage {
     /// Gemini counts thinking apart from the answer; canonical output holds both.
     fn to_canonical(self) -> TokenUsage {
         let sum = |a: Option<u64>, b: Option<u64>| {
-            (a.is_some() || b.is_some()).then(|| a.unwrap_or(0) + b.unwrap_or(0))
+            (a.is_some() || b.is_some()).then(|| a.unwrap_or(0).saturating_add(b.unwrap_or(0)))
         };
         TokenUsage {
             input: sum(self.prompt_token_count, self.tool_use_prompt_token_count),
@@ -1529,7 +1529,7 @@ impl OutUsage {
         Self {
             prompt_token_count: input,
             candidates_token_count: output.saturating_sub(usage.reasoning.unwrap_or(0)),
-            total_token_count: input + output,
+            total_token_count: input.saturating_add(output),
             cached_content_token_count: usage.cached,
             thoughts_token_count: usage.reasoning,
         }

@@ -970,7 +970,7 @@ impl OutChatUsage {
         Self {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             prompt_tokens_details: usage
                 .cached
                 .map(|cached_tokens| OutCached { cached_tokens }),

@@ -1387,7 +1387,7 @@ impl OutUsage {
             output_tokens_details: OutReasoningTokens {
                 reasoning_tokens: usage.reasoning.unwrap_or(0),
             },
-            total_tokens: input + output,
+            total_tokens: input.saturating_add(output),
         }
     }
 }
@@ -3181,7 +3181,7 @@ mod tests {
             Some((
                 Protocol::AnthropicMessages,
                 ProofKind::Signature,
-                "sig.with.dots"
+                "sig.with.dots".to_owned()
             ))
         );
         // Read back from a client, then adopted as the translated path does: Anthropic's again.
