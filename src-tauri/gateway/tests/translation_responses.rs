@@ -19,7 +19,7 @@
 use bytes::Bytes;
 use flexiproxy_gateway::canonical::{
     DecodeError, Effort, FinishReason, Part, ProofKind, Reasoning, Role, StreamEvent, ToolChoice,
-    tag_proof,
+    tag_proof, untag_proof,
 };
 use flexiproxy_gateway::protocol::Protocol;
 use flexiproxy_gateway::protocol::sse::{self, EventSplitter};
@@ -464,7 +464,12 @@ fn an_anthropic_stream_reaches_a_responses_client_with_its_signature_kept() {
     let reasoning = &of_type(&sent, "response.output_item.done")[0]["item"];
     assert_eq!(reasoning["type"], "reasoning");
     let encrypted = reasoning["encrypted_content"].as_str().unwrap();
-    assert!(encrypted.starts_with("fpsig1.anthropic_messages.s.EqQBCgIYAhIM"));
+    let (issuer, kind, proof) = untag_proof(encrypted).unwrap();
+    assert_eq!(
+        (issuer, kind),
+        (Protocol::AnthropicMessages, ProofKind::Signature)
+    );
+    assert!(proof.starts_with("EqQBCgIYAhIM"));
 
     // When Codex sends the item back, it is Anthropic's signed thinking again.
     let body = json!({
@@ -640,12 +645,8 @@ fn an_anthropic_answer_reaches_a_responses_client() {
     assert_eq!(out["status"], "completed");
     let output = out["output"].as_array().unwrap();
     assert_eq!(output[0]["type"], "reasoning");
-    assert!(
-        output[0]["encrypted_content"]
-            .as_str()
-            .unwrap()
-            .starts_with("fpsig1.anthropic_messages.s.")
-    );
+    let tagged = untag_proof(output[0]["encrypted_content"].as_str().unwrap()).unwrap();
+    assert_eq!(tagged.0, Protocol::AnthropicMessages);
     let calls: Vec<&Value> = output
         .iter()
         .filter(|i| i["type"] == "function_call")
