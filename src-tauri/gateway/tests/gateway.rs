@@ -1113,6 +1113,19 @@ async fn model_lists_come_in_each_protocols_shape() {
     let gemini: Value = gemini.json().await.unwrap();
     assert_eq!(gemini["models"][0]["name"], "models/upstream-model");
 
+    // google-genai lists under /v1 by default, with its key in x-goog-api-key.
+    let under_v1: Value = f
+        .http
+        .get(f.url("/v1/models"))
+        .header("x-goog-api-key", &f.adapter_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(under_v1["models"][0]["name"], "models/upstream-model");
+
     let refused = f
         .http
         .get(f.url("/v1beta/models?key=fp-wrong"))

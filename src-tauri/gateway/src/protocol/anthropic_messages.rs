@@ -578,7 +578,7 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         Some(ToolChoice::Required | ToolChoice::Named(_))
     );
     let thinking = match request.reasoning {
-        Some(reasoning) if !reasoning.is_off() && !forced_tool => {
+        Some(reasoning) if !reasoning.is_off() && !forced_tool && !unsigned_tool_turn(request) => {
             let budget = reasoning
                 .budget_or_derived()
                 .unwrap_or(DEFAULT_THINKING_BUDGET)
@@ -659,6 +659,41 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         extra: (native && !request.extra.is_empty()).then_some(&request.extra),
     };
     to_json(&wire)
+}
+
+/// Whether the conversation continues a tool loop whose assistant turn called tools without
+/// Anthropic-signed thinking before it. With thinking on, Anthropic requires that turn to start with its own
+/// thinking block; a client of another protocol cannot send one back (Chat Completions has no
+/// field for it, and other providers' reasoning is not Anthropic's), so thinking stays off for
+/// such a request rather than have it refused.
+fn unsigned_tool_turn(request: &Request) -> bool {
+    // Only a tool loop still under way needs it: once the user wrote again, Anthropic drops
+    // earlier turns' thinking anyway.
+    let continues_tool_loop = request.messages.last().is_some_and(|m| {
+        m.content
+            .iter()
+            .any(|part| matches!(part, Part::ToolResult { .. }))
+    });
+    if !continues_tool_loop {
+        return false;
+    }
+    let Some(last) = request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant)
+    else {
+        return false;
+    };
+    let calls_tools = last
+        .content
+        .iter()
+        .any(|part| matches!(part, Part::ToolCall { .. }));
+    let signed = last.content.iter().any(|part| {
+        matches!(part, Part::Reasoning(r) if r.signed_for(PROTOCOL)
+            && (r.signature.is_some() || r.encrypted.is_some()))
+    });
+    calls_tools && !signed
 }
 
 /// Messages in Anthropic's shape: tool messages become user messages, messages of the same
@@ -1875,5 +1910,54 @@ mod tests {
             decoder.finish().as_slice(),
             [StreamEvent::Error { .. }]
         ));
+    }
+
+    #[test]
+    fn thinking_stays_off_after_an_unsigned_tool_turn() {
+        let mut request = Request {
+            model: "claude-x".into(),
+            reasoning: Some(ReasoningConfig {
+                effort: Some(crate::canonical::Effort::Low),
+                budget_tokens: None,
+            }),
+            messages: vec![
+                Message {
+                    role: Role::User,
+                    content: vec![Part::text("weather?")],
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: vec![Part::ToolCall {
+                        id: "toolu_1".into(),
+                        name: "get_weather".into(),
+                        arguments: "{}".into(),
+                    }],
+                },
+                Message {
+                    role: Role::Tool,
+                    content: vec![Part::ToolResult {
+                        call_id: "toolu_1".into(),
+                        content: vec![Part::text("sunny")],
+                        is_error: false,
+                    }],
+                },
+            ],
+            ..Request::default()
+        };
+        let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
+        assert!(body.get("thinking").is_none(), "{body}");
+
+        // With Anthropic's own signed thinking before the call, thinking stays on.
+        request.messages[1].content.insert(
+            0,
+            Part::Reasoning(Reasoning {
+                text: "hm".into(),
+                signature: Some("sig".into()),
+                encrypted: None,
+                issuer: Some(PROTOCOL),
+            }),
+        );
+        let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
+        assert_eq!(body["thinking"]["type"], "enabled", "{body}");
     }
 }

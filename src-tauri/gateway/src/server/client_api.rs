@@ -13,7 +13,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -209,12 +209,25 @@ pub async fn gemini_action(
     result.map_err(gemini_error)
 }
 
-/// `GET /v1/models`: OpenAI's list, or Anthropic's when the client sends `anthropic-version`
-/// (the Anthropic SDKs always do).
+/// Whether a `GET /v1/models…` comes from a Gemini client: google-genai lists models under
+/// `/v1` by default, with its key in `x-goog-api-key` (or `?key=`) and no `Authorization`.
+fn gemini_client(headers: &HeaderMap, query: &GeminiQuery) -> bool {
+    !headers.contains_key(header::AUTHORIZATION)
+        && !headers.contains_key("anthropic-version")
+        && (headers.contains_key("x-goog-api-key") || query.key.is_some())
+}
+
+/// `GET /v1/models`: OpenAI's list, Anthropic's when the client sends `anthropic-version` (the
+/// Anthropic SDKs always do), Gemini's for a Gemini client.
 pub async fn models(
-    State(state): State<AppState>,
+    state: State<AppState>,
+    query: Query<GeminiQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Rendered> {
+    if gemini_client(&headers, &query) {
+        return gemini_models(state, None, query, headers).await;
+    }
+    let State(state) = state;
     let anthropic = headers.contains_key("anthropic-version");
     let shape = if anthropic {
         ErrorShape::Anthropic
@@ -238,11 +251,16 @@ pub async fn models(
 
 /// `GET /v1/models/{id}`: one model, in the shape [`models`] picks.
 pub async fn model(
-    State(state): State<AppState>,
+    state: State<AppState>,
     // Every model name reaches the adapter's model, so any id resolves to it.
-    Path(_requested): Path<String>,
+    requested: Path<String>,
+    query: Query<GeminiQuery>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Rendered> {
+    if gemini_client(&headers, &query) {
+        return gemini_models(state, Some(requested), query, headers).await;
+    }
+    let State(state) = state;
     let anthropic = headers.contains_key("anthropic-version");
     let shape = if anthropic {
         ErrorShape::Anthropic
