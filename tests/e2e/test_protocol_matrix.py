@@ -735,3 +735,15 @@ def test_gemini_stream_without_alt_sse_is_a_json_array(matrix: Matrix) -> None:
     assert isinstance(chunks, list) and chunks
     text = "".join(p.get("text", "") for c in chunks for p in c["candidates"][0]["content"]["parts"])
     assert text == "echo: as an array"
+
+
+@pytest.mark.parametrize("provider", MATRIX_PROTOCOLS, ids=[SHORT[p] for p in MATRIX_PROTOCOLS])
+def test_anthropic_beta_query_and_bearer_key(matrix: Matrix, provider: str) -> None:
+    """Claude Code posts to /v1/messages?beta=true; newer SDKs send the key as a Bearer token."""
+    body = {"model": CLIENT_MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": "beta"}]}
+    headers = {"Authorization": f"Bearer {matrix.key(provider)}", "anthropic-version": "2023-06-01", "anthropic-beta": "fine-grained-tool-streaming-2025-05-14"}
+    r = httpx.post(f"{matrix.url}/v1/messages", params={"beta": "true"}, json=body, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    assert [b for b in r.json()["content"] if b["type"] == "text"][0]["text"] == "echo: beta"
+    sent = matrix.mock.last(provider)
+    assert "beta" not in sent.query or provider == "anthropic_messages", f"{sent.path}?{sent.query}"
