@@ -815,6 +815,23 @@ def _gemini_schema(schema: Any, where: str) -> None:
         _gemini_schema(sub, f"{where}.any_of[{k}]")
 
 
+# The placeholder signatures Google documents for function calls that no Gemini model made.
+GEMINI_SKIP_SIGNATURES = ("skip_thought_signature_validator", "context_engineering_is_the_way_to_go")
+
+
+def _proto_bytes(value: Any) -> bytes | None:
+    """A proto `bytes` field from JSON: standard or URL-safe base64, padding optional."""
+    if not isinstance(value, str) or re.fullmatch(r"[A-Za-z0-9+/_-]*=*", value) is None:
+        return None
+    text = value.rstrip("=").replace("-", "+").replace("_", "/")
+    if len(text) % 4 == 1:
+        return None
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def gemini_signature(n: int) -> str:
     return base64.b64encode(GEMINI_SIGNATURE_PREFIX + str(n).encode()).decode()
 
@@ -857,13 +874,14 @@ def gemini_contents(contents: Any, prefix: str, conv: Conversation) -> None:
                 raise Reject(400, f"Invalid JSON payload received. Unknown name \"{data[1]}\" at '{pw}': Oneof field 'data' is already set. Cannot set '{data[1]}'")
             if "thoughtSignature" in part:
                 sig = part["thoughtSignature"]
-                try:
-                    raw_sig = base64.b64decode(sig, validate=True) if isinstance(sig, str) else None
-                except (binascii.Error, ValueError):
-                    raw_sig = None
+                raw_sig = _proto_bytes(sig)
                 if raw_sig is None:
                     raise Reject(400, f"Invalid value at '{pw}.thought_signature' (TYPE_BYTES), Base64 decoding failed for \"{sig}\"")
-                _expect(raw_sig.startswith(GEMINI_SIGNATURE_PREFIX), "Thought signature is not valid.")
+                # Google documents placeholder values that skip the check (for calls made elsewhere).
+                _expect(
+                    raw_sig.startswith(GEMINI_SIGNATURE_PREFIX) or sig in GEMINI_SKIP_SIGNATURES,
+                    "Thought signature is not valid.",
+                )
             if "text" in part:
                 _expect(isinstance(part["text"], str), f"Invalid value at '{pw}.text' (TYPE_STRING)")
                 if not part.get("thought"):

@@ -422,6 +422,10 @@ def test_gemini_function_calls_and_round_trip(http: httpx.Client) -> None:
     ]  # fmt: skip
     done = generate(http, {"contents": history, "tools": tools})
     assert done.json()["candidates"][0]["content"]["parts"] == [{"text": "tool said: sunny | rainy"}]
+    # Google's documented placeholder for calls no Gemini model made is accepted.
+    skip = {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "skip_thought_signature_validator"}
+    placeholder = [user("use tool"), {"role": "model", "parts": [skip]}, {"role": "user", "parts": [history[2]["parts"][0]]}]
+    assert generate(http, {"contents": placeholder, "tools": tools}).status_code == 200
 
 
 CALL = {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]}
@@ -440,8 +444,8 @@ CALL = {"role": "model", "parts": [{"functionCall": {"name": "f", "args": {}}}]}
         ({"contents": [user("x"), CALL, user("y")]}, "number of function response parts"),
         ({"contents": [user("x"), CALL, {"role": "user", "parts": [{"functionResponse": {"name": "f", "response": "ok"}}]}]}, "google.protobuf.Struct"),
         ({"contents": [user("x"), {"role": "model", "parts": [{"text": "hm"}]}, CALL]}, "comes immediately after a user turn"),
-        ({"contents": [user("x"), {"role": "model", "parts": [{"text": "y", "thoughtSignature": "sig-mock"}]}, user("z")]}, "Base64 decoding failed"),
-        ({"contents": [user("x"), {"role": "model", "parts": [{"text": "y", "thoughtSignature": "c2ln"}]}, user("z")]}, "Thought signature is not valid"),
+        ({"contents": [user("x"), {"role": "model", "parts": [{"text": "y", "thoughtSignature": "sig.mock!"}]}, user("z")]}, "Base64 decoding failed"),
+        ({"contents": [user("x"), {"role": "model", "parts": [{"text": "y", "thoughtSignature": "sig-mock"}]}, user("z")]}, "Thought signature is not valid"),
         (
             {"contents": [user("x")], "tools": [{"functionDeclarations": [{"name": "f", "parameters": {**WEATHER_SCHEMA, "additionalProperties": False}}]}]},
             'Unknown name "additionalProperties"',
