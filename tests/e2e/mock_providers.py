@@ -15,8 +15,8 @@ Endpoints (one port, all protocols):
 * Gemini ``POST /v1beta/models/{model}:generateContent``, ``:streamGenerateContent``
   (``?alt=sse`` gives SSE with CRLF framing like Google's; without it a streamed JSON array),
   ``:countTokens`` (need ``x-goog-api-key`` or ``?key=``); the same under ``/v1``;
-* model lists ``GET /v1/models`` (Anthropic's shape when ``anthropic-version`` is sent) and
-  ``GET /v1beta/models``.
+* model lists ``GET /v1/models`` (Anthropic's shape when ``anthropic-version`` is sent, Gemini's
+  when only a Google key is) and ``GET /v1beta/models``.
 
 It is STRICT where the real APIs are (wrong roles, Anthropic turns that do not alternate or
 have empty content, a tool call without its result or a result without its call, unknown
@@ -1200,7 +1200,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
         rec = self._start()
         try:
-            if rec.path.rstrip("/") == "/v1/models":
+            gemini_key = rec.header("x-goog-api-key") or rec.query.get("key")
+            if rec.path.rstrip("/") in ("/v1beta/models", "/v1/models") and gemini_key and not rec.header("Authorization"):
+                # Google serves its list under both versions (google-genai 3 uses /v1).
+                rec.protocol = "gemini"
+                if self._gemini_auth(rec):
+                    self._send_json(rec, 200, {"models": [self._gemini_model(m) for m in GEMINI_MODELS]})
+            elif rec.path.rstrip("/") == "/v1/models":
                 if rec.header("anthropic-version") is not None:
                     rec.protocol = "anthropic_messages"
                     if self._anthropic_auth(rec):
@@ -1218,9 +1224,9 @@ class _Handler(BaseHTTPRequestHandler):
                 rec.protocol = "gemini"
                 if self._gemini_auth(rec):
                     self._send_json(rec, 200, {"models": [self._gemini_model(m) for m in GEMINI_MODELS]})
-            elif rec.path.startswith("/v1beta/models/"):
+            elif rec.path.startswith(("/v1beta/models/", "/v1/models/")):
                 rec.protocol = "gemini"
-                name = rec.path[len("/v1beta/models/") :]
+                name = rec.path.split("/models/", 1)[1]
                 if self._gemini_auth(rec):
                     if name in GEMINI_MODELS:
                         self._send_json(rec, 200, self._gemini_model(name))

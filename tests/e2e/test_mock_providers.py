@@ -482,6 +482,7 @@ def test_model_lists_in_each_shape(http: httpx.Client) -> None:
     assert anthropic_list["data"][0]["type"] == "model" and anthropic_list["has_more"] is False
     gemini_list = http.get("/v1beta/models", headers=GEMINI).json()
     assert gemini_list["models"][0]["name"] == "models/gemini-mock"
+    assert http.get("/v1/models", params={"key": KEY}).json() == gemini_list, "google-genai 3 lists /v1/models"
     assert "generateContent" in gemini_list["models"][0]["supportedGenerationMethods"]
 
 

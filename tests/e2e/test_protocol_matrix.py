@@ -308,8 +308,12 @@ class AnthropicDriver(Driver):
 class GeminiDriver(Driver):
     protocol = "gemini"
 
+    # None: the SDK's default (google-genai 3 uses /v1); "v1beta": what Gemini CLI uses.
+    api_version: str | None = None
+
     def sdk(self) -> genai.Client:
-        return genai.Client(api_key=self.key, http_options=gtypes.HttpOptions(base_url=self.matrix.gw.url, timeout=30_000))
+        options = gtypes.HttpOptions(base_url=self.matrix.gw.url, timeout=30_000, api_version=self.api_version)
+        return genai.Client(api_key=self.key, http_options=options)
 
     def config(self, tools: bool) -> gtypes.GenerateContentConfig | None:
         config = gtypes.GenerateContentConfig()
@@ -706,10 +710,29 @@ def test_model_lists_per_shape(matrix: Matrix) -> None:
     assert model in [m.id for m in anthropic_list.data]
 
     gkey = matrix.key("gemini")
+    raw = httpx.get(f"{matrix.url}/v1beta/models", headers={"x-goog-api-key": gkey}, timeout=30)
+    assert raw.status_code == 200 and raw.json().get("models"), raw.text
+    assert f"models/{matrix.model('gemini')}" in [m["name"] for m in raw.json()["models"]], raw.text
+    # google-genai 3 talks to /v1 (its default API version): GET /v1/models with only
+    # x-goog-api-key must answer in Gemini's shape too.
     gemini = genai.Client(api_key=gkey, http_options=gtypes.HttpOptions(base_url=matrix.url))
-    gemini_list = list(gemini.models.list())
-    names = [m.name for m in gemini_list]
-    assert f"models/{matrix.model('gemini')}" in names, names
+    names = [m.name for m in gemini.models.list()]
+    assert f"models/{matrix.model('gemini')}" in names, (
+        f"google-genai's models.list() (GET /v1/models, x-goog-api-key) found {names}: "
+        f"{httpx.get(f'{matrix.url}/v1/models', headers={'x-goog-api-key': gkey}).text[:300]}"
+    )
+
+
+@pytest.mark.parametrize("provider", MATRIX_PROTOCOLS, ids=[SHORT[p] for p in MATRIX_PROTOCOLS])
+def test_gemini_sdk_on_v1beta(matrix: Matrix, provider: str) -> None:
+    """The matrix's Gemini client uses google-genai's default /v1; Gemini CLI and older SDKs
+    use /v1beta: the same answers there, streamed too."""
+    drive = GeminiDriver(matrix, matrix.key(provider))
+    drive.api_version = "v1beta"
+    pair = Pair(matrix, "gemini", provider)
+    assert pair.run("v1beta", drive.ask, "on v1beta").text == "echo: on v1beta"
+    streamed = pair.run("v1beta stream", drive.ask, "on v1beta too", True)
+    assert streamed.text == "echo: on v1beta too" and streamed.usage == USAGE
 
 
 @pytest.mark.parametrize("prefix", ["/v1beta", "/v1"])
