@@ -54,6 +54,9 @@ JSON_SCHEMA = {
 CLAUDE_SCHEMA = {"$schema": "http://json-schema.org/draft-07/schema#", **JSON_SCHEMA}
 GEMINI_SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 USAGE = (mp.INPUT_TOKENS, mp.OUTPUT_TOKENS, mp.CACHED_TOKENS)
+# How each client protocol says "the model called tools" and "the model is done".
+TOOL_FINISH = {"openai_chat": "tool_calls", "openai_responses": "completed", "anthropic_messages": "tool_use", "gemini": "STOP"}
+END_FINISH = {"openai_chat": "stop", "openai_responses": "completed", "anthropic_messages": "end_turn", "gemini": "STOP"}
 
 
 @dataclass
@@ -73,6 +76,7 @@ class Answer:
     calls: list[ToolCall] = field(default_factory=list)
     text_pieces: int = 0  # non-empty text deltas of a stream
     reasoning: str = ""  # reasoning text shown to the client (thinking, summary, thoughts)
+    finish: str | None = None  # finish_reason / status / stop_reason / finishReason as sent
 
 
 @dataclass
@@ -125,7 +129,8 @@ class ChatDriver(Driver):
             if r.usage is not None:
                 details = r.usage.prompt_tokens_details
                 usage = (r.usage.prompt_tokens, r.usage.completion_tokens, details.cached_tokens if details else None)
-            return Answer(msg.content or "", usage, calls, reasoning=getattr(msg, "reasoning_content", None) or "")
+            thinking = getattr(msg, "reasoning_content", None) or ""
+            return Answer(msg.content or "", usage, calls, reasoning=thinking, finish=r.choices[0].finish_reason)
         chunks = list(
             client.chat.completions.create(
                 model=CLIENT_MODEL, messages=messages, stream=True, stream_options={"include_usage": True}, **extra
@@ -147,7 +152,8 @@ class ChatDriver(Driver):
             u = with_usage[-1].usage
             usage = (u.prompt_tokens, u.completion_tokens, u.prompt_tokens_details.cached_tokens if u.prompt_tokens_details else None)
         thinking = "".join(getattr(c.choices[0].delta, "reasoning_content", None) or "" for c in chunks if c.choices)
-        return Answer("".join(texts), usage, calls, len(texts), thinking)
+        finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        return Answer("".join(texts), usage, calls, len(texts), thinking, finishes[-1] if finishes else None)
 
     def ask(self, prompt: str, stream: bool = False) -> Answer:
         return self._create([{"role": "user", "content": prompt}], stream)
@@ -201,7 +207,7 @@ class ResponsesDriver(Driver):
         if response.usage is not None:
             u = response.usage
             usage = (u.input_tokens, u.output_tokens, u.input_tokens_details.cached_tokens if u.input_tokens_details else None)
-        return Answer("".join(texts), usage, calls, pieces, "".join(thinking))
+        return Answer("".join(texts), usage, calls, pieces, "".join(thinking), response.status)
 
     def _create(self, input_: Any, stream: bool, **extra: Any) -> Answer:
         client = self.sdk()
@@ -259,7 +265,7 @@ class AnthropicDriver(Driver):
         u = message.usage
         cached = u.cache_read_input_tokens
         total_in = u.input_tokens + (cached or 0) + (u.cache_creation_input_tokens or 0)
-        return Answer(text, (total_in, u.output_tokens, cached), calls, pieces, thinking)
+        return Answer(text, (total_in, u.output_tokens, cached), calls, pieces, thinking, message.stop_reason)
 
     def _create(self, messages: list[Any], stream: bool, **extra: Any) -> tuple[Answer, Any]:
         client = self.sdk()
@@ -339,16 +345,19 @@ class GeminiDriver(Driver):
             parts = list(r.candidates[0].content.parts or []) if r.candidates and r.candidates[0].content else []
             usage = self._usage(r.usage_metadata)
             pieces = 0
+            finishes = [r.candidates[0].finish_reason] if r.candidates else []
         else:
             chunks = list(client.models.generate_content_stream(model=CLIENT_MODEL, contents=contents, config=self.config(tools)))
             parts = [p for c in chunks if c.candidates and c.candidates[0].content for p in c.candidates[0].content.parts or []]
             metas = [c.usage_metadata for c in chunks if c.usage_metadata is not None]
             usage = self._usage(metas[-1]) if metas else None
             pieces = len([p for p in parts if p.text and not p.thought])
+            finishes = [c.candidates[0].finish_reason for c in chunks if c.candidates and c.candidates[0].finish_reason]
         text = "".join(p.text for p in parts if p.text and not p.thought)
         thinking = "".join(p.text for p in parts if p.text and p.thought)
         calls = [ToolCall(p.function_call.id, p.function_call.name or "", dict(p.function_call.args or {})) for p in parts if p.function_call]
-        return Answer(text, usage, calls, pieces, thinking), parts
+        finish = finishes[-1] if finishes and finishes[-1] is not None else None
+        return Answer(text, usage, calls, pieces, thinking, getattr(finish, "value", finish)), parts
 
     def ask(self, prompt: str, stream: bool = False) -> Answer:
         return self._create(prompt, stream)[0]
@@ -411,7 +420,9 @@ class Pair:
     def run(self, step: str, fn: Any, *args: Any) -> Any:
         try:
             return fn(*args)
-        except (openai.APIError, anthropic.APIError, genai_errors.APIError, httpx.HTTPError) as e:
+        except AssertionError:
+            raise
+        except Exception as e:  # SDK errors, and answers the SDK could not even parse
             pytest.fail(
                 f"{SHORT[self.client]} client -> {SHORT[self.provider]} provider, {step}: "
                 f"{sdk_error_text(e)}\n{provider_log(self.matrix, self.provider, self.mark)}"
@@ -432,6 +443,7 @@ def test_text(matrix: Matrix, client: str, provider: str) -> None:
     since = matrix.now_ms()
     answer = pair.run("plain request", driver(matrix, client, provider).ask, "hello matrix")
     assert answer.text == "echo: hello matrix"
+    assert answer.finish == END_FINISH[client], f"finish: {answer.finish!r}"
     assert_usage(answer, "plain answer")
     rec = matrix.mock.last(provider)
     assert rec.status == 200
@@ -452,6 +464,7 @@ def test_stream(matrix: Matrix, client: str, provider: str) -> None:
     since = matrix.now_ms()
     answer = pair.run("stream", driver(matrix, client, provider).ask, "one two three four", True)
     assert answer.text == "echo: one two three four"
+    assert answer.finish == END_FINISH[client], f"finish: {answer.finish!r}"
     assert answer.text_pieces >= 3, f"the stream came in {answer.text_pieces} piece(s), not piece by piece"
     assert_usage(answer, "stream")
     rec = matrix.mock.last(provider)
@@ -475,6 +488,10 @@ def test_tool_round_trip(matrix: Matrix, client: str, provider: str, parallel: b
     expected_args = [{"city": "Paris"}, {"city": "Berlin"}] if parallel else [{"city": "Paris"}]
     assert [c.name for c in first.calls] == [TOOL_NAME] * len(expected_args), first
     assert [c.args for c in first.calls] == expected_args, first
+    # The client's signal to run the tools (Claude Code waits for stop_reason tool_use), then a
+    # normal end after the results.
+    assert first.finish == TOOL_FINISH[client], f"finish after tool calls: {first.finish!r}"
+    assert final.finish == END_FINISH[client], f"finish of the final answer: {final.finish!r}"
     ids = [c.id for c in first.calls]
     if client != "gemini":  # Gemini function calls may come without ids
         assert all(isinstance(i, str) and i for i in ids) and len(set(ids)) == len(ids), f"call ids: {ids}"
