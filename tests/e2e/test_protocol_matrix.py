@@ -5,7 +5,9 @@ For each pair a user must get, in their own SDK's terms: a plain answer, a strea
 in pieces with its usage, a whole tool round trip (call with id/name/arguments, result sent
 back under the same id, answer that uses it; two parallel calls in the streamed variant), an
 image that reaches the provider, provider failures as the SDK's own error types with the
-status kept (429) or turned into 502 (5xx), and a usage row with the tokens. Same-protocol
+status kept (429) or turned into 502 (5xx), and a usage row with the tokens; also the finish
+reason the client acts on, the system prompt in the provider's place for it, and reasoning
+asked for the client's way (shown back, and replayed after a tool call). Same-protocol
 pairs must pass the client's fields the gateway does not model through unchanged (fast path).
 Then the endpoint-specific parts: ``previous_response_id``, token counting, model lists and
 Gemini's ``?key=``.
@@ -96,6 +98,8 @@ class Driver:
         self.key = key
         # Ask for reasoning the client protocol's way, and replay it the way real clients do.
         self.reasoning = reasoning
+        # A system prompt, sent the client protocol's way.
+        self.system: str | None = None
 
     def ask(self, prompt: str, stream: bool = False) -> Answer:
         raise NotImplementedError
@@ -156,7 +160,8 @@ class ChatDriver(Driver):
         return Answer("".join(texts), usage, calls, len(texts), thinking, finishes[-1] if finishes else None)
 
     def ask(self, prompt: str, stream: bool = False) -> Answer:
-        return self._create([{"role": "user", "content": prompt}], stream)
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return self._create([*system, {"role": "user", "content": prompt}], stream)
 
     def ask_image(self, prompt: str) -> Answer:
         content = [{"type": "text", "text": prompt}, {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG_B64}"}}]
@@ -212,6 +217,8 @@ class ResponsesDriver(Driver):
     def _create(self, input_: Any, stream: bool, **extra: Any) -> Answer:
         client = self.sdk()
         self.output: list[Any] = []
+        if self.system:
+            extra["instructions"] = self.system
         if self.reasoning:
             # As Codex does: stateless, with the encrypted reasoning to replay.
             extra.update(reasoning={"effort": "low", "summary": "auto"}, include=["reasoning.encrypted_content"], store=False)
@@ -269,6 +276,8 @@ class AnthropicDriver(Driver):
 
     def _create(self, messages: list[Any], stream: bool, **extra: Any) -> tuple[Answer, Any]:
         client = self.sdk()
+        if self.system:
+            extra["system"] = self.system
         if self.reasoning:
             extra["thinking"] = {"type": "enabled", "budget_tokens": 1024}
         if not stream:
@@ -323,13 +332,15 @@ class GeminiDriver(Driver):
 
     def config(self, tools: bool) -> gtypes.GenerateContentConfig | None:
         config = gtypes.GenerateContentConfig()
+        if self.system:
+            config.system_instruction = self.system
         if self.reasoning:
             config.thinking_config = gtypes.ThinkingConfig(include_thoughts=True, thinking_budget=1024)
         if tools:
             declaration = gtypes.FunctionDeclaration(name=TOOL_NAME, description=TOOL_DESCRIPTION, parameters=GEMINI_SCHEMA)
             config.tools = [gtypes.Tool(function_declarations=[declaration])]
             config.automatic_function_calling = gtypes.AutomaticFunctionCallingConfig(disable=True)
-        return config if (tools or self.reasoning) else None
+        return config if (tools or self.reasoning or self.system) else None
 
     @staticmethod
     def _usage(meta: Any) -> tuple[int | None, int | None, int | None] | None:
@@ -530,6 +541,39 @@ def test_reasoning_with_tool_round_trip(matrix: Matrix, client: str, provider: s
     first, final = pair.run("reasoning + tool round trip", drive.tool_round_trip, "please use tool", False)
     assert [c.args for c in first.calls] == [{"city": "Paris"}], first
     assert final.text.startswith("tool said: ") and RESULTS[0] in final.text, final.text
+
+
+def provider_system_text(provider: str, body: dict[str, Any]) -> str | None:
+    """The system prompt as the provider's protocol carries it."""
+
+    def texts(content: Any) -> str:
+        if isinstance(content, str):
+            return content
+        return "".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+
+    if provider == "openai_chat":
+        first = body["messages"][0]
+        return texts(first["content"]) if first.get("role") in ("system", "developer") else None
+    if provider == "openai_responses":
+        if body.get("instructions"):
+            return body["instructions"]
+        items = body["input"] if isinstance(body.get("input"), list) else []
+        return next((texts(i.get("content")) for i in items if i.get("role") in ("system", "developer")), None)
+    if provider == "anthropic_messages":
+        return texts(body.get("system")) if body.get("system") else None
+    system = body.get("systemInstruction") or body.get("system_instruction")
+    return texts(system.get("parts")) if system else None
+
+
+@pytest.mark.parametrize(("client", "provider"), PAIRS, ids=PAIR_IDS)
+def test_system_prompt_lands_in_the_providers_place(matrix: Matrix, client: str, provider: str) -> None:
+    pair = Pair(matrix, client, provider)
+    drive = driver(matrix, client, provider)
+    drive.system = "You are terse. Answer in French."
+    answer = pair.run("system prompt", drive.ask, "with a system prompt")
+    assert answer.text == "echo: with a system prompt"
+    rec = matrix.mock.last(provider)
+    assert provider_system_text(provider, rec.json) == drive.system, f"system prompt not in its place: {rec.body[:600]!r}"
 
 
 @pytest.mark.parametrize(("client", "provider"), PAIRS, ids=PAIR_IDS)
