@@ -11,6 +11,10 @@ folder can use what it needs and ignore the rest.
 * ``GatewayProcess.api`` — a management-API client; ``routed`` — a gateway with the mock
   registered as provider ``mock`` (key ``sk-upstream-<random>``) and one adapter.
 * ``gateway_start_failure`` — runs the binary expecting it to refuse to start.
+* ``providers_mock`` — a :class:`mock_providers.MockProviders` (all four wire protocols on one
+  port), shared by the test module; ``matrix`` — one gateway per module (``--secrets env``, so no
+  keychain is needed) with one provider per protocol registered at that mock and adapter keys
+  on demand: ``matrix.key(protocol)``, ``matrix.key(protocol, "fail-429")``. See :class:`Matrix`.
 
 Provider keys given as raw values go to the OS keychain; the tests expect to run inside a D-Bus
 session with an unlocked gnome-keyring, which ``.ci/run`` arranges (``tests_need_keychain``
@@ -40,6 +44,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mock_openai import MockOpenAI  # noqa: E402
+from mock_providers import MockProviders  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 LISTENING_PREFIX = "FlexiProxy gateway listening on "
@@ -404,3 +409,100 @@ def routed(
     tests_need_keychain: None, gateway: GatewayProcess, mock_upstream: MockOpenAI, provider_key: str
 ) -> Routed:
     return route(gateway, mock_upstream, provider_key)
+
+
+# -- the protocol matrix: one gateway, one four-protocol mock, a provider per protocol ------------
+
+# The four provider protocols, in the order the matrix tests list them, and the model each
+# provider's default adapter asks the mock for.
+MATRIX_PROTOCOLS = ("openai_chat", "openai_responses", "anthropic_messages", "gemini")
+MATRIX_MODELS = {
+    "openai_chat": "mock-chat",
+    "openai_responses": "mock-responses",
+    "anthropic_messages": "claude-mock",
+    "gemini": "gemini-mock",
+}
+# The environment variable the matrix gateway reads the provider key from (`env:NAME`).
+MATRIX_KEY_VAR = "FP_E2E_MOCK_PROVIDER_KEY"
+
+
+class Matrix:
+    """A gateway with a provider per wire protocol, all pointing at one :class:`MockProviders`.
+
+    Provider ids are the protocol names (``openai_chat`` at ``<mock>/v1``, ``gemini`` at
+    ``<mock>/v1beta``, ...). Adapters are made on first use and cached: ``key(protocol)`` is
+    the ``fp-`` key of an adapter for the protocol's default model; ``key(protocol, model)``
+    one for another model (e.g. ``fail-429``), registered on a provider of its own
+    (``<protocol>.<model>``) so that a provider cooling down after a failure cannot disturb
+    the other tests of the module.
+    """
+
+    def __init__(self, gw: GatewayProcess, mock: MockProviders, provider_key: str):
+        self.gw = gw
+        self.mock = mock
+        self.provider_key = provider_key
+        self._adapters: dict[tuple[str, str], dict[str, Any]] = {}
+        for protocol in MATRIX_PROTOCOLS:
+            self._provider(protocol, protocol)
+
+    @property
+    def url(self) -> str:
+        return self.gw.url
+
+    def _provider(self, provider_id: str, protocol: str) -> None:
+        self.gw.api.create_provider(
+            provider_id, self.mock.base_url(protocol), api_key=f"env:{MATRIX_KEY_VAR}", protocol=protocol
+        )
+
+    def provider_id(self, protocol: str, model: str | None = None) -> str:
+        model = model or MATRIX_MODELS[protocol]
+        return protocol if model == MATRIX_MODELS[protocol] else f"{protocol}.{model}"
+
+    def adapter(self, protocol: str, model: str | None = None) -> dict[str, Any]:
+        model = model or MATRIX_MODELS[protocol]
+        if (protocol, model) not in self._adapters:
+            provider_id = self.provider_id(protocol, model)
+            if provider_id != protocol:
+                self._provider(provider_id, protocol)
+            self._adapters[(protocol, model)] = self.gw.api.create_adapter(provider_id, model)
+        return self._adapters[(protocol, model)]
+
+    def key(self, protocol: str, model: str | None = None) -> str:
+        return self.adapter(protocol, model)["api_key"]
+
+    def model(self, protocol: str) -> str:
+        return MATRIX_MODELS[protocol]
+
+    def now_ms(self) -> int:
+        """A timestamp to select the usage rows of what follows (``ts_ms`` is milliseconds)."""
+        return int(time.time() * 1000) - 5
+
+    def usage_since(self, since_ms: int, protocol: str, model: str | None = None, count: int = 1) -> list[dict[str, Any]]:
+        """The usage rows of a provider recorded since `since_ms`, newest first (waits for them)."""
+        provider_id = self.provider_id(protocol, model)
+        return self.gw.api.wait_usage(
+            lambda row: row.get("provider_id") == provider_id and row.get("ts_ms", 0) >= since_ms, count=count
+        )
+
+
+def start_matrix(factory: GatewayFactory, mock: MockProviders) -> Matrix:
+    """Starts a gateway (``--secrets env``) and registers the four providers at `mock`."""
+    provider_key = mock.key or new_token("sk-mock-provider-")
+    gw = factory(["--secrets", "env"], env={MATRIX_KEY_VAR: provider_key}, log_level="info")
+    return Matrix(gw, mock, provider_key)
+
+
+@pytest.fixture(scope="module")
+def providers_mock() -> Iterator[MockProviders]:
+    """The four-protocol mock provider, requiring the matrix provider key, for one test module."""
+    with MockProviders(key=new_token("sk-mock-provider-")) as mock:
+        yield mock
+
+
+@pytest.fixture(scope="module")
+def matrix(tmp_path_factory: pytest.TempPathFactory, providers_mock: MockProviders) -> Iterator[Matrix]:
+    factory = GatewayFactory(tmp_path_factory.mktemp("matrix"))
+    try:
+        yield start_matrix(factory, providers_mock)
+    finally:
+        factory.stop_all()
