@@ -1,0 +1,719 @@
+"""A scripted "model" for the CLI-agent end-to-end tests, speaking four provider protocols.
+
+The coding agents (Claude Code, Codex, Gemini CLI) only finish a tool round trip when the model
+behind them asks for one of *their own* tools with arguments they accept, and then answers once
+the tool's output comes back. This server plays that model, over real HTTP on 127.0.0.1, in the
+wire format of whichever protocol a request arrives in:
+
+* ``openai_chat``        — ``POST /v1/chat/completions`` (JSON, or SSE with ``stream``);
+* ``anthropic_messages`` — ``POST /v1/messages`` (+ ``/v1/messages/count_tokens``);
+* ``openai_responses``   — ``POST /v1/responses`` (JSON, or SSE with ``stream``);
+* ``gemini``             — ``POST /v1beta/models/{model}:generateContent``,
+  ``:streamGenerateContent`` (``?alt=sse`` → SSE, else a JSON array), ``:countTokens``
+  (same under ``/v1/``);
+* ``GET /v1/models`` and ``GET /v1beta/models``.
+
+The gateway's providers in the tests are ``openai_chat`` and ``anthropic_messages``; the other two
+let a test (or a person, running ``python agent_upstream.py --port 9000 --log out.jsonl``) point an
+agent straight at this server to see what it sends with no gateway in between.
+
+The script, decided afresh from each request's conversation (as a real model would):
+
+1. the conversation holds a tool result → answer text ``FINAL_PREFIX`` + that result's text,
+   so the agent's final answer shows what the tool printed;
+2. the user's text contains ``TRIGGER`` and the request offers one of the shell tools in
+   ``SHELL_TOOLS`` → call that tool with ``command`` (from the user text: the part after
+   ``TRIGGER:``, up to the end of that line; ``DEFAULT_COMMAND`` when none); when it offers
+   tools but none of those (an SDK test's own tool), call the first one with every required
+   string parameter set to that text;
+3. anything else (titles, summaries, "who speaks next" checks...) → a short plain text.
+
+Every request is kept (method, path, query, headers, parsed JSON) for the tests to inspect.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+TRIGGER = "use tool"
+DEFAULT_COMMAND = "echo flexiproxy-tool-ran"
+FINAL_PREFIX = "Tool result: "
+PLAIN_REPLY = "OK."
+INPUT_TOKENS = 31
+OUTPUT_TOKENS = 7
+CACHED_TOKENS = 3
+
+# Each agent's shell tool and the arguments it accepts, most specific first. Claude Code: Bash;
+# Gemini CLI: run_shell_command; Codex: exec_command (unified exec), shell_command (a string)
+# or shell (argv).
+SHELL_TOOLS: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
+    ("Bash", lambda cmd: {"command": cmd, "description": "Run the command the user asked for"}),
+    ("run_shell_command", lambda cmd: {"command": cmd, "description": "Run the command the user asked for"}),
+    ("exec_command", lambda cmd: {"cmd": cmd}),
+    ("shell_command", lambda cmd: {"command": cmd}),
+    ("shell", lambda cmd: {"command": ["bash", "-lc", cmd]}),
+]
+
+
+@dataclass
+class Recorded:
+    """One request as the server received it, plus what it decided to answer."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: list[tuple[str, str]]
+    body: bytes
+    json: Any
+    protocol: str = ""
+    action: str = ""  # "tool_call:<name>", "final", "plain", "count", "models", "unknown"
+    received_at: float = field(default_factory=time.time)
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able digest for logs and reports."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "headers": dict(self.headers),
+            "protocol": self.protocol,
+            "action": self.action,
+            "json": self.json,
+        }
+
+
+@dataclass
+class Conversation:
+    """What the script needs from a request, whatever its protocol."""
+
+    tools: dict[str, Any]  # name -> JSON schema of its parameters
+    user_text: str
+    tool_results: list[str]
+    stream: bool
+    model: str
+
+
+def command_from(user_text: str) -> str:
+    match = re.search(re.escape(TRIGGER) + r"\s*:\s*(.+)", user_text)
+    if match:
+        return match.group(1).strip().splitlines()[0].strip().strip("`")
+    return DEFAULT_COMMAND
+
+
+def decide(conv: Conversation) -> tuple[str, Any]:
+    """("final", text) | ("tool_call", (name, arguments)) | ("plain", text)."""
+    if conv.tool_results:
+        return "final", FINAL_PREFIX + conv.tool_results[-1].strip()
+    if TRIGGER in conv.user_text and conv.tools:
+        command = command_from(conv.user_text)
+        for name, make_args in SHELL_TOOLS:
+            if name in conv.tools:
+                return "tool_call", (name, make_args(command))
+        name, schema = next(iter(conv.tools.items()))
+        schema = schema if isinstance(schema, dict) else {}
+        props = schema.get("properties") or {}
+        args = {
+            key: command
+            for key in schema.get("required") or []
+            if str((props.get(key) or {}).get("type", "string")).lower() == "string"
+        }
+        return "tool_call", (name, args)
+    return "plain", PLAIN_REPLY
+
+
+def _text_of(value: Any) -> str:
+    """All the text in a content value of any protocol (string, parts, nested results)."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(t for t in (_text_of(v) for v in value) if t)
+    if isinstance(value, dict):
+        for key in ("text", "output", "content", "stdout", "result", "response"):
+            if key in value:
+                return _text_of(value[key])
+        return json.dumps(value)
+    return str(value)
+
+
+# -- request parsing, per protocol -----------------------------------------------------------
+
+
+def parse_openai_chat(body: dict[str, Any]) -> Conversation:
+    tools = {
+        t["function"]["name"]: t["function"].get("parameters")
+        for t in body.get("tools") or []
+        if isinstance(t.get("function"), dict) and "name" in t["function"]
+    }
+    user, results = [], []
+    for msg in body.get("messages") or []:
+        if msg.get("role") == "user":
+            user.append(_text_of(msg.get("content")))
+        elif msg.get("role") == "tool":
+            results.append(_text_of(msg.get("content")))
+    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""))
+
+
+def parse_anthropic(body: dict[str, Any]) -> Conversation:
+    tools = {t["name"]: t.get("input_schema") for t in body.get("tools") or [] if "name" in t}
+    user, results = [], []
+    for msg in body.get("messages") or []:
+        if msg.get("role") != "user":
+            continue
+        content = msg.get("content")
+        if isinstance(content, str):
+            user.append(content)
+            continue
+        for block in content or []:
+            if block.get("type") == "text":
+                user.append(block.get("text", ""))
+            elif block.get("type") == "tool_result":
+                results.append(_text_of(block.get("content")))
+    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""))
+
+
+def parse_responses(body: dict[str, Any]) -> Conversation:
+    tools = {
+        t["name"]: t.get("parameters") for t in body.get("tools") or [] if t.get("type") == "function" and "name" in t
+    }
+    user, results = [], []
+    items = body.get("input")
+    if isinstance(items, str):
+        items = [{"type": "message", "role": "user", "content": items}]
+    for item in items or []:
+        kind = item.get("type", "message")
+        if kind == "message" and item.get("role") == "user":
+            user.append(_text_of(item.get("content")))
+        elif kind in ("function_call_output", "custom_tool_call_output", "local_shell_call_output"):
+            results.append(_text_of(item.get("output")))
+    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""))
+
+
+def parse_gemini(body: dict[str, Any], model: str, stream: bool) -> Conversation:
+    tools = {
+        decl["name"]: decl.get("parametersJsonSchema") or decl.get("parameters")
+        for tool in body.get("tools") or []
+        for decl in tool.get("functionDeclarations") or tool.get("function_declarations") or []
+        if "name" in decl
+    }
+    user, results = [], []
+    for content in body.get("contents") or []:
+        for part in content.get("parts") or []:
+            if "functionResponse" in part:
+                results.append(_text_of(part["functionResponse"].get("response")))
+            elif content.get("role", "user") == "user" and "text" in part:
+                user.append(part["text"])
+    return Conversation(tools, "\n".join(user), results, stream, model)
+
+
+# -- the server ----------------------------------------------------------------------------------
+
+
+class AgentUpstream:
+    """The server plus its record of requests. Use as a context manager or call start/stop."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, log_path: str | None = None):
+        self._lock = threading.Lock()
+        self._records: list[Recorded] = []
+        self._log_path = log_path
+        upstream = self
+
+        class Handler(_Handler):
+            owner = upstream
+
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def base_url(self, protocol: str = "openai_chat") -> str:
+        """The base URL a provider of `protocol` (or an agent pointed here directly) gets."""
+        return f"http://127.0.0.1:{self.port}" + ("/v1beta" if protocol == "gemini" else "/v1")
+
+    @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> AgentUpstream:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="agent-upstream", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> AgentUpstream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _record(self, rec: Recorded) -> None:
+        with self._lock:
+            self._records.append(rec)
+            if self._log_path:
+                with open(self._log_path, "a") as f:
+                    f.write(json.dumps(rec.summary()) + "\n")
+
+    @property
+    def requests(self) -> list[Recorded]:
+        with self._lock:
+            return list(self._records)
+
+    def with_action(self, prefix: str) -> list[Recorded]:
+        return [r for r in self.requests if r.action.startswith(prefix)]
+
+    def dump(self, limit: int = 20000) -> str:
+        """The record as indented JSON, cut to `limit` characters, for assertion messages."""
+        return json.dumps([r.summary() for r in self.requests], indent=1)[:limit]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: AgentUpstream
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            data = b""
+            while True:
+                size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def _start(self) -> Recorded:
+        url = urlsplit(self.path)
+        body = self._read_body() if self.command == "POST" else b""
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        return Recorded(self.command, url.path, parse_qs(url.query), list(self.headers.items()), body, parsed)
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _start_stream(self, content_type: str = "text/event-stream") -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(self, payload: Any, name: str | None = None) -> None:
+        head = f"event: {name}\n" if name else ""
+        self._chunk(f"{head}data: {json.dumps(payload)}\n\n".encode())
+
+    def _end_stream(self) -> None:
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    # -- routing -----------------------------------------------------------------------------
+
+    def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        rec = self._start()
+        rec.action = "models"
+        self.owner._record(rec)
+        if rec.path.startswith("/v1beta/models"):
+            self._send_json(200, {"models": [{"name": "models/agent-model", "displayName": "agent-model"}]})
+        elif rec.path.startswith("/v1/models"):
+            self._send_json(200, {"object": "list", "data": [{"id": "agent-model", "object": "model", "owned_by": "mock"}]})
+        else:
+            rec.action = "unknown"
+            self._send_json(404, {"error": {"message": f"no route {rec.path}"}})
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib name
+        rec = self._start()
+        body = rec.json if isinstance(rec.json, dict) else {}
+        path = rec.path
+        gemini = re.fullmatch(r"/v1(?:beta)?/models/([^/:]+):(\w+)", path)
+        try:
+            if path.endswith("/chat/completions"):
+                rec.protocol = "openai_chat"
+                self._openai_chat(rec, parse_openai_chat(body))
+            elif path.endswith("/messages/count_tokens"):
+                rec.protocol, rec.action = "anthropic_messages", "count"
+                self._send_json(200, {"input_tokens": INPUT_TOKENS})
+            elif path.endswith("/messages"):
+                rec.protocol = "anthropic_messages"
+                self._anthropic(rec, parse_anthropic(body))
+            elif path.endswith("/responses"):
+                rec.protocol = "openai_responses"
+                self._responses(rec, parse_responses(body))
+            elif gemini and gemini.group(2) == "countTokens":
+                rec.protocol, rec.action = "gemini", "count"
+                self._send_json(200, {"totalTokens": INPUT_TOKENS})
+            elif gemini and gemini.group(2) in ("generateContent", "streamGenerateContent"):
+                rec.protocol = "gemini"
+                streaming = gemini.group(2) == "streamGenerateContent"
+                conv = parse_gemini(body, gemini.group(1), streaming)
+                self._gemini(rec, conv, sse=rec.query.get("alt") == ["sse"])
+            else:
+                rec.action = "unknown"
+                self._send_json(404, {"error": {"message": f"no route {path}"}})
+        finally:
+            self.owner._record(rec)
+
+    # -- OpenAI Chat Completions -----------------------------------------------------------
+
+    def _openai_chat(self, rec: Recorded, conv: Conversation) -> None:
+        kind, what = decide(conv)
+        rec.action = f"tool_call:{what[0]}" if kind == "tool_call" else kind
+        ident, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
+        usage = {
+            "prompt_tokens": INPUT_TOKENS,
+            "completion_tokens": OUTPUT_TOKENS,
+            "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS,
+            "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS},
+        }
+        call_id = f"call_{uuid.uuid4().hex[:16]}"
+        if not conv.stream:
+            message: dict[str, Any] = {"role": "assistant", "content": None}
+            if kind == "tool_call":
+                name, args = what
+                message["tool_calls"] = [
+                    {"id": call_id, "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                ]
+            else:
+                message["content"] = what
+            self._send_json(
+                200,
+                {
+                    "id": ident,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": conv.model,
+                    "choices": [
+                        {"index": 0, "message": message, "finish_reason": "tool_calls" if kind == "tool_call" else "stop"}
+                    ],
+                    "usage": usage,
+                },
+            )
+            return
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {
+                "id": ident,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": conv.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+
+        self._start_stream()
+        self._event(chunk({"role": "assistant", "content": ""}))
+        if kind == "tool_call":
+            name, args = what
+            text = json.dumps(args)
+            self._event(
+                chunk({"tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]})
+            )
+            for piece in _pieces(text):
+                self._event(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
+            self._event(chunk({}, "tool_calls"))
+        else:
+            for piece in _pieces(what):
+                self._event(chunk({"content": piece}))
+            self._event(chunk({}, "stop"))
+        if (conv_opts := (rec.json or {}).get("stream_options")) and conv_opts.get("include_usage"):
+            last = chunk({})
+            last["choices"] = []
+            last["usage"] = usage
+            self._event(last)
+        self._chunk(b"data: [DONE]\n\n")
+        self._end_stream()
+
+    # -- Anthropic Messages ----------------------------------------------------------------
+
+    def _anthropic(self, rec: Recorded, conv: Conversation) -> None:
+        kind, what = decide(conv)
+        rec.action = f"tool_call:{what[0]}" if kind == "tool_call" else kind
+        ident = f"msg_{uuid.uuid4().hex[:20]}"
+        tool_id = f"toolu_{uuid.uuid4().hex[:20]}"
+        stop = "tool_use" if kind == "tool_call" else "end_turn"
+        usage = {
+            "input_tokens": INPUT_TOKENS - CACHED_TOKENS,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": CACHED_TOKENS,
+            "output_tokens": OUTPUT_TOKENS,
+        }
+        if kind == "tool_call":
+            block: dict[str, Any] = {"type": "tool_use", "id": tool_id, "name": what[0], "input": what[1]}
+        else:
+            block = {"type": "text", "text": what}
+        if not conv.stream:
+            self._send_json(
+                200,
+                {
+                    "id": ident,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": conv.model,
+                    "content": [block],
+                    "stop_reason": stop,
+                    "stop_sequence": None,
+                    "usage": usage,
+                },
+            )
+            return
+        self._start_stream()
+        start_usage = dict(usage, output_tokens=1)
+        self._event(
+            {
+                "type": "message_start",
+                "message": {
+                    "id": ident,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": conv.model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": start_usage,
+                },
+            },
+            "message_start",
+        )
+        if kind == "tool_call":
+            start_block = {"type": "tool_use", "id": tool_id, "name": what[0], "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(json.dumps(what[1]))]
+        else:
+            start_block = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": p} for p in _pieces(what)]
+        self._event({"type": "content_block_start", "index": 0, "content_block": start_block}, "content_block_start")
+        self._event({"type": "ping"}, "ping")
+        for delta in deltas:
+            self._event({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
+        self._event({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        self._event(
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": None},
+                "usage": {"output_tokens": OUTPUT_TOKENS},
+            },
+            "message_delta",
+        )
+        self._event({"type": "message_stop"}, "message_stop")
+        self._end_stream()
+
+    # -- OpenAI Responses ------------------------------------------------------------------
+
+    def _responses(self, rec: Recorded, conv: Conversation) -> None:
+        kind, what = decide(conv)
+        rec.action = f"tool_call:{what[0]}" if kind == "tool_call" else kind
+        body = rec.json or {}
+        resp_id = f"resp_{uuid.uuid4().hex}"
+        created = int(time.time())
+        usage = {
+            "input_tokens": INPUT_TOKENS,
+            "input_tokens_details": {"cached_tokens": CACHED_TOKENS},
+            "output_tokens": OUTPUT_TOKENS,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS,
+        }
+        if kind == "tool_call":
+            name, args = what
+            item: dict[str, Any] = {
+                "id": f"fc_{uuid.uuid4().hex}",
+                "type": "function_call",
+                "status": "completed",
+                "call_id": f"call_{uuid.uuid4().hex[:24]}",
+                "name": name,
+                "arguments": json.dumps(args),
+            }
+        else:
+            item = {
+                "id": f"msg_{uuid.uuid4().hex}",
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": what, "annotations": [], "logprobs": []}],
+            }
+
+        def response(status: str, output: list[Any], with_usage: bool) -> dict[str, Any]:
+            return {
+                "id": resp_id,
+                "object": "response",
+                "created_at": created,
+                "status": status,
+                "error": None,
+                "incomplete_details": None,
+                "instructions": body.get("instructions"),
+                "max_output_tokens": body.get("max_output_tokens"),
+                "model": conv.model,
+                "output": output,
+                "parallel_tool_calls": body.get("parallel_tool_calls", True),
+                "previous_response_id": None,
+                "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
+                "store": body.get("store", True),
+                "temperature": body.get("temperature", 1.0),
+                "text": body.get("text") or {"format": {"type": "text"}},
+                "tool_choice": body.get("tool_choice", "auto"),
+                "tools": body.get("tools") or [],
+                "top_p": body.get("top_p", 1.0),
+                "truncation": "disabled",
+                "usage": usage if with_usage else None,
+                "metadata": {},
+            }
+
+        if not conv.stream:
+            self._send_json(200, response("completed", [item], True))
+            return
+        seq = iter(range(1_000_000))
+
+        def emit(kind_: str, **fields: Any) -> None:
+            self._event({"type": kind_, "sequence_number": next(seq), **fields}, kind_)
+
+        self._start_stream()
+        emit("response.created", response=response("in_progress", [], False))
+        emit("response.in_progress", response=response("in_progress", [], False))
+        if item["type"] == "function_call":
+            emit("response.output_item.added", output_index=0, item=dict(item, status="in_progress", arguments=""))
+            for piece in _pieces(item["arguments"]):
+                emit("response.function_call_arguments.delta", item_id=item["id"], output_index=0, delta=piece)
+            emit(
+                "response.function_call_arguments.done",
+                item_id=item["id"],
+                output_index=0,
+                name=item["name"],
+                arguments=item["arguments"],
+            )
+        else:
+            text = item["content"][0]["text"]
+            emit("response.output_item.added", output_index=0, item=dict(item, status="in_progress", content=[]))
+            empty_part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            emit("response.content_part.added", item_id=item["id"], output_index=0, content_index=0, part=empty_part)
+            for piece in _pieces(text):
+                emit(
+                    "response.output_text.delta",
+                    item_id=item["id"],
+                    output_index=0,
+                    content_index=0,
+                    delta=piece,
+                    logprobs=[],
+                )
+            emit(
+                "response.output_text.done", item_id=item["id"], output_index=0, content_index=0, text=text, logprobs=[]
+            )
+            emit(
+                "response.content_part.done",
+                item_id=item["id"],
+                output_index=0,
+                content_index=0,
+                part=item["content"][0],
+            )
+        emit("response.output_item.done", output_index=0, item=item)
+        emit("response.completed", response=response("completed", [item], True))
+        self._end_stream()
+
+    # -- Gemini ----------------------------------------------------------------------------
+
+    def _gemini(self, rec: Recorded, conv: Conversation, sse: bool) -> None:
+        kind, what = decide(conv)
+        rec.action = f"tool_call:{what[0]}" if kind == "tool_call" else kind
+        resp_id = uuid.uuid4().hex[:22]
+        usage = {
+            "promptTokenCount": INPUT_TOKENS,
+            "candidatesTokenCount": OUTPUT_TOKENS,
+            "totalTokenCount": INPUT_TOKENS + OUTPUT_TOKENS,
+            "cachedContentTokenCount": CACHED_TOKENS,
+        }
+
+        def chunk(parts: list[Any], finish: str | None, with_usage: bool) -> dict[str, Any]:
+            cand: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+            if finish:
+                cand["finishReason"] = finish
+            out: dict[str, Any] = {"candidates": [cand], "modelVersion": conv.model, "responseId": resp_id}
+            out["usageMetadata"] = usage if with_usage else {"promptTokenCount": INPUT_TOKENS, "totalTokenCount": INPUT_TOKENS}
+            return out
+
+        if kind == "tool_call":
+            chunks = [chunk([{"functionCall": {"name": what[0], "args": what[1]}}], "STOP", True)]
+        else:
+            pieces = _pieces(what)
+            chunks = [chunk([{"text": p}], None, False) for p in pieces[:-1]]
+            chunks.append(chunk([{"text": pieces[-1]}], "STOP", True))
+        if not conv.stream:
+            whole = chunk([p for c in chunks for p in c["candidates"][0]["content"]["parts"]], "STOP", True)
+            if kind != "tool_call":
+                whole["candidates"][0]["content"]["parts"] = [{"text": what}]
+            self._send_json(200, whole)
+            return
+        if sse:
+            self._start_stream()
+            for c in chunks:
+                self._chunk(f"data: {json.dumps(c)}\r\n\r\n".encode())
+        else:
+            # Without alt=sse Gemini streams one JSON array, an element at a time.
+            self._start_stream("application/json")
+            for i, c in enumerate(chunks):
+                self._chunk((("[" if i == 0 else ",\r\n") + json.dumps(c)).encode())
+            self._chunk(b"]")
+        self._end_stream()
+
+
+def _pieces(text: str, size: int = 12) -> list[str]:
+    """`text` cut into stream deltas (at least one, possibly empty)."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--log", help="append every request as one JSON line to this file")
+    args = parser.parse_args()
+    server = AgentUpstream(port=args.port, log_path=args.log)
+    print(f"agent upstream on {server.root}", flush=True)
+    server.start()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
