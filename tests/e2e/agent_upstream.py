@@ -48,7 +48,7 @@ from urllib.parse import parse_qs, urlsplit
 TRIGGER = "use tool"
 DEFAULT_COMMAND = "echo flexiproxy-tool-ran"
 FINAL_PREFIX = "Tool result: "
-PLAIN_REPLY = "OK."
+PLAIN_REPLY = "Hello from the scripted model."
 INPUT_TOKENS = 31
 OUTPUT_TOKENS = 7
 CACHED_TOKENS = 3
@@ -77,6 +77,8 @@ class Recorded:
     json: Any
     protocol: str = ""
     action: str = ""  # "tool_call:<name>", "final", "plain", "count", "models", "unknown"
+    reply_call_id: str | None = None  # the id of the tool call answered, when the protocol has one
+    result_call_ids: list[str | None] = field(default_factory=list)  # ids the request's tool results name
     received_at: float = field(default_factory=time.time)
 
     def header(self, name: str) -> str | None:
@@ -95,6 +97,8 @@ class Recorded:
             "headers": dict(self.headers),
             "protocol": self.protocol,
             "action": self.action,
+            "reply_call_id": self.reply_call_id,
+            "result_call_ids": self.result_call_ids,
             "json": self.json,
         }
 
@@ -108,6 +112,7 @@ class Conversation:
     tool_results: list[str]
     stream: bool
     model: str
+    tool_result_ids: list[str | None] = field(default_factory=list)  # call ids the results answer
 
 
 def command_from(user_text: str) -> str:
@@ -138,6 +143,14 @@ def decide(conv: Conversation) -> tuple[str, Any]:
     return "plain", PLAIN_REPLY
 
 
+def _decide(rec: Recorded, conv: Conversation) -> tuple[str, Any]:
+    """`decide`, noting the decision and the answered call ids on the record."""
+    kind, what = decide(conv)
+    rec.action = f"tool_call:{what[0]}" if kind == "tool_call" else kind
+    rec.result_call_ids = list(conv.tool_result_ids)
+    return kind, what
+
+
 def _text_of(value: Any) -> str:
     """All the text in a content value of any protocol (string, parts, nested results)."""
     if value is None:
@@ -163,18 +176,23 @@ def parse_openai_chat(body: dict[str, Any]) -> Conversation:
         for t in body.get("tools") or []
         if isinstance(t.get("function"), dict) and "name" in t["function"]
     }
-    user, results = [], []
+    user: list[str] = []
+    results: list[str] = []
+    ids: list[str | None] = []
     for msg in body.get("messages") or []:
         if msg.get("role") == "user":
             user.append(_text_of(msg.get("content")))
         elif msg.get("role") == "tool":
             results.append(_text_of(msg.get("content")))
-    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""))
+            ids.append(msg.get("tool_call_id"))
+    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), ids)
 
 
 def parse_anthropic(body: dict[str, Any]) -> Conversation:
     tools = {t["name"]: t.get("input_schema") for t in body.get("tools") or [] if "name" in t}
-    user, results = [], []
+    user: list[str] = []
+    results: list[str] = []
+    ids: list[str | None] = []
     for msg in body.get("messages") or []:
         if msg.get("role") != "user":
             continue
@@ -187,14 +205,17 @@ def parse_anthropic(body: dict[str, Any]) -> Conversation:
                 user.append(block.get("text", ""))
             elif block.get("type") == "tool_result":
                 results.append(_text_of(block.get("content")))
-    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""))
+                ids.append(block.get("tool_use_id"))
+    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), ids)
 
 
 def parse_responses(body: dict[str, Any]) -> Conversation:
     tools = {
         t["name"]: t.get("parameters") for t in body.get("tools") or [] if t.get("type") == "function" and "name" in t
     }
-    user, results = [], []
+    user: list[str] = []
+    results: list[str] = []
+    ids: list[str | None] = []
     items = body.get("input")
     if isinstance(items, str):
         items = [{"type": "message", "role": "user", "content": items}]
@@ -204,7 +225,8 @@ def parse_responses(body: dict[str, Any]) -> Conversation:
             user.append(_text_of(item.get("content")))
         elif kind in ("function_call_output", "custom_tool_call_output", "local_shell_call_output"):
             results.append(_text_of(item.get("output")))
-    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""))
+            ids.append(item.get("call_id"))
+    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), ids)
 
 
 def parse_gemini(body: dict[str, Any], model: str, stream: bool) -> Conversation:
@@ -214,14 +236,17 @@ def parse_gemini(body: dict[str, Any], model: str, stream: bool) -> Conversation
         for decl in tool.get("functionDeclarations") or tool.get("function_declarations") or []
         if "name" in decl
     }
-    user, results = [], []
+    user: list[str] = []
+    results: list[str] = []
+    ids: list[str | None] = []
     for content in body.get("contents") or []:
         for part in content.get("parts") or []:
             if "functionResponse" in part:
                 results.append(_text_of(part["functionResponse"].get("response")))
+                ids.append(part["functionResponse"].get("id"))
             elif content.get("role", "user") == "user" and "text" in part:
                 user.append(part["text"])
-    return Conversation(tools, "\n".join(user), results, stream, model)
+    return Conversation(tools, "\n".join(user), results, stream, model, ids)
 
 
 # -- the server ----------------------------------------------------------------------------------
@@ -400,8 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- OpenAI Chat Completions -----------------------------------------------------------
 
     def _openai_chat(self, rec: Recorded, conv: Conversation) -> None:
-        kind, what = decide(conv)
-        rec.action = f"tool_call:{what[0]}" if kind == "tool_call" else kind
+        kind, what = _decide(rec, conv)
         ident, created = f"chatcmpl-{uuid.uuid4().hex[:12]}", int(time.time())
         usage = {
             "prompt_tokens": INPUT_TOKENS,
@@ -410,6 +434,8 @@ class _Handler(BaseHTTPRequestHandler):
             "prompt_tokens_details": {"cached_tokens": CACHED_TOKENS},
         }
         call_id = f"call_{uuid.uuid4().hex[:16]}"
+        if kind == "tool_call":
+            rec.reply_call_id = call_id
         if not conv.stream:
             message: dict[str, Any] = {"role": "assistant", "content": None}
             if kind == "tool_call":
@@ -469,8 +495,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- Anthropic Messages ----------------------------------------------------------------
 
     def _anthropic(self, rec: Recorded, conv: Conversation) -> None:
-        kind, what = decide(conv)
-        rec.action = f"tool_call:{what[0]}" if kind == "tool_call" else kind
+        kind, what = _decide(rec, conv)
         ident = f"msg_{uuid.uuid4().hex[:20]}"
         tool_id = f"toolu_{uuid.uuid4().hex[:20]}"
         stop = "tool_use" if kind == "tool_call" else "end_turn"
@@ -481,6 +506,7 @@ class _Handler(BaseHTTPRequestHandler):
             "output_tokens": OUTPUT_TOKENS,
         }
         if kind == "tool_call":
+            rec.reply_call_id = tool_id
             block: dict[str, Any] = {"type": "tool_use", "id": tool_id, "name": what[0], "input": what[1]}
         else:
             block = {"type": "text", "text": what}
@@ -542,8 +568,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- OpenAI Responses ------------------------------------------------------------------
 
     def _responses(self, rec: Recorded, conv: Conversation) -> None:
-        kind, what = decide(conv)
-        rec.action = f"tool_call:{what[0]}" if kind == "tool_call" else kind
+        kind, what = _decide(rec, conv)
         body = rec.json or {}
         resp_id = f"resp_{uuid.uuid4().hex}"
         created = int(time.time())
@@ -564,6 +589,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "name": name,
                 "arguments": json.dumps(args),
             }
+            rec.reply_call_id = item["call_id"]
         else:
             item = {
                 "id": f"msg_{uuid.uuid4().hex}",
@@ -652,8 +678,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- Gemini ----------------------------------------------------------------------------
 
     def _gemini(self, rec: Recorded, conv: Conversation, sse: bool) -> None:
-        kind, what = decide(conv)
-        rec.action = f"tool_call:{what[0]}" if kind == "tool_call" else kind
+        kind, what = _decide(rec, conv)
         resp_id = uuid.uuid4().hex[:22]
         usage = {
             "promptTokenCount": INPUT_TOKENS,

@@ -34,6 +34,7 @@ from agents import (
     Finished,
     client_env,
     package_bin,
+    pair_param,
     require_node,
     route_to,
     run,
@@ -43,6 +44,11 @@ AGENT_TIMEOUT_S = 150.0
 ADAPTER_MODEL = "agent-model"
 COMMAND = "cat note.txt | tee copy.txt"
 PROMPT = f"Please {up.TRIGGER}: {COMMAND}"
+PROVIDERS = ["openai_chat", "anthropic_messages", "gemini", "openai_responses"]
+
+
+def providers_for(client_protocol: str) -> list[object]:
+    return [pair_param(client_protocol, p, p, id=p) for p in PROVIDERS]
 
 
 @pytest.fixture
@@ -109,12 +115,16 @@ def check_round_trip(
         for rec in calls + finals:
             assert rec.protocol == protocol, f"upstream got {rec.protocol} at {rec.path}, wanted {protocol}"
             assert target.key not in json.dumps(rec.headers), "the fp- key was forwarded upstream"
-            if protocol == "openai_chat":
+            if protocol in ("openai_chat", "openai_responses"):
                 assert rec.header("Authorization") == f"Bearer {target.upstream_key}"
             elif protocol == "anthropic_messages":
                 assert rec.header("x-api-key") == target.upstream_key
                 assert rec.header("anthropic-version")
-            assert rec.json.get("model") == ADAPTER_MODEL
+            if protocol == "gemini":
+                assert rec.header("x-goog-api-key") == target.upstream_key
+                assert f"/models/{ADAPTER_MODEL}:" in rec.path
+            else:
+                assert rec.json.get("model") == ADAPTER_MODEL
 
 
 def gateway_log(target: Target) -> str:
@@ -137,6 +147,8 @@ def run_claude(scene: Scene, target: Target) -> Finished:
             "DISABLE_AUTOUPDATER": "1",
             "DISABLE_ERROR_REPORTING": "1",
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            # It retries 5xx answers for minutes; one try shows a gateway error at once.
+            "CLAUDE_CODE_MAX_RETRIES": "0",
         },
     )
     # --dangerously-skip-permissions is refused as root; allowing the one tool is enough.
@@ -144,7 +156,7 @@ def run_claude(scene: Scene, target: Target) -> Finished:
     return run(cmd, env, scene.work, AGENT_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("protocol", ["openai_chat", "anthropic_messages"])
+@pytest.mark.parametrize("protocol", providers_for("anthropic_messages"))
 def test_claude_code_tool_round_trip(tmp_path: Path, start_gateway, upstream, protocol: str) -> None:  # type: ignore[no-untyped-def]
     require_node("@anthropic-ai/claude-code")
     scene = Scene.make(tmp_path)
@@ -188,7 +200,7 @@ stream_idle_timeout_ms = 60000
     return run(cmd, env, scene.work, AGENT_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("protocol", ["anthropic_messages", "openai_chat"])
+@pytest.mark.parametrize("protocol", providers_for("openai_responses"))
 def test_codex_tool_round_trip(tmp_path: Path, start_gateway, upstream, protocol: str) -> None:  # type: ignore[no-untyped-def]
     require_node("@openai/codex")
     scene = Scene.make(tmp_path)
@@ -216,7 +228,8 @@ def run_gemini(scene: Scene, target: Target) -> Finished:
                 "security": {"auth": {"selectedType": "gemini-api-key"}},
                 "privacy": {"usageStatisticsEnabled": False},
                 "telemetry": {"enabled": False},
-                "general": {"disableAutoUpdate": True, "disableUpdateNag": True},
+                # maxAttempts: no retries (it retries errors up to 10 times with back-off).
+                "general": {"disableAutoUpdate": True, "disableUpdateNag": True, "maxAttempts": 1},
             }
         )
     )
@@ -232,7 +245,7 @@ def run_gemini(scene: Scene, target: Target) -> Finished:
     return run(cmd, env, scene.work, AGENT_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("protocol", ["openai_chat", "anthropic_messages"])
+@pytest.mark.parametrize("protocol", providers_for("gemini"))
 def test_gemini_cli_tool_round_trip(tmp_path: Path, start_gateway, upstream, protocol: str) -> None:  # type: ignore[no-untyped-def]
     require_node("@google/gemini-cli")
     scene = Scene.make(tmp_path)
