@@ -28,12 +28,24 @@ The script, decided afresh from each request's conversation (as a real model wou
    string parameter set to that text;
 3. anything else (titles, summaries, "who speaks next" checks...) → a short plain text.
 
+Like a reasoning model, it thinks first when the request asks for it (Chat ``reasoning_effort``:
+``reasoning_content``; Anthropic ``thinking``: a signed ``thinking`` block; Responses
+``reasoning``: a ``reasoning`` item with ``encrypted_content``; Gemini ``includeThoughts``: a
+thought part, and a ``thoughtSignature`` on its function calls). And like the real APIs it
+refuses (HTTP 400, the protocol's error body, action ``refused``) a conversation that replays
+that reasoning wrongly: with Anthropic thinking on, the assistant turn holding the tool call must
+start with the thinking block, and signatures must be ones it issued; Gemini function calls it
+signed must come back with their signature (or Google's documented
+``skip_thought_signature_validator``); Responses ``encrypted_content`` must be its own. That is
+what a gateway must carry through another protocol and back.
+
 Every request is kept (method, path, query, headers, parsed JSON) for the tests to inspect.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import re
 import threading
@@ -52,6 +64,9 @@ PLAIN_REPLY = "Hello from the scripted model."
 INPUT_TOKENS = 31
 OUTPUT_TOKENS = 7
 CACHED_TOKENS = 3
+REASONING_TEXT = "Let me think about which tool to use."
+# Gemini's documented stand-in for a signature it did not issue (Gemini CLI sends it too).
+SKIP_SIGNATURE = "skip_thought_signature_validator"
 
 # Each agent's shell tool and the arguments it accepts, most specific first. Claude Code: Bash;
 # Gemini CLI: run_shell_command; Codex: exec_command (unified exec), shell_command (a string)
@@ -113,6 +128,11 @@ class Conversation:
     stream: bool
     model: str
     tool_result_ids: list[str | None] = field(default_factory=list)  # call ids the results answer
+    reasoning: bool = False  # the request asks the model to think (and show or sign it)
+
+
+class Refused(Exception):
+    """A request the real API would answer with 400: the message is the API's own wording."""
 
 
 def command_from(user_text: str) -> str:
@@ -185,10 +205,12 @@ def parse_openai_chat(body: dict[str, Any]) -> Conversation:
         elif msg.get("role") == "tool":
             results.append(_text_of(msg.get("content")))
             ids.append(msg.get("tool_call_id"))
-    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), ids)
+    effort = body.get("reasoning_effort")
+    reasoning = bool(effort) and effort != "none"
+    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), ids, reasoning)
 
 
-def parse_anthropic(body: dict[str, Any]) -> Conversation:
+def parse_anthropic(body: dict[str, Any], issued: set[str] | None = None) -> Conversation:
     tools = {t["name"]: t.get("input_schema") for t in body.get("tools") or [] if "name" in t}
     user: list[str] = []
     results: list[str] = []
@@ -206,10 +228,44 @@ def parse_anthropic(body: dict[str, Any]) -> Conversation:
             elif block.get("type") == "tool_result":
                 results.append(_text_of(block.get("content")))
                 ids.append(block.get("tool_use_id"))
-    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), ids)
+    thinking = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in ("enabled", "adaptive")
+    if issued is not None:
+        check_anthropic_thinking(body, thinking, issued)
+    return Conversation(
+        tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), ids, thinking
+    )
 
 
-def parse_responses(body: dict[str, Any]) -> Conversation:
+def check_anthropic_thinking(body: dict[str, Any], thinking: bool, issued: set[str]) -> None:
+    """Anthropic's rules for replayed thinking: signatures must be genuine, and with thinking on
+    the last assistant turn that calls a tool must open with its thinking block."""
+    messages = body.get("messages") or []
+    for i, msg in enumerate(messages):
+        if msg.get("role") != "assistant" or not isinstance(msg.get("content"), list):
+            continue
+        for j, block in enumerate(msg["content"]):
+            if block.get("type") == "thinking" and block.get("signature") not in issued:
+                raise Refused(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+    if not thinking:
+        return
+    for i in range(len(messages) - 1, -1, -1):
+        msg = messages[i]
+        if msg.get("role") != "assistant":
+            continue
+        content = msg.get("content")
+        blocks = content if isinstance(content, list) else []
+        if any(b.get("type") == "tool_use" for b in blocks):
+            if blocks[0].get("type") not in ("thinking", "redacted_thinking"):
+                raise Refused(
+                    f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+                    f"`{blocks[0].get('type')}`. When `thinking` is enabled, a final `assistant` message must "
+                    "start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` "
+                    "blocks). We recommend you include thinking blocks from previous turns."
+                )
+        return
+
+
+def parse_responses(body: dict[str, Any], issued: set[str] | None = None) -> Conversation:
     tools = {
         t["name"]: t.get("parameters") for t in body.get("tools") or [] if t.get("type") == "function" and "name" in t
     }
@@ -226,10 +282,20 @@ def parse_responses(body: dict[str, Any]) -> Conversation:
         elif kind in ("function_call_output", "custom_tool_call_output", "local_shell_call_output"):
             results.append(_text_of(item.get("output")))
             ids.append(item.get("call_id"))
-    return Conversation(tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), ids)
+        elif kind == "reasoning" and issued is not None and item.get("encrypted_content") is not None:
+            if item["encrypted_content"] not in issued:
+                raise Refused(
+                    f"The encrypted content for item {item.get('id')} could not be verified. "
+                    "Reason: Encrypted content could not be decrypted or parsed."
+                )
+    wanted = body.get("reasoning")
+    reasoning = isinstance(wanted, dict) and wanted.get("effort") != "none"
+    return Conversation(
+        tools, "\n".join(user), results, bool(body.get("stream")), body.get("model", ""), ids, reasoning
+    )
 
 
-def parse_gemini(body: dict[str, Any], model: str, stream: bool) -> Conversation:
+def parse_gemini(body: dict[str, Any], model: str, stream: bool, issued: set[str] | None = None) -> Conversation:
     tools = {
         decl["name"]: decl.get("parametersJsonSchema") or decl.get("parameters")
         for tool in body.get("tools") or []
@@ -239,14 +305,43 @@ def parse_gemini(body: dict[str, Any], model: str, stream: bool) -> Conversation
     user: list[str] = []
     results: list[str] = []
     ids: list[str | None] = []
-    for content in body.get("contents") or []:
+    contents = body.get("contents") or []
+    for content in contents:
         for part in content.get("parts") or []:
             if "functionResponse" in part:
                 results.append(_text_of(part["functionResponse"].get("response")))
                 ids.append(part["functionResponse"].get("id"))
             elif content.get("role", "user") == "user" and "text" in part:
                 user.append(part["text"])
-    return Conversation(tools, "\n".join(user), results, stream, model, ids)
+    if issued is not None:
+        check_gemini_signatures(contents, issued)
+    config = (body.get("generationConfig") or {}).get("thinkingConfig") or {}
+    return Conversation(tools, "\n".join(user), results, stream, model, ids, config.get("includeThoughts") is True)
+
+
+def check_gemini_signatures(contents: list[Any], issued: set[str]) -> None:
+    """Gemini's rule for function calls it signed: in the current turn (since the last user
+    text) each model step's first function call must come back with its thoughtSignature."""
+    start = 0
+    for i, content in enumerate(contents):
+        if content.get("role", "user") == "user" and any("text" in p for p in content.get("parts") or []):
+            start = i
+    for i in range(start, len(contents)):
+        content = contents[i]
+        if content.get("role") != "model":
+            continue
+        for j, part in enumerate(content.get("parts") or []):
+            if "functionCall" not in part:
+                continue
+            sig = part.get("thoughtSignature")
+            if sig != SKIP_SIGNATURE and sig not in issued:
+                name = part["functionCall"].get("name")
+                raise Refused(
+                    "Function call is missing a thought_signature in functionCall parts. This is required for "
+                    f"tools to work correctly. Additional data, function call `default_api:{name}` , "
+                    f"position {i + 1}. (contents[{i}].parts[{j}])"
+                )
+            break
 
 
 # -- the server ----------------------------------------------------------------------------------
@@ -259,6 +354,8 @@ class AgentUpstream:
         self._lock = threading.Lock()
         self._records: list[Recorded] = []
         self._log_path = log_path
+        # Reasoning signatures / encrypted content this "model" handed out, for the replay checks.
+        self.issued: set[str] = set()
         upstream = self
 
         class Handler(_Handler):
@@ -310,6 +407,19 @@ class AgentUpstream:
     def requests(self) -> list[Recorded]:
         with self._lock:
             return list(self._records)
+
+    def issue(self, prefix: str) -> str:
+        token = f"{prefix}{uuid.uuid4().hex}"
+        with self._lock:
+            self.issued.add(token)
+        return token
+
+    def issue_b64(self, prefix: str) -> str:
+        """A signature as Gemini sends them: base64 of opaque bytes."""
+        token = base64.b64encode(f"{prefix}{uuid.uuid4().hex}".encode()).decode()
+        with self._lock:
+            self.issued.add(token)
+        return token
 
     def with_action(self, prefix: str) -> list[Recorded]:
         return [r for r in self.requests if r.action.startswith(prefix)]
@@ -404,21 +514,24 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(200, {"input_tokens": INPUT_TOKENS})
             elif path.endswith("/messages"):
                 rec.protocol = "anthropic_messages"
-                self._anthropic(rec, parse_anthropic(body))
+                self._anthropic(rec, parse_anthropic(body, self.owner.issued))
             elif path.endswith("/responses"):
                 rec.protocol = "openai_responses"
-                self._responses(rec, parse_responses(body))
+                self._responses(rec, parse_responses(body, self.owner.issued))
             elif gemini and gemini.group(2) == "countTokens":
                 rec.protocol, rec.action = "gemini", "count"
                 self._send_json(200, {"totalTokens": INPUT_TOKENS})
             elif gemini and gemini.group(2) in ("generateContent", "streamGenerateContent"):
                 rec.protocol = "gemini"
                 streaming = gemini.group(2) == "streamGenerateContent"
-                conv = parse_gemini(body, gemini.group(1), streaming)
+                conv = parse_gemini(body, gemini.group(1), streaming, self.owner.issued)
                 self._gemini(rec, conv, sse=rec.query.get("alt") == ["sse"])
             else:
                 rec.action = "unknown"
                 self._send_json(404, {"error": {"message": f"no route {path}"}})
+        except Refused as e:
+            rec.action = f"refused: {e}"
+            self._send_json(400, error_body(rec.protocol, str(e)))
         finally:
             self.owner._record(rec)
 
@@ -445,6 +558,8 @@ class _Handler(BaseHTTPRequestHandler):
                 ]
             else:
                 message["content"] = what
+            if conv.reasoning:
+                message["reasoning_content"] = REASONING_TEXT
             self._send_json(
                 200,
                 {
@@ -471,6 +586,10 @@ class _Handler(BaseHTTPRequestHandler):
 
         self._start_stream()
         self._event(chunk({"role": "assistant", "content": ""}))
+        if conv.reasoning:
+            # DeepSeek-style reasoning deltas before the answer.
+            for piece in _pieces(REASONING_TEXT):
+                self._event(chunk({"reasoning_content": piece}))
         if kind == "tool_call":
             name, args = what
             text = json.dumps(args)
@@ -510,6 +629,8 @@ class _Handler(BaseHTTPRequestHandler):
             block: dict[str, Any] = {"type": "tool_use", "id": tool_id, "name": what[0], "input": what[1]}
         else:
             block = {"type": "text", "text": what}
+        signature = self.owner.issue("sig-agent-") if conv.reasoning else None
+        thinking = [{"type": "thinking", "thinking": REASONING_TEXT, "signature": signature}] if signature else []
         if not conv.stream:
             self._send_json(
                 200,
@@ -518,7 +639,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "type": "message",
                     "role": "assistant",
                     "model": conv.model,
-                    "content": [block],
+                    "content": [*thinking, block],
                     "stop_reason": stop,
                     "stop_sequence": None,
                     "usage": usage,
@@ -543,17 +664,34 @@ class _Handler(BaseHTTPRequestHandler):
             },
             "message_start",
         )
+        self._event({"type": "ping"}, "ping")
+        index = 0
+        if signature:
+            self._event(
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
+                "content_block_start",
+            )
+            for piece in _pieces(REASONING_TEXT):
+                self._event(
+                    {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": piece}},
+                    "content_block_delta",
+                )
+            self._event(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": signature}},
+                "content_block_delta",
+            )
+            self._event({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            index = 1
         if kind == "tool_call":
             start_block = {"type": "tool_use", "id": tool_id, "name": what[0], "input": {}}
             deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(json.dumps(what[1]))]
         else:
             start_block = {"type": "text", "text": ""}
             deltas = [{"type": "text_delta", "text": p} for p in _pieces(what)]
-        self._event({"type": "content_block_start", "index": 0, "content_block": start_block}, "content_block_start")
-        self._event({"type": "ping"}, "ping")
+        self._event({"type": "content_block_start", "index": index, "content_block": start_block}, "content_block_start")
         for delta in deltas:
-            self._event({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
-        self._event({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            self._event({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
+        self._event({"type": "content_block_stop", "index": index}, "content_block_stop")
         self._event(
             {
                 "type": "message_delta",
@@ -599,6 +737,18 @@ class _Handler(BaseHTTPRequestHandler):
                 "content": [{"type": "output_text", "text": what, "annotations": [], "logprobs": []}],
             }
 
+        reasoning: dict[str, Any] | None = None
+        if conv.reasoning:
+            reasoning = {
+                "id": f"rs_{uuid.uuid4().hex}",
+                "type": "reasoning",
+                "summary": [{"type": "summary_text", "text": REASONING_TEXT}],
+            }
+            if "reasoning.encrypted_content" in (body.get("include") or []):
+                reasoning["encrypted_content"] = self.owner.issue("enc-agent-")
+        output = [reasoning, item] if reasoning else [item]
+        at = len(output) - 1  # the output_index of the answer item
+
         def response(status: str, output: list[Any], with_usage: bool) -> dict[str, Any]:
             return {
                 "id": resp_id,
@@ -626,7 +776,7 @@ class _Handler(BaseHTTPRequestHandler):
             }
 
         if not conv.stream:
-            self._send_json(200, response("completed", [item], True))
+            self._send_json(200, response("completed", output, True))
             return
         seq = iter(range(1_000_000))
 
@@ -636,43 +786,61 @@ class _Handler(BaseHTTPRequestHandler):
         self._start_stream()
         emit("response.created", response=response("in_progress", [], False))
         emit("response.in_progress", response=response("in_progress", [], False))
+        if reasoning:
+            rid = reasoning["id"]
+            emit("response.output_item.added", output_index=0, item={"id": rid, "type": "reasoning", "summary": []})
+            empty = {"type": "summary_text", "text": ""}
+            emit("response.reasoning_summary_part.added", item_id=rid, output_index=0, summary_index=0, part=empty)
+            for piece in _pieces(REASONING_TEXT):
+                emit("response.reasoning_summary_text.delta", item_id=rid, output_index=0, summary_index=0, delta=piece)
+            emit(
+                "response.reasoning_summary_text.done", item_id=rid, output_index=0, summary_index=0, text=REASONING_TEXT
+            )
+            emit(
+                "response.reasoning_summary_part.done",
+                item_id=rid,
+                output_index=0,
+                summary_index=0,
+                part=reasoning["summary"][0],
+            )
+            emit("response.output_item.done", output_index=0, item=reasoning)
         if item["type"] == "function_call":
-            emit("response.output_item.added", output_index=0, item=dict(item, status="in_progress", arguments=""))
+            emit("response.output_item.added", output_index=at, item=dict(item, status="in_progress", arguments=""))
             for piece in _pieces(item["arguments"]):
-                emit("response.function_call_arguments.delta", item_id=item["id"], output_index=0, delta=piece)
+                emit("response.function_call_arguments.delta", item_id=item["id"], output_index=at, delta=piece)
             emit(
                 "response.function_call_arguments.done",
                 item_id=item["id"],
-                output_index=0,
+                output_index=at,
                 name=item["name"],
                 arguments=item["arguments"],
             )
         else:
             text = item["content"][0]["text"]
-            emit("response.output_item.added", output_index=0, item=dict(item, status="in_progress", content=[]))
+            emit("response.output_item.added", output_index=at, item=dict(item, status="in_progress", content=[]))
             empty_part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            emit("response.content_part.added", item_id=item["id"], output_index=0, content_index=0, part=empty_part)
+            emit("response.content_part.added", item_id=item["id"], output_index=at, content_index=0, part=empty_part)
             for piece in _pieces(text):
                 emit(
                     "response.output_text.delta",
                     item_id=item["id"],
-                    output_index=0,
+                    output_index=at,
                     content_index=0,
                     delta=piece,
                     logprobs=[],
                 )
             emit(
-                "response.output_text.done", item_id=item["id"], output_index=0, content_index=0, text=text, logprobs=[]
+                "response.output_text.done", item_id=item["id"], output_index=at, content_index=0, text=text, logprobs=[]
             )
             emit(
                 "response.content_part.done",
                 item_id=item["id"],
-                output_index=0,
+                output_index=at,
                 content_index=0,
                 part=item["content"][0],
             )
-        emit("response.output_item.done", output_index=0, item=item)
-        emit("response.completed", response=response("completed", [item], True))
+        emit("response.output_item.done", output_index=at, item=item)
+        emit("response.completed", response=response("completed", output, True))
         self._end_stream()
 
     # -- Gemini ----------------------------------------------------------------------------
@@ -695,17 +863,20 @@ class _Handler(BaseHTTPRequestHandler):
             out["usageMetadata"] = usage if with_usage else {"promptTokenCount": INPUT_TOKENS, "totalTokenCount": INPUT_TOKENS}
             return out
 
+        thought = [chunk([{"text": REASONING_TEXT, "thought": True}], None, False)] if conv.reasoning else []
         if kind == "tool_call":
-            chunks = [chunk([{"functionCall": {"name": what[0], "args": what[1]}}], "STOP", True)]
+            # Gemini 3 signs every function call; the signature must come back with it.
+            signature = self.owner.issue_b64("agent-thought-")
+            call = {"functionCall": {"name": what[0], "args": what[1]}, "thoughtSignature": signature}
+            chunks = [*thought, chunk([call], "STOP", True)]
         else:
             pieces = _pieces(what)
-            chunks = [chunk([{"text": p}], None, False) for p in pieces[:-1]]
+            chunks = [*thought, *(chunk([{"text": p}], None, False) for p in pieces[:-1])]
             chunks.append(chunk([{"text": pieces[-1]}], "STOP", True))
         if not conv.stream:
-            whole = chunk([p for c in chunks for p in c["candidates"][0]["content"]["parts"]], "STOP", True)
-            if kind != "tool_call":
-                whole["candidates"][0]["content"]["parts"] = [{"text": what}]
-            self._send_json(200, whole)
+            parts = [p for c in thought for p in c["candidates"][0]["content"]["parts"]]
+            parts += [call] if kind == "tool_call" else [{"text": what}]
+            self._send_json(200, chunk(parts, "STOP", True))
             return
         if sse:
             self._start_stream()
@@ -718,6 +889,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chunk((("[" if i == 0 else ",\r\n") + json.dumps(c)).encode())
             self._chunk(b"]")
         self._end_stream()
+
+
+def error_body(protocol: str, message: str) -> dict[str, Any]:
+    """A 400 in the protocol's own error shape."""
+    if protocol == "anthropic_messages":
+        return {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+    if protocol == "gemini":
+        return {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
 
 
 def _pieces(text: str, size: int = 12) -> list[str]:

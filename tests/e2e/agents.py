@@ -168,27 +168,3 @@ def route_to(gw: Any, base_url: str, protocol: str, model: str, provider_id: str
     gw.api.create_provider(provider_id, base_url, api_key=f"env:{UPSTREAM_KEY_VAR}", protocol=protocol)
     return gw.api.create_adapter(provider_id, model)["api_key"]
 
-
-# (client protocol, provider protocol) pairs the gateway serves today. The tests of every other
-# pair are expected to fail (strict xfail: once the gateway learns a pair its tests pass, pytest
-# reports XPASS as a failure, and the pair belongs here). When all 16 have landed, this set and
-# `pair_param` can go.
-LANDED: set[tuple[str, str]] = {
-    ("openai_chat", "openai_chat"),
-    ("anthropic_messages", "openai_chat"),
-    ("anthropic_messages", "anthropic_messages"),
-}
-
-
-def pair_param(client_protocol: str, provider_protocol: str, *values: Any, id: str | None = None) -> Any:  # noqa: A002
-    """A ``pytest.param`` of `values`, marked as an expected failure unless the pair has landed."""
-    marks = []
-    if (client_protocol, provider_protocol) not in LANDED:
-        marks.append(
-            pytest.mark.xfail(
-                strict=True,
-                reason=f"gateway: {client_protocol} clients to {provider_protocol} providers not landed yet "
-                f"(add the pair to agents.LANDED when it lands)",
-            )
-        )
-    return pytest.param(*values, marks=marks, id=id)

@@ -34,7 +34,6 @@ from agents import (
     Finished,
     client_env,
     package_bin,
-    pair_param,
     require_node,
     route_to,
     run,
@@ -46,9 +45,6 @@ COMMAND = "cat note.txt | tee copy.txt"
 PROMPT = f"Please {up.TRIGGER}: {COMMAND}"
 PROVIDERS = ["openai_chat", "anthropic_messages", "gemini", "openai_responses"]
 
-
-def providers_for(client_protocol: str) -> list[object]:
-    return [pair_param(client_protocol, p, p, id=p) for p in PROVIDERS]
 
 
 @pytest.fixture
@@ -102,6 +98,8 @@ def check_round_trip(
     """The assertions every agent test shares (see the module doc)."""
     context = f"{result.describe()}\n--- gateway log ---\n{gateway_log(target)}\n--- upstream saw ---\n{upstream.dump()}"
     assert not result.timed_out, f"the agent did not finish in {AGENT_TIMEOUT_S}s\n{context}"
+    refused = [f"{r.path}: {r.action}" for r in upstream.with_action("refused")]
+    assert not refused, f"the provider refused what it was sent (as the real API would): {refused}\n{context}"
     calls = upstream.with_action(f"tool_call:{tool}")
     finals = upstream.with_action("final")
     assert calls, f"the model was never asked with the agent's tool {tool!r} offered and the trigger\n{context}"
@@ -156,7 +154,7 @@ def run_claude(scene: Scene, target: Target) -> Finished:
     return run(cmd, env, scene.work, AGENT_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("protocol", providers_for("anthropic_messages"))
+@pytest.mark.parametrize("protocol", PROVIDERS)
 def test_claude_code_tool_round_trip(tmp_path: Path, start_gateway, upstream, protocol: str) -> None:  # type: ignore[no-untyped-def]
     require_node("@anthropic-ai/claude-code")
     scene = Scene.make(tmp_path)
@@ -200,7 +198,7 @@ stream_idle_timeout_ms = 60000
     return run(cmd, env, scene.work, AGENT_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("protocol", providers_for("openai_responses"))
+@pytest.mark.parametrize("protocol", PROVIDERS)
 def test_codex_tool_round_trip(tmp_path: Path, start_gateway, upstream, protocol: str) -> None:  # type: ignore[no-untyped-def]
     require_node("@openai/codex")
     scene = Scene.make(tmp_path)
@@ -245,7 +243,7 @@ def run_gemini(scene: Scene, target: Target) -> Finished:
     return run(cmd, env, scene.work, AGENT_TIMEOUT_S)
 
 
-@pytest.mark.parametrize("protocol", providers_for("gemini"))
+@pytest.mark.parametrize("protocol", PROVIDERS)
 def test_gemini_cli_tool_round_trip(tmp_path: Path, start_gateway, upstream, protocol: str) -> None:  # type: ignore[no-untyped-def]
     require_node("@google/gemini-cli")
     scene = Scene.make(tmp_path)

@@ -5,7 +5,7 @@
 // the SDK returned: text, finish reason, usage, stream deltas, the tool call it saw. The Python
 // test decides what is right; a script only fails (exit 1, error on stderr) when the SDK throws.
 
-// The one tool every tool round trip offers; the scripted upstream calls it with the nonce.
+// The one tool every tool round trip offers; the mock provider calls it with {"query": "value"}.
 export const TOOL = {
   name: 'lookup',
   description: 'Looks a word up in the test dictionary.',
@@ -21,8 +21,9 @@ export function runTool(args) {
   return `lookup(${args.query}) = 42`;
 }
 
+// The mock provider answers "echo: <this>", or calls the tool when the text says "use tool".
 export function prompt(scenario) {
-  return scenario.case.endsWith('tools') ? `Please use tool: ${scenario.nonce}` : `Say hello (${scenario.nonce})`;
+  return scenario.case.endsWith('tools') ? `Please use tool (${scenario.nonce})` : `Say hello (${scenario.nonce})`;
 }
 
 export async function main(handlers) {
