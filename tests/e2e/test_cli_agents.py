@@ -13,10 +13,16 @@ second answer quotes the tool's output; the test then checks
 * the upstream saw the provider's key (never the ``fp-`` key), the adapter's model, a tool
   result carrying the nonce, and the agent's tool in the request's tool list.
 
-Each agent crosses protocols (Claude Code → Chat Completions, Codex → Anthropic Messages,
-Gemini CLI → Chat Completions) and also goes to the other provider protocol; a ``direct``
+Each agent goes to a provider of every protocol (its own: the gateway's fast path); a ``direct``
 baseline runs the agent against the scripted upstream in its own protocol with no gateway, to
-show that the script itself is right when a gateway test fails.
+show that the script itself is right when a gateway test fails. The upstream reasons and signs
+when asked, and refuses a wrongly replayed signature as the real APIs do;
+``test_reasoning_signature_comes_back`` checks that Anthropic's and Gemini's signatures survive
+the trip through each agent's protocol.
+
+Versions: pinned in tests/e2e/node/package.json. Run as root, Claude Code refuses
+``--dangerously-skip-permissions``, so ``--allowedTools Bash`` is used; retries are off in all
+three agents so a gateway error fails fast instead of after minutes of back-off.
 """
 
 from __future__ import annotations
@@ -255,3 +261,67 @@ def test_gemini_cli_direct_baseline(tmp_path: Path, upstream) -> None:  # type: 
     scene = Scene.make(tmp_path)
     target = direct(upstream)
     check_round_trip(run_gemini(scene, target), scene, upstream, target, "run_shell_command", None)
+
+
+# -- reasoning continuity ----------------------------------------------------------------------
+
+
+def replayed_signatures(rec: up.Recorded) -> list[str]:
+    """The reasoning signatures a provider request carries back, in its protocol's places."""
+    body = rec.json if isinstance(rec.json, dict) else {}
+    if rec.protocol == "anthropic_messages":
+        return [
+            b.get("signature")
+            for m in body.get("messages", [])
+            if m.get("role") == "assistant" and isinstance(m.get("content"), list)
+            for b in m["content"]
+            if b.get("type") == "thinking"
+        ]
+    if rec.protocol == "gemini":
+        return [p["thoughtSignature"] for c in body.get("contents", []) for p in c.get("parts", []) if "thoughtSignature" in p]
+    return []
+
+
+RUNNERS = {"claude": (run_claude, "Bash"), "codex": (run_codex, "exec_command"), "gemini_cli": (run_gemini, "run_shell_command")}
+
+
+# Known gateway bug (strict: once fixed, XPASS fails and this mark goes): to a Gemini client the
+# Anthropic thinking signature goes out on a separate empty text part, which Gemini CLI drops; it
+# keeps only the thoughtSignature on the functionCall part, where Gemini itself puts it.
+GEMINI_CLI_LOSES_ANTHROPIC_SIGNATURE = pytest.mark.xfail(
+    strict=True,
+    reason="gateway: Anthropic signature sent to Gemini clients on an empty text part, not on the functionCall part",
+)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "agent"),
+    [
+        pytest.param(
+            p,
+            a,
+            id=f"{p}-{a}",
+            marks=[GEMINI_CLI_LOSES_ANTHROPIC_SIGNATURE] if (p, a) == ("anthropic_messages", "gemini_cli") else [],
+        )
+        for p in ("anthropic_messages", "gemini")
+        for a in RUNNERS
+    ],
+)
+def test_reasoning_signature_comes_back(tmp_path: Path, start_gateway, upstream, agent: str, protocol: str) -> None:  # type: ignore[no-untyped-def]
+    """Anthropic and Gemini sign their reasoning (Anthropic a thinking block, Gemini 3 every
+    function call) and want the signature back with the tool call in the next request. Through
+    another client protocol the gateway must carry it out (proof tags) in a place the agent keeps
+    — Gemini CLI keeps only a ``thoughtSignature`` on the ``functionCall`` part itself — and
+    restore it on the way in."""
+    runner, tool = RUNNERS[agent]
+    require_node({"claude": "@anthropic-ai/claude-code", "codex": "@openai/codex", "gemini_cli": "@google/gemini-cli"}[agent])
+    scene = Scene.make(tmp_path)
+    target = behind_gateway(start_gateway, upstream, protocol)
+    check_round_trip(runner(scene, target), scene, upstream, target, tool, protocol)
+    final = upstream.with_action("final")[-1]
+    issued = [s for s in replayed_signatures(final) if s in upstream.issued]
+    assert issued, (
+        f"the {protocol} signature the model issued with its tool call did not come back with it "
+        f"(the request carried {replayed_signatures(final)}, thinking config "
+        f"{final.json.get('thinking') or final.json.get('generationConfig')})\n--- upstream saw ---\n{upstream.dump()}"
+    )
