@@ -328,6 +328,9 @@ fn push_system(system: &mut Vec<String>, content: InContent, at: &str) -> Result
         InContent::Blocks(blocks) => {
             for (j, block) in blocks.iter().enumerate() {
                 match block.get("text").and_then(Value::as_str) {
+                    // Claude Code's billing line is for Anthropic's servers; other providers
+                    // would only read it as part of the prompt.
+                    Some(text) if text.starts_with("x-anthropic-billing-header:") => {}
                     Some(text) => system.push(text.to_owned()),
                     None => {
                         return Err(DecodeError::Invalid(format!(
@@ -689,9 +692,11 @@ fn unsigned_tool_turn(request: &Request) -> bool {
         .content
         .iter()
         .any(|part| matches!(part, Part::ToolCall { .. }));
+    // A signature proves its thinking text: without the text (a client that kept only the
+    // signature) it is refused like none at all. Redacted thinking carries its own data.
     let signed = last.content.iter().any(|part| {
         matches!(part, Part::Reasoning(r) if r.signed_for(PROTOCOL)
-            && (r.signature.is_some() || r.encrypted.is_some()))
+            && (r.encrypted.is_some() || (r.signature.is_some() && !r.text.is_empty())))
     });
     calls_tools && !signed
 }

@@ -719,10 +719,12 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         ),
         // OpenAI refuses `parallel_tool_calls` without tools.
         parallel_tool_calls: request.parallel_tool_calls.filter(|_| has_tools),
-        // Only when reasoning is asked for: models without reasoning refuse the field.
+        // Only when reasoning is asked for, and from a foreign client only for a known
+        // reasoning model: models without reasoning refuse the field, and clients like Claude
+        // Code ask for thinking on every request, whatever model the adapter names.
         reasoning_effort: request
             .reasoning
-            .filter(|r| !r.is_off())
+            .filter(|r| !r.is_off() && (native || reasoning_model))
             .and_then(|r| r.effort_or_derived())
             .map(Effort::as_str),
         response_format: request
@@ -1887,6 +1889,17 @@ mod tests {
             }],
             ..Request::default()
         };
+        let mut request = request;
+        request.reasoning = Some(ReasoningConfig {
+            effort: None,
+            budget_tokens: Some(10_000),
+        });
+        let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
+        assert_eq!(body["reasoning_effort"], "medium");
+        request.model = "gpt-4o".into();
+        let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
+        assert!(body.get("reasoning_effort").is_none(), "{body}");
+        request.model = "o4-mini".into();
         let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
         assert_eq!(body["max_completion_tokens"], 100);
         assert!(body.get("max_tokens").is_none() && body.get("temperature").is_none());

@@ -701,6 +701,10 @@ struct OutRequest<'a> {
     stream: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<bool>,
+    /// With `store: false` the reasoning of one turn reaches the next only as encrypted
+    /// content, which the provider sends only when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    include: Option<[&'static str; 1]>,
     #[serde(flatten)]
     extra: Option<ExtraFields<'a>>,
 }
@@ -915,6 +919,8 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         text: text_out(request, native),
         stream: request.stream,
         store: (!native).then_some(false),
+        include: (!native && reasoning_out(request, native).is_some())
+            .then_some(["reasoning.encrypted_content"]),
         extra: (native && !request.extra.is_empty()).then_some(ExtraFields(&request.extra)),
     };
     to_json(&wire)
