@@ -119,9 +119,7 @@ fn anthropic_request_to_openai() {
     assert_eq!(messages[4]["content"], "Error: No such file");
     assert_eq!(messages[5]["role"], "user");
     assert_eq!(out["stream_options"], json!({"include_usage": true}));
-    // Thinking asked of a model not known to reason: no `reasoning_effort`, which such models
-    // refuse; a known reasoning model gets it (see the unit tests in `openai_chat`).
-    assert!(out.get("reasoning_effort").is_none(), "{out}");
+    assert_eq!(out["reasoning_effort"], "medium");
     // Anthropic-only fields stay behind.
     assert!(out.get("metadata").is_none());
 }

@@ -719,12 +719,12 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         ),
         // OpenAI refuses `parallel_tool_calls` without tools.
         parallel_tool_calls: request.parallel_tool_calls.filter(|_| has_tools),
-        // Only when reasoning is asked for, and from a foreign client only for a known
-        // reasoning model: models without reasoning refuse the field, and clients like Claude
-        // Code ask for thinking on every request, whatever model the adapter names.
+        // Only when reasoning is asked for, and from a foreign client not for OpenAI's models
+        // known not to reason, which refuse the field: clients like Claude Code ask for
+        // thinking on every request, whatever model the adapter names.
         reasoning_effort: request
             .reasoning
-            .filter(|r| !r.is_off() && (native || reasoning_model))
+            .filter(|r| !r.is_off() && (native || !known_not_to_reason(&request.model)))
             .and_then(|r| r.effort_or_derived())
             .map(Effort::as_str),
         response_format: request
@@ -745,6 +745,16 @@ fn is_openai_reasoning_model(model: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(['-', '.']))
     };
     ["o1", "o3", "o4", "gpt-5"].into_iter().any(family) && !name.contains("-chat")
+}
+
+/// OpenAI's chat models without reasoning (gpt-4o, gpt-4.1, gpt-3.5, chatgpt-4o,
+/// gpt-5-chat…), which refuse `reasoning_effort`. Other hosts' models either reason or ignore
+/// the field, so it is only held back from these.
+fn known_not_to_reason(model: &str) -> bool {
+    let name = model.rsplit('/').next().unwrap_or(model);
+    ["gpt-4", "gpt-3.5", "chatgpt-", "gpt-5-chat"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
 }
 
 /// An assistant turn: text joined, tool calls listed. Reasoning is not sent: Chat Completions
@@ -1896,9 +1906,14 @@ mod tests {
         });
         let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
         assert_eq!(body["reasoning_effort"], "medium");
-        request.model = "gpt-4o".into();
+        for model in ["gpt-4o", "openai/gpt-4.1-mini", "gpt-5-chat-latest"] {
+            request.model = model.into();
+            let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
+            assert!(body.get("reasoning_effort").is_none(), "{model}: {body}");
+        }
+        request.model = "deepseek-reasoner".into();
         let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
-        assert!(body.get("reasoning_effort").is_none(), "{body}");
+        assert_eq!(body["reasoning_effort"], "medium");
         request.model = "o4-mini".into();
         let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
         assert_eq!(body["max_completion_tokens"], 100);
