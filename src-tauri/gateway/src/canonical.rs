@@ -111,6 +111,35 @@ pub enum Image {
     Url { url: String },
 }
 
+/// The media type and base64 data of a `data:<type>;base64,<data>` URL.
+pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
+    let (meta, data) = url.strip_prefix("data:")?.split_once(',')?;
+    Some((meta.strip_suffix(";base64")?, data))
+}
+
+impl Image {
+    /// An image named by URL: a base64 data URL becomes inline data, any other stays a URL.
+    pub fn from_url(url: &str) -> Self {
+        match parse_data_url(url) {
+            Some((media_type, data)) => Self::Base64 {
+                media_type: media_type.to_owned(),
+                data: data.to_owned(),
+            },
+            None => Self::Url {
+                url: url.to_owned(),
+            },
+        }
+    }
+
+    /// The image as a URL, inline data as a `data:` URL.
+    pub fn to_url(&self) -> String {
+        match self {
+            Self::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+            Self::Url { url } => url.clone(),
+        }
+    }
+}
+
 /// Model reasoning ("thinking") shown or carried in the conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reasoning {

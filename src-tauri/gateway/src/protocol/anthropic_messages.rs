@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::to_json;
 use crate::canonical::{
     DecodeError, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request, Response,
     ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, untag_proof,
@@ -787,11 +788,6 @@ fn image_source(image: &Image) -> OutImageSource<'_> {
         Image::Base64 { media_type, data } => OutImageSource::Base64 { media_type, data },
         Image::Url { url } => OutImageSource::Url { url },
     }
-}
-
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    // Our wire types serialise infallibly: string keys only, no custom failing impls.
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------

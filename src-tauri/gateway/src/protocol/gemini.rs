@@ -46,9 +46,11 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::{ExtraFields, to_json};
 use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request,
-    Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, untag_proof,
+    Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, parse_data_url,
+    untag_proof,
 };
 use crate::protocol::{Protocol, json_schema, sse};
 use crate::usage::TokenUsage;
@@ -934,21 +936,6 @@ struct OutDeclaration<'a> {
     parameters: Option<Value>,
 }
 
-/// A request's `extra` without the fields the encoder writes itself.
-struct ExtraFields<'a>(&'a Map<String, Value>);
-
-impl Serialize for ExtraFields<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        for (key, value) in self.0 {
-            if !OWN_FIELDS.contains(&key.as_str()) {
-                map.serialize_entry(key, value)?;
-            }
-        }
-        map.end()
-    }
-}
-
 /// Whether a tool-call id may have come from Gemini (and so may be sent back to it).
 fn gemini_issued(id: &str) -> bool {
     !id.is_empty()
@@ -1016,7 +1003,8 @@ fn out_request(request: &Request) -> OutRequest<'_> {
         tools,
         tool_config: (!tool_config.is_empty()).then_some(Value::Object(tool_config)),
         generation_config: generation_out(request, native),
-        extra: (native && !request.extra.is_empty()).then_some(ExtraFields(&request.extra)),
+        extra: (native && !request.extra.is_empty())
+            .then_some(ExtraFields::new(&request.extra, &OWN_FIELDS)),
     }
 }
 
@@ -1291,13 +1279,7 @@ fn image_out(image: &Image) -> OutFields<'_> {
             ..OutFields::default()
         },
         Image::Url { url } => {
-            let inline = url
-                .strip_prefix("data:")
-                .and_then(|rest| rest.split_once(','))
-                .and_then(|(meta, data)| {
-                    meta.strip_suffix(";base64")
-                        .map(|mime_type| OutBlob { mime_type, data })
-                });
+            let inline = parse_data_url(url).map(|(mime_type, data)| OutBlob { mime_type, data });
             match inline {
                 Some(blob) => OutFields {
                     inline_data: Some(blob),
@@ -1313,11 +1295,6 @@ fn image_out(image: &Image) -> OutFields<'_> {
             }
         }
     }
-}
-
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    // Our wire types serialise infallibly: string keys only, no custom failing impls.
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ pub mod sse;
 use std::fmt;
 use std::str::FromStr;
 
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
+
 /// The wire protocol of a provider, named after the API rather than the vendor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
@@ -68,5 +72,36 @@ impl FromStr for Protocol {
             .into_iter()
             .find(|p| p.as_str() == s)
             .ok_or_else(|| UnknownProtocol(s.to_owned()))
+    }
+}
+
+/// A wire body as JSON bytes. The protocol modules' wire types serialise infallibly (string
+/// keys only, no custom failing impls), so an error cannot happen and would give an empty body.
+fn to_json(value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// A request's `extra` fields for an encoder that re-emits them (same-protocol targets), less
+/// the fields the encoder writes itself, so a client's copy is not written twice.
+struct ExtraFields<'a> {
+    fields: &'a Map<String, Value>,
+    own: &'static [&'static str],
+}
+
+impl<'a> ExtraFields<'a> {
+    fn new(fields: &'a Map<String, Value>, own: &'static [&'static str]) -> Self {
+        Self { fields, own }
+    }
+}
+
+impl Serialize for ExtraFields<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.fields {
+            if !self.own.contains(&key.as_str()) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
     }
 }

@@ -12,10 +12,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use serde::de::IgnoredAny;
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::{ExtraFields, to_json};
 use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request,
     Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage,
@@ -461,26 +461,10 @@ fn chat_part(part: Value, at: &str) -> Result<Part, DecodeError> {
                 .ok_or_else(|| {
                     DecodeError::Invalid(format!("{at}: an image_url part needs `image_url.url`"))
                 })?;
-            Ok(Part::Image(image_from_url(url)))
+            Ok(Part::Image(Image::from_url(url)))
         }
         _ => Ok(Part::Unknown(part)),
     }
-}
-
-/// A `data:<type>;base64,<data>` URL becomes an inline image; any other URL stays a URL.
-fn image_from_url(url: &str) -> Image {
-    url.strip_prefix("data:")
-        .and_then(|rest| rest.split_once(','))
-        .and_then(|(meta, data)| {
-            meta.strip_suffix(";base64")
-                .map(|media_type| Image::Base64 {
-                    media_type: media_type.to_owned(),
-                    data: data.to_owned(),
-                })
-        })
-        .unwrap_or_else(|| Image::Url {
-            url: url.to_owned(),
-        })
 }
 
 /// Whether a Chat Completions client asked for the final usage chunk
@@ -529,21 +513,6 @@ struct OutChatRequest<'a> {
 #[derive(Serialize)]
 struct IncludeUsage {
     include_usage: bool,
-}
-
-/// A request's `extra` without the fields the encoder writes itself.
-struct ExtraFields<'a>(&'a Map<String, Value>);
-
-impl Serialize for ExtraFields<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        for (key, value) in self.0 {
-            if !OWN_FIELDS.contains(&key.as_str()) {
-                map.serialize_entry(key, value)?;
-            }
-        }
-        map.end()
-    }
 }
 
 #[derive(Serialize)]
@@ -731,7 +700,8 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
             .response_format
             .as_ref()
             .map(response_format_to_wire),
-        extra: (native && !request.extra.is_empty()).then_some(ExtraFields(&request.extra)),
+        extra: (native && !request.extra.is_empty())
+            .then_some(ExtraFields::new(&request.extra, &OWN_FIELDS)),
     };
     to_json(&wire)
 }
@@ -855,18 +825,11 @@ fn user_out<'a>(parts: &'a [Part], native: bool, messages: &mut Vec<OutChatMessa
 }
 
 fn image_part(image: &Image) -> OutChatPart<'_> {
-    let url = match image {
-        Image::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
-        Image::Url { url } => url.clone(),
-    };
     OutChatPart::Typed(OutTypedPart::ImageUrl {
-        image_url: OutImageUrl { url },
+        image_url: OutImageUrl {
+            url: image.to_url(),
+        },
     })
-}
-
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    // Our wire types serialise infallibly: string keys only, no custom failing impls.
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 fn finish_from_openai(reason: &str) -> FinishReason {

@@ -35,10 +35,10 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::{ExtraFields, to_json};
 use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, ProofKind, Reasoning, ReasoningConfig,
     Request, Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, tag_proof,
@@ -633,33 +633,10 @@ fn content_part(part: Value, at: &str) -> Result<Part, DecodeError> {
         }),
         // An image by `file_id` has no counterpart elsewhere and stays unknown.
         Some("input_image") => Ok(match text_of("image_url") {
-            Some(url) => Part::Image(image_from_url(&url)),
+            Some(url) => Part::Image(Image::from_url(&url)),
             None => Part::Unknown(part),
         }),
         _ => Ok(Part::Unknown(part)),
-    }
-}
-
-/// A `data:<type>;base64,<data>` URL becomes an inline image; any other URL stays a URL.
-fn image_from_url(url: &str) -> Image {
-    url.strip_prefix("data:")
-        .and_then(|rest| rest.split_once(','))
-        .and_then(|(meta, data)| {
-            meta.strip_suffix(";base64")
-                .map(|media_type| Image::Base64 {
-                    media_type: media_type.to_owned(),
-                    data: data.to_owned(),
-                })
-        })
-        .unwrap_or_else(|| Image::Url {
-            url: url.to_owned(),
-        })
-}
-
-fn image_url(image: &Image) -> String {
-    match image {
-        Image::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
-        Image::Url { url } => url.clone(),
     }
 }
 
@@ -707,21 +684,6 @@ struct OutRequest<'a> {
     include: Option<[&'static str; 1]>,
     #[serde(flatten)]
     extra: Option<ExtraFields<'a>>,
-}
-
-/// A request's `extra` without the fields the encoder writes itself.
-struct ExtraFields<'a>(&'a Map<String, Value>);
-
-impl Serialize for ExtraFields<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(None)?;
-        for (key, value) in self.0 {
-            if !OWN_FIELDS.contains(&key.as_str()) {
-                map.serialize_entry(key, value)?;
-            }
-        }
-        map.end()
-    }
 }
 
 #[derive(Serialize)]
@@ -921,7 +883,8 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
         store: (!native).then_some(false),
         include: (!native && reasoning_out(request, native).is_some())
             .then_some(["reasoning.encrypted_content"]),
-        extra: (native && !request.extra.is_empty()).then_some(ExtraFields(&request.extra)),
+        extra: (native && !request.extra.is_empty())
+            .then_some(ExtraFields::new(&request.extra, &OWN_FIELDS)),
     };
     to_json(&wire)
 }
@@ -1093,7 +1056,7 @@ fn user_items<'a>(
 
 fn image_content(image: &Image) -> OutContent<'_> {
     OutContent::Typed(OutTypedContent::InputImage {
-        image_url: image_url(image),
+        image_url: image.to_url(),
         detail: "auto",
     })
 }
@@ -1139,11 +1102,6 @@ fn tool_output<'a>(part: &'a Part, custom_calls: &HashSet<&'a str>, items: &mut 
     } else {
         OutTypedItem::FunctionCallOutput { call_id, output }
     }));
-}
-
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    // Our wire types serialise infallibly: string keys only, no custom failing impls.
-    serde_json::to_vec(value).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------
