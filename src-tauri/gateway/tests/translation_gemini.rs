@@ -15,91 +15,20 @@
     reason = "test fixtures: a failed unwrap is a failed test, with its location"
 )]
 
-use bytes::Bytes;
-use flexiproxy_gateway::canonical::{DecodeError, FinishReason, Part, StreamEvent};
+use flexiproxy_gateway::canonical::{FinishReason, Part, StreamEvent};
+use flexiproxy_gateway::protocol::Protocol;
 use flexiproxy_gateway::protocol::gemini::{self, Framing};
-use flexiproxy_gateway::protocol::sse::EventSplitter;
 use flexiproxy_gateway::protocol::{anthropic_messages as anthropic, openai_chat as openai};
 use flexiproxy_gateway::usage::TokenUsage;
 use serde_json::{Value, json};
 
-macro_rules! fixture {
-    ($name:literal) => {
-        (
-            concat!("translation/", $name),
-            include_str!(concat!("../../../tests/fixtures/translation/", $name)),
-        )
-    };
-}
+#[macro_use]
+mod golden;
 
-/// Compares `actual` with the golden file, or rewrites the file when blessing.
-fn golden(expected: (&str, &str), actual: &str) {
-    let (name, text) = expected;
-    if std::env::var_os("FLEXIPROXY_BLESS").is_some() {
-        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    assert_eq!(actual, text, "golden file {name} differs");
-}
-
-fn pretty(body: &[u8]) -> String {
-    let value: Value = serde_json::from_slice(body).unwrap();
-    serde_json::to_string_pretty(&value).unwrap() + "\n"
-}
-
-const CREATED: u64 = 1_700_000_000;
-
-/// Feeds an SSE text in small pieces (events split across chunks, as TCP delivers them).
-fn sse_events(text: &str) -> Vec<Bytes> {
-    let mut splitter = EventSplitter::default();
-    let mut events = Vec::new();
-    for piece in text.as_bytes().chunks(7) {
-        events.extend(splitter.push(Bytes::copy_from_slice(piece)));
-    }
-    events.extend(splitter.finish());
-    events
-}
-
-/// The three stream decoders, so one helper drives any of them.
-trait Decode {
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError>;
-    fn is_done(&self) -> bool;
-    fn finish(&mut self) -> Vec<StreamEvent>;
-}
-
-macro_rules! impl_decode {
-    ($($decoder:ty),*) => {$(
-        impl Decode for $decoder {
-            fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-                <$decoder>::decode(self, event)
-            }
-            fn is_done(&self) -> bool {
-                <$decoder>::is_done(self)
-            }
-            fn finish(&mut self) -> Vec<StreamEvent> {
-                <$decoder>::finish(self)
-            }
-        }
-    )*};
-}
-
-impl_decode!(
-    gemini::StreamDecoder,
-    anthropic::StreamDecoder,
-    openai::StreamDecoder
-);
-
-/// Decodes a whole, well-formed stream fixture.
-fn to_canonical_stream(text: &str, mut decoder: impl Decode) -> Vec<StreamEvent> {
-    let mut events = Vec::new();
-    for event in sse_events(text) {
-        events.extend(decoder.decode(&event).unwrap());
-    }
-    assert!(decoder.is_done(), "the fixture ends properly");
-    events.extend(decoder.finish());
-    events
-}
+use golden::{
+    CREATED, Translate, canonical_stream, check_mangled, encode_everywhere, feed_stream, golden,
+    mangled, pretty, sse_events,
+};
 
 fn gemini_stream(events: &[StreamEvent], framing: Framing) -> String {
     let mut encoder = gemini::StreamEncoder::new("gemini-2.5-pro", framing);
@@ -353,7 +282,7 @@ fn openai_request_to_gemini() {
 #[test]
 fn gemini_stream_to_anthropic_and_openai() {
     let input = fixture!("gemini_stream.in.txt");
-    let events = to_canonical_stream(input.1, gemini::StreamDecoder::default());
+    let events = canonical_stream(Protocol::Gemini, input.1);
 
     // Thoughts, text, then the two calls Gemini sent whole in one chunk, each its own part.
     let ids = call_ids(&events);
@@ -420,7 +349,7 @@ fn gemini_stream_to_anthropic_and_openai() {
 #[test]
 fn anthropic_stream_to_gemini_in_both_framings() {
     let input = fixture!("anthropic_stream_to_openai_stream.in.txt");
-    let events = to_canonical_stream(input.1, anthropic::StreamDecoder::default());
+    let events = canonical_stream(Protocol::AnthropicMessages, input.1);
 
     let text = gemini_stream(&events, Framing::Sse);
     golden(fixture!("gemini_stream_from_anthropic.out.txt"), &text);
@@ -453,7 +382,7 @@ fn anthropic_stream_to_gemini_in_both_framings() {
     assert_eq!(last["usageMetadata"]["cachedContentTokenCount"], 100);
 
     // Read back by the Gemini decoder: same calls, ids and arguments.
-    let again = to_canonical_stream(&text, gemini::StreamDecoder::default());
+    let again = canonical_stream(Protocol::Gemini, &text);
     assert_eq!(call_ids(&again), call_ids(&events));
     for id in call_ids(&events) {
         let before: Value = serde_json::from_str(&call_arguments(&events, id)).unwrap();
@@ -469,7 +398,7 @@ fn anthropic_stream_to_gemini_in_both_framings() {
 #[test]
 fn openai_stream_to_gemini() {
     let input = fixture!("openai_stream_to_anthropic_stream.in.txt");
-    let events = to_canonical_stream(input.1, openai::StreamDecoder::default());
+    let events = canonical_stream(Protocol::OpenAiChat, input.1);
     let text = gemini_stream(&events, Framing::Sse);
     golden(fixture!("gemini_stream_from_openai.out.txt"), &text);
     let chunks = sse_chunks(&text);
@@ -555,56 +484,6 @@ fn anthropic_response_to_gemini() {
 // Malformed input: decoders return errors, never panic, and encoders accept whatever events
 // a decoder let through.
 
-/// A small deterministic generator (no extra dependency for randomness).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next()).unwrap() % n.max(1)
-    }
-}
-
-/// Truncations at every 3rd byte and garbled copies (bytes replaced, removed, duplicated).
-fn mangled(input: &str, seed: u64) -> Vec<Vec<u8>> {
-    let bytes = input.as_bytes();
-    let mut out: Vec<Vec<u8>> = (0..bytes.len())
-        .step_by(3)
-        .map(|n| bytes[..n].to_vec())
-        .collect();
-    let mut rng = Lcg(seed);
-    const NASTY: &[u8] = b"{}[]\":,\\\n 0-e\xff\x00nulltrue";
-    for _ in 0..300 {
-        let mut copy = bytes.to_vec();
-        for _ in 0..=rng.below(4) {
-            let at = rng.below(copy.len());
-            match rng.below(3) {
-                0 => copy[at] = NASTY[rng.below(NASTY.len())],
-                1 => {
-                    copy.remove(at);
-                }
-                _ => {
-                    let end = (at + rng.below(40)).min(copy.len());
-                    let dup = copy[at..end].to_vec();
-                    copy.splice(at..at, dup);
-                }
-            }
-        }
-        out.push(copy);
-    }
-    out
-}
-
-/// Decodes a body and encodes it for every side; whether decoding succeeded.
-type Translate = fn(&[u8]) -> bool;
-
 #[test]
 fn gemini_decoders_survive_malformed_requests_and_responses() {
     let cases: [(&str, Translate); 3] = [
@@ -632,45 +511,14 @@ fn gemini_decoders_survive_malformed_requests_and_responses() {
                 .is_ok()
         }),
     ];
-    for (seed, (input, run)) in (21..).zip(cases) {
-        let mut errors = 0;
-        for body in mangled(input, seed) {
-            if !run(&body) {
-                errors += 1;
-            }
-        }
-        assert!(errors > 0, "mangling must produce some errors");
-        assert!(run(input.as_bytes()));
-    }
+    check_mangled(&cases, 21);
 }
 
 #[test]
 fn the_gemini_stream_decoder_survives_malformed_streams() {
     let input = fixture!("gemini_stream.in.txt").1;
     for body in mangled(input, 31) {
-        let mut splitter = EventSplitter::default();
-        let mut decoder = gemini::StreamDecoder::default();
-        let mut events = Vec::new();
-        let mut chunks = splitter.push(Bytes::copy_from_slice(&body));
-        chunks.extend(splitter.finish());
-        for event in chunks {
-            if let Ok(decoded) = decoder.decode(&event) {
-                events.extend(decoded);
-            }
-        }
-        events.extend(decoder.finish());
-        for framing in [Framing::Sse, Framing::JsonArray] {
-            gemini_stream(&events, framing);
-        }
-        let mut to_anthropic = anthropic::StreamEncoder::new("m");
-        let mut to_openai = openai::StreamEncoder::new("m", CREATED, true);
-        let mut out = Vec::new();
-        for event in &events {
-            to_anthropic.encode(event, &mut out);
-            to_openai.encode(event, &mut out);
-        }
-        to_anthropic.finish(&mut out);
-        to_openai.finish(&mut out);
+        encode_everywhere(&feed_stream(Protocol::Gemini, &body));
     }
 }
 

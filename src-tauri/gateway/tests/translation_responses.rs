@@ -18,8 +18,8 @@
 
 use bytes::Bytes;
 use flexiproxy_gateway::canonical::{
-    DecodeError, Effort, FinishReason, Part, ProofKind, Reasoning, Role, StreamEvent, ToolChoice,
-    tag_proof, untag_proof,
+    Effort, FinishReason, Part, ProofKind, Reasoning, Role, StreamEvent, ToolChoice, tag_proof,
+    untag_proof,
 };
 use flexiproxy_gateway::protocol::Protocol;
 use flexiproxy_gateway::protocol::sse::{self, EventSplitter};
@@ -29,76 +29,13 @@ use flexiproxy_gateway::protocol::{
 use flexiproxy_gateway::usage::TokenUsage;
 use serde_json::{Value, json};
 
-macro_rules! fixture {
-    ($name:literal) => {
-        (
-            concat!("translation/", $name),
-            include_str!(concat!("../../../tests/fixtures/translation/", $name)),
-        )
-    };
-}
+#[macro_use]
+mod golden;
 
-/// Compares `actual` with the golden file, or rewrites the file when blessing.
-fn golden(expected: (&str, &str), actual: &str) {
-    let (name, text) = expected;
-    if std::env::var_os("FLEXIPROXY_BLESS").is_some() {
-        let path = format!("{}/../../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-        std::fs::write(path, actual).unwrap();
-        return;
-    }
-    assert_eq!(actual, text, "golden file {name} differs");
-}
-
-fn pretty(body: &[u8]) -> String {
-    let value: Value = serde_json::from_slice(body).unwrap();
-    serde_json::to_string_pretty(&value).unwrap() + "\n"
-}
-
-const CREATED: u64 = 1_700_000_000;
-
-/// Feeds an SSE text in small pieces (events split across chunks, as TCP delivers them).
-fn sse_events(text: &str) -> Vec<Bytes> {
-    let mut splitter = EventSplitter::default();
-    let mut events = Vec::new();
-    for piece in text.as_bytes().chunks(7) {
-        events.extend(splitter.push(Bytes::copy_from_slice(piece)));
-    }
-    events.extend(splitter.finish());
-    events
-}
-
-fn responses_to_canonical_stream(text: &str) -> Vec<StreamEvent> {
-    let mut decoder = responses::StreamDecoder::default();
-    let mut events = Vec::new();
-    for event in sse_events(text) {
-        events.extend(decoder.decode(&event).unwrap());
-    }
-    assert!(decoder.is_done(), "the stream ends with a terminal event");
-    events.extend(decoder.finish());
-    events
-}
-
-fn openai_to_canonical_stream(text: &str) -> Vec<StreamEvent> {
-    let mut decoder = openai::StreamDecoder::default();
-    let mut events = Vec::new();
-    for event in sse_events(text) {
-        events.extend(decoder.decode(&event).unwrap());
-    }
-    assert!(decoder.is_done());
-    events.extend(decoder.finish());
-    events
-}
-
-fn anthropic_to_canonical_stream(text: &str) -> Vec<StreamEvent> {
-    let mut decoder = anthropic::StreamDecoder::default();
-    let mut events = Vec::new();
-    for event in sse_events(text) {
-        events.extend(decoder.decode(&event).unwrap());
-    }
-    assert!(decoder.is_done());
-    events.extend(decoder.finish());
-    events
-}
+use golden::{
+    CREATED, Translate, canonical_stream, check_mangled, encode_everywhere, feed_stream, golden,
+    mangled, pretty, sse_events,
+};
 
 fn encode_responses(events: &[StreamEvent], mut encoder: responses::StreamEncoder) -> String {
     let mut out = Vec::new();
@@ -370,7 +307,7 @@ fn foreign_requests_to_a_responses_provider() {
 #[test]
 fn a_chat_provider_stream_reaches_a_responses_client_with_its_custom_tool() {
     let input = fixture!("responses_from_openai_stream.in.txt");
-    let events = openai_to_canonical_stream(input.1);
+    let events = canonical_stream(Protocol::OpenAiChat, input.1);
     let encoder = responses::StreamEncoder::new("gpt-5-codex", CREATED)
         .with_custom_tools(["apply_patch".to_owned()]);
     let text = encode_responses(&events, encoder);
@@ -424,7 +361,7 @@ fn a_chat_provider_stream_reaches_a_responses_client_with_its_custom_tool() {
     );
 
     // Our own decoder reads the same answer back.
-    let again = responses_to_canonical_stream(&text);
+    let again = canonical_stream(Protocol::OpenAiResponses, &text);
     assert!(again.contains(&StreamEvent::ToolCallStart {
         index: 2,
         id: "call_patch".into(),
@@ -440,7 +377,7 @@ fn a_chat_provider_stream_reaches_a_responses_client_with_its_custom_tool() {
 fn an_anthropic_stream_reaches_a_responses_client_with_its_signature_kept() {
     let input = fixture!("anthropic_stream_to_openai_stream.in.txt");
     // Tagged with their issuer, as the translated path does for clients of another protocol.
-    let events: Vec<StreamEvent> = anthropic_to_canonical_stream(input.1)
+    let events: Vec<StreamEvent> = canonical_stream(Protocol::AnthropicMessages, input.1)
         .into_iter()
         .map(|event| match event {
             StreamEvent::ReasoningSignature { index, signature } => {
@@ -510,7 +447,7 @@ fn an_anthropic_stream_reaches_a_responses_client_with_its_signature_kept() {
 #[test]
 fn a_responses_provider_stream_decodes_and_reaches_other_clients() {
     let input = fixture!("responses_provider_stream.in.txt");
-    let events = responses_to_canonical_stream(input.1);
+    let events = canonical_stream(Protocol::OpenAiResponses, input.1);
     assert_eq!(
         events[0],
         StreamEvent::MessageStart {
@@ -664,72 +601,6 @@ fn an_anthropic_answer_reaches_a_responses_client() {
 // Malformed input: decoders return errors, never panic, and encoders accept whatever events a
 // decoder let through.
 
-/// A small deterministic generator (no extra dependency for randomness).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next()).unwrap() % n.max(1)
-    }
-}
-
-/// Truncations at every 3rd byte and garbled copies (bytes replaced, removed, duplicated).
-fn mangled(input: &str, seed: u64) -> Vec<Vec<u8>> {
-    let bytes = input.as_bytes();
-    let mut out: Vec<Vec<u8>> = (0..bytes.len())
-        .step_by(3)
-        .map(|n| bytes[..n].to_vec())
-        .collect();
-    let mut rng = Lcg(seed);
-    const NASTY: &[u8] = b"{}[]\":,\\\n 0-e\xff\x00nulltrue";
-    for _ in 0..300 {
-        let mut copy = bytes.to_vec();
-        for _ in 0..=rng.below(4) {
-            let at = rng.below(copy.len());
-            match rng.below(3) {
-                0 => copy[at] = NASTY[rng.below(NASTY.len())],
-                1 => {
-                    copy.remove(at);
-                }
-                _ => {
-                    let end = (at + rng.below(40)).min(copy.len());
-                    let dup = copy[at..end].to_vec();
-                    copy.splice(at..at, dup);
-                }
-            }
-        }
-        out.push(copy);
-    }
-    out
-}
-
-fn encode_everywhere(events: &[StreamEvent]) {
-    let mut to_responses =
-        responses::StreamEncoder::new("m", CREATED).with_custom_tools(["apply_patch".to_owned()]);
-    let mut to_anthropic = anthropic::StreamEncoder::new("m");
-    let mut to_openai = openai::StreamEncoder::new("m", CREATED, true);
-    let mut out = Vec::new();
-    for event in events {
-        to_responses.encode(event, &mut out);
-        to_anthropic.encode(event, &mut out);
-        to_openai.encode(event, &mut out);
-    }
-    to_responses.finish(&mut out);
-    to_anthropic.finish(&mut out);
-    to_openai.finish(&mut out);
-}
-
-/// Decodes a body and encodes it for the other sides; whether decoding succeeded.
-type Translate = fn(&[u8]) -> bool;
-
 #[test]
 fn decoders_survive_malformed_requests_and_responses() {
     let cases: [(&str, Translate); 2] = [
@@ -755,36 +626,14 @@ fn decoders_survive_malformed_requests_and_responses() {
                 .is_ok()
         }),
     ];
-    for (seed, (input, run)) in (21..).zip(cases) {
-        let mut errors = 0;
-        for body in mangled(input, seed) {
-            if !run(&body) {
-                errors += 1;
-            }
-        }
-        assert!(errors > 0, "mangling must produce some errors");
-        assert!(run(input.as_bytes()));
-    }
+    check_mangled(&cases, 21);
 }
 
 #[test]
 fn the_stream_decoder_survives_malformed_streams() {
     let input = fixture!("responses_provider_stream.in.txt").1;
     for body in mangled(input, 23) {
-        let mut splitter = EventSplitter::default();
-        let mut decoder = responses::StreamDecoder::default();
-        let mut chunks = splitter.push(Bytes::copy_from_slice(&body));
-        chunks.extend(splitter.finish());
-        let mut events = Vec::new();
-        for event in chunks {
-            // A garbled event is an error (the relay would end the client's stream there).
-            let decoded: Result<_, DecodeError> = decoder.decode(&event);
-            if let Ok(decoded) = decoded {
-                events.extend(decoded);
-            }
-        }
-        events.extend(decoder.finish());
-        encode_everywhere(&events);
+        encode_everywhere(&feed_stream(Protocol::OpenAiResponses, &body));
     }
 }
 
