@@ -82,22 +82,42 @@ pub async fn embeddings(
     forward(state, Endpoint::Embeddings, headers, body).await
 }
 
+/// A request of `protocol` (its endpoint named `endpoint` in usage rows), answered through
+/// `relay` and refused in the protocol's own error shape.
+async fn answer_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    protocol: Protocol,
+    endpoint: &'static str,
+) -> Result<Response, Rendered> {
+    let shape = ErrorShape::of(protocol);
+    let body = body_or_error(state, shape, body)?;
+    let client = ClientRequest {
+        protocol,
+        endpoint,
+        body,
+        gemini: None,
+    };
+    relay::answer(state, headers, client)
+        .await
+        .map_err(|e| Rendered::new(shape, e))
+}
+
 /// Anthropic Messages, for a provider of any protocol.
 pub async fn messages(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Rendered> {
-    let body = body_or_error(&state, ErrorShape::Anthropic, body)?;
-    let client = ClientRequest {
-        protocol: Protocol::AnthropicMessages,
-        endpoint: "messages",
+    answer_in(
+        &state,
+        &headers,
         body,
-        gemini: None,
-    };
-    relay::answer(&state, &headers, client)
-        .await
-        .map_err(Rendered::anthropic)
+        Protocol::AnthropicMessages,
+        "messages",
+    )
+    .await
 }
 
 /// Anthropic's token count, forwarded or estimated.
@@ -124,16 +144,14 @@ pub async fn responses(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Rendered> {
-    let body = body_or_error(&state, ErrorShape::OpenAi, body)?;
-    let client = ClientRequest {
-        protocol: Protocol::OpenAiResponses,
-        endpoint: "responses",
+    answer_in(
+        &state,
+        &headers,
         body,
-        gemini: None,
-    };
-    relay::answer(&state, &headers, client)
-        .await
-        .map_err(Rendered::openai)
+        Protocol::OpenAiResponses,
+        "responses",
+    )
+    .await
 }
 
 /// Gemini's query parameters: `alt=sse` picks SSE framing, `key` carries the API key.
