@@ -372,19 +372,23 @@ impl Fixture {
             .unwrap()
     }
 
+    /// The usage rows recorded so far.
+    async fn recent_now(&self) -> Vec<Value> {
+        self.http
+            .get(self.url("/api/usage/recent"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     async fn recent(&self) -> Vec<Value> {
         // The writer is asynchronous: wait until it caught up.
         for _ in 0..50 {
-            let rows: Vec<Value> = self
-                .http
-                .get(self.url("/api/usage/recent"))
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let rows = self.recent_now().await;
             if !rows.is_empty() {
                 return rows;
             }
@@ -1054,16 +1058,7 @@ async fn token_counts_are_forwarded_or_estimated() {
     assert_eq!(last_model, "claude-up");
     // Counting is not a generation: no usage row.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rows: Vec<Value> = f
-        .http
-        .get(f.url("/api/usage/recent"))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rows = f.recent_now().await;
     assert!(rows.is_empty(), "{rows:?}");
 }
 
