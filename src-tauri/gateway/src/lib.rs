@@ -27,6 +27,7 @@ pub mod lifecycle;
 pub mod protocol;
 pub mod registry;
 pub mod relay;
+pub mod routing;
 pub mod secrets;
 pub mod server;
 pub mod state;
