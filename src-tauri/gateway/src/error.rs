@@ -39,6 +39,8 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("not supported: {0}")]
     Unsupported(String),
     #[error(
@@ -46,6 +48,17 @@ pub enum GatewayError {
          create an adapter for another provider"
     )]
     ProviderMissing { provider: String },
+    #[error(
+        "model `{model}` is not served here: it is no route name, has no `provider/model` prefix \
+         of a registered provider, and no provider lists it ({known} model names are known; \
+         GET /v1/models lists them)"
+    )]
+    ModelNotFound { model: String, known: usize },
+    #[error(
+        "no credential can take this request now: {reason}; retry in {retry_after} s (add keys \
+         or raise their limits in FlexiProxy to serve more)"
+    )]
+    RateLimited { reason: String, retry_after: u64 },
     #[error("provider `{provider}` has no usable API key: {reason}")]
     ProviderKey { provider: String, reason: String },
     #[error("provider `{provider}` could not be reached at {url}: {reason}")]
@@ -87,7 +100,9 @@ impl GatewayError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::BadJson(_) | Self::Invalid(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::NotFound(_) | Self::ModelNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             Self::ProviderMissing { .. }
             | Self::ProviderKey { .. }
@@ -117,6 +132,9 @@ impl GatewayError {
             Self::Invalid(_) => "invalid_request",
             Self::BodyTooLarge { .. } => "request_too_large",
             Self::NotFound(_) => "not_found",
+            Self::ModelNotFound { .. } => "model_not_found",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Conflict(_) => "conflict",
             Self::Unsupported(_) => "unsupported",
             Self::ProviderMissing { .. } => "provider_missing",
             Self::ProviderKey { .. } => "provider_key_unavailable",
@@ -138,6 +156,7 @@ impl GatewayError {
             StatusCode::UNAUTHORIZED => "authentication_error",
             StatusCode::FORBIDDEN => "permission_error",
             StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             s if s.is_client_error() => "invalid_request_error",
             StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => "upstream_error",
             _ => "api_error",
@@ -243,12 +262,15 @@ impl IntoResponse for Rendered {
             }),
         };
         let mut response = (status, axum::Json(body)).into_response();
-        if let GatewayError::UpstreamStatus {
-            retry_after: Some(value),
-            ..
-        } = &self.error
-            && let Ok(value) = HeaderValue::from_str(value)
-        {
+        let retry_after = match &self.error {
+            GatewayError::UpstreamStatus {
+                retry_after: Some(value),
+                ..
+            } => HeaderValue::from_str(value).ok(),
+            GatewayError::RateLimited { retry_after, .. } => Some(HeaderValue::from(*retry_after)),
+            _ => None,
+        };
+        if let Some(value) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if status == StatusCode::UNAUTHORIZED && self.shape == ErrorShape::OpenAi {

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use crate::access::{HostGuard, ManagementAuth};
 use crate::config::{MANAGEMENT_TOKEN_ENV, SecretsMode, Settings};
 use crate::registry::Registry;
+use crate::routing::Router;
 use crate::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
 use crate::state::{AppState, Shared};
 use crate::store::{Database, StoreError};
@@ -125,10 +126,19 @@ impl Gateway {
         let recorder = Recorder::start(&db, usage_enabled)?;
 
         let registry = Registry::default();
+        let router = Arc::new(Router::default());
         let registry = {
             let db = db.clone();
             let secrets = secrets.clone();
-            blocking(move || registry.reload(&db, &*secrets).map(|()| registry)).await??
+            let router = router.clone();
+            blocking(move || {
+                registry.load_discovered(&db)?;
+                registry.reload(&db, &*secrets)?;
+                let now = crate::store::now_ms();
+                router.seed(crate::usage::credential_history(&db, now - crate::routing::ledger::DAY_MS)?, now);
+                Ok::<_, StoreError>(registry)
+            })
+            .await??
         };
 
         if !settings.bind.is_loopback() {
@@ -183,6 +193,7 @@ impl Gateway {
         let state: AppState = Arc::new(Shared {
             db,
             registry,
+            router,
             secrets,
             recorder: recorder.clone(),
             http,

@@ -1,19 +1,28 @@
-//! The providers and adapters the request path reads, held in memory.
+//! The providers, credentials, routes and adapters the request path reads, held in memory.
 //!
-//! `store` is the source of truth; after every management change the registry rebuilds a
-//! [`Snapshot`] from it (resolving provider keys through `secrets` once, not per request) and
+//! Two sources feed it: `store` (what the management API and the UI change) and, on headless
+//! machines, the declarative config file (`config_file`), whose entries are read-only here.
+//! After every change the registry rebuilds a [`Snapshot`] from both (resolving every
+//! credential's key through `secrets` once, not per request), adds what discovery found, and
 //! swaps it in. A request takes the current snapshot with one short read lock and an `Arc`
-//! clone, then looks its adapter up by key hash without touching SQLite or the keychain.
+//! clone and keeps it to the end, so a reload never changes a request in flight.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::access::{KeyHash, parse_hash_hex};
-use crate::protocol::Protocol;
-use crate::secrets::{Secret, SecretRef, SecretStore};
-use crate::store::{Database, ProviderRow, StoreError};
+use serde::Serialize;
 
-/// A provider's key as the request path sees it.
+use crate::access::{KeyHash, parse_hash_hex};
+use crate::discovery::OcfPeer;
+use crate::protocol::Protocol;
+use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
+use crate::secrets::{Secret, SecretRef, SecretStore};
+use crate::store::{AdapterRow, CredentialRow, Database, ProviderRow, RouteRow, StoreError};
+
+/// The settings key holding the routing settings (JSON).
+pub const ROUTING_SETTING: &str = "routing";
+
+/// A credential's key as the request path sees it.
 #[derive(Debug, Clone)]
 pub enum ProviderKey {
     /// The provider needs no key (a local Ollama, vLLM, LM Studio).
@@ -23,22 +32,98 @@ pub enum ProviderKey {
     Unavailable(String),
 }
 
+/// Where an entry comes from, and so whether the management API may change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Database,
+    Config,
+}
+
+/// One key in a provider's pool (or the keyless slot of a provider that needs none).
+#[derive(Debug)]
+pub struct Credential {
+    pub provider_id: String,
+    pub id: String,
+    /// `<provider>/<id>`: the public name in usage rows, `/v1/usage` and logs.
+    pub key_id: String,
+    pub label: String,
+    pub key: ProviderKey,
+    pub key_hint: Option<String>,
+    /// `keychain`, `env:NAME`, or none for keyless.
+    pub key_source: Option<String>,
+    pub enabled: bool,
+    pub priority: u32,
+    pub limits: Limits,
+    pub source: Source,
+    /// The keyless slot of a provider without credentials (not stored anywhere).
+    pub implicit: bool,
+}
+
+/// What discovery last found for a provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DiscoveredModels {
+    pub models: Vec<String>,
+    pub peers: Vec<OcfPeer>,
+    pub refreshed_at: Option<i64>,
+    pub error: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct Provider {
     pub id: String,
     /// The base URL, without a trailing slash (`https://api.deepseek.com/v1`).
     pub url: String,
     pub protocol: Protocol,
-    pub key: ProviderKey,
+    /// `auto`, `ocf` or `off`.
+    pub discovery: String,
+    /// Models the user declared.
+    pub declared_models: Vec<String>,
+    pub discovered: DiscoveredModels,
+    /// The pool, in order (priority, then age). Never empty: a provider without credentials
+    /// has one keyless slot, so a local server needs no key entry.
+    pub credentials: Vec<Arc<Credential>>,
+    pub source: Source,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Provider {
+    /// Declared and discovered models, sorted and without duplicates.
+    pub fn models(&self) -> Vec<String> {
+        let all: BTreeSet<&String> = self
+            .declared_models
+            .iter()
+            .chain(&self.discovered.models)
+            .collect();
+        all.into_iter().cloned().collect()
+    }
 }
 
 #[derive(Debug)]
 pub struct Adapter {
     pub create_time: i64,
-    pub provider_id: String,
-    pub model_id: String,
+    pub name: Option<String>,
+    /// None: the provider follows from the client's model.
+    pub provider_id: Option<String>,
+    /// None: the client's model is used.
+    pub model_id: Option<String>,
     /// Overrides the provider's URL for this adapter.
     pub base_url: Option<String>,
+    pub strategy: Option<Strategy>,
+    pub source: Source,
+}
+
+/// A model name clients may send that stands for one or more candidates: an alias, a group
+/// with fallbacks, or an `auto` model.
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub strategy: Option<Strategy>,
+    /// Each candidate is its own tier in list order: the first one available serves.
+    pub auto: bool,
+    pub candidates: Vec<Candidate>,
+    pub source: Source,
 }
 
 /// Everything the request path needs, consistent at one point in time.
@@ -46,6 +131,10 @@ pub struct Adapter {
 pub struct Snapshot {
     providers: HashMap<String, Arc<Provider>>,
     adapters_by_key: HashMap<KeyHash, Arc<Adapter>>,
+    routes: HashMap<String, Arc<Route>>,
+    /// Model name → ids of the providers that declare or discovered it, sorted.
+    serving: HashMap<String, Vec<String>>,
+    pub routing: RoutingSettings,
 }
 
 impl Snapshot {
@@ -57,6 +146,43 @@ impl Snapshot {
         self.providers.get(id)
     }
 
+    /// Providers sorted by id.
+    pub fn providers(&self) -> Vec<&Arc<Provider>> {
+        let mut all: Vec<_> = self.providers.values().collect();
+        all.sort_by(|a, b| a.id.cmp(&b.id));
+        all
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.get(name)
+    }
+
+    /// Routes sorted by name.
+    pub fn routes(&self) -> Vec<&Arc<Route>> {
+        let mut all: Vec<_> = self.routes.values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The providers serving `model` (declared or discovered), sorted by id.
+    pub fn serving(&self, model: &str) -> &[String] {
+        self.serving.get(model).map_or(&[], Vec::as_slice)
+    }
+
+    /// Every model name a routing adapter accepts: routes, then served models.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = self.routes.keys().cloned().collect();
+        names.extend(self.serving.keys().cloned());
+        names.into_iter().collect()
+    }
+
+    /// Every adapter, in creation order.
+    pub fn adapters(&self) -> Vec<&Arc<Adapter>> {
+        let mut all: Vec<_> = self.adapters_by_key.values().collect();
+        all.sort_by_key(|a| a.create_time);
+        all
+    }
+
     pub fn provider_count(&self) -> usize {
         self.providers.len()
     }
@@ -66,10 +192,25 @@ impl Snapshot {
     }
 }
 
+/// Entries declared outside the database (the config file), already validated and with their
+/// keys resolved; `registry` merges them over the database's.
+#[derive(Debug, Default)]
+pub struct Layer {
+    pub providers: Vec<(ProviderRow, Vec<CredentialRow>)>,
+    pub routes: Vec<RouteRow>,
+    /// Adapters with the hash of their key.
+    pub adapters: Vec<(KeyHash, AdapterRow)>,
+    pub routing: Option<RoutingSettings>,
+}
+
 /// The current snapshot, replaced wholesale on every change.
 #[derive(Debug, Default)]
 pub struct Registry {
     current: RwLock<Arc<Snapshot>>,
+    /// The config file's entries, kept to rebuild with after database changes.
+    layer: RwLock<Arc<Layer>>,
+    /// Discovery results by provider id (also persisted in the database for its providers).
+    discovered: RwLock<HashMap<String, DiscoveredModels>>,
 }
 
 impl Registry {
@@ -80,74 +221,260 @@ impl Registry {
             .clone()
     }
 
-    /// Rebuilds the snapshot from the database. Blocking (SQLite and the keychain): run it on a
-    /// blocking thread.
+    /// Whether the routing settings come from the config file.
+    pub fn routing_from_config(&self) -> bool {
+        self.layer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .routing
+            .is_some()
+    }
+
+    /// Replaces the config file's entries (call [`Registry::reload`] after).
+    pub fn set_layer(&self, layer: Layer) {
+        *self.layer.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(layer);
+    }
+
+    /// Records what discovery found (call [`Registry::reload`] after).
+    pub fn set_discovered(&self, provider: &str, found: DiscoveredModels) {
+        self.discovered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(provider.to_owned(), found);
+    }
+
+    pub fn discovered(&self, provider: &str) -> Option<DiscoveredModels> {
+        self.discovered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(provider)
+            .cloned()
+    }
+
+    /// Loads the discovery results saved in the database (at start).
+    pub fn load_discovered(&self, db: &Database) -> Result<(), StoreError> {
+        let rows = db.discovered()?;
+        let mut discovered = self
+            .discovered
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        for row in rows {
+            discovered.insert(
+                row.provider_id,
+                DiscoveredModels {
+                    models: row.models,
+                    peers: serde_json::from_str(&row.peers).unwrap_or_default(),
+                    refreshed_at: Some(row.refreshed_at),
+                    error: row.error,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the snapshot from the database and the config layer. Blocking (SQLite and the
+    /// keychain): run it on a blocking thread.
     pub fn reload(&self, db: &Database, secrets: &dyn SecretStore) -> Result<(), StoreError> {
-        let providers = db
-            .providers()?
-            .into_iter()
-            .map(|row| {
-                let provider = load_provider(row, secrets);
-                (provider.id.clone(), Arc::new(provider))
-            })
-            .collect();
-        let adapters_by_key = db
-            .adapters()?
-            .into_iter()
-            .filter_map(|row| {
-                let Some(hash) = parse_hash_hex(&row.key_hash) else {
-                    tracing::warn!(
-                        adapter = row.create_time,
-                        "adapter has a malformed key hash; skipped"
-                    );
-                    return None;
-                };
-                let adapter = Adapter {
-                    create_time: row.create_time,
-                    provider_id: row.provider_id,
-                    model_id: row.model_id,
-                    base_url: row.base_url,
-                };
-                Some((hash, Arc::new(adapter)))
-            })
-            .collect();
+        let layer = self
+            .layer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let mut credentials: HashMap<String, Vec<CredentialRow>> = HashMap::new();
+        for row in db.credentials()? {
+            credentials
+                .entry(row.provider_id.clone())
+                .or_default()
+                .push(row);
+        }
+        let discovered = self
+            .discovered
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+
+        let mut providers = HashMap::new();
+        let database_providers = db.providers()?.into_iter().map(|row| {
+            let pool = credentials.remove(&row.id).unwrap_or_default();
+            (row, pool, Source::Database)
+        });
+        let config_providers = layer
+            .providers
+            .iter()
+            .map(|(row, pool)| (row.clone(), pool.clone(), Source::Config));
+        // Config entries come last, so a config provider replaces a database one of the
+        // same id: the file is what the operator of a headless gateway means.
+        for (row, pool, source) in database_providers.chain(config_providers) {
+            let found = discovered.get(&row.id).cloned().unwrap_or_default();
+            let provider = load_provider(row, pool, source, found, secrets);
+            providers.insert(provider.id.clone(), Arc::new(provider));
+        }
+
+        let mut serving: HashMap<String, Vec<String>> = HashMap::new();
+        for provider in providers.values() {
+            for model in provider.models() {
+                serving.entry(model).or_default().push(provider.id.clone());
+            }
+        }
+        for ids in serving.values_mut() {
+            ids.sort();
+        }
+
+        let mut routes = HashMap::new();
+        let database_routes = db.routes()?.into_iter().map(|row| (row, Source::Database));
+        let config_routes = layer.routes.iter().map(|row| (row.clone(), Source::Config));
+        for (row, source) in database_routes.chain(config_routes) {
+            let route = Route {
+                strategy: parse_strategy(row.strategy.as_deref(), &row.name),
+                name: row.name,
+                auto: row.auto,
+                candidates: row.candidates,
+                source,
+            };
+            routes.insert(route.name.clone(), Arc::new(route));
+        }
+
+        let mut adapters_by_key = HashMap::new();
+        for row in db.adapters()? {
+            let Some(hash) = parse_hash_hex(&row.key_hash) else {
+                tracing::warn!(
+                    adapter = row.create_time,
+                    "adapter has a malformed key hash; skipped"
+                );
+                continue;
+            };
+            adapters_by_key.insert(hash, Arc::new(load_adapter(row, Source::Database)));
+        }
+        for (hash, row) in &layer.adapters {
+            adapters_by_key.insert(*hash, Arc::new(load_adapter(row.clone(), Source::Config)));
+        }
+
+        let routing = match layer.routing {
+            Some(settings) => settings,
+            None => db
+                .setting(ROUTING_SETTING)?
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default(),
+        };
+
         let snapshot = Arc::new(Snapshot {
             providers,
             adapters_by_key,
+            routes,
+            serving,
+            routing,
         });
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
         Ok(())
     }
 }
 
-fn load_provider(row: ProviderRow, secrets: &dyn SecretStore) -> Provider {
-    let key = match row.key_ref.as_deref().map(SecretRef::parse) {
-        None => ProviderKey::None,
-        Some(None) => ProviderKey::Unavailable(format!(
-            "the stored key reference for `{}` is malformed; set the key again",
-            row.id
-        )),
-        Some(Some(reference)) => match reference.resolve(secrets) {
-            Ok(Some(secret)) => ProviderKey::Ready(secret),
-            Ok(None) => ProviderKey::Unavailable(format!(
-                "the key is missing from the {}; set it again for provider `{}`",
-                secrets.kind(),
-                row.id
-            )),
-            Err(e) => {
-                tracing::warn!(provider = %row.id, error = %e, "provider key unavailable");
-                ProviderKey::Unavailable(e.to_string())
-            }
-        },
-    };
+fn parse_strategy(raw: Option<&str>, owner: &str) -> Option<Strategy> {
+    let raw = raw?;
+    match raw.parse() {
+        Ok(strategy) => Some(strategy),
+        Err(e) => {
+            tracing::warn!(%owner, error = %e, "stored strategy unknown; the default is used");
+            None
+        }
+    }
+}
+
+fn load_adapter(row: AdapterRow, source: Source) -> Adapter {
+    Adapter {
+        strategy: parse_strategy(row.strategy.as_deref(), &row.create_time.to_string()),
+        create_time: row.create_time,
+        name: row.name,
+        provider_id: row.provider_id,
+        model_id: row.model_id,
+        base_url: row.base_url,
+        source,
+    }
+}
+
+fn load_provider(
+    row: ProviderRow,
+    pool: Vec<CredentialRow>,
+    source: Source,
+    discovered: DiscoveredModels,
+    secrets: &dyn SecretStore,
+) -> Provider {
     let protocol = row.protocol.parse().unwrap_or_else(|e| {
         tracing::warn!(provider = %row.id, error = %e, "unknown protocol; treated as openai_chat");
         Protocol::OpenAiChat
     });
+    let mut credentials: Vec<Arc<Credential>> = pool
+        .into_iter()
+        .map(|c| Arc::new(load_credential(c, source, secrets)))
+        .collect();
+    if credentials.is_empty() {
+        credentials.push(Arc::new(Credential {
+            key_id: format!("{}/keyless", row.id),
+            provider_id: row.id.clone(),
+            id: "keyless".into(),
+            label: "no key".into(),
+            key: ProviderKey::None,
+            key_hint: None,
+            key_source: None,
+            enabled: true,
+            priority: 0,
+            limits: Limits::default(),
+            source,
+            implicit: true,
+        }));
+    }
+    credentials.sort_by_key(|c| c.priority);
     Provider {
         url: row.url.trim_end_matches('/').to_owned(),
         id: row.id,
         protocol,
+        discovery: row.discovery,
+        declared_models: row.models,
+        discovered,
+        credentials,
+        source,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+fn load_credential(row: CredentialRow, source: Source, secrets: &dyn SecretStore) -> Credential {
+    let key_id = format!("{}/{}", row.provider_id, row.id);
+    let reference = row.key_ref.as_deref().map(SecretRef::parse);
+    let key_source = match &reference {
+        Some(Some(SecretRef::Stored(_))) => Some("keychain".to_owned()),
+        Some(Some(r @ SecretRef::Env(_))) => Some(r.to_db()),
+        Some(None) | None => None,
+    };
+    let key = match reference {
+        None => ProviderKey::None,
+        Some(None) => ProviderKey::Unavailable(format!(
+            "the stored key reference of credential `{key_id}` is malformed; set the key again"
+        )),
+        Some(Some(reference)) => match reference.resolve(secrets) {
+            Ok(Some(secret)) => ProviderKey::Ready(secret),
+            Ok(None) => ProviderKey::Unavailable(format!(
+                "the key of credential `{key_id}` is missing from the {}; set it again",
+                secrets.kind()
+            )),
+            Err(e) => {
+                tracing::warn!(credential = %key_id, error = %e, "credential key unavailable");
+                ProviderKey::Unavailable(e.to_string())
+            }
+        },
+    };
+    Credential {
+        provider_id: row.provider_id,
+        id: row.id,
+        key_id,
+        label: row.label,
         key,
+        key_hint: row.key_hint,
+        key_source,
+        enabled: row.enabled,
+        priority: row.priority,
+        limits: row.limits,
+        source,
+        implicit: false,
     }
 }

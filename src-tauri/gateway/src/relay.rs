@@ -19,7 +19,7 @@ use std::error::Error as _;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
@@ -38,6 +38,7 @@ use crate::protocol::openai_chat::{self, Endpoint};
 use crate::protocol::rewrite::{Edit, TopLevel, json_string, splice};
 use crate::protocol::sse::{self, EventSplitter};
 use crate::registry::{Adapter, Provider, ProviderKey, Snapshot};
+use crate::routing::{self, Failure, Pick, Router, Target};
 use crate::state::AppState;
 use crate::store::now_ms;
 use crate::translate::{self, ClientRequest};
@@ -67,21 +68,6 @@ pub fn authenticate(
         .adapter_for_key(&hash_key(key))
         .cloned()
         .ok_or(GatewayError::InvalidKey)
-}
-
-/// The adapter that owns the presented key and the provider it uses.
-pub(crate) fn resolve(
-    snapshot: &Snapshot,
-    headers: &HeaderMap,
-) -> Result<(Arc<Adapter>, Arc<Provider>), GatewayError> {
-    let adapter = authenticate(snapshot, headers)?;
-    let provider = snapshot
-        .provider(&adapter.provider_id)
-        .cloned()
-        .ok_or_else(|| GatewayError::ProviderMissing {
-            provider: adapter.provider_id.clone(),
-        })?;
-    Ok((adapter, provider))
 }
 
 /// `path` (starting with `/`) below the adapter's base URL, or else the provider's.
@@ -116,13 +102,13 @@ const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Where a provider's endpoint is, below its base URL, and how it takes its key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
+pub(crate) struct UpstreamPath {
     /// Starts with `/`; may carry a query (`?alt=sse`).
     pub path: String,
     pub style: KeyStyle,
 }
 
-impl Target {
+impl UpstreamPath {
     /// The endpoint that generates an answer for `model`.
     pub(crate) fn generate(protocol: Protocol, model: &str, stream: bool) -> Self {
         let path = match protocol {
@@ -163,14 +149,14 @@ fn gemini_model(model: &str) -> &str {
     model.strip_prefix("models/").unwrap_or(model)
 }
 
-/// A POST of a JSON body to `url`, with the provider's key and the `Accept` a stream needs.
+/// A POST of a JSON body to `url`, with the credential's key and the `Accept` a stream needs.
 ///
 /// `same_protocol_headers` are the client's headers when it speaks the provider's protocol:
 /// then its `anthropic-version` and `anthropic-beta` go along (a translated request is written
 /// for the default version and no betas).
 pub(crate) fn upstream_request(
     state: &AppState,
-    provider: &Provider,
+    target: &Target,
     url: &str,
     style: KeyStyle,
     stream: bool,
@@ -188,7 +174,7 @@ pub(crate) fn upstream_request(
                 "application/json"
             },
         );
-    match &provider.key {
+    match &target.credential.key {
         ProviderKey::None => {}
         ProviderKey::Ready(key) => {
             request = match style {
@@ -199,7 +185,7 @@ pub(crate) fn upstream_request(
         }
         ProviderKey::Unavailable(reason) => {
             return Err(GatewayError::ProviderKey {
-                provider: provider.id.clone(),
+                provider: target.provider.id.clone(),
                 reason: reason.clone(),
             });
         }
@@ -262,6 +248,138 @@ pub(crate) async fn send_unmetered(
     }
 }
 
+/// An upstream answer whose headers have arrived: its status, headers and body stream. For a
+/// success the first chunk has already been read (and is the stream's first item), so a
+/// provider that fails before sending anything can still be replaced by another.
+pub(crate) struct Opened {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: BoxStream<'static, reqwest::Result<Bytes>>,
+}
+
+impl Opened {
+    fn new(upstream: reqwest::Response) -> Self {
+        Self {
+            status: upstream.status(),
+            headers: upstream.headers().clone(),
+            body: Box::pin(upstream.bytes_stream()),
+        }
+    }
+
+    /// Waits (at most `timeout`) for the first chunk of a successful answer.
+    async fn peeked(upstream: reqwest::Response, timeout: Duration) -> Result<Self, Failure> {
+        use futures_util::StreamExt;
+        let mut opened = Self::new(upstream);
+        match tokio::time::timeout(timeout, opened.body.next()).await {
+            Err(_) => Err(Failure::Timeout),
+            Ok(Some(Err(_))) => Err(Failure::BrokeOff),
+            Ok(None) => Ok(opened),
+            Ok(Some(Ok(first))) => {
+                let rest = std::mem::replace(&mut opened.body, Box::pin(futures_util::stream::empty()));
+                opened.body = Box::pin(futures_util::stream::once(async { Ok(first) }).chain(rest));
+                Ok(opened)
+            }
+        }
+    }
+
+    /// Reads up to `cap` bytes of the body (the rest is not waited for).
+    pub(crate) async fn read_capped(&mut self, cap: usize) -> Result<Vec<u8>, reqwest::Error> {
+        use futures_util::StreamExt;
+        let mut body = Vec::new();
+        while let Some(chunk) = self.body.next().await {
+            let chunk = chunk?;
+            let room = cap.saturating_sub(body.len());
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= cap {
+                break;
+            }
+        }
+        Ok(body)
+    }
+}
+
+/// The most bytes of an upstream error body kept while deciding whether to try elsewhere.
+const ERROR_BODY_CAP: usize = 64 * 1024;
+
+/// What one client request asks for.
+enum Job {
+    /// A generation in any of the four protocols.
+    Generate(ClientRequest),
+    /// OpenAI's legacy completions or embeddings (OpenAI-compatible providers only).
+    Forward(Endpoint, Bytes),
+}
+
+impl Job {
+    /// The model the client named, if any.
+    fn requested_model(&self) -> Result<Option<String>, GatewayError> {
+        match self {
+            Self::Generate(client) => client.requested_model(),
+            Self::Forward(_, body) => crate::protocol::rewrite::body_model(body),
+        }
+    }
+}
+
+/// The failure a request ends with when no other candidate serves it.
+enum Held {
+    Error(GatewayError),
+    /// A same-protocol client gets the provider's own error answer.
+    Answer {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        meter: Meter,
+    },
+}
+
+impl Held {
+    /// Another candidate is being tried: the failed attempt is recorded as such.
+    fn superseded(self) {
+        if let Self::Answer {
+            status, mut meter, ..
+        } = self
+        {
+            meter.record.error = Some(format!(
+                "provider `{}` answered {status}; the request went on to the next candidate",
+                meter.record.provider_id
+            ));
+            meter.finish(Outcome::UpstreamError);
+        }
+    }
+
+    fn deliver(self) -> Result<Response, GatewayError> {
+        match self {
+            Self::Error(error) => Err(error),
+            Self::Answer {
+                status,
+                headers,
+                body,
+                mut meter,
+            } => {
+                meter.record.error = Some(format!(
+                    "provider `{}` answered {status}",
+                    meter.record.provider_id
+                ));
+                meter.finish(Outcome::UpstreamError);
+                let mut response = Response::builder().status(status);
+                if let Some(out) = response.headers_mut() {
+                    copy_headers(&headers, out);
+                }
+                response
+                    .body(Body::from(body))
+                    .map_err(|e| GatewayError::Internal(e.to_string()))
+            }
+        }
+    }
+}
+
+/// How one attempt went.
+enum Attempt {
+    /// The client's answer: a success, or an error no other candidate would fix.
+    Done(Result<Response, GatewayError>),
+    /// The candidate failed in a way another may not: rest it and try the next.
+    Failed(Failure, Held),
+}
+
 /// Answers one client request: forwarded as bytes when the provider speaks the client's
 /// protocol, translated through `canonical` otherwise.
 pub(crate) async fn answer(
@@ -269,14 +387,7 @@ pub(crate) async fn answer(
     headers: &HeaderMap,
     client: ClientRequest,
 ) -> Result<Response, GatewayError> {
-    let started = Instant::now();
-    let snapshot = state.registry.snapshot();
-    let (adapter, provider) = resolve(&snapshot, headers)?;
-    if provider.protocol == client.protocol {
-        fast_path(state, started, headers, &adapter, &provider, client).await
-    } else {
-        translate::exchange(state, started, &adapter, &provider, client).await
-    }
+    route(state, headers, Job::Generate(client)).await
 }
 
 /// Forwards one request of the OpenAI-compatible family. Chat Completions reach a provider of
@@ -287,98 +398,294 @@ pub async fn forward(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, GatewayError> {
-    let client = ClientRequest {
-        protocol: Protocol::OpenAiChat,
-        endpoint: endpoint.name(),
-        body,
-        gemini: None,
-    };
     if endpoint == Endpoint::ChatCompletions {
+        let client = ClientRequest {
+            protocol: Protocol::OpenAiChat,
+            endpoint: endpoint.name(),
+            body,
+            gemini: None,
+        };
         return answer(state, headers, client).await;
     }
+    route(state, headers, Job::Forward(endpoint, body)).await
+}
+
+/// Picks candidates one after another until one answers: the failover loop.
+///
+/// Each failed attempt rests its credential (`routing::Router::fail`) and the next pick moves
+/// on, up to `max_retries` further attempts. Nothing has reached the client while this runs,
+/// since an attempt only succeeds once the upstream's first chunk is in. When every candidate
+/// is held (limits, cooldowns) the request waits for the first to free if that is within
+/// `max_wait_ms`, else the client gets 429 with the true time to wait.
+async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Response, GatewayError> {
     let started = Instant::now();
     let snapshot = state.registry.snapshot();
-    let (adapter, provider) = resolve(&snapshot, headers)?;
-    if provider.protocol != Protocol::OpenAiChat {
-        return Err(GatewayError::Unsupported(format!(
-            "{} exist only on OpenAI-compatible providers, and provider `{}` speaks {}; create \
-             an adapter for an openai_chat provider for this",
-            endpoint.upstream_path().trim_start_matches('/'),
-            provider.id,
-            provider.protocol
-        )));
+    let adapter = authenticate(&snapshot, headers)?;
+    let requested = job.requested_model()?;
+    let plan = routing::plan(&snapshot, &adapter, requested.as_deref())?;
+    let settings = snapshot.routing;
+    let deadline = started + Duration::from_millis(settings.max_wait_ms);
+    let mut decoded = None;
+    let mut tried = Vec::new();
+    let mut held: Option<Held> = None;
+    while tried.len() <= settings.max_retries as usize {
+        let now = now_ms();
+        match state
+            .router
+            .pick(&plan, &tried, settings.usage_gap_percent, now)
+        {
+            Pick::Use(index) => {
+                tried.push(index);
+                let target = &plan.targets[index];
+                let outcome =
+                    attempt(state, headers, &adapter, target, &job, started, &mut decoded).await;
+                match outcome {
+                    Attempt::Done(result) => {
+                        if let Some(previous) = held.take() {
+                            previous.superseded();
+                        }
+                        return result;
+                    }
+                    Attempt::Failed(failure, failed) => {
+                        state
+                            .router
+                            .fail(&target.credential.key_id, failure, &settings, now_ms());
+                        if let Some(previous) = held.replace(failed) {
+                            previous.superseded();
+                        }
+                    }
+                }
+            }
+            Pick::Wait { until_ms, reason } => {
+                let wait = Duration::from_millis(u64::try_from(until_ms - now).unwrap_or(0));
+                if Instant::now() + wait <= deadline {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                if let Some(failed) = held {
+                    return failed.deliver();
+                }
+                let retry_after = u64::try_from((until_ms - now).max(0))
+                    .unwrap_or(0)
+                    .div_ceil(1000)
+                    .max(1);
+                return Err(GatewayError::RateLimited {
+                    reason,
+                    retry_after,
+                });
+            }
+            Pick::Exhausted => break,
+        }
     }
-    forward_openai(state, started, endpoint, &adapter, &provider, client.body).await
+    match held {
+        Some(failed) => failed.deliver(),
+        // Nothing could even be tried: every candidate's key is unreadable.
+        None => Err(plan
+            .targets
+            .iter()
+            .find_map(|t| match &t.credential.key {
+                ProviderKey::Unavailable(reason) => Some(GatewayError::ProviderKey {
+                    provider: t.provider.id.clone(),
+                    reason: reason.clone(),
+                }),
+                ProviderKey::None | ProviderKey::Ready(_) => None,
+            })
+            .unwrap_or_else(|| GatewayError::Internal("no candidate to try".into()))),
+    }
+}
+
+/// What to send to one target, prepared for its protocol.
+struct Outgoing {
+    body: Bytes,
+    stream: bool,
+    endpoint: UpstreamPath,
+    /// How the answer reaches the client.
+    answer: AnswerPath,
+}
+
+enum AnswerPath {
+    /// Same protocol: bytes relayed; `strip_usage` drops OpenAI's usage chunk the gateway
+    /// asked for.
+    Relay { protocol: Protocol, strip_usage: bool },
+    /// Different protocols: decoded and re-encoded.
+    Translate(Box<translate::Translation>),
+}
+
+/// One try of one target: send, and decide from the status (and the first chunk) whether the
+/// client gets this answer or another candidate is tried.
+async fn attempt(
+    state: &AppState,
+    headers: &HeaderMap,
+    adapter: &Adapter,
+    target: &Target,
+    job: &Job,
+    started: Instant,
+    decoded: &mut Option<crate::canonical::Request>,
+) -> Attempt {
+    let prepared = match job {
+        Job::Generate(client) if target.provider.protocol == client.protocol => {
+            same_protocol(client, target)
+        }
+        Job::Generate(client) => translate::prepare(client, decoded, target).map(|(body, stream, translation)| {
+            Outgoing {
+                endpoint: UpstreamPath::generate(target.provider.protocol, &target.model, stream),
+                body,
+                stream,
+                answer: AnswerPath::Translate(Box::new(translation)),
+            }
+        }),
+        Job::Forward(endpoint, body) => openai_family(*endpoint, body, target),
+    };
+    let outgoing = match prepared {
+        Ok(outgoing) => outgoing,
+        Err(error) => return Attempt::Done(Err(error)),
+    };
+    let same_protocol_headers = matches!(outgoing.answer, AnswerPath::Relay { .. }).then_some(headers);
+    let url = upstream_url(adapter, &target.provider, &outgoing.endpoint.path);
+    let request = match upstream_request(
+        state,
+        target,
+        &url,
+        outgoing.endpoint.style,
+        outgoing.stream,
+        same_protocol_headers,
+    ) {
+        Ok(request) => request,
+        Err(error) => return Attempt::Failed(Failure::Connection, Held::Error(error)),
+    };
+    let endpoint_name = match job {
+        Job::Generate(client) => client.endpoint,
+        Job::Forward(endpoint, _) => endpoint.name(),
+    };
+    let mut meter = Meter::new(state, started, adapter, target, endpoint_name, outgoing.stream);
+    let upstream = match send(state, request.body(outgoing.body), url, &mut meter).await {
+        Ok(upstream) => upstream,
+        Err(error) => {
+            let failure = if matches!(error, GatewayError::UpstreamTimeout { .. }) {
+                Failure::Timeout
+            } else {
+                Failure::Connection
+            };
+            return Attempt::Failed(failure, Held::Error(error));
+        }
+    };
+    let status = upstream.status();
+    if let Some(failure) = retryable(&upstream) {
+        let mut opened = Opened::new(upstream);
+        let held = match outgoing.answer {
+            AnswerPath::Relay { .. } => {
+                let body = opened.read_capped(ERROR_BODY_CAP).await.unwrap_or_default();
+                Held::Answer {
+                    status,
+                    headers: opened.headers,
+                    body: Bytes::from(body),
+                    meter,
+                }
+            }
+            AnswerPath::Translate(_) => Held::Error(translate::upstream_error(opened, meter).await),
+        };
+        return Attempt::Failed(failure, held);
+    }
+    let opened = if status.is_success() {
+        match Opened::peeked(upstream, state.settings.response_timeout).await {
+            Ok(opened) => opened,
+            Err(failure) => {
+                let error = GatewayError::UpstreamUnreachable {
+                    provider: target.provider.id.clone(),
+                    url: upstream_url(adapter, &target.provider, &outgoing.endpoint.path),
+                    reason: if failure == Failure::Timeout {
+                        "no answer within the response timeout after the headers".into()
+                    } else {
+                        "the answer broke off before its first byte".into()
+                    },
+                };
+                meter.fail(&error);
+                return Attempt::Failed(failure, Held::Error(error));
+            }
+        }
+    } else {
+        Opened::new(upstream)
+    };
+    Attempt::Done(match outgoing.answer {
+        AnswerPath::Relay {
+            protocol,
+            strip_usage,
+        } => relay_response(opened, meter, protocol, strip_usage),
+        AnswerPath::Translate(translation) => translation.deliver(opened, meter).await,
+    })
+}
+
+/// Whether an upstream status means "try another candidate", and how the credential rests.
+fn retryable(upstream: &reqwest::Response) -> Option<Failure> {
+    match upstream.status().as_u16() {
+        429 => Some(Failure::RateLimited {
+            retry_after_ms: upstream
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| routing::parse_retry_after(v, now_ms())),
+        }),
+        401 | 403 => Some(Failure::Auth(upstream.status().as_u16())),
+        408 => Some(Failure::Timeout),
+        status @ 500..=599 => Some(Failure::Server(status)),
+        _ => None,
+    }
 }
 
 /// The same-protocol fast path: only the model changes (in the body, or in the URL for
 /// Gemini), unknown fields and all other bytes go as they came.
-async fn fast_path(
-    state: &AppState,
-    started: Instant,
-    headers: &HeaderMap,
-    adapter: &Adapter,
-    provider: &Provider,
-    client: ClientRequest,
-) -> Result<Response, GatewayError> {
+fn same_protocol(client: &ClientRequest, target: &Target) -> Result<Outgoing, GatewayError> {
     let protocol = client.protocol;
-    let (outgoing, stream, target) = match (&client.gemini, protocol) {
-        (_, Protocol::OpenAiChat) => {
-            return forward_openai(
-                state,
-                started,
-                Endpoint::ChatCompletions,
-                adapter,
-                provider,
-                client.body,
-            )
-            .await;
+    if protocol == Protocol::OpenAiChat {
+        return openai_family(Endpoint::ChatCompletions, &client.body, target);
+    }
+    if let (Some(call), Protocol::Gemini) = (&client.gemini, protocol) {
+        let mut endpoint = UpstreamPath::generate(protocol, &target.model, call.stream);
+        if call.framing == Framing::JsonArray {
+            // The client reads the streamed JSON array; the provider writes it the same.
+            endpoint
+                .path
+                .truncate(endpoint.path.find('?').unwrap_or(endpoint.path.len()));
         }
-        (Some(call), Protocol::Gemini) => {
-            let mut target = Target::generate(protocol, &adapter.model_id, call.stream);
-            if call.framing == Framing::JsonArray {
-                // The client reads the streamed JSON array; the provider writes it the same.
-                target
-                    .path
-                    .truncate(target.path.find('?').unwrap_or(target.path.len()));
-            }
-            (client.body, call.stream, target)
-        }
-        _ => {
-            let top =
-                TopLevel::scan(&client.body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
-            let stream = top.is_true("stream");
-            let outgoing = splice(
-                &client.body,
-                vec![top.set("model", json_string(&adapter.model_id))],
-            );
-            (
-                outgoing,
-                stream,
-                Target::generate(protocol, &adapter.model_id, stream),
-            )
-        }
-    };
-    let url = upstream_url(adapter, provider, &target.path);
-    let request = upstream_request(state, provider, &url, target.style, stream, Some(headers))?;
-    let mut meter = Meter::new(state, started, adapter, client.endpoint, stream);
-    let upstream = send(state, request.body(outgoing), url, &mut meter).await?;
-    relay_response(upstream, meter, protocol, false)
+        return Ok(Outgoing {
+            body: client.body.clone(),
+            stream: call.stream,
+            endpoint,
+            answer: AnswerPath::Relay {
+                protocol,
+                strip_usage: false,
+            },
+        });
+    }
+    let top = TopLevel::scan(&client.body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+    let stream = top.is_true("stream");
+    let body = splice(&client.body, vec![top.set("model", json_string(&target.model))]);
+    Ok(Outgoing {
+        body,
+        stream,
+        endpoint: UpstreamPath::generate(protocol, &target.model, stream),
+        answer: AnswerPath::Relay {
+            protocol,
+            strip_usage: false,
+        },
+    })
 }
 
 /// The OpenAI-compatible fast path: `model` replaced, and on streams the usage chunk asked for
 /// (and dropped again when the client did not ask for it).
-async fn forward_openai(
-    state: &AppState,
-    started: Instant,
-    endpoint: Endpoint,
-    adapter: &Adapter,
-    provider: &Provider,
-    body: Bytes,
-) -> Result<Response, GatewayError> {
-    let top = TopLevel::scan(&body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
+fn openai_family(endpoint: Endpoint, body: &Bytes, target: &Target) -> Result<Outgoing, GatewayError> {
+    if target.provider.protocol != Protocol::OpenAiChat {
+        return Err(GatewayError::Unsupported(format!(
+            "{} exist only on OpenAI-compatible providers, and provider `{}` speaks {}; create \
+             an adapter for an openai_chat provider for this",
+            endpoint.upstream_path().trim_start_matches('/'),
+            target.provider.id,
+            target.provider.protocol
+        )));
+    }
+    let top = TopLevel::scan(body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
     let stream = endpoint.streams() && top.is_true("stream");
-    let mut edits = vec![top.set("model", json_string(&adapter.model_id))];
+    let mut edits = vec![top.set("model", json_string(&target.model))];
     let client_wants_usage = if stream {
         let (wants, edit) = include_usage(&top)?;
         edits.extend(edit);
@@ -386,27 +693,46 @@ async fn forward_openai(
     } else {
         false
     };
-    let outgoing = splice(&body, edits);
+    Ok(Outgoing {
+        body: splice(body, edits),
+        stream,
+        endpoint: UpstreamPath {
+            path: endpoint.upstream_path().to_owned(),
+            style: KeyStyle::Bearer,
+        },
+        answer: AnswerPath::Relay {
+            protocol: Protocol::OpenAiChat,
+            strip_usage: !client_wants_usage,
+        },
+    })
+}
 
-    let url = upstream_url(adapter, provider, endpoint.upstream_path());
-    let request = upstream_request(state, provider, &url, KeyStyle::Bearer, stream, None)?;
-    let mut meter = Meter::new(state, started, adapter, endpoint.name(), stream);
-    let upstream = send(state, request.body(outgoing), url, &mut meter).await?;
-    relay_response(upstream, meter, Protocol::OpenAiChat, !client_wants_usage)
+/// Copies the upstream headers worth passing on, with the content type.
+fn copy_headers(upstream: &HeaderMap, out: &mut HeaderMap) {
+    for (name, value) in upstream {
+        if passes_through(name) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    let content_type = upstream
+        .get(header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    out.insert(header::CONTENT_TYPE, content_type);
 }
 
 /// The client's response for a same-protocol exchange: the upstream's status and body, relayed
 /// chunk by chunk by a [`Relay`] that reads usage in `format` on the side. `strip_usage` drops
 /// OpenAI's usage-only chunk (the gateway asked for it, the client did not).
 fn relay_response(
-    upstream: reqwest::Response,
+    upstream: Opened,
     mut meter: Meter,
     format: Protocol,
     strip_usage: bool,
 ) -> Result<Response, GatewayError> {
-    let status = upstream.status();
+    let status = upstream.status;
     let is_sse = upstream
-        .headers()
+        .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
@@ -419,17 +745,7 @@ fn relay_response(
 
     let mut response = Response::builder().status(status);
     if let Some(response_headers) = response.headers_mut() {
-        for (name, value) in upstream.headers() {
-            if passes_through(name) {
-                response_headers.append(name.clone(), value.clone());
-            }
-        }
-        let content_type = upstream
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .cloned()
-            .unwrap_or(HeaderValue::from_static("application/json"));
-        response_headers.insert(header::CONTENT_TYPE, content_type);
+        copy_headers(&upstream.headers, response_headers);
         if is_sse {
             response_headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         }
@@ -446,7 +762,7 @@ fn relay_response(
         }
     };
     let relay = Relay {
-        upstream: Box::pin(upstream.bytes_stream()),
+        upstream: upstream.body,
         mode,
         format,
         pending: VecDeque::new(),
@@ -501,6 +817,8 @@ pub(crate) fn describe(error: &reqwest::Error) -> String {
 /// if it is dropped first (the client hung up), as `client_closed`.
 pub(crate) struct Meter {
     recorder: Recorder,
+    /// Where the tokens of a finished request are counted against the credential's limits.
+    router: Arc<Router>,
     started: Instant,
     pub(crate) first_byte: Option<Instant>,
     pub(crate) record: UsageRecord,
@@ -512,18 +830,21 @@ impl Meter {
         state: &AppState,
         started: Instant,
         adapter: &Adapter,
+        target: &Target,
         endpoint: &'static str,
         stream: bool,
     ) -> Self {
         Self {
             recorder: state.recorder.clone(),
+            router: state.router.clone(),
             started,
             first_byte: None,
             record: UsageRecord {
                 ts_ms: now_ms(),
                 adapter: Some(adapter.create_time),
-                provider_id: adapter.provider_id.clone(),
-                model: adapter.model_id.clone(),
+                provider_id: target.provider.id.clone(),
+                credential: Some(target.credential.key_id.clone()),
+                model: target.model.clone(),
                 endpoint,
                 stream,
                 status: 0,
@@ -553,6 +874,12 @@ impl Meter {
         self.record.outcome = outcome;
         self.record.latency_ms = millis(now - self.started);
         self.record.ttfb_ms = self.first_byte.map(|t| millis(t - self.started));
+        if let Some(credential) = &self.record.credential {
+            let tokens = self.record.tokens.input.unwrap_or(0)
+                .saturating_add(self.record.tokens.output.unwrap_or(0));
+            // Counted whether or not usage statistics are kept: limits depend on it.
+            self.router.note_tokens(credential, tokens, now_ms());
+        }
         self.recorder.record(self.record.clone());
     }
 
@@ -563,7 +890,7 @@ impl Meter {
     }
 }
 
-fn millis(d: std::time::Duration) -> u64 {
+fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -699,12 +1026,24 @@ impl Stream for Relay {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.meter.record.error = Some(format!(
+                    let message = format!(
                         "provider `{}` broke off the response: {}",
                         this.meter.record.provider_id,
                         describe(&e)
-                    ));
+                    );
+                    this.meter.record.error = Some(message.clone());
                     this.meter.finish(Outcome::Interrupted);
+                    // A stream of events ends with the protocol's own error event, so the
+                    // client's SDK reports an error instead of a silently short answer. Any
+                    // other body can only be cut off.
+                    if let Mode::Events { splitter, .. } = &mut this.mode {
+                        let partial = splitter.finish().is_some();
+                        return Poll::Ready(Some(Ok(stream_error_event(
+                            this.format,
+                            &message,
+                            partial,
+                        ))));
+                    }
                     return Poll::Ready(Some(Err(std::io::Error::other(e))));
                 }
                 Poll::Ready(None) => {
@@ -716,6 +1055,47 @@ impl Stream for Relay {
             }
         }
     }
+}
+
+/// The error event that ends a relayed stream in `format`'s own shape. `partial` says an
+/// unfinished event went out before, which the blank line closes first.
+fn stream_error_event(format: Protocol, message: &str, partial: bool) -> Bytes {
+    let (event, data) = match format {
+        Protocol::OpenAiChat => (
+            None,
+            serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": null}}),
+        ),
+        // The Responses SDKs raise on an `error` event; `error` inside it serves the ones that
+        // read the nested form.
+        Protocol::OpenAiResponses => (
+            Some("error"),
+            serde_json::json!({
+                "type": "error", "code": "server_error", "message": message, "param": null,
+                "error": {"type": "server_error", "message": message},
+            }),
+        ),
+        Protocol::AnthropicMessages => (
+            Some("error"),
+            serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}}),
+        ),
+        Protocol::Gemini => (
+            None,
+            serde_json::json!({"error": {"code": 502, "message": message, "status": "UNAVAILABLE"}}),
+        ),
+    };
+    let mut out = String::new();
+    if partial {
+        out.push_str("\n\n");
+    }
+    if let Some(event) = event {
+        out.push_str("event: ");
+        out.push_str(event);
+        out.push('\n');
+    }
+    out.push_str("data: ");
+    out.push_str(&data.to_string());
+    out.push_str("\n\n");
+    Bytes::from(out)
 }
 
 impl Drop for Meter {

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use crate::access::{HostGuard, ManagementAuth};
 use crate::config::Settings;
 use crate::lifecycle::SecretsStatus;
-use crate::registry::Registry;
+use crate::discovery::{self, DiscoveryKind};
+use crate::registry::{DiscoveredModels, ProviderKey, Registry, Source};
+use crate::store::{DiscoveredRow, now_ms};
+use crate::routing::Router;
 use crate::secrets::SharedSecretStore;
 use crate::store::Database;
 use crate::usage::Recorder;
@@ -15,6 +18,8 @@ use crate::usage::Recorder;
 pub struct Shared {
     pub db: Arc<Database>,
     pub registry: Registry,
+    /// Credential windows, cooldowns and strategy positions (shared with usage meters).
+    pub router: Arc<Router>,
     pub secrets: SharedSecretStore,
     pub recorder: Recorder,
     /// One client for every upstream call, so connections are reused.
@@ -39,4 +44,94 @@ impl Shared {
             .map_err(|e| crate::error::GatewayError::Internal(e.to_string()))?
             .map_err(Into::into)
     }
+
+    /// Refreshes one provider's model list now: asks the provider (with its first usable
+    /// key), keeps the result in the registry (and the database, for the database's
+    /// providers) and rebuilds the snapshot. A failed refresh keeps the models found before
+    /// and records why, so a provider that is briefly down keeps its routes.
+    pub async fn discover(self: &Arc<Self>, id: &str) -> Result<(), crate::error::GatewayError> {
+        let snapshot = self.registry.snapshot();
+        let Some(provider) = snapshot.provider(id).cloned() else {
+            return Ok(());
+        };
+        let kind: DiscoveryKind = provider.discovery.parse().unwrap_or_default();
+        if kind == DiscoveryKind::Off {
+            return Ok(());
+        }
+        let key = provider.credentials.iter().find_map(|c| match &c.key {
+            ProviderKey::Ready(key) if c.enabled => Some(key.clone()),
+            _ => None,
+        });
+        let now = now_ms();
+        let result = discovery::discover(
+            &self.http,
+            &provider.url,
+            provider.protocol,
+            kind,
+            key.as_ref(),
+            DISCOVERY_TIMEOUT,
+        )
+        .await;
+        let found = match result {
+            Ok(found) => DiscoveredModels {
+                models: found.models,
+                peers: found.peers,
+                refreshed_at: Some(now),
+                error: None,
+            },
+            Err(error) => {
+                tracing::warn!(provider = %id, %error, "model discovery failed");
+                DiscoveredModels {
+                    refreshed_at: Some(now),
+                    error: Some(error.to_string()),
+                    ..provider.discovered.clone()
+                }
+            }
+        };
+        self.registry.set_discovered(id, found.clone());
+        if provider.source == Source::Database {
+            let db = self.db.clone();
+            let row = DiscoveredRow {
+                provider_id: id.to_owned(),
+                models: found.models,
+                peers: serde_json::to_string(&found.peers).unwrap_or_else(|_| "[]".into()),
+                refreshed_at: now,
+                error: found.error,
+            };
+            tokio::task::spawn_blocking(move || db.save_discovered(&row))
+                .await
+                .map_err(|e| crate::error::GatewayError::Internal(e.to_string()))??;
+        }
+        self.reload_registry().await
+    }
+
+    /// [`Shared::discover`] in the background (after a provider is saved).
+    pub fn discover_soon(self: &Arc<Self>, id: &str) {
+        let state = self.clone();
+        let id = id.to_owned();
+        tokio::spawn(async move {
+            if let Err(error) = state.discover(&id).await {
+                tracing::warn!(provider = %id, %error, "could not save discovered models");
+            }
+        });
+    }
+
+    /// Refreshes every provider's models, one after another.
+    pub async fn discover_all(self: &Arc<Self>) {
+        let ids: Vec<String> = self
+            .registry
+            .snapshot()
+            .providers()
+            .into_iter()
+            .map(|p| p.id.clone())
+            .collect();
+        for id in ids {
+            if let Err(error) = self.discover(&id).await {
+                tracing::warn!(provider = %id, %error, "could not save discovered models");
+            }
+        }
+    }
 }
+
+/// How long one provider's model discovery may take.
+const DISCOVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);

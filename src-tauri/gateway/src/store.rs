@@ -11,6 +11,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::routing::{Candidate, Limits};
+
 /// Each entry moves the schema from version `index` to `index + 1`. Append only: a released
 /// migration is never edited.
 const MIGRATIONS: &[&str] = &[
@@ -55,6 +57,57 @@ const MIGRATIONS: &[&str] = &[
          error            TEXT
      );
      CREATE INDEX usage_ts ON usage (ts_ms);",
+    // 2: credential pools, model routes, discovery, adapters that route by the client's model.
+    "CREATE TABLE credentials (
+         provider_id     TEXT NOT NULL REFERENCES providers (id) ON DELETE CASCADE,
+         id              TEXT NOT NULL,
+         label           TEXT NOT NULL,
+         key_ref         TEXT,
+         key_hint        TEXT,
+         enabled         INTEGER NOT NULL DEFAULT 1,
+         priority        INTEGER NOT NULL DEFAULT 0,
+         max_request_min INTEGER,
+         max_request_day INTEGER,
+         max_token_min   INTEGER,
+         created_at      INTEGER NOT NULL,
+         PRIMARY KEY (provider_id, id)
+     );
+     INSERT INTO credentials (provider_id, id, label, key_ref, key_hint, created_at)
+         SELECT id, 'default', 'default', key_ref, key_hint, created_at
+         FROM providers WHERE key_ref IS NOT NULL;
+     UPDATE providers SET key_ref = NULL, key_hint = NULL;
+     ALTER TABLE providers ADD COLUMN discovery TEXT NOT NULL DEFAULT 'auto';
+     ALTER TABLE providers ADD COLUMN models TEXT NOT NULL DEFAULT '[]';
+     CREATE TABLE discovered_models (
+         provider_id  TEXT PRIMARY KEY REFERENCES providers (id) ON DELETE CASCADE,
+         models       TEXT NOT NULL,
+         peers        TEXT NOT NULL,
+         refreshed_at INTEGER NOT NULL,
+         error        TEXT
+     );
+     CREATE TABLE routes (
+         name       TEXT PRIMARY KEY,
+         strategy   TEXT,
+         auto       INTEGER NOT NULL DEFAULT 0,
+         candidates TEXT NOT NULL,
+         updated_at INTEGER NOT NULL
+     );
+     CREATE TABLE adapters_v2 (
+         create_time INTEGER PRIMARY KEY,
+         name        TEXT,
+         provider_id TEXT,
+         model_id    TEXT,
+         base_url    TEXT,
+         strategy    TEXT,
+         key_hash    TEXT NOT NULL UNIQUE,
+         key_hint    TEXT NOT NULL
+     );
+     INSERT INTO adapters_v2 (create_time, provider_id, model_id, base_url, key_hash, key_hint)
+         SELECT create_time, provider_id, model_id, base_url, key_hash, key_hint FROM adapters;
+     DROP TABLE adapters;
+     ALTER TABLE adapters_v2 RENAME TO adapters;
+     ALTER TABLE usage ADD COLUMN credential TEXT;
+     CREATE INDEX usage_credential_ts ON usage (credential, ts_ms);",
 ];
 
 /// The schema version this binary writes.
@@ -100,21 +153,63 @@ pub struct ProviderRow {
     pub id: String,
     pub url: String,
     pub protocol: String,
+    /// How models are discovered: `auto`, `ocf` or `off`.
+    pub discovery: String,
+    /// Models the user declared, in addition to discovered ones.
+    pub models: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One key (or keyless slot) in a provider's pool. The key itself is only referenced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRow {
+    pub provider_id: String,
+    /// Unique within the provider; `<provider>/<id>` is the public, non-secret name.
+    pub id: String,
+    pub label: String,
     /// A [`crate::secrets::SecretRef`] in its database form, or none for keyless providers.
     pub key_ref: Option<String>,
     /// A redacted hint of the key (`sk-p…(51 chars)`), safe to show.
     pub key_hint: Option<String>,
+    pub enabled: bool,
+    pub priority: u32,
+    pub limits: Limits,
     pub created_at: i64,
+}
+
+/// A model route as stored; candidates are kept as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRow {
+    pub name: String,
+    pub strategy: Option<String>,
+    pub auto: bool,
+    pub candidates: Vec<Candidate>,
     pub updated_at: i64,
+}
+
+/// The last discovery result for a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredRow {
+    pub provider_id: String,
+    pub models: Vec<String>,
+    /// OCF peers as JSON (`[{"id", "models"}]`), kept opaque here.
+    pub peers: String,
+    pub refreshed_at: i64,
+    pub error: Option<String>,
 }
 
 /// An adapter as stored: the local key's hash, never the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterRow {
     pub create_time: i64,
-    pub provider_id: String,
-    pub model_id: String,
+    pub name: Option<String>,
+    /// None: the provider comes from the client's model (routes, prefixes, discovery).
+    pub provider_id: Option<String>,
+    /// None: the client's model is used.
+    pub model_id: Option<String>,
     pub base_url: Option<String>,
+    pub strategy: Option<String>,
     pub key_hash: String,
     pub key_hint: String,
 }
@@ -200,7 +295,7 @@ impl Database {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT id, url, protocol, key_ref, key_hint, created_at, updated_at
+                "SELECT id, url, protocol, discovery, models, created_at, updated_at
                  FROM providers ORDER BY id",
             )
             .map_err(|e| self.wrap(e))?;
@@ -210,8 +305,8 @@ impl Database {
                     id: row.get(0)?,
                     url: row.get(1)?,
                     protocol: row.get(2)?,
-                    key_ref: row.get(3)?,
-                    key_hint: row.get(4)?,
+                    discovery: row.get(3)?,
+                    models: json_list(&row.get::<_, String>(4)?),
                     created_at: row.get(5)?,
                     updated_at: row.get(6)?,
                 })
@@ -224,17 +319,17 @@ impl Database {
     pub fn upsert_provider(&self, row: &ProviderRow) -> Result<(), StoreError> {
         self.conn()
             .execute(
-                "INSERT INTO providers (id, url, protocol, key_ref, key_hint, created_at, updated_at)
+                "INSERT INTO providers (id, url, protocol, discovery, models, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (id) DO UPDATE SET url = excluded.url, protocol = excluded.protocol,
-                     key_ref = excluded.key_ref, key_hint = excluded.key_hint,
+                     discovery = excluded.discovery, models = excluded.models,
                      updated_at = excluded.updated_at",
                 params![
                     row.id,
                     row.url,
                     row.protocol,
-                    row.key_ref,
-                    row.key_hint,
+                    row.discovery,
+                    to_json_list(&row.models),
                     row.created_at,
                     row.updated_at
                 ],
@@ -243,7 +338,8 @@ impl Database {
             .map_err(|e| self.wrap(e))
     }
 
-    /// Deletes a provider; returns whether it existed.
+    /// Deletes a provider with its credentials and discovered models; returns whether it
+    /// existed.
     pub fn delete_provider(&self, id: &str) -> Result<bool, StoreError> {
         self.conn()
             .execute("DELETE FROM providers WHERE id = ?1", [id])
@@ -251,11 +347,191 @@ impl Database {
             .map_err(|e| self.wrap(e))
     }
 
+    /// Every provider's credentials, in pool order (priority, then age).
+    pub fn credentials(&self) -> Result<Vec<CredentialRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT provider_id, id, label, key_ref, key_hint, enabled, priority,
+                        max_request_min, max_request_day, max_token_min, created_at
+                 FROM credentials ORDER BY provider_id, priority, created_at, id",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(CredentialRow {
+                    provider_id: row.get(0)?,
+                    id: row.get(1)?,
+                    label: row.get(2)?,
+                    key_ref: row.get(3)?,
+                    key_hint: row.get(4)?,
+                    enabled: row.get(5)?,
+                    priority: row.get(6)?,
+                    limits: Limits {
+                        max_request_min: row.get(7)?,
+                        max_request_day: row.get(8)?,
+                        max_token_min: row
+                            .get::<_, Option<i64>>(9)?
+                            .and_then(|n| u64::try_from(n).ok()),
+                    },
+                    created_at: row.get(10)?,
+                })
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// Inserts or replaces a credential, keeping its original `created_at`.
+    pub fn upsert_credential(&self, row: &CredentialRow) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT INTO credentials (provider_id, id, label, key_ref, key_hint, enabled,
+                     priority, max_request_min, max_request_day, max_token_min, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (provider_id, id) DO UPDATE SET label = excluded.label,
+                     key_ref = excluded.key_ref, key_hint = excluded.key_hint,
+                     enabled = excluded.enabled, priority = excluded.priority,
+                     max_request_min = excluded.max_request_min,
+                     max_request_day = excluded.max_request_day,
+                     max_token_min = excluded.max_token_min",
+                params![
+                    row.provider_id,
+                    row.id,
+                    row.label,
+                    row.key_ref,
+                    row.key_hint,
+                    row.enabled,
+                    row.priority,
+                    row.limits.max_request_min,
+                    row.limits.max_request_day,
+                    row.limits
+                        .max_token_min
+                        .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                    row.created_at
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Deletes one credential; returns whether it existed.
+    pub fn delete_credential(&self, provider_id: &str, id: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .execute(
+                "DELETE FROM credentials WHERE provider_id = ?1 AND id = ?2",
+                [provider_id, id],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.wrap(e))
+    }
+
+    pub fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT name, strategy, auto, candidates, updated_at FROM routes ORDER BY name")
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                let candidates: String = row.get(3)?;
+                Ok(RouteRow {
+                    name: row.get(0)?,
+                    strategy: row.get(1)?,
+                    auto: row.get(2)?,
+                    candidates: serde_json::from_str(&candidates).unwrap_or_default(),
+                    updated_at: row.get(4)?,
+                })
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    pub fn upsert_route(&self, row: &RouteRow) -> Result<(), StoreError> {
+        let candidates = serde_json::to_string(&row.candidates).unwrap_or_else(|_| "[]".into());
+        self.conn()
+            .execute(
+                "INSERT INTO routes (name, strategy, auto, candidates, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET strategy = excluded.strategy,
+                     auto = excluded.auto, candidates = excluded.candidates,
+                     updated_at = excluded.updated_at",
+                params![row.name, row.strategy, row.auto, candidates, row.updated_at],
+            )
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
+    pub fn delete_route(&self, name: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .execute("DELETE FROM routes WHERE name = ?1", [name])
+            .map(|n| n > 0)
+            .map_err(|e| self.wrap(e))
+    }
+
+    pub fn discovered(&self) -> Result<Vec<DiscoveredRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT provider_id, models, peers, refreshed_at, error FROM discovered_models",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok(DiscoveredRow {
+                    provider_id: row.get(0)?,
+                    models: json_list(&row.get::<_, String>(1)?),
+                    peers: row.get(2)?,
+                    refreshed_at: row.get(3)?,
+                    error: row.get(4)?,
+                })
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// Saves a discovery result. A failed refresh keeps the models found last time and only
+    /// records the error, so a provider that is briefly down keeps its routes.
+    pub fn save_discovered(&self, row: &DiscoveredRow) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let result = if row.error.is_some() {
+            conn.execute(
+                "INSERT INTO discovered_models (provider_id, models, peers, refreshed_at, error)
+                 VALUES (?1, '[]', '[]', ?2, ?3)
+                 ON CONFLICT (provider_id) DO UPDATE SET refreshed_at = excluded.refreshed_at,
+                     error = excluded.error",
+                params![row.provider_id, row.refreshed_at, row.error],
+            )
+        } else {
+            conn.execute(
+                "INSERT INTO discovered_models (provider_id, models, peers, refreshed_at, error)
+                 VALUES (?1, ?2, ?3, ?4, NULL)
+                 ON CONFLICT (provider_id) DO UPDATE SET models = excluded.models,
+                     peers = excluded.peers, refreshed_at = excluded.refreshed_at, error = NULL",
+                params![
+                    row.provider_id,
+                    to_json_list(&row.models),
+                    row.peers,
+                    row.refreshed_at
+                ],
+            )
+        };
+        // A provider deleted while its discovery ran has nothing to attach the result to.
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(self.wrap(e)),
+        }
+    }
+
     pub fn adapters(&self) -> Result<Vec<AdapterRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
-                "SELECT create_time, provider_id, model_id, base_url, key_hash, key_hint
+                "SELECT create_time, name, provider_id, model_id, base_url, strategy, key_hash,
+                        key_hint
                  FROM adapters ORDER BY create_time",
             )
             .map_err(|e| self.wrap(e))?;
@@ -263,11 +539,13 @@ impl Database {
             .query_map([], |row| {
                 Ok(AdapterRow {
                     create_time: row.get(0)?,
-                    provider_id: row.get(1)?,
-                    model_id: row.get(2)?,
-                    base_url: row.get(3)?,
-                    key_hash: row.get(4)?,
-                    key_hint: row.get(5)?,
+                    name: row.get(1)?,
+                    provider_id: row.get(2)?,
+                    model_id: row.get(3)?,
+                    base_url: row.get(4)?,
+                    strategy: row.get(5)?,
+                    key_hash: row.get(6)?,
+                    key_hint: row.get(7)?,
                 })
             })
             .map_err(|e| self.wrap(e))?;
@@ -287,13 +565,16 @@ impl Database {
             _ => row.create_time,
         };
         conn.execute(
-            "INSERT INTO adapters (create_time, provider_id, model_id, base_url, key_hash, key_hint)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO adapters (create_time, name, provider_id, model_id, base_url, strategy,
+                 key_hash, key_hint)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 create_time,
+                row.name,
                 row.provider_id,
                 row.model_id,
                 row.base_url,
+                row.strategy,
                 row.key_hash,
                 row.key_hint
             ],
@@ -317,6 +598,15 @@ impl Database {
     ) -> Result<T, StoreError> {
         query(&self.conn()).map_err(|e| self.wrap(e))
     }
+}
+
+/// A JSON array of strings as stored; anything else reads as empty.
+fn json_list(text: &str) -> Vec<String> {
+    serde_json::from_str(text).unwrap_or_default()
+}
+
+fn to_json_list(list: &[String]) -> String {
+    serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -392,14 +682,14 @@ mod tests {
     }
 
     #[test]
-    fn providers_and_adapters_round_trip() {
+    fn providers_credentials_routes_and_adapters_round_trip() {
         let db = Database::open(&scratch()).unwrap();
         let provider = ProviderRow {
             id: "openai".into(),
             url: "http://127.0.0.1:1/v1".into(),
             protocol: "openai_chat".into(),
-            key_ref: Some("store:provider:openai".into()),
-            key_hint: Some("sk-a…(20 chars)".into()),
+            discovery: "auto".into(),
+            models: vec!["gpt-4o".into()],
             created_at: 1,
             updated_at: 1,
         };
@@ -414,19 +704,76 @@ mod tests {
         let rows = db.providers().unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].url, "http://127.0.0.1:2/v1");
+        assert_eq!(rows[0].models, ["gpt-4o"]);
         assert_eq!(rows[0].created_at, 1, "created_at survives an update");
+
+        let credential = CredentialRow {
+            provider_id: "openai".into(),
+            id: "k1".into(),
+            label: "personal".into(),
+            key_ref: Some("store:credential:openai/k1".into()),
+            key_hint: Some("sk-a…(20 chars)".into()),
+            enabled: true,
+            priority: 1,
+            limits: Limits {
+                max_request_min: Some(3),
+                max_request_day: None,
+                max_token_min: Some(1000),
+            },
+            created_at: 2,
+        };
+        db.upsert_credential(&credential).unwrap();
+        assert_eq!(db.credentials().unwrap(), [credential.clone()]);
+
+        db.upsert_route(&RouteRow {
+            name: "gpt-latest".into(),
+            strategy: Some("fill-first".into()),
+            auto: false,
+            candidates: vec![Candidate {
+                provider: "openai".into(),
+                model: "gpt-4o".into(),
+                priority: 0,
+            }],
+            updated_at: 3,
+        })
+        .unwrap();
+        assert_eq!(db.routes().unwrap()[0].candidates[0].model, "gpt-4o");
+
+        db.save_discovered(&DiscoveredRow {
+            provider_id: "openai".into(),
+            models: vec!["a".into(), "b".into()],
+            peers: "[]".into(),
+            refreshed_at: 4,
+            error: None,
+        })
+        .unwrap();
+        db.save_discovered(&DiscoveredRow {
+            provider_id: "openai".into(),
+            models: vec![],
+            peers: "[]".into(),
+            refreshed_at: 5,
+            error: Some("down".into()),
+        })
+        .unwrap();
+        let found = db.discovered().unwrap();
+        assert_eq!(found[0].models, ["a", "b"], "a failed refresh keeps the models");
+        assert_eq!(found[0].error.as_deref(), Some("down"));
 
         let adapter = AdapterRow {
             create_time: 100,
-            provider_id: "openai".into(),
-            model_id: "gpt-4o".into(),
+            name: None,
+            provider_id: Some("openai".into()),
+            model_id: Some("gpt-4o".into()),
             base_url: None,
+            strategy: None,
             key_hash: "h1".into(),
             key_hint: "fp-1…".into(),
         };
         assert_eq!(db.insert_adapter(&adapter).unwrap(), 100);
         let second = AdapterRow {
             key_hash: "h2".into(),
+            provider_id: None,
+            model_id: None,
             ..adapter
         };
         assert_eq!(db.insert_adapter(&second).unwrap(), 101, "same ms moves on");
@@ -434,5 +781,37 @@ mod tests {
         assert!(!db.delete_adapter(100).unwrap());
         assert_eq!(db.adapters().unwrap().len(), 1);
         assert!(db.delete_provider("openai").unwrap());
+        assert!(db.credentials().unwrap().is_empty(), "credentials go with it");
+        assert!(db.discovered().unwrap().is_empty());
+    }
+
+    #[test]
+    fn version_one_keys_become_default_credentials() {
+        let dir = scratch();
+        let path = dir.join(DB_FILE);
+        let mut conn = Database::open_connection(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(MIGRATIONS[0]).unwrap();
+        tx.pragma_update(None, "user_version", 1).unwrap();
+        tx.execute_batch(
+            "INSERT INTO providers VALUES ('ds', 'http://x/v1', 'openai_chat',
+                 'store:provider:ds', 'sk-d…(30 chars)', 7, 7);
+             INSERT INTO providers VALUES ('ollama', 'http://y/v1', 'openai_chat', NULL, NULL, 8, 8);
+             INSERT INTO adapters VALUES (9, 'ds', 'deepseek-chat', NULL, 'h', 'fp-…');",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+
+        let db = Database::open(&dir).unwrap();
+        let credentials = db.credentials().unwrap();
+        assert_eq!(credentials.len(), 1);
+        assert_eq!(credentials[0].provider_id, "ds");
+        assert_eq!(credentials[0].id, "default");
+        assert_eq!(credentials[0].key_ref.as_deref(), Some("store:provider:ds"));
+        assert!(credentials[0].enabled);
+        let adapters = db.adapters().unwrap();
+        assert_eq!(adapters[0].model_id.as_deref(), Some("deepseek-chat"));
+        assert_eq!(db.providers().unwrap()[0].discovery, "auto");
     }
 }

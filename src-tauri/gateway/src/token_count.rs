@@ -18,8 +18,10 @@ use crate::error::GatewayError;
 use crate::protocol::Protocol;
 use crate::protocol::rewrite::{TopLevel, json_string, splice};
 use crate::protocol::{codec, gemini};
-use crate::registry::{Adapter, Provider};
-use crate::relay::{self, Target};
+use crate::registry::Provider;
+use crate::relay::{self, UpstreamPath};
+use crate::routing;
+use crate::store::now_ms;
 use crate::state::AppState;
 use crate::translate::{self, ClientRequest};
 
@@ -46,8 +48,17 @@ pub(crate) async fn count(
     client: ClientRequest,
 ) -> Result<Response, GatewayError> {
     let snapshot = state.registry.snapshot();
-    let (adapter, provider) = relay::resolve(&snapshot, headers)?;
-    let Some(target) = Target::count_tokens(provider.protocol, &adapter.model_id) else {
+    let adapter = relay::authenticate(&snapshot, headers)?;
+    let plan = routing::plan(&snapshot, &adapter, client.requested_model()?.as_deref())?;
+    // Counting is not a generation: it takes the target a request would use now, without
+    // counting against its limits, and does not fail over.
+    let chosen = state
+        .router
+        .peek(&plan, now_ms())
+        .unwrap_or(&plan.targets[0])
+        .clone();
+    let provider = chosen.provider.clone();
+    let Some(endpoint) = UpstreamPath::count_tokens(provider.protocol, &chosen.model) else {
         let request = decode_for_count(&client)?;
         let mut response = answer(client.protocol, estimate(&request)).into_response();
         response
@@ -56,18 +67,18 @@ pub(crate) async fn count(
         return Ok(response);
     };
     let outgoing = if provider.protocol == client.protocol {
-        same_protocol_body(&client, &adapter)?
+        same_protocol_body(&client, &chosen.model)?
     } else {
         let mut request = decode_for_count(&client)?;
-        request.model.clone_from(&adapter.model_id);
+        request.model.clone_from(&chosen.model);
         translated_body(provider.protocol, &request)
     };
-    let url = relay::upstream_url(&adapter, &provider, &target.path);
+    let url = relay::upstream_url(&adapter, &provider, &endpoint.path);
     let http = relay::upstream_request(
         state,
-        &provider,
+        &chosen,
         &url,
-        target.style,
+        endpoint.style,
         false,
         (provider.protocol == client.protocol).then_some(headers),
     )?;
@@ -105,7 +116,7 @@ fn decode_for_count(client: &ClientRequest) -> Result<Request, GatewayError> {
 
 /// The client's own count request for a provider of its protocol: Anthropic's gets the
 /// adapter's model; Gemini's names the model in the URL, and inside a `generateContentRequest`.
-fn same_protocol_body(client: &ClientRequest, adapter: &Adapter) -> Result<Bytes, GatewayError> {
+fn same_protocol_body(client: &ClientRequest, model: &str) -> Result<Bytes, GatewayError> {
     let top = TopLevel::scan(&client.body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
     if client.protocol == Protocol::Gemini {
         if top.get("generateContentRequest").is_none() {
@@ -114,14 +125,14 @@ fn same_protocol_body(client: &ClientRequest, adapter: &Adapter) -> Result<Bytes
         let mut value: Value = serde_json::from_slice(&client.body)
             .map_err(|e| GatewayError::BadJson(e.to_string()))?;
         value["generateContentRequest"]["model"] =
-            Value::String(format!("models/{}", adapter.model_id));
+            Value::String(format!("models/{model}"));
         return serde_json::to_vec(&value)
             .map(Bytes::from)
             .map_err(|e| GatewayError::Internal(e.to_string()));
     }
     Ok(splice(
         &client.body,
-        vec![top.set("model", json_string(&adapter.model_id))],
+        vec![top.set("model", json_string(model))],
     ))
 }
 

@@ -16,7 +16,6 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -31,9 +30,9 @@ use crate::protocol::Protocol;
 use crate::protocol::codec::{self, ClientView, StreamDecoder, StreamEncoder};
 use crate::protocol::openai_chat;
 use crate::protocol::sse::EventSplitter;
-use crate::registry::{Adapter, Provider};
-use crate::relay::{self, Meter};
-use crate::state::AppState;
+use crate::registry::Provider;
+use crate::relay::{self, Meter, Opened};
+use crate::routing::Target;
 use crate::usage::Outcome;
 
 /// The most bytes of an upstream error body read to find its message.
@@ -56,6 +55,18 @@ pub(crate) struct ClientRequest {
     pub body: Bytes,
     /// Gemini clients name the model and whether they stream in the URL, not the body.
     pub gemini: Option<GeminiCall>,
+}
+
+impl ClientRequest {
+    /// The model the client named (in the body, or in a Gemini URL), if any.
+    pub(crate) fn requested_model(&self) -> Result<Option<String>, GatewayError> {
+        if let Some(call) = &self.gemini {
+            return Ok(Some(
+                call.model.strip_prefix("models/").unwrap_or(&call.model).to_owned(),
+            ));
+        }
+        crate::protocol::rewrite::body_model(&self.body)
+    }
 }
 
 /// What a Gemini client's URL says.
@@ -94,97 +105,98 @@ fn check_supported(request: &Request, provider: &Provider) -> Result<(), Gateway
     Ok(())
 }
 
-/// A request answered by a provider of another protocol.
-pub(crate) async fn exchange(
-    state: &AppState,
-    started: Instant,
-    adapter: &Adapter,
-    provider: &Provider,
-    client: ClientRequest,
-) -> Result<Response, GatewayError> {
-    let mut request = decode(&client)?;
-    check_supported(&request, provider)?;
-    let client_protocol = client.protocol;
-    let endpoint = client.endpoint;
-    let mut view = ClientView::of(client_protocol, &request, openai_chat::unix_now());
+/// What the answer's way back needs to know: the two protocols, the client's view of the
+/// request, and whether it streams.
+pub(crate) struct Translation {
+    client_protocol: Protocol,
+    provider_protocol: Protocol,
+    view: ClientView,
+    stream: bool,
+}
+
+/// The request for a provider of another protocol: decoded once (kept in `decoded` for the
+/// next candidate of a failover), the target's model set, encoded for its protocol.
+pub(crate) fn prepare(
+    client: &ClientRequest,
+    decoded: &mut Option<Request>,
+    target: &Target,
+) -> Result<(Bytes, bool, Translation), GatewayError> {
+    let request = match decoded {
+        Some(request) => request,
+        None => decoded.insert(decode(client)?),
+    };
+    check_supported(request, &target.provider)?;
+    let mut view = ClientView::of(client.protocol, request, openai_chat::unix_now());
     if let Some(call) = &client.gemini {
         view.gemini_framing = call.framing;
     }
-    drop(client);
-    request.model.clone_from(&adapter.model_id);
     let stream = request.stream;
-    let outgoing = codec::encode_request(provider.protocol, &request);
-    drop(request);
-
-    let target = relay::Target::generate(provider.protocol, &adapter.model_id, stream);
-    let url = relay::upstream_url(adapter, provider, &target.path);
-    let http = relay::upstream_request(state, provider, &url, target.style, stream, None)?;
-    let mut meter = Meter::new(state, started, adapter, endpoint, stream);
-    let upstream = relay::send(state, http.body(outgoing), url, &mut meter).await?;
-
-    if !upstream.status().is_success() {
-        return Err(upstream_error(upstream, meter).await);
-    }
-    if !stream {
-        return whole_answer(upstream, meter, provider.protocol, client_protocol, &view).await;
-    }
-    let content_type = if client_protocol == Protocol::Gemini
-        && view.gemini_framing == crate::protocol::gemini::Framing::JsonArray
-    {
-        "application/json"
-    } else {
-        "text/event-stream"
-    };
-    let mut response = Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, "no-cache");
-    if let Some(headers) = response.headers_mut() {
-        pass_request_id(&upstream, headers);
-    }
-    let translate = Translate {
-        upstream: Box::pin(upstream.bytes_stream()),
-        splitter: EventSplitter::default(),
-        decoder: StreamDecoder::new(provider.protocol),
-        encoder: StreamEncoder::new(client_protocol, &view),
-        issuer: provider.protocol,
-        stream_proof: if provider.protocol == Protocol::OpenAiResponses {
-            ProofKind::Encrypted
-        } else {
-            ProofKind::Signature
+    let model = std::mem::replace(&mut request.model, target.model.clone());
+    let outgoing = codec::encode_request(target.provider.protocol, request);
+    request.model = model;
+    Ok((
+        Bytes::from(outgoing),
+        stream,
+        Translation {
+            client_protocol: client.protocol,
+            provider_protocol: target.provider.protocol,
+            view,
+            stream,
         },
-        meter,
-    };
-    response
-        .body(Body::from_stream(translate))
-        .map_err(|e| GatewayError::Internal(e.to_string()))
+    ))
 }
 
-fn pass_request_id(upstream: &reqwest::Response, headers: &mut axum::http::HeaderMap) {
-    if let Some(id) = upstream.headers().get("x-request-id") {
+impl Translation {
+    /// The client's answer from the provider's (`upstream`'s first chunk is already in).
+    pub(crate) async fn deliver(self, upstream: Opened, meter: Meter) -> Result<Response, GatewayError> {
+        if !upstream.status.is_success() {
+            return Err(upstream_error(upstream, meter).await);
+        }
+        if !self.stream {
+            return whole_answer(upstream, meter, self.provider_protocol, self.client_protocol, &self.view).await;
+        }
+        let content_type = if self.client_protocol == Protocol::Gemini
+            && self.view.gemini_framing == crate::protocol::gemini::Framing::JsonArray
+        {
+            "application/json"
+        } else {
+            "text/event-stream"
+        };
+        let mut response = Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CACHE_CONTROL, "no-cache");
+        if let Some(headers) = response.headers_mut() {
+            pass_request_id(&upstream.headers, headers);
+        }
+        let translate = Translate {
+            upstream: upstream.body,
+            splitter: EventSplitter::default(),
+            decoder: StreamDecoder::new(self.provider_protocol),
+            encoder: StreamEncoder::new(self.client_protocol, &self.view),
+            issuer: self.provider_protocol,
+            stream_proof: if self.provider_protocol == Protocol::OpenAiResponses {
+                ProofKind::Encrypted
+            } else {
+                ProofKind::Signature
+            },
+            meter,
+        };
+        response
+            .body(Body::from_stream(translate))
+            .map_err(|e| GatewayError::Internal(e.to_string()))
+    }
+}
+
+fn pass_request_id(upstream: &axum::http::HeaderMap, headers: &mut axum::http::HeaderMap) {
+    if let Some(id) = upstream.get("x-request-id") {
         headers.insert("x-request-id", id.clone());
     }
 }
 
-/// Reads up to `cap` bytes of the upstream's body (the rest is not waited for).
-async fn read_capped(upstream: reqwest::Response, cap: usize) -> Result<Vec<u8>, reqwest::Error> {
-    use futures_util::StreamExt;
-    let mut body = Vec::new();
-    let mut chunks = upstream.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk?;
-        let room = cap.saturating_sub(body.len());
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= cap {
-            break;
-        }
-    }
-    Ok(body)
-}
-
 /// A non-streaming answer: the provider's whole body decoded and re-encoded for the client.
 async fn whole_answer(
-    upstream: reqwest::Response,
+    mut upstream: Opened,
     mut meter: Meter,
     provider_protocol: Protocol,
     client_protocol: Protocol,
@@ -192,8 +204,8 @@ async fn whole_answer(
 ) -> Result<Response, GatewayError> {
     let provider = meter.record.provider_id.clone();
     let mut headers = axum::http::HeaderMap::new();
-    pass_request_id(&upstream, &mut headers);
-    let body = match read_capped(upstream, ANSWER_CAP).await {
+    pass_request_id(&upstream.headers, &mut headers);
+    let body = match upstream.read_capped(ANSWER_CAP).await {
         Ok(body) => body,
         Err(e) => {
             let error = GatewayError::UpstreamInvalid {
@@ -237,16 +249,14 @@ async fn whole_answer(
 
 /// A provider's error status as the client's error: 4xx keep their status, 5xx become 502
 /// naming the provider and its status; `retry-after` is kept.
-async fn upstream_error(upstream: reqwest::Response, mut meter: Meter) -> GatewayError {
-    let status = upstream.status();
+pub(crate) async fn upstream_error(mut upstream: Opened, mut meter: Meter) -> GatewayError {
+    let status = upstream.status;
     let retry_after = upstream
-        .headers()
+        .headers
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = read_capped(upstream, ERROR_BODY_CAP)
-        .await
-        .unwrap_or_default();
+    let body = upstream.read_capped(ERROR_BODY_CAP).await.unwrap_or_default();
     let error = GatewayError::UpstreamStatus {
         provider: meter.record.provider_id.clone(),
         status: status.as_u16(),

@@ -59,6 +59,8 @@ pub struct UsageRecord {
     pub ts_ms: i64,
     pub adapter: Option<i64>,
     pub provider_id: String,
+    /// The credential's public id (`<provider>/<credential>`), when one was used.
+    pub credential: Option<String>,
     pub model: String,
     pub endpoint: &'static str,
     pub stream: bool,
@@ -197,14 +199,29 @@ fn write_loop(conn: &Connection, rx: &Receiver<Message>) {
     }
 }
 
+/// Each credential's requests of the last day, `(key_id, start ms, tokens)`, to restore the
+/// routing windows after a restart.
+pub fn credential_history(db: &Database, since_ms: i64) -> Result<Vec<(String, i64, u64)>, StoreError> {
+    db.read(|conn| {
+        let mut stmt = conn.prepare(
+            "SELECT credential, ts_ms, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)
+             FROM usage WHERE credential IS NOT NULL AND ts_ms >= ?1 ORDER BY ts_ms",
+        )?;
+        let rows = stmt.query_map([since_ms], |row| {
+            Ok((row.get(0)?, row.get(1)?, u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0)))
+        })?;
+        rows.collect()
+    })
+}
+
 fn write_batch(conn: &Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> {
     conn.execute_batch("BEGIN")?;
     let result = (|| {
         let mut stmt = conn.prepare(
             "INSERT INTO usage (ts_ms, adapter, provider_id, model, endpoint, stream, status,
                  input_tokens, output_tokens, cached_tokens, reasoning_tokens, latency_ms, ttfb_ms,
-                 outcome, error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 outcome, error, credential)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?;
         for r in batch {
             stmt.execute(params![
@@ -223,6 +240,7 @@ fn write_batch(conn: &Connection, batch: &[UsageRecord]) -> rusqlite::Result<()>
                 r.ttfb_ms.map(saturate),
                 r.outcome.as_str(),
                 r.error,
+                r.credential,
             ])?;
         }
         Ok(())
@@ -360,6 +378,7 @@ mod tests {
             ts_ms: 1_000,
             adapter: Some(7),
             provider_id: provider.into(),
+            credential: None,
             model: "m".into(),
             endpoint: "chat.completions",
             stream: true,

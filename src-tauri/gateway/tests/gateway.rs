@@ -345,6 +345,31 @@ impl Fixture {
         format!("{}{path}", self.gateway.base_url())
     }
 
+    /// Ends every cooldown of provider `local`'s credentials.
+    async fn reset_credentials(&self) {
+        let credentials: Value = self
+            .http
+            .get(self.url("/api/providers/local/credentials"))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for credential in credentials.as_array().unwrap() {
+            let id = credential["id"].as_str().unwrap();
+            let response = self
+                .http
+                .post(self.url(&format!("/api/providers/local/credentials/{id}/reset")))
+                .bearer_auth(&self.token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    }
+
     /// Re-registers the provider at a port nothing listens on.
     async fn point_provider_at_a_closed_port(&self) {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -815,6 +840,18 @@ async fn anthropic_errors_are_in_anthropic_shape() {
             .unwrap()
             .contains("upstream says no")
     );
+
+    // The only key now rests for the 7 s the provider asked for: the next request is refused
+    // here, with the time left, without bothering the provider.
+    let again = anthropic(&f, &f.adapter_key, &json!({"model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]}))
+    .await;
+    assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = again.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=7).contains(&wait), "retry-after {wait}");
+    let error: Value = again.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "rate_limit_error");
+    f.reset_credentials().await;
 
     let broken = json!({"model": "m", "max_tokens": 10,
         "messages": [{"role": "user", "content": "status:503"}]});

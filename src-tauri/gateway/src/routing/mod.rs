@@ -1,7 +1,443 @@
 //! Which provider, model and credential serve a request, and what happens when one fails.
 //!
-//! `policy` is the shared vocabulary (strategies, limits, candidates, settings).
+//! `relay::answer` asks [`plan`] for the candidates of a request (from the adapter and the
+//! model the client named: a pinned provider and model, a route, a `provider/model` prefix, or
+//! the providers that serve a model), then asks the [`Router`] for one target at a time. The
+//! router applies the strategy (`policy::Strategy`) within the best priority tier that has an
+//! available credential, counts the attempt in the credential's windows (`ledger`), and after a
+//! failure rests the credential ([`Router::fail`]) so the next pick moves on. When nothing is
+//! available it says until when, which becomes the client's true `retry-after`.
 
+pub mod ledger;
 pub mod policy;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+pub use ledger::{Availability, Hold, Ledger, Windows};
 pub use policy::{Candidate, Limits, RoutingSettings, Strategy};
+
+use crate::error::GatewayError;
+use crate::registry::{Adapter, Credential, Provider, ProviderKey, Snapshot};
+
+/// One way to serve a request: a provider, the model name it knows, and a credential.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub provider: Arc<Provider>,
+    pub model: String,
+    pub credential: Arc<Credential>,
+    /// (candidate priority, credential priority): lower is tried first.
+    tier: (u32, u32),
+}
+
+/// The candidates of one request, in tier order, and how to spread requests over them.
+#[derive(Debug)]
+pub struct Plan {
+    /// Names the pool for the strategy's memory (round-robin position, last pick).
+    pub pool: String,
+    pub strategy: Strategy,
+    pub targets: Vec<Target>,
+}
+
+/// The candidates for a request to `adapter` naming `requested` (the client's model, if any).
+pub fn plan(
+    snapshot: &Snapshot,
+    adapter: &Adapter,
+    requested: Option<&str>,
+) -> Result<Plan, GatewayError> {
+    let requested = requested.map(str::trim).filter(|m| !m.is_empty());
+    let mut route_strategy = None;
+    let (pool, candidates) = match (&adapter.provider_id, &adapter.model_id) {
+        (Some(provider), Some(model)) => (
+            format!("adapter:{}", adapter.create_time),
+            vec![Candidate {
+                provider: provider.clone(),
+                model: model.clone(),
+                priority: 0,
+            }],
+        ),
+        (Some(provider), None) => {
+            let model = requested.ok_or_else(|| no_model(adapter))?;
+            (
+                format!("adapter:{}:{model}", adapter.create_time),
+                vec![Candidate {
+                    provider: provider.clone(),
+                    model: model.to_owned(),
+                    priority: 0,
+                }],
+            )
+        }
+        (None, Some(model)) => resolve_model(snapshot, model, &mut route_strategy)?,
+        (None, None) => {
+            let model = requested.ok_or_else(|| no_model(adapter))?;
+            resolve_model(snapshot, model, &mut route_strategy)?
+        }
+    };
+
+    let mut targets = Vec::new();
+    let mut missing = None;
+    let mut disabled = None;
+    for candidate in &candidates {
+        let Some(provider) = snapshot.provider(&candidate.provider) else {
+            missing.get_or_insert_with(|| candidate.provider.clone());
+            continue;
+        };
+        for credential in &provider.credentials {
+            if !credential.enabled {
+                disabled.get_or_insert_with(|| provider.id.clone());
+                continue;
+            }
+            targets.push(Target {
+                provider: provider.clone(),
+                model: candidate.model.clone(),
+                credential: credential.clone(),
+                tier: (candidate.priority, credential.priority),
+            });
+        }
+    }
+    if targets.is_empty() {
+        if let Some(provider) = missing {
+            return Err(GatewayError::ProviderMissing { provider });
+        }
+        let provider = disabled.unwrap_or_default();
+        return Err(GatewayError::ProviderKey {
+            reason: "every credential of this provider is disabled; enable one in FlexiProxy"
+                .into(),
+            provider,
+        });
+    }
+    targets.sort_by_key(|t| t.tier);
+    let strategy = route_strategy
+        .or(adapter.strategy)
+        .unwrap_or(snapshot.routing.default_strategy);
+    Ok(Plan {
+        pool,
+        strategy,
+        targets,
+    })
+}
+
+fn no_model(adapter: &Adapter) -> GatewayError {
+    GatewayError::Invalid(format!(
+        "the request names no model, and adapter {} routes by the model the client sends; \
+         set `model`",
+        adapter.create_time
+    ))
+}
+
+/// A model name as a routed adapter understands it: a route, `provider/model`, or a model some
+/// providers serve.
+fn resolve_model(
+    snapshot: &Snapshot,
+    name: &str,
+    route_strategy: &mut Option<Strategy>,
+) -> Result<(String, Vec<Candidate>), GatewayError> {
+    if let Some(route) = snapshot.route(name) {
+        *route_strategy = route.strategy;
+        let candidates = route
+            .candidates
+            .iter()
+            .enumerate()
+            .map(|(position, c)| Candidate {
+                priority: if route.auto {
+                    u32::try_from(position).unwrap_or(u32::MAX)
+                } else {
+                    c.priority
+                },
+                ..c.clone()
+            })
+            .collect();
+        return Ok((format!("route:{name}"), candidates));
+    }
+    if let Some((prefix, model)) = name.split_once('/')
+        && !model.is_empty()
+        && snapshot.provider(prefix).is_some()
+    {
+        return Ok((
+            format!("model:{name}"),
+            vec![Candidate {
+                provider: prefix.to_owned(),
+                model: model.to_owned(),
+                priority: 0,
+            }],
+        ));
+    }
+    let serving = snapshot.serving(name);
+    if serving.is_empty() {
+        return Err(GatewayError::ModelNotFound {
+            model: name.to_owned(),
+            known: snapshot.model_names().len(),
+        });
+    }
+    let candidates = serving
+        .iter()
+        .map(|provider| Candidate {
+            provider: provider.clone(),
+            model: name.to_owned(),
+            priority: 0,
+        })
+        .collect();
+    Ok((format!("model:{name}"), candidates))
+}
+
+/// What the router decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// Use `plan.targets[index]`; the attempt has been counted.
+    Use(usize),
+    /// Nothing is available before `until_ms`; `reason` says why (for the 429 message).
+    Wait { until_ms: i64, reason: String },
+    /// Every candidate has been tried or cannot be used at all.
+    Exhausted,
+}
+
+/// Why an attempt failed, as far as the credential's rest is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// 429; with the provider's `retry-after` in milliseconds when it sent one.
+    RateLimited { retry_after_ms: Option<i64> },
+    /// 401 or 403.
+    Auth(u16),
+    /// 5xx.
+    Server(u16),
+    Timeout,
+    Connection,
+    /// The answer broke off before its first byte.
+    BrokeOff,
+}
+
+impl Failure {
+    fn describe(self) -> String {
+        match self {
+            Self::RateLimited {
+                retry_after_ms: Some(ms),
+            } => format!("rate limited (HTTP 429, retry-after {} s)", (ms + 999) / 1000),
+            Self::RateLimited { retry_after_ms: None } => "rate limited (HTTP 429)".into(),
+            Self::Auth(status) => format!("the provider refused the key (HTTP {status})"),
+            Self::Server(status) => format!("provider error (HTTP {status})"),
+            Self::Timeout => "timed out".into(),
+            Self::Connection => "connection failed".into(),
+            Self::BrokeOff => "the answer broke off before its first byte".into(),
+        }
+    }
+}
+
+/// Reads a `retry-after` value (seconds, or an HTTP date) as milliseconds from `now_ms`.
+pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<i64> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| (seconds * 1000.0).ceil() as i64);
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    let at = when.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+    Some((i64::try_from(at).ok()? - now_ms).max(0))
+}
+
+#[derive(Debug, Default)]
+struct State {
+    ledger: Ledger,
+    /// Per pool: the round-robin position, or the index of the last `least-used` pick.
+    cursors: HashMap<String, usize>,
+}
+
+/// The live routing state shared by every request.
+#[derive(Debug, Default)]
+pub struct Router {
+    state: Mutex<State>,
+}
+
+impl Router {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Picks the next target of `plan`, skipping the indices in `tried`, and counts it.
+    pub fn pick(&self, plan: &Plan, tried: &[usize], gap_percent: u32, now: i64) -> Pick {
+        let mut state = self.lock();
+        let State { ledger, cursors } = &mut *state;
+        let mut ready: Vec<usize> = Vec::new();
+        let mut soonest: Option<(i64, Hold)> = None;
+        let mut resting: Option<(i64, usize)> = None;
+        for (index, target) in plan.targets.iter().enumerate() {
+            if tried.contains(&index) || matches!(target.credential.key, ProviderKey::Unavailable(_))
+            {
+                continue;
+            }
+            match ledger.availability(&target.credential.key_id, &target.credential.limits, now) {
+                Availability::Ready => ready.push(index),
+                Availability::Held { until_ms, hold } => {
+                    if hold.is_soft() && resting.is_none_or(|(t, _)| until_ms < t) {
+                        resting = Some((until_ms, index));
+                    }
+                    if soonest.as_ref().is_none_or(|(t, _)| until_ms < *t) {
+                        soonest = Some((until_ms, hold));
+                    }
+                }
+            }
+        }
+        let Some(best) = ready.iter().map(|&i| plan.targets[i].tier).min() else {
+            if let Some((_, index)) = resting {
+                ledger.note_request(&plan.targets[index].credential.key_id, now);
+                return Pick::Use(index);
+            }
+            return match soonest {
+                Some((until_ms, hold)) => Pick::Wait {
+                    until_ms,
+                    reason: hold_message(&hold),
+                },
+                None => Pick::Exhausted,
+            };
+        };
+        let tier: Vec<usize> = ready
+            .into_iter()
+            .filter(|&i| plan.targets[i].tier == best)
+            .collect();
+        let chosen = match plan.strategy {
+            Strategy::FillFirst => tier[0],
+            Strategy::RoundRobin => {
+                // The position runs over the whole tier (available or not), so the spread
+                // stays even when one member is briefly out.
+                let members: Vec<usize> = (0..plan.targets.len())
+                    .filter(|&i| plan.targets[i].tier == best)
+                    .collect();
+                let start = cursors.get(&plan.pool).copied().unwrap_or(0) % members.len();
+                let chosen = (0..members.len())
+                    .map(|step| members[(start + step) % members.len()])
+                    .find(|i| tier.contains(i))
+                    .unwrap_or(tier[0]);
+                let position = members.iter().position(|&i| i == chosen).unwrap_or(0);
+                cursors.insert(plan.pool.clone(), position + 1);
+                chosen
+            }
+            Strategy::LeastUsed => {
+                let usage = usage_percent(ledger, plan, &tier, now);
+                let (least, least_usage) = tier
+                    .iter()
+                    .zip(&usage)
+                    .fold((tier[0], usage[0]), |(bi, bu), (&i, &u)| {
+                        if u < bu { (i, u) } else { (bi, bu) }
+                    });
+                let last = cursors.get(&plan.pool).copied();
+                let chosen = match last.and_then(|l| tier.iter().position(|&i| i == l)) {
+                    Some(at) if usage[at] - least_usage <= f64::from(gap_percent) => tier[at],
+                    _ => least,
+                };
+                cursors.insert(plan.pool.clone(), chosen);
+                chosen
+            }
+        };
+        ledger.note_request(&plan.targets[chosen].credential.key_id, now);
+        Pick::Use(chosen)
+    }
+
+    /// The target a request would use now, without counting it (token counts, model lists).
+    pub fn peek<'p>(&self, plan: &'p Plan, now: i64) -> Option<&'p Target> {
+        let mut state = self.lock();
+        plan.targets.iter().find(|t| {
+            !matches!(t.credential.key, ProviderKey::Unavailable(_))
+                && state
+                    .ledger
+                    .availability(&t.credential.key_id, &t.credential.limits, now)
+                    == Availability::Ready
+        })
+    }
+
+    /// Rests a credential after a failed attempt.
+    pub fn fail(&self, key_id: &str, failure: Failure, settings: &RoutingSettings, now: i64) {
+        let reason = failure.describe();
+        let (rest, hold) = match failure {
+            Failure::RateLimited { retry_after_ms } => (
+                retry_after_ms.unwrap_or(i64::try_from(settings.rate_limit_cooldown_ms).unwrap_or(i64::MAX)),
+                Hold::CoolingDown(reason),
+            ),
+            Failure::Auth(_) => (
+                i64::try_from(settings.auth_cooldown_ms).unwrap_or(i64::MAX),
+                Hold::AuthFailed(reason),
+            ),
+            Failure::Server(_) | Failure::Timeout | Failure::Connection | Failure::BrokeOff => (
+                i64::try_from(settings.failure_cooldown_ms).unwrap_or(i64::MAX),
+                Hold::Resting(reason),
+            ),
+        };
+        if rest > 0 {
+            tracing::info!(credential = %key_id, rest_ms = rest, state = hold.state(), reason = hold.reason(), "credential resting");
+            self.lock()
+                .ledger
+                .cool_down(key_id, now.saturating_add(rest), hold, now);
+        }
+    }
+
+    /// Counts the tokens a finished request used against its credential.
+    pub fn note_tokens(&self, key_id: &str, tokens: u64, now: i64) {
+        self.lock().ledger.note_tokens(key_id, tokens, now);
+    }
+
+    pub fn reset(&self, key_id: &str) {
+        self.lock().ledger.reset(key_id);
+    }
+
+    /// A credential's windows and whether it is available, for the API and the UI.
+    pub fn status(&self, credential: &Credential, now: i64) -> (Windows, Availability) {
+        let mut state = self.lock();
+        let windows = state.ledger.windows(&credential.key_id, now);
+        let availability = state
+            .ledger
+            .availability(&credential.key_id, &credential.limits, now);
+        (windows, availability)
+    }
+
+    /// Restores windows from recorded usage (at start).
+    pub fn seed(&self, rows: impl IntoIterator<Item = (String, i64, u64)>, now: i64) {
+        self.lock().ledger.seed(rows, now);
+    }
+}
+
+fn hold_message(hold: &Hold) -> String {
+    match hold {
+        Hold::AtLimit(limit) => format!("at its limit of {limit}"),
+        Hold::CoolingDown(reason) | Hold::Resting(reason) => format!("resting after: {reason}"),
+        Hold::AuthFailed(reason) => format!("key refused: {reason}"),
+    }
+}
+
+/// How used each member of a tier is, in percent: of its daily (or else per-minute) capacity
+/// when every member has one, otherwise its share of the tier's requests today.
+fn usage_percent(ledger: &mut Ledger, plan: &Plan, tier: &[usize], now: i64) -> Vec<f64> {
+    let members: Vec<(&Credential, Windows)> = tier
+        .iter()
+        .map(|&i| {
+            let credential = &*plan.targets[i].credential;
+            (credential, ledger.windows(&credential.key_id, now))
+        })
+        .collect();
+    if members.iter().all(|(c, _)| c.limits.max_request_day.is_some()) {
+        return members
+            .iter()
+            .map(|(c, w)| percent(u64::from(w.req_day), c.limits.max_request_day))
+            .collect();
+    }
+    if members.iter().all(|(c, _)| c.limits.max_request_min.is_some()) {
+        return members
+            .iter()
+            .map(|(c, w)| percent(u64::from(w.req_min), c.limits.max_request_min))
+            .collect();
+    }
+    let total: u64 = members.iter().map(|(_, w)| u64::from(w.req_day)).sum();
+    members
+        .iter()
+        .map(|(_, w)| {
+            if total == 0 {
+                0.0
+            } else {
+                u64::from(w.req_day) as f64 * 100.0 / total as f64
+            }
+        })
+        .collect()
+}
+
+fn percent(used: u64, capacity: Option<u32>) -> f64 {
+    match capacity {
+        Some(cap) if cap > 0 => used as f64 * 100.0 / f64::from(cap),
+        _ => 0.0,
+    }
+}

@@ -23,7 +23,7 @@ use crate::error::{ErrorShape, GatewayError, Rendered};
 use crate::protocol::Protocol;
 use crate::protocol::gemini::Framing;
 use crate::protocol::openai_chat::Endpoint;
-use crate::registry::Adapter;
+use crate::registry::{Adapter, Snapshot};
 use crate::relay;
 use crate::state::AppState;
 use crate::token_count;
@@ -252,25 +252,65 @@ pub async fn models(
     } else {
         ErrorShape::OpenAi
     };
-    let adapter = relay::authenticate(&state.registry.snapshot(), &headers)
-        .map_err(|e| Rendered::new(shape, e))?;
+    let snapshot = state.registry.snapshot();
+    let adapter = relay::authenticate(&snapshot, &headers).map_err(|e| Rendered::new(shape, e))?;
+    let offered = offered_models(&snapshot, &adapter);
     Ok(Json(if anthropic {
-        let model = anthropic_model(&adapter);
+        let data: Vec<Value> = offered.iter().map(|m| anthropic_model(&adapter, m)).collect();
         json!({
-            "data": [model],
+            "data": data,
             "has_more": false,
-            "first_id": adapter.model_id,
-            "last_id": adapter.model_id,
+            "first_id": offered.first().map(|m| &m.id),
+            "last_id": offered.last().map(|m| &m.id),
         })
     } else {
-        json!({ "object": "list", "data": [openai_model(&adapter)] })
+        let data: Vec<Value> = offered.iter().map(|m| openai_model(&adapter, m)).collect();
+        json!({ "object": "list", "data": data })
     }))
+}
+
+/// A model an adapter's clients may name, and who serves it.
+#[derive(Debug)]
+struct Offered {
+    id: String,
+    owner: String,
+}
+
+/// The models a client of `adapter` may name: its own model when it pins one; the provider's
+/// models when it pins only a provider; every route and served model when it routes.
+fn offered_models(snapshot: &Snapshot, adapter: &Adapter) -> Vec<Offered> {
+    match (&adapter.provider_id, &adapter.model_id) {
+        (provider, Some(model)) => vec![Offered {
+            id: model.clone(),
+            owner: provider.clone().unwrap_or_else(|| "flexiproxy".into()),
+        }],
+        (Some(provider), None) => snapshot
+            .provider(provider)
+            .map(|p| p.models())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|id| Offered {
+                id,
+                owner: provider.clone(),
+            })
+            .collect(),
+        (None, None) => snapshot
+            .model_names()
+            .into_iter()
+            .map(|id| {
+                let owner = match snapshot.serving(&id) {
+                    [only] => only.clone(),
+                    _ => "flexiproxy".into(),
+                };
+                Offered { id, owner }
+            })
+            .collect(),
+    }
 }
 
 /// `GET /v1/models/{id}`: one model, in the shape [`models`] picks.
 pub async fn model(
     state: State<AppState>,
-    // Every model name reaches the adapter's model, so any id resolves to it.
     requested: Path<String>,
     query: Query<GeminiQuery>,
     headers: HeaderMap,
@@ -285,12 +325,13 @@ pub async fn model(
     } else {
         ErrorShape::OpenAi
     };
-    let adapter = relay::authenticate(&state.registry.snapshot(), &headers)
-        .map_err(|e| Rendered::new(shape, e))?;
+    let snapshot = state.registry.snapshot();
+    let adapter = relay::authenticate(&snapshot, &headers).map_err(|e| Rendered::new(shape, e))?;
+    let offered = named_model(&snapshot, &adapter, &requested.0);
     Ok(Json(if anthropic {
-        anthropic_model(&adapter)
+        anthropic_model(&adapter, &offered)
     } else {
-        openai_model(&adapter)
+        openai_model(&adapter, &offered)
     }))
 }
 
@@ -302,38 +343,64 @@ pub async fn gemini_models(
     headers: HeaderMap,
 ) -> Result<Json<Value>, Rendered> {
     let headers = with_query_key(headers, &query);
-    let adapter = relay::authenticate(&state.registry.snapshot(), &headers)
+    let snapshot = state.registry.snapshot();
+    let adapter = relay::authenticate(&snapshot, &headers)
         .map_err(|e| Rendered::new(ErrorShape::Gemini, e))?;
-    let model = json!({
-        "name": format!("models/{}", adapter.model_id),
-        "baseModelId": adapter.model_id,
-        "version": "flexiproxy",
-        "displayName": adapter.model_id,
-        "description": format!("{} via FlexiProxy provider `{}`", adapter.model_id, adapter.provider_id),
-        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
-    });
-    Ok(Json(if rest.is_some() {
-        model
-    } else {
-        json!({ "models": [model] })
+    let gemini = |m: &Offered| {
+        json!({
+            "name": format!("models/{}", m.id),
+            "baseModelId": m.id,
+            "version": "flexiproxy",
+            "displayName": m.id,
+            "description": format!("{} via FlexiProxy provider `{}`", m.id, m.owner),
+            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+        })
+    };
+    Ok(Json(match rest {
+        Some(Path(id)) => {
+            let id = id.strip_prefix("models/").unwrap_or(&id);
+            gemini(&named_model(&snapshot, &adapter, id))
+        }
+        None => {
+            let models: Vec<Value> = offered_models(&snapshot, &adapter).iter().map(gemini).collect();
+            json!({ "models": models })
+        }
     }))
 }
 
-fn openai_model(adapter: &Adapter) -> Value {
+/// One model by name: a pinned adapter answers every name with its model (that is what a
+/// request naming it would reach); a routing adapter describes the name itself.
+fn named_model(snapshot: &Snapshot, adapter: &Adapter, requested: &str) -> Offered {
+    if adapter.model_id.is_some() {
+        if let Some(first) = offered_models(snapshot, adapter).into_iter().next() {
+            return first;
+        }
+    }
+    let owner = adapter.provider_id.clone().unwrap_or_else(|| match snapshot.serving(requested) {
+        [only] => only.clone(),
+        _ => "flexiproxy".into(),
+    });
+    Offered {
+        id: requested.to_owned(),
+        owner,
+    }
+}
+
+fn openai_model(adapter: &Adapter, model: &Offered) -> Value {
     json!({
-        "id": adapter.model_id,
+        "id": model.id,
         "object": "model",
         "created": adapter.create_time / 1000,
-        "owned_by": adapter.provider_id,
+        "owned_by": model.owner,
     })
 }
 
-fn anthropic_model(adapter: &Adapter) -> Value {
+fn anthropic_model(adapter: &Adapter, model: &Offered) -> Value {
     let created = rfc3339(adapter.create_time);
     json!({
         "type": "model",
-        "id": adapter.model_id,
-        "display_name": adapter.model_id,
+        "id": model.id,
+        "display_name": model.id,
         "created_at": created,
     })
 }

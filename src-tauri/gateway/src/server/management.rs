@@ -13,18 +13,24 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use std::sync::Arc;
+
+use serde_json::Value;
+
 use crate::access::{hash_hex, new_adapter_key};
+use crate::discovery::DiscoveryKind;
 use crate::error::{GatewayError, Rendered};
 use crate::protocol::Protocol;
-use crate::registry::ProviderKey;
-use crate::secrets::{Secret, SecretRef};
+use crate::registry::{Credential, Provider, ProviderKey, ROUTING_SETTING, Source};
+use crate::routing::{Availability, Candidate, Limits, RoutingSettings, Strategy, Windows};
+use crate::secrets::{Secret, SecretRef, SecretStore};
 use crate::state::AppState;
-use crate::store::{AdapterRow, ProviderRow, now_ms};
+use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
 use crate::usage;
 
 type ApiResult<T> = Result<T, Rendered>;
@@ -35,7 +41,30 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/providers", get(list_providers))
         .route(
             "/providers/{id}",
-            get(get_provider).post(put_provider).delete(delete_provider),
+            get(get_provider)
+                .post(put_provider)
+                .put(put_provider)
+                .delete(delete_provider),
+        )
+        .route(
+            "/providers/{id}/credentials",
+            get(list_credentials).post(create_credential),
+        )
+        .route(
+            "/providers/{id}/credentials/{credential}",
+            get(get_credential)
+                .patch(update_credential)
+                .delete(delete_credential),
+        )
+        .route(
+            "/providers/{id}/credentials/{credential}/reset",
+            post(reset_credential),
+        )
+        .route("/providers/{id}/discover", post(discover_provider))
+        .route("/routes", get(list_routes))
+        .route(
+            "/routes/{name}",
+            get(get_route).put(put_route).delete(delete_route),
         )
         .route(
             "/adapters",
@@ -103,79 +132,173 @@ struct ProviderView {
     id: String,
     url: String,
     protocol: String,
+    discovery: String,
+    /// Declared and discovered models.
+    models: Vec<String>,
+    declared_models: Vec<String>,
+    discovered_at_ms: Option<i64>,
+    discovery_error: Option<String>,
+    peers: Vec<crate::discovery::OcfPeer>,
+    credentials: Vec<CredentialView>,
+    /// Kept for clients of the single-key API: whether credential `default` has a key.
     has_api_key: bool,
-    /// `keychain` (or the store's kind), `env:NAME`, or null.
-    key_source: Option<String>,
     key_hint: Option<String>,
-    /// Why the key cannot be used right now, if it cannot.
     key_error: Option<String>,
+    source: Source,
     created_at: i64,
     updated_at: i64,
 }
 
-fn provider_view(state: &AppState, row: ProviderRow) -> ProviderView {
-    let key_source = row
-        .key_ref
-        .as_deref()
-        .and_then(SecretRef::parse)
-        .map(|r| match r {
-            SecretRef::Stored(_) => "keychain".to_owned(),
-            SecretRef::Env(_) => r.to_db(),
-        });
-    let key_error = state
-        .registry
-        .snapshot()
-        .provider(&row.id)
-        .and_then(|p| match &p.key {
+#[derive(Debug, Serialize)]
+struct CredentialView {
+    id: String,
+    key_id: String,
+    provider_id: String,
+    label: String,
+    enabled: bool,
+    priority: u32,
+    key_hint: Option<String>,
+    /// `keychain`, `env:NAME`, or null for keyless.
+    key_source: Option<String>,
+    limits: Limits,
+    health: Health,
+    windows: Windows,
+    source: Source,
+}
+
+#[derive(Debug, Serialize)]
+struct Health {
+    /// `ready`, `cooling_down`, `auth_failed`, `at_limit`, `disabled` or `key_unavailable`.
+    state: &'static str,
+    available_at_ms: Option<i64>,
+    reason: Option<String>,
+}
+
+fn credential_view(state: &AppState, credential: &Credential, now: i64) -> CredentialView {
+    let (windows, availability) = state.router.status(credential, now);
+    let health = match (&credential.key, availability) {
+        (ProviderKey::Unavailable(reason), _) => Health {
+            state: "key_unavailable",
+            available_at_ms: None,
+            reason: Some(reason.clone()),
+        },
+        _ if !credential.enabled => Health {
+            state: "disabled",
+            available_at_ms: None,
+            reason: None,
+        },
+        (_, Availability::Ready) => Health {
+            state: "ready",
+            available_at_ms: None,
+            reason: None,
+        },
+        (_, Availability::Held { until_ms, hold }) => Health {
+            state: hold.state(),
+            available_at_ms: Some(until_ms),
+            reason: Some(hold.reason().to_owned()),
+        },
+    };
+    CredentialView {
+        id: credential.id.clone(),
+        key_id: credential.key_id.clone(),
+        provider_id: credential.provider_id.clone(),
+        label: credential.label.clone(),
+        enabled: credential.enabled,
+        priority: credential.priority,
+        key_hint: credential.key_hint.clone(),
+        key_source: credential.key_source.clone(),
+        limits: credential.limits,
+        health,
+        windows,
+        source: credential.source,
+    }
+}
+
+fn provider_view(state: &AppState, provider: &Provider) -> ProviderView {
+    let now = now_ms();
+    let credentials: Vec<CredentialView> = provider
+        .credentials
+        .iter()
+        .map(|c| credential_view(state, c, now))
+        .collect();
+    let default = provider.credentials.iter().find(|c| c.id == DEFAULT_CREDENTIAL);
+    ProviderView {
+        id: provider.id.clone(),
+        url: provider.url.clone(),
+        protocol: provider.protocol.as_str().to_owned(),
+        discovery: provider.discovery.clone(),
+        models: provider.models(),
+        declared_models: provider.declared_models.clone(),
+        discovered_at_ms: provider.discovered.refreshed_at,
+        discovery_error: provider.discovered.error.clone(),
+        peers: provider.discovered.peers.clone(),
+        has_api_key: default.is_some_and(|c| !matches!(c.key, ProviderKey::None)),
+        key_hint: default.and_then(|c| c.key_hint.clone()),
+        key_error: default.and_then(|c| match &c.key {
             ProviderKey::Unavailable(reason) => Some(reason.clone()),
             ProviderKey::None | ProviderKey::Ready(_) => None,
-        });
-    ProviderView {
-        has_api_key: row.key_ref.is_some(),
-        key_source,
-        key_hint: row.key_hint,
-        key_error,
-        id: row.id,
-        url: row.url,
-        protocol: row.protocol,
-        created_at: row.created_at,
-        updated_at: row.updated_at,
+        }),
+        credentials,
+        source: provider.source,
+        created_at: provider.created_at,
+        updated_at: provider.updated_at,
     }
 }
 
 async fn list_providers(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let db = state.db.clone();
-    let rows = blocking(move || db.providers().map_err(Into::into)).await?;
-    let views: Vec<_> = rows
+    let snapshot = state.registry.snapshot();
+    let views: Vec<_> = snapshot
+        .providers()
         .into_iter()
-        .map(|row| provider_view(&state, row))
+        .map(|p| provider_view(&state, p))
         .collect();
     Ok(axum::Json(views))
 }
 
-async fn find_provider(state: &AppState, id: String) -> ApiResult<ProviderRow> {
-    let db = state.db.clone();
-    let wanted = id.clone();
-    let row = blocking(move || Ok(db.providers()?.into_iter().find(|p| p.id == wanted))).await?;
-    row.ok_or_else(|| Rendered::management(GatewayError::NotFound(format!("provider `{id}`"))))
+fn find_provider(state: &AppState, id: &str) -> ApiResult<Arc<Provider>> {
+    state
+        .registry
+        .snapshot()
+        .provider(id)
+        .cloned()
+        .ok_or_else(|| Rendered::management(GatewayError::NotFound(format!("provider `{id}`"))))
+}
+
+/// Refuses to change what the config file declares: the file would win at the next reload.
+fn writable(source: Source, what: &str) -> ApiResult<()> {
+    match source {
+        Source::Database => Ok(()),
+        Source::Config => Err(Rendered::management(GatewayError::Conflict(format!(
+            "{what} is defined in the config file; edit the file instead (it is reloaded when \
+             it changes)"
+        )))),
+    }
 }
 
 async fn get_provider(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    let row = find_provider(&state, id).await?;
-    Ok(axum::Json(provider_view(&state, row)))
+    let provider = find_provider(&state, &id)?;
+    Ok(axum::Json(provider_view(&state, &provider)))
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ProviderInput {
     url: String,
     #[serde(default)]
     protocol: Option<String>,
-    /// Absent or "": keep the current key. null: remove it. `env:NAME`: a reference.
+    /// The key of credential `default`. Absent or "": keep it. null: remove the credential.
+    /// `env:NAME`: a reference.
     #[serde(default, deserialize_with = "present_or_null")]
     api_key: Option<Option<String>>,
+    /// `auto`, `ocf` or `off`; absent keeps the current setting.
+    #[serde(default)]
+    discovery: Option<String>,
+    /// Models this provider serves, in addition to discovered ones; absent keeps the list.
+    #[serde(default)]
+    models: Option<Vec<String>>,
 }
 
 /// Tells an absent field (outer `None`) from an explicit `null` (`Some(None)`).
@@ -201,9 +324,42 @@ fn valid_url(field: &str, url: &str) -> Result<(), Rendered> {
     }
 }
 
-/// The secret-store entry of a provider's key.
-fn key_entry(id: &str) -> String {
-    format!("provider:{id}")
+/// The credential a provider's single `api_key` field manages.
+const DEFAULT_CREDENTIAL: &str = "default";
+
+/// The secret-store entry of a credential's key.
+fn key_entry(provider: &str, credential: &str) -> String {
+    format!("credential:{provider}/{credential}")
+}
+
+/// Stores `key` for a credential: an `env:NAME` reference as is, anything else in the secret
+/// store. Returns the reference and the hint to keep in the database.
+fn store_key(
+    secrets: &dyn SecretStore,
+    provider: &str,
+    credential: &str,
+    key: &str,
+) -> Result<(String, Option<String>), GatewayError> {
+    if let Some(var) = key.strip_prefix(SecretRef::ENV_PREFIX) {
+        if var.is_empty() {
+            return Err(GatewayError::Invalid(
+                "`env:` must be followed by a variable name".into(),
+            ));
+        }
+        return Ok((SecretRef::Env(var.to_owned()).to_db(), None));
+    }
+    let secret = Secret::new(key.trim());
+    let entry = key_entry(provider, credential);
+    secrets.set(&entry, &secret)?;
+    Ok((SecretRef::Stored(entry).to_db(), Some(secret.hint())))
+}
+
+/// Deletes a credential's key from the secret store when it is kept there.
+fn forget_key(secrets: &dyn SecretStore, row: &CredentialRow) -> Result<(), GatewayError> {
+    if let Some(SecretRef::Stored(entry)) = row.key_ref.as_deref().and_then(SecretRef::parse) {
+        secrets.delete(&entry)?;
+    }
+    Ok(())
 }
 
 async fn put_provider(
@@ -216,81 +372,112 @@ async fn put_provider(
             "provider id must be 1–64 characters of letters, digits, `.`, `_` or `-`",
         ));
     }
+    if let Some(existing) = state.registry.snapshot().provider(&id) {
+        writable(existing.source, &format!("provider `{id}`"))?;
+    }
     let input: ProviderInput = parse(&body)?;
     valid_url("url", &input.url)?;
     let protocol = match input.protocol.as_deref() {
         None | Some("") => Protocol::OpenAiChat,
         Some(p) => p.parse::<Protocol>().map_err(|e| invalid(e.to_string()))?,
     };
+    if let Some(kind) = &input.discovery {
+        kind.parse::<DiscoveryKind>()
+            .map_err(|e| invalid(e.to_string()))?;
+    }
 
     let db = state.db.clone();
     let secrets = state.secrets.clone();
-    let row = blocking(move || {
+    let saved_id = id.clone();
+    blocking(move || {
         let existing = db.providers()?.into_iter().find(|p| p.id == id);
         let now = now_ms();
-        let (key_ref, key_hint) = match input.api_key {
-            None => existing
-                .as_ref()
-                .map(|p| (p.key_ref.clone(), p.key_hint.clone()))
-                .unwrap_or_default(),
-            Some(Some(key)) if key.is_empty() => existing
-                .as_ref()
-                .map(|p| (p.key_ref.clone(), p.key_hint.clone()))
-                .unwrap_or_default(),
-            Some(None) => {
-                secrets.delete(&key_entry(&id))?;
-                (None, None)
-            }
-            Some(Some(key)) => {
-                if let Some(var) = key.strip_prefix(SecretRef::ENV_PREFIX) {
-                    if var.is_empty() {
-                        return Err(GatewayError::Invalid(
-                            "`env:` must be followed by a variable name".into(),
-                        ));
-                    }
-                    (Some(SecretRef::Env(var.to_owned()).to_db()), None)
-                } else {
-                    let secret = Secret::new(key.trim());
-                    secrets.set(&key_entry(&id), &secret)?;
-                    (
-                        Some(SecretRef::Stored(key_entry(&id)).to_db()),
-                        Some(secret.hint()),
-                    )
-                }
-            }
-        };
         let row = ProviderRow {
-            id,
             url: input.url.trim_end_matches('/').to_owned(),
             protocol: protocol.as_str().to_owned(),
-            key_ref,
-            key_hint,
+            discovery: input
+                .discovery
+                .or_else(|| existing.as_ref().map(|p| p.discovery.clone()))
+                .unwrap_or_else(|| DiscoveryKind::default().as_str().to_owned()),
+            models: input
+                .models
+                .or_else(|| existing.as_ref().map(|p| p.models.clone()))
+                .unwrap_or_default(),
             created_at: existing.as_ref().map_or(now, |p| p.created_at),
             updated_at: now,
+            id,
         };
         db.upsert_provider(&row)?;
-        Ok(row)
+        let current = db
+            .credentials()?
+            .into_iter()
+            .find(|c| c.provider_id == row.id && c.id == DEFAULT_CREDENTIAL);
+        match input.api_key {
+            None => {}
+            Some(Some(key)) if key.is_empty() => {}
+            Some(None) => {
+                if let Some(current) = current {
+                    forget_key(&*secrets, &current)?;
+                    db.delete_credential(&row.id, DEFAULT_CREDENTIAL)?;
+                }
+            }
+            Some(Some(key)) => {
+                let (key_ref, key_hint) = store_key(&*secrets, &row.id, DEFAULT_CREDENTIAL, &key)?;
+                let credential = match current {
+                    Some(current) => CredentialRow {
+                        key_ref: Some(key_ref),
+                        key_hint,
+                        ..current
+                    },
+                    None => CredentialRow {
+                        provider_id: row.id.clone(),
+                        id: DEFAULT_CREDENTIAL.into(),
+                        label: DEFAULT_CREDENTIAL.into(),
+                        key_ref: Some(key_ref),
+                        key_hint,
+                        enabled: true,
+                        priority: 0,
+                        limits: Limits::default(),
+                        created_at: now,
+                    },
+                };
+                db.upsert_credential(&credential)?;
+            }
+        }
+        Ok(())
     })
     .await?;
     state
         .reload_registry()
         .await
         .map_err(Rendered::management)?;
-    tracing::info!(provider = %row.id, url = %row.url, "provider saved");
-    Ok(axum::Json(provider_view(&state, row)))
+    tracing::info!(provider = %saved_id, "provider saved");
+    state.discover_soon(&saved_id);
+    let provider = find_provider(&state, &saved_id)?;
+    Ok(axum::Json(provider_view(&state, &provider)))
 }
 
 async fn delete_provider(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
+    if let Some(existing) = state.registry.snapshot().provider(&id) {
+        writable(existing.source, &format!("provider `{id}`"))?;
+    }
     let db = state.db.clone();
     let secrets = state.secrets.clone();
     let wanted = id.clone();
     let existed = blocking(move || {
+        let pool: Vec<CredentialRow> = db
+            .credentials()?
+            .into_iter()
+            .filter(|c| c.provider_id == wanted)
+            .collect();
         let existed = db.delete_provider(&wanted)?;
         if existed {
-            secrets.delete(&key_entry(&wanted))?;
+            for credential in &pool {
+                forget_key(&*secrets, credential)?;
+            }
         }
         Ok(existed)
     })
@@ -311,38 +498,60 @@ async fn delete_provider(
 #[derive(Debug, Serialize)]
 struct AdapterView {
     create_time: i64,
-    provider_id: String,
-    model_id: String,
+    name: Option<String>,
+    provider_id: Option<String>,
+    model_id: Option<String>,
     base_url: Option<String>,
-    key_hint: String,
-}
-
-impl From<AdapterRow> for AdapterView {
-    fn from(row: AdapterRow) -> Self {
-        Self {
-            create_time: row.create_time,
-            provider_id: row.provider_id,
-            model_id: row.model_id,
-            base_url: row.base_url,
-            key_hint: row.key_hint,
-        }
-    }
+    strategy: Option<Strategy>,
+    key_hint: Option<String>,
+    source: Source,
 }
 
 async fn list_adapters(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let db = state.db.clone();
     let rows = blocking(move || db.adapters().map_err(Into::into)).await?;
-    Ok(axum::Json(
-        rows.into_iter().map(AdapterView::from).collect::<Vec<_>>(),
-    ))
+    let hints: std::collections::HashMap<i64, String> =
+        rows.into_iter().map(|r| (r.create_time, r.key_hint)).collect();
+    let views: Vec<AdapterView> = state
+        .registry
+        .snapshot()
+        .adapters()
+        .into_iter()
+        .map(|a| AdapterView {
+            create_time: a.create_time,
+            name: a.name.clone(),
+            provider_id: a.provider_id.clone(),
+            model_id: a.model_id.clone(),
+            base_url: a.base_url.clone(),
+            strategy: a.strategy,
+            key_hint: hints.get(&a.create_time).cloned(),
+            source: a.source,
+        })
+        .collect();
+    Ok(axum::Json(views))
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AdapterInput {
-    provider_id: String,
-    model_id: String,
+    /// Absent: the provider follows from the model the client names.
+    #[serde(default)]
+    provider_id: Option<String>,
+    /// Absent: the client's model is used (routed when there is no provider).
+    #[serde(default)]
+    model_id: Option<String>,
     #[serde(default)]
     base_url: Option<String>,
+    #[serde(default)]
+    strategy: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 async fn create_adapter(
@@ -350,31 +559,36 @@ async fn create_adapter(
     body: Bytes,
 ) -> ApiResult<impl IntoResponse> {
     let input: AdapterInput = parse(&body)?;
-    if input.model_id.trim().is_empty() {
-        return Err(invalid("`model_id` must not be empty"));
-    }
-    let base_url = input
-        .base_url
-        .filter(|u| !u.trim().is_empty())
-        .map(|u| u.trim_end_matches('/').to_owned());
+    let base_url = non_empty(input.base_url).map(|u| u.trim_end_matches('/').to_owned());
     if let Some(url) = &base_url {
         valid_url("base_url", url)?;
     }
-    let provider = find_provider(&state, input.provider_id.clone())
-        .await
-        .map_err(|_| {
-            invalid(format!(
-                "provider `{}` is not registered; add it first (POST /api/providers/{})",
-                input.provider_id, input.provider_id
-            ))
-        })?;
+    let provider_id = non_empty(input.provider_id);
+    if let Some(provider) = &provider_id
+        && state.registry.snapshot().provider(provider).is_none()
+    {
+        return Err(invalid(format!(
+            "provider `{provider}` is not registered; add it first (PUT /api/providers/{provider})"
+        )));
+    }
+    if base_url.is_some() && provider_id.is_none() {
+        return Err(invalid(
+            "`base_url` overrides a provider's URL, so it needs `provider_id`",
+        ));
+    }
+    let strategy = match non_empty(input.strategy) {
+        Some(raw) => Some(raw.parse::<Strategy>().map_err(|e| invalid(e.to_string()))?),
+        None => None,
+    };
     let key = new_adapter_key().map_err(Rendered::management)?;
     let row = AdapterRow {
         create_time: now_ms(),
-        provider_id: provider.id.clone(),
-        model_id: input.model_id.trim().to_owned(),
+        name: non_empty(input.name),
+        provider_id,
+        model_id: non_empty(input.model_id),
         // No URL of its own: the adapter follows the provider's URL when that changes.
         base_url,
+        strategy: strategy.map(|s| s.as_str().to_owned()),
         key_hash: hash_hex(&key.hash),
         key_hint: key.hint,
     };
@@ -385,19 +599,22 @@ async fn create_adapter(
         .reload_registry()
         .await
         .map_err(Rendered::management)?;
-    tracing::info!(adapter = create_time, provider = %row.provider_id, model = %row.model_id, "adapter created");
-    let view = AdapterView {
-        create_time,
-        ..AdapterView::from(row)
-    };
+    tracing::info!(
+        adapter = create_time,
+        provider = row.provider_id.as_deref().unwrap_or("(routed)"),
+        model = row.model_id.as_deref().unwrap_or("(from the request)"),
+        "adapter created"
+    );
     Ok((
         StatusCode::CREATED,
         axum::Json(json!({
-            "create_time": view.create_time,
-            "provider_id": view.provider_id,
-            "model_id": view.model_id,
-            "base_url": view.base_url,
-            "key_hint": view.key_hint,
+            "create_time": create_time,
+            "name": row.name,
+            "provider_id": row.provider_id,
+            "model_id": row.model_id,
+            "base_url": row.base_url,
+            "strategy": strategy,
+            "key_hint": row.key_hint,
             // Shown this once; only its hash is kept.
             "api_key": key.key.expose(),
         })),
@@ -430,25 +647,495 @@ async fn delete_adapter(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct SettingsView {
     usage_enabled: bool,
+    routing: RoutingSettings,
+    /// Whether `routing` comes from the config file (and so cannot be changed here).
+    routing_from_config: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsInput {
+    #[serde(default)]
+    usage_enabled: Option<bool>,
+    /// Fields given replace the current ones; the others stay.
+    #[serde(default)]
+    routing: Option<serde_json::Map<String, Value>>,
+}
+
+fn settings_view(state: &AppState) -> SettingsView {
+    SettingsView {
+        usage_enabled: state.recorder.enabled(),
+        routing: state.registry.snapshot().routing,
+        routing_from_config: state.registry.routing_from_config(),
+    }
 }
 
 async fn get_settings(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(SettingsView {
-        usage_enabled: state.recorder.enabled(),
-    })
+    axum::Json(settings_view(&state))
 }
 
 async fn put_settings(State(state): State<AppState>, body: Bytes) -> ApiResult<impl IntoResponse> {
-    let input: SettingsView = parse(&body)?;
+    let input: SettingsInput = parse(&body)?;
+    let routing = match input.routing {
+        None => None,
+        Some(changes) => {
+            if state.registry.routing_from_config() {
+                return Err(Rendered::management(GatewayError::Conflict(
+                    "the routing settings come from the config file; edit the file instead"
+                        .into(),
+                )));
+            }
+            let mut merged = match serde_json::to_value(state.registry.snapshot().routing) {
+                Ok(Value::Object(map)) => map,
+                _ => serde_json::Map::new(),
+            };
+            merged.extend(changes);
+            let settings: RoutingSettings = serde_json::from_value(Value::Object(merged))
+                .map_err(|e| invalid(format!("routing: {e}")))?;
+            Some(settings)
+        }
+    };
     let db = state.db.clone();
-    let value = if input.usage_enabled { "true" } else { "false" };
-    blocking(move || db.set_setting("usage_enabled", value).map_err(Into::into)).await?;
-    state.recorder.set_enabled(input.usage_enabled);
-    tracing::info!(usage_enabled = input.usage_enabled, "settings saved");
-    Ok(axum::Json(input))
+    let usage = input.usage_enabled;
+    blocking(move || {
+        if let Some(enabled) = usage {
+            db.set_setting("usage_enabled", if enabled { "true" } else { "false" })?;
+        }
+        if let Some(settings) = routing {
+            let text = serde_json::to_string(&settings)
+                .map_err(|e| GatewayError::Internal(e.to_string()))?;
+            db.set_setting(ROUTING_SETTING, &text)?;
+        }
+        Ok(())
+    })
+    .await?;
+    if let Some(enabled) = usage {
+        state.recorder.set_enabled(enabled);
+    }
+    if routing.is_some() {
+        state
+            .reload_registry()
+            .await
+            .map_err(Rendered::management)?;
+    }
+    tracing::info!("settings saved");
+    Ok(axum::Json(settings_view(&state)))
+}
+
+fn find_credential(provider: &Provider, id: &str) -> ApiResult<Arc<Credential>> {
+    provider
+        .credentials
+        .iter()
+        .find(|c| c.id == id)
+        .cloned()
+        .ok_or_else(|| {
+            Rendered::management(GatewayError::NotFound(format!(
+                "credential `{id}` of provider `{}`",
+                provider.id
+            )))
+        })
+}
+
+async fn list_credentials(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let provider = find_provider(&state, &id)?;
+    Ok(axum::Json(provider_view(&state, &provider).credentials))
+}
+
+async fn get_credential(
+    State(state): State<AppState>,
+    Path((id, credential)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let provider = find_provider(&state, &id)?;
+    let credential = find_credential(&provider, &credential)?;
+    Ok(axum::Json(credential_view(&state, &credential, now_ms())))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialInput {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    /// The key, or `env:NAME`. Absent on update: keep it. null: keyless.
+    #[serde(default, deserialize_with = "present_or_null")]
+    api_key: Option<Option<String>>,
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default)]
+    priority: Option<u32>,
+    /// Each limit: a number sets it, null removes it, absent keeps it.
+    #[serde(default, deserialize_with = "present_or_null_u64")]
+    max_request_min: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null_u64")]
+    max_request_day: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present_or_null_u64")]
+    max_token_min: Option<Option<u64>>,
+}
+
+fn present_or_null_u64<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<u64>>, D::Error> {
+    Option::<u64>::deserialize(deserializer).map(Some)
+}
+
+fn limit_u32(name: &str, value: Option<Option<u64>>, current: Option<u32>) -> ApiResult<Option<u32>> {
+    match value {
+        None => Ok(current),
+        Some(None) => Ok(None),
+        Some(Some(n)) => u32::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| invalid(format!("`{name}` must be between 1 and {}", u32::MAX))),
+    }
+}
+
+impl CredentialInput {
+    /// The stored row after applying this input to `current` (or to a new credential).
+    fn apply(self, current: CredentialRow) -> ApiResult<(CredentialRow, Option<Option<String>>)> {
+        let limits = Limits {
+            max_request_min: limit_u32("max_request_min", self.max_request_min, current.limits.max_request_min)?,
+            max_request_day: limit_u32("max_request_day", self.max_request_day, current.limits.max_request_day)?,
+            max_token_min: match self.max_token_min {
+                None => current.limits.max_token_min,
+                Some(None) => None,
+                Some(Some(0)) => return Err(invalid("`max_token_min` must be at least 1")),
+                Some(Some(n)) => Some(n),
+            },
+        };
+        let row = CredentialRow {
+            label: non_empty(self.label).unwrap_or(current.label),
+            enabled: self.enabled.unwrap_or(current.enabled),
+            priority: self.priority.unwrap_or(current.priority),
+            limits,
+            ..current
+        };
+        Ok((row, self.api_key))
+    }
+}
+
+/// Writes a credential (and its key) and returns its view once the registry has it.
+async fn save_credential(
+    state: &AppState,
+    row: CredentialRow,
+    key: Option<Option<String>>,
+) -> ApiResult<CredentialView> {
+    let db = state.db.clone();
+    let secrets = state.secrets.clone();
+    let (provider_id, credential_id) = (row.provider_id.clone(), row.id.clone());
+    let key_changed = matches!(&key, Some(Some(k)) if !k.is_empty()) || matches!(key, Some(None));
+    blocking(move || {
+        let mut row = row;
+        match key {
+            None => {}
+            Some(Some(key)) if key.is_empty() => {}
+            Some(None) => {
+                forget_key(&*secrets, &row)?;
+                row.key_ref = None;
+                row.key_hint = None;
+            }
+            Some(Some(key)) => {
+                let (key_ref, key_hint) = store_key(&*secrets, &row.provider_id, &row.id, &key)?;
+                row.key_ref = Some(key_ref);
+                row.key_hint = key_hint;
+            }
+        }
+        db.upsert_credential(&row).map_err(Into::into)
+    })
+    .await?;
+    if key_changed {
+        // A new key starts afresh: an auth failure or cooldown was the old key's.
+        state.router.reset(&format!("{provider_id}/{credential_id}"));
+    }
+    state
+        .reload_registry()
+        .await
+        .map_err(Rendered::management)?;
+    tracing::info!(credential = %format!("{provider_id}/{credential_id}"), "credential saved");
+    let provider = find_provider(state, &provider_id)?;
+    let credential = find_credential(&provider, &credential_id)?;
+    Ok(credential_view(state, &credential, now_ms()))
+}
+
+async fn create_credential(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let provider = find_provider(&state, &id)?;
+    writable(provider.source, &format!("provider `{id}`"))?;
+    let input: CredentialInput = parse(&body)?;
+    let taken: Vec<&str> = provider
+        .credentials
+        .iter()
+        .filter(|c| !c.implicit)
+        .map(|c| c.id.as_str())
+        .collect();
+    let credential_id = match non_empty(input.id.clone()) {
+        Some(given) => {
+            if !valid_id(&given) {
+                return Err(invalid(
+                    "credential id must be 1–64 characters of letters, digits, `.`, `_` or `-`",
+                ));
+            }
+            if taken.contains(&given.as_str()) {
+                return Err(Rendered::management(GatewayError::Conflict(format!(
+                    "provider `{id}` already has a credential `{given}`; PATCH it instead"
+                ))));
+            }
+            given
+        }
+        None => (1..)
+            .map(|n| format!("k{n}"))
+            .find(|candidate| !taken.contains(&candidate.as_str()))
+            .unwrap_or_else(|| "k".into()),
+    };
+    let fresh = CredentialRow {
+        provider_id: id.clone(),
+        label: credential_id.clone(),
+        id: credential_id,
+        key_ref: None,
+        key_hint: None,
+        enabled: true,
+        priority: 0,
+        limits: Limits::default(),
+        created_at: now_ms(),
+    };
+    let (row, key) = input.apply(fresh)?;
+    let view = save_credential(&state, row, key).await?;
+    Ok((StatusCode::CREATED, axum::Json(view)))
+}
+
+async fn stored_credential(state: &AppState, provider: &str, id: &str) -> ApiResult<CredentialRow> {
+    let db = state.db.clone();
+    let (p, c) = (provider.to_owned(), id.to_owned());
+    blocking(move || Ok(db.credentials()?.into_iter().find(|r| r.provider_id == p && r.id == c)))
+        .await?
+        .ok_or_else(|| {
+            Rendered::management(GatewayError::NotFound(format!(
+                "credential `{id}` of provider `{provider}`"
+            )))
+        })
+}
+
+async fn update_credential(
+    State(state): State<AppState>,
+    Path((id, credential)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let provider = find_provider(&state, &id)?;
+    writable(provider.source, &format!("provider `{id}`"))?;
+    let input: CredentialInput = parse(&body)?;
+    if input.id.as_deref().is_some_and(|given| given != credential) {
+        return Err(invalid("a credential's id cannot change; create a new one instead"));
+    }
+    let current = stored_credential(&state, &id, &credential).await?;
+    let (row, key) = input.apply(current)?;
+    Ok(axum::Json(save_credential(&state, row, key).await?))
+}
+
+async fn delete_credential(
+    State(state): State<AppState>,
+    Path((id, credential)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let provider = find_provider(&state, &id)?;
+    writable(provider.source, &format!("provider `{id}`"))?;
+    let current = stored_credential(&state, &id, &credential).await?;
+    let db = state.db.clone();
+    let secrets = state.secrets.clone();
+    blocking(move || {
+        forget_key(&*secrets, &current)?;
+        db.delete_credential(&current.provider_id, &current.id)?;
+        Ok(())
+    })
+    .await?;
+    state
+        .reload_registry()
+        .await
+        .map_err(Rendered::management)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn reset_credential(
+    State(state): State<AppState>,
+    Path((id, credential)): Path<(String, String)>,
+) -> ApiResult<impl IntoResponse> {
+    let provider = find_provider(&state, &id)?;
+    let credential = find_credential(&provider, &credential)?;
+    state.router.reset(&credential.key_id);
+    tracing::info!(credential = %credential.key_id, "credential cooldown cleared");
+    Ok(axum::Json(credential_view(&state, &credential, now_ms())))
+}
+
+async fn discover_provider(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    find_provider(&state, &id)?;
+    state.discover(&id).await.map_err(Rendered::management)?;
+    let provider = find_provider(&state, &id)?;
+    Ok(axum::Json(json!({
+        "models": provider.models(),
+        "discovered": provider.discovered.models,
+        "peers": provider.discovered.peers,
+        "refreshed_at_ms": provider.discovered.refreshed_at,
+        "error": provider.discovered.error,
+    })))
+}
+
+#[derive(Debug, Serialize)]
+struct RouteView {
+    name: String,
+    strategy: Option<Strategy>,
+    auto: bool,
+    candidates: Vec<Candidate>,
+    source: Source,
+}
+
+fn route_view(route: &crate::registry::Route) -> RouteView {
+    RouteView {
+        name: route.name.clone(),
+        strategy: route.strategy,
+        auto: route.auto,
+        candidates: route.candidates.clone(),
+        source: route.source,
+    }
+}
+
+async fn list_routes(State(state): State<AppState>) -> impl IntoResponse {
+    let snapshot = state.registry.snapshot();
+    axum::Json(snapshot.routes().into_iter().map(|r| route_view(r)).collect::<Vec<_>>())
+}
+
+async fn get_route(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let snapshot = state.registry.snapshot();
+    let route = snapshot
+        .route(&name)
+        .ok_or_else(|| Rendered::management(GatewayError::NotFound(format!("route `{name}`"))))?;
+    Ok(axum::Json(route_view(route)))
+}
+
+/// A route candidate as the API takes it: `"provider/model"` or an object.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CandidateInput {
+    Short(String),
+    Full(Candidate),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteInput {
+    #[serde(default)]
+    strategy: Option<String>,
+    #[serde(default)]
+    auto: bool,
+    candidates: Vec<CandidateInput>,
+}
+
+fn valid_route_name(name: &str) -> bool {
+    (1..=128).contains(&name.len()) && !name.chars().any(char::is_whitespace)
+}
+
+async fn put_route(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    if !valid_route_name(&name) {
+        return Err(invalid("a route name is 1–128 characters without spaces"));
+    }
+    let snapshot = state.registry.snapshot();
+    if let Some(existing) = snapshot.route(&name) {
+        writable(existing.source, &format!("route `{name}`"))?;
+    }
+    let input: RouteInput = parse(&body)?;
+    let strategy = match non_empty(input.strategy) {
+        Some(raw) => Some(raw.parse::<Strategy>().map_err(|e| invalid(e.to_string()))?),
+        None => None,
+    };
+    if input.candidates.is_empty() {
+        return Err(invalid("a route needs at least one candidate (`provider/model`)"));
+    }
+    let mut candidates = Vec::new();
+    for (position, candidate) in input.candidates.into_iter().enumerate() {
+        let candidate = match candidate {
+            CandidateInput::Full(full) => full,
+            CandidateInput::Short(text) => {
+                let Some((provider, model)) = text.split_once('/').filter(|(_, m)| !m.is_empty())
+                else {
+                    return Err(invalid(format!(
+                        "candidate `{text}` must be `provider/model` or {{\"provider\", \"model\"}}"
+                    )));
+                };
+                Candidate {
+                    provider: provider.to_owned(),
+                    model: model.to_owned(),
+                    priority: if input.auto {
+                        u32::try_from(position).unwrap_or(u32::MAX)
+                    } else {
+                        0
+                    },
+                }
+            }
+        };
+        if snapshot.provider(&candidate.provider).is_none() {
+            return Err(invalid(format!(
+                "candidate {position} names provider `{}`, which is not registered",
+                candidate.provider
+            )));
+        }
+        candidates.push(candidate);
+    }
+    let row = RouteRow {
+        name: name.clone(),
+        strategy: strategy.map(|s| s.as_str().to_owned()),
+        auto: input.auto,
+        candidates,
+        updated_at: now_ms(),
+    };
+    let db = state.db.clone();
+    blocking(move || db.upsert_route(&row).map_err(Into::into)).await?;
+    state
+        .reload_registry()
+        .await
+        .map_err(Rendered::management)?;
+    tracing::info!(route = %name, "route saved");
+    let snapshot = state.registry.snapshot();
+    let route = snapshot
+        .route(&name)
+        .ok_or_else(|| Rendered::management(GatewayError::Internal("route vanished".into())))?;
+    Ok(axum::Json(route_view(route)))
+}
+
+async fn delete_route(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    if let Some(existing) = state.registry.snapshot().route(&name) {
+        writable(existing.source, &format!("route `{name}`"))?;
+    }
+    let db = state.db.clone();
+    let wanted = name.clone();
+    let existed = blocking(move || db.delete_route(&wanted).map_err(Into::into)).await?;
+    if !existed {
+        return Err(Rendered::management(GatewayError::NotFound(format!("route `{name}`"))));
+    }
+    state
+        .reload_registry()
+        .await
+        .map_err(Rendered::management)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The start of "today" when the caller does not say: UTC midnight. The UI passes its own

@@ -1,0 +1,387 @@
+//! What each credential has used and whether it may be used now: sliding request and token
+//! windows, cooldowns after failures, and the auth-failed flag.
+//!
+//! Kept in memory by key id (`<provider>/<credential>`), so it survives registry reloads and
+//! config edits; seeded at start from the last day of `usage` rows so a restart does not reset
+//! a daily limit. Times are milliseconds since the epoch and passed in, which keeps every rule
+//! testable without sleeping. `routing::Router` asks [`Ledger::availability`] and records each
+//! attempt with [`Ledger::note_request`] under the same lock, so concurrent requests cannot
+//! both take a credential's last allowed slot.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::Serialize;
+
+use super::policy::Limits;
+
+pub const MINUTE_MS: i64 = 60_000;
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Why a credential cannot be used until some time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hold {
+    /// At `max_request_min`, `max_request_day` or `max_token_min`.
+    AtLimit(String),
+    /// Resting after a 429: the provider said to wait.
+    CoolingDown(String),
+    /// Resting after a 5xx, a timeout or a connection failure.
+    Resting(String),
+    /// The provider refused the key (401/403); it rests for long and is flagged.
+    AuthFailed(String),
+}
+
+impl Hold {
+    /// A rest after a failure (not a rate limit) is a preference, not a ban: when nothing else
+    /// can serve, the resting credential is tried anyway, so one transient error of a user's
+    /// only key does not turn into refusals of its own.
+    pub fn is_soft(&self) -> bool {
+        match self {
+            Self::AtLimit(_) | Self::CoolingDown(_) => false,
+            Self::Resting(_) | Self::AuthFailed(_) => true,
+        }
+    }
+
+    pub fn state(&self) -> &'static str {
+        match self {
+            Self::AtLimit(_) => "at_limit",
+            Self::CoolingDown(_) | Self::Resting(_) => "cooling_down",
+            Self::AuthFailed(_) => "auth_failed",
+        }
+    }
+
+    pub fn reason(&self) -> &str {
+        match self {
+            Self::AtLimit(reason)
+            | Self::CoolingDown(reason)
+            | Self::Resting(reason)
+            | Self::AuthFailed(reason) => reason,
+        }
+    }
+}
+
+/// Whether a credential can take a request now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Availability {
+    Ready,
+    /// Not before `until_ms`.
+    Held { until_ms: i64, hold: Hold },
+}
+
+/// The current counts of a credential's windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Windows {
+    pub req_min: u32,
+    pub req_day: u32,
+    pub tok_min: u64,
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// Start times of requests in the last day, oldest first.
+    requests: VecDeque<i64>,
+    /// (time, tokens) of finished requests in the last minute, oldest first.
+    tokens: VecDeque<(i64, u64)>,
+    token_sum: u64,
+    cooldown: Option<(i64, Hold)>,
+}
+
+impl Entry {
+    fn expire(&mut self, now: i64) {
+        while self.requests.front().is_some_and(|&t| t <= now - DAY_MS) {
+            self.requests.pop_front();
+        }
+        while let Some(&(t, n)) = self.tokens.front() {
+            if t > now - MINUTE_MS {
+                break;
+            }
+            self.token_sum = self.token_sum.saturating_sub(n);
+            self.tokens.pop_front();
+        }
+        if self.cooldown.as_ref().is_some_and(|(until, _)| *until <= now) {
+            self.cooldown = None;
+        }
+    }
+
+    fn requests_since(&self, since: i64) -> usize {
+        // Requests are in time order: count from the newest end.
+        self.requests.iter().rev().take_while(|&&t| t > since).count()
+    }
+
+    fn windows(&self, now: i64) -> Windows {
+        Windows {
+            req_min: saturating_u32(self.requests_since(now - MINUTE_MS)),
+            req_day: saturating_u32(self.requests.len()),
+            tok_min: self.token_sum,
+        }
+    }
+
+    fn availability(&self, limits: &Limits, now: i64) -> Availability {
+        if let Some((until, hold)) = &self.cooldown {
+            return Availability::Held {
+                until_ms: *until,
+                hold: hold.clone(),
+            };
+        }
+        let mut latest: Option<(i64, Hold)> = None;
+        let mut hold_until = |until: i64, reason: String| {
+            if latest.as_ref().is_none_or(|(t, _)| until > *t) {
+                latest = Some((until, Hold::AtLimit(reason)));
+            }
+        };
+        if let Some(max) = limits.max_request_min {
+            let recent = self.requests_since(now - MINUTE_MS);
+            if recent >= max as usize {
+                // The window allows another request once enough of these have aged out.
+                let oldest_kept = self.requests.len() - recent + (recent - max as usize);
+                if let Some(&t) = self.requests.get(oldest_kept) {
+                    hold_until(t + MINUTE_MS, format!("{max} requests per minute"));
+                }
+            }
+        }
+        if let Some(max) = limits.max_request_day {
+            let count = self.requests.len();
+            if count >= max as usize
+                && let Some(&t) = self.requests.get(count - max as usize)
+            {
+                hold_until(t + DAY_MS, format!("{max} requests per day"));
+            }
+        }
+        if let Some(max) = limits.max_token_min
+            && self.token_sum >= max
+        {
+            let mut sum = self.token_sum;
+            for &(t, n) in &self.tokens {
+                sum = sum.saturating_sub(n);
+                if sum < max {
+                    hold_until(t + MINUTE_MS, format!("{max} tokens per minute"));
+                    break;
+                }
+            }
+        }
+        match latest {
+            Some((until_ms, hold)) => Availability::Held { until_ms, hold },
+            None => Availability::Ready,
+        }
+    }
+}
+
+fn saturating_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Every credential's windows and cooldowns.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    entries: HashMap<String, Entry>,
+}
+
+impl Ledger {
+    fn entry(&mut self, key_id: &str, now: i64) -> &mut Entry {
+        let entry = self.entries.entry(key_id.to_owned()).or_default();
+        entry.expire(now);
+        entry
+    }
+
+    pub fn availability(&mut self, key_id: &str, limits: &Limits, now: i64) -> Availability {
+        self.entry(key_id, now).availability(limits, now)
+    }
+
+    /// Counts a request sent with this credential.
+    pub fn note_request(&mut self, key_id: &str, now: i64) {
+        self.entry(key_id, now).requests.push_back(now);
+    }
+
+    /// Counts the tokens a finished request used (from its usage record).
+    pub fn note_tokens(&mut self, key_id: &str, tokens: u64, now: i64) {
+        if tokens == 0 {
+            return;
+        }
+        let entry = self.entry(key_id, now);
+        entry.tokens.push_back((now, tokens));
+        entry.token_sum = entry.token_sum.saturating_add(tokens);
+    }
+
+    /// Rests a credential until `until_ms`. A longer rest already running is kept.
+    pub fn cool_down(&mut self, key_id: &str, until_ms: i64, hold: Hold, now: i64) {
+        let entry = self.entry(key_id, now);
+        if entry
+            .cooldown
+            .as_ref()
+            .is_none_or(|(current, _)| until_ms > *current)
+        {
+            entry.cooldown = Some((until_ms, hold));
+        }
+    }
+
+    /// Ends a cooldown and clears the auth flag (the user fixed the key).
+    pub fn reset(&mut self, key_id: &str) {
+        if let Some(entry) = self.entries.get_mut(key_id) {
+            entry.cooldown = None;
+        }
+    }
+
+    pub fn windows(&mut self, key_id: &str, now: i64) -> Windows {
+        self.entry(key_id, now).windows(now)
+    }
+
+    /// Restores the windows from recorded usage: `(key_id, start ms, tokens)` of the last day.
+    pub fn seed(&mut self, rows: impl IntoIterator<Item = (String, i64, u64)>, now: i64) {
+        for (key_id, at, tokens) in rows {
+            if at <= now - DAY_MS {
+                continue;
+            }
+            let entry = self.entries.entry(key_id).or_default();
+            entry.requests.push_back(at);
+            if at > now - MINUTE_MS && tokens > 0 {
+                entry.tokens.push_back((at, tokens));
+                entry.token_sum = entry.token_sum.saturating_add(tokens);
+            }
+        }
+        for entry in self.entries.values_mut() {
+            entry.requests.make_contiguous().sort_unstable();
+            entry.tokens.make_contiguous().sort_unstable();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn per_minute(n: u32) -> Limits {
+        Limits {
+            max_request_min: Some(n),
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn a_minute_limit_holds_exactly_at_its_boundary_and_says_when_it_frees() {
+        let mut ledger = Ledger::default();
+        let limits = per_minute(3);
+        for i in 0..3 {
+            assert_eq!(
+                ledger.availability("p/k", &limits, T0 + i * 1000),
+                Availability::Ready
+            );
+            ledger.note_request("p/k", T0 + i * 1000);
+        }
+        let held = ledger.availability("p/k", &limits, T0 + 5000);
+        assert_eq!(
+            held,
+            Availability::Held {
+                until_ms: T0 + MINUTE_MS,
+                hold: Hold::AtLimit("3 requests per minute".into())
+            }
+        );
+        assert!(matches!(
+            ledger.availability("p/k", &limits, T0 + MINUTE_MS - 1),
+            Availability::Held { .. }
+        ));
+        assert_eq!(
+            ledger.availability("p/k", &limits, T0 + MINUTE_MS),
+            Availability::Ready,
+            "the first request aged out"
+        );
+    }
+
+    #[test]
+    fn a_day_limit_counts_the_last_24_hours() {
+        let mut ledger = Ledger::default();
+        let limits = Limits {
+            max_request_day: Some(2),
+            ..Limits::default()
+        };
+        ledger.note_request("p/k", T0);
+        ledger.note_request("p/k", T0 + 3_600_000);
+        let Availability::Held { until_ms, hold } =
+            ledger.availability("p/k", &limits, T0 + 7_200_000)
+        else {
+            panic!("expected a hold");
+        };
+        assert_eq!(until_ms, T0 + DAY_MS);
+        assert_eq!(hold.state(), "at_limit");
+        assert_eq!(ledger.windows("p/k", T0 + 7_200_000).req_day, 2);
+        assert_eq!(
+            ledger.availability("p/k", &limits, T0 + DAY_MS),
+            Availability::Ready
+        );
+    }
+
+    #[test]
+    fn tokens_per_minute_come_from_finished_requests() {
+        let mut ledger = Ledger::default();
+        let limits = Limits {
+            max_token_min: Some(30),
+            ..Limits::default()
+        };
+        ledger.note_tokens("p/k", 15, T0);
+        assert_eq!(
+            ledger.availability("p/k", &limits, T0 + 1),
+            Availability::Ready
+        );
+        ledger.note_tokens("p/k", 15, T0 + 10_000);
+        let Availability::Held { until_ms, .. } = ledger.availability("p/k", &limits, T0 + 20_000)
+        else {
+            panic!("expected a hold");
+        };
+        assert_eq!(until_ms, T0 + MINUTE_MS, "frees when the first 15 age out");
+        assert_eq!(ledger.windows("p/k", T0 + 20_000).tok_min, 30);
+        assert_eq!(ledger.windows("p/k", T0 + MINUTE_MS).tok_min, 15);
+    }
+
+    #[test]
+    fn cooldowns_end_by_themselves_and_keep_the_longer_rest() {
+        let mut ledger = Ledger::default();
+        let limits = Limits::default();
+        ledger.cool_down(
+            "p/k",
+            T0 + 2000,
+            Hold::CoolingDown("429".into()),
+            T0,
+        );
+        ledger.cool_down("p/k", T0 + 1000, Hold::CoolingDown("500".into()), T0);
+        assert_eq!(
+            ledger.availability("p/k", &limits, T0 + 1500),
+            Availability::Held {
+                until_ms: T0 + 2000,
+                hold: Hold::CoolingDown("429".into())
+            }
+        );
+        assert_eq!(
+            ledger.availability("p/k", &limits, T0 + 2000),
+            Availability::Ready
+        );
+        ledger.cool_down("p/k", T0 + DAY_MS, Hold::AuthFailed("401".into()), T0);
+        ledger.reset("p/k");
+        assert_eq!(
+            ledger.availability("p/k", &limits, T0 + 3000),
+            Availability::Ready
+        );
+    }
+
+    #[test]
+    fn seeding_restores_the_windows_of_the_last_day() {
+        let mut ledger = Ledger::default();
+        let now = T0 + DAY_MS;
+        ledger.seed(
+            [
+                ("p/k".to_owned(), T0 - 5, 10),
+                ("p/k".to_owned(), now - 30_000, 20),
+                ("p/k".to_owned(), now - 2 * MINUTE_MS, 40),
+            ],
+            now,
+        );
+        assert_eq!(
+            ledger.windows("p/k", now),
+            Windows {
+                req_min: 1,
+                req_day: 2,
+                tok_min: 20
+            }
+        );
+    }
+}
