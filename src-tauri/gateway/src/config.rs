@@ -48,6 +48,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long to wait for an upstream's response headers (models can think for minutes).
     pub response_timeout: Duration,
+    /// The declarative config file (`--config`, `FLEXIPROXY_CONFIG`), if any: see `config_file`.
+    pub config_file: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,7 @@ impl Settings {
             max_body_bytes: DEFAULT_MAX_BODY,
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(600),
+            config_file: None,
         }
     }
 
@@ -100,6 +103,7 @@ impl Settings {
             usage: args.usage.map(|u| u == UsageArg::On),
             management_token,
             response_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
+            config_file: args.config.clone(),
             ..Self::new(data_dir)
         })
     }

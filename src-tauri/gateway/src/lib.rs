@@ -22,6 +22,7 @@ pub mod access;
 pub mod canonical;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod discovery;
 pub mod error;
 pub mod lifecycle;

@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::access::{HostGuard, ManagementAuth};
 use crate::config::{MANAGEMENT_TOKEN_ENV, SecretsMode, Settings};
-use crate::registry::Registry;
+use crate::registry::{Layer, Registry};
+use crate::state::ConfigStatus;
 use crate::routing::Router;
 use crate::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
 use crate::state::{AppState, Shared};
@@ -47,6 +48,8 @@ pub enum StartError {
         port: u16,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Config(#[from] crate::config_file::ConfigFileError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
     #[error("start-up task failed: {0}")]
@@ -127,6 +130,19 @@ impl Gateway {
 
         let registry = Registry::default();
         let router = Arc::new(Router::default());
+        let config = match &settings.config_file {
+            None => None,
+            Some(path) => {
+                let path = path.clone();
+                let declared = blocking(move || crate::config_file::load(&path)).await??;
+                let (layer, warnings) = Layer::from_declared(&declared);
+                for warning in &warnings {
+                    tracing::warn!(config = %settings.config_file.as_deref().unwrap_or(std::path::Path::new("")).display(), "{warning}");
+                }
+                registry.set_layer(layer);
+                Some(ConfigStatus::loaded(settings.config_file.clone().unwrap_or_default(), warnings))
+            }
+        };
         let registry = {
             let db = db.clone();
             let secrets = secrets.clone();
@@ -202,8 +218,17 @@ impl Gateway {
             base_url: base_url.clone(),
             listen: local_addr,
             secrets_status: status.clone(),
+            config: std::sync::RwLock::new(config),
             settings,
         });
+        let config_watch = state.settings.config_file.clone().map(|path| {
+            let state = state.clone();
+            crate::config_file::watch(path, CONFIG_POLL, move |change| {
+                let state = state.clone();
+                tokio::spawn(async move { state.apply_config(change).await });
+            })
+        });
+        let discovery = tokio::spawn(refresh_models(state.clone()));
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(crate::server::serve(listener, state, stop_rx));
@@ -216,7 +241,25 @@ impl Gateway {
             recorder,
             stop: Some(stop_tx),
             server,
+            _config_watch: config_watch,
+            discovery,
         })
+    }
+}
+
+/// How often the config file is checked for changes.
+const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often every provider's model list is refreshed.
+const DISCOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Discovers every provider's models shortly after start, then every
+/// [`DISCOVERY_INTERVAL`].
+async fn refresh_models(state: AppState) {
+    let mut ticks = tokio::time::interval(DISCOVERY_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        state.discover_all().await;
     }
 }
 
@@ -231,6 +274,9 @@ pub struct RunningGateway {
     recorder: Recorder,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
+    /// Stops watching the config file when the gateway goes.
+    _config_watch: Option<crate::config_file::WatchHandle>,
+    discovery: JoinHandle<()>,
 }
 
 impl RunningGateway {
@@ -254,6 +300,7 @@ impl RunningGateway {
     /// Stops accepting connections, lets requests in flight finish (streams are cut after a
     /// grace period), and writes every queued usage record.
     pub async fn shutdown(mut self) {
+        self.discovery.abort();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

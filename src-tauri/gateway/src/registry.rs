@@ -12,11 +12,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use serde::Serialize;
 
-use crate::access::{KeyHash, parse_hash_hex};
+use crate::access::{KeyHash, hash_hex, hash_key, parse_hash_hex};
+use crate::config_file::Declared;
 use crate::discovery::OcfPeer;
 use crate::protocol::Protocol;
 use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
-use crate::secrets::{Secret, SecretRef, SecretStore};
+use crate::secrets::{EnvOnly, Secret, SecretRef, SecretStore};
 use crate::store::{AdapterRow, CredentialRow, Database, ProviderRow, RouteRow, StoreError};
 
 /// The settings key holding the routing settings (JSON).
@@ -201,6 +202,102 @@ pub struct Layer {
     /// Adapters with the hash of their key.
     pub adapters: Vec<(KeyHash, AdapterRow)>,
     pub routing: Option<RoutingSettings>,
+}
+
+impl Layer {
+    /// The config file's entries as the registry holds them. Adapter keys are read from the
+    /// environment here (only their hashes are kept); an adapter whose variable is unset is
+    /// left out and named in the returned warnings.
+    pub fn from_declared(declared: &Declared) -> (Self, Vec<String>) {
+        let mut warnings = Vec::new();
+        let providers = declared
+            .providers
+            .iter()
+            .map(|p| {
+                let row = ProviderRow {
+                    id: p.id.clone(),
+                    url: p.url.clone(),
+                    protocol: p.protocol.as_str().to_owned(),
+                    discovery: p.discovery.clone(),
+                    models: p.models.clone(),
+                    created_at: 0,
+                    updated_at: 0,
+                };
+                let pool = p
+                    .credentials
+                    .iter()
+                    .map(|c| CredentialRow {
+                        provider_id: p.id.clone(),
+                        id: c.id.clone(),
+                        label: c.label.clone(),
+                        key_ref: c.key.as_ref().map(SecretRef::to_db),
+                        key_hint: None,
+                        enabled: c.enabled,
+                        priority: c.priority,
+                        limits: c.limits,
+                        created_at: 0,
+                    })
+                    .collect();
+                (row, pool)
+            })
+            .collect();
+        let routes = declared
+            .routes
+            .iter()
+            .map(|r| RouteRow {
+                name: r.name.clone(),
+                strategy: r.strategy.map(|s| s.as_str().to_owned()),
+                auto: r.auto,
+                candidates: r.candidates.clone(),
+                updated_at: 0,
+            })
+            .collect();
+        let mut adapters = Vec::new();
+        for adapter in &declared.adapters {
+            let env = EnvOnly {
+                reason: "config file".into(),
+            };
+            let key = match adapter.key.resolve(&env) {
+                Ok(Some(key)) => key,
+                Ok(None) | Err(_) => {
+                    warnings.push(format!(
+                        "adapter `{}`: its key variable {} is not set, so the adapter is off",
+                        adapter.name,
+                        adapter.key.to_db()
+                    ));
+                    continue;
+                }
+            };
+            let hash = hash_key(key.expose());
+            let row = AdapterRow {
+                create_time: config_adapter_id(&adapter.name),
+                name: Some(adapter.name.clone()),
+                provider_id: adapter.provider.clone(),
+                model_id: adapter.model.clone(),
+                base_url: None,
+                strategy: adapter.strategy.map(|s| s.as_str().to_owned()),
+                key_hash: hash_hex(&hash),
+                key_hint: key.hint(),
+            };
+            adapters.push((hash, row));
+        }
+        let layer = Self {
+            providers,
+            routes,
+            adapters,
+            routing: declared.routing,
+        };
+        (layer, warnings)
+    }
+}
+
+/// A stable id for a config-file adapter (its usage rows keep it across reloads and
+/// restarts): negative, so it never meets a database adapter's creation time.
+fn config_adapter_id(name: &str) -> i64 {
+    let digest = hash_key(name);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    -((i64::from_be_bytes(bytes) & i64::MAX) | 1)
 }
 
 /// The current snapshot, replaced wholesale on every change.

@@ -1,13 +1,13 @@
 //! The state every request handler shares: built once by `lifecycle`, read by `server`,
 //! `relay` and the management API through an `Arc`.
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 
 use crate::access::{HostGuard, ManagementAuth};
 use crate::config::Settings;
 use crate::lifecycle::SecretsStatus;
 use crate::discovery::{self, DiscoveryKind};
-use crate::registry::{DiscoveredModels, ProviderKey, Registry, Source};
+use crate::registry::{DiscoveredModels, Layer, ProviderKey, Registry, Source};
 use crate::store::{DiscoveredRow, now_ms};
 use crate::routing::Router;
 use crate::secrets::SharedSecretStore;
@@ -30,7 +30,31 @@ pub struct Shared {
     /// The address the listener is bound to.
     pub listen: std::net::SocketAddr,
     pub secrets_status: SecretsStatus,
+    /// The config file's state, when one is in use.
+    pub config: std::sync::RwLock<Option<ConfigStatus>>,
     pub settings: Settings,
+}
+
+/// What `GET /api/status` says about the config file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConfigStatus {
+    pub path: std::path::PathBuf,
+    /// When the running config was read.
+    pub loaded_at_ms: i64,
+    /// Why the last edit was rejected (the running config is the one before it).
+    pub error: Option<String>,
+    pub warnings: Vec<String>,
+}
+
+impl ConfigStatus {
+    pub fn loaded(path: std::path::PathBuf, warnings: Vec<String>) -> Self {
+        Self {
+            path,
+            loaded_at_ms: now_ms(),
+            error: None,
+            warnings,
+        }
+    }
 }
 
 pub type AppState = Arc<Shared>;
@@ -129,6 +153,50 @@ impl Shared {
             if let Err(error) = self.discover(&id).await {
                 tracing::warn!(provider = %id, %error, "could not save discovered models");
             }
+        }
+    }
+
+    /// Applies an edit of the config file: a valid one replaces the config layer and the
+    /// snapshot (requests in flight keep theirs); a bad one is logged and shown in the status,
+    /// and the running config stays.
+    pub async fn apply_config(
+        self: &Arc<Self>,
+        change: Result<crate::config_file::Declared, crate::config_file::ConfigFileError>,
+    ) {
+        let path = self.settings.config_file.clone().unwrap_or_default();
+        let declared = match change {
+            Ok(declared) => declared,
+            Err(error) => {
+                tracing::warn!(%error, "config file edit rejected; the running config is kept");
+                let mut status = self.config.write().unwrap_or_else(PoisonError::into_inner);
+                let status = status.get_or_insert_with(|| ConfigStatus::loaded(path, Vec::new()));
+                status.error = Some(error.to_string());
+                return;
+            }
+        };
+        let (layer, warnings) = Layer::from_declared(&declared);
+        for warning in &warnings {
+            tracing::warn!("{warning}");
+        }
+        self.registry.set_layer(layer);
+        if let Err(error) = self.reload_registry().await {
+            tracing::error!(%error, "could not apply the config file");
+            let mut status = self.config.write().unwrap_or_else(PoisonError::into_inner);
+            if let Some(status) = status.as_mut() {
+                status.error = Some(error.to_string());
+            }
+            return;
+        }
+        tracing::info!(
+            providers = declared.providers.len(),
+            routes = declared.routes.len(),
+            adapters = declared.adapters.len(),
+            "config file reloaded"
+        );
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) =
+            Some(ConfigStatus::loaded(path, warnings));
+        for provider in &declared.providers {
+            self.discover_soon(&provider.id);
         }
     }
 }

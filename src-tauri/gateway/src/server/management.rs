@@ -122,6 +122,7 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
         "data_dir": state.settings.data_dir,
         "secrets": state.secrets_status,
         "usage_enabled": state.recorder.enabled(),
+        "config": *state.config.read().unwrap_or_else(std::sync::PoisonError::into_inner),
         "providers": snapshot.provider_count(),
         "adapters": snapshot.adapter_count(),
     }))

@@ -8,6 +8,7 @@
 mod assets;
 mod client_api;
 mod management;
+mod pool_views;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -31,6 +32,8 @@ pub fn router(state: AppState) -> Router {
             "/v1/models/{*rest}",
             get(client_api::model).post(client_api::gemini_action),
         )
+        .route("/v1/endpoints", get(pool_views::endpoints))
+        .route("/v1/usage", get(pool_views::usage))
         .route("/v1/messages", post(client_api::messages))
         .route("/v1/messages/count_tokens", post(client_api::count_tokens))
         .route("/v1beta/models", get(client_api::gemini_models))
