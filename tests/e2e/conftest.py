@@ -506,3 +506,43 @@ def matrix(tmp_path_factory: pytest.TempPathFactory, providers_mock: MockProvide
         yield start_matrix(factory, providers_mock)
     finally:
         factory.stop_all()
+
+
+# -- fault-injecting upstreams (routing, failover, config-file tests) -----------------------------
+
+from fault_upstream import FaultUpstream  # noqa: E402
+
+
+class FaultUpstreams:
+    """Starts :class:`fault_upstream.FaultUpstream` servers for one test and stops them at its end."""
+
+    def __init__(self) -> None:
+        self.started: list[FaultUpstream] = []
+
+    def __call__(self, name: str, **kwargs: Any) -> FaultUpstream:
+        up = FaultUpstream(name=name, **kwargs).start()
+        self.started.append(up)
+        return up
+
+    def stop_all(self) -> None:
+        for up in self.started:
+            up.stop()
+
+
+@pytest.fixture
+def fault_upstreams() -> Iterator[FaultUpstreams]:
+    """A factory: ``fault_upstreams("p1", models=[...], keys=[...])`` is a running upstream."""
+    factory = FaultUpstreams()
+    yield factory
+    factory.stop_all()
+
+
+def put_provider(api: ManagementClient, provider_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Registers or replaces a provider with the issue-4 body (``url``, ``protocol``, ``discovery``,
+    ``models``, ``api_key``): ``PUT /api/providers/{id}`` as the contract says, or ``POST`` on a
+    gateway that only knows the older verb."""
+    r = api.put(f"/api/providers/{provider_id}", json=body)
+    if r.status_code == 405:
+        r = api.post(f"/api/providers/{provider_id}", json=body)
+    assert r.status_code in (200, 201), f"register provider {provider_id}: {r.status_code} {r.text}"
+    return r.json()
