@@ -134,6 +134,7 @@ class FaultUpstream:
         self._rules: dict[str, _Rule] = {}
         self._records: list[Request] = []
         self._served = 0
+        self._open: set[socket.socket] = set()
         upstream = self
 
         class Handler(_Handler):
@@ -174,6 +175,15 @@ class FaultUpstream:
         self.running = False
         self._server.shutdown()
         self._server.server_close()
+        # Kept-alive connections would go on being served by their handler threads; a
+        # provider that is down answers nothing, so they are cut too.
+        with self._lock:
+            open_sockets = list(self._open)
+        for sock in open_sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -298,6 +308,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.owner._lock:
+            self.owner._open.add(self.connection)
+
+    def finish(self) -> None:
+        with self.owner._lock:
+            self.owner._open.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     # -- plumbing --------------------------------------------------------------------------------
 

@@ -53,7 +53,10 @@ fn display_available() -> bool {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging();
-    match choose_mode(args.headless || args.check_config || args.show_token, display_available()) {
+    match choose_mode(
+        args.headless || args.check_config || args.show_token,
+        display_available(),
+    ) {
         Mode::Desktop => desktop::run_app(args),
         Mode::Headless => headless(args),
         Mode::HeadlessNoDisplay => {

@@ -17,9 +17,9 @@ use tokio::task::JoinHandle;
 use crate::access::{HostGuard, ManagementAuth};
 use crate::config::{MANAGEMENT_TOKEN_ENV, SecretsMode, Settings};
 use crate::registry::{Layer, Registry};
-use crate::state::ConfigStatus;
 use crate::routing::Router;
 use crate::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
+use crate::state::ConfigStatus;
 use crate::state::{AppState, Shared};
 use crate::store::{Database, StoreError};
 use crate::usage::Recorder;
@@ -140,7 +140,10 @@ impl Gateway {
                     tracing::warn!(config = %settings.config_file.as_deref().unwrap_or(std::path::Path::new("")).display(), "{warning}");
                 }
                 registry.set_layer(layer);
-                Some(ConfigStatus::loaded(settings.config_file.clone().unwrap_or_default(), warnings))
+                Some(ConfigStatus::loaded(
+                    settings.config_file.clone().unwrap_or_default(),
+                    warnings,
+                ))
             }
         };
         let registry = {
@@ -151,7 +154,10 @@ impl Gateway {
                 registry.load_discovered(&db)?;
                 registry.reload(&db, &*secrets)?;
                 let now = crate::store::now_ms();
-                router.seed(crate::usage::credential_history(&db, now - crate::routing::ledger::DAY_MS)?, now);
+                router.seed(
+                    crate::usage::credential_history(&db, now - crate::routing::ledger::DAY_MS)?,
+                    now,
+                );
                 Ok::<_, StoreError>(registry)
             })
             .await??

@@ -275,7 +275,8 @@ impl Opened {
             Ok(Some(Err(_))) => Err(Failure::BrokeOff),
             Ok(None) => Ok(opened),
             Ok(Some(Ok(first))) => {
-                let rest = std::mem::replace(&mut opened.body, Box::pin(futures_util::stream::empty()));
+                let rest =
+                    std::mem::replace(&mut opened.body, Box::pin(futures_util::stream::empty()));
                 opened.body = Box::pin(futures_util::stream::once(async { Ok(first) }).chain(rest));
                 Ok(opened)
             }
@@ -320,6 +321,10 @@ impl Job {
 }
 
 /// The failure a request ends with when no other candidate serves it.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per request, and boxed inside `Attempt`"
+)]
 enum Held {
     Error(GatewayError),
     /// A same-protocol client gets the provider's own error answer.
@@ -377,7 +382,7 @@ enum Attempt {
     /// The client's answer: a success, or an error no other candidate would fix.
     Done(Result<Response, GatewayError>),
     /// The candidate failed in a way another may not: rest it and try the next.
-    Failed(Failure, Held),
+    Failed(Failure, Box<Held>),
 }
 
 /// Answers one client request: forwarded as bytes when the provider speaks the client's
@@ -437,8 +442,16 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
             Pick::Use(index) => {
                 tried.push(index);
                 let target = &plan.targets[index];
-                let outcome =
-                    attempt(state, headers, &adapter, target, &job, started, &mut decoded).await;
+                let outcome = attempt(
+                    state,
+                    headers,
+                    &adapter,
+                    target,
+                    &job,
+                    started,
+                    &mut decoded,
+                )
+                .await;
                 match outcome {
                     Attempt::Done(result) => {
                         if let Some(previous) = held.take() {
@@ -450,7 +463,7 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
                         state
                             .router
                             .fail(&target.credential.key_id, failure, &settings, now_ms());
-                        if let Some(previous) = held.replace(failed) {
+                        if let Some(previous) = held.replace(*failed) {
                             previous.superseded();
                         }
                     }
@@ -506,7 +519,10 @@ struct Outgoing {
 enum AnswerPath {
     /// Same protocol: bytes relayed; `strip_usage` drops OpenAI's usage chunk the gateway
     /// asked for.
-    Relay { protocol: Protocol, strip_usage: bool },
+    Relay {
+        protocol: Protocol,
+        strip_usage: bool,
+    },
     /// Different protocols: decoded and re-encoded.
     Translate(Box<translate::Translation>),
 }
@@ -526,21 +542,28 @@ async fn attempt(
         Job::Generate(client) if target.provider.protocol == client.protocol => {
             same_protocol(client, target)
         }
-        Job::Generate(client) => translate::prepare(client, decoded, target).map(|(body, stream, translation)| {
-            Outgoing {
-                endpoint: UpstreamPath::generate(target.provider.protocol, &target.model, stream),
-                body,
-                stream,
-                answer: AnswerPath::Translate(Box::new(translation)),
-            }
-        }),
+        Job::Generate(client) => {
+            translate::prepare(client, decoded, target).map(|(body, stream, translation)| {
+                Outgoing {
+                    endpoint: UpstreamPath::generate(
+                        target.provider.protocol,
+                        &target.model,
+                        stream,
+                    ),
+                    body,
+                    stream,
+                    answer: AnswerPath::Translate(Box::new(translation)),
+                }
+            })
+        }
         Job::Forward(endpoint, body) => openai_family(*endpoint, body, target),
     };
     let outgoing = match prepared {
         Ok(outgoing) => outgoing,
         Err(error) => return Attempt::Done(Err(error)),
     };
-    let same_protocol_headers = matches!(outgoing.answer, AnswerPath::Relay { .. }).then_some(headers);
+    let same_protocol_headers =
+        matches!(outgoing.answer, AnswerPath::Relay { .. }).then_some(headers);
     let url = upstream_url(adapter, &target.provider, &outgoing.endpoint.path);
     let request = match upstream_request(
         state,
@@ -551,13 +574,22 @@ async fn attempt(
         same_protocol_headers,
     ) {
         Ok(request) => request,
-        Err(error) => return Attempt::Failed(Failure::Connection, Held::Error(error)),
+        Err(error) => {
+            return Attempt::Failed(Failure::Connection, Box::new(Held::Error(error)));
+        }
     };
     let endpoint_name = match job {
         Job::Generate(client) => client.endpoint,
         Job::Forward(endpoint, _) => endpoint.name(),
     };
-    let mut meter = Meter::new(state, started, adapter, target, endpoint_name, outgoing.stream);
+    let mut meter = Meter::new(
+        state,
+        started,
+        adapter,
+        target,
+        endpoint_name,
+        outgoing.stream,
+    );
     let upstream = match send(state, request.body(outgoing.body), url, &mut meter).await {
         Ok(upstream) => upstream,
         Err(error) => {
@@ -566,7 +598,7 @@ async fn attempt(
             } else {
                 Failure::Connection
             };
-            return Attempt::Failed(failure, Held::Error(error));
+            return Attempt::Failed(failure, Box::new(Held::Error(error)));
         }
     };
     let status = upstream.status();
@@ -584,7 +616,7 @@ async fn attempt(
             }
             AnswerPath::Translate(_) => Held::Error(translate::upstream_error(opened, meter).await),
         };
-        return Attempt::Failed(failure, held);
+        return Attempt::Failed(failure, Box::new(held));
     }
     let opened = if status.is_success() {
         match Opened::peeked(upstream, state.settings.response_timeout).await {
@@ -600,7 +632,7 @@ async fn attempt(
                     },
                 };
                 meter.fail(&error);
-                return Attempt::Failed(failure, Held::Error(error));
+                return Attempt::Failed(failure, Box::new(Held::Error(error)));
             }
         }
     } else {
@@ -659,7 +691,10 @@ fn same_protocol(client: &ClientRequest, target: &Target) -> Result<Outgoing, Ga
     }
     let top = TopLevel::scan(&client.body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
     let stream = top.is_true("stream");
-    let body = splice(&client.body, vec![top.set("model", json_string(&target.model))]);
+    let body = splice(
+        &client.body,
+        vec![top.set("model", json_string(&target.model))],
+    );
     Ok(Outgoing {
         body,
         stream,
@@ -673,7 +708,11 @@ fn same_protocol(client: &ClientRequest, target: &Target) -> Result<Outgoing, Ga
 
 /// The OpenAI-compatible fast path: `model` replaced, and on streams the usage chunk asked for
 /// (and dropped again when the client did not ask for it).
-fn openai_family(endpoint: Endpoint, body: &Bytes, target: &Target) -> Result<Outgoing, GatewayError> {
+fn openai_family(
+    endpoint: Endpoint,
+    body: &Bytes,
+    target: &Target,
+) -> Result<Outgoing, GatewayError> {
     if target.provider.protocol != Protocol::OpenAiChat {
         return Err(GatewayError::Unsupported(format!(
             "{} exist only on OpenAI-compatible providers, and provider `{}` speaks {}; create \
@@ -875,7 +914,11 @@ impl Meter {
         self.record.latency_ms = millis(now - self.started);
         self.record.ttfb_ms = self.first_byte.map(|t| millis(t - self.started));
         if let Some(credential) = &self.record.credential {
-            let tokens = self.record.tokens.input.unwrap_or(0)
+            let tokens = self
+                .record
+                .tokens
+                .input
+                .unwrap_or(0)
                 .saturating_add(self.record.tokens.output.unwrap_or(0));
             // Counted whether or not usage statistics are kept: limits depend on it.
             self.router.note_tokens(credential, tokens, now_ms());

@@ -5,13 +5,13 @@ use std::sync::{Arc, PoisonError};
 
 use crate::access::{HostGuard, ManagementAuth};
 use crate::config::Settings;
-use crate::lifecycle::SecretsStatus;
 use crate::discovery::{self, DiscoveryKind};
+use crate::lifecycle::SecretsStatus;
 use crate::registry::{DiscoveredModels, Layer, ProviderKey, Registry, Source};
-use crate::store::{DiscoveredRow, now_ms};
 use crate::routing::Router;
 use crate::secrets::SharedSecretStore;
 use crate::store::Database;
+use crate::store::{DiscoveredRow, now_ms};
 use crate::usage::Recorder;
 
 #[derive(Debug)]

@@ -428,7 +428,9 @@ impl Database {
     pub fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare("SELECT name, strategy, auto, candidates, updated_at FROM routes ORDER BY name")
+            .prepare(
+                "SELECT name, strategy, auto, candidates, updated_at FROM routes ORDER BY name",
+            )
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
             .query_map([], |row| {
@@ -723,7 +725,7 @@ mod tests {
             created_at: 2,
         };
         db.upsert_credential(&credential).unwrap();
-        assert_eq!(db.credentials().unwrap(), [credential.clone()]);
+        assert_eq!(db.credentials().unwrap(), [credential]);
 
         db.upsert_route(&RouteRow {
             name: "gpt-latest".into(),
@@ -756,7 +758,11 @@ mod tests {
         })
         .unwrap();
         let found = db.discovered().unwrap();
-        assert_eq!(found[0].models, ["a", "b"], "a failed refresh keeps the models");
+        assert_eq!(
+            found[0].models,
+            ["a", "b"],
+            "a failed refresh keeps the models"
+        );
         assert_eq!(found[0].error.as_deref(), Some("down"));
 
         let adapter = AdapterRow {
@@ -781,7 +787,10 @@ mod tests {
         assert!(!db.delete_adapter(100).unwrap());
         assert_eq!(db.adapters().unwrap().len(), 1);
         assert!(db.delete_provider("openai").unwrap());
-        assert!(db.credentials().unwrap().is_empty(), "credentials go with it");
+        assert!(
+            db.credentials().unwrap().is_empty(),
+            "credentials go with it"
+        );
         assert!(db.discovered().unwrap().is_empty());
     }
 

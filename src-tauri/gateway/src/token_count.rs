@@ -21,8 +21,8 @@ use crate::protocol::{codec, gemini};
 use crate::registry::Provider;
 use crate::relay::{self, UpstreamPath};
 use crate::routing;
-use crate::store::now_ms;
 use crate::state::AppState;
+use crate::store::now_ms;
 use crate::translate::{self, ClientRequest};
 
 /// The header that marks a locally estimated count.
@@ -124,8 +124,7 @@ fn same_protocol_body(client: &ClientRequest, model: &str) -> Result<Bytes, Gate
         }
         let mut value: Value = serde_json::from_slice(&client.body)
             .map_err(|e| GatewayError::BadJson(e.to_string()))?;
-        value["generateContentRequest"]["model"] =
-            Value::String(format!("models/{model}"));
+        value["generateContentRequest"]["model"] = Value::String(format!("models/{model}"));
         return serde_json::to_vec(&value)
             .map(Bytes::from)
             .map_err(|e| GatewayError::Internal(e.to_string()));

@@ -62,7 +62,10 @@ impl ClientRequest {
     pub(crate) fn requested_model(&self) -> Result<Option<String>, GatewayError> {
         if let Some(call) = &self.gemini {
             return Ok(Some(
-                call.model.strip_prefix("models/").unwrap_or(&call.model).to_owned(),
+                call.model
+                    .strip_prefix("models/")
+                    .unwrap_or(&call.model)
+                    .to_owned(),
             ));
         }
         crate::protocol::rewrite::body_model(&self.body)
@@ -148,12 +151,23 @@ pub(crate) fn prepare(
 
 impl Translation {
     /// The client's answer from the provider's (`upstream`'s first chunk is already in).
-    pub(crate) async fn deliver(self, upstream: Opened, meter: Meter) -> Result<Response, GatewayError> {
+    pub(crate) async fn deliver(
+        self,
+        upstream: Opened,
+        meter: Meter,
+    ) -> Result<Response, GatewayError> {
         if !upstream.status.is_success() {
             return Err(upstream_error(upstream, meter).await);
         }
         if !self.stream {
-            return whole_answer(upstream, meter, self.provider_protocol, self.client_protocol, &self.view).await;
+            return whole_answer(
+                upstream,
+                meter,
+                self.provider_protocol,
+                self.client_protocol,
+                &self.view,
+            )
+            .await;
         }
         let content_type = if self.client_protocol == Protocol::Gemini
             && self.view.gemini_framing == crate::protocol::gemini::Framing::JsonArray
@@ -256,7 +270,10 @@ pub(crate) async fn upstream_error(mut upstream: Opened, mut meter: Meter) -> Ga
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let body = upstream.read_capped(ERROR_BODY_CAP).await.unwrap_or_default();
+    let body = upstream
+        .read_capped(ERROR_BODY_CAP)
+        .await
+        .unwrap_or_default();
     let error = GatewayError::UpstreamStatus {
         provider: meter.record.provider_id.clone(),
         status: status.as_u16(),

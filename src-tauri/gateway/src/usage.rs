@@ -201,14 +201,21 @@ fn write_loop(conn: &Connection, rx: &Receiver<Message>) {
 
 /// Each credential's requests of the last day, `(key_id, start ms, tokens)`, to restore the
 /// routing windows after a restart.
-pub fn credential_history(db: &Database, since_ms: i64) -> Result<Vec<(String, i64, u64)>, StoreError> {
+pub fn credential_history(
+    db: &Database,
+    since_ms: i64,
+) -> Result<Vec<(String, i64, u64)>, StoreError> {
     db.read(|conn| {
         let mut stmt = conn.prepare(
             "SELECT credential, ts_ms, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)
              FROM usage WHERE credential IS NOT NULL AND ts_ms >= ?1 ORDER BY ts_ms",
         )?;
         let rows = stmt.query_map([since_ms], |row| {
-            Ok((row.get(0)?, row.get(1)?, u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0)))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+            ))
         })?;
         rows.collect()
     })

@@ -843,11 +843,19 @@ async fn anthropic_errors_are_in_anthropic_shape() {
 
     // The only key now rests for the 7 s the provider asked for: the next request is refused
     // here, with the time left, without bothering the provider.
-    let again = anthropic(&f, &f.adapter_key, &json!({"model": "m", "max_tokens": 10,
-        "messages": [{"role": "user", "content": "hi"}]}))
+    let again = anthropic(
+        &f,
+        &f.adapter_key,
+        &json!({"model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}]}),
+    )
     .await;
     assert_eq!(again.status(), StatusCode::TOO_MANY_REQUESTS);
-    let wait: u64 = again.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait: u64 = again.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=7).contains(&wait), "retry-after {wait}");
     let error: Value = again.json().await.unwrap();
     assert_eq!(error["error"]["type"], "rate_limit_error");

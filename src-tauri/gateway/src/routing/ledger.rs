@@ -65,7 +65,10 @@ impl Hold {
 pub enum Availability {
     Ready,
     /// Not before `until_ms`.
-    Held { until_ms: i64, hold: Hold },
+    Held {
+        until_ms: i64,
+        hold: Hold,
+    },
 }
 
 /// The current counts of a credential's windows.
@@ -98,14 +101,22 @@ impl Entry {
             self.token_sum = self.token_sum.saturating_sub(n);
             self.tokens.pop_front();
         }
-        if self.cooldown.as_ref().is_some_and(|(until, _)| *until <= now) {
+        if self
+            .cooldown
+            .as_ref()
+            .is_some_and(|(until, _)| *until <= now)
+        {
             self.cooldown = None;
         }
     }
 
     fn requests_since(&self, since: i64) -> usize {
         // Requests are in time order: count from the newest end.
-        self.requests.iter().rev().take_while(|&&t| t > since).count()
+        self.requests
+            .iter()
+            .rev()
+            .take_while(|&&t| t > since)
+            .count()
     }
 
     fn windows(&self, now: i64) -> Windows {
@@ -202,14 +213,13 @@ impl Ledger {
         entry.token_sum = entry.token_sum.saturating_add(tokens);
     }
 
-    /// Rests a credential until `until_ms`. A longer rest already running is kept.
+    /// Rests a credential until `until_ms`. A longer rest already running is kept, except that
+    /// the provider's own word (a 429's wait) replaces a rest the gateway chose itself.
     pub fn cool_down(&mut self, key_id: &str, until_ms: i64, hold: Hold, now: i64) {
         let entry = self.entry(key_id, now);
-        if entry
-            .cooldown
-            .as_ref()
-            .is_none_or(|(current, _)| until_ms > *current)
-        {
+        if entry.cooldown.as_ref().is_none_or(|(current, held)| {
+            until_ms > *current || (held.is_soft() && !hold.is_soft())
+        }) {
             entry.cooldown = Some((until_ms, hold));
         }
     }
@@ -337,12 +347,7 @@ mod tests {
     fn cooldowns_end_by_themselves_and_keep_the_longer_rest() {
         let mut ledger = Ledger::default();
         let limits = Limits::default();
-        ledger.cool_down(
-            "p/k",
-            T0 + 2000,
-            Hold::CoolingDown("429".into()),
-            T0,
-        );
+        ledger.cool_down("p/k", T0 + 2000, Hold::CoolingDown("429".into()), T0);
         ledger.cool_down("p/k", T0 + 1000, Hold::CoolingDown("500".into()), T0);
         assert_eq!(
             ledger.availability("p/k", &limits, T0 + 1500),

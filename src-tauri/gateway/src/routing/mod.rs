@@ -195,7 +195,9 @@ pub enum Pick {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Failure {
     /// 429; with the provider's `retry-after` in milliseconds when it sent one.
-    RateLimited { retry_after_ms: Option<i64> },
+    RateLimited {
+        retry_after_ms: Option<i64>,
+    },
     /// 401 or 403.
     Auth(u16),
     /// 5xx.
@@ -211,8 +213,13 @@ impl Failure {
         match self {
             Self::RateLimited {
                 retry_after_ms: Some(ms),
-            } => format!("rate limited (HTTP 429, retry-after {} s)", (ms + 999) / 1000),
-            Self::RateLimited { retry_after_ms: None } => "rate limited (HTTP 429)".into(),
+            } => format!(
+                "rate limited (HTTP 429, retry-after {} s)",
+                (ms + 999) / 1000
+            ),
+            Self::RateLimited {
+                retry_after_ms: None,
+            } => "rate limited (HTTP 429)".into(),
             Self::Auth(status) => format!("the provider refused the key (HTTP {status})"),
             Self::Server(status) => format!("provider error (HTTP {status})"),
             Self::Timeout => "timed out".into(),
@@ -259,7 +266,8 @@ impl Router {
         let mut soonest: Option<(i64, Hold)> = None;
         let mut resting: Option<(i64, usize)> = None;
         for (index, target) in plan.targets.iter().enumerate() {
-            if tried.contains(&index) || matches!(target.credential.key, ProviderKey::Unavailable(_))
+            if tried.contains(&index)
+                || matches!(target.credential.key, ProviderKey::Unavailable(_))
             {
                 continue;
             }
@@ -310,18 +318,37 @@ impl Router {
                 chosen
             }
             Strategy::LeastUsed => {
-                let usage = usage_percent(ledger, plan, &tier, now);
-                let (least, least_usage) = tier
-                    .iter()
-                    .zip(&usage)
-                    .fold((tier[0], usage[0]), |(bi, bu), (&i, &u)| {
-                        if u < bu { (i, u) } else { (bi, bu) }
-                    });
+                let usage = usage_percent(ledger, plan, &tier, None, now);
+                let (least, least_usage) =
+                    tier.iter()
+                        .zip(&usage)
+                        .fold(
+                            (tier[0], usage[0]),
+                            |(bi, bu), (&i, &u)| {
+                                if u < bu { (i, u) } else { (bi, bu) }
+                            },
+                        );
+                // Staying on the last pick is fine while it would still be within the gap
+                // after this request too.
                 let last = cursors.get(&plan.pool).copied();
                 let chosen = match last.and_then(|l| tier.iter().position(|&i| i == l)) {
-                    Some(at) if usage[at] - least_usage <= f64::from(gap_percent) => tier[at],
-                    _ => least,
+                    Some(at) => {
+                        let after = usage_percent(ledger, plan, &tier, Some(tier[at]), now);
+                        let least_after = after
+                            .iter()
+                            .enumerate()
+                            .filter(|(k, _)| *k != at)
+                            .map(|(_, u)| *u)
+                            .fold(f64::INFINITY, f64::min);
+                        if after[at] - least_after.min(after[at]) <= f64::from(gap_percent) {
+                            tier[at]
+                        } else {
+                            least
+                        }
+                    }
+                    None => least,
                 };
+                let _ = least_usage;
                 cursors.insert(plan.pool.clone(), chosen);
                 chosen
             }
@@ -347,7 +374,8 @@ impl Router {
         let reason = failure.describe();
         let (rest, hold) = match failure {
             Failure::RateLimited { retry_after_ms } => (
-                retry_after_ms.unwrap_or(i64::try_from(settings.rate_limit_cooldown_ms).unwrap_or(i64::MAX)),
+                retry_after_ms
+                    .unwrap_or(i64::try_from(settings.rate_limit_cooldown_ms).unwrap_or(i64::MAX)),
                 Hold::CoolingDown(reason),
             ),
             Failure::Auth(_) => (
@@ -402,21 +430,40 @@ fn hold_message(hold: &Hold) -> String {
 
 /// How used each member of a tier is, in percent: of its daily (or else per-minute) capacity
 /// when every member has one, otherwise its share of the tier's requests today.
-fn usage_percent(ledger: &mut Ledger, plan: &Plan, tier: &[usize], now: i64) -> Vec<f64> {
+///
+/// `plus_one` counts one more request for that member (to judge a pick before making it).
+fn usage_percent(
+    ledger: &mut Ledger,
+    plan: &Plan,
+    tier: &[usize],
+    plus_one: Option<usize>,
+    now: i64,
+) -> Vec<f64> {
     let members: Vec<(&Credential, Windows)> = tier
         .iter()
         .map(|&i| {
             let credential = &*plan.targets[i].credential;
-            (credential, ledger.windows(&credential.key_id, now))
+            let mut windows = ledger.windows(&credential.key_id, now);
+            if plus_one == Some(i) {
+                windows.req_day = windows.req_day.saturating_add(1);
+                windows.req_min = windows.req_min.saturating_add(1);
+            }
+            (credential, windows)
         })
         .collect();
-    if members.iter().all(|(c, _)| c.limits.max_request_day.is_some()) {
+    if members
+        .iter()
+        .all(|(c, _)| c.limits.max_request_day.is_some())
+    {
         return members
             .iter()
             .map(|(c, w)| percent(u64::from(w.req_day), c.limits.max_request_day))
             .collect();
     }
-    if members.iter().all(|(c, _)| c.limits.max_request_min.is_some()) {
+    if members
+        .iter()
+        .all(|(c, _)| c.limits.max_request_min.is_some())
+    {
         return members
             .iter()
             .map(|(c, w)| percent(u64::from(w.req_min), c.limits.max_request_min))
@@ -439,5 +486,190 @@ fn percent(used: u64, capacity: Option<u32>) -> f64 {
     match capacity {
         Some(cap) if cap > 0 => used as f64 * 100.0 / f64::from(cap),
         _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Protocol;
+    use crate::registry::Source;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn provider(id: &str, keys: &[(&str, Limits, u32)]) -> Arc<Provider> {
+        Arc::new(Provider {
+            id: id.into(),
+            url: "http://127.0.0.1:1/v1".into(),
+            protocol: Protocol::OpenAiChat,
+            discovery: "off".into(),
+            declared_models: vec![],
+            discovered: Default::default(),
+            credentials: keys
+                .iter()
+                .map(|(key, limits, priority)| {
+                    Arc::new(Credential {
+                        provider_id: id.into(),
+                        id: (*key).into(),
+                        key_id: format!("{id}/{key}"),
+                        label: (*key).into(),
+                        key: ProviderKey::None,
+                        key_hint: None,
+                        key_source: None,
+                        enabled: true,
+                        priority: *priority,
+                        limits: *limits,
+                        source: Source::Database,
+                        implicit: false,
+                    })
+                })
+                .collect(),
+            source: Source::Database,
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    fn plan_over(providers: &[Arc<Provider>], strategy: Strategy) -> Plan {
+        let mut targets = Vec::new();
+        for p in providers {
+            for c in &p.credentials {
+                targets.push(Target {
+                    provider: p.clone(),
+                    model: "m".into(),
+                    credential: c.clone(),
+                    tier: (0, c.priority),
+                });
+            }
+        }
+        targets.sort_by_key(|t| t.tier);
+        Plan {
+            pool: "test".into(),
+            strategy,
+            targets,
+        }
+    }
+
+    fn take(router: &Router, plan: &Plan, n: usize, gap: u32) -> Vec<String> {
+        (0..n)
+            .map(|i| match router.pick(plan, &[], gap, T0 + i as i64) {
+                Pick::Use(index) => plan.targets[index].credential.id.clone(),
+                other => panic!("no pick: {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_spreads_evenly_over_keys_and_providers() {
+        let none = Limits::default();
+        let plan = plan_over(
+            &[
+                provider("a", &[("k1", none, 0), ("k2", none, 0)]),
+                provider("b", &[("k3", none, 0), ("k4", none, 0)]),
+            ],
+            Strategy::RoundRobin,
+        );
+        let picks = take(&Router::default(), &plan, 8, 5);
+        assert_eq!(picks, ["k1", "k2", "k3", "k4", "k1", "k2", "k3", "k4"]);
+    }
+
+    #[test]
+    fn fill_first_stays_until_a_limit_then_moves_on() {
+        let three = Limits {
+            max_request_min: Some(3),
+            ..Limits::default()
+        };
+        let plan = plan_over(
+            &[provider("a", &[("k1", three, 0), ("k2", three, 0)])],
+            Strategy::FillFirst,
+        );
+        let router = Router::default();
+        let picks = take(&router, &plan, 6, 5);
+        assert_eq!(picks, ["k1", "k1", "k1", "k2", "k2", "k2"]);
+        match router.pick(&plan, &[], 5, T0 + 10) {
+            Pick::Wait { until_ms, reason } => {
+                assert_eq!(until_ms, T0 + ledger::MINUTE_MS);
+                assert!(reason.contains("3 requests per minute"), "{reason}");
+            }
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lower_priority_tiers_wait_for_the_higher_ones() {
+        let one = Limits {
+            max_request_min: Some(1),
+            ..Limits::default()
+        };
+        let plan = plan_over(
+            &[provider(
+                "a",
+                &[("main", one, 0), ("backup", Limits::default(), 1)],
+            )],
+            Strategy::RoundRobin,
+        );
+        assert_eq!(
+            take(&Router::default(), &plan, 3, 5),
+            ["main", "backup", "backup"]
+        );
+    }
+
+    #[test]
+    fn least_used_keeps_the_gap_within_the_setting() {
+        let day = Limits {
+            max_request_day: Some(100),
+            ..Limits::default()
+        };
+        let plan = plan_over(
+            &[provider(
+                "a",
+                &[("k1", day, 0), ("k2", day, 0), ("k3", day, 0)],
+            )],
+            Strategy::LeastUsed,
+        );
+        let router = Router::default();
+        for i in 0..4 {
+            router.lock().ledger.note_request("a/k1", T0 - 100 + i);
+        }
+        let mut counts = HashMap::from([("k1", 4), ("k2", 0), ("k3", 0)]);
+        for (i, pick) in take(&router, &plan, 26, 5).iter().enumerate() {
+            *counts.get_mut(pick.as_str()).unwrap() += 1;
+            let gap = counts.values().max().unwrap() - counts.values().min().unwrap();
+            assert!(gap <= 5, "after pick {i}: {counts:?}");
+        }
+    }
+
+    #[test]
+    fn a_soft_rest_yields_when_nothing_else_can_serve() {
+        let plan = plan_over(
+            &[provider("a", &[("only", Limits::default(), 0)])],
+            Strategy::RoundRobin,
+        );
+        let router = Router::default();
+        let settings = RoutingSettings::default();
+        router.fail("a/only", Failure::Server(500), &settings, T0);
+        assert_eq!(router.pick(&plan, &[], 5, T0 + 1), Pick::Use(0));
+        router.fail(
+            "a/only",
+            Failure::RateLimited {
+                retry_after_ms: Some(7000),
+            },
+            &settings,
+            T0,
+        );
+        assert!(
+            matches!(router.pick(&plan, &[], 5, T0 + 2), Pick::Wait { until_ms, .. } if until_ms == T0 + 7000)
+        );
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(parse_retry_after("2", T0), Some(2000));
+        assert_eq!(parse_retry_after("0.5", T0), Some(500));
+        assert_eq!(parse_retry_after("soon", T0), None);
+        let date = httpdate::fmt_http_date(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis((T0 + 30_000) as u64),
+        );
+        assert_eq!(parse_retry_after(&date, T0), Some(30_000));
     }
 }

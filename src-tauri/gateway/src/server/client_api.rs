@@ -256,7 +256,10 @@ pub async fn models(
     let adapter = relay::authenticate(&snapshot, &headers).map_err(|e| Rendered::new(shape, e))?;
     let offered = offered_models(&snapshot, &adapter);
     Ok(Json(if anthropic {
-        let data: Vec<Value> = offered.iter().map(|m| anthropic_model(&adapter, m)).collect();
+        let data: Vec<Value> = offered
+            .iter()
+            .map(|m| anthropic_model(&adapter, m))
+            .collect();
         json!({
             "data": data,
             "has_more": false,
@@ -362,7 +365,10 @@ pub async fn gemini_models(
             gemini(&named_model(&snapshot, &adapter, id))
         }
         None => {
-            let models: Vec<Value> = offered_models(&snapshot, &adapter).iter().map(gemini).collect();
+            let models: Vec<Value> = offered_models(&snapshot, &adapter)
+                .iter()
+                .map(gemini)
+                .collect();
             json!({ "models": models })
         }
     }))
@@ -371,15 +377,18 @@ pub async fn gemini_models(
 /// One model by name: a pinned adapter answers every name with its model (that is what a
 /// request naming it would reach); a routing adapter describes the name itself.
 fn named_model(snapshot: &Snapshot, adapter: &Adapter, requested: &str) -> Offered {
-    if adapter.model_id.is_some() {
-        if let Some(first) = offered_models(snapshot, adapter).into_iter().next() {
-            return first;
-        }
+    if adapter.model_id.is_some()
+        && let Some(first) = offered_models(snapshot, adapter).into_iter().next()
+    {
+        return first;
     }
-    let owner = adapter.provider_id.clone().unwrap_or_else(|| match snapshot.serving(requested) {
-        [only] => only.clone(),
-        _ => "flexiproxy".into(),
-    });
+    let owner = adapter
+        .provider_id
+        .clone()
+        .unwrap_or_else(|| match snapshot.serving(requested) {
+            [only] => only.clone(),
+            _ => "flexiproxy".into(),
+        });
     Offered {
         id: requested.to_owned(),
         owner,

@@ -222,7 +222,10 @@ fn provider_view(state: &AppState, provider: &Provider) -> ProviderView {
         .iter()
         .map(|c| credential_view(state, c, now))
         .collect();
-    let default = provider.credentials.iter().find(|c| c.id == DEFAULT_CREDENTIAL);
+    let default = provider
+        .credentials
+        .iter()
+        .find(|c| c.id == DEFAULT_CREDENTIAL);
     ProviderView {
         id: provider.id.clone(),
         url: provider.url.clone(),
@@ -431,7 +434,7 @@ async fn put_provider(
                         ..current
                     },
                     None => CredentialRow {
-                        provider_id: row.id.clone(),
+                        provider_id: row.id,
                         id: DEFAULT_CREDENTIAL.into(),
                         label: DEFAULT_CREDENTIAL.into(),
                         key_ref: Some(key_ref),
@@ -511,8 +514,10 @@ struct AdapterView {
 async fn list_adapters(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let db = state.db.clone();
     let rows = blocking(move || db.adapters().map_err(Into::into)).await?;
-    let hints: std::collections::HashMap<i64, String> =
-        rows.into_iter().map(|r| (r.create_time, r.key_hint)).collect();
+    let hints: std::collections::HashMap<i64, String> = rows
+        .into_iter()
+        .map(|r| (r.create_time, r.key_hint))
+        .collect();
     let views: Vec<AdapterView> = state
         .registry
         .snapshot()
@@ -550,9 +555,7 @@ struct AdapterInput {
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {
-    value
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
 async fn create_adapter(
@@ -578,7 +581,10 @@ async fn create_adapter(
         ));
     }
     let strategy = match non_empty(input.strategy) {
-        Some(raw) => Some(raw.parse::<Strategy>().map_err(|e| invalid(e.to_string()))?),
+        Some(raw) => Some(
+            raw.parse::<Strategy>()
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
         None => None,
     };
     let key = new_adapter_key().map_err(Rendered::management)?;
@@ -685,8 +691,7 @@ async fn put_settings(State(state): State<AppState>, body: Bytes) -> ApiResult<i
         Some(changes) => {
             if state.registry.routing_from_config() {
                 return Err(Rendered::management(GatewayError::Conflict(
-                    "the routing settings come from the config file; edit the file instead"
-                        .into(),
+                    "the routing settings come from the config file; edit the file instead".into(),
                 )));
             }
             let mut merged = match serde_json::to_value(state.registry.snapshot().routing) {
@@ -786,7 +791,11 @@ fn present_or_null_u64<'de, D: serde::Deserializer<'de>>(
     Option::<u64>::deserialize(deserializer).map(Some)
 }
 
-fn limit_u32(name: &str, value: Option<Option<u64>>, current: Option<u32>) -> ApiResult<Option<u32>> {
+fn limit_u32(
+    name: &str,
+    value: Option<Option<u64>>,
+    current: Option<u32>,
+) -> ApiResult<Option<u32>> {
     match value {
         None => Ok(current),
         Some(None) => Ok(None),
@@ -802,8 +811,16 @@ impl CredentialInput {
     /// The stored row after applying this input to `current` (or to a new credential).
     fn apply(self, current: CredentialRow) -> ApiResult<(CredentialRow, Option<Option<String>>)> {
         let limits = Limits {
-            max_request_min: limit_u32("max_request_min", self.max_request_min, current.limits.max_request_min)?,
-            max_request_day: limit_u32("max_request_day", self.max_request_day, current.limits.max_request_day)?,
+            max_request_min: limit_u32(
+                "max_request_min",
+                self.max_request_min,
+                current.limits.max_request_min,
+            )?,
+            max_request_day: limit_u32(
+                "max_request_day",
+                self.max_request_day,
+                current.limits.max_request_day,
+            )?,
             max_token_min: match self.max_token_min {
                 None => current.limits.max_token_min,
                 Some(None) => None,
@@ -853,7 +870,9 @@ async fn save_credential(
     .await?;
     if key_changed {
         // A new key starts afresh: an auth failure or cooldown was the old key's.
-        state.router.reset(&format!("{provider_id}/{credential_id}"));
+        state
+            .router
+            .reset(&format!("{provider_id}/{credential_id}"));
     }
     state
         .reload_registry()
@@ -917,13 +936,18 @@ async fn create_credential(
 async fn stored_credential(state: &AppState, provider: &str, id: &str) -> ApiResult<CredentialRow> {
     let db = state.db.clone();
     let (p, c) = (provider.to_owned(), id.to_owned());
-    blocking(move || Ok(db.credentials()?.into_iter().find(|r| r.provider_id == p && r.id == c)))
-        .await?
-        .ok_or_else(|| {
-            Rendered::management(GatewayError::NotFound(format!(
-                "credential `{id}` of provider `{provider}`"
-            )))
-        })
+    blocking(move || {
+        Ok(db
+            .credentials()?
+            .into_iter()
+            .find(|r| r.provider_id == p && r.id == c))
+    })
+    .await?
+    .ok_or_else(|| {
+        Rendered::management(GatewayError::NotFound(format!(
+            "credential `{id}` of provider `{provider}`"
+        )))
+    })
 }
 
 async fn update_credential(
@@ -935,7 +959,9 @@ async fn update_credential(
     writable(provider.source, &format!("provider `{id}`"))?;
     let input: CredentialInput = parse(&body)?;
     if input.id.as_deref().is_some_and(|given| given != credential) {
-        return Err(invalid("a credential's id cannot change; create a new one instead"));
+        return Err(invalid(
+            "a credential's id cannot change; create a new one instead",
+        ));
     }
     let current = stored_credential(&state, &id, &credential).await?;
     let (row, key) = input.apply(current)?;
@@ -1012,7 +1038,13 @@ fn route_view(route: &crate::registry::Route) -> RouteView {
 
 async fn list_routes(State(state): State<AppState>) -> impl IntoResponse {
     let snapshot = state.registry.snapshot();
-    axum::Json(snapshot.routes().into_iter().map(|r| route_view(r)).collect::<Vec<_>>())
+    axum::Json(
+        snapshot
+            .routes()
+            .into_iter()
+            .map(|r| route_view(r))
+            .collect::<Vec<_>>(),
+    )
 }
 
 async fn get_route(
@@ -1062,11 +1094,16 @@ async fn put_route(
     }
     let input: RouteInput = parse(&body)?;
     let strategy = match non_empty(input.strategy) {
-        Some(raw) => Some(raw.parse::<Strategy>().map_err(|e| invalid(e.to_string()))?),
+        Some(raw) => Some(
+            raw.parse::<Strategy>()
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
         None => None,
     };
     if input.candidates.is_empty() {
-        return Err(invalid("a route needs at least one candidate (`provider/model`)"));
+        return Err(invalid(
+            "a route needs at least one candidate (`provider/model`)",
+        ));
     }
     let mut candidates = Vec::new();
     for (position, candidate) in input.candidates.into_iter().enumerate() {
@@ -1130,7 +1167,9 @@ async fn delete_route(
     let wanted = name.clone();
     let existed = blocking(move || db.delete_route(&wanted).map_err(Into::into)).await?;
     if !existed {
-        return Err(Rendered::management(GatewayError::NotFound(format!("route `{name}`"))));
+        return Err(Rendered::management(GatewayError::NotFound(format!(
+            "route `{name}`"
+        ))));
     }
     state
         .reload_registry()
