@@ -99,6 +99,10 @@ class _ClientGone(Exception):
     """The client closed the connection while we were still answering."""
 
 
+def _is_model_list(rec: Recorded) -> bool:
+    return rec.method == "GET" and rec.path.split("?")[0].rstrip("/") in ("/v1/models", "/models")
+
+
 class MockOpenAI:
     """The server plus its record of requests. Use as a context manager or call start/stop."""
 
@@ -155,8 +159,14 @@ class MockOpenAI:
 
     @property
     def requests(self) -> list[Recorded]:
+        """Every request but model-list reads (the gateway's discovery makes those on its own)."""
         with self._lock:
-            return list(self._records)
+            return [r for r in self._records if not _is_model_list(r)]
+
+    @property
+    def model_list_requests(self) -> list[Recorded]:
+        with self._lock:
+            return [r for r in self._records if _is_model_list(r)]
 
     def clear(self) -> None:
         with self._lock:

@@ -141,7 +141,7 @@ def test_foreign_origin_is_403(gateway: GatewayProcess, origin: str) -> None:
     # A write from a foreign page must not go through either.
     r = gateway.api.put("/api/settings", json={"usage_enabled": False}, headers=headers)
     assert_mgmt_error(r, 403)
-    assert gateway.api.get("/api/settings").json() == {"usage_enabled": True}
+    assert gateway.api.get("/api/settings").json()["usage_enabled"] is True
 
 
 @pytest.mark.parametrize("origin", ["http://127.0.0.1:{port}", "http://localhost:{port}"])
@@ -362,12 +362,12 @@ def test_deleting_provider_stops_its_adapters(routed: Routed) -> None:
 
 def test_settings_persist_across_restart(start_gateway: GatewayFactory) -> None:
     gw = start_gateway()
-    assert gw.api.get("/api/settings").json() == {"usage_enabled": True}
-    assert gw.api.set_usage_enabled(False) == {"usage_enabled": False}
+    assert gw.api.get("/api/settings").json()["usage_enabled"] is True
+    assert gw.api.set_usage_enabled(False)["usage_enabled"] is False
     assert gw.api.get("/api/status").json()["usage_enabled"] is False
     assert gw.stop() == 0
     again = start_gateway(data_dir=gw.data_dir)
-    assert again.api.get("/api/settings").json() == {"usage_enabled": False}
+    assert again.api.get("/api/settings").json()["usage_enabled"] is False
     bad = again.api.put("/api/settings", json={"usage_enabled": "yes"})
     assert 400 <= bad.status_code < 500
 
@@ -427,11 +427,11 @@ def test_usage_flag_off_overrides_stored_setting(
     tests_need_keychain: None, start_gateway: GatewayFactory, mock_upstream: m.MockOpenAI, provider_key: str
 ) -> None:
     gw = start_gateway(["--usage", "off"])
-    assert gw.api.get("/api/settings").json() == {"usage_enabled": False}
+    assert gw.api.get("/api/settings").json()["usage_enabled"] is False
     routed = route(gw, mock_upstream, provider_key)
     assert chat(gw, routed.adapter_key).status_code == 200
     # Switched on at run time, the next request is recorded and the earlier one is not.
-    assert gw.api.set_usage_enabled(True) == {"usage_enabled": True}
+    assert gw.api.set_usage_enabled(True)["usage_enabled"] is True
     later = route(gw, mock_upstream, provider_key, provider_id="later")
     assert chat(gw, later.adapter_key).status_code == 200
     gw.api.wait_usage(lambda row: row["provider_id"] == "later")

@@ -555,8 +555,8 @@ def test_usage_off_records_nothing(routed: Routed) -> None:
     client.chat.completions.create(**ask)
     routed.gw.api.wait_usage(count=1)
 
-    assert routed.gw.api.set_usage_enabled(False) == {"usage_enabled": False}
-    assert routed.gw.api.get("/api/settings").json() == {"usage_enabled": False}
+    assert routed.gw.api.set_usage_enabled(False)["usage_enabled"] is False
+    assert routed.gw.api.get("/api/settings").json()["usage_enabled"] is False
     client.chat.completions.create(**ask)
     list(client.chat.completions.create(**ask, stream=True))
     client.embeddings.create(model=CLIENT_MODEL, input="x")
@@ -564,7 +564,7 @@ def test_usage_off_records_nothing(routed: Routed) -> None:
 
     # Turn it back on and make one more request through another provider: once that one is
     # recorded, anything recorded while usage was off would be there too.
-    assert routed.gw.api.set_usage_enabled(True) == {"usage_enabled": True}
+    assert routed.gw.api.set_usage_enabled(True)["usage_enabled"] is True
     after = route(routed.gw, routed.mock, routed.provider_key, provider_id="after")
     sdk(routed, after.adapter_key).chat.completions.create(**ask)
     routed.gw.api.wait_usage(lambda row: row["provider_id"] == "after")

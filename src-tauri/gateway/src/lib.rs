@@ -3,16 +3,20 @@
 //! headless anywhere; the desktop app (`src-tauri/app`) only wires it into a tray.
 //!
 //! The map, from the outside in:
-//! - `cli` / `config`: command line and environment, validated into [`Settings`].
+//! - `cli` / `config`: command line and environment, validated into [`Settings`];
+//!   `config_file`: the declarative file for headless use (providers, keys, routes), watched.
 //! - `lifecycle`: [`Gateway::start`] brings the parts up in order; [`RunningGateway`] stops them.
 //! - `server`: the axum router: client API (`/v1`), management API (`/api`), web UI.
-//! - `relay`: the same-protocol fast path from client to provider and back.
-//! - `translate`: the translated path (Anthropic Messages clients on `openai_chat` providers).
+//! - `relay`: the failover loop over a request's candidates, and the same-protocol fast path
+//!   from client to provider and back.
+//! - `routing`: which provider, model and credential serve a request (pools, limits,
+//!   strategies, cooldowns); `discovery`: which models each provider serves.
+//! - `translate`: the translated path (a client and a provider of different protocols).
 //! - `canonical`: the one internal model of a chat exchange (request, response, stream events)
 //!   that translation between protocols goes through.
 //! - `protocol`: wire formats (`openai_chat`, `anthropic_messages`) with their conversions to
 //!   and from `canonical`, SSE framing, in-place JSON edits.
-//! - `registry`: providers and adapters in memory for the request path.
+//! - `registry`: providers, credentials, routes and adapters in memory for the request path.
 //! - `access`: adapter keys, the management token, the Host/Origin guard.
 //! - `usage`: per-request records written off the request path; summaries.
 //! - `store`: the SQLite file and its migrations. `secrets`: keychain and the `Secret` type.

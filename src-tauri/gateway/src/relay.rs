@@ -1,8 +1,11 @@
-//! Where every client request goes: [`answer`] sends it down the same-protocol fast path when
-//! the provider speaks the client's protocol, and to `translate` otherwise. The fast path
-//! forwards the request as bytes and relays the answer as it arrives while reading usage on
-//! the side; the pieces both paths need (key lookup, provider URLs and auth, the timed send,
-//! [`Meter`]) live here.
+//! Where every client request goes. [`answer`] asks `routing` for the request's candidates
+//! (provider, model, credential) and tries them one at a time: each attempt goes down the
+//! same-protocol fast path when the provider speaks the client's protocol, and to `translate`
+//! otherwise. An attempt that fails with 429, 5xx, 401/403, a timeout, a refused connection or
+//! a body that breaks before its first byte rests its credential and the next candidate is
+//! tried; nothing reaches the client until an upstream's first chunk is in, so the client
+//! never sees the failed attempts. The pieces both paths need (key lookup, provider URLs and
+//! auth, the timed send, [`Meter`]) live here.
 //!
 //! On the fast path the request body is validated and edited in place by `protocol::rewrite`
 //! (only `model` changes, plus `stream_options.include_usage` on OpenAI streams; a Gemini

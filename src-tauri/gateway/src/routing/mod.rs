@@ -373,10 +373,16 @@ impl Router {
     pub fn fail(&self, key_id: &str, failure: Failure, settings: &RoutingSettings, now: i64) {
         let reason = failure.describe();
         let (rest, hold) = match failure {
-            Failure::RateLimited { retry_after_ms } => (
-                retry_after_ms
-                    .unwrap_or(i64::try_from(settings.rate_limit_cooldown_ms).unwrap_or(i64::MAX)),
-                Hold::CoolingDown(reason),
+            // The provider's own wait is binding; a 429 without one gets the gateway's guess,
+            // which only steers requests to other keys while there are any.
+            Failure::RateLimited {
+                retry_after_ms: Some(wait),
+            } => (wait, Hold::CoolingDown(reason)),
+            Failure::RateLimited {
+                retry_after_ms: None,
+            } => (
+                i64::try_from(settings.rate_limit_cooldown_ms).unwrap_or(i64::MAX),
+                Hold::Resting(reason),
             ),
             Failure::Auth(_) => (
                 i64::try_from(settings.auth_cooldown_ms).unwrap_or(i64::MAX),

@@ -143,6 +143,8 @@ struct ProviderView {
     credentials: Vec<CredentialView>,
     /// Kept for clients of the single-key API: whether credential `default` has a key.
     has_api_key: bool,
+    /// Of credential `default`: `keychain`, `env:NAME`, or null.
+    key_source: Option<String>,
     key_hint: Option<String>,
     key_error: Option<String>,
     source: Source,
@@ -237,6 +239,7 @@ fn provider_view(state: &AppState, provider: &Provider) -> ProviderView {
         discovery_error: provider.discovered.error.clone(),
         peers: provider.discovered.peers.clone(),
         has_api_key: default.is_some_and(|c| !matches!(c.key, ProviderKey::None)),
+        key_source: default.and_then(|c| c.key_source.clone()),
         key_hint: default.and_then(|c| c.key_hint.clone()),
         key_error: default.and_then(|c| match &c.key {
             ProviderKey::Unavailable(reason) => Some(reason.clone()),
@@ -622,6 +625,7 @@ async fn create_adapter(
             "base_url": row.base_url,
             "strategy": strategy,
             "key_hint": row.key_hint,
+            "source": Source::Database,
             // Shown this once; only its hash is kept.
             "api_key": key.key.expose(),
         })),
