@@ -1046,6 +1046,24 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(5);
 
+    /// `discover` at `url` with the test key.
+    async fn ask(
+        url: &str,
+        protocol: Protocol,
+        kind: DiscoveryKind,
+    ) -> Result<Discovered, DiscoveryError> {
+        let key = Secret::new(KEY);
+        discover(
+            &reqwest::Client::new(),
+            url,
+            protocol,
+            kind,
+            Some(&key),
+            TIMEOUT,
+        )
+        .await
+    }
+
     fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
         seen.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -1053,19 +1071,10 @@ mod tests {
     #[tokio::test]
     async fn openai_list_with_bearer_key() {
         let (addr, log) = provider().await;
-        let http = reqwest::Client::new();
-        let key = Secret::new(KEY);
         let url = format!("http://{addr}/openai/v1");
-        let found = discover(
-            &http,
-            &url,
-            Protocol::OpenAiChat,
-            DiscoveryKind::Auto,
-            Some(&key),
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
+        let found = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
+            .await
+            .unwrap();
         assert_eq!(
             found.models,
             strings(&[
@@ -1122,19 +1131,10 @@ mod tests {
     #[tokio::test]
     async fn anthropic_pages_followed_with_its_headers() {
         let (addr, log) = provider().await;
-        let http = reqwest::Client::new();
-        let key = Secret::new(KEY);
         let url = format!("http://{addr}/anthropic/v1");
-        let found = discover(
-            &http,
-            &url,
-            Protocol::AnthropicMessages,
-            DiscoveryKind::Auto,
-            Some(&key),
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
+        let found = ask(&url, Protocol::AnthropicMessages, DiscoveryKind::Auto)
+            .await
+            .unwrap();
         assert_eq!(
             found.models,
             strings(&[
@@ -1163,19 +1163,10 @@ mod tests {
     #[tokio::test]
     async fn gemini_pages_followed_with_its_header() {
         let (addr, log) = provider().await;
-        let http = reqwest::Client::new();
-        let key = Secret::new(KEY);
         let url = format!("http://{addr}/gemini/v1beta");
-        let found = discover(
-            &http,
-            &url,
-            Protocol::Gemini,
-            DiscoveryKind::Auto,
-            Some(&key),
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
+        let found = ask(&url, Protocol::Gemini, DiscoveryKind::Auto)
+            .await
+            .unwrap();
         assert_eq!(
             found.models,
             strings(&[
@@ -1239,19 +1230,10 @@ mod tests {
     #[tokio::test]
     async fn ocf_table_read_at_the_origin_with_bearer_key() {
         let (addr, log) = provider().await;
-        let http = reqwest::Client::new();
-        let key = Secret::new(KEY);
         let url = format!("http://{addr}/v1/service/llm/v1");
-        let found = discover(
-            &http,
-            &url,
-            Protocol::OpenAiChat,
-            DiscoveryKind::Ocf,
-            Some(&key),
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
+        let found = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Ocf)
+            .await
+            .unwrap();
         assert_eq!(
             found.models,
             strings(&["Qwen/Qwen3-8B", "legacy/Llama-70B", "swiss-ai/Apertus-8B"])
@@ -1269,19 +1251,10 @@ mod tests {
     #[tokio::test]
     async fn refused_key_is_a_status_error_without_the_key() {
         let (addr, _log) = provider().await;
-        let http = reqwest::Client::new();
-        let key = Secret::new(KEY);
         let url = format!("http://{addr}/denied/v1");
-        let error = discover(
-            &http,
-            &url,
-            Protocol::OpenAiChat,
-            DiscoveryKind::Auto,
-            Some(&key),
-            TIMEOUT,
-        )
-        .await
-        .unwrap_err();
+        let error = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
+            .await
+            .unwrap_err();
         assert!(
             matches!(&error, DiscoveryError::Status { status: 401, .. }),
             "{error:?}"
@@ -1307,19 +1280,10 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         drop(listener);
-        let http = reqwest::Client::new();
-        let key = Secret::new(KEY);
         let url = format!("http://{addr}/v1");
-        let error = discover(
-            &http,
-            &url,
-            Protocol::OpenAiChat,
-            DiscoveryKind::Auto,
-            Some(&key),
-            TIMEOUT,
-        )
-        .await
-        .unwrap_err();
+        let error = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
+            .await
+            .unwrap_err();
         assert!(
             matches!(error, DiscoveryError::Unreachable { .. }),
             "{error:?}"

@@ -410,19 +410,53 @@ impl Router {
         self.lock().ledger.reset(key_id);
     }
 
-    /// A credential's windows and whether it is available, for the API and the UI.
-    pub fn status(&self, credential: &Credential, now: i64) -> (Windows, Availability) {
+    /// A credential's windows and health, for the API and the UI.
+    pub fn health(&self, credential: &Credential, now: i64) -> Health {
         let mut state = self.lock();
         let windows = state.ledger.windows(&credential.key_id, now);
         let availability = state
             .ledger
             .availability(&credential.key_id, &credential.limits, now);
-        (windows, availability)
+        drop(state);
+        let (state, available_at_ms, reason) = match (&credential.key, availability) {
+            (ProviderKey::Unavailable(reason), _) => {
+                ("key_unavailable", None, Some(reason.clone()))
+            }
+            _ if !credential.enabled => ("disabled", None, None),
+            (_, Availability::Ready) => ("ready", None, None),
+            (_, Availability::Held { until_ms, hold }) => {
+                (hold.state(), Some(until_ms), Some(hold.reason().to_owned()))
+            }
+        };
+        Health {
+            state,
+            available_at_ms,
+            reason,
+            windows,
+        }
     }
 
     /// Restores windows from recorded usage (at start).
     pub fn seed(&self, rows: impl IntoIterator<Item = (String, i64, u64)>, now: i64) {
         self.lock().ledger.seed(rows, now);
+    }
+}
+
+/// How a credential is doing right now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Health {
+    /// `ready`, `cooling_down`, `auth_failed`, `at_limit`, `disabled` or `key_unavailable`.
+    pub state: &'static str,
+    /// When a held credential comes back by itself.
+    pub available_at_ms: Option<i64>,
+    pub reason: Option<String>,
+    #[serde(skip)]
+    pub windows: Windows,
+}
+
+impl Health {
+    pub fn is_ready(&self) -> bool {
+        self.state == "ready"
     }
 }
 

@@ -27,7 +27,7 @@ use crate::discovery::DiscoveryKind;
 use crate::error::{GatewayError, Rendered};
 use crate::protocol::Protocol;
 use crate::registry::{Credential, Provider, ProviderKey, ROUTING_SETTING, Source};
-use crate::routing::{Availability, Candidate, Limits, RoutingSettings, Strategy, Windows};
+use crate::routing::{Candidate, Health, Limits, RoutingSettings, Strategy, Windows};
 use crate::secrets::{Secret, SecretRef, SecretStore};
 use crate::state::AppState;
 use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
@@ -109,6 +109,15 @@ fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
         .map_err(|e| Rendered::management(GatewayError::Invalid(format!("request body: {e}"))))
 }
 
+fn not_found(what: String) -> Rendered {
+    Rendered::management(GatewayError::NotFound(what))
+}
+
+/// Rebuilds the registry so the next request sees a change.
+async fn reload(state: &AppState) -> ApiResult<()> {
+    state.reload_registry().await.map_err(Rendered::management)
+}
+
 fn invalid(message: impl Into<String>) -> Rendered {
     Rendered::management(GatewayError::Invalid(message.into()))
 }
@@ -169,38 +178,8 @@ struct CredentialView {
     source: Source,
 }
 
-#[derive(Debug, Serialize)]
-struct Health {
-    /// `ready`, `cooling_down`, `auth_failed`, `at_limit`, `disabled` or `key_unavailable`.
-    state: &'static str,
-    available_at_ms: Option<i64>,
-    reason: Option<String>,
-}
-
 fn credential_view(state: &AppState, credential: &Credential, now: i64) -> CredentialView {
-    let (windows, availability) = state.router.status(credential, now);
-    let health = match (&credential.key, availability) {
-        (ProviderKey::Unavailable(reason), _) => Health {
-            state: "key_unavailable",
-            available_at_ms: None,
-            reason: Some(reason.clone()),
-        },
-        _ if !credential.enabled => Health {
-            state: "disabled",
-            available_at_ms: None,
-            reason: None,
-        },
-        (_, Availability::Ready) => Health {
-            state: "ready",
-            available_at_ms: None,
-            reason: None,
-        },
-        (_, Availability::Held { until_ms, hold }) => Health {
-            state: hold.state(),
-            available_at_ms: Some(until_ms),
-            reason: Some(hold.reason().to_owned()),
-        },
-    };
+    let health = state.router.health(credential, now);
     CredentialView {
         id: credential.id.clone(),
         key_id: credential.key_id.clone(),
@@ -211,8 +190,8 @@ fn credential_view(state: &AppState, credential: &Credential, now: i64) -> Crede
         key_hint: credential.key_hint.clone(),
         key_source: credential.key_source.clone(),
         limits: credential.limits,
+        windows: health.windows,
         health,
-        windows,
         source: credential.source,
     }
 }
@@ -268,7 +247,7 @@ fn find_provider(state: &AppState, id: &str) -> ApiResult<Arc<Provider>> {
         .snapshot()
         .provider(id)
         .cloned()
-        .ok_or_else(|| Rendered::management(GatewayError::NotFound(format!("provider `{id}`"))))
+        .ok_or_else(|| not_found(format!("provider `{id}`")))
 }
 
 /// Refuses to change what the config file declares: the file would win at the next reload.
@@ -454,10 +433,7 @@ async fn put_provider(
         Ok(())
     })
     .await?;
-    state
-        .reload_registry()
-        .await
-        .map_err(Rendered::management)?;
+    reload(&state).await?;
     tracing::info!(provider = %saved_id, "provider saved");
     state.discover_soon(&saved_id);
     let provider = find_provider(&state, &saved_id)?;
@@ -490,14 +466,9 @@ async fn delete_provider(
     })
     .await?;
     if !existed {
-        return Err(Rendered::management(GatewayError::NotFound(format!(
-            "provider `{id}`"
-        ))));
+        return Err(not_found(format!("provider `{id}`")));
     }
-    state
-        .reload_registry()
-        .await
-        .map_err(Rendered::management)?;
+    reload(&state).await?;
     tracing::info!(provider = %id, "provider deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -605,10 +576,7 @@ async fn create_adapter(
     let db = state.db.clone();
     let stored = row.clone();
     let create_time = blocking(move || db.insert_adapter(&stored).map_err(Into::into)).await?;
-    state
-        .reload_registry()
-        .await
-        .map_err(Rendered::management)?;
+    reload(&state).await?;
     tracing::info!(
         adapter = create_time,
         provider = row.provider_id.as_deref().unwrap_or("(routed)"),
@@ -646,15 +614,12 @@ async fn delete_adapter(
     let existed =
         blocking(move || db.delete_adapter(input.create_time).map_err(Into::into)).await?;
     if !existed {
-        return Err(Rendered::management(GatewayError::NotFound(format!(
+        return Err(not_found(format!(
             "adapter with create_time {}",
             input.create_time
-        ))));
+        )));
     }
-    state
-        .reload_registry()
-        .await
-        .map_err(Rendered::management)?;
+    reload(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -726,10 +691,7 @@ async fn put_settings(State(state): State<AppState>, body: Bytes) -> ApiResult<i
         state.recorder.set_enabled(enabled);
     }
     if routing.is_some() {
-        state
-            .reload_registry()
-            .await
-            .map_err(Rendered::management)?;
+        reload(&state).await?;
     }
     tracing::info!("settings saved");
     Ok(axum::Json(settings_view(&state)))
@@ -741,12 +703,7 @@ fn find_credential(provider: &Provider, id: &str) -> ApiResult<Arc<Credential>> 
         .iter()
         .find(|c| c.id == id)
         .cloned()
-        .ok_or_else(|| {
-            Rendered::management(GatewayError::NotFound(format!(
-                "credential `{id}` of provider `{}`",
-                provider.id
-            )))
-        })
+        .ok_or_else(|| not_found(format!("credential `{id}` of provider `{}`", provider.id)))
 }
 
 async fn list_credentials(
@@ -878,10 +835,7 @@ async fn save_credential(
             .router
             .reset(&format!("{provider_id}/{credential_id}"));
     }
-    state
-        .reload_registry()
-        .await
-        .map_err(Rendered::management)?;
+    reload(state).await?;
     tracing::info!(credential = %format!("{provider_id}/{credential_id}"), "credential saved");
     let provider = find_provider(state, &provider_id)?;
     let credential = find_credential(&provider, &credential_id)?;
@@ -947,11 +901,7 @@ async fn stored_credential(state: &AppState, provider: &str, id: &str) -> ApiRes
             .find(|r| r.provider_id == p && r.id == c))
     })
     .await?
-    .ok_or_else(|| {
-        Rendered::management(GatewayError::NotFound(format!(
-            "credential `{id}` of provider `{provider}`"
-        )))
-    })
+    .ok_or_else(|| not_found(format!("credential `{id}` of provider `{provider}`")))
 }
 
 async fn update_credential(
@@ -987,10 +937,7 @@ async fn delete_credential(
         Ok(())
     })
     .await?;
-    state
-        .reload_registry()
-        .await
-        .map_err(Rendered::management)?;
+    reload(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -1058,7 +1005,7 @@ async fn get_route(
     let snapshot = state.registry.snapshot();
     let route = snapshot
         .route(&name)
-        .ok_or_else(|| Rendered::management(GatewayError::NotFound(format!("route `{name}`"))))?;
+        .ok_or_else(|| not_found(format!("route `{name}`")))?;
     Ok(axum::Json(route_view(route)))
 }
 
@@ -1148,10 +1095,7 @@ async fn put_route(
     };
     let db = state.db.clone();
     blocking(move || db.upsert_route(&row).map_err(Into::into)).await?;
-    state
-        .reload_registry()
-        .await
-        .map_err(Rendered::management)?;
+    reload(&state).await?;
     tracing::info!(route = %name, "route saved");
     let snapshot = state.registry.snapshot();
     let route = snapshot
@@ -1171,14 +1115,9 @@ async fn delete_route(
     let wanted = name.clone();
     let existed = blocking(move || db.delete_route(&wanted).map_err(Into::into)).await?;
     if !existed {
-        return Err(Rendered::management(GatewayError::NotFound(format!(
-            "route `{name}`"
-        ))));
+        return Err(not_found(format!("route `{name}`")));
     }
-    state
-        .reload_registry()
-        .await
-        .map_err(Rendered::management)?;
+    reload(&state).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

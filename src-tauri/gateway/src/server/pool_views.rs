@@ -14,9 +14,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{GatewayError, Rendered};
-use crate::registry::{Provider, ProviderKey};
+use crate::registry::Provider;
 use crate::relay;
-use crate::routing::Availability;
 use crate::state::AppState;
 use crate::store::now_ms;
 
@@ -73,10 +72,7 @@ fn endpoint_view<'a>(state: &AppState, provider: &'a Provider, now: i64) -> Endp
     let enabled: Vec<_> = provider.credentials.iter().filter(|c| c.enabled).collect();
     let available = enabled
         .iter()
-        .filter(|c| {
-            !matches!(c.key, ProviderKey::Unavailable(_))
-                && state.router.status(c, now).1 == Availability::Ready
-        })
+        .filter(|c| state.router.health(c, now).is_ready())
         .count();
     EndpointView {
         id: &provider.id,
@@ -106,27 +102,25 @@ pub async fn usage(
     for provider in snapshot.providers() {
         let mut keys = Map::new();
         let mut total_requests: u64 = 0;
+        // Capacity counts the keys that have a daily limit; their requests are what fills it.
         let mut capacity: Option<u64> = None;
+        let mut limited_requests: u64 = 0;
         for credential in provider.credentials.iter() {
-            let (windows, availability) = state.router.status(credential, now);
+            let health = state.router.health(credential, now);
+            let windows = health.windows;
             let limits = credential.limits;
             total_requests += u64::from(windows.req_day);
             if let Some(day) = limits.max_request_day {
                 capacity = Some(capacity.unwrap_or(0) + u64::from(day));
+                limited_requests += u64::from(windows.req_day);
             }
-            let state = match (&credential.key, availability) {
-                (ProviderKey::Unavailable(_), _) => "key_unavailable",
-                _ if !credential.enabled => "disabled",
-                (_, Availability::Ready) => "ready",
-                (_, Availability::Held { hold, .. }) => hold.state(),
-            };
             keys.insert(
                 credential.key_id.clone(),
                 json!({
                     "label": credential.label,
                     "requests": windows.req_day,
                     "usage_percentage": percentage(u64::from(windows.req_day), limits.max_request_day.map(u64::from)),
-                    "state": state,
+                    "state": health.state,
                     "rate_limit_windows": windows,
                     "rate_limits": {
                         "max_request_min": limits.max_request_min,
@@ -136,13 +130,6 @@ pub async fn usage(
                 }),
             );
         }
-        // Capacity counts the keys that have a daily limit; their requests are what fills it.
-        let limited_requests: u64 = provider
-            .credentials
-            .iter()
-            .filter(|c| c.limits.max_request_day.is_some())
-            .map(|c| u64::from(state.router.status(c, now).0.req_day))
-            .sum();
         overview.insert(
             provider.id.clone(),
             json!({
