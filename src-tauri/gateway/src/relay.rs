@@ -429,7 +429,12 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
     let started = Instant::now();
     let snapshot = state.registry.snapshot();
     let adapter = authenticate(&snapshot, headers)?;
-    let requested = job.requested_model()?;
+    // Only an adapter without a model of its own reads the client's (a second scan of a large
+    // body is not free).
+    let requested = match adapter.model_id {
+        Some(_) => None,
+        None => job.requested_model()?,
+    };
     let plan = routing::plan(&snapshot, &adapter, requested.as_deref())?;
     let settings = snapshot.routing;
     let deadline = started + Duration::from_millis(settings.max_wait_ms);

@@ -188,19 +188,26 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    fn entry(&mut self, key_id: &str, now: i64) -> &mut Entry {
-        let entry = self.entries.entry(key_id.to_owned()).or_default();
-        entry.expire(now);
-        entry
+    /// Runs `f` on the credential's entry, brought up to `now`. The key is copied only when
+    /// the entry is new: this runs several times per request.
+    fn with_entry<T>(&mut self, key_id: &str, now: i64, f: impl FnOnce(&mut Entry) -> T) -> T {
+        if let Some(entry) = self.entries.get_mut(key_id) {
+            entry.expire(now);
+            return f(entry);
+        }
+        let mut entry = Entry::default();
+        let out = f(&mut entry);
+        self.entries.insert(key_id.to_owned(), entry);
+        out
     }
 
     pub fn availability(&mut self, key_id: &str, limits: &Limits, now: i64) -> Availability {
-        self.entry(key_id, now).availability(limits, now)
+        self.with_entry(key_id, now, |e| e.availability(limits, now))
     }
 
     /// Counts a request sent with this credential.
     pub fn note_request(&mut self, key_id: &str, now: i64) {
-        self.entry(key_id, now).requests.push_back(now);
+        self.with_entry(key_id, now, |e| e.requests.push_back(now));
     }
 
     /// Counts the tokens a finished request used (from its usage record).
@@ -208,20 +215,22 @@ impl Ledger {
         if tokens == 0 {
             return;
         }
-        let entry = self.entry(key_id, now);
-        entry.tokens.push_back((now, tokens));
-        entry.token_sum = entry.token_sum.saturating_add(tokens);
+        self.with_entry(key_id, now, |entry| {
+            entry.tokens.push_back((now, tokens));
+            entry.token_sum = entry.token_sum.saturating_add(tokens);
+        });
     }
 
     /// Rests a credential until `until_ms`. A longer rest already running is kept, except that
     /// the provider's own word (a 429's wait) replaces a rest the gateway chose itself.
     pub fn cool_down(&mut self, key_id: &str, until_ms: i64, hold: Hold, now: i64) {
-        let entry = self.entry(key_id, now);
-        if entry.cooldown.as_ref().is_none_or(|(current, held)| {
-            until_ms > *current || (held.is_soft() && !hold.is_soft())
-        }) {
-            entry.cooldown = Some((until_ms, hold));
-        }
+        self.with_entry(key_id, now, |entry| {
+            if entry.cooldown.as_ref().is_none_or(|(current, held)| {
+                until_ms > *current || (held.is_soft() && !hold.is_soft())
+            }) {
+                entry.cooldown = Some((until_ms, hold));
+            }
+        });
     }
 
     /// Ends a cooldown and clears the auth flag (the user fixed the key).
@@ -232,7 +241,7 @@ impl Ledger {
     }
 
     pub fn windows(&mut self, key_id: &str, now: i64) -> Windows {
-        self.entry(key_id, now).windows(now)
+        self.with_entry(key_id, now, |e| e.windows(now))
     }
 
     /// Restores the windows from recorded usage: `(key_id, start ms, tokens)` of the last day.

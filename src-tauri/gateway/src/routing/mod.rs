@@ -30,11 +30,22 @@ pub struct Target {
     tier: (u32, u32),
 }
 
+/// Names a pool of candidates for the strategy's memory (round-robin position, last pick).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Pool {
+    /// An adapter pinned to a provider and model.
+    Adapter(i64),
+    /// An adapter pinned to a provider, with the client's model.
+    AdapterModel(i64, String),
+    Route(String),
+    /// A `provider/model` name or a model served by several providers.
+    Model(String),
+}
+
 /// The candidates of one request, in tier order, and how to spread requests over them.
 #[derive(Debug)]
 pub struct Plan {
-    /// Names the pool for the strategy's memory (round-robin position, last pick).
-    pub pool: String,
+    pub pool: Pool,
     pub strategy: Strategy,
     pub targets: Vec<Target>,
 }
@@ -49,7 +60,7 @@ pub fn plan(
     let mut route_strategy = None;
     let (pool, candidates) = match (&adapter.provider_id, &adapter.model_id) {
         (Some(provider), Some(model)) => (
-            format!("adapter:{}", adapter.create_time),
+            Pool::Adapter(adapter.create_time),
             vec![Candidate {
                 provider: provider.clone(),
                 model: model.clone(),
@@ -59,7 +70,7 @@ pub fn plan(
         (Some(provider), None) => {
             let model = requested.ok_or_else(|| no_model(adapter))?;
             (
-                format!("adapter:{}:{model}", adapter.create_time),
+                Pool::AdapterModel(adapter.create_time, model.to_owned()),
                 vec![Candidate {
                     provider: provider.clone(),
                     model: model.to_owned(),
@@ -131,7 +142,7 @@ fn resolve_model(
     snapshot: &Snapshot,
     name: &str,
     route_strategy: &mut Option<Strategy>,
-) -> Result<(String, Vec<Candidate>), GatewayError> {
+) -> Result<(Pool, Vec<Candidate>), GatewayError> {
     if let Some(route) = snapshot.route(name) {
         *route_strategy = route.strategy;
         let candidates = route
@@ -147,14 +158,14 @@ fn resolve_model(
                 ..c.clone()
             })
             .collect();
-        return Ok((format!("route:{name}"), candidates));
+        return Ok((Pool::Route(name.to_owned()), candidates));
     }
     if let Some((prefix, model)) = name.split_once('/')
         && !model.is_empty()
         && snapshot.provider(prefix).is_some()
     {
         return Ok((
-            format!("model:{name}"),
+            Pool::Model(name.to_owned()),
             vec![Candidate {
                 provider: prefix.to_owned(),
                 model: model.to_owned(),
@@ -177,7 +188,7 @@ fn resolve_model(
             priority: 0,
         })
         .collect();
-    Ok((format!("model:{name}"), candidates))
+    Ok((Pool::Model(name.to_owned()), candidates))
 }
 
 /// What the router decided.
@@ -244,7 +255,7 @@ pub fn parse_retry_after(value: &str, now_ms: i64) -> Option<i64> {
 struct State {
     ledger: Ledger,
     /// Per pool: the round-robin position, or the index of the last `least-used` pick.
-    cursors: HashMap<String, usize>,
+    cursors: HashMap<Pool, usize>,
 }
 
 /// The live routing state shared by every request.
@@ -314,7 +325,7 @@ impl Router {
                     .find(|i| tier.contains(i))
                     .unwrap_or(tier[0]);
                 let position = members.iter().position(|&i| i == chosen).unwrap_or(0);
-                cursors.insert(plan.pool.clone(), position + 1);
+                remember(cursors, &plan.pool, position + 1);
                 chosen
             }
             Strategy::LeastUsed => {
@@ -349,7 +360,7 @@ impl Router {
                     None => least,
                 };
                 let _ = least_usage;
-                cursors.insert(plan.pool.clone(), chosen);
+                remember(cursors, &plan.pool, chosen);
                 chosen
             }
         };
@@ -457,6 +468,16 @@ pub struct Health {
 impl Health {
     pub fn is_ready(&self) -> bool {
         self.state == "ready"
+    }
+}
+
+/// Sets a pool's cursor, copying the pool's name only the first time.
+fn remember(cursors: &mut HashMap<Pool, usize>, pool: &Pool, value: usize) {
+    match cursors.get_mut(pool) {
+        Some(cursor) => *cursor = value,
+        None => {
+            cursors.insert(pool.clone(), value);
+        }
     }
 }
 
@@ -584,7 +605,7 @@ mod tests {
         }
         targets.sort_by_key(|t| t.tier);
         Plan {
-            pool: "test".into(),
+            pool: Pool::Route("test".into()),
             strategy,
             targets,
         }
