@@ -6,7 +6,8 @@
 // Every server-provided string is rendered with textContent / DOM nodes, never innerHTML:
 // provider URLs, model names and upstream error texts are untrusted.
 
-const POLL_MS = 5000;
+/** The shortest gap between two refetches of the usage views while requests stream in. */
+const REFRESH_GAP_MS = 250;
 const RECENT_LIMIT = 20;
 const TOKEN_KEY = 'flexiproxy.managementToken';
 const PROVIDER_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -552,38 +553,96 @@ async function refreshUsage() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Polling: usage every POLL_MS while the tab is visible; never overlapping, never faster.
+// Live updates: the gateway's event stream (`GET /api/events`) says when a request has been
+// recorded; the dashboard then refetches its summaries once per burst. Nothing runs on a timer
+// while no requests happen, so an idle dashboard costs the database nothing.
 
-const poll = { timer: null, running: false, last: 0, active: false };
+const live = { active: false, controller: null, refresh: null, running: false, again: false, retry: 0 };
 
-function schedulePoll(delay) {
-  clearTimeout(poll.timer);
-  poll.timer = null;
-  if (!poll.active || document.visibilityState !== 'visible') return;
-  poll.timer = setTimeout(pollOnce, Math.max(0, delay));
+/** Refetches the usage views at most once per REFRESH_GAP_MS, however many events arrive. */
+function refreshSoon() {
+  if (live.refresh) return;
+  live.refresh = setTimeout(async () => {
+    live.refresh = null;
+    if (live.running) {
+      live.again = true;
+      return;
+    }
+    live.running = true;
+    try {
+      await refreshUsage();
+    } finally {
+      live.running = false;
+      if (live.again) {
+        live.again = false;
+        refreshSoon();
+      }
+    }
+  }, REFRESH_GAP_MS);
 }
 
-async function pollOnce() {
-  poll.timer = null;
-  if (poll.running) return;
-  poll.running = true;
-  try {
-    await refreshUsage();
-  } finally {
-    poll.running = false;
-    poll.last = Date.now();
-    schedulePoll(POLL_MS);
+function setLiveState(text) {
+  $('usage-live').textContent = text;
+}
+
+/** Follows the event stream until signed out; reconnects with a growing pause when it drops. */
+async function followEvents() {
+  while (live.active) {
+    live.controller = new AbortController();
+    try {
+      const res = await fetch('/api/events', {
+        headers: { Authorization: `Bearer ${auth.token}`, Accept: 'text/event-stream' },
+        cache: 'no-store',
+        signal: live.controller.signal,
+      });
+      if (res.status === 401) {
+        onUnauthorized('The gateway did not accept the management token.');
+        return;
+      }
+      if (!res.ok || !res.body) throw new Error(`${res.status} ${res.statusText}`);
+      live.retry = 0;
+      setLiveState('Live');
+      // Whatever happened while disconnected is in the summaries.
+      refreshSoon();
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const event = /^event: *(.*)$/m.exec(block)?.[1];
+          if (event === 'usage' || event === 'lagged') refreshSoon();
+        }
+      }
+    } catch (e) {
+      if (!live.active) return;
+      console.debug('event stream dropped', e);
+    }
+    if (!live.active) return;
+    live.retry = Math.min(live.retry + 1, 6);
+    const pause = 500 * 2 ** live.retry;
+    setLiveState(`Reconnecting in ${Math.round(pause / 1000)} s…`);
+    await new Promise((resolve) => setTimeout(resolve, pause));
   }
 }
 
-document.addEventListener('visibilitychange', () => {
-  if (document.visibilityState === 'visible') {
-    if (!poll.running) schedulePoll(POLL_MS - (Date.now() - poll.last));
-  } else {
-    clearTimeout(poll.timer);
-    poll.timer = null;
-  }
-});
+function startLive() {
+  if (live.active) return;
+  live.active = true;
+  followEvents();
+}
+
+function stopLive() {
+  live.active = false;
+  live.controller?.abort();
+  clearTimeout(live.refresh);
+  live.refresh = null;
+  setLiveState('');
+}
 
 // ---------------------------------------------------------------------------------------------
 // Providers form
@@ -834,8 +893,7 @@ function clearData() {
 }
 
 function showLogin(message) {
-  poll.active = false;
-  schedulePoll(0);
+  stopLive();
   clearData();
   for (const d of document.querySelectorAll('dialog[open]')) d.close();
   $('main').hidden = true;
@@ -851,9 +909,9 @@ async function showApp() {
   $('main').hidden = false;
   // The desktop app manages its own token, so signing out there would only strand the user.
   $('signout').hidden = auth.fromApp;
-  poll.active = true;
   await Promise.all([loadStatus(), loadProviders(), loadAdapters(), loadSettings()]);
-  if (poll.active) pollOnce();
+  await refreshUsage();
+  startLive();
 }
 
 function onUnauthorized(message) {

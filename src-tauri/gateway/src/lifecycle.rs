@@ -212,6 +212,7 @@ impl Gateway {
             .build()
             .map_err(|e| StartError::HttpClient(e.to_string()))?;
 
+        let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let state: AppState = Arc::new(Shared {
             db,
             registry,
@@ -225,6 +226,7 @@ impl Gateway {
             listen: local_addr,
             secrets_status: status.clone(),
             config: std::sync::RwLock::new(config),
+            closing: closing_rx,
             settings,
         });
         let config_watch = state.settings.config_file.clone().map(|path| {
@@ -249,6 +251,7 @@ impl Gateway {
             server,
             _config_watch: config_watch,
             discovery,
+            closing,
         })
     }
 }
@@ -283,9 +286,17 @@ pub struct RunningGateway {
     /// Stops watching the config file when the gateway goes.
     _config_watch: Option<crate::config_file::WatchHandle>,
     discovery: JoinHandle<()>,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl RunningGateway {
+    /// Usage records as they are written (the tray's live token count).
+    pub fn subscribe_usage(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<Arc<crate::usage::UsageRecord>> {
+        self.recorder.subscribe()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -307,6 +318,7 @@ impl RunningGateway {
     /// grace period), and writes every queued usage record.
     pub async fn shutdown(mut self) {
         self.discovery.abort();
+        let _ = self.closing.send(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

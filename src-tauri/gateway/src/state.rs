@@ -30,6 +30,9 @@ pub struct Shared {
     /// The address the listener is bound to.
     pub listen: std::net::SocketAddr,
     pub secrets_status: SecretsStatus,
+    /// Turns true when the gateway begins to stop: long-lived responses (the live event
+    /// stream) end then, so a graceful shutdown does not wait on them.
+    pub closing: tokio::sync::watch::Receiver<bool>,
     /// The config file's state, when one is in use.
     pub config: std::sync::RwLock<Option<ConfigStatus>>,
     pub settings: Settings,

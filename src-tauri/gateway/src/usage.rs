@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::store::{Database, StoreError};
 
@@ -54,7 +55,7 @@ impl Outcome {
 }
 
 /// One request as recorded. Holds no secrets and no message content.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UsageRecord {
     pub ts_ms: i64,
     pub adapter: Option<i64>,
@@ -72,6 +73,8 @@ pub struct UsageRecord {
     pub error: Option<String>,
 }
 
+/// How many written records a live subscriber may fall behind before it is told it missed some.
+pub const LIVE_BACKLOG: usize = 1024;
 /// How many records may wait for the writer before new ones are dropped (and counted).
 const QUEUE: usize = 16_384;
 /// The most records written in one transaction.
@@ -92,6 +95,8 @@ struct RecorderInner {
     dropped: AtomicU64,
     tx: SyncSender<Message>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Records as they are committed, for live views (the dashboard, the tray).
+    live: broadcast::Sender<Arc<UsageRecord>>,
 }
 
 enum Message {
@@ -105,9 +110,11 @@ impl Recorder {
     pub fn start(db: &Database, enabled: bool) -> Result<Self, StoreError> {
         let conn = Database::open_connection(db.path())?;
         let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (live, _) = broadcast::channel(LIVE_BACKLOG);
+        let announce = live.clone();
         let writer = std::thread::Builder::new()
             .name("flexiproxy-usage".into())
-            .spawn(move || write_loop(&conn, &rx))
+            .spawn(move || write_loop(&conn, &rx, &announce))
             .map_err(|e| StoreError::DataDir {
                 path: db.path().to_owned(),
                 source: e,
@@ -118,6 +125,7 @@ impl Recorder {
                 dropped: AtomicU64::new(0),
                 tx,
                 writer: std::sync::Mutex::new(Some(writer)),
+                live,
             }),
         })
     }
@@ -147,6 +155,12 @@ impl Recorder {
         }
     }
 
+    /// Records as they are written from now on. A receiver that falls more than
+    /// [`LIVE_BACKLOG`] records behind is told how many it missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<UsageRecord>> {
+        self.inner.live.subscribe()
+    }
+
     /// Stops accepting records and waits until every queued one is written.
     pub fn flush_and_stop(&self) {
         // Blocks only while the queue is full, which is what flushing means.
@@ -165,7 +179,11 @@ impl Recorder {
     }
 }
 
-fn write_loop(conn: &Connection, rx: &Receiver<Message>) {
+fn write_loop(
+    conn: &Connection,
+    rx: &Receiver<Message>,
+    live: &broadcast::Sender<Arc<UsageRecord>>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut stop = false;
     let mut behind = false;
@@ -192,8 +210,17 @@ fn write_loop(conn: &Connection, rx: &Receiver<Message>) {
             }
         }
         behind = batch.len() == BATCH;
-        if let Err(e) = write_batch(conn, &batch) {
-            tracing::error!(error = %e, records = batch.len(), "could not write usage records");
+        match write_batch(conn, &batch) {
+            // Announced once committed, so a live view that reads the summaries sees them.
+            Ok(()) => {
+                for record in batch.drain(..) {
+                    // No subscriber is not an error.
+                    let _ = live.send(Arc::new(record));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, records = batch.len(), "could not write usage records");
+            }
         }
         batch.clear();
     }

@@ -73,6 +73,7 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .delete(delete_adapter),
         )
         .route("/settings", get(get_settings).put(put_settings))
+        .route("/events", get(events))
         .route("/usage/summary", get(usage_summary))
         .route("/usage/recent", get(usage_recent))
         .fallback(|| async {
@@ -1158,6 +1159,66 @@ async fn usage_recent(
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
     let rows = blocking(move || usage::recent(&db, limit).map_err(Into::into)).await?;
     Ok(axum::Json(rows))
+}
+
+/// How often an idle event stream sends a comment, so proxies and the browser keep it open.
+const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// `GET /api/events`: server-sent events for live views. `ready` once connected; `usage` with
+/// each request's record as soon as it is written (so the summaries already include it);
+/// `lagged` with how many were missed when the reader fell behind (refetch the summaries).
+/// Views react to these instead of polling the database.
+async fn events(State(state): State<AppState>) -> Response {
+    use tokio::sync::broadcast::error::RecvError;
+
+    struct Feed {
+        records: tokio::sync::broadcast::Receiver<Arc<usage::UsageRecord>>,
+        closing: tokio::sync::watch::Receiver<bool>,
+        started: bool,
+        usage_enabled: bool,
+    }
+    let feed = Feed {
+        records: state.recorder.subscribe(),
+        closing: state.closing.clone(),
+        started: false,
+        // With statistics off nothing is recorded, so no `usage` events will come.
+        usage_enabled: state.recorder.enabled(),
+    };
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        if !feed.started {
+            feed.started = true;
+            let ready = format!(
+                "event: ready\ndata: {}\n\n",
+                json!({ "usage_enabled": feed.usage_enabled })
+            );
+            return Some((Ok::<_, std::convert::Infallible>(Bytes::from(ready)), feed));
+        }
+        if *feed.closing.borrow() {
+            return None;
+        }
+        let chunk = tokio::select! {
+            _ = feed.closing.changed() => return None,
+            next = tokio::time::timeout(EVENTS_KEEPALIVE, feed.records.recv()) => match next {
+                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                Ok(Ok(record)) => match serde_json::to_string(&*record) {
+                    Ok(data) => Bytes::from(format!("event: usage\ndata: {data}\n\n")),
+                    Err(_) => Bytes::from_static(b": unreadable record\n\n"),
+                },
+                Ok(Err(RecvError::Lagged(missed))) => {
+                    Bytes::from(format!("event: lagged\ndata: {}\n\n", json!({ "missed": missed })))
+                }
+                Ok(Err(RecvError::Closed)) => return None,
+            },
+        };
+        Some((Ok(chunk), feed))
+    });
+    Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
+        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .body(axum::body::Body::from_stream(stream))
+        .unwrap_or_else(|e| {
+            Rendered::management(GatewayError::Internal(e.to_string())).into_response()
+        })
 }
 
 #[cfg(test)]
