@@ -24,6 +24,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use sha2::{Digest, Sha256};
 
 use crate::protocol::Protocol;
+use crate::registry::valid_id;
 use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
 use crate::secrets::SecretRef;
 
@@ -852,10 +853,7 @@ impl Validator {
             };
             candidates.push(match candidate {
                 RawCandidate::Text(text) => {
-                    let split = text
-                        .split_once('/')
-                        .filter(|(p, m)| !p.is_empty() && !m.trim().is_empty());
-                    let Some((provider, model)) = split else {
+                    let Some(candidate) = Candidate::parse(&text, implied) else {
                         return Err(self.invalid(
                             at,
                             format!(
@@ -866,11 +864,7 @@ impl Validator {
                             ),
                         ));
                     };
-                    Candidate {
-                        provider: provider.to_owned(),
-                        model: model.to_owned(),
-                        priority: implied,
-                    }
+                    candidate
                 }
                 RawCandidate::Table(table) => {
                     if table.model.trim().is_empty() {
@@ -923,13 +917,6 @@ impl Validator {
 }
 
 /// Provider and credential ids: they appear in key ids (`provider/credential`) and URLs.
-fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 fn valid_name(name: &str, max_chars: usize) -> bool {
     let count = name.chars().count();
     (1..=max_chars).contains(&count) && !name.chars().any(|c| c.is_whitespace() || c.is_control())

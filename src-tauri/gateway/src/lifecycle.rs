@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::access::{HostGuard, ManagementAuth};
 use crate::config::{MANAGEMENT_TOKEN_ENV, SecretsMode, Settings};
-use crate::registry::{Layer, Registry};
+use crate::registry::Registry;
 use crate::routing::Router;
 use crate::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
 use crate::state::ConfigStatus;
@@ -135,11 +135,7 @@ impl Gateway {
             Some(path) => {
                 let path = path.clone();
                 let declared = blocking(move || crate::config_file::load(&path)).await??;
-                let (layer, warnings) = Layer::from_declared(&declared);
-                for warning in &warnings {
-                    tracing::warn!(config = %settings.config_file.as_deref().unwrap_or(std::path::Path::new("")).display(), "{warning}");
-                }
-                registry.set_layer(layer);
+                let warnings = registry.set_config(&declared);
                 Some(ConfigStatus::loaded(
                     settings.config_file.clone().unwrap_or_default(),
                     warnings,

@@ -20,6 +20,15 @@ use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
 use crate::secrets::{EnvOnly, Secret, SecretRef, SecretStore};
 use crate::store::{AdapterRow, CredentialRow, Database, ProviderRow, RouteRow, StoreError};
 
+/// Whether `id` has the form provider and credential ids take: 1–64 letters, digits, `.`, `_`
+/// or `-` (they appear in URLs and in `<provider>/<credential>` names).
+pub fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// The settings key holding the routing settings (JSON).
 pub const ROUTING_SETTING: &str = "routing";
 
@@ -112,6 +121,8 @@ pub struct Adapter {
     /// Overrides the provider's URL for this adapter.
     pub base_url: Option<String>,
     pub strategy: Option<Strategy>,
+    /// A redacted hint of the adapter's key, safe to show.
+    pub key_hint: String,
     pub source: Source,
 }
 
@@ -121,7 +132,8 @@ pub struct Adapter {
 pub struct Route {
     pub name: String,
     pub strategy: Option<Strategy>,
-    /// Each candidate is its own tier in list order: the first one available serves.
+    /// An `auto` model: its candidates' priorities follow their list order (set where the
+    /// route is written), so the first one available serves.
     pub auto: bool,
     pub candidates: Vec<Candidate>,
     pub source: Source,
@@ -327,9 +339,16 @@ impl Registry {
             .is_some()
     }
 
-    /// Replaces the config file's entries (call [`Registry::reload`] after).
-    pub fn set_layer(&self, layer: Layer) {
+    /// Replaces the config file's entries with what `declared` says (call
+    /// [`Registry::reload`] after). Returns the warnings (logged here too): adapters left out
+    /// because their key variable is unset.
+    pub fn set_config(&self, declared: &Declared) -> Vec<String> {
+        let (layer, warnings) = Layer::from_declared(declared);
+        for warning in &warnings {
+            tracing::warn!("config file: {warning}");
+        }
         *self.layer.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(layer);
+        warnings
     }
 
     /// Records what discovery found (call [`Registry::reload`] after).
@@ -485,6 +504,7 @@ fn load_adapter(row: AdapterRow, source: Source) -> Adapter {
         provider_id: row.provider_id,
         model_id: row.model_id,
         base_url: row.base_url,
+        key_hint: row.key_hint,
         source,
     }
 }

@@ -148,7 +148,7 @@ impl UpstreamPath {
 
 /// A model id as Gemini's URL path wants it: without a `models/` prefix the client may have
 /// copied from a model list.
-fn gemini_model(model: &str) -> &str {
+pub(crate) fn gemini_model(model: &str) -> &str {
     model.strip_prefix("models/").unwrap_or(model)
 }
 
@@ -429,13 +429,7 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
     let started = Instant::now();
     let snapshot = state.registry.snapshot();
     let adapter = authenticate(&snapshot, headers)?;
-    // Only an adapter without a model of its own reads the client's (a second scan of a large
-    // body is not free).
-    let requested = match adapter.model_id {
-        Some(_) => None,
-        None => job.requested_model()?,
-    };
-    let plan = routing::plan(&snapshot, &adapter, requested.as_deref())?;
+    let plan = routing::plan(&snapshot, &adapter, || job.requested_model())?;
     let settings = snapshot.routing;
     let deadline = started + Duration::from_millis(settings.max_wait_ms);
     let mut decoded = None;
@@ -551,17 +545,15 @@ async fn attempt(
             same_protocol(client, target)
         }
         Job::Generate(client) => {
-            translate::prepare(client, decoded, target).map(|(body, stream, translation)| {
-                Outgoing {
-                    endpoint: UpstreamPath::generate(
-                        target.provider.protocol,
-                        &target.model,
-                        stream,
-                    ),
-                    body,
-                    stream,
-                    answer: AnswerPath::Translate(Box::new(translation)),
-                }
+            translate::prepare(client, decoded, target).map(|(body, translation)| Outgoing {
+                endpoint: UpstreamPath::generate(
+                    target.provider.protocol,
+                    &target.model,
+                    translation.stream,
+                ),
+                body,
+                stream: translation.stream,
+                answer: AnswerPath::Translate(Box::new(translation)),
             })
         }
         Job::Forward(endpoint, body) => openai_family(*endpoint, body, target),

@@ -7,7 +7,7 @@ use crate::access::{HostGuard, ManagementAuth};
 use crate::config::Settings;
 use crate::discovery::{self, DiscoveryKind};
 use crate::lifecycle::SecretsStatus;
-use crate::registry::{DiscoveredModels, Layer, ProviderKey, Registry, Source};
+use crate::registry::{DiscoveredModels, ProviderKey, Registry, Source};
 use crate::routing::Router;
 use crate::secrets::SharedSecretStore;
 use crate::store::Database;
@@ -72,11 +72,17 @@ impl Shared {
             .map_err(Into::into)
     }
 
-    /// Refreshes one provider's model list now: asks the provider (with its first usable
-    /// key), keeps the result in the registry (and the database, for the database's
-    /// providers) and rebuilds the snapshot. A failed refresh keeps the models found before
-    /// and records why, so a provider that is briefly down keeps its routes.
+    /// Refreshes one provider's model list now and rebuilds the snapshot.
     pub async fn discover(self: &Arc<Self>, id: &str) -> Result<(), crate::error::GatewayError> {
+        self.fetch_models(id).await?;
+        self.reload_registry().await
+    }
+
+    /// Asks one provider for its models (with its first usable key) and keeps the result in
+    /// the registry (and the database, for the database's providers), without rebuilding the
+    /// snapshot. A failed refresh keeps the models found before and records why, so a
+    /// provider that is briefly down keeps its routes.
+    async fn fetch_models(self: &Arc<Self>, id: &str) -> Result<(), crate::error::GatewayError> {
         let snapshot = self.registry.snapshot();
         let Some(provider) = snapshot.provider(id).cloned() else {
             return Ok(());
@@ -129,7 +135,7 @@ impl Shared {
                 .await
                 .map_err(|e| crate::error::GatewayError::Internal(e.to_string()))??;
         }
-        self.reload_registry().await
+        Ok(())
     }
 
     /// [`Shared::discover`] in the background (after a provider is saved).
@@ -143,19 +149,28 @@ impl Shared {
         });
     }
 
-    /// Refreshes every provider's models, one after another.
+    /// Refreshes every provider's models.
     pub async fn discover_all(self: &Arc<Self>) {
-        let ids: Vec<String> = self
+        let ids = self
             .registry
             .snapshot()
             .providers()
             .into_iter()
             .map(|p| p.id.clone())
             .collect();
-        for id in ids {
-            if let Err(error) = self.discover(&id).await {
+        self.discover_many(ids).await;
+    }
+
+    /// Refreshes these providers' models one after another, then rebuilds the snapshot once
+    /// (a rebuild reads the database and every key, so not once per provider).
+    async fn discover_many(self: &Arc<Self>, ids: Vec<String>) {
+        for id in &ids {
+            if let Err(error) = self.fetch_models(id).await {
                 tracing::warn!(provider = %id, %error, "could not save discovered models");
             }
+        }
+        if let Err(error) = self.reload_registry().await {
+            tracing::warn!(%error, "could not apply discovered models");
         }
     }
 
@@ -177,11 +192,7 @@ impl Shared {
                 return;
             }
         };
-        let (layer, warnings) = Layer::from_declared(&declared);
-        for warning in &warnings {
-            tracing::warn!("{warning}");
-        }
-        self.registry.set_layer(layer);
+        let warnings = self.registry.set_config(&declared);
         if let Err(error) = self.reload_registry().await {
             tracing::error!(%error, "could not apply the config file");
             let mut status = self.config.write().unwrap_or_else(PoisonError::into_inner);
@@ -198,9 +209,9 @@ impl Shared {
         );
         *self.config.write().unwrap_or_else(PoisonError::into_inner) =
             Some(ConfigStatus::loaded(path, warnings));
-        for provider in &declared.providers {
-            self.discover_soon(&provider.id);
-        }
+        let state = self.clone();
+        let ids = declared.providers.into_iter().map(|p| p.id).collect();
+        tokio::spawn(async move { state.discover_many(ids).await });
     }
 }
 

@@ -49,11 +49,7 @@ pub(crate) async fn count(
 ) -> Result<Response, GatewayError> {
     let snapshot = state.registry.snapshot();
     let adapter = relay::authenticate(&snapshot, headers)?;
-    let requested = match adapter.model_id {
-        Some(_) => None,
-        None => client.requested_model()?,
-    };
-    let plan = routing::plan(&snapshot, &adapter, requested.as_deref())?;
+    let plan = routing::plan(&snapshot, &adapter, || client.requested_model())?;
     // Counting is not a generation: it takes the target a request would use now, without
     // counting against its limits, and does not fail over.
     let chosen = state

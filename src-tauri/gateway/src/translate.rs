@@ -61,12 +61,7 @@ impl ClientRequest {
     /// The model the client named (in the body, or in a Gemini URL), if any.
     pub(crate) fn requested_model(&self) -> Result<Option<String>, GatewayError> {
         if let Some(call) = &self.gemini {
-            return Ok(Some(
-                call.model
-                    .strip_prefix("models/")
-                    .unwrap_or(&call.model)
-                    .to_owned(),
-            ));
+            return Ok(Some(relay::gemini_model(&call.model).to_owned()));
         }
         crate::protocol::rewrite::body_model(&self.body)
     }
@@ -114,7 +109,7 @@ pub(crate) struct Translation {
     client_protocol: Protocol,
     provider_protocol: Protocol,
     view: ClientView,
-    stream: bool,
+    pub(crate) stream: bool,
 }
 
 /// The request for a provider of another protocol: decoded once (kept in `decoded` for the
@@ -123,7 +118,7 @@ pub(crate) fn prepare(
     client: &ClientRequest,
     decoded: &mut Option<Request>,
     target: &Target,
-) -> Result<(Bytes, bool, Translation), GatewayError> {
+) -> Result<(Bytes, Translation), GatewayError> {
     let request = match decoded {
         Some(request) => request,
         None => decoded.insert(decode(client)?),
@@ -139,7 +134,6 @@ pub(crate) fn prepare(
     request.model = model;
     Ok((
         Bytes::from(outgoing),
-        stream,
         Translation {
             client_protocol: client.protocol,
             provider_protocol: target.provider.protocol,

@@ -140,23 +140,18 @@ impl Entry {
                 latest = Some((until, Hold::AtLimit(reason)));
             }
         };
-        if let Some(max) = limits.max_request_min {
-            let recent = self.requests_since(now - MINUTE_MS);
-            if recent >= max as usize {
-                // The window allows another request once enough of these have aged out.
-                let oldest_kept = self.requests.len() - recent + (recent - max as usize);
-                if let Some(&t) = self.requests.get(oldest_kept) {
-                    hold_until(t + MINUTE_MS, format!("{max} requests per minute"));
-                }
-            }
+        // Another request fits once the `max`-th newest has aged out of the window.
+        if let Some(max) = limits.max_request_min
+            && self.requests_since(now - MINUTE_MS) >= max as usize
+            && let Some(&t) = self.requests.get(self.requests.len() - max as usize)
+        {
+            hold_until(t + MINUTE_MS, format!("{max} requests per minute"));
         }
-        if let Some(max) = limits.max_request_day {
-            let count = self.requests.len();
-            if count >= max as usize
-                && let Some(&t) = self.requests.get(count - max as usize)
-            {
-                hold_until(t + DAY_MS, format!("{max} requests per day"));
-            }
+        if let Some(max) = limits.max_request_day
+            && self.requests.len() >= max as usize
+            && let Some(&t) = self.requests.get(self.requests.len() - max as usize)
+        {
+            hold_until(t + DAY_MS, format!("{max} requests per day"));
         }
         if let Some(max) = limits.max_token_min
             && self.token_sum >= max

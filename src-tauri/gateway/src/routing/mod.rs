@@ -50,13 +50,20 @@ pub struct Plan {
     pub targets: Vec<Target>,
 }
 
-/// The candidates for a request to `adapter` naming `requested` (the client's model, if any).
+/// The candidates for a request to `adapter`. `requested` reads the model the client named
+/// (if any); it is called only for an adapter without a model of its own, since reading it
+/// scans the request body again.
 pub fn plan(
     snapshot: &Snapshot,
     adapter: &Adapter,
-    requested: Option<&str>,
+    requested: impl FnOnce() -> Result<Option<String>, GatewayError>,
 ) -> Result<Plan, GatewayError> {
-    let requested = requested.map(str::trim).filter(|m| !m.is_empty());
+    let requested = || -> Result<String, GatewayError> {
+        requested()?
+            .map(|m| m.trim().to_owned())
+            .filter(|m| !m.is_empty())
+            .ok_or_else(|| no_model(adapter))
+    };
     let mut route_strategy = None;
     let (pool, candidates) = match (&adapter.provider_id, &adapter.model_id) {
         (Some(provider), Some(model)) => (
@@ -68,21 +75,18 @@ pub fn plan(
             }],
         ),
         (Some(provider), None) => {
-            let model = requested.ok_or_else(|| no_model(adapter))?;
+            let model = requested()?;
             (
-                Pool::AdapterModel(adapter.create_time, model.to_owned()),
+                Pool::AdapterModel(adapter.create_time, model.clone()),
                 vec![Candidate {
                     provider: provider.clone(),
-                    model: model.to_owned(),
+                    model,
                     priority: 0,
                 }],
             )
         }
         (None, Some(model)) => resolve_model(snapshot, model, &mut route_strategy)?,
-        (None, None) => {
-            let model = requested.ok_or_else(|| no_model(adapter))?;
-            resolve_model(snapshot, model, &mut route_strategy)?
-        }
+        (None, None) => resolve_model(snapshot, &requested()?, &mut route_strategy)?,
     };
 
     let mut targets = Vec::new();
@@ -145,20 +149,9 @@ fn resolve_model(
 ) -> Result<(Pool, Vec<Candidate>), GatewayError> {
     if let Some(route) = snapshot.route(name) {
         *route_strategy = route.strategy;
-        let candidates = route
-            .candidates
-            .iter()
-            .enumerate()
-            .map(|(position, c)| Candidate {
-                priority: if route.auto {
-                    u32::try_from(position).unwrap_or(u32::MAX)
-                } else {
-                    c.priority
-                },
-                ..c.clone()
-            })
-            .collect();
-        return Ok((Pool::Route(name.to_owned()), candidates));
+        // An auto route's order of preference is already in its candidates' priorities
+        // (the config file and the API give each its list position unless it says otherwise).
+        return Ok((Pool::Route(name.to_owned()), route.candidates.clone()));
     }
     if let Some((prefix, model)) = name.split_once('/')
         && !model.is_empty()
@@ -329,37 +322,32 @@ impl Router {
                 chosen
             }
             Strategy::LeastUsed => {
-                let usage = usage_percent(ledger, plan, &tier, None, now);
-                let (least, least_usage) =
-                    tier.iter()
-                        .zip(&usage)
-                        .fold(
-                            (tier[0], usage[0]),
-                            |(bi, bu), (&i, &u)| {
-                                if u < bu { (i, u) } else { (bi, bu) }
-                            },
-                        );
                 // Staying on the last pick is fine while it would still be within the gap
-                // after this request too.
-                let last = cursors.get(&plan.pool).copied();
-                let chosen = match last.and_then(|l| tier.iter().position(|&i| i == l)) {
-                    Some(at) => {
-                        let after = usage_percent(ledger, plan, &tier, Some(tier[at]), now);
-                        let least_after = after
-                            .iter()
-                            .enumerate()
-                            .filter(|(k, _)| *k != at)
-                            .map(|(_, u)| *u)
-                            .fold(f64::INFINITY, f64::min);
-                        if after[at] - least_after.min(after[at]) <= f64::from(gap_percent) {
-                            tier[at]
-                        } else {
-                            least
+                // after this request too; otherwise the least used member takes over.
+                let stay = cursors.get(&plan.pool).copied().filter(|last| {
+                    let Some(at) = tier.iter().position(|i| i == last) else {
+                        return false;
+                    };
+                    let after = usage_percent(ledger, plan, &tier, Some(*last), now);
+                    let others = after
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| *k != at)
+                        .map(|(_, u)| *u)
+                        .fold(f64::INFINITY, f64::min);
+                    after[at] - others.min(after[at]) <= f64::from(gap_percent)
+                });
+                let chosen = stay.unwrap_or_else(|| {
+                    let usage = usage_percent(ledger, plan, &tier, None, now);
+                    // The first of the least used, so ties go in pool order.
+                    let mut least = 0;
+                    for (k, u) in usage.iter().enumerate() {
+                        if *u < usage[least] {
+                            least = k;
                         }
                     }
-                    None => least,
-                };
-                let _ = least_usage;
+                    tier[least]
+                });
                 remember(cursors, &plan.pool, chosen);
                 chosen
             }

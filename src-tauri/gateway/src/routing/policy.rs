@@ -88,6 +88,21 @@ pub struct Candidate {
     pub priority: u32,
 }
 
+impl Candidate {
+    /// `"provider/model"`, split at the first `/` (model names may hold more, as in
+    /// `openrouter/openai/gpt-4o`); `None` when either side is empty.
+    pub fn parse(text: &str, priority: u32) -> Option<Self> {
+        let (provider, model) = text
+            .split_once('/')
+            .filter(|(p, m)| !p.is_empty() && !m.trim().is_empty())?;
+        Some(Self {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            priority,
+        })
+    }
+}
+
 /// Retry, wait and cooldown settings for the whole gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -134,6 +149,18 @@ mod tests {
         assert_eq!("fill_first".parse(), Ok(Strategy::FillFirst));
         assert_eq!("Least-Used".parse(), Ok(Strategy::LeastUsed));
         assert!("random".parse::<Strategy>().is_err());
+    }
+
+    #[test]
+    fn candidates_split_at_the_first_slash() {
+        let c = Candidate::parse("openrouter/openai/gpt-4o", 2).unwrap();
+        assert_eq!(
+            (c.provider.as_str(), c.model.as_str(), c.priority),
+            ("openrouter", "openai/gpt-4o", 2)
+        );
+        assert_eq!(Candidate::parse("gpt-4o", 0), None);
+        assert_eq!(Candidate::parse("/gpt-4o", 0), None);
+        assert_eq!(Candidate::parse("openai/ ", 0), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::access::{hash_hex, new_adapter_key};
 use crate::discovery::DiscoveryKind;
 use crate::error::{GatewayError, Rendered};
 use crate::protocol::Protocol;
-use crate::registry::{Credential, Provider, ProviderKey, ROUTING_SETTING, Source};
+use crate::registry::{Credential, Provider, ProviderKey, ROUTING_SETTING, Source, valid_id};
 use crate::routing::{Candidate, Health, Limits, RoutingSettings, Strategy, Windows};
 use crate::secrets::{Secret, SecretRef, SecretStore};
 use crate::state::AppState;
@@ -295,13 +295,6 @@ fn present_or_null<'de, D: serde::Deserializer<'de>>(
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
-fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-}
-
 fn valid_url(field: &str, url: &str) -> Result<(), Rendered> {
     match reqwest::Url::parse(url) {
         Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => Ok(()),
@@ -482,17 +475,11 @@ struct AdapterView {
     model_id: Option<String>,
     base_url: Option<String>,
     strategy: Option<Strategy>,
-    key_hint: Option<String>,
+    key_hint: String,
     source: Source,
 }
 
 async fn list_adapters(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let db = state.db.clone();
-    let rows = blocking(move || db.adapters().map_err(Into::into)).await?;
-    let hints: std::collections::HashMap<i64, String> = rows
-        .into_iter()
-        .map(|r| (r.create_time, r.key_hint))
-        .collect();
     let views: Vec<AdapterView> = state
         .registry
         .snapshot()
@@ -505,7 +492,7 @@ async fn list_adapters(State(state): State<AppState>) -> ApiResult<impl IntoResp
             model_id: a.model_id.clone(),
             base_url: a.base_url.clone(),
             strategy: a.strategy,
-            key_hint: hints.get(&a.create_time).cloned(),
+            key_hint: a.key_hint.clone(),
             source: a.source,
         })
         .collect();
@@ -1015,7 +1002,13 @@ async fn get_route(
 #[serde(untagged)]
 enum CandidateInput {
     Short(String),
-    Full(Candidate),
+    Full {
+        provider: String,
+        model: String,
+        /// Absent: 0, or the list position in an `auto` route.
+        #[serde(default)]
+        priority: Option<u32>,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -1059,25 +1052,27 @@ async fn put_route(
     }
     let mut candidates = Vec::new();
     for (position, candidate) in input.candidates.into_iter().enumerate() {
+        // In an auto route the list order is the order of preference.
+        let implied = if input.auto {
+            u32::try_from(position).unwrap_or(u32::MAX)
+        } else {
+            0
+        };
         let candidate = match candidate {
-            CandidateInput::Full(full) => full,
-            CandidateInput::Short(text) => {
-                let Some((provider, model)) = text.split_once('/').filter(|(_, m)| !m.is_empty())
-                else {
-                    return Err(invalid(format!(
-                        "candidate `{text}` must be `provider/model` or {{\"provider\", \"model\"}}"
-                    )));
-                };
-                Candidate {
-                    provider: provider.to_owned(),
-                    model: model.to_owned(),
-                    priority: if input.auto {
-                        u32::try_from(position).unwrap_or(u32::MAX)
-                    } else {
-                        0
-                    },
-                }
-            }
+            CandidateInput::Full {
+                provider,
+                model,
+                priority,
+            } => Candidate {
+                provider,
+                model,
+                priority: priority.unwrap_or(implied),
+            },
+            CandidateInput::Short(text) => Candidate::parse(&text, implied).ok_or_else(|| {
+                invalid(format!(
+                    "candidate `{text}` must be `provider/model` or {{\"provider\", \"model\"}}"
+                ))
+            })?,
         };
         if snapshot.provider(&candidate.provider).is_none() {
             return Err(invalid(format!(
