@@ -320,6 +320,10 @@ pub struct Registry {
     layer: RwLock<Arc<Layer>>,
     /// Discovery results by provider id (also persisted in the database for its providers).
     discovered: RwLock<HashMap<String, DiscoveredModels>>,
+    /// Held from reading the database to installing the snapshot: two rebuilds racing (a
+    /// discovery round and a delete, say) would otherwise let the one that read first install
+    /// last, bringing back what the other had just removed.
+    rebuilding: std::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -391,6 +395,10 @@ impl Registry {
     /// Rebuilds the snapshot from the database and the config layer. Blocking (SQLite and the
     /// keychain): run it on a blocking thread.
     pub fn reload(&self, db: &Database, secrets: &dyn SecretStore) -> Result<(), StoreError> {
+        let _rebuilding = self
+            .rebuilding
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let layer = self
             .layer
             .read()

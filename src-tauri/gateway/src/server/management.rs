@@ -90,7 +90,14 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
         .check(headers)
         .and_then(|()| state.auth.check(headers))
     {
-        return Rendered::management(e).into_response();
+        // The body is never read, so the connection cannot be reused safely: say so, or a
+        // client that sends its next request on it sees the server hang up without an answer.
+        let mut response = Rendered::management(e).into_response();
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return response;
     }
     next.run(request).await
 }
