@@ -417,35 +417,55 @@ fn recent_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecentRow> {
 /// that the shared connection is never held for long.
 pub const PAGE: u32 = 1000;
 
-/// A page of recorded requests with `since_ms <= ts_ms < until_ms`, oldest first, after the
-/// row `after` (a cursor from the previous page; 0 to start). Returns the rows and the cursor
-/// for the next page. Paging by row id keeps each page an index range, however deep the export.
+/// Where the next [`page`] starts: after this row, in (time, id) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    ts_ms: i64,
+    id: i64,
+}
+
+impl Cursor {
+    /// Before every row recorded at or after `since_ms`.
+    pub fn start(since_ms: i64) -> Self {
+        Self {
+            ts_ms: since_ms,
+            id: i64::MIN,
+        }
+    }
+}
+
+/// A page of recorded requests after `after` and before `until_ms`, oldest first, and the
+/// cursor for the next page. The (time, id) order is the `ts_ms` index's own (it ends in the
+/// row id), so each page is one index seek however deep the export is.
 pub fn page(
     db: &Database,
-    since_ms: i64,
+    after: Cursor,
     until_ms: i64,
-    after: i64,
-) -> Result<(Vec<RecentRow>, i64), StoreError> {
+) -> Result<(Vec<RecentRow>, Cursor), StoreError> {
     db.read(|conn| {
         let mut stmt = conn.prepare(
             "SELECT ts_ms, adapter, provider_id, model, endpoint, stream, status, input_tokens,
                     output_tokens, cached_tokens, latency_ms, ttfb_ms, outcome, error, credential,
                     id
-             FROM usage WHERE ts_ms >= ?1 AND ts_ms < ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+             FROM usage WHERE (ts_ms, id) > (?1, ?2) AND ts_ms < ?3
+             ORDER BY ts_ms, id LIMIT ?4",
         )?;
-        let mut cursor = after;
+        let mut next = after;
         let rows = stmt
-            .query_map(params![since_ms, until_ms, after, PAGE], |row| {
+            .query_map(params![after.ts_ms, after.id, until_ms, PAGE], |row| {
                 Ok((recent_row(row)?, row.get::<_, i64>(15)?))
             })?
-            .map(|row| {
-                row.map(|(row, id)| {
-                    cursor = id;
+            .map(|found| {
+                found.map(|(row, id)| {
+                    next = Cursor {
+                        ts_ms: row.ts_ms,
+                        id,
+                    };
                     row
                 })
             })
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok((rows, cursor))
+        Ok((rows, next))
     })
 }
 
@@ -850,13 +870,15 @@ mod tests {
     fn pages_cover_a_range_once_and_delete_clears() {
         let db = scratch_db();
         let total = PAGE as i64 * 2 + 5;
+        // Written newest first, and two rows per millisecond: pages follow time, then id.
         let records: Vec<UsageRecord> = (0..total)
-            .map(|n| at(n, None, "p", "m", (1, 1), 1, Outcome::Completed))
+            .rev()
+            .map(|n| at(n / 2, None, "p", "m", (1, 1), 1, Outcome::Completed))
             .collect();
         write(&db, &records);
-        let (mut seen, mut cursor, mut pages) = (Vec::new(), 0, 0);
+        let (mut seen, mut cursor, mut pages) = (Vec::new(), Cursor::start(3), 0);
         loop {
-            let (rows, next) = page(&db, 3, total - 1, cursor).unwrap();
+            let (rows, next) = page(&db, cursor, total / 2).unwrap();
             pages += 1;
             let last = rows.len() < PAGE as usize;
             seen.extend(rows.into_iter().map(|r| r.ts_ms));
@@ -865,10 +887,16 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(pages, 3);
-        assert_eq!(seen, (3..total - 1).collect::<Vec<_>>());
+        let expected: Vec<i64> = (0..total)
+            .map(|n| n / 2)
+            .filter(|t| (3..total / 2).contains(t))
+            .collect();
+        // Full pages, then a short one (perhaps empty).
+        assert_eq!(pages, expected.len() / PAGE as usize + 1);
+        assert!(pages >= 2);
+        assert_eq!(seen, expected);
 
-        assert_eq!(delete(&db, Some(100)).unwrap(), 100);
+        assert_eq!(delete(&db, Some(50)).unwrap(), 100);
         assert_eq!(summary(&db, 0).unwrap().today.requests, total - 100);
         assert_eq!(
             delete(&db, None).unwrap(),

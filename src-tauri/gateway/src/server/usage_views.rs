@@ -184,18 +184,16 @@ async fn usage_export(State(state): State<AppState>, Query(query): Query<ExportQ
     struct Export {
         state: AppState,
         labels: AdapterLabels,
-        since_ms: i64,
         until_ms: i64,
-        cursor: i64,
+        cursor: usage::Cursor,
         /// Nothing is left: the last page was short, or reading failed.
         done: bool,
     }
     let export = Export {
         labels: AdapterLabels::of(&state.registry.snapshot()),
         state,
-        since_ms: query.since_ms.unwrap_or(i64::MIN),
         until_ms: query.until_ms.unwrap_or(i64::MAX),
-        cursor: 0,
+        cursor: usage::Cursor::start(query.since_ms.unwrap_or(i64::MIN)),
         done: false,
     };
     let header = futures_util::stream::once(async {
@@ -206,8 +204,8 @@ async fn usage_export(State(state): State<AppState>, Query(query): Query<ExportQ
             return None;
         }
         let db = export.state.db.clone();
-        let (since, until, after) = (export.since_ms, export.until_ms, export.cursor);
-        let page = tokio::task::spawn_blocking(move || usage::page(&db, since, until, after))
+        let (after, until) = (export.cursor, export.until_ms);
+        let page = tokio::task::spawn_blocking(move || usage::page(&db, after, until))
             .await
             .map_err(|e| e.to_string())
             .and_then(|read| read.map_err(|e| e.to_string()));
