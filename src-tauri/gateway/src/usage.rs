@@ -582,7 +582,8 @@ const SUMS: &str = "COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(outpu
     COALESCE(SUM(cached_tokens), 0),
     COALESCE(SUM(outcome IN ('failed', 'upstream_error', 'interrupted')), 0)";
 
-/// Aggregates the range in SQLite (one indexed range scan per grouping; no rows come to Rust).
+/// Aggregates the range in SQLite (one indexed range scan per grouping and one for the series;
+/// no rows come to Rust).
 pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
     let Window {
         since_ms,
@@ -591,19 +592,6 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
     } = window;
     db.read(|conn| {
         let range = "FROM usage WHERE ts_ms >= ?1 AND ts_ms < ?2";
-        let totals = conn.query_row(
-            &format!("SELECT {SUMS} {range}"),
-            [since_ms, until_ms],
-            |row| {
-                Ok(Totals {
-                    requests: row.get(0)?,
-                    input_tokens: row.get(1)?,
-                    output_tokens: row.get(2)?,
-                    cached_tokens: row.get(3)?,
-                    errors: row.get(4)?,
-                })
-            },
-        )?;
         let grouped = |column: &str| -> rusqlite::Result<Vec<Group>> {
             let mut stmt = conn.prepare(&format!(
                 "SELECT CAST(COALESCE({column}, 'none') AS TEXT), {SUMS},
@@ -665,6 +653,14 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
                 };
             }
         }
+        // Every row in the range falls in one bucket, so the buckets add up to the totals.
+        let totals = series.iter().fold(Totals::default(), |sum, b| Totals {
+            requests: sum.requests + b.requests,
+            input_tokens: sum.input_tokens + b.input_tokens,
+            output_tokens: sum.output_tokens + b.output_tokens,
+            cached_tokens: sum.cached_tokens + b.cached_tokens,
+            errors: sum.errors + b.errors,
+        });
         Ok(Stats {
             since_ms,
             until_ms,

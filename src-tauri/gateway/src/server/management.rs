@@ -1,5 +1,6 @@
 //! The management API under `/api`: providers, adapters, settings, usage and status, as JSON
-//! for the UI and for scripts.
+//! for the UI and for scripts. The usage views and the event stream live in `usage_views`,
+//! merged into this router; a provider's test call is made by `provider_test`.
 //!
 //! Every route sits behind [`guard`], which refuses foreign `Host`/`Origin` headers and checks
 //! the management token before any handler runs. Provider keys are write-only: they go to the
