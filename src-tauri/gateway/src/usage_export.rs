@@ -4,7 +4,9 @@
 //! page into text here, so the download is streamed and never held whole in memory. Fields are
 //! quoted as RFC 4180 says: only when they contain a comma, a quote or a line break, with
 //! quotes doubled; lines end in CRLF. Times are written twice, as ISO 8601 UTC for people and as
-//! epoch milliseconds for programs.
+//! epoch milliseconds for programs. Text that came from outside (model names from clients, error
+//! text from providers) and starts like a formula gets a leading `'`, so a spreadsheet opening the
+//! file shows it instead of evaluating it.
 
 use std::fmt::Write as _;
 
@@ -27,10 +29,10 @@ pub fn push_row(out: &mut String, row: &RecentRow, adapter: &str) {
     let fields: [&str; 16] = [
         &time_utc(row.ts_ms),
         &row.ts_ms.to_string(),
-        &row.provider_id,
-        row.credential.as_deref().unwrap_or(""),
-        adapter,
-        &row.model,
+        &inert(&row.provider_id),
+        &inert(row.credential.as_deref().unwrap_or("")),
+        &inert(adapter),
+        &inert(&row.model),
         &row.endpoint,
         if row.stream { "true" } else { "false" },
         &row.status.to_string(),
@@ -40,7 +42,7 @@ pub fn push_row(out: &mut String, row: &RecentRow, adapter: &str) {
         &number(row.cached_tokens),
         &row.latency_ms.to_string(),
         &number(row.ttfb_ms),
-        row.error.as_deref().unwrap_or(""),
+        &inert(row.error.as_deref().unwrap_or("")),
     ];
     for (n, value) in fields.into_iter().enumerate() {
         if n > 0 {
@@ -49,6 +51,15 @@ pub fn push_row(out: &mut String, row: &RecentRow, adapter: &str) {
         push_field(out, value);
     }
     out.push_str("\r\n");
+}
+
+/// Text a spreadsheet would take for a formula, defused with a leading apostrophe.
+fn inert(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{value}"))
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
 }
 
 /// Appends one field, quoted when RFC 4180 requires it.
@@ -157,6 +168,21 @@ mod tests {
         let mut line = String::new();
         push_row(&mut line, &failed, "routing");
         assert!(line.ends_with(",\"provider `x` answered HTTP 400: \"\"bad\"\", very\"\r\n"));
+    }
+
+    #[test]
+    fn formulas_from_outside_are_defused() {
+        let mut hostile = row();
+        hostile.model = "=HYPERLINK(\"http://x\")".into();
+        hostile.error = Some("@SUM(A1)".into());
+        let mut line = String::new();
+        push_row(&mut line, &hostile, "openai · gpt-4o");
+        assert!(
+            line.contains(",\"'=HYPERLINK(\"\"http://x\"\")\","),
+            "{line}"
+        );
+        assert!(line.ends_with(",'@SUM(A1)\r\n"), "{line}");
+        assert_eq!(inert("gpt-4o"), "gpt-4o");
     }
 
     #[test]
