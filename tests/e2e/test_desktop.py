@@ -407,6 +407,48 @@ def tray_look(session: DesktopSession, menu: TrayMenu) -> str:
     raise AssertionError(f"unknown tray icon {path}: {out}")
 
 
+def close_window(session: DesktopSession, window: Window) -> None:
+    """Asks the window to close as a window manager does when the user clicks its close button:
+    a WM_DELETE_WINDOW client message (Xlib through ctypes; no window manager runs under Xvfb)."""
+    import ctypes
+    import ctypes.util
+
+    class ClientMessage(ctypes.Structure):
+        _fields_ = [
+            ("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
+            ("display", ctypes.c_void_p), ("window", ctypes.c_ulong), ("message_type", ctypes.c_ulong),
+            ("format", ctypes.c_int), ("data", ctypes.c_long * 5),
+        ]
+
+    class Event(ctypes.Union):
+        _fields_ = [("client", ClientMessage), ("pad", ctypes.c_long * 24)]
+
+    library = ctypes.util.find_library("X11")
+    assert library, "libX11 is needed to close the window (apt libx11-6)"
+    x11 = ctypes.CDLL(library)
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XInternAtom.restype = ctypes.c_ulong
+    x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    x11.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long, ctypes.POINTER(Event)]
+    x11.XFlush.argtypes = [ctypes.c_void_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    display = x11.XOpenDisplay(session.display.encode())
+    assert display, f"cannot open display {session.display}"
+    try:
+        event = Event()
+        event.client.type = 33  # ClientMessage
+        event.client.window = int(window.id, 16)
+        event.client.message_type = x11.XInternAtom(display, b"WM_PROTOCOLS", 0)
+        event.client.format = 32
+        event.client.data[0] = x11.XInternAtom(display, b"WM_DELETE_WINDOW", 0)
+        event.client.data[1] = 0  # CurrentTime
+        assert x11.XSendEvent(display, event.client.window, 0, 0, ctypes.byref(event)), "XSendEvent failed"
+        x11.XFlush(display)
+    finally:
+        x11.XCloseDisplay(display)
+
+
 def require_binary() -> None:
     if not binary().is_file():
         pytest.fail(f"{binary()} does not exist; run `cargo build -p flexiproxy` or set FLEXIPROXY_BIN")
@@ -617,6 +659,13 @@ def test_tray_menu_shows_the_status_opens_the_dashboard_and_quits(desktop: Deskt
     assert tray_look(desktop, menu) == "running"
 
     menu.click("Open dashboard")
+    window = desktop.wait_window(viewable=True)
+    # Closing the window only hides it: the app and the gateway keep running in the tray.
+    close_window(desktop, window)
+    desktop.wait_window(viewable=False)
+    assert app.proc.poll() is None
+    assert http_get(f"{base_url}/health")[0] == 200
+    menu.click("Open dashboard")
     desktop.wait_window(viewable=True)
     menu.click("Copy base URL")
     deadline = time.monotonic() + 10
@@ -629,7 +678,7 @@ def test_tray_menu_shows_the_status_opens_the_dashboard_and_quits(desktop: Deskt
     assert "stopping the gateway" in app.logs()
 
 
-def test_busy_port_shows_the_error_instead_of_the_dashboard(desktop: DesktopSession) -> None:
+def test_busy_port_shows_the_error_then_start_brings_up_the_dashboard(desktop: DesktopSession) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -653,8 +702,20 @@ def test_busy_port_shows_the_error_instead_of_the_dashboard(desktop: DesktopSess
         assert tray_look(desktop, menu) == "error"
         # The error page renders (not blank) in the window.
         wait_painted(desktop, window, "error.png", colours_at_least=50)
-        app.proc.send_signal(signal.SIGTERM)
-        assert app.proc.wait(timeout=20) == 0, app.logs()
+
+    # The port is free now: "Start gateway" starts it, and the window (built without a gateway,
+    # so without the token script) is rebuilt on the dashboard.
+    menu.click("Start gateway")
+    base_url = f"http://127.0.0.1:{port}"
+    app.wait_health(base_url)
+    menu.wait_label("Gateway", lambda item: item.label == f"Gateway running on 127.0.0.1:{port}")
+    assert tray_look(desktop, menu) == "running"
+    assert menu.item("Copy base URL").enabled
+    wait_for("the rebuilt window", lambda: "the window shows the dashboard (rebuilt)" in app.logs())
+    window = desktop.wait_window(viewable=True)
+    wait_painted(desktop, window, "desktop-after-error.png", DASHBOARD_COLOURS)
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
 
 
 def chat(base_url: str, key: str) -> None:
