@@ -82,12 +82,20 @@ struct Live {
     token: Option<Secret>,
     /// The task that follows the running gateway's usage.
     feed: Option<JoinHandle<()>>,
+    /// The shutdown under way after Stop, which Quit waits for (usage is flushed at its end).
+    stopping: Option<JoinHandle<()>>,
     today: Today,
 }
 
 impl Shell {
     pub fn status(&self) -> GatewayStatus {
         self.live().status.clone()
+    }
+
+    /// The state and, while the gateway runs, its management token (for the window's script).
+    pub fn status_and_token(&self) -> (GatewayStatus, Option<Secret>) {
+        let live = self.live();
+        (live.status.clone(), live.token.clone())
     }
 
     /// Today's totals as last counted.
@@ -170,6 +178,7 @@ fn setup(app: &mut App, args: &Args) {
             gateway: None,
             token: None,
             feed: None,
+            stopping: None,
             today: Today::new(Day::local_today(), Counts::default()),
         }),
         quitting: AtomicBool::new(false),
@@ -181,10 +190,7 @@ fn setup(app: &mut App, args: &Args) {
         Ok((gateway, status)) => install(&handle, &shell, gateway, status),
         Err(message) => shell.live().status = GatewayStatus::Failed(message),
     }
-    let (status, token) = {
-        let live = shell.live();
-        (live.status.clone(), live.token.clone())
-    };
+    let (status, token) = shell.status_and_token();
 
     let tray_ok = match tray::create(&handle) {
         Ok(_) => true,
@@ -303,7 +309,7 @@ pub fn start(app: &AppHandle) {
             }
             Err(message) => shell.live().status = GatewayStatus::Failed(message),
         }
-        show_state(&app, &shell).await;
+        show_state(&app).await;
     });
 }
 
@@ -312,36 +318,39 @@ pub fn stop(app: &AppHandle) {
     let Some(shell) = app.try_state::<Shell>() else {
         return;
     };
-    let addr = match shell.live().status {
-        GatewayStatus::Running { addr, .. } => addr,
-        _ => return,
-    };
-    let gateway = shell.take_gateway();
-    shell.live().status = GatewayStatus::Stopping;
-    tray::refresh(app);
-    let app = app.clone();
-    tauri::async_runtime::spawn(async move {
-        if let Some(gateway) = gateway {
-            tracing::info!("stopping the gateway");
-            gateway.shutdown().await;
-        }
-        let Some(shell) = app.try_state::<Shell>() else {
+    {
+        let mut live = shell.live();
+        let GatewayStatus::Running { addr, .. } = live.status else {
             return;
         };
-        shell.live().status = GatewayStatus::Stopped { addr: Some(addr) };
-        tracing::info!("gateway stopped from the tray");
-        show_state(&app, &shell).await;
-    });
+        live.status = GatewayStatus::Stopping;
+        if let Some(feed) = live.feed.take() {
+            feed.abort();
+        }
+        live.token = None;
+        let gateway = live.gateway.take();
+        let handle = app.clone();
+        live.stopping = Some(tauri::async_runtime::spawn(async move {
+            if let Some(gateway) = gateway {
+                tracing::info!("stopping the gateway");
+                gateway.shutdown().await;
+            }
+            if let Some(shell) = handle.try_state::<Shell>() {
+                let mut live = shell.live();
+                live.status = GatewayStatus::Stopped { addr: Some(addr) };
+                live.stopping = None;
+            }
+            tracing::info!("gateway stopped from the tray");
+            show_state(&handle).await;
+        }));
+    }
+    tray::refresh(app);
 }
 
 /// Shows the current state in the tray and the window.
-async fn show_state(app: &AppHandle, shell: &Shell) {
+async fn show_state(app: &AppHandle) {
     tray::refresh(app);
-    let (status, token) = {
-        let live = shell.live();
-        (live.status.clone(), live.token.clone())
-    };
-    window::follow(app, &status, token.as_ref()).await;
+    window::follow(app).await;
 }
 
 /// Keeps today's count up to date from the gateway's usage records until the gateway stops:
@@ -449,11 +458,16 @@ pub fn quit(app: &AppHandle, code: i32) {
         return;
     }
     let gateway = shell.take_gateway();
+    let stopping = shell.live().stopping.take();
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         if let Some(gateway) = gateway {
             tracing::info!("stopping the gateway");
             gateway.shutdown().await;
+        }
+        if let Some(stopping) = stopping {
+            // A Stop from the tray is still flushing usage: let it finish.
+            let _ = stopping.await;
         }
         app.exit(code);
     });

@@ -36,7 +36,12 @@ const REPLACE_WAIT: Duration = Duration::from_secs(5);
 /// What the window was built with: where it may navigate, and for which origin its script
 /// hands out the token (`None`: built without a gateway, so it has no token script).
 #[derive(Debug, Default)]
-pub struct WindowState(Mutex<Option<Built>>);
+pub struct WindowState {
+    built: Mutex<Option<Built>>,
+    /// One [`follow`] at a time, each reading the state when its turn comes: the window ends on
+    /// the latest state's page however the tasks that asked were scheduled.
+    turns: tokio::sync::Mutex<()>,
+}
 
 #[derive(Debug, Clone)]
 struct Built {
@@ -46,14 +51,14 @@ struct Built {
 
 impl WindowState {
     fn get(&self) -> Option<Built> {
-        self.0
+        self.built
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
 
     fn set(&self, built: Built) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(built);
+        *self.built.lock().unwrap_or_else(PoisonError::into_inner) = Some(built);
     }
 }
 
@@ -115,14 +120,23 @@ pub fn create(
     Ok(window)
 }
 
-/// Sends the window to the page for `status`: the dashboard when the gateway runs, else the
-/// local page that explains. A window whose token script was made for another origin (or none:
-/// the gateway had not started when it was built) is replaced, keeping its visibility.
-pub async fn follow(app: &AppHandle, status: &GatewayStatus, token: Option<&Secret>) {
+/// Sends the window to the page for the gateway's current state: the dashboard when it runs,
+/// else the local page that explains. A window whose token script was made for another origin
+/// (or none: the gateway had not started when it was built) is replaced, keeping its visibility.
+pub async fn follow(app: &AppHandle) {
+    let Some(state) = app.try_state::<WindowState>() else {
+        return;
+    };
+    let _turn = state.turns.lock().await;
+    let Some(shell) = app.try_state::<Shell>() else {
+        return;
+    };
+    let (status, token) = shell.status_and_token();
+    let (status, token) = (&status, token.as_ref());
     let Some(window) = app.get_webview_window(MAIN) else {
         return;
     };
-    let Some(built) = app.try_state::<WindowState>().and_then(|state| state.get()) else {
+    let Some(built) = state.get() else {
         return;
     };
     let url = match page(status) {
