@@ -20,6 +20,8 @@
 //! - `access`: adapter keys, the management token, the Host/Origin guard.
 //! - `usage`: per-request records written off the request path; summaries.
 //! - `store`: the SQLite file and its migrations. `secrets`: keychain and the `Secret` type.
+//! - `tool_setup`: snippets for the user's coding tools, and writing (and undoing) their config
+//!   files so they use the gateway.
 //! - `error`: one error type, rendered in each caller's protocol.
 
 pub mod access;
@@ -39,6 +41,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod token_count;
+pub mod tool_setup;
 pub mod translate;
 pub mod usage;
 
