@@ -76,6 +76,9 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/events", get(events))
         .route("/usage/summary", get(usage_summary))
         .route("/usage/recent", get(usage_recent))
+        .route("/tools", get(super::tool_views::list))
+        .route("/tools/{tool}/apply", post(super::tool_views::apply))
+        .route("/tools/{tool}/undo", post(super::tool_views::undo))
         .fallback(|| async {
             Rendered::management(GatewayError::NotFound("no such management endpoint".into()))
         })

@@ -9,6 +9,7 @@ mod assets;
 mod client_api;
 mod management;
 mod pool_views;
+mod tool_views;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

@@ -1,7 +1,7 @@
 //! Gemini CLI: two files. `~/.gemini/.env` carries `GOOGLE_GEMINI_BASE_URL` and
 //! `GEMINI_API_KEY` (Gemini CLI loads it into its environment, in folders the user trusts), and
 //! `~/.gemini/settings.json` gets `security.auth.selectedType = "gemini-api-key"` so it uses
-//! that key instead of asking how to log in. The settings file may hold comments (Gemini CLI
+//! that key instead of asking how to log in, and `model.name` when the adapter names a model. The settings file may hold comments (Gemini CLI
 //! allows them); they are kept.
 
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ const SETTINGS_FORMAT: Format = Format::Json(Dialect::WithComments);
 const BASE_URL: &[&str] = &["GOOGLE_GEMINI_BASE_URL"];
 const API_KEY: &[&str] = &["GEMINI_API_KEY"];
 const AUTH_TYPE: &[&str] = &["security", "auth", "selectedType"];
+const MODEL: &[&str] = &["model", "name"];
 /// Gemini CLI's name for "use the Gemini API key from the environment".
 const API_KEY_AUTH: &str = "gemini-api-key";
 
@@ -53,9 +54,19 @@ pub fn files(home: &Home, target: &Target<'_>) -> Vec<ConfigFile> {
         ConfigFile {
             path: settings_path(home),
             format: SETTINGS_FORMAT,
-            keys: vec![OwnedKey::new(AUTH_TYPE, API_KEY_AUTH)],
+            keys: settings_keys(target),
         },
     ]
+}
+
+fn settings_keys(target: &Target<'_>) -> Vec<OwnedKey> {
+    let mut keys = vec![OwnedKey::new(AUTH_TYPE, API_KEY_AUTH)];
+    // Without a model Gemini CLI routes each prompt with classifier calls that expect a Gemini
+    // model's JSON; the adapter's model answers the prompt directly.
+    if let Some(model) = target.model {
+        keys.push(OwnedKey::new(MODEL, model));
+    }
+    keys
 }
 
 pub fn configured_url(home: &Home) -> Result<Option<String>, ToolSetupError> {

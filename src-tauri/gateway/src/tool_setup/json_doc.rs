@@ -16,7 +16,8 @@ use super::Invalid;
 pub enum Dialect {
     /// Plain JSON: a comment would break the tool, so it is refused here too.
     Strict,
-    /// JSON with comments and trailing commas.
+    /// JSON with comments (Gemini CLI strips them before parsing; a trailing comma still
+    /// breaks it, so that is refused).
     WithComments,
 }
 
@@ -25,7 +26,6 @@ impl Dialect {
         match self {
             Self::WithComments => ParseOptions {
                 allow_comments: true,
-                allow_trailing_commas: true,
                 ..strict()
             },
             Self::Strict => strict(),
@@ -77,6 +77,11 @@ impl JsonDoc {
                 }
             })?;
         }
+        // The syntax tree is lenient too; the plain parser holds the dialect's rules.
+        jsonc_parser::parse_to_value(text, &dialect.options()).map_err(|e| Invalid {
+            line: Some(e.line_display()),
+            message: e.kind().to_string(),
+        })?;
         let root = CstRootNode::parse(text, &dialect.options()).map_err(|e| Invalid {
             line: Some(e.line_display()),
             message: e.kind().to_string(),
@@ -206,7 +211,9 @@ mod tests {
     fn strict_refuses_comments_with_the_line() {
         let err = JsonDoc::parse("{\n  // note\n  \"a\": 1\n}", Dialect::Strict).unwrap_err();
         assert_eq!(err.line, Some(2));
-        assert!(JsonDoc::parse("{\n  // note\n  \"a\": 1,\n}", Dialect::WithComments).is_ok());
+        assert!(JsonDoc::parse("{\n  // note\n  \"a\": 1\n}", Dialect::WithComments).is_ok());
+        let trailing = JsonDoc::parse("{\n  \"a\": 1,\n}", Dialect::WithComments).unwrap_err();
+        assert!(trailing.line.is_some(), "{trailing:?}");
         assert!(JsonDoc::parse("[1]", Dialect::WithComments).is_err());
     }
 }

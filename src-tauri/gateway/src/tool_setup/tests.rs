@@ -402,7 +402,7 @@ fn codex_missing_file_is_created_then_removed() {
 
 // -- Gemini CLI ----------------------------------------------------------------------------
 
-const GEMINI_SETTINGS: &str = "{\n  // theme first\n  \"ui\": {\"theme\": \"Dracula\"},\n  \"security\": {\n    \"auth\": {\n      \"selectedType\": \"oauth-personal\",\n    },\n  },\n}\n";
+const GEMINI_SETTINGS: &str = "{\n  // theme first\n  \"ui\": {\"theme\": \"Dracula\"},\n  \"security\": {\n    \"auth\": {\n      \"selectedType\": \"oauth-personal\" /* was */\n    }\n  }\n}\n";
 
 #[test]
 fn gemini_cli_writes_env_and_settings_and_undoes_both() {
@@ -415,7 +415,10 @@ fn gemini_cli_writes_env_and_settings_and_undoes_both() {
         ["GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY"]
     );
     assert!(changes[0].created);
-    assert_eq!(changes[1].changed, ["security.auth.selectedType"]);
+    assert_eq!(
+        changes[1].changed,
+        ["security.auth.selectedType", "model.name"]
+    );
     assert_eq!(
         s.read(".gemini/.env"),
         format!("GOOGLE_GEMINI_BASE_URL={BASE}\nGEMINI_API_KEY={KEY}\n")
