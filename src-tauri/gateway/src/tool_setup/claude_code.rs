@@ -1,8 +1,9 @@
 //! Claude Code: `~/.claude/settings.json`, whose `env` object Claude Code applies to its own
 //! environment at start. FlexiProxy owns `env.ANTHROPIC_BASE_URL` and
-//! `env.ANTHROPIC_AUTH_TOKEN`: a token (sent as `Authorization: Bearer`) rather than
-//! `ANTHROPIC_API_KEY`, because Claude Code asks the user to approve an API key it finds in its
-//! environment, but uses a token as given, with no login and no prompt.
+//! `env.ANTHROPIC_AUTH_TOKEN`: a token, sent as `Authorization: Bearer` (which the gateway
+//! reads first), rather than `ANTHROPIC_API_KEY`, which interactive Claude Code asks the user to
+//! approve before using; with the token it starts without a login (`claude -p` in the
+//! end-to-end test has nothing else).
 
 use std::path::PathBuf;
 
