@@ -330,9 +330,10 @@ export function openToolsDialog(adapter, key) {
     );
   } else {
     content.push(
-      h('p', { class: 'small muted' }, `The key appears as ${KEY_PLACEHOLDER}: put the adapter's key (${adapter.key_hint || 'fp-…'}) there. To write config files, paste the key here:`),
-      h('div', { class: 'field' },
-        h('label', { for: 'tools-key-input' }, 'Adapter key ', h('span', { class: 'muted' }, '(optional, only to write config files)')),
+      h('p', { class: 'small muted' }, `The key appears as ${KEY_PLACEHOLDER}: put the adapter's key (${adapter.key_hint || 'fp-…'}) there.`),
+      // Shown once the tool list says some config file can be written.
+      h('div', { class: 'field', id: 'tools-key-field', hidden: true },
+        h('label', { for: 'tools-key-input' }, 'Adapter key ', h('span', { class: 'muted' }, '(only to write config files; FlexiProxy keeps just its hash)')),
         h('input', { id: 'tools-key-input', type: 'password', class: 'mono', autocomplete: 'off', spellcheck: 'false', placeholder: adapter.key_hint || 'fp-…' })),
     );
   }
@@ -349,8 +350,13 @@ export function openToolsDialog(adapter, key) {
     tools.key = null;
   }, { once: true });
   dlg.showModal();
-  (key ? $('new-key') : $('tools-key-input'))?.focus();
-  loadTools();
+  if (key) $('new-key').focus();
+  else $('tools-done').focus();
+  loadTools().then(() => {
+    const keyField = $('tools-key-field');
+    if (keyField) keyField.hidden = !tools.list.some((t) => t.writable);
+    if (!key && dlg.open) $(`tooltab-${tools.selected}`)?.focus();
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -76,7 +76,7 @@ function credentialRows(p) {
         onclick: (ev) => toggleCredential(p, c, ev.currentTarget),
       }, c.enabled ? 'Disable' : 'Enable'));
     }
-    if (c.health?.state && !['ready', 'disabled'].includes(c.health.state)) {
+    if (['cooling_down', 'auth_failed', 'at_limit'].includes(c.health?.state)) {
       actions.push(h('button', {
         type: 'button', class: 'btn btn-small', 'aria-label': `Reset key ${name}`, title: 'End its rest now', dataset: { fkey: `reset:${name}` },
         onclick: (ev) => resetCredential(p, c, ev.currentTarget),
@@ -94,7 +94,7 @@ function credentialRows(p) {
         c.priority ? h('span', { class: 'tag' }, `priority ${c.priority}`) : null)),
       td('Secret', keyText(c)),
       td('Health', healthBadge(c)),
-      td('Limits (used / max)', limitsText(c), 'small'),
+      td('Limits', limitsText(c), 'small'),
       td('', h('div', { class: 'row-actions' }, actions), 'actions'),
     );
   });
@@ -191,7 +191,7 @@ function providerCard(p) {
       h('table', { class: 'data stack-narrow keys-table' },
         h('thead', {}, h('tr', {},
           h('th', { scope: 'col' }, 'Key'), h('th', { scope: 'col' }, 'Secret'), h('th', { scope: 'col' }, 'Health'),
-          h('th', { scope: 'col' }, 'Limits (used / max)'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
+          h('th', { scope: 'col', title: 'used now / maximum' }, 'Limits'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
         h('tbody', {}, credentialRows(p)))),
   );
 }
