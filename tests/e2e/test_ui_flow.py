@@ -96,6 +96,8 @@ def test_a_user_sets_up_a_provider_and_an_adapter_and_watches_it_work(
                 proc.kill()
             shutil.rmtree(home, ignore_errors=True)
 
+    # What the page showed, kept beside the screenshots for whoever debugs a failure.
+    (ARTIFACTS / "ui-flow.json").write_text(json.dumps({"before": first.get("before"), **seen}, indent=1))
     assert "failure" not in seen, f"{seen.get('failure')}\nsteps done: {seen.get('steps')}"
     assert seen["errors"] == [], seen["errors"]
 
