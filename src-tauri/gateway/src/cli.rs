@@ -10,13 +10,13 @@
 )]
 
 use std::io::{IsTerminal, Write};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 
-use crate::config::{DEFAULT_PORT, Settings};
+use crate::config::Settings;
 use crate::config_file;
 use crate::lifecycle::Gateway;
 
@@ -46,12 +46,14 @@ pub struct Args {
     /// Start in the tray without opening the window.
     #[arg(long)]
     pub hidden: bool,
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "FLEXIPROXY_PORT", default_value_t = DEFAULT_PORT)]
-    pub port: u16,
-    /// Address to listen on. Anything but loopback exposes the gateway to your network.
-    #[arg(long, env = "FLEXIPROXY_BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
-    pub bind: IpAddr,
+    /// Port to listen on (0 picks a free one) [default: the port saved in the settings, else
+    /// 8317].
+    #[arg(long, env = "FLEXIPROXY_PORT")]
+    pub port: Option<u16>,
+    /// Address to listen on. Anything but loopback exposes the gateway to your network
+    /// [default: the address saved in the settings, else 127.0.0.1].
+    #[arg(long, env = "FLEXIPROXY_BIND")]
+    pub bind: Option<IpAddr>,
     /// Folder for the database [default: the platform's data folder].
     #[arg(long, env = "FLEXIPROXY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

@@ -4,16 +4,25 @@
 //! [`Settings::from_args`] checks it once and produces the values `lifecycle` starts the gateway
 //! with, so nothing downstream re-parses or second-guesses them. Library users (tests, the
 //! benchmark) build [`Settings`] directly with [`Settings::new`].
+//!
+//! The listen address is the one setting that also lives in the database: the UI saves it
+//! ([`SavedListen`], `PUT /api/settings`) and `lifecycle` applies it at the next start, unless
+//! the command line or the environment named an address ([`Settings::listen_given`]).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::cli::{Args, SecretsArg, UsageArg};
 use crate::secrets::{Secret, SharedSecretStore};
+use crate::store::{Database, StoreError};
 
 /// The port FlexiProxy listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8317;
+/// The address FlexiProxy listens on unless told otherwise: this machine only.
+pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The largest request body accepted (a long agent conversation with images fits).
 pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
 /// The environment variable that carries the management token on headless machines.
@@ -38,6 +47,9 @@ pub struct Settings {
     pub bind: IpAddr,
     /// 0 picks a free port.
     pub port: u16,
+    /// Whether whoever started the gateway chose `bind` and `port` (command line, environment,
+    /// an embedding program). When not, the address saved in the database replaces them.
+    pub listen_given: bool,
     pub data_dir: PathBuf,
     pub secrets: SecretsMode,
     /// Usage recording forced on or off; `None` keeps the stored setting (on by default).
@@ -69,8 +81,9 @@ impl Settings {
     /// Defaults for a gateway keeping its data in `data_dir`.
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind: DEFAULT_BIND,
             port: DEFAULT_PORT,
+            listen_given: true,
             data_dir,
             secrets: SecretsMode::Auto,
             usage: None,
@@ -93,8 +106,9 @@ impl Settings {
             _ => None,
         };
         Ok(Self {
-            bind: args.bind,
-            port: args.port,
+            bind: args.bind.unwrap_or(DEFAULT_BIND),
+            port: args.port.unwrap_or(DEFAULT_PORT),
+            listen_given: args.bind.is_some() || args.port.is_some(),
             secrets: match args.secrets {
                 SecretsArg::Auto => SecretsMode::Auto,
                 SecretsArg::Keychain => SecretsMode::Keychain,
@@ -107,6 +121,149 @@ impl Settings {
             ..Self::new(data_dir)
         })
     }
+
+    /// Listens where the user saved, unless the address was given at start. Only what was
+    /// saved replaces the defaults.
+    pub fn apply_saved_listen(&mut self, saved: SavedListen) {
+        if self.listen_given {
+            return;
+        }
+        if let Some(bind) = saved.bind {
+            self.bind = bind;
+        }
+        if let Some(port) = saved.port {
+            self.port = port;
+        }
+    }
+}
+
+/// The settings keys of the saved listen address.
+const LISTEN_BIND_SETTING: &str = "listen_bind";
+const LISTEN_PORT_SETTING: &str = "listen_port";
+
+/// The listen address saved from the UI, used at the next start without `--bind`/`--port`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SavedListen {
+    pub bind: Option<IpAddr>,
+    pub port: Option<u16>,
+}
+
+/// A listen address the user asked for that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenError {
+    #[error(
+        "listen.bind must be an IP address such as 127.0.0.1 (this machine only), 0.0.0.0 (every \
+         network) or ::1, not `{0}`"
+    )]
+    Bind(String),
+    #[error("listen.port must be between 1 and 65535, not {0}")]
+    Port(i64),
+}
+
+impl SavedListen {
+    /// Reads the saved address. A value that does not parse (edited by hand) counts as not
+    /// saved, with a warning, so the gateway still starts.
+    pub fn load(db: &Database) -> Result<Self, StoreError> {
+        let bind = db.setting(LISTEN_BIND_SETTING)?.and_then(|text| {
+            let parsed = text.parse().ok();
+            if parsed.is_none() {
+                tracing::warn!(value = %text, "ignoring the saved listen address: not an IP address");
+            }
+            parsed
+        });
+        let port = db.setting(LISTEN_PORT_SETTING)?.and_then(|text| {
+            let parsed = text.parse().ok().filter(|port| *port != 0);
+            if parsed.is_none() {
+                tracing::warn!(value = %text, "ignoring the saved listen port: not 1-65535");
+            }
+            parsed
+        });
+        Ok(Self { bind, port })
+    }
+
+    /// Saves the fields that are set; the others keep their saved value.
+    pub fn save(self, db: &Database) -> Result<(), StoreError> {
+        if let Some(bind) = self.bind {
+            db.set_setting(LISTEN_BIND_SETTING, &bind.to_string())?;
+        }
+        if let Some(port) = self.port {
+            db.set_setting(LISTEN_PORT_SETTING, &port.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Checks an address from the API: an IP literal (no host names, which could change what
+    /// they resolve to) and a port from 1 to 65535 (0 would move to a random port each start).
+    pub fn parse(bind: Option<&str>, port: Option<i64>) -> Result<Self, ListenError> {
+        let bind = bind
+            .map(|text| {
+                text.trim()
+                    .parse::<IpAddr>()
+                    .map_err(|_| ListenError::Bind(text.to_owned()))
+            })
+            .transpose()?;
+        let port = port
+            .map(|n| {
+                u16::try_from(n)
+                    .ok()
+                    .filter(|port| *port != 0)
+                    .ok_or(ListenError::Port(n))
+            })
+            .transpose()?;
+        Ok(Self { bind, port })
+    }
+}
+
+/// Where the gateway listens now and where it will after a restart, for the settings view.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenStatus {
+    pub bind: IpAddr,
+    pub port: u16,
+    pub saved_bind: Option<IpAddr>,
+    pub saved_port: Option<u16>,
+    /// The address was given at start, so the saved one does not apply (until a start
+    /// without `--bind`/`--port`/`FLEXIPROXY_BIND`/`FLEXIPROXY_PORT`).
+    pub from_command_line: bool,
+    /// The next start would listen elsewhere than now.
+    pub restart_required: bool,
+}
+
+impl ListenStatus {
+    pub fn new(running: SocketAddr, saved: SavedListen, from_command_line: bool) -> Self {
+        let next = (
+            saved.bind.unwrap_or(DEFAULT_BIND),
+            saved.port.unwrap_or(DEFAULT_PORT),
+        );
+        Self {
+            bind: running.ip(),
+            port: running.port(),
+            saved_bind: saved.bind,
+            saved_port: saved.port,
+            from_command_line,
+            restart_required: !from_command_line && next != (running.ip(), running.port()),
+        }
+    }
+
+    /// What the user should know about the saved address.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(bind) = self.saved_bind.filter(|bind| !bind.is_loopback()) {
+            warnings.push(format!(
+                "Binding to {bind} exposes the gateway to your network: other machines can \
+                 reach it (client requests still need an adapter key, the management API its \
+                 token). Use 127.0.0.1 unless other machines must connect."
+            ));
+        }
+        if self.from_command_line && (self.saved_bind.is_some() || self.saved_port.is_some()) {
+            warnings.push(
+                "This gateway was started with --bind/--port (or FLEXIPROXY_BIND/\
+                 FLEXIPROXY_PORT), which win over the saved address; the saved address applies \
+                 when it starts without them."
+                    .to_owned(),
+            );
+        }
+        warnings
+    }
 }
 
 /// The platform's per-user data folder: `~/.local/share/flexiproxy` on Linux,
@@ -114,4 +271,120 @@ impl Settings {
 pub fn default_data_dir() -> Option<PathBuf> {
     directories::ProjectDirs::from("dev", "flexiproxy", "FlexiProxy")
         .map(|dirs| dirs.data_dir().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use clap::Parser as _;
+
+    fn args(argv: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("flexiproxy").chain(argv.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn listen_input_is_validated() {
+        let loopback: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(
+            SavedListen::parse(Some(" 127.0.0.1 "), Some(9000)),
+            Ok(SavedListen {
+                bind: Some(loopback),
+                port: Some(9000)
+            })
+        );
+        assert_eq!(
+            SavedListen::parse(Some("::"), None).unwrap().bind,
+            Some("::".parse().unwrap())
+        );
+        assert_eq!(SavedListen::parse(None, None), Ok(SavedListen::default()));
+        assert_eq!(
+            SavedListen::parse(Some("localhost"), None),
+            Err(ListenError::Bind("localhost".into()))
+        );
+        for port in [0, -1, 65_536] {
+            assert_eq!(
+                SavedListen::parse(None, Some(port)),
+                Err(ListenError::Port(port))
+            );
+        }
+        assert_eq!(
+            SavedListen::parse(None, Some(65_535)).unwrap().port,
+            Some(65_535)
+        );
+    }
+
+    #[test]
+    fn the_saved_address_applies_only_without_flags() {
+        let saved = SavedListen {
+            bind: Some("0.0.0.0".parse().unwrap()),
+            port: Some(9001),
+        };
+        let mut plain = Settings::from_args(&args(&["--data-dir", "/tmp/x"])).unwrap();
+        assert!(!plain.listen_given);
+        assert_eq!((plain.bind, plain.port), (DEFAULT_BIND, DEFAULT_PORT));
+        plain.apply_saved_listen(saved);
+        assert_eq!(plain.port, 9001);
+        assert_eq!(plain.bind, saved.bind.unwrap());
+
+        let mut flagged =
+            Settings::from_args(&args(&["--data-dir", "/tmp/x", "--port", "0"])).unwrap();
+        assert!(flagged.listen_given);
+        flagged.apply_saved_listen(saved);
+        assert_eq!((flagged.bind, flagged.port), (DEFAULT_BIND, 0));
+
+        // Library users (tests, the benchmark) choose their address.
+        let mut library = Settings::new("/tmp/x".into());
+        library.apply_saved_listen(saved);
+        assert_eq!(library.port, DEFAULT_PORT);
+
+        // Only what was saved replaces the defaults.
+        let mut port_only = Settings::from_args(&args(&["--data-dir", "/tmp/x"])).unwrap();
+        port_only.apply_saved_listen(SavedListen {
+            bind: None,
+            port: Some(9002),
+        });
+        assert_eq!((port_only.bind, port_only.port), (DEFAULT_BIND, 9002));
+    }
+
+    #[test]
+    fn saved_addresses_round_trip_and_report_what_a_restart_changes() {
+        let dir = std::env::temp_dir().join(format!("flexiproxy-config-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = Database::open(&dir).unwrap();
+        assert_eq!(SavedListen::load(&db).unwrap(), SavedListen::default());
+        SavedListen::parse(None, Some(9100))
+            .unwrap()
+            .save(&db)
+            .unwrap();
+        SavedListen::parse(Some("0.0.0.0"), None)
+            .unwrap()
+            .save(&db)
+            .unwrap();
+        let saved = SavedListen::load(&db).unwrap();
+        assert_eq!(saved.port, Some(9100));
+        assert_eq!(saved.bind, Some("0.0.0.0".parse().unwrap()));
+        db.set_setting("listen_port", "not a port").unwrap();
+        assert_eq!(SavedListen::load(&db).unwrap().port, None);
+
+        let running: SocketAddr = "127.0.0.1:8317".parse().unwrap();
+        let status = ListenStatus::new(running, saved, false);
+        assert!(status.restart_required);
+        assert_eq!(status.warnings().len(), 1);
+        assert!(status.warnings()[0].starts_with("Binding to 0.0.0.0 exposes the gateway"));
+        // Given on the command line: the saved address does not apply, so no restart helps.
+        let flagged = ListenStatus::new(running, saved, true);
+        assert!(!flagged.restart_required);
+        assert_eq!(flagged.warnings().len(), 2);
+        // Nothing saved, running on the defaults: nothing to do.
+        let fresh = ListenStatus::new(running, SavedListen::default(), false);
+        assert!(!fresh.restart_required);
+        assert!(fresh.warnings().is_empty());
+        let same = SavedListen {
+            bind: Some(DEFAULT_BIND),
+            port: Some(8317),
+        };
+        assert!(!ListenStatus::new(running, same, false).restart_required);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

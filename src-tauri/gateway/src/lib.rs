@@ -19,7 +19,9 @@
 //! - `presets`: the well-known providers the UI offers to add (base URL, protocol, key page).
 //! - `registry`: providers, credentials, routes and adapters in memory for the request path.
 //! - `access`: adapter keys, the management token, the Host/Origin guard.
-//! - `usage`: per-request records written off the request path; summaries.
+//! - `usage`: per-request records written off the request path; summaries and statistics;
+//!   `usage_export`: the history as CSV.
+//! - `provider_test`: one small real call to a provider, to check its URL, key and model.
 //! - `store`: the SQLite file and its migrations. `secrets`: keychain and the `Secret` type.
 //! - `error`: one error type, rendered in each caller's protocol.
 
@@ -33,6 +35,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod presets;
 pub mod protocol;
+pub mod provider_test;
 pub mod registry;
 pub mod relay;
 pub mod routing;
@@ -43,6 +46,7 @@ pub mod store;
 pub mod token_count;
 pub mod translate;
 pub mod usage;
+pub mod usage_export;
 
 pub use config::{SecretsMode, Settings};
 pub use lifecycle::{Gateway, RunningGateway, SecretsStatus, StartError};

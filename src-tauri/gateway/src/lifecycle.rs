@@ -2,7 +2,8 @@
 //!
 //! [`Gateway::start`] opens the database, chooses the secret store (saying plainly when no
 //! keychain is reachable), makes sure a management token exists, loads the registry, starts the
-//! usage writer, binds the listener and serves the router from `server`. The returned
+//! usage writer, binds the listener (at the address saved in the settings unless the command
+//! line gave one) and serves the router from `server`. The returned
 //! [`RunningGateway`] is what the desktop app and the headless runner hold: its address, the
 //! token for the window, and a graceful [`RunningGateway::shutdown`] that flushes usage.
 
@@ -15,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::access::{HostGuard, ManagementAuth};
-use crate::config::{MANAGEMENT_TOKEN_ENV, SecretsMode, Settings};
+use crate::config::{MANAGEMENT_TOKEN_ENV, SavedListen, SecretsMode, Settings};
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
@@ -109,13 +110,17 @@ pub async fn management_token_for(settings: Settings) -> Result<Option<Secret>, 
 }
 
 impl Gateway {
-    pub async fn start(settings: Settings) -> Result<RunningGateway, StartError> {
+    pub async fn start(mut settings: Settings) -> Result<RunningGateway, StartError> {
         let Foundation {
             db,
             secrets,
             status,
             management_token,
         } = Foundation::open(&settings).await?;
+        if !settings.listen_given {
+            let db = db.clone();
+            settings.apply_saved_listen(blocking(move || SavedListen::load(&db)).await??);
+        }
 
         let usage_enabled = match settings.usage {
             Some(forced) => forced,

@@ -165,7 +165,7 @@ pub(crate) fn upstream_request(
     stream: bool,
     same_protocol_headers: Option<&HeaderMap>,
 ) -> Result<reqwest::RequestBuilder, GatewayError> {
-    let mut request = state
+    let request = state
         .http
         .post(url)
         .header(header::CONTENT_TYPE, "application/json")
@@ -177,7 +177,25 @@ pub(crate) fn upstream_request(
                 "application/json"
             },
         );
-    match &target.credential.key {
+    with_key(
+        request,
+        &target.provider.id,
+        &target.credential.key,
+        style,
+        same_protocol_headers,
+    )
+}
+
+/// Adds a credential's key to `request` the way the provider expects it (plus the Anthropic
+/// version headers). Also used by `provider_test`, which calls outside the request path.
+pub(crate) fn with_key(
+    mut request: reqwest::RequestBuilder,
+    provider: &str,
+    key: &ProviderKey,
+    style: KeyStyle,
+    same_protocol_headers: Option<&HeaderMap>,
+) -> Result<reqwest::RequestBuilder, GatewayError> {
+    match key {
         ProviderKey::None => {}
         ProviderKey::Ready(key) => {
             request = match style {
@@ -188,7 +206,7 @@ pub(crate) fn upstream_request(
         }
         ProviderKey::Unavailable(reason) => {
             return Err(GatewayError::ProviderKey {
-                provider: target.provider.id.clone(),
+                provider: provider.to_owned(),
                 reason: reason.clone(),
             });
         }

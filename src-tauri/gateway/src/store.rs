@@ -600,6 +600,14 @@ impl Database {
     ) -> Result<T, StoreError> {
         query(&self.conn()).map_err(|e| self.wrap(e))
     }
+
+    /// Runs a statement that changes rows on the shared connection (clearing usage history).
+    pub fn write<T>(
+        &self,
+        change: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        change(&self.conn()).map_err(|e| self.wrap(e))
+    }
 }
 
 /// A JSON array of strings as stored; anything else reads as empty.

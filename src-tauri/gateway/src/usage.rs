@@ -3,8 +3,10 @@
 //! `relay` hands a finished [`UsageRecord`] to the [`Recorder`], which only puts it on a bounded
 //! channel (microseconds). A dedicated writer thread with its own SQLite connection drains the
 //! channel in batches, one transaction each, so a slow disk never delays a response. When usage
-//! statistics are switched off nothing is enqueued at all. Summaries for the UI are read from
-//! `store` by [`summary`] and [`recent`].
+//! statistics are switched off nothing is enqueued at all. What the UI shows is read back here
+//! too: [`summary`] and [`recent`] for the dashboard's first view, [`stats`] (totals, groups and
+//! a time series, aggregated by SQLite over the `ts_ms` index) for its charts, [`page`] for the
+//! CSV export (`usage_export`), and [`delete`] to clear the history.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -359,7 +361,11 @@ pub fn summary(db: &Database, since_ms: i64) -> Result<Summary, StoreError> {
 pub struct RecentRow {
     pub ts_ms: i64,
     pub adapter: Option<i64>,
+    /// Filled in by the view from the adapters it knows (see `server::usage_views`).
+    pub adapter_label: String,
     pub provider_id: String,
+    /// The credential's public id (`<provider>/<credential>`), when one was used.
+    pub credential: Option<String>,
     pub model: String,
     pub endpoint: String,
     pub stream: bool,
@@ -378,33 +384,283 @@ pub fn recent(db: &Database, limit: u32) -> Result<Vec<RecentRow>, StoreError> {
     db.read(|conn| {
         let mut stmt = conn.prepare(
             "SELECT ts_ms, adapter, provider_id, model, endpoint, stream, status, input_tokens,
-                    output_tokens, cached_tokens, latency_ms, ttfb_ms, outcome, error
+                    output_tokens, cached_tokens, latency_ms, ttfb_ms, outcome, error, credential
              FROM usage ORDER BY id DESC LIMIT ?1",
         )?;
-        stmt.query_map([limit], |row| {
-            Ok(RecentRow {
-                ts_ms: row.get(0)?,
-                adapter: row.get(1)?,
-                provider_id: row.get(2)?,
-                model: row.get(3)?,
-                endpoint: row.get(4)?,
-                stream: row.get(5)?,
-                status: row.get(6)?,
-                input_tokens: row.get(7)?,
-                output_tokens: row.get(8)?,
-                cached_tokens: row.get(9)?,
-                latency_ms: row.get(10)?,
-                ttfb_ms: row.get(11)?,
-                outcome: row.get(12)?,
-                error: row.get(13)?,
+        stmt.query_map([limit], recent_row)?.collect()
+    })
+}
+
+/// Reads the columns `recent` and `page` select, in that order.
+fn recent_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecentRow> {
+    Ok(RecentRow {
+        ts_ms: row.get(0)?,
+        adapter: row.get(1)?,
+        adapter_label: String::new(),
+        provider_id: row.get(2)?,
+        model: row.get(3)?,
+        endpoint: row.get(4)?,
+        stream: row.get(5)?,
+        status: row.get(6)?,
+        input_tokens: row.get(7)?,
+        output_tokens: row.get(8)?,
+        cached_tokens: row.get(9)?,
+        latency_ms: row.get(10)?,
+        ttfb_ms: row.get(11)?,
+        outcome: row.get(12)?,
+        error: row.get(13)?,
+        credential: row.get(14)?,
+    })
+}
+
+/// How many rows one [`page`] reads: enough to keep an export's round trips few, small enough
+/// that the shared connection is never held for long.
+pub const PAGE: u32 = 1000;
+
+/// A page of recorded requests with `since_ms <= ts_ms < until_ms`, oldest first, after the
+/// row `after` (a cursor from the previous page; 0 to start). Returns the rows and the cursor
+/// for the next page. Paging by row id keeps each page an index range, however deep the export.
+pub fn page(
+    db: &Database,
+    since_ms: i64,
+    until_ms: i64,
+    after: i64,
+) -> Result<(Vec<RecentRow>, i64), StoreError> {
+    db.read(|conn| {
+        let mut stmt = conn.prepare(
+            "SELECT ts_ms, adapter, provider_id, model, endpoint, stream, status, input_tokens,
+                    output_tokens, cached_tokens, latency_ms, ttfb_ms, outcome, error, credential,
+                    id
+             FROM usage WHERE ts_ms >= ?1 AND ts_ms < ?2 AND id > ?3 ORDER BY id LIMIT ?4",
+        )?;
+        let mut cursor = after;
+        let rows = stmt
+            .query_map(params![since_ms, until_ms, after, PAGE], |row| {
+                Ok((recent_row(row)?, row.get::<_, i64>(15)?))
+            })?
+            .map(|row| {
+                row.map(|(row, id)| {
+                    cursor = id;
+                    row
+                })
             })
-        })?
-        .collect()
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok((rows, cursor))
+    })
+}
+
+/// Deletes the recorded requests older than `before_ms` (all of them when `None`); returns how
+/// many went.
+pub fn delete(db: &Database, before_ms: Option<i64>) -> Result<u64, StoreError> {
+    db.write(|conn| {
+        let deleted = match before_ms {
+            Some(before) => conn.execute("DELETE FROM usage WHERE ts_ms < ?1", [before])?,
+            None => conn.execute("DELETE FROM usage", [])?,
+        };
+        Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+    })
+}
+
+/// The most buckets one [`stats`] answer may have (a day in minutes, a week in hours fit).
+pub const MAX_BUCKETS: i64 = 2000;
+
+/// The time range and bucket size of a [`stats`] query, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    since_ms: i64,
+    until_ms: i64,
+    bucket_ms: i64,
+}
+
+/// Why a [`Window`] was refused; the message says what to send instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("`until_ms` ({until_ms}) must be later than `since_ms` ({since_ms})")]
+    Empty { since_ms: i64, until_ms: i64 },
+    #[error("`bucket_ms` must be at least 1, not {0}")]
+    Bucket(i64),
+    #[error(
+        "{buckets} buckets of {bucket_ms} ms are too many (at most {MAX_BUCKETS}); ask for a \
+         larger `bucket_ms` or a shorter range"
+    )]
+    TooMany { buckets: i64, bucket_ms: i64 },
+}
+
+impl Window {
+    pub fn new(since_ms: i64, until_ms: i64, bucket_ms: i64) -> Result<Self, WindowError> {
+        if until_ms <= since_ms {
+            return Err(WindowError::Empty { since_ms, until_ms });
+        }
+        if bucket_ms < 1 {
+            return Err(WindowError::Bucket(bucket_ms));
+        }
+        let span = until_ms.saturating_sub(since_ms);
+        let buckets = span / bucket_ms + i64::from(span % bucket_ms != 0);
+        if buckets > MAX_BUCKETS {
+            return Err(WindowError::TooMany { buckets, bucket_ms });
+        }
+        Ok(Self {
+            since_ms,
+            until_ms,
+            bucket_ms,
+        })
+    }
+
+    /// How many buckets cover the range (the last one may reach past `until_ms`).
+    fn buckets(self) -> i64 {
+        let span = self.until_ms - self.since_ms;
+        span / self.bucket_ms + i64::from(span % self.bucket_ms != 0)
+    }
+}
+
+/// Requests and tokens of one group (a provider, an adapter, a model).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Group {
+    /// The provider id, the adapter id (`"none"` without one) or the model name.
+    pub key: String,
+    /// Adapters only: what the adapter serves, for people (set by the view).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub errors: i64,
+    /// Rounded to whole milliseconds; 0 for an empty group.
+    pub avg_latency_ms: i64,
+}
+
+/// One step of the time series.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bucket {
+    pub start_ms: i64,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub errors: i64,
+}
+
+/// What the dashboard's charts and tables show for a time range.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub bucket_ms: i64,
+    pub totals: Totals,
+    /// Each sorted by total tokens (input + output), most first.
+    pub by_provider: Vec<Group>,
+    pub by_adapter: Vec<Group>,
+    pub by_model: Vec<Group>,
+    /// Every bucket from `since_ms` to `until_ms`, in order, empty ones included.
+    pub series: Vec<Bucket>,
+}
+
+/// The sums every aggregate selects, after its group column. Errors are the outcomes where the
+/// request did not get its answer; a client hanging up is not the provider's error.
+const SUMS: &str = "COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
+    COALESCE(SUM(cached_tokens), 0),
+    COALESCE(SUM(outcome IN ('failed', 'upstream_error', 'interrupted')), 0)";
+
+/// Aggregates the range in SQLite (one indexed range scan per grouping; no rows come to Rust).
+pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
+    let Window {
+        since_ms,
+        until_ms,
+        bucket_ms,
+    } = window;
+    db.read(|conn| {
+        let range = "FROM usage WHERE ts_ms >= ?1 AND ts_ms < ?2";
+        let totals = conn.query_row(
+            &format!("SELECT {SUMS} {range}"),
+            [since_ms, until_ms],
+            |row| {
+                Ok(Totals {
+                    requests: row.get(0)?,
+                    input_tokens: row.get(1)?,
+                    output_tokens: row.get(2)?,
+                    cached_tokens: row.get(3)?,
+                    errors: row.get(4)?,
+                })
+            },
+        )?;
+        let grouped = |column: &str| -> rusqlite::Result<Vec<Group>> {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT CAST(COALESCE({column}, 'none') AS TEXT), {SUMS},
+                        COALESCE(CAST(ROUND(AVG(latency_ms)) AS INTEGER), 0)
+                 {range} GROUP BY {column}
+                 ORDER BY COALESCE(SUM(input_tokens), 0) + COALESCE(SUM(output_tokens), 0) DESC,
+                          COUNT(*) DESC, 1"
+            ))?;
+            stmt.query_map([since_ms, until_ms], |row| {
+                Ok(Group {
+                    key: row.get(0)?,
+                    label: None,
+                    requests: row.get(1)?,
+                    input_tokens: row.get(2)?,
+                    output_tokens: row.get(3)?,
+                    cached_tokens: row.get(4)?,
+                    errors: row.get(5)?,
+                    avg_latency_ms: row.get(6)?,
+                })
+            })?
+            .collect()
+        };
+        let by_provider = grouped("provider_id")?;
+        let by_adapter = grouped("adapter")?;
+        let by_model = grouped("model")?;
+
+        let mut series: Vec<Bucket> = (0..window.buckets())
+            .map(|n| Bucket {
+                start_ms: since_ms + n * bucket_ms,
+                requests: 0,
+                input_tokens: 0,
+                output_tokens: 0,
+                cached_tokens: 0,
+                errors: 0,
+            })
+            .collect();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT (ts_ms - ?1) / ?3 AS bucket, {SUMS} {range} GROUP BY bucket ORDER BY bucket"
+        ))?;
+        let filled = stmt.query_map([since_ms, until_ms, bucket_ms], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                Bucket {
+                    start_ms: 0,
+                    requests: row.get(1)?,
+                    input_tokens: row.get(2)?,
+                    output_tokens: row.get(3)?,
+                    cached_tokens: row.get(4)?,
+                    errors: row.get(5)?,
+                },
+            ))
+        })?;
+        for found in filled {
+            let (index, bucket) = found?;
+            if let Some(slot) = usize::try_from(index).ok().and_then(|i| series.get_mut(i)) {
+                *slot = Bucket {
+                    start_ms: slot.start_ms,
+                    ..bucket
+                };
+            }
+        }
+        Ok(Stats {
+            since_ms,
+            until_ms,
+            bucket_ms,
+            totals,
+            by_provider,
+            by_adapter,
+            by_model,
+            series,
+        })
     })
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
     fn record(provider: &str, input: u64) -> UsageRecord {
@@ -457,6 +713,168 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].provider_id, "b");
         assert_eq!(rows[0].outcome, "completed");
+    }
+
+    /// Writes records directly (the recorder's batching is not under test here).
+    fn write(db: &Database, records: &[UsageRecord]) {
+        let conn = Database::open_connection(db.path()).unwrap();
+        write_batch(&conn, records).unwrap();
+    }
+
+    fn at(
+        ts_ms: i64,
+        adapter: Option<i64>,
+        provider: &str,
+        model: &str,
+        tokens: (u64, u64),
+        latency_ms: u64,
+        outcome: Outcome,
+    ) -> UsageRecord {
+        UsageRecord {
+            ts_ms,
+            adapter,
+            model: model.into(),
+            tokens: TokenUsage {
+                input: Some(tokens.0),
+                output: Some(tokens.1),
+                cached: Some(tokens.0 / 2),
+                reasoning: None,
+            },
+            latency_ms,
+            outcome,
+            ..record(provider, 0)
+        }
+    }
+
+    #[test]
+    fn stats_group_sort_and_fill_every_bucket() {
+        let db = scratch_db();
+        write(
+            &db,
+            &[
+                // Before the window: not counted.
+                at(999, Some(7), "a", "m1", (1000, 1000), 1, Outcome::Completed),
+                at(1_000, Some(7), "a", "m1", (10, 2), 100, Outcome::Completed),
+                at(1_050, Some(7), "a", "m1", (20, 4), 200, Outcome::Completed),
+                // Bucket 1 stays empty; bucket 2 has a request without an adapter.
+                at(
+                    1_250,
+                    None,
+                    "b",
+                    "m2",
+                    (100, 50),
+                    31,
+                    Outcome::UpstreamError,
+                ),
+                at(1_299, Some(8), "a", "m2", (0, 0), 40, Outcome::ClientClosed),
+                // The last, partial bucket.
+                at(1_300, Some(8), "a", "m2", (1, 1), 10, Outcome::Failed),
+                // At `until`: not counted.
+                at(
+                    1_350,
+                    Some(8),
+                    "a",
+                    "m2",
+                    (1000, 1000),
+                    1,
+                    Outcome::Completed,
+                ),
+            ],
+        );
+        let s = stats(&db, Window::new(1_000, 1_350, 100).unwrap()).unwrap();
+        assert_eq!(
+            s.totals,
+            Totals {
+                requests: 5,
+                input_tokens: 131,
+                output_tokens: 57,
+                cached_tokens: 5 + 10 + 50,
+                errors: 2,
+            }
+        );
+        // Sorted by input + output tokens, most first.
+        let keys = |groups: &[Group]| groups.iter().map(|g| g.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&s.by_provider), ["b", "a"]);
+        assert_eq!(keys(&s.by_adapter), ["none", "7", "8"]);
+        assert_eq!(keys(&s.by_model), ["m2", "m1"]);
+        let a = &s.by_provider[1];
+        assert_eq!((a.requests, a.input_tokens, a.output_tokens), (4, 31, 7));
+        assert_eq!(a.errors, 1);
+        // (100 + 200 + 40 + 10) / 4 = 87.5, rounded.
+        assert_eq!(a.avg_latency_ms, 88);
+        let none = &s.by_adapter[0];
+        assert_eq!(
+            (none.requests, none.errors, none.avg_latency_ms),
+            (1, 1, 31)
+        );
+        assert_eq!(none.label, None);
+
+        let starts: Vec<i64> = s.series.iter().map(|b| b.start_ms).collect();
+        assert_eq!(starts, [1_000, 1_100, 1_200, 1_300]);
+        let requests: Vec<i64> = s.series.iter().map(|b| b.requests).collect();
+        assert_eq!(requests, [2, 0, 2, 1]);
+        assert_eq!(s.series[1].input_tokens, 0);
+        assert_eq!(s.series[2].output_tokens, 50);
+        assert_eq!(s.series[2].errors, 1);
+        assert_eq!(s.series[3].errors, 1);
+
+        // An empty range still has its buckets, all zero.
+        let empty = stats(&db, Window::new(10_000, 10_300, 100).unwrap()).unwrap();
+        assert_eq!(empty.totals, Totals::default());
+        assert!(empty.by_adapter.is_empty());
+        assert_eq!(empty.series.len(), 3);
+        assert!(empty.series.iter().all(|b| b.requests == 0));
+    }
+
+    #[test]
+    fn windows_are_checked() {
+        assert_eq!(Window::new(0, 1, 1).unwrap().buckets(), 1);
+        assert_eq!(Window::new(0, 2000, 1).unwrap().buckets(), 2000);
+        assert!(matches!(
+            Window::new(0, 2001, 1),
+            Err(WindowError::TooMany { buckets: 2001, .. })
+        ));
+        assert!(matches!(
+            Window::new(5, 5, 1),
+            Err(WindowError::Empty { .. })
+        ));
+        assert!(matches!(Window::new(0, 5, 0), Err(WindowError::Bucket(0))));
+        // A week in hours fits, a day in minutes too; a week in 5-minute steps does not.
+        let (day, hour) = (86_400_000, 3_600_000);
+        assert_eq!(Window::new(0, 7 * day, hour).unwrap().buckets(), 168);
+        assert_eq!(Window::new(0, day, 60_000).unwrap().buckets(), 1440);
+        assert!(Window::new(0, 7 * day, 300_000).is_err());
+    }
+
+    #[test]
+    fn pages_cover_a_range_once_and_delete_clears() {
+        let db = scratch_db();
+        let total = PAGE as i64 * 2 + 5;
+        let records: Vec<UsageRecord> = (0..total)
+            .map(|n| at(n, None, "p", "m", (1, 1), 1, Outcome::Completed))
+            .collect();
+        write(&db, &records);
+        let (mut seen, mut cursor, mut pages) = (Vec::new(), 0, 0);
+        loop {
+            let (rows, next) = page(&db, 3, total - 1, cursor).unwrap();
+            pages += 1;
+            let last = rows.len() < PAGE as usize;
+            seen.extend(rows.into_iter().map(|r| r.ts_ms));
+            cursor = next;
+            if last {
+                break;
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen, (3..total - 1).collect::<Vec<_>>());
+
+        assert_eq!(delete(&db, Some(100)).unwrap(), 100);
+        assert_eq!(summary(&db, 0).unwrap().today.requests, total - 100);
+        assert_eq!(
+            delete(&db, None).unwrap(),
+            u64::try_from(total - 100).unwrap()
+        );
+        assert!(recent(&db, 10).unwrap().is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -23,15 +23,16 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::access::{hash_hex, new_adapter_key};
+use crate::config::{ListenStatus, SavedListen};
 use crate::discovery::DiscoveryKind;
 use crate::error::{GatewayError, Rendered};
 use crate::protocol::Protocol;
+use crate::provider_test;
 use crate::registry::{Credential, Provider, ProviderKey, ROUTING_SETTING, Source, valid_id};
 use crate::routing::{Candidate, Health, Limits, RoutingSettings, Strategy, Windows};
 use crate::secrets::{Secret, SecretRef, SecretStore};
 use crate::state::AppState;
 use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
-use crate::usage;
 
 type ApiResult<T> = Result<T, Rendered>;
 
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(reset_credential),
         )
         .route("/providers/{id}/discover", post(discover_provider))
+        .route("/providers/{id}/test", post(test_provider))
         .route("/routes", get(list_routes))
         .route(
             "/routes/{name}",
@@ -74,9 +76,7 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .delete(delete_adapter),
         )
         .route("/settings", get(get_settings).put(put_settings))
-        .route("/events", get(events))
-        .route("/usage/summary", get(usage_summary))
-        .route("/usage/recent", get(usage_recent))
+        .merge(super::usage_views::routes())
         .fallback(|| async {
             Rendered::management(GatewayError::NotFound("no such management endpoint".into()))
         })
@@ -623,6 +623,12 @@ struct SettingsView {
     routing: RoutingSettings,
     /// Whether `routing` comes from the config file (and so cannot be changed here).
     routing_from_config: bool,
+    listen: ListenStatus,
+    data_dir: std::path::PathBuf,
+    /// The SQLite file (in `data_dir`).
+    database: std::path::PathBuf,
+    /// What the user should know about these settings (an exposed listen address).
+    warnings: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -633,18 +639,37 @@ struct SettingsInput {
     /// Fields given replace the current ones; the others stay.
     #[serde(default)]
     routing: Option<serde_json::Map<String, Value>>,
+    /// Saved for the next start; fields given replace the saved ones.
+    #[serde(default)]
+    listen: Option<ListenInput>,
 }
 
-fn settings_view(state: &AppState) -> SettingsView {
-    SettingsView {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenInput {
+    #[serde(default)]
+    bind: Option<String>,
+    #[serde(default)]
+    port: Option<i64>,
+}
+
+async fn settings_view(state: &AppState) -> ApiResult<SettingsView> {
+    let db = state.db.clone();
+    let saved = blocking(move || SavedListen::load(&db).map_err(Into::into)).await?;
+    let listen = ListenStatus::new(state.listen, saved, state.settings.listen_given);
+    Ok(SettingsView {
         usage_enabled: state.recorder.enabled(),
         routing: state.registry.snapshot().routing,
         routing_from_config: state.registry.routing_from_config(),
-    }
+        warnings: listen.warnings(),
+        listen,
+        data_dir: state.settings.data_dir.clone(),
+        database: state.db.path().to_owned(),
+    })
 }
 
-async fn get_settings(State(state): State<AppState>) -> impl IntoResponse {
-    axum::Json(settings_view(&state))
+async fn get_settings(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(settings_view(&state).await?))
 }
 
 async fn put_settings(State(state): State<AppState>, body: Bytes) -> ApiResult<impl IntoResponse> {
@@ -667,9 +692,19 @@ async fn put_settings(State(state): State<AppState>, body: Bytes) -> ApiResult<i
             Some(settings)
         }
     };
+    let listen = match input.listen {
+        None => None,
+        Some(listen) => Some(
+            SavedListen::parse(listen.bind.as_deref(), listen.port)
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
+    };
     let db = state.db.clone();
     let usage = input.usage_enabled;
     blocking(move || {
+        if let Some(listen) = listen {
+            listen.save(&db)?;
+        }
         if let Some(enabled) = usage {
             db.set_setting("usage_enabled", if enabled { "true" } else { "false" })?;
         }
@@ -687,8 +722,11 @@ async fn put_settings(State(state): State<AppState>, body: Bytes) -> ApiResult<i
     if routing.is_some() {
         reload(&state).await?;
     }
+    if let Some(listen) = listen {
+        tracing::info!(bind = ?listen.bind, port = ?listen.port, "listen address saved for the next start");
+    }
     tracing::info!("settings saved");
-    Ok(axum::Json(settings_view(&state)))
+    Ok(axum::Json(settings_view(&state).await?))
 }
 
 fn find_credential(provider: &Provider, id: &str) -> ApiResult<Arc<Credential>> {
@@ -962,6 +1000,55 @@ async fn discover_provider(
     })))
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestInput {
+    #[serde(default)]
+    model: Option<String>,
+    /// The credential's id (or `<provider>/<id>`); absent: the first enabled one.
+    #[serde(default)]
+    credential: Option<String>,
+}
+
+/// `POST /api/providers/{id}/test`: one small real call (see `provider_test`). HTTP 200
+/// whenever the call was made, whatever the provider answered.
+async fn test_provider(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let provider = find_provider(&state, &id)?;
+    let input: TestInput = if body.iter().all(u8::is_ascii_whitespace) {
+        TestInput::default()
+    } else {
+        parse(&body)?
+    };
+    let chosen = provider_test::choose(
+        &provider,
+        input.model.as_deref(),
+        input.credential.as_deref(),
+    );
+    let (credential, model) = chosen.map_err(Rendered::management)?;
+    let report = provider_test::run(
+        &state.http,
+        &provider,
+        &credential,
+        &model,
+        provider_test::TIMEOUT,
+    )
+    .await
+    .map_err(Rendered::management)?;
+    tracing::info!(
+        provider = %id,
+        credential = %report.credential,
+        model = %report.model,
+        ok = report.ok,
+        status = ?report.status,
+        "provider tested"
+    );
+    Ok(axum::Json(report))
+}
+
 #[derive(Debug, Serialize)]
 struct RouteView {
     name: String,
@@ -1121,105 +1208,6 @@ async fn delete_route(
     }
     reload(&state).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The start of "today" when the caller does not say: UTC midnight. The UI passes its own
-/// local midnight as `since_ms`, since the browser knows the user's time zone.
-fn utc_midnight_ms() -> i64 {
-    let now = now_ms();
-    now - now.rem_euclid(86_400_000)
-}
-
-#[derive(Debug, Deserialize)]
-struct SummaryQuery {
-    #[serde(default)]
-    since_ms: Option<i64>,
-}
-
-async fn usage_summary(
-    State(state): State<AppState>,
-    Query(query): Query<SummaryQuery>,
-) -> ApiResult<impl IntoResponse> {
-    let db = state.db.clone();
-    let since = query.since_ms.unwrap_or_else(utc_midnight_ms);
-    let summary = blocking(move || usage::summary(&db, since).map_err(Into::into)).await?;
-    Ok(axum::Json(summary))
-}
-
-#[derive(Debug, Deserialize)]
-struct RecentQuery {
-    #[serde(default)]
-    limit: Option<u32>,
-}
-
-async fn usage_recent(
-    State(state): State<AppState>,
-    Query(query): Query<RecentQuery>,
-) -> ApiResult<impl IntoResponse> {
-    let db = state.db.clone();
-    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
-    let rows = blocking(move || usage::recent(&db, limit).map_err(Into::into)).await?;
-    Ok(axum::Json(rows))
-}
-
-/// How often an idle event stream sends a comment, so proxies and the browser keep it open.
-const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// `GET /api/events`: server-sent events for live views. `ready` once connected; `usage` with
-/// each request's record as soon as it is written (so the summaries already include it);
-/// `lagged` with how many were missed when the reader fell behind (refetch the summaries).
-/// Views react to these instead of polling the database.
-async fn events(State(state): State<AppState>) -> Response {
-    use tokio::sync::broadcast::error::RecvError;
-
-    struct Feed {
-        records: tokio::sync::broadcast::Receiver<Arc<usage::UsageRecord>>,
-        closing: tokio::sync::watch::Receiver<bool>,
-        started: bool,
-        usage_enabled: bool,
-    }
-    let feed = Feed {
-        records: state.recorder.subscribe(),
-        closing: state.closing.clone(),
-        started: false,
-        // With statistics off nothing is recorded, so no `usage` events will come.
-        usage_enabled: state.recorder.enabled(),
-    };
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
-        if !feed.started {
-            feed.started = true;
-            let ready = format!(
-                "event: ready\ndata: {}\n\n",
-                json!({ "usage_enabled": feed.usage_enabled })
-            );
-            return Some((Ok::<_, std::convert::Infallible>(Bytes::from(ready)), feed));
-        }
-        if *feed.closing.borrow() {
-            return None;
-        }
-        let chunk = tokio::select! {
-            _ = feed.closing.changed() => return None,
-            next = tokio::time::timeout(EVENTS_KEEPALIVE, feed.records.recv()) => match next {
-                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-                Ok(Ok(record)) => match serde_json::to_string(&*record) {
-                    Ok(data) => Bytes::from(format!("event: usage\ndata: {data}\n\n")),
-                    Err(_) => Bytes::from_static(b": unreadable record\n\n"),
-                },
-                Ok(Err(RecvError::Lagged(missed))) => {
-                    Bytes::from(format!("event: lagged\ndata: {}\n\n", json!({ "missed": missed })))
-                }
-                Ok(Err(RecvError::Closed)) => return None,
-            },
-        };
-        Some((Ok(chunk), feed))
-    });
-    Response::builder()
-        .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
-        .header(axum::http::header::CACHE_CONTROL, "no-cache")
-        .body(axum::body::Body::from_stream(stream))
-        .unwrap_or_else(|e| {
-            Rendered::management(GatewayError::Internal(e.to_string())).into_response()
-        })
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod assets;
 mod client_api;
 mod management;
 mod pool_views;
+mod usage_views;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
