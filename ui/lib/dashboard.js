@@ -136,9 +136,9 @@ function renderBreakdown() {
       td('Requests', fmtInt(r.requests), 'num'),
       td('Input', fmtInt(r.input_tokens), 'num'),
       td('Output', fmtInt(r.output_tokens), 'num'),
-      td('Cached', fmtInt(r.cached_tokens), 'num'),
+      td('Cached', fmtInt(r.cached_tokens), 'num opt'),
       td('Errors', r.errors ? h('span', { class: 'bad-text' }, fmtInt(r.errors)) : '0', 'num'),
-      td('Avg latency', fmtMs(r.avg_latency_ms), 'num'),
+      td('Avg latency', fmtMs(r.avg_latency_ms), 'num opt'),
     );
   }));
 }
