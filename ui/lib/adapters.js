@@ -26,9 +26,28 @@ export function adapterLabel(a) {
 // ---------------------------------------------------------------------------------------------
 // Create form
 
+/** Route names (aliases and auto models), read once when "any provider" is first chosen. */
+let routeNames = null;
+
+async function loadRouteNames() {
+  if (routeNames) return;
+  try {
+    const routes = await api('GET', '/api/routes');
+    routeNames = Array.isArray(routes) ? routes.map((r) => r.name) : [];
+  } catch {
+    // Suggestions only: without them the field still takes any model name.
+    routeNames = [];
+  }
+  syncForm();
+}
+
 function providerModels(id) {
   if (id === ROUTING) {
-    return [...new Set(state.providers.flatMap((p) => (p.models || []).map((m) => `${p.id}/${m}`)))];
+    if (!routeNames) loadRouteNames();
+    return [...new Set([
+      ...(routeNames || []),
+      ...state.providers.flatMap((p) => (p.models || []).map((m) => `${p.id}/${m}`)),
+    ])];
   }
   return state.providers.find((p) => p.id === id)?.models || [];
 }
@@ -288,7 +307,7 @@ async function undoTool(t) {
   tools.results.set(t.id, { busy: `Restoring ${t.config_path}…` });
   renderTools();
   try {
-    const undone = await api('POST', `/api/tools/${encodeURIComponent(t.id)}/undo`, { adapter: tools.adapter.create_time });
+    const undone = await api('POST', `/api/tools/${encodeURIComponent(t.id)}/undo`);
     tools.results.set(t.id, { undone: undone || {} });
   } catch (e) {
     tools.results.set(t.id, { error: `Could not undo: ${errorText(e)}` });
@@ -362,6 +381,7 @@ export function openToolsDialog(adapter, key) {
 // ---------------------------------------------------------------------------------------------
 
 export function clear() {
+  routeNames = null;
   $('adapters-body').replaceChildren(emptyRow(6, 'Loading…'));
   showMsg($('adapters-msg'), '');
   showMsg($('adapter-form-msg'), '');
