@@ -54,7 +54,8 @@ export function renderChart(container, buckets, period) {
     : `${what}: ${fmtInt(sumIn)} input and ${fmtInt(sumOut)} output tokens; most in ${bucketLabel(buckets[busiest].start_ms, period)} (${fmtInt(totals[busiest])}).`;
 
   const grid = [];
-  for (let i = 0; i <= 4; i += 1) {
+  // An empty chart gets only its baseline: a scale of nothing would be noise.
+  for (let i = 0; i <= (sumIn + sumOut === 0 ? 0 : 4); i += 1) {
     const v = (max / 4) * i;
     grid.push(
       svg('line', { x1: PAD.left, x2: width - PAD.right, y1: y(v), y2: y(v), class: i === 0 ? 'axis' : 'grid' }),
