@@ -268,6 +268,13 @@ try {
         if (!(await noSideScroll())) seen.overflow.push(`${name} ${size} ${scheme}`);
         await shot(page, `ui-${name}-${size}-${scheme}`);
       }
+      if (size === 'narrow') {
+        await goto('providers');
+        await page.click('#add-provider');
+        await page.check('#preset-anthropic');
+        await shot(page, `ui-dialog-add-provider-narrow-${scheme}`, false);
+        await page.keyboard.press('Escape');
+      }
     }
   }
   await page.emulateMedia({ colorScheme: 'light' });
