@@ -252,7 +252,9 @@ function renderTools(focusTab = false) {
   const tabs = tools.list.map((t) => h('button', {
     type: 'button', role: 'tab', id: `tooltab-${t.id}`, 'aria-controls': 'tool-panel', 'aria-selected': String(t === selected),
     tabindex: t === selected ? '0' : '-1', dataset: { tool: t.id },
-  }, t.name, t.status?.applied && t.status?.points_here ? h('span', { class: 'dot', title: 'set up', 'aria-label': '(set up)' }) : null));
+  }, t.name, t.status?.applied && t.status?.points_here
+    ? [h('span', { class: 'dot', title: 'set up', 'aria-hidden': 'true' }), h('span', { class: 'visually-hidden' }, '(set up)')]
+    : null));
   const list = h('div', { class: 'tabs tool-tabs', role: 'tablist', 'aria-label': 'Tools' }, tabs);
   const choose = (tab) => {
     selectTab(tab);
