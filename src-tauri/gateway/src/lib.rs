@@ -21,6 +21,7 @@
 //! - `usage`: per-request records written off the request path; summaries.
 //! - `store`: the SQLite file and its migrations. `secrets`: keychain and the `Secret` type.
 //! - `error`: one error type, rendered in each caller's protocol.
+//! - `host`: what the desktop app embedding the gateway offers the API (start at login).
 
 pub mod access;
 pub mod canonical;
@@ -29,6 +30,7 @@ pub mod config;
 pub mod config_file;
 pub mod discovery;
 pub mod error;
+pub mod host;
 pub mod lifecycle;
 pub mod protocol;
 pub mod registry;

@@ -33,6 +33,8 @@ use crate::state::AppState;
 use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
 use crate::usage;
 
+use super::host_views;
+
 type ApiResult<T> = Result<T, Rendered>;
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -73,6 +75,10 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .delete(delete_adapter),
         )
         .route("/settings", get(get_settings).put(put_settings))
+        .route(
+            "/desktop",
+            get(host_views::get_desktop).put(host_views::put_desktop),
+        )
         .route("/events", get(events))
         .route("/usage/summary", get(usage_summary))
         .route("/usage/recent", get(usage_recent))
