@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Draws FlexiProxy's icons: the app icon in every size Tauri's bundler asks for, and the tray icon.
+"""Draws FlexiProxy's icons: the app icon in every size Tauri's bundler asks for, and the tray icon
+in its three states (running: the logo; stopped: the logo in greys; error: the logo with a red
+badge carrying a white "!").
 
 The logo is a rounded square with an indigo-to-cyan gradient and a white "fan-out" glyph: one
 line comes in from the left (the one local address a tool talks to), meets a node, and leaves as
@@ -24,6 +26,14 @@ HERE = Path(__file__).resolve().parent
 TOP_LEFT = (79, 70, 229)  # indigo
 BOTTOM_RIGHT = (6, 182, 212)  # cyan
 GLYPH = (255, 255, 255)
+# The stopped tray icon: the same shapes in greys, so it reads as "off" next to coloured icons.
+GREY_TOP_LEFT = (112, 116, 124)
+GREY_BOTTOM_RIGHT = (160, 164, 172)
+# The error badge (bottom right) and the ring of transparency that separates it from the logo.
+BADGE = (220, 38, 38)  # red
+BADGE_CENTRE = (0.76, 0.76)
+BADGE_RADIUS = 0.22
+BADGE_GAP = 0.05
 
 # Geometry in unit coordinates (0..1, y down).
 MARGIN = 0.06
@@ -73,8 +83,23 @@ def coverage(distance: float, pixel: float) -> float:
     return max(0.0, min(1.0, 0.5 - distance / pixel))
 
 
-def render(size: int, stroke: float = 0.036, dot: float = 0.068) -> bytes:
-    """The logo as raw RGBA rows, `size` x `size`."""
+def exclamation(px: float, py: float) -> float:
+    """Signed distance to a "!" centred in the error badge."""
+    cx, cy = BADGE_CENTRE
+    r = BADGE_RADIUS
+    bar = capsule(px, py, (cx, cy - 0.52 * r), (cx, cy + 0.08 * r), 0.13 * r)
+    return min(bar, circle(px, py, (cx, cy + 0.5 * r), 0.15 * r))
+
+
+def render(
+    size: int,
+    stroke: float = 0.036,
+    dot: float = 0.068,
+    colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (TOP_LEFT, BOTTOM_RIGHT),
+    badge: bool = False,
+) -> bytes:
+    """The logo as raw RGBA rows, `size` x `size`; `badge` adds the red error badge."""
+    top_left, bottom_right = colours
     pixel = 1.0 / size
     rows = bytearray()
     for y in range(size):
@@ -83,11 +108,21 @@ def render(size: int, stroke: float = 0.036, dot: float = 0.068) -> bytes:
         for x in range(size):
             px = (x + 0.5) * pixel
             bg = coverage(rounded_rect(px, py, MARGIN, CORNER), pixel)
+            if badge:
+                # Cut a ring around the badge out of the logo, then lay the badge on top.
+                to_badge = circle(px, py, BADGE_CENTRE, BADGE_RADIUS)
+                bg *= 1.0 - coverage(to_badge - BADGE_GAP, pixel)
+                on_badge = coverage(to_badge, pixel)
+                if on_badge > 0.0:
+                    mark = coverage(exclamation(px, py), pixel)
+                    red = [c + (w - c) * mark for c, w in zip(BADGE, GLYPH)]
+                    rows += bytes(round(c) for c in red) + bytes([round(255 * on_badge)])
+                    continue
             if bg == 0.0:
                 rows += b"\x00\x00\x00\x00"
                 continue
             t = (px + py) / 2.0
-            base = [a + (b - a) * t for a, b in zip(TOP_LEFT, BOTTOM_RIGHT)]
+            base = [a + (b - a) * t for a, b in zip(top_left, bottom_right)]
             g = coverage(glyph(px, py, stroke, dot), pixel)
             colour = [c + (w - c) * g for c, w in zip(base, GLYPH)]
             rows += bytes(round(c) for c in colour) + bytes([round(255 * bg)])
@@ -136,7 +171,11 @@ def main() -> None:
         rendered[size] = png(size, render(size))
         (HERE / name).write_bytes(rendered[size])
     # The tray shows the icon at 16-24 px: thicker strokes keep the glyph readable there.
-    (HERE / "tray.png").write_bytes(png(64, render(64, stroke=0.05, dot=0.085)))
+    tray = {"stroke": 0.05, "dot": 0.085}
+    (HERE / "tray.png").write_bytes(png(64, render(64, **tray)))
+    grey = (GREY_TOP_LEFT, GREY_BOTTOM_RIGHT)
+    (HERE / "tray-stopped.png").write_bytes(png(64, render(64, **tray, colours=grey)))
+    (HERE / "tray-error.png").write_bytes(png(64, render(64, **tray, badge=True)))
     small = {size: png(size, render(size)) for size in (16, 48)}
     (HERE / "icon.ico").write_bytes(
         ico([(16, small[16]), (32, rendered[32]), (48, small[48]), (256, rendered[256])])

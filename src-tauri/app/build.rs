@@ -4,7 +4,9 @@
 
 fn main() {
     // `tauri::include_image!` in `tray.rs` cannot tell cargo which file it read.
-    println!("cargo:rerun-if-changed=../../icons/tray.png");
+    for icon in ["tray.png", "tray-stopped.png", "tray-error.png"] {
+        println!("cargo:rerun-if-changed=../../icons/{icon}");
+    }
     // The path is relative to this crate, as is the one given to `generate_context!`.
     let attributes = tauri_build::Attributes::new().config_path("../../tauri.conf.json");
     if let Err(error) = tauri_build::try_build(attributes) {

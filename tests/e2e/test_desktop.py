@@ -9,11 +9,13 @@ Each test builds its own little desktop session, all of it private to the test a
   on a scratch directory (the real keychain of whoever runs the tests is never touched),
 
 then starts the app with ``--port <free port> --data-dir <tmp>``, waits for ``/health``, finds its
-window, and takes a screenshot. Screenshots are kept under the test's tmp dir (the path is printed;
-``FLEXIPROXY_SCREENSHOT_DIR`` copies them somewhere else, e.g. for CI artifacts).
+window, and takes a screenshot. Screenshots are copied to ``target/e2e-artifacts/`` (or
+``FLEXIPROXY_ARTIFACTS``) and, when set, ``FLEXIPROXY_SCREENSHOT_DIR``.
 
 The tray has no host to draw it under Xvfb, but libayatana-appindicator still exports its menu on
-D-Bus (dbusmenu), which is what a desktop's tray host reads and clicks; the tests do the same.
+D-Bus (dbusmenu) and its icon as a StatusNotifierItem, which is what a desktop's tray host reads and
+clicks; the tests do the same: they read the labels (state, address, today's tokens), click Stop /
+Start / "Start at login", and look at the icon file the item names (running, stopped, error).
 
 The window tests skip only when ``Xvfb`` is missing (``.ci/setup`` installs it); any other missing tool
 is a failure that names the package to install. The binary comes from ``FLEXIPROXY_BIN`` (default
@@ -40,9 +42,15 @@ from typing import Iterator
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("FLEXIPROXY_ARTIFACTS", REPO / "target" / "e2e-artifacts"))
+# Where the autostart plugin writes the login entry (XDG autostart), under the test's HOME.
+AUTOSTART_ENTRY = Path(".config") / "autostart" / "FlexiProxy.desktop"
 KEYRING_PASSWORD = "flexiproxy-e2e"
 WINDOW_TITLE = "FlexiProxy"
 START_TIMEOUT_S = 30.0
+# The dashboard shows well over this many colours (1600+ at 1100x760); the app's local pages
+# (stopped, not running) about 550-650.
+DASHBOARD_COLOURS = 1200
 # Debian package for each tool the tests drive, for the failure message.
 TOOLS = {
     "dbus-daemon": "dbus",
@@ -248,6 +256,8 @@ class MenuItem:
     id: int
     label: str
     enabled: bool
+    # A check item's state (None for plain items).
+    checked: bool | None = None
 
 
 @dataclass
@@ -266,8 +276,29 @@ class TrayMenu:
             label = re.search(r"'label': <'((?:[^'\\]|\\.)*)'>", props)
             if label is None:
                 continue  # the root and separators have no label
-            items.append(MenuItem(int(item_id), label.group(1), "'enabled': <false>" not in props))
+            toggle = re.search(r"'toggle-state': <(-?\d+)>", props)
+            checked = None if toggle is None else toggle.group(1) == "1"
+            items.append(MenuItem(int(item_id), label.group(1), "'enabled': <false>" not in props, checked))
         return items
+
+    def item(self, prefix: str) -> MenuItem:
+        found = next((item for item in self.items() if item.label.startswith(prefix)), None)
+        assert found is not None, f"no item starting with {prefix!r} in the tray menu: {self.labels()}"
+        return found
+
+    def wait_label(self, prefix: str, predicate, timeout: float = 15.0) -> MenuItem:
+        """Waits (bounded) until the item whose label starts with `prefix` satisfies `predicate`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            item = self.item(prefix)
+            if predicate(item):
+                return item
+            if time.monotonic() > deadline:
+                raise AssertionError(f"tray item {prefix!r} stayed {item} for {timeout}s: {self.labels()}")
+            time.sleep(0.1)
+
+    def status_line(self) -> str:
+        return self.items()[0].label
 
     def labels(self) -> list[str]:
         return [item.label for item in self.items()]
@@ -303,6 +334,77 @@ class App:
                 pass
             time.sleep(0.1)
         raise AssertionError(f"no /health answer from {base_url} within {timeout}s:\n{self.logs()}")
+
+
+def management_token(session: DesktopSession) -> str:
+    """The management token the app created in the (real, private) keychain."""
+    items = [item for item in session.keychain_items() if item.get("username") == "management-token"]
+    assert len(items) == 1, session.keychain_items()
+    lookup = session.run("secret-tool", "lookup", "service", items[0]["service"], "username", "management-token")
+    token = lookup.stdout.strip()
+    assert token.startswith("fpm-"), "no management token in the keychain"
+    return token
+
+
+def api(base_url: str, token: str, method: str, path: str, body: object = None) -> tuple[int, object]:
+    """One management-API call; the status and the parsed JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{base_url}{path}", data=data, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def health_refused(base_url: str) -> bool:
+    try:
+        http_get(f"{base_url}/health", timeout=2)
+    except OSError:
+        return True
+    return False
+
+
+def wait_for(what: str, predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(0.1)
+
+
+def tray_look(session: DesktopSession, menu: TrayMenu) -> str:
+    """Which tray icon the app shows ("running", "stopped" or "error"), from the PNG file that its
+    StatusNotifierItem names (`IconName`), as a tray host would draw it.
+
+    Two pixels tell the icons apart (see icons/generate.py): the background near the bottom-left
+    corner is blue in the running and error icons and grey in the stopped one; the bottom-right
+    corner carries the red error badge."""
+    item = menu.path.rsplit("/Menu", 1)[0]
+    props = session.gdbus_call(
+        menu.dest, item, "org.freedesktop.DBus.Properties.Get", "org.kde.StatusNotifierItem", "IconName"
+    )
+    found = re.search(r"'([^']+)'", props)
+    assert found, props
+    path = found.group(1) if found.group(1).endswith(".png") else found.group(1) + ".png"
+    out = session.run("convert", path, "-format", "%[pixel:p{12,52}] %[pixel:p{56,56}]", "info:").stdout
+
+    def rgb(text: str) -> tuple[float, ...]:
+        numbers = [float(n) for n in re.findall(r"[\d.]+", text)[:3]]
+        # ImageMagick prints 0..255 or percentages depending on the version.
+        return tuple(n * 2.55 if "%" in text else n for n in numbers)
+
+    corner, badge = (rgb(part) for part in out.split(" ", 1))
+    if badge[0] > 150 and badge[1] < 90 and badge[2] < 90:
+        return "error"
+    if corner[2] - corner[0] > 60:
+        return "running"
+    if max(corner) - min(corner) < 25:
+        return "stopped"
+    raise AssertionError(f"unknown tray icon {path}: {out}")
 
 
 def require_binary() -> None:
@@ -437,21 +539,10 @@ def test_window_shows_the_dashboard_and_the_token_is_in_the_keychain(desktop: De
     window = desktop.wait_window(viewable=True)
     assert window.width >= 800 and window.height >= 500, window
 
-    # The page needs a moment to load and paint after the window maps: wait until it is not blank.
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-        shot = desktop.screenshot("desktop.png")
-        deviation, colours = desktop.image_stats(shot, window)
-        if (deviation > 0.05 and colours > 50) or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    # Painted: give the page's first API calls a moment so the kept picture shows loaded data.
-    time.sleep(1.5)
-    shot = desktop.screenshot("desktop.png")
-    deviation, colours = desktop.image_stats(shot, window)
-    kept = _keep_screenshot(shot)
-    print(f"screenshot: {kept} ({window.width}x{window.height}, sd={deviation:.3f}, colours={colours})")
-    assert deviation > 0.05 and colours > 50, f"blank window? sd={deviation}, colours={colours}: {kept}"
+    # The page needs a moment to load and paint after the window maps: wait until it is painted.
+    shot = wait_painted(desktop, window, "desktop.png", DASHBOARD_COLOURS)
+    deviation, _ = desktop.image_stats(shot, window)
+    assert deviation > 0.05, f"blank window? sd={deviation}: {shot}"
 
     # The management token was created in the (real) keychain, under this data dir's service name.
     items = [item for item in desktop.keychain_items() if item.get("username") == "management-token"]
@@ -514,11 +605,16 @@ def test_tray_menu_shows_the_status_opens_the_dashboard_and_quits(desktop: Deskt
     items = menu.items()
     assert [item.label for item in items] == [
         f"Gateway running on 127.0.0.1:{port}",
+        "Today: 0 tokens (in 0 · out 0 · cached 0)",
         "Open dashboard",
         "Copy base URL",
+        "Stop gateway",
+        "Start at login",
         "Quit",
     ], items
-    assert [item.enabled for item in items] == [False, True, True, True], items
+    assert [item.enabled for item in items] == [False, False, True, True, True, True, True], items
+    assert [item.checked for item in items] == [None, None, None, None, None, False, None], items
+    assert tray_look(desktop, menu) == "running"
 
     menu.click("Open dashboard")
     desktop.wait_window(viewable=True)
@@ -542,26 +638,172 @@ def test_busy_port_shows_the_error_instead_of_the_dashboard(desktop: DesktopSess
         window = desktop.wait_window(viewable=True)
         assert app.proc.poll() is None, app.logs()
         assert "already in use" in app.logs()
-        items = desktop.tray_menu(app.proc.pid).items()
+        menu = desktop.tray_menu(app.proc.pid)
+        items = menu.items()
         expected = f"Gateway not running: port {port} on 127.0.0.1 is already in use"
         assert items[0].label.startswith(expected), items
         assert [(item.label, item.enabled) for item in items[1:]] == [
+            ("Today: 0 tokens (in 0 · out 0 · cached 0)", False),
             ("Open dashboard", True),
             ("Copy base URL", False),
+            ("Start gateway", True),
+            ("Start at login", True),
             ("Quit", True),
         ], items
+        assert tray_look(desktop, menu) == "error"
         # The error page renders (not blank) in the window.
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            shot = desktop.screenshot("error.png")
-            deviation, colours = desktop.image_stats(shot, window)
-            if colours > 20 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        print(f"screenshot: {_keep_screenshot(shot)}")
-        assert colours > 20, f"the error page looks blank: {shot}"
+        wait_painted(desktop, window, "error.png", colours_at_least=50)
         app.proc.send_signal(signal.SIGTERM)
         assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+def chat(base_url: str, key: str) -> None:
+    """One chat request through an adapter, as a tool would send it."""
+    body = {"model": "anything", "messages": [{"role": "user", "content": "hi"}]}
+    request = urllib.request.Request(
+        f"{base_url}/v1/chat/completions", data=json.dumps(body).encode(), method="POST"
+    )
+    request.add_header("Authorization", f"Bearer {key}")
+    request.add_header("Content-Type", "application/json")
+    with urllib.request.urlopen(request, timeout=15) as response:
+        assert response.status == 200
+
+
+def today_from_the_api(base_url: str, token: str, requests: int) -> str:
+    """The tray's "Today" label as the recorded rows say it should read (waits for `requests` rows)."""
+    rows: list[dict[str, int | None]] = []
+
+    def recorded() -> bool:
+        nonlocal rows
+        status, body = api(base_url, token, "GET", "/api/usage/recent?limit=200")
+        assert status == 200, body
+        rows = body  # type: ignore[assignment]
+        return len(rows) >= requests
+
+    wait_for(f"{requests} usage rows", recorded)
+    assert len(rows) == requests, rows
+    sums = {field: sum(row[field] or 0 for row in rows) for field in ("input_tokens", "output_tokens", "cached_tokens")}
+    tokens_in, tokens_out, cached = sums["input_tokens"], sums["output_tokens"], sums["cached_tokens"]
+    assert tokens_in > 0 and tokens_out > 0, rows
+    return f"Today: {tokens_in + tokens_out:,} tokens (in {tokens_in:,} · out {tokens_out:,} · cached {cached:,})"
+
+
+def test_today_counts_live_and_the_gateway_stops_and_starts_from_the_tray(
+    desktop: DesktopSession, mock_upstream
+) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    app = desktop.launch("--hidden", "--port", str(port), "--data-dir", str(desktop.root / "data"))
+    app.wait_health(base_url)
+    menu = desktop.tray_menu(app.proc.pid)
+    token = management_token(desktop)
+
+    # A provider at the local mock and an adapter for it, set up through the management API.
+    status, body = api(
+        base_url, token, "POST", "/api/providers/mock",
+        {"url": mock_upstream.base_url, "api_key": "sk-upstream-desktop-0123456789"},
+    )
+    assert status in (200, 201), body
+    status, adapter = api(base_url, token, "POST", "/api/adapters", {"provider_id": "mock", "model_id": "mock-small"})
+    assert status == 201, adapter
+    key = adapter["api_key"]  # type: ignore[index]
+
+    # Requests through the adapter show up in the menu while the app runs.
+    assert menu.item("Today:").label == "Today: 0 tokens (in 0 · out 0 · cached 0)"
+    chat(base_url, key)
+    chat(base_url, key)
+    expected = today_from_the_api(base_url, token, 2)
+    menu.wait_label("Today:", lambda item: item.label == expected)
+
+    # Stop: the gateway shuts down, the app stays, the tray says so, the window explains.
+    menu.click("Stop gateway")
+    wait_for("/health refused after Stop", lambda: health_refused(base_url))
+    menu.wait_label("Gateway", lambda item: item.label == f"Gateway stopped (was on 127.0.0.1:{port})")
+    assert menu.item("Start gateway").enabled
+    assert not menu.item("Copy base URL").enabled
+    assert menu.item("Today:").label == expected
+    assert tray_look(desktop, menu) == "stopped"
+    assert app.proc.poll() is None
+    wait_for("the stopped page", lambda: "the window shows that the gateway is stopped" in app.logs())
+    menu.click("Open dashboard")
+    window = desktop.wait_window(viewable=True)
+    wait_painted(desktop, window, "desktop-stopped.png", colours_at_least=50)
+
+    # Start while another program holds the port: the error state, with the reason.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        # The gateway's closed connections linger in TIME_WAIT on this port.
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        menu.click("Start gateway")
+        menu.wait_label("Gateway", lambda item: item.label.startswith(f"Gateway not running: port {port}"))
+        assert "already in use" in menu.status_line()
+        assert tray_look(desktop, menu) == "error"
+        assert menu.item("Start gateway").enabled
+
+    # Start again: the same gateway (same port, same data), the day's count read back from its
+    # database, the window back on the dashboard.
+    menu.click("Start gateway")
+    app.wait_health(base_url)
+    menu.wait_label("Gateway", lambda item: item.label == f"Gateway running on 127.0.0.1:{port}")
+    assert menu.item("Stop gateway").enabled
+    assert tray_look(desktop, menu) == "running"
+    menu.wait_label("Today:", lambda item: item.label == expected)
+    wait_for("the dashboard again", lambda: "the window shows the dashboard" in app.logs())
+    chat(base_url, key)
+    expected = today_from_the_api(base_url, token, 3)
+    menu.wait_label("Today:", lambda item: item.label == expected)
+    wait_painted(desktop, desktop.wait_window(viewable=True), "desktop-restarted.png", DASHBOARD_COLOURS)
+
+    menu.click("Quit")
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+    assert token not in app.logs()
+
+
+def test_start_at_login_from_the_tray_and_from_the_api(desktop: DesktopSession) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    app = desktop.launch("--hidden", "--port", str(port), "--data-dir", str(desktop.root / "data"))
+    app.wait_health(base_url)
+    menu = desktop.tray_menu(app.proc.pid)
+    token = management_token(desktop)
+    entry = Path(desktop.env["HOME"]) / AUTOSTART_ENTRY
+
+    def desktop_api() -> object:
+        status, body = api(base_url, token, "GET", "/api/desktop")
+        assert status == 200, body
+        return body
+
+    assert not entry.exists()
+    assert menu.item("Start at login").checked is False
+    assert desktop_api() == {"available": True, "autostart": False}
+
+    # The tray's check item writes the login entry, which starts the app in the tray.
+    menu.click("Start at login")
+    wait_for("the autostart entry", entry.exists)
+    exec_line = next(line for line in entry.read_text().splitlines() if line.startswith("Exec="))
+    assert exec_line.endswith(" --hidden"), exec_line
+    assert str(binary().resolve()) in exec_line or str(binary()) in exec_line, exec_line
+    menu.wait_label("Start at login", lambda item: item.checked is True)
+    assert desktop_api() == {"available": True, "autostart": True}
+
+    menu.click("Start at login")
+    wait_for("the autostart entry removed", lambda: not entry.exists())
+    menu.wait_label("Start at login", lambda item: item.checked is False)
+    assert desktop_api() == {"available": True, "autostart": False}
+
+    # The web UI's way (PUT /api/desktop) moves the tray's check too.
+    status, body = api(base_url, token, "PUT", "/api/desktop", {"autostart": True})
+    assert (status, body) == (200, {"available": True, "autostart": True})
+    assert entry.exists()
+    menu.wait_label("Start at login", lambda item: item.checked is True)
+    status, body = api(base_url, token, "PUT", "/api/desktop", {"autostart": False})
+    assert (status, body) == (200, {"available": True, "autostart": False})
+    assert not entry.exists()
+    menu.wait_label("Start at login", lambda item: item.checked is False)
+
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
 
 
 def test_without_a_display_it_runs_headless(tmp_path: Path) -> None:
@@ -596,10 +838,36 @@ def test_without_a_display_it_runs_headless(tmp_path: Path) -> None:
 
 
 def _keep_screenshot(path: Path) -> Path:
+    """Copies a screenshot to the artifacts folder (and FLEXIPROXY_SCREENSHOT_DIR if set)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    kept = ARTIFACTS / path.name
+    shutil.copyfile(path, kept)
     target_dir = os.environ.get("FLEXIPROXY_SCREENSHOT_DIR")
-    if not target_dir:
-        return path
-    Path(target_dir).mkdir(parents=True, exist_ok=True)
-    target = Path(target_dir) / path.name
-    shutil.copyfile(path, target)
-    return target
+    if target_dir:
+        Path(target_dir).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, Path(target_dir) / path.name)
+    return kept
+
+
+def wait_painted(session: DesktopSession, window: Window, name: str, colours_at_least: int) -> Path:
+    """Screenshots until the window shows a painted page (at least `colours_at_least` colours:
+    the dashboard has well over 1000, the app's local pages a few hundred) that stays the same
+    for a second (loaded: the page's first API calls answered; Xvfb can also lag a frame
+    behind), and keeps that picture."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    last = ""
+    while True:
+        shot = session.screenshot(name)
+        deviation, colours = session.image_stats(shot, window)
+        crop = f"{window.width}x{window.height}+{window.x}+{window.y}"
+        signature = session.run("convert", str(shot), "-crop", crop, "+repage", "-format", "%#", "info:").stdout
+        if colours >= colours_at_least and signature == last:
+            break
+        if time.monotonic() > deadline:
+            break
+        last = signature
+        time.sleep(1.0)
+    kept = _keep_screenshot(shot)
+    print(f"screenshot: {kept} ({window.width}x{window.height}, sd={deviation:.3f}, colours={colours})")
+    assert colours >= colours_at_least, f"blank window? sd={deviation}, colours={colours}: {kept}"
+    return kept

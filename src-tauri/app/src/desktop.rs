@@ -1,23 +1,34 @@
-//! The tray app's life cycle: start the gateway, build the tray and the window, keep running
-//! in the tray when the window closes, and stop the gateway gracefully on Quit or a signal.
+//! The tray app's life cycle: start the gateway, build the tray and the window, stop and start
+//! the gateway again from the tray, follow today's token count, keep running in the tray when
+//! the window closes, and stop the gateway gracefully on Quit or a signal.
 //!
 //! The gateway is started in Tauri's `setup` hook, i.e. after the single-instance plugin has
 //! run: a second launch hands over to the first instance (which shows its window) and exits
 //! before it could try to bind the port a second time. The [`Shell`] state holds the running
-//! gateway so that every way out ([`quit`], a signal, any other exit) shuts it down exactly once.
+//! gateway and the settings it was started with, so [`stop`] and [`start`] restart the same
+//! gateway, and every way out ([`quit`], a signal, any other exit) shuts it down exactly once.
+//! While a gateway runs, a task follows its usage records to keep [`crate::today`]'s count
+//! live in the tray, seeded once from the database when it starts.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use flexiproxy_gateway::cli::Args;
-use flexiproxy_gateway::{Gateway, RunningGateway, Settings};
+use flexiproxy_gateway::usage::UsageRecord;
+use flexiproxy_gateway::{Gateway, RunningGateway, Secret, Settings};
+use tauri::async_runtime::JoinHandle;
 use tauri::{App, AppHandle, Manager, RunEvent, Url, WindowEvent};
+use tokio::sync::broadcast::Receiver;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
-use crate::{tray, window};
+use crate::autostart::DesktopHost;
+use crate::today::{Counts, Day, Today};
+use crate::{autostart, tray, window};
 
-/// What the tray and the window show about the gateway.
+/// The gateway's state, as the tray and the window show it.
 #[derive(Debug, Clone)]
 pub enum GatewayStatus {
     Running {
@@ -26,39 +37,76 @@ pub enum GatewayStatus {
         /// The base URL tools use and the window loads, e.g. `http://127.0.0.1:8317`.
         url: Url,
     },
+    Starting,
+    Stopping,
+    /// Stopped from the tray; `addr` is where it listened.
+    Stopped {
+        addr: Option<SocketAddr>,
+    },
     /// It could not start; the message says why and what to do.
     Failed(String),
 }
 
 impl GatewayStatus {
-    /// The base URL as users copy it (no trailing slash).
+    /// The base URL as users copy it (no trailing slash), while the gateway runs.
     pub fn base_url(&self) -> Option<String> {
         match self {
             Self::Running { url, .. } => Some(url.as_str().trim_end_matches('/').to_owned()),
-            Self::Failed(_) => None,
+            _ => None,
         }
     }
 }
 
+/// How often the day count re-checks the date when nothing happens: a sleeping laptop does
+/// not wake a timer set for midnight on time, so the roll-over is checked at least this often.
+const DATE_CHECK: Duration = Duration::from_secs(60);
+/// The least time between two updates of the tray's count: a burst of requests is one update.
+const USAGE_REFRESH_GAP: Duration = Duration::from_millis(200);
+
 /// App-wide state, managed by Tauri.
 #[derive(Debug)]
 pub struct Shell {
-    status: GatewayStatus,
-    /// Taken out (once) by whoever shuts the gateway down.
-    gateway: Mutex<Option<RunningGateway>>,
+    /// What every start uses (with this app as the gateway's host); the error when the
+    /// command line or environment was invalid.
+    settings: Result<Settings, String>,
+    live: Mutex<Live>,
     quitting: AtomicBool,
 }
 
+#[derive(Debug)]
+struct Live {
+    status: GatewayStatus,
+    /// Taken out (once) by whoever shuts the gateway down.
+    gateway: Option<RunningGateway>,
+    /// The management token of the running gateway, for the window's script.
+    token: Option<Secret>,
+    /// The task that follows the running gateway's usage.
+    feed: Option<JoinHandle<()>>,
+    today: Today,
+}
+
 impl Shell {
-    pub fn status(&self) -> &GatewayStatus {
-        &self.status
+    pub fn status(&self) -> GatewayStatus {
+        self.live().status.clone()
     }
 
+    /// Today's totals as last counted.
+    pub fn today(&self) -> Counts {
+        self.live().today.counts()
+    }
+
+    fn live(&self) -> MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the gateway out (for shutting it down) and ends its usage feed.
     fn take_gateway(&self) -> Option<RunningGateway> {
-        self.gateway
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        let mut live = self.live();
+        if let Some(feed) = live.feed.take() {
+            feed.abort();
+        }
+        live.token = None;
+        live.gateway.take()
     }
 }
 
@@ -71,6 +119,10 @@ pub fn run_app(args: Args) -> ExitCode {
             window::show(app);
         }))
         .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(autostart::plugin())
+        .register_uri_scheme_protocol(window::SCHEME, |context, _request| {
+            window::local_page(context.app_handle())
+        })
         .on_window_event(|window, event| {
             // Closing the dashboard only hides it: the gateway keeps serving from the tray.
             if let WindowEvent::CloseRequested { api, .. } = event
@@ -100,16 +152,41 @@ pub fn run_app(args: Args) -> ExitCode {
 }
 
 fn setup(app: &mut App, args: &Args) {
-    let (gateway, status) = start_gateway(args);
-    let token = gateway.as_ref().and_then(RunningGateway::management_token);
+    let handle = app.handle().clone();
+    let settings = Settings::from_args(args)
+        .map(|mut settings| {
+            settings.host = Some(Arc::new(DesktopHost::new(handle.clone())));
+            settings
+        })
+        .map_err(|error| error.to_string());
+    let first = match &settings {
+        Ok(settings) => tauri::async_runtime::block_on(launch(settings.clone())),
+        Err(error) => Err(error.clone()),
+    };
     app.manage(Shell {
-        status: status.clone(),
-        gateway: Mutex::new(gateway),
+        settings,
+        live: Mutex::new(Live {
+            status: GatewayStatus::Starting,
+            gateway: None,
+            token: None,
+            feed: None,
+            today: Today::new(Day::local_today(), Counts::default()),
+        }),
         quitting: AtomicBool::new(false),
     });
-    let handle = app.handle();
+    let Some(shell) = handle.try_state::<Shell>() else {
+        return;
+    };
+    match first {
+        Ok((gateway, status)) => install(&handle, &shell, gateway, status),
+        Err(message) => shell.live().status = GatewayStatus::Failed(message),
+    }
+    let (status, token) = {
+        let live = shell.live();
+        (live.status.clone(), live.token.clone())
+    };
 
-    let tray_ok = match tray::create(handle, &status) {
+    let tray_ok = match tray::create(&handle) {
         Ok(_) => true,
         Err(error) => {
             tracing::error!("cannot create the tray icon: {error}");
@@ -118,7 +195,7 @@ fn setup(app: &mut App, args: &Args) {
     };
     // Without a tray icon a hidden window could never be reached again: show it anyway.
     let visible = !args.hidden || !tray_ok;
-    let window_ok = match window::create(handle, &status, token.as_ref(), visible) {
+    let window_ok = match window::create(&handle, &status, token.as_ref(), visible) {
         Ok(_) => true,
         Err(error) => {
             tracing::error!("cannot create the dashboard window: {error}");
@@ -127,7 +204,7 @@ fn setup(app: &mut App, args: &Args) {
     };
     if !tray_ok && !window_ok {
         tracing::error!("neither a tray icon nor a window could be shown; exiting");
-        quit(handle, 1);
+        quit(&handle, 1);
         return;
     }
 
@@ -139,22 +216,12 @@ fn setup(app: &mut App, args: &Args) {
     });
 }
 
-/// Starts the gateway on Tauri's tokio runtime, where it lives until [`quit`].
-fn start_gateway(args: &Args) -> (Option<RunningGateway>, GatewayStatus) {
-    let settings = match Settings::from_args(args) {
-        Ok(settings) => settings,
-        Err(error) => {
-            tracing::error!("cannot start the gateway: {error}");
-            return (None, GatewayStatus::Failed(error.to_string()));
-        }
-    };
-    let gateway = match tauri::async_runtime::block_on(Gateway::start(settings)) {
-        Ok(gateway) => gateway,
-        Err(error) => {
-            tracing::error!("cannot start the gateway: {error}");
-            return (None, GatewayStatus::Failed(error.to_string()));
-        }
-    };
+/// Starts a gateway; the error is the message the tray and the window show.
+async fn launch(settings: Settings) -> Result<(RunningGateway, GatewayStatus), String> {
+    let gateway = Gateway::start(settings).await.map_err(|error| {
+        tracing::error!("cannot start the gateway: {error}");
+        error.to_string()
+    })?;
     if let Some(warning) = &gateway.secrets_status().warning {
         // The dashboard shows this too (via /api/status); the log is for people without it.
         tracing::warn!("{warning}");
@@ -168,16 +235,207 @@ fn start_gateway(args: &Args) -> (Option<RunningGateway>, GatewayStatus) {
                 addr: gateway.local_addr(),
                 url,
             };
-            (Some(gateway), status)
+            Ok((gateway, status))
         }
         Err(error) => {
             // Cannot happen for an address the gateway formatted itself; say so if it does.
             let message = format!("the gateway reported an invalid base URL: {error}");
             tracing::error!("{message}");
-            tauri::async_runtime::block_on(gateway.shutdown());
-            (None, GatewayStatus::Failed(message))
+            gateway.shutdown().await;
+            Err(message)
         }
     }
+}
+
+/// Makes a started gateway the app's current one and starts following its usage. The
+/// subscription is taken here, before anything is counted, so no record can slip between the
+/// seed read from the database and the first live one.
+fn install(app: &AppHandle, shell: &Shell, gateway: RunningGateway, status: GatewayStatus) {
+    let usage = gateway.subscribe_usage();
+    let mut live = shell.live();
+    live.token = gateway.management_token();
+    live.gateway = Some(gateway);
+    live.status = status;
+    let feed = tauri::async_runtime::spawn(follow_usage(app.clone(), usage));
+    if let Some(old) = live.feed.replace(feed) {
+        old.abort();
+    }
+}
+
+/// Starts the gateway again with the same settings (from the tray), if it is stopped or failed.
+pub fn start(app: &AppHandle) {
+    let Some(shell) = app.try_state::<Shell>() else {
+        return;
+    };
+    if shell.quitting.load(Ordering::SeqCst) {
+        return;
+    }
+    {
+        let mut live = shell.live();
+        if !matches!(
+            live.status,
+            GatewayStatus::Stopped { .. } | GatewayStatus::Failed(_)
+        ) {
+            return;
+        }
+        live.status = GatewayStatus::Starting;
+    }
+    tray::refresh(app);
+    let settings = shell.settings.clone();
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        let outcome = match settings {
+            Ok(settings) => launch(settings).await,
+            Err(error) => Err(error),
+        };
+        let Some(shell) = app.try_state::<Shell>() else {
+            return;
+        };
+        match outcome {
+            Ok((gateway, _)) if shell.quitting.load(Ordering::SeqCst) => {
+                // Quit was chosen while it started: it must not outlive the app.
+                gateway.shutdown().await;
+                return;
+            }
+            Ok((gateway, status)) => {
+                tracing::info!("gateway started from the tray");
+                install(&app, &shell, gateway, status);
+            }
+            Err(message) => shell.live().status = GatewayStatus::Failed(message),
+        }
+        show_state(&app, &shell).await;
+    });
+}
+
+/// Stops the gateway gracefully (from the tray), if it runs; the app stays in the tray.
+pub fn stop(app: &AppHandle) {
+    let Some(shell) = app.try_state::<Shell>() else {
+        return;
+    };
+    let addr = match shell.live().status {
+        GatewayStatus::Running { addr, .. } => addr,
+        _ => return,
+    };
+    let gateway = shell.take_gateway();
+    shell.live().status = GatewayStatus::Stopping;
+    tray::refresh(app);
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Some(gateway) = gateway {
+            tracing::info!("stopping the gateway");
+            gateway.shutdown().await;
+        }
+        let Some(shell) = app.try_state::<Shell>() else {
+            return;
+        };
+        shell.live().status = GatewayStatus::Stopped { addr: Some(addr) };
+        tracing::info!("gateway stopped from the tray");
+        show_state(&app, &shell).await;
+    });
+}
+
+/// Shows the current state in the tray and the window.
+async fn show_state(app: &AppHandle, shell: &Shell) {
+    tray::refresh(app);
+    let (status, token) = {
+        let live = shell.live();
+        (live.status.clone(), live.token.clone())
+    };
+    window::follow(app, &status, token.as_ref()).await;
+}
+
+/// Keeps today's count up to date from the gateway's usage records until the gateway stops:
+/// seeded once from the database, then record by record, starting from zero at local midnight.
+async fn follow_usage(app: AppHandle, mut usage: Receiver<Arc<UsageRecord>>) {
+    seed(&app).await;
+    loop {
+        tokio::select! {
+            received = usage.recv() => {
+                match received {
+                    Ok(record) => count(&app, &record),
+                    // Too far behind to know what was missed: read the day again.
+                    Err(RecvError::Lagged(_)) => seed(&app).await,
+                    Err(RecvError::Closed) => return,
+                }
+                // Take in the rest of a burst, then update the menu once.
+                loop {
+                    match usage.try_recv() {
+                        Ok(record) => count(&app, &record),
+                        Err(TryRecvError::Lagged(_)) => seed(&app).await,
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Closed) => {
+                            tray::refresh_usage(&app);
+                            return;
+                        }
+                    }
+                }
+                tray::refresh_usage(&app);
+                tokio::time::sleep(USAGE_REFRESH_GAP).await;
+            }
+            () = tokio::time::sleep(until_date_check(&app)) => {
+                if roll(&app) {
+                    tray::refresh_usage(&app);
+                }
+            }
+        }
+    }
+}
+
+/// Reads today's totals so far from the running gateway's database (one query, off the async
+/// runtime) and shows them.
+async fn seed(app: &AppHandle) {
+    let day = Day::local_today();
+    let reader = app.clone();
+    let read = tauri::async_runtime::spawn_blocking(move || {
+        let shell = reader.try_state::<Shell>()?;
+        let live = shell.live();
+        let totals = live.gateway.as_ref()?.usage_since(day.start_ms);
+        Some(totals)
+    })
+    .await;
+    let Some(shell) = app.try_state::<Shell>() else {
+        return;
+    };
+    match read {
+        Ok(Some(Ok(totals))) => {
+            shell.live().today = Today::new(day, Counts::from_totals(&totals));
+        }
+        Ok(Some(Err(error))) => {
+            tracing::warn!("cannot read today's usage; counting from zero: {error}");
+            shell.live().today.roll(day);
+        }
+        Ok(None) => {}
+        Err(error) => tracing::warn!("cannot read today's usage: {error}"),
+    }
+    tray::refresh_usage(app);
+}
+
+fn count(app: &AppHandle, record: &UsageRecord) {
+    if let Some(shell) = app.try_state::<Shell>() {
+        let mut live = shell.live();
+        live.today.roll(Day::local_today());
+        live.today.add(record);
+    }
+}
+
+/// Starts a new day at zero if the date changed; whether it did.
+fn roll(app: &AppHandle) -> bool {
+    app.try_state::<Shell>()
+        .is_some_and(|shell| shell.live().today.roll(Day::local_today()))
+}
+
+/// How long to wait before the next date check: until midnight, at most [`DATE_CHECK`].
+fn until_date_check(app: &AppHandle) -> Duration {
+    let end_ms = app
+        .try_state::<Shell>()
+        .map_or(i64::MAX, |shell| shell.live().today.day().end_ms);
+    wait_until(end_ms, chrono::Utc::now().timestamp_millis())
+}
+
+fn wait_until(end_ms: i64, now_ms: i64) -> Duration {
+    let left = u64::try_from(end_ms.saturating_sub(now_ms)).unwrap_or(0);
+    // A few milliseconds past midnight, so the check lands in the new day.
+    Duration::from_millis(left.saturating_add(5)).min(DATE_CHECK)
 }
 
 /// Stops the gateway gracefully (in-flight requests finish, usage is flushed), then exits.
@@ -226,12 +484,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base_url_has_no_trailing_slash() {
+    fn base_url_only_while_running_and_without_trailing_slash() {
         let status = GatewayStatus::Running {
             addr: "127.0.0.1:8317".parse().unwrap(),
             url: Url::parse("http://127.0.0.1:8317").unwrap(),
         };
         assert_eq!(status.base_url().unwrap(), "http://127.0.0.1:8317");
         assert_eq!(GatewayStatus::Failed("x".into()).base_url(), None);
+        assert_eq!(GatewayStatus::Stopped { addr: None }.base_url(), None);
+        assert_eq!(GatewayStatus::Starting.base_url(), None);
+    }
+
+    #[test]
+    fn the_date_is_checked_at_midnight_or_every_minute() {
+        let now = 1_000_000;
+        assert_eq!(wait_until(now + 1_000, now), Duration::from_millis(1_005));
+        assert_eq!(wait_until(now + 3_600_000, now), DATE_CHECK);
+        assert_eq!(wait_until(now - 10, now), Duration::from_millis(5));
+        assert_eq!(wait_until(i64::MAX, i64::MIN), DATE_CHECK);
     }
 }

@@ -4,13 +4,16 @@
 //! This file only decides which of the two to run. `--headless`, or a Linux/BSD session with no
 //! display at all, runs `flexiproxy_gateway::cli::run_headless` on a plain tokio runtime without
 //! touching GTK (which would abort without a display). Everything else goes to
-//! [`desktop::run_app`], which wires the gateway into the tray ([`tray`]) and the window
-//! ([`window`]). The gateway crate owns all the logic; this crate stays a thin shell.
+//! [`desktop::run_app`], which wires the gateway into the tray ([`tray`], with [`today`]'s token
+//! count and [`autostart`]) and the window ([`window`]). The gateway crate owns all the logic;
+//! this crate stays a thin shell.
 
 // Release builds on Windows are GUI programs: no console window pops up behind the tray app.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+mod autostart;
 mod desktop;
+mod today;
 mod tray;
 mod window;
 

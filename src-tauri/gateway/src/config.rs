@@ -11,11 +11,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::cli::{Args, SecretsArg, UsageArg};
+use crate::host::Host;
 use crate::secrets::{Secret, SharedSecretStore};
 use crate::store::{Database, StoreError};
 
@@ -62,6 +64,8 @@ pub struct Settings {
     pub response_timeout: Duration,
     /// The declarative config file (`--config`, `FLEXIPROXY_CONFIG`), if any: see `config_file`.
     pub config_file: Option<PathBuf>,
+    /// The desktop app embedding this gateway (`None` headless): see `host`.
+    pub host: Option<Arc<dyn Host>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +96,7 @@ impl Settings {
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(600),
             config_file: None,
+            host: None,
         }
     }
 

@@ -24,6 +24,7 @@
 //! - `provider_test`: one small real call to a provider, to check its URL, key and model.
 //! - `store`: the SQLite file and its migrations. `secrets`: keychain and the `Secret` type.
 //! - `error`: one error type, rendered in each caller's protocol.
+//! - `host`: what the desktop app embedding the gateway offers the API (start at login).
 
 pub mod access;
 pub mod canonical;
@@ -32,6 +33,7 @@ pub mod config;
 pub mod config_file;
 pub mod discovery;
 pub mod error;
+pub mod host;
 pub mod lifecycle;
 pub mod presets;
 pub mod protocol;

@@ -215,7 +215,7 @@ impl Gateway {
 
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let state: AppState = Arc::new(Shared {
-            db,
+            db: db.clone(),
             registry,
             router,
             secrets,
@@ -248,6 +248,7 @@ impl Gateway {
             management_token,
             secrets_status: status,
             recorder,
+            db,
             stop: Some(stop_tx),
             server,
             _config_watch: config_watch,
@@ -282,6 +283,8 @@ pub struct RunningGateway {
     management_token: Option<Secret>,
     secrets_status: SecretsStatus,
     recorder: Recorder,
+    /// For the few summary reads the embedding app makes (the tray's seed of today's tokens).
+    db: Arc<Database>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     /// Stops watching the config file when the gateway goes.
@@ -296,6 +299,14 @@ impl RunningGateway {
         &self,
     ) -> tokio::sync::broadcast::Receiver<Arc<crate::usage::UsageRecord>> {
         self.recorder.subscribe()
+    }
+
+    /// Totals of everything recorded since `since_ms` (e.g. local midnight), read once from
+    /// the database: the tray seeds its day count with this and then follows
+    /// [`RunningGateway::subscribe_usage`], so it never reads SQLite per request. Blocks for
+    /// one query: call it off the async runtime.
+    pub fn usage_since(&self, since_ms: i64) -> Result<crate::usage::Totals, StoreError> {
+        Ok(crate::usage::summary(&self.db, since_ms)?.today)
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -34,6 +34,8 @@ use crate::secrets::{Secret, SecretRef, SecretStore};
 use crate::state::AppState;
 use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
 
+use super::host_views;
+
 type ApiResult<T> = Result<T, Rendered>;
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -76,6 +78,10 @@ pub fn router(state: AppState) -> Router<AppState> {
                 .delete(delete_adapter),
         )
         .route("/settings", get(get_settings).put(put_settings))
+        .route(
+            "/desktop",
+            get(host_views::get_desktop).put(host_views::put_desktop),
+        )
         .merge(super::usage_views::routes())
         .fallback(|| async {
             Rendered::management(GatewayError::NotFound("no such management endpoint".into()))

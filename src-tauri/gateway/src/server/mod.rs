@@ -7,6 +7,7 @@
 
 mod assets;
 mod client_api;
+mod host_views;
 mod management;
 mod pool_views;
 mod usage_views;

@@ -1,0 +1,89 @@
+//! `GET/PUT /api/desktop`: the desktop app's own settings (start at login) for the web UI.
+//!
+//! They exist only when the gateway runs inside the desktop app, which passes its
+//! [`crate::host::Host`] in `Settings::host`; a headless gateway answers `available: false` and
+//! refuses changes with 409. Registered in the management router, so the token and the
+//! Host/Origin guard apply. The host keeps the tray in step with changes made here.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GatewayError, Rendered};
+use crate::host::{Host, HostError};
+use crate::state::AppState;
+
+/// What both routes answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesktopView {
+    /// Whether a desktop app hosts this gateway.
+    pub available: bool,
+    /// Whether the app starts at login; `null` without a desktop app.
+    pub autostart: Option<bool>,
+}
+
+/// The body `PUT /api/desktop` accepts; absent fields stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DesktopInput {
+    autostart: Option<bool>,
+}
+
+pub(super) async fn get_desktop(
+    State(state): State<AppState>,
+) -> Result<Json<DesktopView>, Rendered> {
+    let view = match state.settings.host.clone() {
+        None => headless(),
+        Some(host) => read(host).await?,
+    };
+    Ok(Json(view))
+}
+
+pub(super) async fn put_desktop(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<DesktopView>, Rendered> {
+    let input: DesktopInput = serde_json::from_slice(&body)
+        .map_err(|e| Rendered::management(GatewayError::Invalid(format!("request body: {e}"))))?;
+    let Some(host) = state.settings.host.clone() else {
+        return Err(Rendered::management(GatewayError::Conflict(
+            "this gateway runs headless, without the desktop app: start it at login with your \
+             service manager (e.g. a systemd user unit) instead"
+                .into(),
+        )));
+    };
+    if let Some(enabled) = input.autostart {
+        let setter = host.clone();
+        run(move || setter.set_autostart(enabled)).await?;
+        tracing::info!(autostart = enabled, "start at login changed from the API");
+    }
+    Ok(Json(read(host).await?))
+}
+
+fn headless() -> DesktopView {
+    DesktopView {
+        available: false,
+        autostart: None,
+    }
+}
+
+async fn read(host: Arc<dyn Host>) -> Result<DesktopView, Rendered> {
+    let autostart = run(move || host.autostart()).await?;
+    Ok(DesktopView {
+        available: true,
+        autostart: Some(autostart),
+    })
+}
+
+/// Host calls may write files or ask the OS: kept off the async runtime.
+async fn run<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, HostError> + Send + 'static,
+) -> Result<T, Rendered> {
+    tokio::task::spawn_blocking(call)
+        .await
+        .map_err(|e| Rendered::management(GatewayError::Internal(e.to_string())))?
+        .map_err(|e| Rendered::management(GatewayError::Internal(e.0)))
+}

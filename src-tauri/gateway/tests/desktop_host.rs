@@ -1,0 +1,206 @@
+//! `GET/PUT /api/desktop` over real HTTP, with a gateway started in-process: headless (no host:
+//! `available: false`, changes refused with 409) and hosted by a fake desktop app that keeps its
+//! autostart flag in memory, as the tray app keeps it in its autostart entry. Also the day
+//! totals the tray seeds its token count with (`RunningGateway::usage_since`).
+#![allow(
+    clippy::unwrap_used,
+    reason = "test fixtures: a failed unwrap is a failed test, with its location"
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use flexiproxy_gateway::host::{Host, HostError};
+use flexiproxy_gateway::secrets::MemoryStore;
+use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A desktop app in memory: the flag, how often it was set, and a switch that makes it fail.
+#[derive(Debug, Default)]
+struct FakeHost {
+    autostart: AtomicBool,
+    sets: AtomicUsize,
+    broken: AtomicBool,
+}
+
+impl Host for FakeHost {
+    fn autostart(&self) -> Result<bool, HostError> {
+        Ok(self.autostart.load(Ordering::SeqCst))
+    }
+
+    fn set_autostart(&self, enabled: bool) -> Result<(), HostError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(HostError(
+                "cannot write the autostart entry: permission denied".into(),
+            ));
+        }
+        self.sets.fetch_add(1, Ordering::SeqCst);
+        self.autostart.store(enabled, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// A scratch data folder, removed when the test ends.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Fixture {
+    gateway: RunningGateway,
+    token: String,
+    http: reqwest::Client,
+    _dir: TempDir,
+}
+
+async fn start(host: Option<Arc<dyn Host>>) -> Fixture {
+    let dir = std::env::temp_dir().join(format!(
+        "flexiproxy-host-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    let mut settings = Settings::new(dir.clone());
+    settings.port = 0;
+    settings.secrets = SecretsMode::Store(Arc::new(MemoryStore::default()));
+    settings.host = host;
+    let gateway = Gateway::start(settings).await.unwrap();
+    let token = gateway.management_token().unwrap().expose().to_owned();
+    Fixture {
+        gateway,
+        token,
+        http: reqwest::Client::new(),
+        _dir: TempDir(dir),
+    }
+}
+
+impl Fixture {
+    async fn get(&self) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}/api/desktop", self.gateway.base_url()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn put(&self, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .put(format!("{}/api/desktop", self.gateway.base_url()))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn headless_has_no_desktop_and_refuses_changes() {
+    let fixture = start(None).await;
+    assert_eq!(
+        fixture.get().await,
+        (
+            StatusCode::OK,
+            json!({"available": false, "autostart": null})
+        )
+    );
+    let (status, body) = fixture.put(&json!({"autostart": true})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("headless"),
+        "{body}"
+    );
+    fixture.gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_host_reads_and_sets_autostart() {
+    let host = Arc::new(FakeHost::default());
+    let fixture = start(Some(host.clone())).await;
+    assert_eq!(
+        fixture.get().await,
+        (
+            StatusCode::OK,
+            json!({"available": true, "autostart": false})
+        )
+    );
+
+    let (status, body) = fixture.put(&json!({"autostart": true})).await;
+    assert_eq!(
+        (status, body),
+        (
+            StatusCode::OK,
+            json!({"available": true, "autostart": true})
+        )
+    );
+    assert!(host.autostart.load(Ordering::SeqCst));
+
+    // A change made on the host's side (the tray) is what the API reads next.
+    host.autostart.store(false, Ordering::SeqCst);
+    assert_eq!(fixture.get().await.1["autostart"], json!(false));
+
+    // An empty body changes nothing; unknown fields and wrong types are refused.
+    assert_eq!(fixture.put(&json!({})).await.0, StatusCode::OK);
+    assert_eq!(host.sets.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        fixture.put(&json!({"autostart": "yes"})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        fixture.put(&json!({"start_at_login": true})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // The host's failure reaches the caller with its message.
+    host.broken.store(true, Ordering::SeqCst);
+    let (status, body) = fixture.put(&json!({"autostart": true})).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("permission denied"),
+        "{body}"
+    );
+    fixture.gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_desktop_routes_need_the_management_token() {
+    let fixture = start(Some(Arc::new(FakeHost::default()))).await;
+    let url = format!("{}/api/desktop", fixture.gateway.base_url());
+    let get = fixture.http.get(&url).send().await.unwrap();
+    assert_eq!(get.status(), StatusCode::UNAUTHORIZED);
+    let put = fixture
+        .http
+        .put(&url)
+        .json(&json!({"autostart": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::UNAUTHORIZED);
+    fixture.gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn usage_since_starts_at_zero() {
+    let fixture = start(None).await;
+    let totals = fixture.gateway.usage_since(0).unwrap();
+    assert_eq!(totals.requests, 0);
+    assert_eq!(totals.input_tokens + totals.output_tokens, 0);
+    fixture.gateway.shutdown().await;
+}
