@@ -23,6 +23,8 @@
 //!   `usage_export`: the history as CSV.
 //! - `provider_test`: one small real call to a provider, to check its URL, key and model.
 //! - `store`: the SQLite file and its migrations. `secrets`: keychain and the `Secret` type.
+//! - `tool_setup`: snippets for the user's coding tools, and writing (and undoing) their config
+//!   files so they use the gateway.
 //! - `error`: one error type, rendered in each caller's protocol.
 //! - `host`: what the desktop app embedding the gateway offers the API (start at login).
 
@@ -46,6 +48,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod token_count;
+pub mod tool_setup;
 pub mod translate;
 pub mod usage;
 pub mod usage_export;

@@ -108,6 +108,22 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE adapters_v2 RENAME TO adapters;
      ALTER TABLE usage ADD COLUMN credential TEXT;
      CREATE INDEX usage_credential_ts ON usage (credential, ts_ms);",
+    // 3: tool set-ups FlexiProxy wrote into other programs' config files, so they can be undone.
+    // `previous` holds, per owned key, whether it was there and (for keys that are not secret)
+    // its value; secret values stay only in the backup file.
+    "CREATE TABLE tool_setups (
+         id             INTEGER PRIMARY KEY,
+         tool           TEXT NOT NULL,
+         path           TEXT NOT NULL,
+         adapter        INTEGER,
+         previous       TEXT NOT NULL,
+         created_file   INTEGER NOT NULL,
+         backup_path    TEXT,
+         written_sha256 TEXT NOT NULL,
+         applied_at     INTEGER NOT NULL,
+         undone_at      INTEGER
+     );
+     CREATE INDEX tool_setups_active ON tool_setups (tool, undone_at);",
 ];
 
 /// The schema version this binary writes.
@@ -212,6 +228,27 @@ pub struct AdapterRow {
     pub strategy: Option<String>,
     pub key_hash: String,
     pub key_hint: String,
+}
+
+/// A tool's config file FlexiProxy wrote into: enough to undo it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolSetupRow {
+    pub id: i64,
+    /// The tool's id (`claude-code`, `codex`, …).
+    pub tool: String,
+    pub path: String,
+    /// The adapter whose key was written (its `create_time`).
+    pub adapter: Option<i64>,
+    /// JSON: owned key → its state before FlexiProxy's first write (see `tool_setup`).
+    pub previous: String,
+    /// FlexiProxy created the file (it did not exist before).
+    pub created_file: bool,
+    /// The copy of the file as it was before the first write.
+    pub backup_path: Option<String>,
+    /// SHA-256 (hex) of the bytes FlexiProxy last wrote, to tell whether the user edited since.
+    pub written_sha256: String,
+    pub applied_at: i64,
+    pub undone_at: Option<i64>,
 }
 
 /// The open database. One connection behind a mutex serves the management API, which is
@@ -593,6 +630,89 @@ impl Database {
             .map_err(|e| self.wrap(e))
     }
 
+    /// The set-ups not undone yet, oldest first; for one tool, or all with `None`.
+    pub fn active_tool_setups(&self, tool: Option<&str>) -> Result<Vec<ToolSetupRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, tool, path, adapter, previous, created_file, backup_path,
+                        written_sha256, applied_at, undone_at
+                 FROM tool_setups
+                 WHERE undone_at IS NULL AND (?1 IS NULL OR tool = ?1)
+                 ORDER BY id",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([tool], |row| {
+                Ok(ToolSetupRow {
+                    id: row.get(0)?,
+                    tool: row.get(1)?,
+                    path: row.get(2)?,
+                    adapter: row.get(3)?,
+                    previous: row.get(4)?,
+                    created_file: row.get(5)?,
+                    backup_path: row.get(6)?,
+                    written_sha256: row.get(7)?,
+                    applied_at: row.get(8)?,
+                    undone_at: row.get(9)?,
+                })
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// Records a first write into a tool's file; returns its id.
+    pub fn insert_tool_setup(&self, row: &ToolSetupRow) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO tool_setups (tool, path, adapter, previous, created_file, backup_path,
+                 written_sha256, applied_at, undone_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                row.tool,
+                row.path,
+                row.adapter,
+                row.previous,
+                row.created_file,
+                row.backup_path,
+                row.written_sha256,
+                row.applied_at,
+                row.undone_at
+            ],
+        )
+        .map_err(|e| self.wrap(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Notes a later write over a set-up (re-applied, perhaps with another adapter); what it
+    /// undoes to stays the state before the first write.
+    pub fn rewrite_tool_setup(
+        &self,
+        id: i64,
+        adapter: Option<i64>,
+        written_sha256: &str,
+        applied_at: i64,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE tool_setups SET adapter = ?2, written_sha256 = ?3, applied_at = ?4
+                 WHERE id = ?1",
+                params![id, adapter, written_sha256, applied_at],
+            )
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
+    pub fn mark_tool_setup_undone(&self, id: i64, undone_at: i64) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE tool_setups SET undone_at = ?2 WHERE id = ?1",
+                params![id, undone_at],
+            )
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
     /// Runs a read-only query on the shared connection (usage summaries).
     pub fn read<T>(
         &self,
@@ -800,6 +920,57 @@ mod tests {
             "credentials go with it"
         );
         assert!(db.discovered().unwrap().is_empty());
+    }
+
+    #[test]
+    fn version_two_gains_tool_setups_and_keeps_its_rows() {
+        let dir = scratch();
+        let path = dir.join(DB_FILE);
+        let mut conn = Database::open_connection(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        tx.execute_batch(MIGRATIONS[0]).unwrap();
+        tx.execute_batch(MIGRATIONS[1]).unwrap();
+        tx.pragma_update(None, "user_version", 2).unwrap();
+        tx.execute_batch(
+            "INSERT INTO providers (id, url, protocol, created_at, updated_at)
+                 VALUES ('ds', 'http://x/v1', 'openai_chat', 7, 7);
+             INSERT INTO adapters (create_time, provider_id, model_id, key_hash, key_hint)
+                 VALUES (9, 'ds', 'deepseek-chat', 'h', 'fp-…');",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        drop(conn);
+
+        let db = Database::open(&dir).unwrap();
+        let version: i64 = db
+            .read(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .unwrap();
+        assert_eq!(version, 3);
+        assert_eq!(db.providers().unwrap()[0].id, "ds");
+        assert_eq!(db.adapters().unwrap()[0].create_time, 9);
+        assert!(db.active_tool_setups(None).unwrap().is_empty());
+
+        let row = ToolSetupRow {
+            id: 0,
+            tool: "codex".into(),
+            path: "/h/.codex/config.toml".into(),
+            adapter: Some(9),
+            previous: r#"{"model":{"state":"absent"}}"#.into(),
+            created_file: true,
+            backup_path: None,
+            written_sha256: "ab".into(),
+            applied_at: 10,
+            undone_at: None,
+        };
+        let id = db.insert_tool_setup(&row).unwrap();
+        db.rewrite_tool_setup(id, Some(9), "cd", 11).unwrap();
+        let active = db.active_tool_setups(Some("codex")).unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].written_sha256, "cd");
+        assert_eq!(active[0].applied_at, 11);
+        assert!(db.active_tool_setups(Some("aider")).unwrap().is_empty());
+        db.mark_tool_setup_undone(id, 12).unwrap();
+        assert!(db.active_tool_setups(None).unwrap().is_empty());
     }
 
     #[test]

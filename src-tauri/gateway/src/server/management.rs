@@ -82,6 +82,9 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/desktop",
             get(host_views::get_desktop).put(host_views::put_desktop),
         )
+        .route("/tools", get(super::tool_views::list))
+        .route("/tools/{tool}/apply", post(super::tool_views::apply))
+        .route("/tools/{tool}/undo", post(super::tool_views::undo))
         .merge(super::usage_views::routes())
         .fallback(|| async {
             Rendered::management(GatewayError::NotFound("no such management endpoint".into()))

@@ -10,6 +10,7 @@ mod client_api;
 mod host_views;
 mod management;
 mod pool_views;
+mod tool_views;
 mod usage_views;
 
 use axum::Router;
