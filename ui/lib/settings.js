@@ -100,6 +100,8 @@ async function onUsageToggle() {
   const msg = $('usage-setting-msg');
   let remove = false;
   if (!want) {
+    // Stays on while the question is open: nothing changed until the user answers.
+    toggle.checked = true;
     const answer = await choiceDialog({
       title: 'Turn usage statistics off?',
       text: 'New requests will not be recorded. What should happen to the history already recorded?',
@@ -110,11 +112,11 @@ async function onUsageToggle() {
       ],
     });
     if (answer !== 'keep' && answer !== 'delete') {
-      toggle.checked = true;
       toggle.focus();
       return;
     }
     remove = answer === 'delete';
+    toggle.checked = false;
   }
   toggle.disabled = true;
   $('usage-toggle-state').replaceChildren(h('span', { class: 'spinner', 'aria-hidden': 'true' }), remove ? 'Turning off and deleting…' : 'Saving…');

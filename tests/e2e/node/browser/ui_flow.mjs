@@ -241,6 +241,7 @@ try {
   seen.usageChoices = await page.$$eval('#confirm-actions button', (els) => els.map((e) => e.textContent));
   await shot(page, 'ui-dialog-usage-off', false);
   await page.click('#confirm-actions button[value="cancel"]');
+  await page.waitForSelector('#confirm-dialog:not([open])', { state: 'attached' });
   seen.usageStillOn = await page.isChecked('#usage-toggle');
   const [download] = await Promise.all([
     page.waitForEvent('download', { timeout: 10000 }).catch(() => null),
