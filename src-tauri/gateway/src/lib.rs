@@ -16,6 +16,7 @@
 //!   that translation between protocols goes through.
 //! - `protocol`: wire formats (`openai_chat`, `anthropic_messages`) with their conversions to
 //!   and from `canonical`, SSE framing, in-place JSON edits.
+//! - `presets`: the well-known providers the UI offers to add (base URL, protocol, key page).
 //! - `registry`: providers, credentials, routes and adapters in memory for the request path.
 //! - `access`: adapter keys, the management token, the Host/Origin guard.
 //! - `usage`: per-request records written off the request path; summaries and statistics;
@@ -36,6 +37,7 @@ pub mod discovery;
 pub mod error;
 pub mod host;
 pub mod lifecycle;
+pub mod presets;
 pub mod protocol;
 pub mod provider_test;
 pub mod registry;

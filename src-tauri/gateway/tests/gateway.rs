@@ -1177,3 +1177,43 @@ async fn model_lists_come_in_each_protocols_shape() {
     assert_eq!(error["error"]["code"], 401);
     assert_eq!(error["error"]["status"], "UNAUTHENTICATED");
 }
+
+#[tokio::test]
+async fn the_window_loads_its_modules_and_presets() {
+    let f = fixture().await;
+    let module = f.http.get(f.url("/lib/dom.js")).send().await.unwrap();
+    assert_eq!(module.status(), StatusCode::OK);
+    let kind = module.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(kind.starts_with("text/javascript"), "{kind}");
+    for missing in ["/lib/nope.js", "/lib/..%2Fapp.js", "/lib/"] {
+        let r = f.http.get(f.url(missing)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{missing}");
+    }
+    let no_token = f.http.get(f.url("/api/presets")).send().await.unwrap();
+    assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
+    let presets: Value = f
+        .http
+        .get(f.url("/api/presets"))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = presets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 12, "{ids:?}");
+    assert_eq!(presets[1]["protocol"], "anthropic_messages");
+    assert_eq!(
+        presets[2]["url"],
+        "https://generativelanguage.googleapis.com/v1beta"
+    );
+}

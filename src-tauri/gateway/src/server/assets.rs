@@ -1,6 +1,9 @@
 //! The web UI's static files, compiled into the binary from the repository's `ui/` folder so
 //! an installed app needs nothing beside it. The same pages are shown in the desktop window and
 //! in a browser at the gateway's address.
+//!
+//! `app.js` is the entry; it imports the page modules under `ui/lib/` (served at `/lib/NAME`),
+//! a fixed list below, so nothing outside `ui/` can ever be served.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -26,6 +29,54 @@ const ICON: Asset = Asset {
     bytes: include_bytes!("../../../../icons/icon.png"),
     content_type: "image/png",
 };
+
+/// A script module the UI imports.
+const fn module(bytes: &'static [u8]) -> Asset {
+    Asset {
+        bytes,
+        content_type: "text/javascript; charset=utf-8",
+    }
+}
+
+/// `ui/lib/*.js`, by file name.
+const MODULES: &[(&str, Asset)] = &[
+    (
+        "adapters.js",
+        module(include_bytes!("../../../../ui/lib/adapters.js")),
+    ),
+    (
+        "api.js",
+        module(include_bytes!("../../../../ui/lib/api.js")),
+    ),
+    (
+        "chart.js",
+        module(include_bytes!("../../../../ui/lib/chart.js")),
+    ),
+    (
+        "dashboard.js",
+        module(include_bytes!("../../../../ui/lib/dashboard.js")),
+    ),
+    (
+        "dom.js",
+        module(include_bytes!("../../../../ui/lib/dom.js")),
+    ),
+    (
+        "live.js",
+        module(include_bytes!("../../../../ui/lib/live.js")),
+    ),
+    (
+        "providers.js",
+        module(include_bytes!("../../../../ui/lib/providers.js")),
+    ),
+    (
+        "settings.js",
+        module(include_bytes!("../../../../ui/lib/settings.js")),
+    ),
+    (
+        "state.js",
+        module(include_bytes!("../../../../ui/lib/state.js")),
+    ),
+];
 
 fn serve(asset: &Asset) -> Response {
     let mut response = (StatusCode::OK, asset.bytes).into_response();
@@ -66,4 +117,54 @@ pub async fn style() -> Response {
 
 pub async fn icon() -> Response {
     serve(&ICON)
+}
+
+/// `GET /lib/{name}`: one of the UI's script modules.
+pub async fn lib_module(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match MODULES.iter().find(|(file, _)| *file == name) {
+        Some((_, asset)) => serve(asset),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_module_is_listed_once_and_is_a_script() {
+        let mut names: Vec<&str> = MODULES.iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MODULES.len());
+        for (name, asset) in MODULES {
+            assert!(name.ends_with(".js"), "{name}");
+            assert!(!asset.bytes.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_module_the_ui_imports_is_served() {
+        // The entry and the modules import each other by relative path (`./lib/x.js`,
+        // `./x.js`); a file missing from MODULES would be a 404 and a blank page.
+        let sources = std::iter::once(SCRIPT.bytes).chain(MODULES.iter().map(|(_, a)| a.bytes));
+        for source in sources {
+            let text = String::from_utf8_lossy(source);
+            let imports = text
+                .lines()
+                .filter(|l| l.starts_with("import ") || l.starts_with("} from "));
+            for line in imports {
+                let Some(start) = line.find("'./") else {
+                    continue;
+                };
+                let rest = &line[start + 3..];
+                let path = rest.split('\'').next().unwrap_or_default();
+                let name = path.strip_prefix("lib/").unwrap_or(path);
+                assert!(
+                    MODULES.iter().any(|(file, _)| *file == name),
+                    "`{line}` imports {name}, which assets.rs does not serve"
+                );
+            }
+        }
+    }
 }

@@ -42,6 +42,7 @@ type ApiResult<T> = Result<T, Rendered>;
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/status", get(status))
+        .route("/presets", get(presets))
         .route("/providers", get(list_providers))
         .route(
             "/providers/{id}",
@@ -153,6 +154,11 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
         "providers": snapshot.provider_count(),
         "adapters": snapshot.adapter_count(),
     }))
+}
+
+/// `GET /api/presets`: the providers the UI offers to add with one click.
+async fn presets() -> impl IntoResponse {
+    axum::Json(crate::presets::PRESETS)
 }
 
 #[derive(Debug, Serialize)]

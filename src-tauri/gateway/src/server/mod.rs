@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(assets::index))
         .route("/index.html", get(assets::index))
         .route("/app.js", get(assets::script))
+        .route("/lib/{name}", get(assets::lib_module))
         .route("/style.css", get(assets::style))
         .route("/icon.png", get(assets::icon))
         .route(

@@ -44,6 +44,10 @@ try {
     )
     .then((h) => h.jsonValue())
     .catch(() => null);
+  // The counter moves with the event itself; the list follows once the summaries are refetched.
+  await page
+    .waitForFunction((m) => document.querySelector('#recent-body')?.textContent.includes(m), args.model, { timeout: 10000 })
+    .catch(() => {});
   const recent = await page.textContent('#recent-body');
   const sameLoad = await page.evaluate(() => window.__sameLoad === true);
   await page.screenshot({ path: args.screenshot, fullPage: true });

@@ -1,0 +1,381 @@
+// The Dashboard page: today's live tiles, the tokens-over-time chart, usage per provider /
+// adapter / model (today or the last 7 days), and the last requests with their errors.
+//
+// Tiles move the moment a usage event arrives (counted from the event itself); the summaries
+// (`/api/usage/stats`, `/api/usage/recent`) are then refetched once per burst of events, which
+// also corrects the tiles. Requests per minute is counted here from the events of the last 60 s.
+
+import { api, apiOptional, errorText } from './api.js';
+import { renderChart } from './chart.js';
+import {
+  $, h, td, emptyRow, showMsg, fmtInt, fmtMs, timeCell, fmtWhen, localMidnightMs, selectTab, tabKeys,
+} from './dom.js';
+import { state, on } from './state.js';
+
+/** The shortest gap between two refetches while requests stream in. */
+const REFRESH_GAP_MS = 300;
+const RECENT_LIMIT = 20;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+const ERROR_OUTCOMES = new Set(['failed', 'upstream_error', 'interrupted']);
+
+const view = {
+  period: 'today',
+  by: 'provider',
+  stats: { today: null, week: null },
+  statsMissing: false,
+  recent: [],
+  /** When requests of the last minute finished (ms, this clock). */
+  finished: [],
+  rpmTimer: null,
+  refreshTimer: null,
+  running: false,
+  again: false,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Tiles
+
+function setTiles(t) {
+  $('u-requests').textContent = fmtInt(t?.requests);
+  $('u-input').textContent = fmtInt(t?.input_tokens);
+  $('u-output').textContent = fmtInt(t?.output_tokens);
+  $('u-cached').textContent = fmtInt(t?.cached_tokens);
+  $('u-errors').textContent = fmtInt(t?.errors);
+  $('u-errors').closest('.tile').classList.toggle('tile-bad', (t?.errors || 0) > 0);
+}
+
+function renderRpm() {
+  const cutoff = Date.now() - 60_000;
+  view.finished = view.finished.filter((t) => t > cutoff);
+  $('u-rpm').textContent = fmtInt(view.finished.length);
+  // A local clock (no server calls) ages the count while there is anything to age.
+  if (view.finished.length > 0 && !view.rpmTimer) {
+    view.rpmTimer = setInterval(renderRpm, 2000);
+  } else if (view.finished.length === 0 && view.rpmTimer) {
+    clearInterval(view.rpmTimer);
+    view.rpmTimer = null;
+  }
+}
+
+/** Counts one request on the tiles at once, before the refetch confirms it. */
+function countRecord(r) {
+  view.finished.push(Date.now());
+  renderRpm();
+  const today = view.stats.today?.totals;
+  if (!today || typeof r?.ts_ms !== 'number' || r.ts_ms < localMidnightMs()) return;
+  today.requests += 1;
+  today.input_tokens += r.tokens?.input || 0;
+  today.output_tokens += r.tokens?.output || 0;
+  today.cached_tokens += r.tokens?.cached || 0;
+  if (ERROR_OUTCOMES.has(r.outcome)) today.errors += 1;
+  setTiles(today);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chart and breakdown
+
+/** The period's buckets, every one present (zeros included, later hours of today marked future). */
+function padded(stats, period) {
+  const since = period === 'today' ? localMidnightMs() : localMidnightMs(6);
+  const bucket = period === 'today' ? HOUR_MS : DAY_MS;
+  const count = period === 'today' ? 24 : 7;
+  const now = Date.now();
+  const out = Array.from({ length: count }, (_, i) => ({
+    start_ms: since + i * bucket, input_tokens: 0, output_tokens: 0, future: since + i * bucket > now,
+  }));
+  for (const b of stats?.series || []) {
+    const i = Math.round((b.start_ms - since) / bucket);
+    if (i >= 0 && i < count) Object.assign(out[i], { input_tokens: b.input_tokens || 0, output_tokens: b.output_tokens || 0 });
+  }
+  return out;
+}
+
+function renderChartNow() {
+  const box = $('chart');
+  if (view.statsMissing) {
+    box.replaceChildren(h('p', { class: 'note' }, 'This gateway has no usage statistics endpoint yet; update FlexiProxy to see the chart.'));
+    return;
+  }
+  const stats = view.stats[view.period];
+  if (!stats) return;
+  renderChart(box, padded(stats, view.period), view.period);
+}
+
+function adapterName(key, label) {
+  if (key === 'none') return h('span', { class: 'muted' }, 'no adapter (tests, management)');
+  const a = state.adapters.find((x) => String(x.create_time) === String(key));
+  if (a?.name) return h('span', {}, a.name, label ? h('span', { class: 'sub block' }, label) : null);
+  return label || (a ? `${a.provider_id ?? 'routing'} · ${a.model_id ?? 'any model'}` : `adapter ${key}`);
+}
+
+function renderBreakdown() {
+  const labels = { provider: 'Provider', adapter: 'Adapter', model: 'Model' };
+  $('breakdown-key').textContent = labels[view.by];
+  $('panel-breakdown').setAttribute('aria-labelledby', `tab-${view.by}`);
+  $('breakdown-caption').textContent = `Usage by ${view.by}, ${view.period === 'today' ? 'today' : 'last 7 days'}`;
+  const body = $('breakdown-body');
+  const stats = view.stats[view.period];
+  if (view.statsMissing) {
+    body.replaceChildren(emptyRow(7, 'Needs a newer gateway (no /api/usage/stats).'));
+    return;
+  }
+  if (!stats) {
+    body.replaceChildren(emptyRow(7, 'Loading…'));
+    return;
+  }
+  const rows = stats[`by_${view.by}`] || [];
+  if (rows.length === 0) {
+    body.replaceChildren(emptyRow(7, view.period === 'today' ? 'No requests today yet.' : 'No requests in the last 7 days.'));
+    return;
+  }
+  body.replaceChildren(...rows.map((r) => {
+    const name = view.by === 'adapter' ? adapterName(r.key, r.label) : String(r.key ?? '—');
+    return h('tr', {},
+      td(labels[view.by], name, view.by === 'model' ? 'mono break' : 'break'),
+      td('Requests', fmtInt(r.requests), 'num'),
+      td('Input', fmtInt(r.input_tokens), 'num'),
+      td('Output', fmtInt(r.output_tokens), 'num'),
+      td('Cached', fmtInt(r.cached_tokens), 'num opt'),
+      td('Errors', r.errors ? h('span', { class: 'bad-text' }, fmtInt(r.errors)) : '0', 'num'),
+      td('Avg latency', fmtMs(r.avg_latency_ms), 'num opt'),
+    );
+  }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Last requests
+
+function statusKind(status) {
+  if (typeof status !== 'number' || status === 0) return 'bad';
+  if (status < 300) return 'ok';
+  if (status < 500) return 'warn';
+  return 'bad';
+}
+
+function adapterCell(r) {
+  if (r.adapter == null) return h('span', { class: 'muted' }, '—');
+  const a = state.adapters.find((x) => x.create_time === r.adapter);
+  const text = a?.name || r.adapter_label || (a ? `${a.provider_id ?? 'routing'} · ${a.model_id ?? 'any'}` : `#${r.adapter}`);
+  return h('span', { class: 'ellipsis block', title: r.adapter_label || text }, text);
+}
+
+function outcomeText(r) {
+  const o = String(r.outcome ?? '');
+  if (o === 'client_closed') return 'the client hung up';
+  if (o === 'interrupted') return 'the stream broke off';
+  if (o === 'failed') return 'no answer from the provider';
+  if (o === 'upstream_error') return 'the provider answered with an error';
+  return o;
+}
+
+function renderRecentErrors(rows) {
+  const box = $('recent-errors');
+  const errs = rows.filter((r) => r.error || ERROR_OUTCOMES.has(r.outcome)).slice(0, 3);
+  box.hidden = errs.length === 0;
+  box.replaceChildren(
+    h('h3', {}, 'Recent errors'),
+    h('ul', {}, errs.map((r) => h('li', {},
+      h('span', { class: 'muted' }, fmtWhen(r.ts_ms), ' · '),
+      'Provider ', h('strong', {}, String(r.provider_id || '?')),
+      r.credential ? h('span', { class: 'muted' }, ` (key ${r.credential})`) : null,
+      ` failed${r.status ? ` with HTTP ${r.status}` : ''}: `,
+      h('span', { class: 'bad-text' }, String(r.error || outcomeText(r))),
+    ))),
+  );
+}
+
+let lastRecentJson = null;
+
+function renderRecent(rows) {
+  // Re-rendering identical rows would only steal keyboard focus and hover.
+  const json = JSON.stringify(rows) + String(state.status?.usage_enabled) + state.adapters.length;
+  if (json === lastRecentJson) return;
+  lastRecentJson = json;
+  renderRecentErrors(rows);
+  const body = $('recent-body');
+  if (rows.length === 0) {
+    body.replaceChildren(emptyRow(9, state.status && !state.status.usage_enabled
+      ? 'No requests recorded (usage statistics are off).'
+      : 'No requests yet. Create an adapter and point a tool at the base URL with its key.'));
+    return;
+  }
+  body.replaceChildren(...rows.map((r) => {
+    const tokens = h('span', {}, `${fmtInt(r.input_tokens)} / ${fmtInt(r.output_tokens)}`);
+    if (r.cached_tokens) tokens.append(h('span', { class: 'muted' }, ` (${fmtInt(r.cached_tokens)})`));
+    const err = r.error ? String(r.error) : ERROR_OUTCOMES.has(r.outcome) || r.outcome === 'client_closed' ? outcomeText(r) : '';
+    const model = String(r.model ?? '—');
+    return h('tr', {},
+      td('Time', timeCell(r.ts_ms), 'nowrap'),
+      td('Provider', h('span', { title: r.credential ? `key ${r.credential}` : null }, String(r.provider_id || '—')), 'clip'),
+      td('Adapter', adapterCell(r), 'clip'),
+      td('Model', [
+        h('span', { class: 'mono block ellipsis', title: model }, model),
+        h('span', { class: 'sub block' }, h('span', { class: 'mono' }, String(r.endpoint ?? '')), r.stream ? h('span', { class: 'tag' }, 'stream') : null),
+      ], 'clip model-cell'),
+      td('Status', h('span', { class: 'badge', dataset: { kind: statusKind(r.status) } }, String(r.status || '—'))),
+      td('Tokens', tokens, 'num nowrap'),
+      td('Latency', fmtMs(r.latency_ms), 'num nowrap'),
+      td('TTFT', fmtMs(r.ttfb_ms), 'num nowrap'),
+      // Long errors are clamped; hovering or focusing one (Tab) shows it whole.
+      td('Error', err ? h('span', { class: 'err-text', title: err, tabindex: '0' }, err) : h('span', { class: 'muted' }, '—')),
+    );
+  }));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading
+
+function statsPath(period) {
+  const since = period === 'today' ? localMidnightMs() : localMidnightMs(6);
+  const bucket = period === 'today' ? HOUR_MS : DAY_MS;
+  return `/api/usage/stats?since_ms=${since}&bucket_ms=${bucket}`;
+}
+
+/** Today's totals from the older summary endpoint, for a gateway without /api/usage/stats. */
+async function legacyToday() {
+  const sum = await api('GET', `/api/usage/summary?since_ms=${localMidnightMs()}`);
+  const t = sum?.today || {};
+  return {
+    totals: { requests: t.requests || 0, input_tokens: t.input_tokens || 0, output_tokens: t.output_tokens || 0, cached_tokens: t.cached_tokens || 0, errors: t.errors || 0 },
+    by_provider: (sum?.by_provider || []).map((p) => ({ key: p.provider_id, requests: p.requests, input_tokens: p.input_tokens, output_tokens: p.output_tokens })),
+    by_adapter: [],
+    by_model: [],
+    series: [],
+  };
+}
+
+async function loadStats(period) {
+  if (!view.statsMissing) {
+    const stats = await apiOptional('GET', statsPath(period));
+    if (stats) return stats;
+    view.statsMissing = true;
+  }
+  return period === 'today' ? legacyToday() : null;
+}
+
+export async function refresh() {
+  const periods = view.period === 'today' ? ['today'] : ['today', 'week'];
+  const [recent, ...stats] = await Promise.allSettled([
+    api('GET', `/api/usage/recent?limit=${RECENT_LIMIT}`),
+    ...periods.map(loadStats),
+  ]);
+  periods.forEach((p, i) => {
+    if (stats[i].status === 'fulfilled') view.stats[p] = stats[i].value;
+  });
+  if (view.stats.today) setTiles(view.stats.today.totals);
+  renderChartNow();
+  renderBreakdown();
+  if (recent.status === 'fulfilled') {
+    view.recent = Array.isArray(recent.value) ? recent.value : [];
+    renderRecent(view.recent);
+  }
+  const failed = [recent, ...stats].find((r) => r.status === 'rejected');
+  if (failed && failed.reason?.status !== 401) {
+    showMsg($('usage-msg'), `Could not refresh usage: ${errorText(failed.reason)}`);
+  } else if (!failed) {
+    showMsg($('usage-msg'), '');
+    $('usage-updated').textContent = `Updated ${new Date().toLocaleTimeString()}`;
+  }
+}
+
+/** Seeds requests per minute from the last requests (before any event arrived). */
+export async function seedRpm() {
+  const cutoff = Date.now() - 60_000;
+  const rows = view.recent.filter((r) => (r.ts_ms || 0) + (r.latency_ms || 0) > cutoff);
+  view.finished = rows.map((r) => (r.ts_ms || 0) + (r.latency_ms || 0));
+  renderRpm();
+}
+
+/** Refetches the summaries at most once per REFRESH_GAP_MS, however many events arrive. */
+export function refreshSoon() {
+  if (view.refreshTimer) return;
+  view.refreshTimer = setTimeout(async () => {
+    view.refreshTimer = null;
+    if (view.running) {
+      view.again = true;
+      return;
+    }
+    view.running = true;
+    try {
+      await refresh();
+    } finally {
+      view.running = false;
+      if (view.again) {
+        view.again = false;
+        refreshSoon();
+      }
+    }
+  }, REFRESH_GAP_MS);
+}
+
+/** A usage event from the live stream. */
+export function onUsage(record) {
+  if (record) countRecord(record);
+  refreshSoon();
+}
+
+export function setLiveState(text) {
+  const el = $('usage-live');
+  el.textContent = text;
+  el.dataset.kind = text === 'Live' ? 'ok' : text ? 'warn' : '';
+}
+
+export function clear() {
+  view.stats = { today: null, week: null };
+  view.statsMissing = false;
+  view.recent = [];
+  view.finished = [];
+  clearInterval(view.rpmTimer);
+  view.rpmTimer = null;
+  clearTimeout(view.refreshTimer);
+  view.refreshTimer = null;
+  lastRecentJson = null;
+  setTiles(null);
+  $('u-rpm').textContent = '—';
+  $('recent-body').replaceChildren(emptyRow(9, 'Loading…'));
+  $('breakdown-body').replaceChildren(emptyRow(7, 'Loading…'));
+  $('chart').replaceChildren();
+  $('recent-errors').hidden = true;
+  $('usage-updated').textContent = '';
+  showMsg($('usage-msg'), '');
+}
+
+export function init() {
+  for (const radio of document.querySelectorAll('input[name="period"]')) {
+    radio.addEventListener('change', () => {
+      if (!radio.checked) return;
+      view.period = radio.value;
+      renderChartNow();
+      renderBreakdown();
+      refresh();
+    });
+  }
+  const tabs = $('breakdown-tabs');
+  const choose = (tab) => {
+    selectTab(tab);
+    view.by = tab.dataset.by;
+    renderBreakdown();
+  };
+  tabs.addEventListener('click', (ev) => {
+    const tab = ev.target.closest('[role="tab"]');
+    if (tab) choose(tab);
+  });
+  tabKeys(tabs, choose);
+  // Redraw the chart at the new width (pixel units keep its text crisp).
+  let width = 0;
+  new ResizeObserver((entries) => {
+    const w = Math.round(entries[0].contentRect.width);
+    if (w > 0 && Math.abs(w - width) > 4) {
+      width = w;
+      renderChartNow();
+    }
+  }).observe($('chart'));
+  on('status', (s) => {
+    $('usage-off-note').hidden = !s || !!s.usage_enabled;
+  });
+  on('adapters', () => {
+    renderBreakdown();
+    renderRecent(view.recent);
+  });
+}
