@@ -304,6 +304,29 @@ pub struct Totals {
     pub errors: i64,
 }
 
+impl Totals {
+    /// The five sums [`SUMS`] selects, starting at column `first`.
+    fn from_row(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Self> {
+        Ok(Self {
+            requests: row.get(first)?,
+            input_tokens: row.get(first + 1)?,
+            output_tokens: row.get(first + 2)?,
+            cached_tokens: row.get(first + 3)?,
+            errors: row.get(first + 4)?,
+        })
+    }
+
+    fn add(&self, other: &Self) -> Self {
+        Self {
+            requests: self.requests + other.requests,
+            input_tokens: self.input_tokens + other.input_tokens,
+            output_tokens: self.output_tokens + other.output_tokens,
+            cached_tokens: self.cached_tokens + other.cached_tokens,
+            errors: self.errors + other.errors,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProviderTotals {
     pub provider_id: String,
@@ -322,20 +345,9 @@ pub struct Summary {
 pub fn summary(db: &Database, since_ms: i64) -> Result<Summary, StoreError> {
     db.read(|conn| {
         let today = conn.query_row(
-            "SELECT COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
-                    COALESCE(SUM(cached_tokens), 0),
-                    COALESCE(SUM(outcome IN ('failed', 'upstream_error', 'interrupted')), 0)
-             FROM usage WHERE ts_ms >= ?1",
+            &format!("SELECT {SUMS} FROM usage WHERE ts_ms >= ?1"),
             [since_ms],
-            |row| {
-                Ok(Totals {
-                    requests: row.get(0)?,
-                    input_tokens: row.get(1)?,
-                    output_tokens: row.get(2)?,
-                    cached_tokens: row.get(3)?,
-                    errors: row.get(4)?,
-                })
-            },
+            |row| Totals::from_row(row, 0),
         )?;
         let mut stmt = conn.prepare(
             "SELECT provider_id, COUNT(*), COALESCE(SUM(input_tokens), 0),
@@ -541,11 +553,8 @@ pub struct Group {
     /// Adapters only: what the adapter serves, for people (set by the view).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    pub requests: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cached_tokens: i64,
-    pub errors: i64,
+    #[serde(flatten)]
+    pub sums: Totals,
     /// Rounded to whole milliseconds; 0 for an empty group.
     pub avg_latency_ms: i64,
 }
@@ -554,11 +563,8 @@ pub struct Group {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Bucket {
     pub start_ms: i64,
-    pub requests: i64,
-    pub input_tokens: i64,
-    pub output_tokens: i64,
-    pub cached_tokens: i64,
-    pub errors: i64,
+    #[serde(flatten)]
+    pub sums: Totals,
 }
 
 /// What the dashboard's charts and tables show for a time range.
@@ -604,11 +610,7 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
                 Ok(Group {
                     key: row.get(0)?,
                     label: None,
-                    requests: row.get(1)?,
-                    input_tokens: row.get(2)?,
-                    output_tokens: row.get(3)?,
-                    cached_tokens: row.get(4)?,
-                    errors: row.get(5)?,
+                    sums: Totals::from_row(row, 1)?,
                     avg_latency_ms: row.get(6)?,
                 })
             })?
@@ -621,46 +623,25 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
         let mut series: Vec<Bucket> = (0..window.buckets())
             .map(|n| Bucket {
                 start_ms: since_ms + n * bucket_ms,
-                requests: 0,
-                input_tokens: 0,
-                output_tokens: 0,
-                cached_tokens: 0,
-                errors: 0,
+                sums: Totals::default(),
             })
             .collect();
         let mut stmt = conn.prepare(&format!(
             "SELECT (ts_ms - ?1) / ?3 AS bucket, {SUMS} {range} GROUP BY bucket ORDER BY bucket"
         ))?;
         let filled = stmt.query_map([since_ms, until_ms, bucket_ms], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                Bucket {
-                    start_ms: 0,
-                    requests: row.get(1)?,
-                    input_tokens: row.get(2)?,
-                    output_tokens: row.get(3)?,
-                    cached_tokens: row.get(4)?,
-                    errors: row.get(5)?,
-                },
-            ))
+            Ok((row.get::<_, i64>(0)?, Totals::from_row(row, 1)?))
         })?;
         for found in filled {
-            let (index, bucket) = found?;
+            let (index, sums) = found?;
             if let Some(slot) = usize::try_from(index).ok().and_then(|i| series.get_mut(i)) {
-                *slot = Bucket {
-                    start_ms: slot.start_ms,
-                    ..bucket
-                };
+                slot.sums = sums;
             }
         }
         // Every row in the range falls in one bucket, so the buckets add up to the totals.
-        let totals = series.iter().fold(Totals::default(), |sum, b| Totals {
-            requests: sum.requests + b.requests,
-            input_tokens: sum.input_tokens + b.input_tokens,
-            output_tokens: sum.output_tokens + b.output_tokens,
-            cached_tokens: sum.cached_tokens + b.cached_tokens,
-            errors: sum.errors + b.errors,
-        });
+        let totals = series
+            .iter()
+            .fold(Totals::default(), |sum, b| sum.add(&b.sums));
         Ok(Stats {
             since_ms,
             until_ms,
@@ -814,32 +795,35 @@ mod tests {
         assert_eq!(keys(&s.by_adapter), ["none", "7", "8"]);
         assert_eq!(keys(&s.by_model), ["m2", "m1"]);
         let a = &s.by_provider[1];
-        assert_eq!((a.requests, a.input_tokens, a.output_tokens), (4, 31, 7));
-        assert_eq!(a.errors, 1);
+        assert_eq!(
+            (a.sums.requests, a.sums.input_tokens, a.sums.output_tokens),
+            (4, 31, 7)
+        );
+        assert_eq!(a.sums.errors, 1);
         // (100 + 200 + 40 + 10) / 4 = 87.5, rounded.
         assert_eq!(a.avg_latency_ms, 88);
         let none = &s.by_adapter[0];
         assert_eq!(
-            (none.requests, none.errors, none.avg_latency_ms),
+            (none.sums.requests, none.sums.errors, none.avg_latency_ms),
             (1, 1, 31)
         );
         assert_eq!(none.label, None);
 
         let starts: Vec<i64> = s.series.iter().map(|b| b.start_ms).collect();
         assert_eq!(starts, [1_000, 1_100, 1_200, 1_300]);
-        let requests: Vec<i64> = s.series.iter().map(|b| b.requests).collect();
+        let requests: Vec<i64> = s.series.iter().map(|b| b.sums.requests).collect();
         assert_eq!(requests, [2, 0, 2, 1]);
-        assert_eq!(s.series[1].input_tokens, 0);
-        assert_eq!(s.series[2].output_tokens, 50);
-        assert_eq!(s.series[2].errors, 1);
-        assert_eq!(s.series[3].errors, 1);
+        assert_eq!(s.series[1].sums.input_tokens, 0);
+        assert_eq!(s.series[2].sums.output_tokens, 50);
+        assert_eq!(s.series[2].sums.errors, 1);
+        assert_eq!(s.series[3].sums.errors, 1);
 
         // An empty range still has its buckets, all zero.
         let empty = stats(&db, Window::new(10_000, 10_300, 100).unwrap()).unwrap();
         assert_eq!(empty.totals, Totals::default());
         assert!(empty.by_adapter.is_empty());
         assert_eq!(empty.series.len(), 3);
-        assert!(empty.series.iter().all(|b| b.requests == 0));
+        assert!(empty.series.iter().all(|b| b.sums.requests == 0));
     }
 
     #[test]

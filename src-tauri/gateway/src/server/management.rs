@@ -37,7 +37,7 @@ use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
 
 use super::host_views;
 
-type ApiResult<T> = Result<T, Rendered>;
+pub(super) type ApiResult<T> = Result<T, Rendered>;
 
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
@@ -113,8 +113,9 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
     next.run(request).await
 }
 
-/// Runs blocking store/keychain work off the async runtime.
-async fn blocking<T: Send + 'static>(
+/// Runs blocking store, keychain or file work off the async runtime (every management view
+/// uses this one).
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)

@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::management::{ApiResult, blocking};
 use crate::access::hash_key;
 use crate::error::{GatewayError, Rendered};
 use crate::registry::Adapter;
@@ -22,8 +23,6 @@ use crate::tool_setup::{
     self, FileChange, Home, KEY_PLACEHOLDER, Snippet, Status, Target, Tool, ToolSetupError,
     Workspace,
 };
-
-type ApiResult<T> = Result<T, Rendered>;
 
 fn fail(error: impl Into<GatewayError>) -> Rendered {
     Rendered::management(error)
@@ -43,16 +42,6 @@ impl From<ToolSetupError> for GatewayError {
             ToolSetupError::NoHome | ToolSetupError::Io { .. } => Self::Internal(error.to_string()),
         }
     }
-}
-
-/// Runs file and database work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ToolSetupError> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| fail(GatewayError::Internal(e.to_string())))?
-        .map_err(fail)
 }
 
 fn tool(id: &str) -> ApiResult<Tool> {
@@ -117,7 +106,7 @@ pub async fn list(
     let base_url = state.base_url.clone();
     let statuses = {
         let home = home.clone();
-        blocking(move || tool_setup::statuses(&db, &home, &base_url)).await?
+        blocking(move || Ok(tool_setup::statuses(&db, &home, &base_url)?)).await?
     };
     let target = Target {
         base_url: &state.base_url,
@@ -226,7 +215,7 @@ pub async fn apply(
             data_dir: &data_dir,
             home: &home,
         };
-        tool_setup::apply(ws, tool, &target, Some(adapter_id))
+        Ok(tool_setup::apply(ws, tool, &target, Some(adapter_id))?)
     })
     .await?;
     let changed: Vec<&String> = changes.iter().flat_map(|c| &c.changed).collect();
@@ -251,7 +240,7 @@ pub async fn undo(State(state): State<AppState>, Path(id): Path<String>) -> ApiR
             data_dir: &data_dir,
             home: &home,
         };
-        tool_setup::undo(ws, tool)
+        Ok(tool_setup::undo(ws, tool)?)
     })
     .await?;
     Ok(Json(json!({

@@ -19,14 +19,13 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::management::{ApiResult, blocking};
 use crate::error::{GatewayError, Rendered};
 use crate::registry::{Adapter, Snapshot};
 use crate::state::AppState;
 use crate::store::now_ms;
 use crate::usage::{self, UsageRecord, Window};
 use crate::usage_export;
-
-type ApiResult<T> = Result<T, Rendered>;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -36,16 +35,6 @@ pub fn routes() -> Router<AppState> {
         .route("/usage/recent", get(usage_recent))
         .route("/usage/stats", get(usage_stats))
         .route("/usage/export.csv", get(usage_export))
-}
-
-/// Runs a blocking store read off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
-) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Rendered::management(GatewayError::Internal(e.to_string())))?
-        .map_err(Rendered::management)
 }
 
 /// The label of a usage row without an adapter (management calls, tests of the gateway).

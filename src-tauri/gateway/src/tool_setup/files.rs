@@ -35,18 +35,20 @@ fn destination(path: &Path) -> PathBuf {
     }
 }
 
+/// Turns an I/O failure into the error that says what was being done, and to which file.
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ToolSetupError {
+    let path = path.to_owned();
+    move |source| ToolSetupError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 /// Replaces `path` with `bytes` atomically, keeping the old file's permissions; a new file is
 /// readable by the user alone (it holds an access key).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ToolSetupError> {
     let path = destination(path);
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_owned();
-        move |source| ToolSetupError::Io {
-            action,
-            path: p,
-            source,
-        }
-    };
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io("create the folder of", &path))?;
     let permissions = std::fs::metadata(&path).ok().map(|m| m.permissions());
@@ -120,14 +122,6 @@ pub fn backup(
     now_ms: i64,
 ) -> Result<PathBuf, ToolSetupError> {
     let dir = data_dir.join(BACKUP_DIR);
-    let io = |action: &'static str, p: &Path| {
-        let p = p.to_owned();
-        move |source| ToolSetupError::Io {
-            action,
-            path: p,
-            source,
-        }
-    };
     std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
     #[cfg(unix)]
     {
