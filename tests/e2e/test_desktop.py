@@ -41,8 +41,9 @@ from typing import Iterator
 
 import pytest
 
+from browser import ARTIFACTS
+
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(os.environ.get("FLEXIPROXY_ARTIFACTS", REPO / "target" / "e2e-artifacts"))
 # Where the autostart plugin writes the login entry (XDG autostart), under the test's HOME.
 AUTOSTART_ENTRY = Path(".config") / "autostart" / "FlexiProxy.desktop"
 KEYRING_PASSWORD = "flexiproxy-e2e"

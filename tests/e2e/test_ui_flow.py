@@ -12,61 +12,31 @@ The browser side is ``node/browser/ui_flow.mjs``; screenshots of every page (def
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
-from typing import Any
 
 import openai
 
-from agents import NODE_DIR, client_env, require_node
+from browser import ARTIFACTS, browser_script, read_json_line, send_line
 from conftest import GatewayFactory, new_token
 from mock_providers import MockProviders
-from test_ui_live import ARTIFACTS, chromium_binary
 
 REQUESTS = 3
-
-
-def read_json_line(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        proc.wait(timeout=10)
-        stderr = proc.stderr.read() if proc.stderr else ""
-        raise AssertionError(f"the browser script ended early (exit {proc.returncode}): {stderr[-4000:]}")
-    return json.loads(line)
 
 
 def test_a_user_sets_up_a_provider_and_an_adapter_and_watches_it_work(
     start_gateway: GatewayFactory, tests_need_keychain: None
 ) -> None:
-    node = require_node("playwright-core")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     upstream_key = new_token("sk-ui-upstream-")
     with MockProviders(key=upstream_key) as mock:
         gw = start_gateway()
         scenario = {
             "url": gw.url,
             "token": gw.token,
-            "chromium": chromium_binary(),
             "artifacts": str(ARTIFACTS),
             "upstream": mock.base_url("openai_chat"),
             "upstreamKey": upstream_key,
             "requests": REQUESTS,
         }
-        home = Path(tempfile.mkdtemp(prefix="fp-ui-"))
-        proc = subprocess.Popen(
-            [str(node), str(NODE_DIR / "browser" / "ui_flow.mjs"), json.dumps(scenario)],
-            cwd=NODE_DIR,
-            # A short scratch HOME: Chromium's singleton socket path must fit in 108 bytes.
-            env=client_env(home),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+        with browser_script("ui_flow.mjs", scenario) as proc:
             first = read_json_line(proc)
             assert first.get("phase") == "adapter", f"the page flow stopped before the adapter: {first}"
             key = first["key"]
@@ -85,16 +55,10 @@ def test_a_user_sets_up_a_provider_and_an_adapter_and_watches_it_work(
                 stream_options={"include_usage": True},
             )
             assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "echo: streamed"
-            assert proc.stdin is not None
-            proc.stdin.write("sent\n")
-            proc.stdin.flush()
+            send_line(proc, "sent")
 
             seen = read_json_line(proc)
             proc.wait(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            shutil.rmtree(home, ignore_errors=True)
 
     # What the page showed, kept beside the screenshots for whoever debugs a failure.
     (ARTIFACTS / "ui-flow.json").write_text(json.dumps({"before": first.get("before"), **seen}, indent=1))
