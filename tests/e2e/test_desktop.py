@@ -41,7 +41,7 @@ from typing import Iterator
 
 import pytest
 
-from browser import ARTIFACTS
+from browser import ARTIFACTS, browser_script, read_json_line, send_line
 
 REPO = Path(__file__).resolve().parents[2]
 # Where the autostart plugin writes the login entry (XDG autostart), under the test's HOME.
@@ -863,6 +863,21 @@ def test_start_at_login_from_the_tray_and_from_the_api(desktop: DesktopSession) 
     assert (status, body) == (200, {"available": True, "autostart": False})
     assert not entry.exists()
     menu.wait_label("Start at login", lambda item: item.checked is False)
+
+    # And the Settings page's switch, clicked in a browser signed in to this app's gateway.
+    scenario = {"url": base_url, "token": token, "screenshot": str(ARTIFACTS / "settings-autostart.png")}
+    with browser_script("settings_autostart.mjs", scenario) as page:
+        on = read_json_line(page)
+        assert on["before"] is False and on["checked"] is True and on["state"] == "On", on
+        assert on["message"] == "" and on["errors"] == [], on
+        wait_for("the autostart entry from the Settings page", entry.exists)
+        menu.wait_label("Start at login", lambda item: item.checked is True)
+        send_line(page, "next")
+        off = read_json_line(page)
+        assert off["checked"] is False and off["state"] == "Off", off
+        wait_for("the autostart entry removed from the Settings page", lambda: not entry.exists())
+        menu.wait_label("Start at login", lambda item: item.checked is False)
+        page.wait(timeout=30)
 
     app.proc.send_signal(signal.SIGTERM)
     assert app.proc.wait(timeout=20) == 0, app.logs()
