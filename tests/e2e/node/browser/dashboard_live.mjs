@@ -7,17 +7,10 @@
 //
 // Argument: one JSON object {url, token, chromium, screenshot, model}.
 
-import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import { open } from './session.mjs';
 
-const args = JSON.parse(process.argv[2]);
-const lines = createInterface({ input: process.stdin });
-const nextLine = () => new Promise((resolve) => lines.once('line', resolve));
+const { args, browser, nextLine, close } = await open();
 
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage'],
-});
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
   const errors = [];
@@ -53,6 +46,5 @@ try {
   await page.screenshot({ path: args.screenshot, fullPage: true });
   console.log(JSON.stringify({ after: grew, recentHasModel: recent.includes(args.model), sameLoad, errors }));
 } finally {
-  await browser.close();
-  lines.close();
+  await close();
 }

@@ -6,17 +6,10 @@
 //
 // Argument: one JSON object {url, token, chromium, screenshot}.
 
-import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import { open } from './session.mjs';
 
-const args = JSON.parse(process.argv[2]);
-const lines = createInterface({ input: process.stdin });
-const nextLine = () => new Promise((resolve) => lines.once('line', resolve));
+const { args, browser, nextLine, close } = await open();
 
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage'],
-});
 try {
   const page = await browser.newPage({ viewport: { width: 1100, height: 800 } });
   const errors = [];
@@ -51,6 +44,5 @@ try {
   await nextLine();
   console.log(JSON.stringify(await flip(false)));
 } finally {
-  await browser.close();
-  lines.close();
+  await close();
 }

@@ -20,24 +20,17 @@
 // Argument: one JSON object {url, token, chromium, artifacts, upstream, upstreamKey, requests}.
 // Prints one JSON line per phase; the last one is {phase: "done", ...what it saw}.
 
-import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { chromium } from 'playwright-core';
+import { open } from './session.mjs';
 
-const args = JSON.parse(process.argv[2]);
-const lines = createInterface({ input: process.stdin });
-const nextLine = () => new Promise((resolve) => lines.once('line', resolve));
+const { args, browser, nextLine, close } = await open();
 const say = (obj) => console.log(JSON.stringify(obj));
 const shot = (page, name, fullPage = true) => page.screenshot({ path: join(args.artifacts, `${name}.png`), fullPage });
 
 const PAGES = ['dashboard', 'providers', 'adapters', 'settings'];
 const seen = { errors: [], steps: [] };
 
-const browser = await chromium.launch({
-  executablePath: args.chromium,
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-dev-shm-usage'],
-});
 const context = await browser.newContext({ viewport: { width: 1100, height: 760 }, acceptDownloads: true });
 const page = await context.newPage();
 page.setDefaultTimeout(15000);
@@ -286,6 +279,5 @@ try {
   await shot(page, 'ui-flow-failure').catch(() => {});
 } finally {
   say({ phase: 'done', ...seen });
-  await browser.close();
-  lines.close();
+  await close();
 }
