@@ -26,6 +26,8 @@
 //! - `tool_setup`: snippets for the user's coding tools, and writing (and undoing) their config
 //!   files so they use the gateway.
 //! - `error`: one error type, rendered in each caller's protocol.
+//! - `subscription`: request shaping for subscription accounts (Claude, Codex, Gemini CLI,
+//!   Qwen, Copilot, iFlow): each kind's endpoint, headers and body envelope.
 //! - `host`: what the desktop app embedding the gateway offers the API (start at login).
 
 pub mod access;
@@ -47,6 +49,7 @@ pub mod secrets;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod subscription;
 pub mod token_count;
 pub mod tool_setup;
 pub mod translate;
