@@ -336,8 +336,18 @@ async fn call<T: for<'de> Deserialize<'de>>(
     url: String,
     body: Option<&SetupRequest<'_>>,
 ) -> Result<T, SetupError> {
+    // Serialised here rather than with reqwest's `json` feature, which the gateway does not
+    // enable (only its test dependencies do, which is why a plain build would miss it).
     let request = match body {
-        Some(body) => http.post(&url).json(body),
+        Some(body) => {
+            let bytes = serde_json::to_vec(body).map_err(|e| SetupError::BadAnswer {
+                method,
+                detail: format!("cannot encode the request: {e}"),
+            })?;
+            http.post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes)
+        }
         None => http.get(&url),
     };
     let response = request
