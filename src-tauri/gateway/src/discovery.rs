@@ -1064,6 +1064,15 @@ mod tests {
         .await
     }
 
+    /// The same without a key (a local server, or a check that fails before any request).
+    async fn ask_keyless(
+        url: &str,
+        protocol: Protocol,
+        kind: DiscoveryKind,
+    ) -> Result<Discovered, DiscoveryError> {
+        discover(&reqwest::Client::new(), url, protocol, kind, None, TIMEOUT).await
+    }
+
     fn header<'a>(seen: &'a Seen, name: &str) -> Option<&'a str> {
         seen.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -1101,16 +1110,9 @@ mod tests {
         let (addr, log) = provider().await;
         let http = reqwest::Client::new();
         let url = format!("http://{addr}/openai/v1/");
-        let found = discover(
-            &http,
-            &url,
-            Protocol::OpenAiChat,
-            DiscoveryKind::Auto,
-            None,
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
+        let found = ask_keyless(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
+            .await
+            .unwrap();
         assert_eq!(found.models.len(), 5);
         let empty = Secret::new("");
         discover(
@@ -1192,18 +1194,10 @@ mod tests {
     #[tokio::test]
     async fn pages_stop_at_the_cap() {
         let (addr, log) = provider().await;
-        let http = reqwest::Client::new();
         let url = format!("http://{addr}/endless/v1beta");
-        let found = discover(
-            &http,
-            &url,
-            Protocol::Gemini,
-            DiscoveryKind::Auto,
-            None,
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
+        let found = ask_keyless(&url, Protocol::Gemini, DiscoveryKind::Auto)
+            .await
+            .unwrap();
         assert_eq!(found.models.len(), MAX_PAGES);
         assert_eq!(log.lock().unwrap().len(), MAX_PAGES);
     }
@@ -1211,18 +1205,10 @@ mod tests {
     #[tokio::test]
     async fn repeated_cursor_is_not_followed_again() {
         let (addr, log) = provider().await;
-        let http = reqwest::Client::new();
         let url = format!("http://{addr}/stuck/v1");
-        let found = discover(
-            &http,
-            &url,
-            Protocol::AnthropicMessages,
-            DiscoveryKind::Auto,
-            None,
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
+        let found = ask_keyless(&url, Protocol::AnthropicMessages, DiscoveryKind::Auto)
+            .await
+            .unwrap();
         assert_eq!(found.models, strings(&["only"]));
         assert_eq!(log.lock().unwrap().len(), 2);
     }
@@ -1325,18 +1311,10 @@ mod tests {
     #[tokio::test]
     async fn html_page_is_unreadable_and_named() {
         let (addr, _log) = provider().await;
-        let http = reqwest::Client::new();
         let url = format!("http://{addr}/html/v1");
-        let error = discover(
-            &http,
-            &url,
-            Protocol::OpenAiChat,
-            DiscoveryKind::Auto,
-            None,
-            TIMEOUT,
-        )
-        .await
-        .unwrap_err();
+        let error = ask_keyless(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
+            .await
+            .unwrap_err();
         assert!(
             matches!(error, DiscoveryError::Unreadable { .. }),
             "{error:?}"
@@ -1352,13 +1330,10 @@ mod tests {
     #[tokio::test]
     async fn off_and_bad_urls_fail_before_any_request() {
         let http = reqwest::Client::new();
-        let error = discover(
-            &http,
+        let error = ask_keyless(
             "https://api.openai.com/v1",
             Protocol::OpenAiChat,
             DiscoveryKind::Off,
-            None,
-            TIMEOUT,
         )
         .await
         .unwrap_err();
@@ -1376,13 +1351,10 @@ mod tests {
                 "{url}: {error:?}"
             );
         }
-        let error = discover(
-            &http,
+        let error = ask_keyless(
             "http://user:hunter2@127.0.0.1:1/v1",
             Protocol::OpenAiChat,
             DiscoveryKind::Auto,
-            None,
-            TIMEOUT,
         )
         .await
         .unwrap_err();
