@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
+use super::management::{blocking, parse};
 use crate::error::{GatewayError, Rendered};
 use crate::host::{Host, HostError};
 use crate::state::AppState;
@@ -46,8 +47,7 @@ pub(super) async fn put_desktop(
     State(state): State<AppState>,
     body: Bytes,
 ) -> Result<Json<DesktopView>, Rendered> {
-    let input: DesktopInput = serde_json::from_slice(&body)
-        .map_err(|e| Rendered::management(GatewayError::Invalid(format!("request body: {e}"))))?;
+    let input: DesktopInput = parse(&body)?;
     let Some(host) = state.settings.host.clone() else {
         return Err(Rendered::management(GatewayError::Conflict(
             "this gateway runs headless, without the desktop app: start it at login with your \
@@ -82,8 +82,5 @@ async fn read(host: Arc<dyn Host>) -> Result<DesktopView, Rendered> {
 async fn run<T: Send + 'static>(
     call: impl FnOnce() -> Result<T, HostError> + Send + 'static,
 ) -> Result<T, Rendered> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .map_err(|e| Rendered::management(GatewayError::Internal(e.to_string())))?
-        .map_err(|e| Rendered::management(GatewayError::Internal(e.0)))
+    blocking(move || call().map_err(|e| GatewayError::Internal(e.0))).await
 }

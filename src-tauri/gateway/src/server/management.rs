@@ -124,7 +124,7 @@ pub(super) async fn blocking<T: Send + 'static>(
         .map_err(Rendered::management)
 }
 
-fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+pub(super) fn parse<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body)
         .map_err(|e| Rendered::management(GatewayError::Invalid(format!("request body: {e}"))))
 }
