@@ -86,7 +86,10 @@ class Request:
     headers: dict[str, str] = field(default_factory=dict)
     fault: str | None = None  # the fault kind applied, if any
     status: int | None = None  # the status sent (None: reset, or the client left first)
-    served: bool = False  # a complete, successful answer was sent
+    # A complete, successful answer was sent. Counted just before its last bytes leave, so a
+    # client holding the whole answer always finds it counted (counting after the write raced
+    # with tests that compare `served` right after their request returned).
+    served: bool = False
     gave_up: bool = False  # the client hung up before the answer was sent
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -547,8 +550,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _plain(self, rec: Request, payload: dict[str, Any], dying: bool) -> None:
         if not dying:
-            self._send_json(rec, 200, payload)
             self.owner._mark_served(rec)
+            self._send_json(rec, 200, payload)
             return
         data = json.dumps(payload).encode()
         self.send_response(200)
@@ -619,9 +622,9 @@ class _Handler(BaseHTTPRequestHandler):
                     "usage": usage,
                 }
             )
+        self.owner._mark_served(rec)
         self._event("[DONE]")
         self._end_chunks()
-        self.owner._mark_served(rec)
 
     def _anthropic(self, rec: Request, text: str, pieces: list[str], dying: bool, pause: float) -> None:
         message = {
@@ -665,9 +668,9 @@ class _Handler(BaseHTTPRequestHandler):
             delta={"stop_reason": "end_turn", "stop_sequence": None},
             usage={"output_tokens": COMPLETION_TOKENS},
         )
+        self.owner._mark_served(rec)
         emit("message_stop")
         self._end_chunks()
-        self.owner._mark_served(rec)
 
     def _models(self, rec: Request) -> None:
         models = list(self.owner.models)
