@@ -39,6 +39,7 @@ pub mod discovery;
 pub mod error;
 pub mod host;
 pub mod lifecycle;
+pub mod oauth;
 pub mod presets;
 pub mod protocol;
 pub mod provider_test;
