@@ -6,13 +6,22 @@
 //! - GitHub answers token errors (`authorization_pending`, `slow_down`, ...) with status 200;
 //!   RFC 6749 says 400, and the crate only reads errors from a non-200 answer, so such an
 //!   answer is passed on as 400.
+//!
+//! Every request has its own time limit: the shared client has none (it carries long streams),
+//! and a token endpoint that never answers must not hold a refresh, and every request waiting
+//! on it, forever. The shared client follows redirects; the endpoints are fixed HTTPS addresses
+//! of the providers (or loopback in tests), never taken from a response.
 
 use std::fmt;
+use std::time::Duration;
 
 use oauth2::http::{HeaderValue, StatusCode, header};
 use oauth2::{HttpRequest, HttpResponse};
 
 use super::TokenBody;
+
+/// How long one request to a login server may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A request that got no HTTP answer. Only the transport's message: no body, no token.
 #[derive(Debug)]
@@ -36,7 +45,9 @@ pub(crate) async fn send(
         TokenBody::Form => request,
         TokenBody::Json => form_to_json(request),
     };
-    let request = reqwest::Request::try_from(request).map_err(|e| Unreachable(e.to_string()))?;
+    let mut request =
+        reqwest::Request::try_from(request).map_err(|e| Unreachable(e.to_string()))?;
+    *request.timeout_mut() = Some(REQUEST_TIMEOUT);
     let response = client
         .execute(request)
         .await

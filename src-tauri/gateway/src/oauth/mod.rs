@@ -5,7 +5,7 @@
 //! The flows themselves are in [`pkce_flow`] (authorization code + PKCE with a loopback
 //! callback, or a pasted callback URL) and [`device_flow`] (device authorization grant); the
 //! tokens they produce are kept and refreshed by [`token_store`]. All three go through the
-//! `oauth2` crate over the gateway's own `reqwest::Client` (see [`http`]). Every endpoint is an
+//! `oauth2` crate over the gateway's own `reqwest::Client` (the `http` module). Every endpoint is an
 //! [`Endpoints`] value the caller passes, so tests point a flow at a local server; the defaults
 //! ([`AccountKind::endpoints`]) are the public values each provider's own CLI uses.
 

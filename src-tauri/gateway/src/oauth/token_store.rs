@@ -1,5 +1,6 @@
 //! The tokens of logged-in accounts: one JSON secret per account in the keychain (through
-//! [`SecretStore`]), refreshed with the refresh-token grant, one refresh at a time per account.
+//! [`SecretStore`](crate::secrets::SecretStore)), refreshed with the refresh-token grant, one
+//! refresh at a time per account.
 //!
 //! The flows ([`super::pkce_flow`], [`super::device_flow`]) produce a [`TokenSet`]; the caller
 //! saves it here under the account's id. Request paths ask [`TokenStore::fresh`] for a token
