@@ -22,6 +22,8 @@
 //! - `usage`: per-request records written off the request path; summaries and statistics;
 //!   `usage_export`: the history as CSV.
 //! - `provider_test`: one small real call to a provider, to check its URL, key and model.
+//! - `oauth`: subscription logins (PKCE with a loopback callback, device flow) and their tokens
+//!   in the keychain, refreshed one at a time per account.
 //! - `store`: the SQLite file and its migrations. `secrets`: keychain and the `Secret` type.
 //! - `tool_setup`: snippets for the user's coding tools, and writing (and undoing) their config
 //!   files so they use the gateway.
@@ -39,6 +41,7 @@ pub mod discovery;
 pub mod error;
 pub mod host;
 pub mod lifecycle;
+pub mod oauth;
 pub mod presets;
 pub mod protocol;
 pub mod provider_test;
