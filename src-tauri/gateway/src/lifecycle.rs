@@ -213,8 +213,16 @@ impl Gateway {
             .build()
             .map_err(|e| StartError::HttpClient(e.to_string()))?;
 
+        let accounts = {
+            let db = db.clone();
+            let secrets = secrets.clone();
+            let http = http.clone();
+            Arc::new(blocking(move || crate::accounts::Accounts::new(db, secrets, http)).await??)
+        };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
+        let refresher = tokio::spawn(accounts.clone().run_refresher(closing_rx.clone()));
         let state: AppState = Arc::new(Shared {
+            accounts: accounts.clone(),
             db: db.clone(),
             registry,
             router,
@@ -253,6 +261,8 @@ impl Gateway {
             server,
             _config_watch: config_watch,
             discovery,
+            refresher,
+            accounts,
             closing,
         })
     }
@@ -290,6 +300,9 @@ pub struct RunningGateway {
     /// Stops watching the config file when the gateway goes.
     _config_watch: Option<crate::config_file::WatchHandle>,
     discovery: JoinHandle<()>,
+    /// Refreshes subscription tokens ahead of expiry.
+    refresher: JoinHandle<()>,
+    accounts: Arc<crate::accounts::Accounts>,
     closing: tokio::sync::watch::Sender<bool>,
 }
 
@@ -322,6 +335,27 @@ impl RunningGateway {
         self.management_token.clone()
     }
 
+    /// Sees a new value whenever a subscription account is added, removed, refreshed or
+    /// fails (the tray's "needs login" item).
+    pub fn subscribe_accounts(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.accounts.subscribe()
+    }
+
+    /// The labels of the subscription accounts that need a new login. Blocking (SQLite).
+    pub fn accounts_needing_login(&self) -> Vec<String> {
+        match self.accounts.list() {
+            Ok(rows) => rows
+                .into_iter()
+                .filter(|a| a.needs_login)
+                .map(|a| a.label)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "accounts unreadable");
+                Vec::new()
+            }
+        }
+    }
+
     pub fn secrets_status(&self) -> &SecretsStatus {
         &self.secrets_status
     }
@@ -330,6 +364,7 @@ impl RunningGateway {
     /// grace period), and writes every queued usage record.
     pub async fn shutdown(mut self) {
         self.discovery.abort();
+        self.refresher.abort();
         let _ = self.closing.send(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

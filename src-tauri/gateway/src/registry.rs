@@ -40,6 +40,9 @@ pub enum ProviderKey {
     Ready(Secret),
     /// The key could not be read; the message says why and is shown to the client.
     Unavailable(String),
+    /// A subscription account (`accounts`): its tokens are fetched, refreshed and shaped per
+    /// request, not read once here.
+    Account(String),
 }
 
 /// Where an entry comes from, and so whether the management API may change it.
@@ -565,6 +568,26 @@ fn load_provider(
 
 fn load_credential(row: CredentialRow, source: Source, secrets: &dyn SecretStore) -> Credential {
     let key_id = format!("{}/{}", row.provider_id, row.id);
+    if let Some(account) = row
+        .key_ref
+        .as_deref()
+        .and_then(crate::accounts::account_of_key_ref)
+    {
+        return Credential {
+            provider_id: row.provider_id,
+            id: row.id,
+            key_id,
+            label: row.label,
+            key: ProviderKey::Account(account.to_owned()),
+            key_hint: None,
+            key_source: Some("account".to_owned()),
+            enabled: row.enabled,
+            priority: row.priority,
+            limits: row.limits,
+            source,
+            implicit: false,
+        };
+    }
     let reference = row.key_ref.as_deref().map(SecretRef::parse);
     let key_source = match &reference {
         Some(Some(SecretRef::Stored(_))) => Some("keychain".to_owned()),

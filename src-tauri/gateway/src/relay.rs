@@ -210,6 +210,15 @@ pub(crate) fn with_key(
                 reason: reason.clone(),
             });
         }
+        // Account requests are addressed and signed by `subscription`, never here.
+        ProviderKey::Account(account) => {
+            return Err(GatewayError::ProviderKey {
+                provider: provider.to_owned(),
+                reason: format!(
+                    "`{account}` is a subscription login, which only serves generation requests"
+                ),
+            });
+        }
     }
     if style == KeyStyle::XApiKey {
         let client = same_protocol_headers;
@@ -521,7 +530,7 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
                     provider: t.provider.id.clone(),
                     reason: reason.clone(),
                 }),
-                ProviderKey::None | ProviderKey::Ready(_) => None,
+                ProviderKey::None | ProviderKey::Ready(_) | ProviderKey::Account(_) => None,
             })
             .unwrap_or_else(|| GatewayError::Internal("no candidate to try".into()))),
     }

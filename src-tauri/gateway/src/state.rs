@@ -21,6 +21,8 @@ pub struct Shared {
     /// Credential windows, cooldowns and strategy positions (shared with usage meters).
     pub router: Arc<Router>,
     pub secrets: SharedSecretStore,
+    /// Subscription accounts: their tokens, health and endpoints.
+    pub accounts: Arc<crate::accounts::Accounts>,
     pub recorder: Recorder,
     /// One client for every upstream call, so connections are reused.
     pub http: reqwest::Client,

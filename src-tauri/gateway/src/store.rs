@@ -124,6 +124,24 @@ const MIGRATIONS: &[&str] = &[
          undone_at      INTEGER
      );
      CREATE INDEX tool_setups_active ON tool_setups (tool, undone_at);",
+    // 4: subscription accounts logged in from the window. The tokens are in the secret store
+    // (`oauth:<id>`); this row holds what is shown and the health of the login. Each account
+    // is served as a credential (`key_ref` `oauth:<id>`) of its kind's provider.
+    "CREATE TABLE accounts (
+         id           TEXT PRIMARY KEY,
+         kind         TEXT NOT NULL,
+         provider_id  TEXT NOT NULL,
+         label        TEXT NOT NULL,
+         email        TEXT,
+         account_id   TEXT,
+         plan         TEXT,
+         project      TEXT,
+         created_at   INTEGER NOT NULL,
+         refreshed_at INTEGER,
+         expires_at   INTEGER,
+         last_error   TEXT,
+         needs_login  INTEGER NOT NULL DEFAULT 0
+     );",
 ];
 
 /// The schema version this binary writes.
@@ -249,6 +267,33 @@ pub struct ToolSetupRow {
     pub written_sha256: String,
     pub applied_at: i64,
     pub undone_at: Option<i64>,
+}
+
+/// A subscription account (see schema version 4). Nothing here is secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    /// Also the id of its credential in the provider's pool.
+    pub id: String,
+    /// `oauth::AccountKind::id` (`claude`, `codex`, …).
+    pub kind: String,
+    pub provider_id: String,
+    /// What the user sees: the email, else the provider's account id.
+    pub label: String,
+    pub email: Option<String>,
+    pub account_id: Option<String>,
+    /// The subscription plan or tier, where the provider names it.
+    pub plan: Option<String>,
+    /// Gemini CLI: the Code Assist project requests are billed to.
+    pub project: Option<String>,
+    pub created_at: i64,
+    /// When the tokens were last obtained (login or refresh).
+    pub refreshed_at: Option<i64>,
+    /// When the access token expires; `None` when it does not.
+    pub expires_at: Option<i64>,
+    /// Why the last refresh or request with this account failed.
+    pub last_error: Option<String>,
+    /// The login is gone (refresh refused, tokens missing): only a new login helps.
+    pub needs_login: bool,
 }
 
 /// The open database. One connection behind a mutex serves the management API, which is
@@ -710,6 +755,82 @@ impl Database {
                 params![id, undone_at],
             )
             .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Every subscription account, oldest first.
+    pub fn accounts(&self) -> Result<Vec<AccountRow>, StoreError> {
+        self.account_rows(None)
+    }
+
+    pub fn account(&self, id: &str) -> Result<Option<AccountRow>, StoreError> {
+        Ok(self.account_rows(Some(id))?.pop())
+    }
+
+    fn account_rows(&self, id: Option<&str>) -> Result<Vec<AccountRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, kind, provider_id, label, email, account_id, plan, project,
+                        created_at, refreshed_at, expires_at, last_error, needs_login
+                 FROM accounts WHERE (?1 IS NULL OR id = ?1)
+                 ORDER BY created_at, id",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let rows = stmt
+            .query_map([id], |row| {
+                Ok(AccountRow {
+                    id: row.get(0)?,
+                    kind: row.get(1)?,
+                    provider_id: row.get(2)?,
+                    label: row.get(3)?,
+                    email: row.get(4)?,
+                    account_id: row.get(5)?,
+                    plan: row.get(6)?,
+                    project: row.get(7)?,
+                    created_at: row.get(8)?,
+                    refreshed_at: row.get(9)?,
+                    expires_at: row.get(10)?,
+                    last_error: row.get(11)?,
+                    needs_login: row.get(12)?,
+                })
+            })
+            .map_err(|e| self.wrap(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+    }
+
+    /// Inserts or replaces an account (a new login, or a re-login of the same account).
+    pub fn put_account(&self, row: &AccountRow) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO accounts (id, kind, provider_id, label, email, account_id,
+                     plan, project, created_at, refreshed_at, expires_at, last_error, needs_login)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                params![
+                    row.id,
+                    row.kind,
+                    row.provider_id,
+                    row.label,
+                    row.email,
+                    row.account_id,
+                    row.plan,
+                    row.project,
+                    row.created_at,
+                    row.refreshed_at,
+                    row.expires_at,
+                    row.last_error,
+                    row.needs_login
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Deletes an account; returns whether it existed.
+    pub fn delete_account(&self, id: &str) -> Result<bool, StoreError> {
+        self.conn()
+            .execute("DELETE FROM accounts WHERE id = ?1", [id])
+            .map(|n| n > 0)
             .map_err(|e| self.wrap(e))
     }
 

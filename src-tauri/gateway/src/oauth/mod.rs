@@ -26,13 +26,15 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::Protocol;
+
 pub use token_store::{AccountFacts, TokenSet, TokenStore};
 
 /// In [`Endpoints::extra_authorize_params`], stands for the login's redirect URI.
 pub const REDIRECT_URI_PLACEHOLDER: &str = "{redirect_uri}";
 
 /// The kinds of subscription account FlexiProxy can log in to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccountKind {
     Claude,
@@ -112,6 +114,22 @@ impl AccountKind {
             Self::Copilot => "copilot",
             Self::Iflow => "iflow",
         }
+    }
+
+    /// The protocol a request for this kind is encoded in before `subscription::upstream`
+    /// shapes it for the account's endpoint.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Self::Claude => Protocol::AnthropicMessages,
+            Self::Codex => Protocol::OpenAiResponses,
+            Self::GeminiCli => Protocol::Gemini,
+            Self::Qwen | Self::Copilot | Self::Iflow => Protocol::OpenAiChat,
+        }
+    }
+
+    /// The kind named by [`AccountKind::id`].
+    pub fn from_id(id: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.id() == id)
     }
 
     /// The name shown to the user.
@@ -234,6 +252,12 @@ impl AccountKind {
                 )
             },
         }
+    }
+}
+
+impl std::fmt::Display for AccountKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.id())
     }
 }
 

@@ -247,7 +247,7 @@ fn provider_view(state: &AppState, provider: &Provider) -> ProviderView {
         key_hint: default.and_then(|c| c.key_hint.clone()),
         key_error: default.and_then(|c| match &c.key {
             ProviderKey::Unavailable(reason) => Some(reason.clone()),
-            ProviderKey::None | ProviderKey::Ready(_) => None,
+            ProviderKey::None | ProviderKey::Ready(_) | ProviderKey::Account(_) => None,
         }),
         credentials,
         source: provider.source,

@@ -12,6 +12,9 @@ use crate::secrets::Secret;
 
 /// iFlow's OpenAI-compatible root.
 pub const DEFAULT_BASE: &str = "https://apis.iflow.cn/v1";
+/// Where an iFlow login's API key and contact are read, with the access token as a query
+/// parameter (the way iFlow's own CLI asks).
+pub const DEFAULT_USER_INFO: &str = "https://iflow.cn/api/oauth/getUserInfo";
 /// The `User-Agent` the iFlow CLI sends.
 pub const USER_AGENT: &str = "iFlow-Cli";
 
@@ -29,6 +32,82 @@ pub(super) fn upstream(
         body: BodyTransform::None,
         response: ResponseTransform::None,
         stream_only: false,
+    })
+}
+
+/// What iFlow's user info says about a login.
+#[derive(Debug, Clone)]
+pub struct UserInfo {
+    /// The key the chat API takes.
+    pub api_key: Secret,
+    /// The email, else the phone number the account signed in with.
+    pub contact: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct UserInfoAnswer {
+    #[serde(default)]
+    success: bool,
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(default)]
+    data: Option<UserInfoData>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserInfoData {
+    #[serde(default)]
+    api_key: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+/// Reads the account's API key from iFlow's user info, right after login (and after each
+/// refresh, since iFlow may rotate it).
+pub async fn user_info(
+    http: &reqwest::Client,
+    url: &str,
+    access: &Secret,
+) -> Result<UserInfo, ShapeError> {
+    let answer = |detail: String| ShapeError::Answer {
+        kind: AccountKind::Iflow,
+        detail,
+    };
+    let response = http
+        .get(url)
+        .query(&[("accessToken", access.expose())])
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        // The URL carries the token: say only what went wrong, not where.
+        .map_err(|e| answer(format!("user info unreachable ({})", e.without_url())))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| answer(format!("user info unreadable ({})", e.without_url())))?;
+    if !status.is_success() {
+        return Err(answer(format!("user info answered {status}")));
+    }
+    let parsed: UserInfoAnswer =
+        serde_json::from_slice(&body).map_err(|e| answer(format!("user info: {e}")))?;
+    let data = parsed.data.filter(|_| parsed.success).ok_or_else(|| {
+        answer(format!(
+            "user info refused: {}",
+            parsed
+                .message
+                .unwrap_or_else(|| "no reason given".to_owned())
+        ))
+    })?;
+    let api_key = data.api_key.filter(|k| !k.is_empty()).ok_or_else(|| {
+        answer("the account has no API key yet; open iflow.cn once to create it".to_owned())
+    })?;
+    Ok(UserInfo {
+        api_key: Secret::new(api_key),
+        contact: data.email.filter(|e| !e.is_empty()).or(data.phone),
     })
 }
 

@@ -30,67 +30,16 @@ pub mod qwen;
 #[cfg(test)]
 mod test_upstream;
 
-use std::fmt;
-
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use bytes::Bytes;
 
-use crate::protocol::Protocol;
+pub use crate::oauth::AccountKind;
 use crate::secrets::Secret;
-
-/// The kinds of subscription login FlexiProxy can route requests to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AccountKind {
-    Claude,
-    Codex,
-    GeminiCli,
-    Qwen,
-    Copilot,
-    Iflow,
-}
-
-impl AccountKind {
-    pub const ALL: [Self; 6] = [
-        Self::Claude,
-        Self::Codex,
-        Self::GeminiCli,
-        Self::Qwen,
-        Self::Copilot,
-        Self::Iflow,
-    ];
-
-    /// The protocol a request for this kind must be encoded in before [`upstream`] shapes it.
-    pub fn protocol(self) -> Protocol {
-        match self {
-            Self::Claude => Protocol::AnthropicMessages,
-            Self::Codex => Protocol::OpenAiResponses,
-            Self::GeminiCli => Protocol::Gemini,
-            Self::Qwen | Self::Copilot | Self::Iflow => Protocol::OpenAiChat,
-        }
-    }
-
-    /// The name used in config, the API and messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Claude => "claude",
-            Self::Codex => "codex",
-            Self::GeminiCli => "gemini_cli",
-            Self::Qwen => "qwen",
-            Self::Copilot => "copilot",
-            Self::Iflow => "iflow",
-        }
-    }
-}
-
-impl fmt::Display for AccountKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Base URLs of the subscription endpoints. `Default` gives the public ones; every field can be
 /// overridden (tests point them at a loopback server).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Endpoints {
     /// Anthropic API root; `/v1/messages` is appended.
     pub claude: String,
@@ -102,6 +51,8 @@ pub struct Endpoints {
     pub qwen_default: String,
     /// iFlow's OpenAI-compatible root; `/chat/completions` is appended.
     pub iflow: String,
+    /// iFlow's user-info endpoint, where a login's API key is read.
+    pub iflow_user_info: String,
     /// GitHub API root for the Copilot token mint.
     pub github_api: String,
     /// Copilot API root used when the mint response names none.
@@ -116,6 +67,7 @@ impl Default for Endpoints {
             code_assist: gemini_cli::DEFAULT_BASE.to_owned(),
             qwen_default: qwen::DEFAULT_BASE.to_owned(),
             iflow: iflow::DEFAULT_BASE.to_owned(),
+            iflow_user_info: iflow::DEFAULT_USER_INFO.to_owned(),
             github_api: copilot::DEFAULT_GITHUB_API.to_owned(),
             copilot_default: copilot::DEFAULT_COPILOT_API.to_owned(),
         }
