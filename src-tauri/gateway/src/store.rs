@@ -1044,6 +1044,37 @@ mod tests {
     }
 
     #[test]
+    fn accounts_round_trip_and_replace() {
+        let dir = scratch();
+        let db = Database::open(&dir).unwrap();
+        assert!(db.accounts().unwrap().is_empty());
+        let mut row = AccountRow {
+            id: "claude-ada".into(),
+            kind: "claude".into(),
+            provider_id: "claude-account".into(),
+            label: "ada@example.com".into(),
+            email: Some("ada@example.com".into()),
+            account_id: Some("u-1".into()),
+            plan: None,
+            project: None,
+            created_at: 5,
+            refreshed_at: Some(5),
+            expires_at: Some(3_600_005),
+            last_error: None,
+            needs_login: false,
+        };
+        db.put_account(&row).unwrap();
+        row.needs_login = true;
+        row.last_error = Some("refresh refused".into());
+        db.put_account(&row).unwrap();
+        assert_eq!(db.accounts().unwrap(), vec![row.clone()]);
+        assert_eq!(db.account("claude-ada").unwrap(), Some(row));
+        assert!(db.delete_account("claude-ada").unwrap());
+        assert!(!db.delete_account("claude-ada").unwrap());
+        assert_eq!(db.account("claude-ada").unwrap(), None);
+    }
+
+    #[test]
     fn version_two_gains_tool_setups_and_keeps_its_rows() {
         let dir = scratch();
         let path = dir.join(DB_FILE);
@@ -1066,7 +1097,7 @@ mod tests {
         let version: i64 = db
             .read(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, SCHEMA_VERSION);
         assert_eq!(db.providers().unwrap()[0].id, "ds");
         assert_eq!(db.adapters().unwrap()[0].create_time, 9);
         assert!(db.active_tool_setups(None).unwrap().is_empty());
