@@ -7,7 +7,11 @@
 // - the login/consent interaction signs in account `ada` and consents to what was asked, except
 //   for client `flexiproxy-deny`, which declines (access_denied);
 // - POST /test/device?user_code=...&outcome=approve|deny decides a pending device login, as the
-//   user would on the verification page.
+//   user would on the verification page;
+// - GET /test/grants lists what the token endpoint did (`{grant_type, client_id, error?}` in
+//   order), so a test can see a refresh happen (tests/e2e/test_accounts.py);
+// - POST /test/revoke withdraws every grant the user gave, as revoking the app's access on the
+//   provider's site would: refresh tokens stop working (invalid_grant).
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -42,10 +46,21 @@ provider = new Provider(issuer, {
 });
 const callback = provider.callback();
 
+const tokenLog = [];
+const grantIds = new Set();
+provider.on('grant.success', (ctx) => {
+  tokenLog.push({ grant_type: ctx.oidc.params.grant_type, client_id: ctx.oidc.client?.clientId ?? null });
+});
+provider.on('grant.error', (ctx, err) => {
+  tokenLog.push({ grant_type: ctx.oidc.params?.grant_type ?? null, client_id: ctx.oidc.client?.clientId ?? null, error: err.error ?? String(err) });
+});
+
 async function route(req, res) {
   const url = new URL(req.url, issuer);
   if (url.pathname.startsWith('/interaction/')) return interact(req, res);
   if (url.pathname === '/test/device' && req.method === 'POST') return decideDevice(url, res);
+  if (url.pathname === '/test/grants' && req.method === 'GET') return json(res, tokenLog);
+  if (url.pathname === '/test/revoke' && req.method === 'POST') return revokeAll(res);
   return callback(req, res);
 }
 
@@ -55,7 +70,7 @@ async function interact(req, res) {
     return provider.interactionFinished(req, res, { error: 'access_denied', error_description: 'the user declined' });
   }
   const grant = await grantFor(details.params.client_id, details.prompt.details, details.grantId);
-  const result = { login: { accountId: ACCOUNT }, consent: { grantId: await grant.save() } };
+  const result = { login: { accountId: ACCOUNT }, consent: { grantId: remember(await grant.save()) } };
   return provider.interactionFinished(req, res, result, { mergeWithLastSubmission: true });
 }
 
@@ -67,6 +82,29 @@ async function grantFor(clientId, missing = {}, grantId = undefined) {
     grant.addResourceScope(indicator, scopes.join(' '));
   }
   return grant;
+}
+
+function remember(grantId) {
+  grantIds.add(grantId);
+  return grantId;
+}
+
+function json(res, value) {
+  res.setHeader('content-type', 'application/json');
+  res.end(JSON.stringify(value));
+}
+
+async function revokeAll(res) {
+  let revoked = 0;
+  for (const id of grantIds) {
+    const grant = await provider.Grant.find(id);
+    if (grant) {
+      await grant.destroy();
+      revoked += 1;
+    }
+  }
+  grantIds.clear();
+  json(res, { revoked });
 }
 
 async function decideDevice(url, res) {
@@ -85,7 +123,7 @@ async function decideDevice(url, res) {
     Object.assign(code, {
       accountId: ACCOUNT,
       scope,
-      grantId: await grant.save(),
+      grantId: remember(await grant.save()),
       authTime: Math.floor(Date.now() / 1000),
     });
   }
