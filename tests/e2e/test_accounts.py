@@ -315,12 +315,12 @@ def ask(client: str, gw: GatewayProcess, key: str, prompt: str, stream: bool) ->
 
 
 def sdk_error(client: str, gw: GatewayProcess, key: str) -> tuple[int, str, Any]:
-    """Asks with `client`'s SDK expecting an error; (status, message, body as the SDK parsed it)."""
+    """Asks with `client`'s SDK expecting an error; (status, the message the SDK shows, the JSON
+    body the gateway answered)."""
     try:
         ask(client, gw, key, "hello?", False)
     except (openai.APIStatusError, anthropic.APIStatusError) as e:
-        body = e.body
-        return e.status_code, json.dumps(body), body
+        return e.status_code, e.message, e.response.json()
     except genai_errors.APIError as e:
         return e.code, str(e.message), e.details
     raise AssertionError(f"{client}: the request succeeded but an error was expected")
@@ -337,6 +337,46 @@ def accounts(
 
 def model_requests(upstream: su.SubscriptionUpstream, kind: str) -> list[dict[str, Any]]:
     return [r for r in upstream.recorded(kind) if r["path"].startswith(API_PATH[kind].rsplit(":", 1)[0])]
+
+
+# -- the listing ------------------------------------------------------------------------------
+
+
+def test_kinds_and_endpoints_are_listed(accounts: Accounts) -> None:
+    r = accounts.api.get("/api/accounts")
+    assert r.status_code == 200, r.text
+    listing = r.json()
+    assert listing["accounts"] == [], listing
+    flows = {k["kind"]: k["flow"] for k in listing["kinds"]}
+    assert flows == {**{k: "pkce" for k in PKCE_KINDS}, **{k: "device" for k in DEVICE_KINDS}}, listing["kinds"]
+    assert all(k["label"] for k in listing["kinds"]), listing["kinds"]
+    settings = accounts.api.get("/api/accounts/endpoints").json()
+    assert settings["api"] == accounts.upstream.api_roots() and set(settings["login"]) == set(flows), settings
+    # Naming only some kinds keeps the others.
+    r = accounts.api.put(
+        "/api/accounts/endpoints",
+        json={"login": {"qwen": accounts.oidc.login_endpoints("device", client_id="other")}, "api": accounts.upstream.api_roots()},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["login"]["qwen"]["client_id"] == "other" and r.json()["login"]["claude"] == settings["login"]["claude"], r.json()
+    r = accounts.api.post("/api/logins", json={"kind": "nonsense"})
+    assert 400 <= r.status_code < 500 and r.json()["error"]["message"], r.text
+
+
+def test_cancelled_login_stops_listening(accounts: Accounts) -> None:
+    login = accounts.start_login("claude")
+    assert accounts.api.delete(f"/api/logins/{login['id']}").status_code == 204
+    assert accounts.api.get(f"/api/logins/{login['id']}").json()["status"] == "cancelled"
+    port = urlsplit(login["redirect_uri"]).port
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
+        except OSError:
+            break  # nothing listens any more
+        assert time.monotonic() < deadline, f"the callback listener on {port} is still open after cancel"
+        time.sleep(0.1)
 
 
 # -- (a), (b): every kind logs in and serves requests ------------------------------------------
@@ -496,6 +536,8 @@ def test_refused_refresh_needs_login(accounts: Accounts) -> None:
     assert status >= 400 and "log in" in message.lower(), (status, message)
     assert body["type"] == "error" and body["error"]["message"], body
     status, message, body = sdk_error("openai_chat", accounts.gw, key)
+    assert status >= 400 and "log in" in body["error"]["message"].lower(), (status, body)
+    status, message, body = sdk_error("gemini", accounts.gw, key)
     assert status >= 400 and "log in" in body["error"]["message"].lower(), (status, body)
     assert [r for r in accounts.upstream.requests[mark:] if r["kind"] == "claude"] == []
     # Logging in again brings the same account back.
