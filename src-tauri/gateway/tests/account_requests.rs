@@ -415,6 +415,17 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
         "/ca/v1internal:streamGenerateContent"
     );
 
+    // Claude Code counts tokens before it sends: a login's count is estimated locally.
+    let (status, body) = f
+        .post(
+            "claude",
+            "/v1/messages/count_tokens",
+            json!({"model": "m", "messages": [{"role": "user", "content": "hello there"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("input_tokens"), "{body}");
+
     // No usage row, log or answer carries a token; every request was recorded with its
     // account as the credential.
     let usage: Value = f
