@@ -127,6 +127,8 @@ impl AccountError {
 /// What one account needs at request time, kept in memory after the first read.
 #[derive(Default)]
 struct Live {
+    /// The account's row as last read or written, so requests do not query SQLite.
+    row: Option<AccountRow>,
     tokens: Option<TokenSet>,
     /// iFlow: the API key from the user info.
     api_key: Option<Secret>,
@@ -632,6 +634,7 @@ impl Accounts {
             db.put_account(&stored)
         })
         .await??;
+        self.cache_row(row.clone());
         self.notify();
         Ok(row)
     }
@@ -714,15 +717,39 @@ impl Accounts {
     }
 
     async fn row_blocking(&self, id: &str) -> Result<AccountRow, AccountError> {
+        let cached = self
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .and_then(|l| l.row.clone());
+        if let Some(row) = cached {
+            return Ok(row);
+        }
         let db = self.db.clone();
-        let id = id.to_owned();
-        let found = blocking(move || db.account(&id).map(|r| (id, r))).await??;
-        found.1.ok_or(AccountError::Unknown(found.0))
+        let key = id.to_owned();
+        let row = blocking(move || db.account(&key))
+            .await??
+            .ok_or_else(|| AccountError::Unknown(id.to_owned()))?;
+        self.cache_row(row.clone());
+        Ok(row)
+    }
+
+    fn cache_row(&self, row: AccountRow) {
+        let id = row.id.clone();
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(id)
+            .or_default()
+            .row = Some(row);
     }
 
     async fn put_row(&self, row: AccountRow) -> Result<(), AccountError> {
         let db = self.db.clone();
-        blocking(move || db.put_account(&row)).await??;
+        let stored = row.clone();
+        blocking(move || db.put_account(&stored)).await??;
+        self.cache_row(row);
         self.notify();
         Ok(())
     }
@@ -818,4 +845,293 @@ async fn blocking<T: Send + 'static>(
             account: String::new(),
             detail: format!("internal task failed: {e}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::HeaderMap;
+    use axum::routing::{get, post};
+    use serde_json::json;
+
+    use super::*;
+    use crate::oauth::AccountFacts;
+    use crate::secrets::{MemoryStore, SecretStore as _};
+
+    /// Stand-ins for the token endpoint, Code Assist, iFlow's user info and the Copilot mint.
+    async fn stand_in(refreshes: Arc<AtomicUsize>) -> String {
+        let app = Router::new()
+            .route(
+                "/token",
+                post(move || {
+                    let n = refreshes.fetch_add(1, Ordering::SeqCst) + 1;
+                    async move {
+                        axum::Json(json!({"access_token": format!("fresh-{n}"),
+                            "token_type": "Bearer", "expires_in": 3600}))
+                    }
+                }),
+            )
+            .route(
+                "/ca/{method}",
+                post(|| async {
+                    axum::Json(json!({"currentTier": {"id": "standard-tier", "name": "Gemini Code Assist Standard"},
+                        "cloudaicompanionProject": "proj-42"}))
+                }),
+            )
+            .route(
+                "/iflow/user",
+                get(|| async {
+                    axum::Json(json!({"success": true, "data": {"apiKey": "sk-iflow-1", "phone": "+86 100"}}))
+                }),
+            )
+            .route(
+                "/gh/copilot_internal/v2/token",
+                get(|headers: HeaderMap| async move {
+                    assert_eq!(headers["authorization"], "token gh-1");
+                    axum::Json(json!({"token": "cop-1", "expires_at": 4_000_000_000_u64}))
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        base
+    }
+
+    struct Fixture {
+        accounts: Arc<Accounts>,
+        secrets: Arc<MemoryStore>,
+        db: Arc<Database>,
+        refreshes: Arc<AtomicUsize>,
+        dir: std::path::PathBuf,
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    async fn fixture() -> Fixture {
+        let refreshes = Arc::new(AtomicUsize::new(0));
+        let base = stand_in(refreshes.clone()).await;
+        let dir = std::env::temp_dir().join(format!(
+            "flexiproxy-accounts-unit-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        let db = Arc::new(Database::open(&dir).unwrap());
+        let secrets = Arc::new(MemoryStore::default());
+        let accounts = Accounts::new(db.clone(), secrets.clone(), reqwest::Client::new()).unwrap();
+        let mut settings = EndpointSettings::default();
+        for kind in AccountKind::ALL {
+            let mut endpoints = kind.endpoints();
+            endpoints.token_url = format!("{base}/token");
+            endpoints.token_body = oauth::TokenBody::Form;
+            settings.login.insert(kind, endpoints);
+        }
+        settings.api.code_assist = format!("{base}/ca");
+        settings.api.iflow_user_info = format!("{base}/iflow/user");
+        settings.api.github_api = format!("{base}/gh");
+        accounts.set_endpoint_settings(settings).unwrap();
+        Fixture {
+            accounts: Arc::new(accounts),
+            secrets,
+            db,
+            refreshes,
+            dir,
+        }
+    }
+
+    fn tokens(access: &str, expires_at_ms: Option<u64>) -> TokenSet {
+        TokenSet {
+            access: Secret::new(access),
+            refresh: Some(Secret::new("rt-1")),
+            expires_at_ms,
+            facts: AccountFacts {
+                email: Some("ada@example.com".into()),
+                account_id: Some("acct-1".into()),
+                plan: Some("pro".into()),
+                resource_url: None,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn a_login_becomes_a_pooled_credential_and_logging_out_removes_everything() {
+        let f = fixture().await;
+        let row = f
+            .accounts
+            .add(AccountKind::Claude, tokens("a-1", None), None)
+            .await
+            .unwrap();
+        assert_eq!(row.id, "claude-ada");
+        assert_eq!(row.label, "ada@example.com");
+        assert_eq!(row.plan.as_deref(), Some("pro"));
+        let provider = f.db.providers().unwrap();
+        assert_eq!(provider[0].id, "claude-account");
+        assert_eq!(provider[0].protocol, "anthropic_messages");
+        let credentials = f.db.credentials().unwrap();
+        assert_eq!(
+            credentials[0].key_ref.as_deref(),
+            Some("oauth:claude-ada"),
+            "the credential names the account, not a token"
+        );
+        assert!(f.secrets.get("oauth:claude-ada").unwrap().is_some());
+
+        // A second login of the same person gets its own id; a re-login keeps the id.
+        let second = f
+            .accounts
+            .add(AccountKind::Claude, tokens("a-2", None), None)
+            .await
+            .unwrap();
+        assert_eq!(second.id, "claude-ada-2");
+        let again = f
+            .accounts
+            .add(AccountKind::Claude, tokens("a-3", None), Some("claude-ada"))
+            .await
+            .unwrap();
+        assert_eq!(again.id, "claude-ada");
+        assert_eq!(again.created_at, row.created_at);
+        assert_eq!(f.db.credentials().unwrap().len(), 2);
+        match f.accounts.for_request("claude-ada").await.unwrap() {
+            subscription::Account::Claude { access } => assert_eq!(access.expose(), "a-3"),
+            other => panic!("{other:?}"),
+        }
+
+        f.accounts.log_out("claude-ada").await.unwrap();
+        assert!(f.secrets.get("oauth:claude-ada").unwrap().is_none());
+        assert_eq!(f.db.credentials().unwrap().len(), 1);
+        assert_eq!(f.db.providers().unwrap().len(), 1, "one account is left");
+        f.accounts.log_out("claude-ada-2").await.unwrap();
+        assert!(
+            f.db.providers().unwrap().is_empty(),
+            "the provider goes with its last account"
+        );
+        assert!(matches!(
+            f.accounts.for_request("claude-ada").await,
+            Err(AccountError::Unknown(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn each_kind_runs_its_set_up_at_login() {
+        let f = fixture().await;
+        let gemini = f
+            .accounts
+            .add(AccountKind::GeminiCli, tokens("g-1", None), None)
+            .await
+            .unwrap();
+        assert_eq!(gemini.project.as_deref(), Some("proj-42"));
+        assert_eq!(gemini.plan.as_deref(), Some("Gemini Code Assist Standard"));
+
+        let mut iflow = tokens("i-1", None);
+        iflow.facts.email = None;
+        iflow.facts.account_id = None;
+        let row = f
+            .accounts
+            .add(AccountKind::Iflow, iflow, None)
+            .await
+            .unwrap();
+        assert_eq!(row.label, "+86 100");
+        match f.accounts.for_request(&row.id).await.unwrap() {
+            subscription::Account::Iflow { api_key } => assert_eq!(api_key.expose(), "sk-iflow-1"),
+            other => panic!("{other:?}"),
+        }
+
+        let copilot = f
+            .accounts
+            .add(AccountKind::Copilot, tokens("gh-1", None), None)
+            .await
+            .unwrap();
+        match f.accounts.for_request(&copilot.id).await.unwrap() {
+            subscription::Account::Copilot(token) => assert_eq!(token.token.expose(), "cop-1"),
+            other => panic!("{other:?}"),
+        }
+        // The API key and tokens are secrets; the rows hold none of them.
+        let rows = format!("{:?}", f.db.accounts().unwrap());
+        for secret in ["g-1", "i-1", "sk-iflow-1", "gh-1", "cop-1"] {
+            assert!(!rows.contains(secret), "{secret} in {rows}");
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_near_expiry_are_refreshed_in_the_background_and_on_demand() {
+        let f = fixture().await;
+        let soon = oauth::now_ms() + 60_000;
+        f.accounts
+            .add(AccountKind::Claude, tokens("a-1", Some(soon)), None)
+            .await
+            .unwrap();
+        let later = oauth::now_ms() + 3_600_000;
+        let codex = f
+            .accounts
+            .add(AccountKind::Codex, tokens("c-1", Some(later)), None)
+            .await
+            .unwrap();
+
+        // One pass refreshes the due account only; nothing else is due for an hour, so it
+        // looks again after its longest sleep.
+        let next = f.accounts.refresh_due().await;
+        assert_eq!(f.refreshes.load(Ordering::SeqCst), 1);
+        assert_eq!(next, MAX_SLEEP);
+        let row = f.db.account("claude-ada").unwrap().unwrap();
+        assert!(row.expires_at.unwrap() > i64::try_from(later).unwrap() - 5_000);
+        assert!(row.refreshed_at.is_some());
+        match f.accounts.for_request("claude-ada").await.unwrap() {
+            subscription::Account::Claude { access } => assert_eq!(access.expose(), "fresh-1"),
+            other => panic!("{other:?}"),
+        }
+        match f.accounts.for_request(&codex.id).await.unwrap() {
+            subscription::Account::Codex { account_id, .. } => assert_eq!(account_id, "acct-1"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(f.refreshes.load(Ordering::SeqCst), 1);
+
+        // The refresher task does the same on its own and stops when told.
+        let mut expiring = tokens("a-9", Some(oauth::now_ms() + 1_000));
+        expiring.refresh = Some(Secret::new("rt-9"));
+        f.accounts
+            .add(AccountKind::Claude, expiring, Some("claude-ada"))
+            .await
+            .unwrap();
+        let (closing, closing_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(f.accounts.clone().run_refresher(closing_rx));
+        for _ in 0..100 {
+            if f.refreshes.load(Ordering::SeqCst) >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(f.refreshes.load(Ordering::SeqCst), 2);
+        closing.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn missing_tokens_mean_log_in_again_and_are_shown_as_such() {
+        let f = fixture().await;
+        f.accounts
+            .add(AccountKind::Qwen, tokens("q-1", None), None)
+            .await
+            .unwrap();
+        // Tokens removed behind the gateway's back (keychain reset) and the cache cold.
+        f.secrets.delete("oauth:qwen-ada").unwrap();
+        let cold = Accounts::new(f.db.clone(), f.secrets.clone(), reqwest::Client::new()).unwrap();
+        let error = cold.for_request("qwen-ada").await.unwrap_err();
+        assert!(error.needs_login(), "{error:?}");
+        assert!(error.to_string().contains("log"), "{error}");
+        let row = f.db.account("qwen-ada").unwrap().unwrap();
+        assert!(row.needs_login);
+        assert_eq!(cold.needing_login().unwrap(), 1);
+        // Refreshing is not attempted for an account that needs a login.
+        assert_eq!(cold.refresh_due().await, MAX_SLEEP);
+        assert_eq!(f.refreshes.load(Ordering::SeqCst), 0);
+    }
 }

@@ -33,6 +33,7 @@
 //! - `host`: what the desktop app embedding the gateway offers the API (start at login).
 
 pub mod access;
+mod account_relay;
 pub mod accounts;
 pub mod canonical;
 pub mod cli;

@@ -15,11 +15,14 @@ use std::time::{Duration, Instant};
 use axum::http::header;
 use serde::Serialize;
 
+use crate::account_relay;
+use crate::accounts::Accounts;
 use crate::canonical::{Message, Part, Request, Role};
 use crate::error::GatewayError;
 use crate::protocol::codec;
 use crate::registry::{Credential, Provider, ProviderKey};
 use crate::relay::{UpstreamPath, describe, with_key};
+use crate::subscription::Call;
 use crate::translate::error_detail;
 
 /// How long a test may take, from sending to the last byte of the answer.
@@ -125,8 +128,12 @@ pub struct TestReport {
 
 /// Makes the call and reports what happened. Fails only when the call cannot be made (the
 /// key is unavailable).
+///
+/// A subscription login (`accounts`, given when the gateway has them) is addressed and signed
+/// by `account_relay` as real requests are.
 pub async fn run(
     http: &reqwest::Client,
+    accounts: Option<&Accounts>,
     provider: &Provider,
     credential: &Credential,
     model: &str,
@@ -143,20 +150,36 @@ pub async fn run(
         stream: false,
         ..Request::default()
     };
-    let endpoint = UpstreamPath::generate(protocol, model, false);
-    let url = format!("{}{}", provider.url.trim_end_matches('/'), endpoint.path);
-    let request = http
-        .post(&url)
-        .header(header::CONTENT_TYPE, "application/json")
-        .header(header::ACCEPT, "application/json")
-        .body(codec::encode_request(protocol, &question));
-    let request =
-        with_key(request, &provider.id, &credential.key, endpoint.style, None).map_err(|e| {
-            TestError::KeyUnavailable {
-                credential: credential.key_id.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+    let unavailable = |reason: String| TestError::KeyUnavailable {
+        credential: credential.key_id.clone(),
+        reason,
+    };
+    let body = codec::encode_request(protocol, &question);
+    let (request, url, shaping) = match (&credential.key, accounts) {
+        (ProviderKey::Account(account), Some(accounts)) => {
+            let call = Call {
+                model,
+                stream: false,
+            };
+            let prepared =
+                account_relay::prepare(accounts, http, account, call, &body.into(), None)
+                    .await
+                    .map_err(|e| unavailable(e.reason))?;
+            (prepared.request, prepared.url, Some(prepared.shaping))
+        }
+        _ => {
+            let endpoint = UpstreamPath::generate(protocol, model, false);
+            let url = format!("{}{}", provider.url.trim_end_matches('/'), endpoint.path);
+            let request = http
+                .post(&url)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header(header::ACCEPT, "application/json")
+                .body(body);
+            let request = with_key(request, &provider.id, &credential.key, endpoint.style, None)
+                .map_err(|e| unavailable(e.to_string()))?;
+            (request, url, None)
+        }
+    };
 
     let mut report = TestReport {
         ok: false,
@@ -203,6 +226,14 @@ pub async fn run(
         report.error = Some(format!("the provider said: {}", error_detail(&body)));
         return Ok(report);
     }
+    let body = match shaping.map(|shaping| account_relay::whole(&body, shaping)) {
+        None => body,
+        Some(Ok(whole)) => whole.to_vec(),
+        Some(Err(reason)) => {
+            report.error = Some(format!("the account's endpoint answered oddly: {reason}"));
+            return Ok(report);
+        }
+    };
     match codec::decode_response(protocol, &body) {
         Ok(answer) => {
             let text: String = answer
@@ -371,7 +402,7 @@ mod tests {
             let p = provider(protocol, url, Vec::new());
 
             let good = credential("good", ready(GOOD_KEY), true);
-            let report = run(&http, &p, &good, "tiny", TIMEOUT).await.unwrap();
+            let report = run(&http, None, &p, &good, "tiny", TIMEOUT).await.unwrap();
             assert!(report.ok, "{protocol}: {report:?}");
             assert_eq!(report.status, Some(200));
             assert_eq!(report.answer.as_deref(), Some("OK"), "{protocol}");
@@ -381,7 +412,7 @@ mod tests {
             assert_eq!(report.error, None);
 
             let bad = credential("bad", ready("sk-wrong"), true);
-            let report = run(&http, &p, &bad, "tiny", TIMEOUT).await.unwrap();
+            let report = run(&http, None, &p, &bad, "tiny", TIMEOUT).await.unwrap();
             assert!(!report.ok);
             assert_eq!(report.status, Some(401), "{protocol}");
             let shown = serde_json::to_value(&report).unwrap();
@@ -421,7 +452,7 @@ mod tests {
             Vec::new(),
         );
         let c = credential("k", ready(GOOD_KEY), true);
-        let report = run(&reqwest::Client::new(), &p, &c, "tiny", TIMEOUT)
+        let report = run(&reqwest::Client::new(), None, &p, &c, "tiny", TIMEOUT)
             .await
             .unwrap();
         assert!(!report.ok);
@@ -452,6 +483,7 @@ mod tests {
         let c = credential("k", ready(GOOD_KEY), true);
         let report = run(
             &reqwest::Client::new(),
+            None,
             &p,
             &c,
             "tiny",
@@ -470,7 +502,7 @@ mod tests {
 
         let url = fixed(StatusCode::OK, r#"{"unexpected": true}"#).await;
         let p = provider(Protocol::AnthropicMessages, url, Vec::new());
-        let report = run(&http, &p, &c, "tiny", TIMEOUT).await.unwrap();
+        let report = run(&http, None, &p, &c, "tiny", TIMEOUT).await.unwrap();
         assert!(!report.ok);
         assert_eq!(report.status, Some(200));
         let error = report.error.unwrap();
@@ -481,7 +513,7 @@ mod tests {
 
         let url = fixed(StatusCode::BAD_GATEWAY, "upstream down\n").await;
         let p = provider(Protocol::OpenAiChat, url, Vec::new());
-        let report = run(&http, &p, &c, "tiny", TIMEOUT).await.unwrap();
+        let report = run(&http, None, &p, &c, "tiny", TIMEOUT).await.unwrap();
         assert_eq!(report.status, Some(502));
         assert_eq!(
             report.error.as_deref(),

@@ -32,6 +32,7 @@ use futures_util::Stream;
 use futures_util::stream::BoxStream;
 
 use crate::access::{hash_key, presented_key};
+use crate::account_relay::{self, Sent};
 use crate::canonical::merge_usage;
 use crate::error::GatewayError;
 use crate::protocol::Protocol;
@@ -591,23 +592,22 @@ async fn attempt(
     };
     let same_protocol_headers =
         matches!(outgoing.answer, AnswerPath::Relay { .. }).then_some(headers);
-    let url = upstream_url(adapter, &target.provider, &outgoing.endpoint.path);
-    let request = match upstream_request(
-        state,
-        target,
-        &url,
-        outgoing.endpoint.style,
-        outgoing.stream,
-        same_protocol_headers,
-    ) {
-        Ok(request) => request,
-        Err(error) => {
-            return Attempt::Failed(Failure::Connection, Box::new(Held::Error(error)));
-        }
+    let account = match &target.credential.key {
+        ProviderKey::Account(account) => Some(account.as_str()),
+        ProviderKey::None | ProviderKey::Ready(_) | ProviderKey::Unavailable(_) => None,
     };
     let endpoint_name = match job {
         Job::Generate(client) => client.endpoint,
-        Job::Forward(endpoint, _) => endpoint.name(),
+        Job::Forward(endpoint, _) => {
+            if account.is_some() {
+                return Attempt::Done(Err(GatewayError::Unsupported(format!(
+                    "{} are not served by subscription logins; provider `{}` is one",
+                    endpoint.upstream_path().trim_start_matches('/'),
+                    target.provider.id
+                ))));
+            }
+            endpoint.name()
+        }
     };
     let mut meter = Meter::new(
         state,
@@ -617,15 +617,55 @@ async fn attempt(
         endpoint_name,
         outgoing.stream,
     );
-    let upstream = match send(state, request.body(outgoing.body), url, &mut meter).await {
-        Ok(upstream) => upstream,
-        Err(error) => {
-            let failure = if matches!(error, GatewayError::UpstreamTimeout { .. }) {
-                Failure::Timeout
-            } else {
-                Failure::Connection
+    let (upstream, url, shaping) = match account {
+        Some(account) => {
+            let sent = account_relay::send(
+                state,
+                account,
+                target,
+                &outgoing.body,
+                outgoing.stream,
+                same_protocol_headers,
+                &mut meter,
+            )
+            .await;
+            match sent {
+                Sent::Answered {
+                    response,
+                    url,
+                    shaping,
+                } => (response, url, Some(shaping)),
+                Sent::Failed(failure, error) => {
+                    return Attempt::Failed(failure, Box::new(Held::Error(error)));
+                }
+            }
+        }
+        None => {
+            let url = upstream_url(adapter, &target.provider, &outgoing.endpoint.path);
+            let request = match upstream_request(
+                state,
+                target,
+                &url,
+                outgoing.endpoint.style,
+                outgoing.stream,
+                same_protocol_headers,
+            ) {
+                Ok(request) => request,
+                Err(error) => {
+                    return Attempt::Failed(Failure::Connection, Box::new(Held::Error(error)));
+                }
             };
-            return Attempt::Failed(failure, Box::new(Held::Error(error)));
+            match send(state, request.body(outgoing.body), url.clone(), &mut meter).await {
+                Ok(upstream) => (upstream, url, None),
+                Err(error) => {
+                    let failure = if matches!(error, GatewayError::UpstreamTimeout { .. }) {
+                        Failure::Timeout
+                    } else {
+                        Failure::Connection
+                    };
+                    return Attempt::Failed(failure, Box::new(Held::Error(error)));
+                }
+            }
         }
     };
     let status = upstream.status();
@@ -651,7 +691,7 @@ async fn attempt(
             Err(failure) => {
                 let error = GatewayError::UpstreamUnreachable {
                     provider: target.provider.id.clone(),
-                    url: upstream_url(adapter, &target.provider, &outgoing.endpoint.path),
+                    url,
                     reason: if failure == Failure::Timeout {
                         "no answer within the response timeout after the headers".into()
                     } else {
@@ -664,6 +704,18 @@ async fn attempt(
         }
     } else {
         Opened::new(upstream)
+    };
+    let opened = match shaping {
+        Some(shaping) if status.is_success() => {
+            match account_relay::reshape(opened, shaping, &target.provider.id).await {
+                Ok(opened) => opened,
+                Err(error) => {
+                    meter.fail(&error);
+                    return Attempt::Done(Err(error));
+                }
+            }
+        }
+        Some(_) | None => opened,
     };
     Attempt::Done(match outgoing.answer {
         AnswerPath::Relay {

@@ -3,7 +3,7 @@
 //!
 //! A provider that counts (Anthropic, Gemini) is asked: as bytes when it speaks the client's
 //! protocol, else with the request translated through `canonical`. OpenAI-protocol providers
-//! have no counting endpoint, so the gateway estimates from the text and says so in the
+//! have no counting endpoint (nor do subscription logins here), so the gateway estimates from the text and says so in the
 //! `x-flexiproxy-estimate: true` header; agents use the count to decide when to compact their
 //! context, where a close estimate is what they need. Counting is not a generation: it leaves
 //! no usage record.
@@ -18,7 +18,7 @@ use crate::error::GatewayError;
 use crate::protocol::Protocol;
 use crate::protocol::rewrite::{TopLevel, json_string, splice};
 use crate::protocol::{codec, gemini};
-use crate::registry::Provider;
+use crate::registry::{Provider, ProviderKey};
 use crate::relay::{self, UpstreamPath};
 use crate::routing;
 use crate::state::AppState;
@@ -58,7 +58,11 @@ pub(crate) async fn count(
         .unwrap_or(&plan.targets[0])
         .clone();
     let provider = chosen.provider.clone();
-    let Some(endpoint) = UpstreamPath::count_tokens(provider.protocol, &chosen.model) else {
+    // Subscription logins are only shaped for generations, so their counts are estimated too.
+    let counts_upstream = !matches!(chosen.credential.key, ProviderKey::Account(_));
+    let endpoint =
+        UpstreamPath::count_tokens(provider.protocol, &chosen.model).filter(|_| counts_upstream);
+    let Some(endpoint) = endpoint else {
         let request = decode_for_count(&client)?;
         let mut response = answer(client.protocol, estimate(&request)).into_response();
         response

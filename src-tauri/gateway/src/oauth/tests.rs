@@ -583,6 +583,30 @@ async fn a_refused_refresh_means_log_in_again() {
     unreachable.token_url = "http://127.0.0.1:9/token".to_owned();
     let error = store.refresh("acct", &unreachable).await.unwrap_err();
     assert!(matches!(error, OAuthError::Unreachable { .. }), "{error:?}");
+
+    // Neither is a provider outage nor a proxy's error page in place of the token answer.
+    for (status, body) in [
+        (400, r#"{"error":"server_error"}"#),
+        (503, r#"{"error":"temporarily_unavailable"}"#),
+        (502, "<html>bad gateway</html>"),
+    ] {
+        let app = Router::new().route(
+            "/token",
+            post(move || async move {
+                (
+                    StatusCode::from_u16(status).unwrap(),
+                    [("content-type", "application/json")],
+                    body,
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut outage = endpoints.clone();
+        outage.token_url = format!("http://{}/token", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let error = store.refresh("acct", &outage).await.unwrap_err();
+        assert!(!error.needs_login(), "{status} {body}: {error:?}");
+    }
 }
 
 #[tokio::test]

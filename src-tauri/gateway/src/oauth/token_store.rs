@@ -272,9 +272,18 @@ async fn refresh_once(
     let response = match response {
         Ok(response) => response,
         Err(error) => {
+            // Only the provider's own refusal means the login is gone; an unreadable answer
+            // (a proxy's error page) or a provider outage is worth retrying later.
+            let refused = match &error {
+                oauth2::RequestTokenError::ServerResponse(answer) => !matches!(
+                    answer.error(),
+                    oauth2::basic::BasicErrorResponseType::Extension(code)
+                        if code == "server_error" || code == "temporarily_unavailable"
+                ),
+                _ => false,
+            };
             return Err(match token_error(error) {
-                // The provider answered and said no: only a new login helps.
-                OAuthError::Provider { error, description } => OAuthError::NeedsLogin {
+                OAuthError::Provider { error, description } if refused => OAuthError::NeedsLogin {
                     account,
                     detail: match description {
                         Some(d) => format!("{error}: {d}"),

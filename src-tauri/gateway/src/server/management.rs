@@ -1049,6 +1049,7 @@ async fn test_provider(
     let (credential, model) = chosen.map_err(Rendered::management)?;
     let report = provider_test::run(
         &state.http,
+        Some(&state.accounts),
         &provider,
         &credential,
         &model,
