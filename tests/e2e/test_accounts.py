@@ -514,10 +514,11 @@ def test_copilot_401_mints_again(accounts: Accounts) -> None:
 # -- (d): a refused refresh means a new login ---------------------------------------------------
 
 
-def test_refused_refresh_needs_login(accounts: Accounts) -> None:
-    account = accounts.login("claude")
+@pytest.mark.parametrize("kind", ("claude", "codex"))
+def test_refused_refresh_needs_login(accounts: Accounts, kind: str) -> None:
+    account = accounts.login(kind)
     key = accounts.key(account)
-    assert accounts.ask(account, "first", False) == "claude says: first"
+    assert accounts.ask(account, "first", False) == f"{kind} says: first"
     assert accounts.oidc.revoke_all() >= 1
     # The API now refuses the token (the issuer no longer honours it); the gateway's refresh is
     # refused too (the grant is gone): the client gets an error saying to log in again.
@@ -539,14 +540,14 @@ def test_refused_refresh_needs_login(accounts: Accounts) -> None:
     assert status >= 400 and "log in" in body["error"]["message"].lower(), (status, body)
     status, message, body = sdk_error("gemini", accounts.gw, key)
     assert status >= 400 and "log in" in body["error"]["message"].lower(), (status, body)
-    assert [r for r in accounts.upstream.requests[mark:] if r["kind"] == "claude"] == []
+    assert [r for r in accounts.upstream.requests[mark:] if r["kind"] == kind] == []
     # Logging in again brings the same account back.
-    again = accounts.start_login("claude", relogin=account["id"])
+    again = accounts.start_login(kind, relogin=account["id"])
     with browser() as b:
         b.get(again["authorize_url"])
-    relogged = accounts.finished(accounts.wait_login(again["id"]), "claude")
+    relogged = accounts.finished(accounts.wait_login(again["id"]), kind)
     assert relogged["id"] == account["id"], relogged
-    assert accounts.ask(account, "back", False) == "claude says: back"
+    assert accounts.ask(account, "back", False) == f"{kind} says: back"
 
 
 # -- (e): declined sign-in, pasted callback of another login ------------------------------------
@@ -592,8 +593,10 @@ def callback_url(authorize_url: str, redirect_uri: str) -> str:
 
 def test_pasted_callback_and_state_mismatch(accounts: Accounts) -> None:
     port = free_port()  # what the user's browser ends on; nothing listens (headless)
-    accounts.point_endpoints(claude=accounts.oidc.login_endpoints("pkce", redirect_port=port))
-    first = accounts.start_login("claude", paste=True)
+    pasted = accounts.oidc.login_endpoints("pkce", redirect_port=port)
+    accounts.point_endpoints(claude=pasted, codex=pasted)
+    # Two logins of different kinds (a new login of a kind replaces a waiting one of that kind).
+    first = accounts.start_login("codex", paste=True)
     second = accounts.start_login("claude", paste=True)
     assert first["redirect_uri"] == f"http://127.0.0.1:{port}/callback", first
     url = callback_url(first["authorize_url"], first["redirect_uri"])
@@ -601,12 +604,17 @@ def test_pasted_callback_and_state_mismatch(accounts: Accounts) -> None:
     # The first login's callback pasted into the second: its state is not the second's.
     r = accounts.api.post(f"/api/logins/{second['id']}/callback", json={"url": url})
     assert r.status_code == 200, f"{r.status_code} {r.text}"
-    assert r.json()["status"] == "failed" and "state mismatch" in r.json()["error"], r.json()
+    assert r.json()["status"] == "failed" and "state mismatch" in (r.json().get("error") or ""), r.json()
+    # A URL that is no callback at all.
+    third = accounts.start_login("claude", paste=True)
+    r = accounts.api.post(f"/api/logins/{third['id']}/callback", json={"url": "http://127.0.0.1/elsewhere"})
+    assert r.status_code in (200, 400), f"{r.status_code} {r.text}"
     # Into its own login it works.
     r = accounts.api.post(f"/api/logins/{first['id']}/callback", json={"url": url})
     assert r.status_code == 200, f"{r.status_code} {r.text}"
-    account = accounts.finished(r.json() if r.json()["status"] == "done" else accounts.wait_login(first["id"]), "claude")
-    assert accounts.ask(account, "pasted", False) == "claude says: pasted"
+    login = r.json() if r.json()["status"] in ("done", "failed") else accounts.wait_login(first["id"])
+    account = accounts.finished(login, "codex")
+    assert accounts.ask(account, "pasted", False) == "codex says: pasted"
 
 
 # -- (f): log out ----------------------------------------------------------------------------
