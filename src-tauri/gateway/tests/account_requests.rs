@@ -415,6 +415,19 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
         "/ca/v1internal:streamGenerateContent"
     );
 
+    // A Gemini client reading the stream as a JSON array gets one, from the SSE-only endpoint.
+    let (status, body) = f
+        .post(
+            "gemini_cli",
+            "/v1beta/models/m:streamGenerateContent",
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let array: Value = serde_json::from_str(&body).unwrap();
+    assert!(array.to_string().contains("hello from gemini"), "{body}");
+    assert!(array.is_array(), "{body}");
+
     // Claude Code counts tokens before it sends: a login's count is estimated locally.
     let (status, body) = f
         .post(
