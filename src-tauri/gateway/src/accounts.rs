@@ -565,7 +565,11 @@ impl Accounts {
                     .await
                     .map_err(|e| setup(copilot_error(&id, &e).to_string()))?;
             }
-            AccountKind::Claude | AccountKind::Codex | AccountKind::Qwen => {}
+            AccountKind::Claude => {
+                plan = plan
+                    .or(subscription::claude::plan(&self.http, &api.claude, &tokens.access).await);
+            }
+            AccountKind::Codex | AccountKind::Qwen => {}
         }
         self.tokens
             .save(&id, &tokens)
@@ -883,6 +887,13 @@ mod tests {
                 }),
             )
             .route(
+                "/claude/api/oauth/profile",
+                get(|headers: HeaderMap| async move {
+                    assert_eq!(headers["authorization"], "Bearer c-1");
+                    axum::Json(json!({"account": {"email": "ada@example.com", "has_claude_max": true}}))
+                }),
+            )
+            .route(
                 "/iflow/user",
                 get(|| async {
                     axum::Json(json!({"success": true, "data": {"apiKey": "sk-iflow-1", "phone": "+86 100"}}))
@@ -934,6 +945,7 @@ mod tests {
             settings.login.insert(kind, endpoints);
         }
         settings.api.code_assist = format!("{base}/ca");
+        settings.api.claude = format!("{base}/claude");
         settings.api.iflow_user_info = format!("{base}/iflow/user");
         settings.api.github_api = format!("{base}/gh");
         accounts.set_endpoint_settings(settings).unwrap();
@@ -1027,6 +1039,15 @@ mod tests {
             .unwrap();
         assert_eq!(gemini.project.as_deref(), Some("proj-42"));
         assert_eq!(gemini.plan.as_deref(), Some("Gemini Code Assist Standard"));
+
+        let mut claude = tokens("c-1", None);
+        claude.facts.plan = None;
+        let claude = f
+            .accounts
+            .add(AccountKind::Claude, claude, None)
+            .await
+            .unwrap();
+        assert_eq!(claude.plan.as_deref(), Some("Max"));
 
         let mut iflow = tokens("i-1", None);
         iflow.facts.email = None;

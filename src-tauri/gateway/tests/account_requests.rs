@@ -354,6 +354,11 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
             .contains("oauth-2025-04-20")
     );
     assert!(headers.get("x-api-key").is_none());
+    let (_, _, _, sent) = f.requests().pop().unwrap();
+    assert_eq!(
+        sent["system"][0]["text"], "You are Claude Code, Anthropic's official CLI for Claude.",
+        "{sent}"
+    );
 
     // Anthropic client → Codex account: the endpoint only streams; the whole answer is
     // collected from it.
