@@ -1018,7 +1018,7 @@ async fn log_out_accounts(
 }
 
 fn account_error(error: &crate::accounts::AccountError) -> GatewayError {
-    GatewayError::Internal(error.to_string())
+    GatewayError::Account(error.to_string())
 }
 
 async fn delete_credential(
