@@ -333,10 +333,14 @@ impl Accounts {
         self.refresh(id).await.map(drop)
     }
 
-    /// Refreshes the account's tokens now and records the outcome on its row.
+    /// Refreshes the account's tokens now and records the outcome on its row. A Copilot
+    /// account's GitHub login does not expire: its short-lived Copilot token is minted anew.
     pub async fn refresh(&self, id: &str) -> Result<AccountRow, AccountError> {
         let row = self.row_blocking(id).await?;
         let kind = Self::kind_of(&row)?;
+        if kind == AccountKind::Copilot {
+            return self.remint(row).await;
+        }
         let endpoints = self.login_endpoints(kind);
         match self.tokens.refresh(id, &endpoints).await {
             Ok(tokens) => {
@@ -374,6 +378,22 @@ impl Accounts {
         }
     }
 
+    async fn remint(&self, mut row: AccountRow) -> Result<AccountRow, AccountError> {
+        let tokens = self.stored_tokens(&row.id).await?;
+        let mint = self.copilot(&row.id, &tokens);
+        mint.invalidate().await;
+        if let Err(e) = mint.current().await {
+            let error = copilot_error(&row.id, &e);
+            self.record_failure(&row.id, &error).await;
+            return Err(error);
+        }
+        row.refreshed_at = Some(now_ms());
+        row.last_error = None;
+        row.needs_login = false;
+        self.put_row(row.clone()).await?;
+        Ok(row)
+    }
+
     /// Notes a failure on the account's row: the message, and whether only a login helps.
     pub async fn record_failure(&self, id: &str, error: &AccountError) {
         let Ok(mut row) = self.row_blocking(id).await else {
@@ -389,6 +409,23 @@ impl Accounts {
     /// Tokens of the account that are not due for refresh: from memory, the keychain, or a
     /// refresh.
     async fn tokens_for(&self, id: &str, kind: AccountKind) -> Result<TokenSet, AccountError> {
+        let tokens = self.stored_tokens(id).await?;
+        // GitHub's tokens do not expire; Copilot's short-lived token is minted from them.
+        if kind != AccountKind::Copilot && tokens.needs_refresh(oauth::now_ms()) {
+            return self.refresh(id).await.and_then(|_| {
+                self.live
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(id)
+                    .and_then(|l| l.tokens.clone())
+                    .ok_or_else(|| AccountError::Unknown(id.to_owned()))
+            });
+        }
+        Ok(tokens)
+    }
+
+    /// The account's tokens as stored (from memory after the first keychain read).
+    async fn stored_tokens(&self, id: &str) -> Result<TokenSet, AccountError> {
         let cached = self
             .live
             .lock()
@@ -418,17 +455,6 @@ impl Accounts {
                 tokens
             }
         };
-        // GitHub's tokens do not expire; Copilot's short-lived token is minted from them.
-        if kind != AccountKind::Copilot && tokens.needs_refresh(oauth::now_ms()) {
-            self.refresh(id).await?;
-            return self
-                .live
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(id)
-                .and_then(|l| l.tokens.clone())
-                .ok_or_else(|| AccountError::Unknown(id.to_owned()));
-        }
         Ok(tokens)
     }
 
@@ -565,7 +591,11 @@ impl Accounts {
                     .await
                     .map_err(|e| setup(copilot_error(&id, &e).to_string()))?;
             }
-            AccountKind::Claude | AccountKind::Codex | AccountKind::Qwen => {}
+            AccountKind::Claude => {
+                plan = plan
+                    .or(subscription::claude::plan(&self.http, &api.claude, &tokens.access).await);
+            }
+            AccountKind::Codex | AccountKind::Qwen => {}
         }
         self.tokens
             .save(&id, &tokens)
@@ -883,6 +913,13 @@ mod tests {
                 }),
             )
             .route(
+                "/claude/api/oauth/profile",
+                get(|headers: HeaderMap| async move {
+                    assert_eq!(headers["authorization"], "Bearer c-1");
+                    axum::Json(json!({"account": {"email": "ada@example.com", "has_claude_max": true}}))
+                }),
+            )
+            .route(
                 "/iflow/user",
                 get(|| async {
                     axum::Json(json!({"success": true, "data": {"apiKey": "sk-iflow-1", "phone": "+86 100"}}))
@@ -934,6 +971,7 @@ mod tests {
             settings.login.insert(kind, endpoints);
         }
         settings.api.code_assist = format!("{base}/ca");
+        settings.api.claude = format!("{base}/claude");
         settings.api.iflow_user_info = format!("{base}/iflow/user");
         settings.api.github_api = format!("{base}/gh");
         accounts.set_endpoint_settings(settings).unwrap();
@@ -1028,6 +1066,15 @@ mod tests {
         assert_eq!(gemini.project.as_deref(), Some("proj-42"));
         assert_eq!(gemini.plan.as_deref(), Some("Gemini Code Assist Standard"));
 
+        let mut claude = tokens("c-1", None);
+        claude.facts.plan = None;
+        let claude = f
+            .accounts
+            .add(AccountKind::Claude, claude, None)
+            .await
+            .unwrap();
+        assert_eq!(claude.plan.as_deref(), Some("Max"));
+
         let mut iflow = tokens("i-1", None);
         iflow.facts.email = None;
         iflow.facts.account_id = None;
@@ -1051,6 +1098,10 @@ mod tests {
             subscription::Account::Copilot(token) => assert_eq!(token.token.expose(), "cop-1"),
             other => panic!("{other:?}"),
         }
+        // "Refresh" on a Copilot account mints its Copilot token again; no OAuth refresh.
+        let reminted = f.accounts.refresh(&copilot.id).await.unwrap();
+        assert!(reminted.refreshed_at >= copilot.refreshed_at);
+        assert_eq!(f.refreshes.load(Ordering::SeqCst), 0);
         // The API key and tokens are secrets; the rows hold none of them.
         let rows = format!("{:?}", f.db.accounts().unwrap());
         for secret in ["g-1", "i-1", "sk-iflow-1", "gh-1", "cop-1"] {

@@ -568,8 +568,12 @@ async fn attempt(
     started: Instant,
     decoded: &mut Option<crate::canonical::Request>,
 ) -> Attempt {
+    // A subscription login's endpoint streams only as SSE, so a Gemini client reading a JSON
+    // array takes the translated path, which writes the array.
+    let sse_only = matches!(target.credential.key, ProviderKey::Account(_))
+        && client_framing(job) == Some(Framing::JsonArray);
     let prepared = match job {
-        Job::Generate(client) if target.provider.protocol == client.protocol => {
+        Job::Generate(client) if target.provider.protocol == client.protocol && !sse_only => {
             same_protocol(client, target)
         }
         Job::Generate(client) => {
@@ -724,6 +728,18 @@ async fn attempt(
         } => relay_response(opened, meter, protocol, strip_usage),
         AnswerPath::Translate(translation) => translation.deliver(opened, meter).await,
     })
+}
+
+/// How a streaming Gemini client wants its stream framed.
+fn client_framing(job: &Job) -> Option<Framing> {
+    match job {
+        Job::Generate(client) => client
+            .gemini
+            .as_ref()
+            .filter(|call| call.stream)
+            .map(|call| call.framing),
+        Job::Forward(..) => None,
+    }
 }
 
 /// Whether an upstream status means "try another candidate", and how the credential rests.

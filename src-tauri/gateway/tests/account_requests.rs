@@ -354,6 +354,11 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
             .contains("oauth-2025-04-20")
     );
     assert!(headers.get("x-api-key").is_none());
+    let (_, _, _, sent) = f.requests().pop().unwrap();
+    assert_eq!(
+        sent["system"][0]["text"], "You are Claude Code, Anthropic's official CLI for Claude.",
+        "{sent}"
+    );
 
     // Anthropic client → Codex account: the endpoint only streams; the whole answer is
     // collected from it.
@@ -414,6 +419,19 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
         f.requests().pop().unwrap().0,
         "/ca/v1internal:streamGenerateContent"
     );
+
+    // A Gemini client reading the stream as a JSON array gets one, from the SSE-only endpoint.
+    let (status, body) = f
+        .post(
+            "gemini_cli",
+            "/v1beta/models/m:streamGenerateContent",
+            json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let array: Value = serde_json::from_str(&body).unwrap();
+    assert!(array.to_string().contains("hello from gemini"), "{body}");
+    assert!(array.is_array(), "{body}");
 
     // Claude Code counts tokens before it sends: a login's count is estimated locally.
     let (status, body) = f
@@ -504,4 +522,68 @@ async fn a_refused_refresh_marks_the_account_and_tells_the_client_to_log_in() {
         .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(f.seen.lock().unwrap().refreshes.len(), 1);
+}
+
+#[tokio::test]
+async fn a_logins_credential_takes_no_key_and_deleting_its_provider_logs_out() {
+    let f = start("good", "good").await;
+    let api = |path: &str| format!("{}/api{path}", f.gateway.base_url());
+    let url = api("/providers/claude-account/credentials/claude-ada");
+    let response = f
+        .http
+        .patch(&url)
+        .bearer_auth(&f.token)
+        .json(&json!({"api_key": "sk-something"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+    assert!(response.text().await.unwrap().contains("log in again"));
+    // Limits and switching it off work as for any key.
+    let response = f
+        .http
+        .patch(&url)
+        .bearer_auth(&f.token)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _) = f
+        .post("claude", "/v1/chat/completions", chat("m", false))
+        .await;
+    assert_ne!(status, StatusCode::OK, "a disabled login serves nothing");
+
+    let response = f
+        .http
+        .delete(api("/providers/claude-account"))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(f.secrets.get("oauth:claude-ada").unwrap().is_none());
+    let db = Database::open(&f.dir.0).unwrap();
+    assert!(db.account("claude-ada").unwrap().is_none());
+    assert!(db.account("codex-ada").unwrap().is_some());
+    let response = f
+        .http
+        .get(api("/providers/claude-account"))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+
+    // Deleting a login's credential is logging it out.
+    let response = f
+        .http
+        .delete(api("/providers/codex-account/credentials/codex-ada"))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(f.secrets.get("oauth:codex-ada").unwrap().is_none());
+    assert!(db.account("codex-ada").unwrap().is_none());
 }

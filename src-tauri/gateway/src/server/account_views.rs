@@ -216,26 +216,11 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value
     ))
 }
 
-/// `POST /api/accounts/{id}/refresh`: new tokens now. Copilot's GitHub login does not expire;
-/// its short-lived Copilot token is minted again instead.
+/// `POST /api/accounts/{id}/refresh`: new tokens now (for Copilot, a new Copilot token).
 async fn refresh(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<AccountView>> {
-    let row = account_row(&state, &id).await?;
-    if row.kind == AccountKind::Copilot.id() {
-        state
-            .accounts
-            .rejected(&id)
-            .await
-            .map_err(|e| Rendered::management(account_error(e)))?;
-        state
-            .accounts
-            .for_request(&id)
-            .await
-            .map_err(|e| Rendered::management(account_error(e)))?;
-        return Ok(Json(account_row(&state, &id).await?.into()));
-    }
     let row = state
         .accounts
         .refresh(&id)

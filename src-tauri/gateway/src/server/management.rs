@@ -467,6 +467,16 @@ async fn delete_provider(
     if let Some(existing) = state.registry.snapshot().provider(&id) {
         writable(existing.source, &format!("provider `{id}`"))?;
     }
+    // A subscription provider's keys are logins: deleting it logs them out, so no tokens are
+    // left behind in the keychain.
+    if log_out_accounts(&state, |a| a.provider_id == id).await? {
+        reload(&state).await?;
+        let gone = state.registry.snapshot().provider(&id).is_none();
+        if gone {
+            tracing::info!(provider = %id, "provider deleted with its accounts");
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    }
     let db = state.db.clone();
     let secrets = state.secrets.clone();
     let wanted = id.clone();
@@ -971,7 +981,44 @@ async fn update_credential(
     }
     let current = stored_credential(&state, &id, &credential).await?;
     let (row, key) = input.apply(current)?;
+    if let Some(account) = row
+        .key_ref
+        .as_deref()
+        .and_then(crate::accounts::account_of_key_ref)
+        && key.is_some()
+    {
+        return Err(Rendered::management(GatewayError::Conflict(format!(
+            "credential `{credential}` is the subscription login `{account}`, which has no key; \
+             log in again from the Accounts page (POST /api/logins with `relogin`)"
+        ))));
+    }
     Ok(axum::Json(save_credential(&state, row, key).await?))
+}
+
+/// Logs out the accounts `which` picks; returns whether there were any.
+async fn log_out_accounts(
+    state: &AppState,
+    which: impl Fn(&crate::store::AccountRow) -> bool,
+) -> ApiResult<bool> {
+    let accounts = state.accounts.clone();
+    let chosen: Vec<String> = blocking(move || accounts.list().map_err(|e| account_error(&e)))
+        .await?
+        .into_iter()
+        .filter(|a| which(a))
+        .map(|a| a.id)
+        .collect();
+    for id in &chosen {
+        state
+            .accounts
+            .log_out(id)
+            .await
+            .map_err(|e| Rendered::management(account_error(&e)))?;
+    }
+    Ok(!chosen.is_empty())
+}
+
+fn account_error(error: &crate::accounts::AccountError) -> GatewayError {
+    GatewayError::Account(error.to_string())
 }
 
 async fn delete_credential(
@@ -981,6 +1028,10 @@ async fn delete_credential(
     let provider = find_provider(&state, &id)?;
     writable(provider.source, &format!("provider `{id}`"))?;
     let current = stored_credential(&state, &id, &credential).await?;
+    if log_out_accounts(&state, |a| a.provider_id == id && a.id == credential).await? {
+        reload(&state).await?;
+        return Ok(StatusCode::NO_CONTENT);
+    }
     let db = state.db.clone();
     let secrets = state.secrets.clone();
     blocking(move || {

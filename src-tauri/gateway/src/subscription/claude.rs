@@ -10,7 +10,11 @@
 //! block must be exactly [`CLAUDE_CODE_IDENTITY`], otherwise the answer is a 4xx saying the
 //! credential is only authorised for Claude Code. Anthropic does not document this and may
 //! change it. [`with_identity_system`] puts that block first (keeping the client's system
-//! prompt after it); whether the relay applies it is the caller's choice.
+//! prompt after it), on every request ([`BodyTransform::ClaudeIdentity`]): Claude Code's own
+//! requests already start with it and pass unchanged.
+//!
+//! The plan (Pro, Max) is read once after login from the OAuth profile ([`plan`]), for the
+//! accounts list only.
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
@@ -46,10 +50,38 @@ pub(super) fn upstream(
     Ok(Upstream {
         url: super::join(base, "/v1/messages"),
         headers,
-        body: BodyTransform::None,
+        body: BodyTransform::ClaudeIdentity,
         response: ResponseTransform::None,
         stream_only: false,
     })
+}
+
+/// The subscription plan the account's OAuth profile names (`Max`, `Pro`, or the
+/// organization's type), or `None` when the profile cannot be read: it is only shown.
+pub async fn plan(http: &reqwest::Client, base: &str, access: &Secret) -> Option<String> {
+    let response = http
+        .get(super::join(base, "/api/oauth/profile"))
+        .bearer_auth(access.expose())
+        .header("anthropic-beta", OAUTH_BETA)
+        .send()
+        .await
+        .ok()?;
+    if !response.status().is_success() {
+        return None;
+    }
+    let profile: Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    let flag =
+        |name: &str| profile.pointer(&format!("/account/{name}")) == Some(&Value::Bool(true));
+    if flag("has_claude_max") {
+        return Some("Max".to_owned());
+    }
+    if flag("has_claude_pro") {
+        return Some("Pro".to_owned());
+    }
+    profile
+        .pointer("/organization/organization_type")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// Adds a same-protocol client's `anthropic-version` and `anthropic-beta` to `upstream`'s
@@ -163,7 +195,13 @@ mod tests {
         let (status, answer) = send(&shaped, body).await;
         assert_eq!(status, 200, "{answer:?}");
 
+        // The shaping adds the block itself, so any client's request is accepted…
         let (status, _) = send(&shaped, r#"{"model":"m","messages":[]}"#).await;
+        assert_eq!(status, 200);
+        // …which the stand-in, like the API, requires.
+        let mut bare = shaped.clone();
+        bare.body = BodyTransform::None;
+        let (status, _) = send(&bare, r#"{"model":"m","messages":[]}"#).await;
         assert_eq!(
             status, 403,
             "without the identity block the stand-in refuses"

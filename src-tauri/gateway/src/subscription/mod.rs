@@ -145,6 +145,8 @@ pub struct Upstream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyTransform {
     None,
+    /// Claude: the Claude Code identity as the first system block.
+    ClaudeIdentity,
     /// Codex: `stream: true`, `store: false`, `instructions` present, no `stream_options`.
     Codex,
     /// Code Assist: `{model, project, request: <gemini body>}`.
@@ -158,6 +160,7 @@ impl BodyTransform {
     pub fn apply(&self, body: Bytes) -> Result<Bytes, ShapeError> {
         match self {
             Self::None => Ok(body),
+            Self::ClaudeIdentity => claude::with_identity_system(&body),
             Self::Codex => codex::adjust_body(&body),
             Self::CodeAssistWrap { model, project } => {
                 gemini_cli::wrap_request(model, project, &body)
