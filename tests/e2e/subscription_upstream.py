@@ -10,6 +10,7 @@ up as a 404 here (point ``subscription::Endpoints`` at :meth:`SubscriptionUpstre
   <access token>``, ``anthropic-version``, ``anthropic-beta`` containing ``oauth-2025-04-20``,
   no ``x-api-key``, and (as the real API does for subscription tokens) the Claude Code identity
   as the first system block.
+* ``/claude/api/oauth/profile`` — the account's plan (``has_claude_max``), read after login.
 * ``/codex/responses`` — OpenAI Responses, SSE ONLY: refuses ``stream`` other than true,
   ``store`` other than false, a missing ``instructions`` and ``stream_options``; needs the bearer,
   ``chatgpt-account-id`` (the login's account: the ID token's ``sub`` here, as the OAuth test
@@ -303,6 +304,9 @@ class _Exchange:
         if p == "/claude/v1/messages" and method == "POST":
             self._kind("claude")
             return self.claude()
+        if p == "/claude/api/oauth/profile" and method == "GET":
+            self._kind("claude_profile")
+            return self.claude_profile()
         if p == "/codex/responses" and method == "POST":
             self._kind("codex")
             return self.codex()
@@ -330,7 +334,7 @@ class _Exchange:
 
     def _kind(self, kind: str) -> None:
         self.record["kind"] = kind
-        self.protocol = {"copilot_mint": "github", "iflow_user_info": "iflow"}.get(kind) or PROTOCOL[kind]
+        self.protocol = {"copilot_mint": "github", "iflow_user_info": "iflow", "claude_profile": "anthropic"}.get(kind) or PROTOCOL[kind]
 
     def _maybe_fail(self) -> None:
         status = self.up._take_failure(self.record["kind"])
@@ -397,6 +401,14 @@ class _Exchange:
             ("message_stop", {"type": "message_stop"}),
         ]
         self.sse(events)
+
+    def claude_profile(self) -> None:
+        sub = self.bearer_account()
+        if OAUTH_BETA not in [b.strip() for b in self.header("anthropic-beta").split(",")]:
+            raise Refused(401, f"OAuth authentication is currently not supported (no {OAUTH_BETA} beta)")
+        self.json(200, {"account": {"uuid": f"uuid-{sub}", "email": f"{sub}@example.com", "has_claude_max": True,
+                                    "has_claude_pro": False},
+                        "organization": {"uuid": "org-1", "organization_type": "claude_max"}})
 
     # -- Codex ---------------------------------------------------------------------------------
 

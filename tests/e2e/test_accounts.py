@@ -450,6 +450,10 @@ def test_pkce_login_then_requests(accounts: Accounts, kind: str) -> None:
         setup = [r["path"] for r in accounts.upstream.recorded("gemini_cli") if "Content" not in r["path"]]
         assert setup[:2] == ["/code-assist/v1internal:loadCodeAssist", "/code-assist/v1internal:onboardUser"], setup
         assert account["project"] == "mock-project-ada", account
+    if kind == "claude":
+        profile = accounts.upstream.recorded("claude_profile")
+        assert profile and profile[0]["status"] == 200, profile
+        assert account["plan"] == "Max", account
     if kind == "iflow":
         info = accounts.upstream.recorded("iflow_user_info")
         assert info and info[0]["status"] == 200 and info[0]["sub"] == "ada", info
@@ -652,6 +656,7 @@ def test_upstream_checks_what_each_kind_sends() -> None:
         assert c.post("/claude/v1/messages", headers={**claude, "anthropic-beta": "x"}, json=body).status_code == 401
         assert c.post("/claude/v1/messages", headers={**claude, "authorization": "Bearer nope"}, json=body).status_code == 401
         assert c.post("/claude/v1/messages", headers=claude, json={**body, "system": "mine"}).status_code == 403
+        assert c.get("/claude/api/oauth/profile", headers=claude).json()["account"]["has_claude_max"] is True
         r = c.post("/claude/v1/messages", headers=claude, json={**body, "stream": True})
         assert [e for e, _ in su.iter_sse(r.content)][-1] == "message_stop", r.text
 
