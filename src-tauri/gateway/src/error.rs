@@ -85,6 +85,10 @@ pub enum GatewayError {
     },
     #[error("provider `{provider}` sent an answer the gateway could not read: {reason}")]
     UpstreamInvalid { provider: String, reason: String },
+    /// A subscription account's provider (its login or token endpoint) failed or refused, for
+    /// a reason other than a login that is gone. The message names the account.
+    #[error("{0}")]
+    Account(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
@@ -106,7 +110,8 @@ impl GatewayError {
             Self::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
             Self::ProviderMissing { .. }
             | Self::ProviderKey { .. }
-            | Self::UpstreamUnreachable { .. } => StatusCode::BAD_GATEWAY,
+            | Self::UpstreamUnreachable { .. }
+            | Self::Account(_) => StatusCode::BAD_GATEWAY,
             Self::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::UpstreamStatus { status, .. } => StatusCode::from_u16(*status)
                 .ok()
@@ -142,6 +147,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::UpstreamStatus { .. } => "upstream_error_status",
             Self::UpstreamInvalid { .. } => "upstream_invalid_response",
+            Self::Account(_) => "account_error",
             Self::Secret(SecretError::ReadOnly { .. }) => "keychain_read_only",
             Self::Secret(SecretError::MissingEnv { .. }) => "missing_env_variable",
             Self::Secret(_) => "keychain_unavailable",

@@ -23,7 +23,8 @@
 //!   `usage_export`: the history as CSV.
 //! - `provider_test`: one small real call to a provider, to check its URL, key and model.
 //! - `oauth`: subscription logins (PKCE with a loopback callback, device flow) and their tokens
-//!   in the keychain, refreshed one at a time per account.
+//!   in the keychain, refreshed one at a time per account; `logins`: the logins under way that
+//!   the management API starts; `accounts`: the logged-in accounts.
 //! - `store`: the SQLite file and its migrations. `secrets`: keychain and the `Secret` type.
 //! - `tool_setup`: snippets for the user's coding tools, and writing (and undoing) their config
 //!   files so they use the gateway.
@@ -42,6 +43,7 @@ pub mod discovery;
 pub mod error;
 pub mod host;
 pub mod lifecycle;
+pub mod logins;
 pub mod oauth;
 pub mod presets;
 pub mod protocol;

@@ -221,8 +221,10 @@ impl Gateway {
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let refresher = tokio::spawn(accounts.clone().run_refresher(closing_rx.clone()));
+        let logins = Arc::new(crate::logins::Logins::default());
         let state: AppState = Arc::new(Shared {
             accounts: accounts.clone(),
+            logins: logins.clone(),
             db: db.clone(),
             registry,
             router,
@@ -263,6 +265,7 @@ impl Gateway {
             discovery,
             refresher,
             accounts,
+            logins,
             closing,
         })
     }
@@ -303,6 +306,8 @@ pub struct RunningGateway {
     /// Refreshes subscription tokens ahead of expiry.
     refresher: JoinHandle<()>,
     accounts: Arc<crate::accounts::Accounts>,
+    /// Cancelled on shutdown, so no login keeps its callback port.
+    logins: Arc<crate::logins::Logins>,
     closing: tokio::sync::watch::Sender<bool>,
 }
 
@@ -365,6 +370,7 @@ impl RunningGateway {
     pub async fn shutdown(mut self) {
         self.discovery.abort();
         self.refresher.abort();
+        self.logins.cancel_all();
         let _ = self.closing.send(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

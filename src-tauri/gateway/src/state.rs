@@ -23,6 +23,8 @@ pub struct Shared {
     pub secrets: SharedSecretStore,
     /// Subscription accounts: their tokens, health and endpoints.
     pub accounts: Arc<crate::accounts::Accounts>,
+    /// Subscription logins under way (the management API's `/api/logins`).
+    pub logins: Arc<crate::logins::Logins>,
     pub recorder: Recorder,
     /// One client for every upstream call, so connections are reused.
     pub http: reqwest::Client,

@@ -1,124 +1,24 @@
 //! The OAuth flows and the token store against a real OAuth 2 / OpenID Connect server: the npm
-//! `oidc-provider` on 127.0.0.1 (`tests/e2e/node/scripts/oidc_server.mjs`, installed by
-//! `.ci/setup` with the other npm packages of the end-to-end tests).
+//! `oidc-provider` on 127.0.0.1 (`tests/e2e/node/scripts/oidc_server.mjs`, started by the shared
+//! `support` module).
 //!
 //! The server enforces PKCE S256, rotates public clients' refresh tokens and runs the device
 //! grant; the script stands in for the user (signs in and consents, or declines). The tests use
 //! only the gateway's public `oauth` API, as the app will. Without Node or the npm package they
 //! are skipped with a note, except under CI (`CI` set), where that is a failure.
 #![allow(clippy::unwrap_used, reason = "tests")]
-#![allow(clippy::print_stderr, reason = "the skip note")]
+
+mod support;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use flexiproxy_gateway::oauth::device_flow::DeviceLogin;
 use flexiproxy_gateway::oauth::pkce_flow::PkceLogin;
-use flexiproxy_gateway::oauth::{Endpoints, Flow, OAuthError, TokenBody, TokenStore, now_ms};
+use flexiproxy_gateway::oauth::{Flow, OAuthError, TokenStore, now_ms};
 use flexiproxy_gateway::secrets::{MemoryStore, SharedSecretStore};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, Command};
-
-const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/e2e/node");
-
-struct OidcServer {
-    issuer: String,
-    /// Held so the server lives as long as the test; it exits when its stdin closes.
-    _child: Child,
-}
-
-fn node_binary(dir: &Path) -> PathBuf {
-    let runtime = dir.join(".runtime/bin/node");
-    if runtime.is_file() {
-        runtime
-    } else {
-        PathBuf::from("node")
-    }
-}
-
-/// Starts the server, or `None` (test skipped) when Node or the package is missing outside CI.
-async fn start() -> Option<OidcServer> {
-    let dir = Path::new(NODE_DIR);
-    let missing = if dir.join("node_modules/oidc-provider").is_dir() {
-        None
-    } else {
-        Some("tests/e2e/node has no node_modules/oidc-provider (run .ci/setup)")
-    };
-    let spawned = match missing {
-        None => Command::new(node_binary(dir))
-            .arg("scripts/oidc_server.mjs")
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .ok(),
-        Some(_) => None,
-    };
-    let Some(mut child) = spawned else {
-        let why = missing.unwrap_or("node could not be started");
-        assert!(std::env::var_os("CI").is_none(), "{why}");
-        eprintln!("skipped: {why}");
-        return None;
-    };
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    let issuer = serde_json::from_str::<serde_json::Value>(&first).unwrap()["issuer"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    Some(OidcServer {
-        issuer,
-        _child: child,
-    })
-}
-
-impl OidcServer {
-    fn endpoints(&self, client_id: &str, flow: Flow) -> Endpoints {
-        Endpoints {
-            authorize_url: format!("{}/auth", self.issuer),
-            token_url: format!("{}/token", self.issuer),
-            device_url: Some(format!("{}/device/auth", self.issuer)),
-            client_id: client_id.to_owned(),
-            client_secret: None,
-            scopes: vec!["openid".into(), "email".into(), "offline_access".into()],
-            // RFC 8252: a native client's loopback redirect takes any port.
-            redirect_host: "127.0.0.1".to_owned(),
-            redirect_port: 0,
-            redirect_path: "/callback".to_owned(),
-            flow,
-            // oidc-provider grants offline_access (a refresh token) only with explicit consent.
-            extra_authorize_params: vec![("prompt".into(), "consent".into())],
-            token_body: TokenBody::Form,
-            device_pkce: false,
-        }
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
-}
-
-/// The user's browser: keeps the provider's cookies across its redirects and ends on the
-/// login's callback listener.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
-}
+use support::{OidcServer, browser, client, start};
 
 async fn browser_login(
     server: &OidcServer,
@@ -193,18 +93,11 @@ async fn pkce_pasted_callback_with_a_foreign_state_is_refused() {
         PkceLogin::start_paste_only(client(), server.endpoints("flexiproxy", Flow::Pkce)).unwrap();
     let url = login.authorize_url().to_owned();
     // The browser's last hop is to 127.0.0.1:0, which it cannot open: the user copies it.
-    let browser = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.url().path() == "/callback" {
-                attempt.stop()
-            } else {
-                attempt.follow()
-            }
-        }))
-        .build()
+    let answer = support::browser_stopping_at_callback()
+        .get(&url)
+        .send()
+        .await
         .unwrap();
-    let answer = browser.get(&url).send().await.unwrap();
     let location = answer.headers()["location"].to_str().unwrap().to_owned();
     let mut callback = reqwest::Url::parse(&location).unwrap();
     let query: HashMap<String, String> = callback.query_pairs().into_owned().collect();
@@ -229,21 +122,7 @@ async fn device_login(
         .unwrap();
     assert!(login.verification_uri.starts_with(&server.issuer));
     assert!(login.verification_uri_complete.is_some());
-    let decided = client()
-        .post(format!("{}/test/device", server.issuer))
-        .query(&[
-            ("user_code", login.user_code.as_str()),
-            ("outcome", outcome),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let status = decided.status();
-    assert!(
-        status.is_success(),
-        "{status}: {}",
-        decided.text().await.unwrap()
-    );
+    server.decide_device(&login.user_code, outcome).await;
     tokio::time::timeout(Duration::from_secs(30), login.finish())
         .await
         .unwrap()

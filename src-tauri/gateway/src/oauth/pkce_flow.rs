@@ -4,8 +4,10 @@
 //! [`PkceLogin::start`] binds the callback port and builds the authorize URL (random `state`,
 //! S256 challenge); the window opens that URL in the system browser and then awaits
 //! [`PkceLogin::wait_for_callback`]. [`PkceLogin::finish_with_pasted`] takes the callback URL
-//! instead. Either checks `state`, exchanges the code for a [`TokenSet`] and leaves storing it
-//! to the caller ([`super::TokenStore::save`]).
+//! instead; a [`PasteSlot`] hands a pasted URL to a login already waiting, so the user can paste
+//! while the listener waits (the browser ran on another machine). Either way the `state` is
+//! checked, the code exchanged for a [`TokenSet`], and storing it is left to the caller
+//! ([`super::TokenStore::save`]).
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
@@ -24,6 +26,10 @@ use super::{
     Endpoints, OAuthError, REDIRECT_URI_PLACEHOLDER, TokenBody, TokenSet, http, now_ms, token_error,
 };
 
+/// What reaches a waiting login: the listener's callback, or a pasted one (already parsed, or
+/// why it could not be).
+type Callback = Result<HashMap<String, String>, OAuthError>;
+
 /// One login under way. Dropping it stops the listener.
 pub struct PkceLogin {
     endpoints: Endpoints,
@@ -33,6 +39,26 @@ pub struct PkceLogin {
     state: CsrfToken,
     verifier: PkceCodeVerifier,
     listener: Option<TcpListener>,
+    /// The listener and every [`PasteSlot`] send here; [`Self::wait_for_callback`] takes the
+    /// first callback.
+    callbacks: mpsc::Sender<Callback>,
+    received: Option<mpsc::Receiver<Callback>>,
+}
+
+/// Hands a pasted callback URL to a login waiting in [`PkceLogin::wait_for_callback`], which
+/// then finishes with it as if the browser had come back.
+#[derive(Debug, Clone)]
+pub struct PasteSlot {
+    callbacks: mpsc::Sender<Callback>,
+}
+
+impl PasteSlot {
+    /// Passes the pasted address (or Anthropic's `code#state` text) on; text that is no
+    /// callback ends the login with [`OAuthError::BadCallback`]. `false` when the login is no
+    /// longer waiting (a callback already came, it timed out, or it was dropped).
+    pub fn paste(&self, pasted: &str) -> bool {
+        self.callbacks.try_send(parse_pasted(pasted)).is_ok()
+    }
 }
 
 impl std::fmt::Debug for PkceLogin {
@@ -115,6 +141,7 @@ impl PkceLogin {
             request = request.add_extra_param(name.clone(), value);
         }
         let (url, state) = request.url();
+        let (callbacks, received) = mpsc::channel(1);
         Ok(Self {
             endpoints,
             client,
@@ -123,6 +150,8 @@ impl PkceLogin {
             state,
             verifier,
             listener: None,
+            callbacks,
+            received: Some(received),
         })
     }
 
@@ -136,38 +165,51 @@ impl PkceLogin {
         &self.redirect_uri
     }
 
-    /// Waits for the browser to come back (at most `timeout`), then exchanges the code.
+    /// A way to paste the callback URL while [`Self::wait_for_callback`] waits.
+    pub fn paste_slot(&self) -> PasteSlot {
+        PasteSlot {
+            callbacks: self.callbacks.clone(),
+        }
+    }
+
+    /// Waits (at most `timeout`) for the browser to come back to the listener or for a pasted
+    /// callback through a [`PasteSlot`], whichever is first, then exchanges the code. A login
+    /// started with [`Self::start_paste_only`] waits for a paste only.
     pub async fn wait_for_callback(mut self, timeout: Duration) -> Result<TokenSet, OAuthError> {
-        let Some(listener) = self.listener.take() else {
+        let Some(mut receiver) = self.received.take() else {
             return Err(OAuthError::Config {
-                detail: "this login was started without a listener; paste the callback URL"
-                    .to_owned(),
+                detail: "this login has already been waited for; log in again".to_owned(),
             });
         };
-        let (sender, mut receiver) = mpsc::channel(1);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let router = axum::Router::new()
-            .route(&self.endpoints.redirect_path, get(callback))
-            .with_state(CallbackState {
-                sender,
-                state: self.state.secret().clone(),
+        let server = self.listener.take().map(|listener| {
+            let (stop, stopped) = oneshot::channel::<()>();
+            let router = axum::Router::new()
+                .route(&self.endpoints.redirect_path, get(callback))
+                .with_state(CallbackState {
+                    sender: self.callbacks.clone(),
+                    state: self.state.secret().clone(),
+                });
+            let task = tokio::spawn(async move {
+                let _ = axum::serve(listener, router)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .await;
             });
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
+            (stop, task)
         });
         let received = tokio::time::timeout(timeout, receiver.recv()).await;
-        let _ = stop.send(());
-        // The page has been answered; an idle browser connection must not keep the port.
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            server.abort();
-        });
+        if let Some((stop, task)) = server {
+            let _ = stop.send(());
+            // The page has been answered; an idle browser connection must not keep the port.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                task.abort();
+            });
+        }
         match received {
-            Ok(Some(params)) => self.finish(&params).await,
+            Ok(Some(Ok(params))) => self.finish(&params).await,
+            Ok(Some(Err(error))) => Err(error),
             Ok(None) | Err(_) => Err(OAuthError::TimedOut {
                 secs: timeout.as_secs(),
             }),
@@ -217,7 +259,7 @@ fn check_path(endpoints: &Endpoints) -> Result<(), OAuthError> {
 
 #[derive(Clone)]
 struct CallbackState {
-    sender: mpsc::Sender<HashMap<String, String>>,
+    sender: mpsc::Sender<Callback>,
     state: String,
 }
 
@@ -229,7 +271,7 @@ async fn callback(
         Ok(_) => "<h1>Signed in</h1><p>You can close this tab and return to FlexiProxy.</p>",
         Err(_) => "<h1>Sign-in did not finish</h1><p>Return to FlexiProxy to see why.</p>",
     };
-    let _ = callback.sender.try_send(params);
+    let _ = callback.sender.try_send(Ok(params));
     Html(page)
 }
 

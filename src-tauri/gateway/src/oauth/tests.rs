@@ -427,6 +427,43 @@ async fn pkce_pasted_callback_url_finishes_the_login() {
     assert!(shared.lock().unwrap().codes.is_empty());
 }
 
+#[tokio::test]
+async fn pkce_paste_reaches_a_login_whose_listener_waits() {
+    let (_shared, endpoints) = serve(Server::default(), Flow::Pkce).await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    // The listener waits, but the browser ran elsewhere: the user pastes where it ended.
+    let login = PkceLogin::start(http_client(), endpoints.clone())
+        .await
+        .unwrap();
+    let slot = login.paste_slot();
+    let answer = no_redirects
+        .get(login.authorize_url())
+        .send()
+        .await
+        .unwrap();
+    let location = answer.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let waiting = tokio::spawn(login.wait_for_callback(Duration::from_secs(10)));
+    assert!(slot.paste(&location));
+    let tokens = waiting.await.unwrap().unwrap();
+    assert!(tokens.access.expose().starts_with("at-"));
+    assert!(!slot.paste(&location), "the login no longer waits");
+
+    // Without a listener the wait is for a paste only; text that is no callback ends it.
+    let login = PkceLogin::start_paste_only(http_client(), endpoints).unwrap();
+    let slot = login.paste_slot();
+    let waiting = tokio::spawn(login.wait_for_callback(Duration::from_secs(10)));
+    assert!(slot.paste("not a callback"));
+    let error = waiting.await.unwrap().unwrap_err();
+    assert!(matches!(error, OAuthError::BadCallback { .. }), "{error:?}");
+}
+
 async fn device_login(server: Server, pkce: bool) -> Result<TokenSet, OAuthError> {
     let (shared, mut endpoints) = serve(server, Flow::Device).await;
     endpoints.device_pkce = pkce;

@@ -1,6 +1,7 @@
 //! The management API under `/api`: providers, adapters, settings, usage and status, as JSON
 //! for the UI and for scripts. The usage views and the event stream live in `usage_views`,
-//! merged into this router; a provider's test call is made by `provider_test`.
+//! subscription accounts and their logins in `account_views`, both merged into this router; a
+//! provider's test call is made by `provider_test`.
 //!
 //! Every route sits behind [`guard`], which refuses foreign `Host`/`Origin` headers and checks
 //! the management token before any handler runs. Provider keys are write-only: they go to the
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/settings", get(get_settings).put(put_settings))
         .merge(super::usage_views::routes())
+        .merge(super::account_views::routes())
         .route(
             "/desktop",
             get(host_views::get_desktop).put(host_views::put_desktop),

@@ -5,6 +5,7 @@
 //! to small responses). The body limit applies to every route; handlers render its rejection in
 //! their caller's error shape.
 
+mod account_views;
 mod assets;
 mod client_api;
 mod host_views;

@@ -270,20 +270,23 @@ const EVENTS_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(15)
 
 /// `GET /api/events`: server-sent events for live views. `ready` once connected; `usage` with
 /// each request's record as soon as it is written (so the summaries already include it);
-/// `lagged` with how many were missed when the reader fell behind (refetch the summaries).
-/// Views react to these instead of polling the database.
+/// `lagged` with how many were missed when the reader fell behind (refetch the summaries);
+/// `accounts` (data `{}`) when a subscription account is added, removed, refreshed or fails
+/// (refetch `/api/accounts`). Views react to these instead of polling the database.
 async fn events(State(state): State<AppState>) -> Response {
     use tokio::sync::broadcast::error::RecvError;
 
     struct Feed {
         state: AppState,
         records: tokio::sync::broadcast::Receiver<Arc<UsageRecord>>,
+        accounts: tokio::sync::watch::Receiver<u64>,
         closing: tokio::sync::watch::Receiver<bool>,
         started: bool,
         usage_enabled: bool,
     }
     let feed = Feed {
         records: state.recorder.subscribe(),
+        accounts: state.accounts.subscribe(),
         closing: state.closing.clone(),
         started: false,
         // With statistics off nothing is recorded, so no `usage` events will come.
@@ -304,6 +307,11 @@ async fn events(State(state): State<AppState>) -> Response {
         }
         let chunk = tokio::select! {
             _ = feed.closing.changed() => return None,
+            changed = feed.accounts.changed() => match changed {
+                Ok(()) => Bytes::from_static(b"event: accounts\ndata: {}\n\n"),
+                // The accounts live as long as the gateway's state, which this feed holds.
+                Err(_) => return None,
+            },
             next = tokio::time::timeout(EVENTS_KEEPALIVE, feed.records.recv()) => match next {
                 Err(_) => Bytes::from_static(b": keep-alive\n\n"),
                 Ok(Ok(record)) => {
