@@ -4,78 +4,27 @@ goes through it: the empty state, a Qwen login by device code against a real Ope
 approves as the user would on the provider's page, the account appearing in the list with its
 email without a reload, and Log out (asked first) removing it.
 
-The gateway is pointed at the local provider with ``PUT /api/accounts/endpoints``, so nothing
-leaves this machine. The browser side is ``node/browser/ui_accounts.mjs``; screenshots land in
-``target/e2e-artifacts/ui-accounts-*.png``.
+The gateway is pointed at the local provider with ``PUT /api/accounts/endpoints`` (see
+``oidc_provider.py``), so nothing leaves this machine. The browser side is
+``node/browser/ui_accounts.mjs``; screenshots land in ``target/e2e-artifacts/ui-accounts-*.png``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import subprocess
-from typing import Any, Iterator
 
-import httpx
-
-from agents import NODE_DIR, require_node
 from browser import ARTIFACTS, browser_script, read_json_line, send_line
 from conftest import GatewayFactory, GatewayProcess
-
-
-@contextlib.contextmanager
-def oidc_server() -> Iterator[str]:
-    """Runs the test OpenID provider; yields its issuer URL. It stops when its stdin closes."""
-    node = require_node("oidc-provider")
-    proc = subprocess.Popen(
-        [str(node), str(NODE_DIR / "scripts" / "oidc_server.mjs")],
-        cwd=NODE_DIR,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line:
-            proc.wait(timeout=10)
-            stderr = proc.stderr.read() if proc.stderr else ""
-            raise AssertionError(f"the OpenID provider did not start (exit {proc.returncode}): {stderr[-3000:]}")
-        yield json.loads(line)["issuer"]
-    finally:
-        if proc.stdin:
-            proc.stdin.close()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+from oidc_provider import approve, oidc_server, qwen_device_login
 
 
 def point_qwen_at(gw: GatewayProcess, issuer: str) -> None:
     """Makes the gateway's Qwen login a plain device flow against the local provider."""
     current = gw.api.get("/api/accounts/endpoints")
     assert current.status_code == 200, f"GET /api/accounts/endpoints: {current.status_code} {current.text}"
-    qwen: dict[str, Any] = dict(current.json()["login"]["qwen"])
-    qwen.update(
-        device_url=f"{issuer}/device/auth",
-        token_url=f"{issuer}/token",
-        client_id="flexiproxy",
-        scopes=["openid", "email", "offline_access"],
-        device_pkce=False,
-        flow="device",
-        token_body="form",
-    )
-    put = gw.api.put("/api/accounts/endpoints", json={"login": {"qwen": qwen}})
+    put = gw.api.put("/api/accounts/endpoints", json=qwen_device_login(current.json(), issuer))
     assert put.status_code == 200, f"PUT /api/accounts/endpoints: {put.status_code} {put.text}"
     assert put.json()["login"]["qwen"]["device_url"] == f"{issuer}/device/auth"
-
-
-def approve(issuer: str, user_code: str) -> None:
-    """What the user does on the provider's verification page."""
-    r = httpx.post(f"{issuer}/test/device", params={"user_code": user_code, "outcome": "approve"}, timeout=10)
-    assert r.status_code == 200, f"approving {user_code}: {r.status_code} {r.text}"
 
 
 def test_a_user_logs_in_to_a_subscription_and_out_again(
