@@ -1,5 +1,5 @@
-// FlexiProxy web UI entry: sign-in, the page router (#dashboard, #providers, #adapters,
-// #settings), the top bar, and start-up. The pages live in lib/*.js; they talk only to the
+// FlexiProxy web UI entry: sign-in, the page router (#dashboard, #providers, #accounts,
+// #adapters, #settings), the top bar, and start-up. The pages live in lib/*.js; they talk only to the
 // gateway's management API (/api/*) with the management token as a Bearer token.
 //
 // No build step and no dependencies: these files are embedded in the binary as written and
@@ -10,12 +10,13 @@ import { $, showMsg, withBusy, copyButton } from './lib/dom.js';
 import * as live from './lib/live.js';
 import * as dashboard from './lib/dashboard.js';
 import * as providers from './lib/providers.js';
+import * as accounts from './lib/accounts.js';
 import * as adapters from './lib/adapters.js';
 import * as settings from './lib/settings.js';
 import { on, reset, loadStatus, loadProviders, loadAdapters, loadSettings } from './lib/state.js';
 
 const TOKEN_KEY = 'flexiproxy.managementToken';
-const PAGES = ['dashboard', 'providers', 'adapters', 'settings'];
+const PAGES = ['dashboard', 'providers', 'accounts', 'adapters', 'settings'];
 
 // ---------------------------------------------------------------------------------------------
 // Router
@@ -79,6 +80,7 @@ function clearData() {
   reset();
   dashboard.clear();
   providers.clear();
+  accounts.clear();
   adapters.clear();
   settings.clear();
   $('secrets-warning').hidden = true;
@@ -105,6 +107,7 @@ async function loadAll() {
     [loadStatus, (e) => showMsg($('status-error'), `Gateway status unavailable: ${errorText(e)}`)],
     [loadProviders, (e) => showMsg($('providers-msg'), `Could not load providers: ${errorText(e)}`)],
     [loadAdapters, (e) => showMsg($('adapters-msg'), `Could not load adapters: ${errorText(e)}`)],
+    [accounts.load, (e) => showMsg($('accounts-msg'), `Could not load the accounts: ${errorText(e)}`)],
     [loadSettings, (e) => showMsg($('settings-msg'), `Could not load settings: ${errorText(e)}`)],
   ];
   await Promise.all(jobs.map(([load, fail]) => load().catch((e) => {
@@ -124,8 +127,16 @@ async function showApp() {
   dashboard.seedRpm();
   live.start({
     usage: dashboard.onUsage,
-    lagged: dashboard.refreshSoon,
-    connected: dashboard.refreshSoon,
+    lagged: () => {
+      dashboard.refreshSoon();
+      accounts.refresh();
+    },
+    // Whatever changed while the stream was down is in the summaries and the account list.
+    connected: () => {
+      dashboard.refreshSoon();
+      accounts.refresh();
+    },
+    accounts: accounts.refresh,
     state: dashboard.setLiveState,
   });
 }
@@ -187,6 +198,7 @@ function init() {
   auth.onUnauthorized = onUnauthorized;
   dashboard.init();
   providers.init();
+  accounts.init();
   adapters.init();
   settings.init();
   on('status', renderStatus);

@@ -15,7 +15,9 @@ window, and takes a screenshot. Screenshots are copied to ``target/e2e-artifacts
 The tray has no host to draw it under Xvfb, but libayatana-appindicator still exports its menu on
 D-Bus (dbusmenu) and its icon as a StatusNotifierItem, which is what a desktop's tray host reads and
 clicks; the tests do the same: they read the labels (state, address, today's tokens), click Stop /
-Start / "Start at login", and look at the icon file the item names (running, stopped, error).
+Start / "Start at login", and look at the icon file the item names (running, stopped, error); an
+account that needs a new login (a Qwen login against the local OpenID provider, ``oidc_provider.py``)
+adds an item to the menu.
 
 The window tests skip only when ``Xvfb`` is missing (``.ci/setup`` installs it); any other missing tool
 is a failure that names the package to install. The binary comes from ``FLEXIPROXY_BIN`` (default
@@ -42,6 +44,7 @@ from typing import Iterator
 import pytest
 
 from browser import ARTIFACTS, browser_script, read_json_line, send_line
+from oidc_provider import approve, oidc_server, qwen_device_login
 
 REPO = Path(__file__).resolve().parents[2]
 # Where the autostart plugin writes the login entry (XDG autostart), under the test's HOME.
@@ -677,6 +680,53 @@ def test_tray_menu_shows_the_status_opens_the_dashboard_and_quits(desktop: Deskt
     menu.click("Quit")
     assert app.proc.wait(timeout=20) == 0, app.logs()
     assert "stopping the gateway" in app.logs()
+
+
+def test_the_tray_says_when_an_account_needs_login(desktop: DesktopSession) -> None:
+    """A Qwen login against the local OpenID provider, then a refresh the provider refuses (the
+    refresh token presented by another client): the account needs a new login, and the tray's
+    menu gets an item that says so (pushed by the gateway's accounts channel, not polled)."""
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    app = desktop.launch("--hidden", "--port", str(port), "--data-dir", str(desktop.root / "data"))
+    app.wait_health(base_url)
+    token = management_token(desktop)
+    menu = desktop.tray_menu(app.proc.pid)
+    assert not any("need" in label for label in menu.labels()), menu.labels()
+
+    with oidc_server() as issuer:
+        status, current = api(base_url, token, "GET", "/api/accounts/endpoints")
+        assert status == 200, current
+        status, body = api(base_url, token, "PUT", "/api/accounts/endpoints", qwen_device_login(current, issuer))
+        assert status == 200, body
+        status, login = api(base_url, token, "POST", "/api/logins", {"kind": "qwen"})
+        assert status == 201, login
+        approve(issuer, login["user_code"])
+        deadline = time.monotonic() + 20
+        while login["status"] not in ("done", "failed") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            _, login = api(base_url, token, "GET", f"/api/logins/{login['id']}")
+        assert login["status"] == "done", login
+        account = login["account"]["id"]
+
+        refused = qwen_device_login(current, issuer, client_id="flexiproxy-deny")
+        assert api(base_url, token, "PUT", "/api/accounts/endpoints", refused)[0] == 200
+        status, body = api(base_url, token, "POST", f"/api/accounts/{account}/refresh")
+        assert status == 409, body
+
+    item = menu.wait_label("1 account needs login", lambda item: item.enabled)
+    assert item.label == "1 account needs login: ada@example.com", menu.labels()
+    assert menu.labels()[2] == item.label, menu.labels()
+    # The gateway still serves everything else: the icon keeps its running look.
+    assert tray_look(desktop, menu) == "running"
+    menu.click(item.label)
+    desktop.wait_window(viewable=True)
+
+    # Logging out of it takes the item away again.
+    assert api(base_url, token, "DELETE", f"/api/accounts/{account}")[0] == 204
+    wait_for("the needs-login item to go", lambda: not any("need" in label for label in menu.labels()))
+    menu.click("Quit")
+    assert app.proc.wait(timeout=20) == 0, app.logs()
 
 
 def test_busy_port_shows_the_error_then_start_brings_up_the_dashboard(desktop: DesktopSession) -> None:

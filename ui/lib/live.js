@@ -1,6 +1,7 @@
 // Live updates: the gateway's server-sent event stream (`GET /api/events`) announces each
-// request's usage record once it is written. The dashboard counts it at once and refetches its
-// summaries once per burst. Nothing runs on a timer while no requests happen, so an idle window
+// request's usage record once it is written, and says when the subscription accounts changed
+// (`accounts`: a login, a log-out, a refresh). The dashboard counts a record at once and
+// refetches its summaries once per burst; the Accounts page refetches its list. Nothing runs on a timer while no requests happen, so an idle window
 // costs the database nothing. The stream needs the token in a header, so it is read with
 // fetch() rather than EventSource.
 
@@ -9,7 +10,8 @@ import { auth } from './api.js';
 const live = { active: false, controller: null, retry: 0, handlers: null };
 
 /**
- * Follows the stream until stop(). handlers: {usage(record), lagged(), connected(), state(text)}.
+ * Follows the stream until stop(). handlers: {usage(record), lagged(), connected(), accounts(),
+ * state(text)}.
  * `connected` fires on every (re)connection: whatever happened while away is in the summaries.
  */
 export function start(handlers) {
@@ -42,6 +44,8 @@ function dispatch(block) {
     live.handlers.usage(record);
   } else if (event === 'lagged') {
     live.handlers.lagged();
+  } else if (event === 'accounts') {
+    live.handlers.accounts?.();
   }
 }
 

@@ -71,7 +71,8 @@ fn change_failed(enable: bool, reason: &str) -> String {
     )
 }
 
-/// The gateway's view of the desktop app (`Settings::host`), for `GET/PUT /api/desktop`.
+/// The gateway's view of the desktop app (`Settings::host`), for `GET/PUT /api/desktop` and
+/// `POST /api/desktop/open` (which [`crate::browser`] serves).
 #[derive(Debug)]
 pub struct DesktopHost {
     app: AppHandle,
@@ -90,6 +91,10 @@ impl Host for DesktopHost {
 
     fn set_autostart(&self, enabled: bool) -> Result<(), HostError> {
         set(&self.app, enabled)
+    }
+
+    fn open_url(&self, url: &str) -> Result<(), HostError> {
+        crate::browser::open(&self.app, url)
     }
 }
 

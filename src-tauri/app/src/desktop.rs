@@ -8,7 +8,9 @@
 //! gateway and the settings it was started with, so [`stop`] and [`start`] restart the same
 //! gateway, and every way out ([`quit`], a signal, any other exit) shuts it down exactly once.
 //! While a gateway runs, a task follows its usage records to keep [`crate::today`]'s count
-//! live in the tray, seeded once from the database when it starts.
+//! live in the tray, seeded once from the database when it starts, and another follows its
+//! subscription accounts (a watch channel the gateway bumps on every change) so the tray says
+//! when some need a new login.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,6 +25,7 @@ use tauri::async_runtime::JoinHandle;
 use tauri::{App, AppHandle, Manager, RunEvent, Url, WindowEvent};
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::watch;
 
 use crate::autostart::DesktopHost;
 use crate::today::{Counts, Day, Today};
@@ -82,6 +85,10 @@ struct Live {
     token: Option<Secret>,
     /// The task that follows the running gateway's usage.
     feed: Option<JoinHandle<()>>,
+    /// The task that follows the running gateway's subscription accounts.
+    accounts_feed: Option<JoinHandle<()>>,
+    /// The labels of the accounts that need a new login, as last read.
+    needs_login: Vec<String>,
     /// The shutdown under way after Stop, which Quit waits for (usage is flushed at its end).
     stopping: Option<JoinHandle<()>>,
     today: Today,
@@ -103,18 +110,35 @@ impl Shell {
         self.live().today.counts()
     }
 
+    /// The labels of the subscription accounts that need a new login (none while stopped).
+    pub fn needs_login(&self) -> Vec<String> {
+        self.live().needs_login.clone()
+    }
+
     fn live(&self) -> MutexGuard<'_, Live> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes the gateway out (for shutting it down) and ends its usage feed.
+    /// Takes the gateway out (for shutting it down) and ends its feeds.
     fn take_gateway(&self) -> Option<RunningGateway> {
         let mut live = self.live();
-        if let Some(feed) = live.feed.take() {
-            feed.abort();
-        }
+        live.end_feeds();
         live.token = None;
         live.gateway.take()
+    }
+}
+
+impl Live {
+    /// Stops following the gateway's usage and accounts; a stopped gateway has no accounts to
+    /// log in to.
+    fn end_feeds(&mut self) {
+        for feed in [self.feed.take(), self.accounts_feed.take()]
+            .into_iter()
+            .flatten()
+        {
+            feed.abort();
+        }
+        self.needs_login.clear();
     }
 }
 
@@ -127,6 +151,8 @@ pub fn run_app(args: Args) -> ExitCode {
             window::show(app);
         }))
         .plugin(tauri_plugin_clipboard_manager::init())
+        // Sign-in pages open in the system browser (`crate::browser`).
+        .plugin(tauri_plugin_opener::init())
         .plugin(autostart::plugin())
         .register_uri_scheme_protocol(window::SCHEME, |context, _request| {
             window::local_page(context.app_handle())
@@ -178,6 +204,8 @@ fn setup(app: &mut App, args: &Args) {
             gateway: None,
             token: None,
             feed: None,
+            accounts_feed: None,
+            needs_login: Vec::new(),
             stopping: None,
             today: Today::new(Day::local_today(), Counts::default()),
         }),
@@ -258,14 +286,20 @@ async fn launch(settings: Settings) -> Result<(RunningGateway, GatewayStatus), S
 /// seed read from the database and the first live one.
 fn install(app: &AppHandle, shell: &Shell, gateway: RunningGateway, status: GatewayStatus) {
     let usage = gateway.subscribe_usage();
+    let accounts = gateway.subscribe_accounts();
     let mut live = shell.live();
+    live.end_feeds();
     live.token = gateway.management_token();
     live.gateway = Some(gateway);
     live.status = status;
-    let feed = tauri::async_runtime::spawn(follow_usage(app.clone(), usage));
-    if let Some(old) = live.feed.replace(feed) {
-        old.abort();
-    }
+    live.feed = Some(tauri::async_runtime::spawn(follow_usage(
+        app.clone(),
+        usage,
+    )));
+    live.accounts_feed = Some(tauri::async_runtime::spawn(follow_accounts(
+        app.clone(),
+        accounts,
+    )));
 }
 
 /// Starts the gateway again with the same settings (from the tray), if it is stopped or failed.
@@ -324,9 +358,7 @@ pub fn stop(app: &AppHandle) {
             return;
         };
         live.status = GatewayStatus::Stopping;
-        if let Some(feed) = live.feed.take() {
-            feed.abort();
-        }
+        live.end_feeds();
         live.token = None;
         let gateway = live.gateway.take();
         let handle = app.clone();
@@ -386,6 +418,36 @@ async fn follow_usage(app: AppHandle, mut usage: Receiver<Arc<UsageRecord>>) {
                     tray::refresh_usage(&app);
                 }
             }
+        }
+    }
+}
+
+/// Keeps the tray's "needs login" item up to date: reads the accounts once, then again each
+/// time the gateway says they changed (a login, a log-out, a refresh that found the login gone),
+/// until the gateway stops. No polling: the watch channel wakes this only on a change.
+async fn follow_accounts(app: AppHandle, mut changes: watch::Receiver<u64>) {
+    loop {
+        // Marked seen before reading, so a change made during the read wakes the next turn.
+        changes.borrow_and_update();
+        let reader = app.clone();
+        let read = tauri::async_runtime::spawn_blocking(move || {
+            let shell = reader.try_state::<Shell>()?;
+            let live = shell.live();
+            Some(live.gateway.as_ref()?.accounts_needing_login())
+        })
+        .await;
+        match read {
+            Ok(Some(labels)) => {
+                if let Some(shell) = app.try_state::<Shell>() {
+                    shell.live().needs_login = labels;
+                }
+                tray::refresh_accounts(&app);
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!("cannot read the accounts: {error}"),
+        }
+        if changes.changed().await.is_err() {
+            return;
         }
     }
 }

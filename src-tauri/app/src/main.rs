@@ -5,13 +5,15 @@
 //! display at all, runs `flexiproxy_gateway::cli::run_headless` on a plain tokio runtime without
 //! touching GTK (which would abort without a display). Everything else goes to
 //! [`desktop::run_app`], which wires the gateway into the tray ([`tray`], with [`today`]'s token
-//! count and [`autostart`]) and the window ([`window`]). The gateway crate owns all the logic;
-//! this crate stays a thin shell.
+//! count, [`autostart`] and accounts that need a login) and the window ([`window`]); the web UI
+//! opens sign-in pages in the system browser through [`browser`]. The gateway crate owns all
+//! the logic; this crate stays a thin shell.
 
 // Release builds on Windows are GUI programs: no console window pops up behind the tray app.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod autostart;
+mod browser;
 mod desktop;
 mod today;
 mod tray;

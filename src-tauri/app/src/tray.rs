@@ -1,10 +1,13 @@
-//! The tray icon and its menu: the gateway's state and address, today's tokens, start/stop,
-//! "Open dashboard", "Copy base URL", "Start at login" and "Quit".
+//! The tray icon and its menu: the gateway's state and address, today's tokens, "N accounts need
+//! login" (only while some do), start/stop, "Open dashboard", "Copy base URL", "Start at login"
+//! and "Quit".
 //!
-//! The icon shows the state (running, stopped, error). Labels are plain functions of the
-//! [`Shell`] state, re-rendered by [`refresh`] after every change of state, by
-//! [`refresh_usage`] when today's count moves, and by [`refresh_autostart`] when start at login
-//! changes from either side (this menu or `PUT /api/desktop`). Actions call into
+//! The icon shows the gateway's state (running, stopped, error); accounts that need a login do
+//! not change it, since the gateway still serves everything else (the menu item and the tooltip
+//! say so instead). Labels are plain functions of the [`Shell`] state, re-rendered by
+//! [`refresh`] after every change of state, by [`refresh_usage`] when today's count moves, by
+//! [`refresh_accounts`] when the accounts change, and by [`refresh_autostart`] when start at
+//! login changes from either side (this menu or `PUT /api/desktop`). Actions call into
 //! [`crate::desktop`] (start, stop, quit), [`crate::window`] and [`crate::autostart`]. On Linux
 //! the icon is an AppIndicator (libayatana-appindicator3, loaded at run time), which always opens
 //! the menu on click and shows no tooltip; on Windows and macOS a left click opens the dashboard
@@ -23,6 +26,7 @@ use crate::{autostart, window};
 const TRAY_ID: &str = "main";
 const STATUS: &str = "status";
 const TODAY: &str = "today";
+const ACCOUNTS: &str = "accounts-need-login";
 const OPEN_DASHBOARD: &str = "open-dashboard";
 const COPY_BASE_URL: &str = "copy-base-url";
 const START_STOP: &str = "start-stop";
@@ -31,6 +35,8 @@ const QUIT: &str = "quit";
 
 /// Longest status line before it is cut: menus do not wrap, and errors can be long.
 const MAX_STATUS_CHARS: usize = 90;
+/// Where the accounts item sits in the menu while it is shown: under the state and the count.
+const ACCOUNTS_POSITION: usize = 2;
 
 // Drawn for the 16–24 px a tray gives them (thicker strokes than the app icon); see
 // `icons/generate.py`.
@@ -110,6 +116,17 @@ fn grouped(value: u64) -> String {
     out
 }
 
+/// The accounts item's label, or `None` when no account needs a login (the item is then left
+/// out of the menu). One account is named, so the user knows which login to redo.
+fn accounts_line(needs_login: &[String]) -> Option<String> {
+    let line = match needs_login {
+        [] => return None,
+        [label] => format!("1 account needs login: {label}"),
+        many => format!("{} accounts need login", many.len()),
+    };
+    Some(cut(line, MAX_STATUS_CHARS))
+}
+
 /// The start/stop item's label and whether it can be clicked (not while a change is under way).
 fn start_stop(status: &GatewayStatus) -> (&'static str, bool) {
     match status {
@@ -120,7 +137,7 @@ fn start_stop(status: &GatewayStatus) -> (&'static str, bool) {
     }
 }
 
-fn tooltip(status: &GatewayStatus, counts: &Counts) -> String {
+fn tooltip(status: &GatewayStatus, counts: &Counts, needs_login: usize) -> String {
     let state = match status {
         GatewayStatus::Running { addr, .. } => format!("running on {addr}"),
         GatewayStatus::Starting => "starting".to_owned(),
@@ -128,16 +145,24 @@ fn tooltip(status: &GatewayStatus, counts: &Counts) -> String {
         GatewayStatus::Stopped { .. } => "stopped".to_owned(),
         GatewayStatus::Failed(_) => "not running (error)".to_owned(),
     };
+    let accounts = match needs_login {
+        0 => String::new(),
+        1 => "\n1 account needs login".to_owned(),
+        n => format!("\n{n} accounts need login"),
+    };
     format!(
-        "FlexiProxy — {state}\nToday: {} tokens",
+        "FlexiProxy — {state}\nToday: {} tokens{accounts}",
         grouped(counts.tokens())
     )
 }
 
 /// The menu items whose text or state changes, kept to update them in place.
 struct Items {
+    menu: Menu<tauri::Wry>,
     status: MenuItem<tauri::Wry>,
     today: MenuItem<tauri::Wry>,
+    /// In the menu only while some account needs a login.
+    accounts: MenuItem<tauri::Wry>,
     copy: MenuItem<tauri::Wry>,
     start_stop: MenuItem<tauri::Wry>,
     autostart: CheckMenuItem<tauri::Wry>,
@@ -149,6 +174,7 @@ impl std::fmt::Debug for Items {
         f.debug_struct("Items")
             .field("status", self.status.id())
             .field("today", self.today.id())
+            .field("accounts", self.accounts.id())
             .field("copy", self.copy.id())
             .field("start_stop", self.start_stop.id())
             .field("autostart", self.autostart.id())
@@ -158,48 +184,66 @@ impl std::fmt::Debug for Items {
 
 pub fn create(app: &AppHandle) -> tauri::Result<TrayIcon> {
     let (status, counts) = current(app);
+    let needs_login = needs_login(app);
     let (toggle_label, toggle_enabled) = start_stop(&status);
     let autostart_on = autostart::enabled(app).unwrap_or(false);
-    let items = Items {
-        status: MenuItem::with_id(app, STATUS, status_line(&status), false, None::<&str>)?,
-        today: MenuItem::with_id(app, TODAY, today_line(&counts), false, None::<&str>)?,
-        copy: MenuItem::with_id(
-            app,
-            COPY_BASE_URL,
-            "Copy base URL",
-            status.base_url().is_some(),
-            None::<&str>,
-        )?,
-        start_stop: MenuItem::with_id(app, START_STOP, toggle_label, toggle_enabled, None::<&str>)?,
-        autostart: CheckMenuItem::with_id(
-            app,
-            AUTOSTART,
-            "Start at login",
-            true,
-            autostart_on,
-            None::<&str>,
-        )?,
-    };
+    let status_item = MenuItem::with_id(app, STATUS, status_line(&status), false, None::<&str>)?;
+    let today_item = MenuItem::with_id(app, TODAY, today_line(&counts), false, None::<&str>)?;
+    let accounts_item = MenuItem::with_id(
+        app,
+        ACCOUNTS,
+        accounts_line(&needs_login).unwrap_or_default(),
+        true,
+        None::<&str>,
+    )?;
+    let copy_item = MenuItem::with_id(
+        app,
+        COPY_BASE_URL,
+        "Copy base URL",
+        status.base_url().is_some(),
+        None::<&str>,
+    )?;
+    let start_stop_item =
+        MenuItem::with_id(app, START_STOP, toggle_label, toggle_enabled, None::<&str>)?;
+    let autostart_item = CheckMenuItem::with_id(
+        app,
+        AUTOSTART,
+        "Start at login",
+        true,
+        autostart_on,
+        None::<&str>,
+    )?;
     let menu = Menu::with_items(
         app,
         &[
-            &items.status,
-            &items.today,
+            &status_item,
+            &today_item,
             &PredefinedMenuItem::separator(app)?,
             // Enabled in every state: the window then says what is going on.
             &MenuItem::with_id(app, OPEN_DASHBOARD, "Open dashboard", true, None::<&str>)?,
-            &items.copy,
-            &items.start_stop,
+            &copy_item,
+            &start_stop_item,
             &PredefinedMenuItem::separator(app)?,
-            &items.autostart,
+            &autostart_item,
             &PredefinedMenuItem::separator(app)?,
             &MenuItem::with_id(app, QUIT, "Quit", true, None::<&str>)?,
         ],
     )?;
-    app.manage(items);
+    if !needs_login.is_empty() {
+        menu.insert(&accounts_item, ACCOUNTS_POSITION)?;
+    }
+    app.manage(Items {
+        menu: menu.clone(),
+        status: status_item,
+        today: today_item,
+        accounts: accounts_item,
+        copy: copy_item,
+        start_stop: start_stop_item,
+        autostart: autostart_item,
+    });
     TrayIconBuilder::with_id(TRAY_ID)
         .icon(icon(look(&status)))
-        .tooltip(tooltip(&status, &counts))
+        .tooltip(tooltip(&status, &counts, needs_login.len()))
         .menu(&menu)
         .show_menu_on_left_click(false)
         .on_menu_event(|app, event| on_menu(app, event.id().as_ref()))
@@ -218,17 +262,15 @@ pub fn create(app: &AppHandle) -> tauri::Result<TrayIcon> {
 
 /// Shows the current state everywhere in the tray: icon, tooltip, every changing item.
 pub fn refresh(app: &AppHandle) {
-    let (status, counts) = current(app);
+    let (status, _) = current(app);
     if let Some(tray) = app.tray_by_id(TRAY_ID) {
         warn_on(
             "set the tray icon",
             tray.set_icon(Some(icon(look(&status)))),
         );
-        warn_on(
-            "set the tray tooltip",
-            tray.set_tooltip(Some(tooltip(&status, &counts))),
-        );
     }
+    refresh_usage(app);
+    refresh_accounts(app);
     let Some(items) = app.try_state::<Items>() else {
         return;
     };
@@ -237,7 +279,6 @@ pub fn refresh(app: &AppHandle) {
         "update the menu",
         items.status.set_text(status_line(&status)),
     );
-    warn_on("update the menu", items.today.set_text(today_line(&counts)));
     warn_on(
         "update the menu",
         items.copy.set_enabled(status.base_url().is_some()),
@@ -252,14 +293,43 @@ pub fn refresh(app: &AppHandle) {
 
 /// Shows today's count (the item and the tooltip), after usage moved it.
 pub fn refresh_usage(app: &AppHandle) {
-    let (status, counts) = current(app);
+    let (_, counts) = current(app);
     if let Some(items) = app.try_state::<Items>() {
         warn_on("update the menu", items.today.set_text(today_line(&counts)));
     }
+    refresh_tooltip(app);
+}
+
+/// Shows which accounts need a login (the item, in the menu only while some do, and the
+/// tooltip), after the gateway's accounts changed.
+pub fn refresh_accounts(app: &AppHandle) {
+    let needs_login = needs_login(app);
+    if let Some(items) = app.try_state::<Items>() {
+        let shown = items.menu.get(ACCOUNTS).is_some();
+        match accounts_line(&needs_login) {
+            Some(line) => {
+                warn_on("update the menu", items.accounts.set_text(line));
+                if !shown {
+                    warn_on(
+                        "update the menu",
+                        items.menu.insert(&items.accounts, ACCOUNTS_POSITION),
+                    );
+                }
+            }
+            None if shown => warn_on("update the menu", items.menu.remove(&items.accounts)),
+            None => {}
+        }
+    }
+    refresh_tooltip(app);
+}
+
+fn refresh_tooltip(app: &AppHandle) {
+    let (status, counts) = current(app);
+    let needs_login = needs_login(app).len();
     if let Some(tray) = app.tray_by_id(TRAY_ID) {
         warn_on(
             "set the tray tooltip",
-            tray.set_tooltip(Some(tooltip(&status, &counts))),
+            tray.set_tooltip(Some(tooltip(&status, &counts, needs_login))),
         );
     }
 }
@@ -282,6 +352,11 @@ fn current(app: &AppHandle) -> (GatewayStatus, Counts) {
     )
 }
 
+fn needs_login(app: &AppHandle) -> Vec<String> {
+    app.try_state::<Shell>()
+        .map_or_else(Vec::new, |shell| shell.needs_login())
+}
+
 fn warn_on(what: &str, result: tauri::Result<()>) {
     if let Err(error) = result {
         tracing::warn!("cannot {what}: {error}");
@@ -291,6 +366,7 @@ fn warn_on(what: &str, result: tauri::Result<()>) {
 fn on_menu(app: &AppHandle, id: &str) {
     match id {
         OPEN_DASHBOARD => window::show(app),
+        ACCOUNTS => window::show_page(app, "accounts"),
         COPY_BASE_URL => copy_base_url(app),
         START_STOP => {
             if matches!(current(app).0, GatewayStatus::Running { .. }) {
@@ -418,9 +494,24 @@ mod tests {
             ..Counts::default()
         };
         assert_eq!(
-            tooltip(&running(), &counts),
+            tooltip(&running(), &counts, 0),
             "FlexiProxy — running on 127.0.0.1:8317\nToday: 1,500 tokens"
         );
-        assert!(tooltip(&GatewayStatus::Failed("x".into()), &counts).contains("error"));
+        assert!(tooltip(&GatewayStatus::Failed("x".into()), &counts, 0).contains("error"));
+        assert!(tooltip(&running(), &counts, 1).ends_with("\n1 account needs login"));
+        assert!(tooltip(&running(), &counts, 3).ends_with("\n3 accounts need login"));
+    }
+
+    #[test]
+    fn the_accounts_item_names_one_account_and_counts_many() {
+        assert_eq!(accounts_line(&[]), None);
+        assert_eq!(
+            accounts_line(&["Claude (ada@example.com)".to_owned()]).unwrap(),
+            "1 account needs login: Claude (ada@example.com)"
+        );
+        let many = vec!["a".to_owned(), "b".to_owned()];
+        assert_eq!(accounts_line(&many).unwrap(), "2 accounts need login");
+        let long = accounts_line(&["x".repeat(200)]).unwrap();
+        assert_eq!(long.chars().count(), MAX_STATUS_CHARS);
     }
 }

@@ -195,6 +195,22 @@ async fn replace(
     }
 }
 
+/// Brings the dashboard to the front on one of its pages (`#accounts`), when it shows the
+/// gateway's UI; on a local page (gateway stopped) it only comes to the front, since that page
+/// says what to do first. Only the hash changes: the page stays loaded and its router follows.
+pub fn show_page(app: &AppHandle, page: &str) {
+    if let Some(window) = app.get_webview_window(MAIN)
+        && window.url().is_ok_and(|url| !is_local(&url))
+    {
+        // A JSON string literal, so no page name can break out of the script.
+        let hash = serde_json::Value::from(format!("#{page}"));
+        if let Err(error) = window.eval(format!("window.location.hash = {hash};")) {
+            tracing::warn!("cannot switch the dashboard to its {page} page: {error}");
+        }
+    }
+    show(app);
+}
+
 /// Brings the dashboard to the front, whether hidden, minimised or behind other windows.
 pub fn show(app: &AppHandle) {
     let Some(window) = app.get_webview_window(MAIN) else {

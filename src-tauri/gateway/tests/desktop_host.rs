@@ -1,14 +1,15 @@
 //! `GET/PUT /api/desktop` over real HTTP, with a gateway started in-process: headless (no host:
 //! `available: false`, changes refused with 409) and hosted by a fake desktop app that keeps its
-//! autostart flag in memory, as the tray app keeps it in its autostart entry. Also the day
-//! totals the tray seeds its token count with (`RunningGateway::usage_since`).
+//! autostart flag in memory, as the tray app keeps it in its autostart entry; `POST
+//! /api/desktop/open` hands only web addresses to the host. Also the day totals the tray seeds
+//! its token count with (`RunningGateway::usage_since`).
 #![allow(
     clippy::unwrap_used,
     reason = "test fixtures: a failed unwrap is a failed test, with its location"
 )]
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use flexiproxy_gateway::host::{Host, HostError};
 use flexiproxy_gateway::secrets::MemoryStore;
@@ -22,6 +23,7 @@ struct FakeHost {
     autostart: AtomicBool,
     sets: AtomicUsize,
     broken: AtomicBool,
+    opened: Mutex<Vec<String>>,
 }
 
 impl Host for FakeHost {
@@ -37,6 +39,11 @@ impl Host for FakeHost {
         }
         self.sets.fetch_add(1, Ordering::SeqCst);
         self.autostart.store(enabled, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn open_url(&self, url: &str) -> Result<(), HostError> {
+        self.opened.lock().unwrap().push(url.to_owned());
         Ok(())
     }
 }
@@ -90,6 +97,25 @@ impl Fixture {
             .await
             .unwrap();
         (response.status(), response.json().await.unwrap())
+    }
+
+    async fn open(&self, body: &Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}/api/desktop/open", self.gateway.base_url()))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        (status, body)
     }
 
     async fn put(&self, body: &Value) -> (StatusCode, Value) {
@@ -180,6 +206,52 @@ async fn the_host_reads_and_sets_autostart() {
 }
 
 #[tokio::test]
+async fn the_host_opens_web_addresses_only() {
+    let host = Arc::new(FakeHost::default());
+    let fixture = start(Some(host.clone())).await;
+    let page = "https://auth.example.com/authorize?client_id=x&state=y";
+    assert_eq!(
+        fixture.open(&json!({"url": page})).await,
+        (StatusCode::NO_CONTENT, Value::Null)
+    );
+    for bad in [
+        json!({"url": "file:///etc/passwd"}),
+        json!({"url": "javascript:alert(1)"}),
+        json!({"url": "not a url"}),
+        json!({"href": page}),
+        json!({}),
+    ] {
+        let (status, body) = fixture.open(&bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
+    }
+    let (_, body) = fixture.open(&json!({"url": "file:///x"})).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("https://"),
+        "{body}"
+    );
+    assert_eq!(*host.opened.lock().unwrap(), vec![page.to_owned()]);
+    fixture.gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn headless_cannot_open_a_browser() {
+    let fixture = start(None).await;
+    let (status, body) = fixture.open(&json!({"url": "https://example.com/"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("headless"),
+        "{body}"
+    );
+    fixture.gateway.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_desktop_routes_need_the_management_token() {
     let fixture = start(Some(Arc::new(FakeHost::default()))).await;
     let url = format!("{}/api/desktop", fixture.gateway.base_url());
@@ -193,6 +265,14 @@ async fn the_desktop_routes_need_the_management_token() {
         .await
         .unwrap();
     assert_eq!(put.status(), StatusCode::UNAUTHORIZED);
+    let open = fixture
+        .http
+        .post(format!("{url}/open"))
+        .json(&json!({"url": "https://example.com/"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), StatusCode::UNAUTHORIZED);
     fixture.gateway.shutdown().await;
 }
 

@@ -41,6 +41,10 @@ const fn module(bytes: &'static [u8]) -> Asset {
 /// `ui/lib/*.js`, by file name.
 const MODULES: &[(&str, Asset)] = &[
     (
+        "accounts.js",
+        module(include_bytes!("../../../../ui/lib/accounts.js")),
+    ),
+    (
         "adapters.js",
         module(include_bytes!("../../../../ui/lib/adapters.js")),
     ),

@@ -1,20 +1,23 @@
-//! `GET/PUT /api/desktop`: the desktop app's own settings (start at login) for the web UI.
+//! `GET/PUT /api/desktop`: the desktop app's own settings (start at login) for the web UI, and
+//! `POST /api/desktop/open`: the system browser opened on a page (a subscription's sign-in page).
 //!
 //! They exist only when the gateway runs inside the desktop app, which passes its
 //! [`crate::host::Host`] in `Settings::host`; a headless gateway answers `available: false` and
-//! refuses changes with 409. Registered in the management router, so the token and the
-//! Host/Origin guard apply. The host keeps the tray in step with changes made here.
+//! refuses changes and opening with 409 (the web UI then shows a plain link). Registered in the
+//! management router, so the token and the Host/Origin guard apply. The host keeps the tray in
+//! step with changes made here.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::management::{blocking, parse};
 use crate::error::{GatewayError, Rendered};
-use crate::host::{Host, HostError};
+use crate::host::{Host, HostError, browser_url};
 use crate::state::AppState;
 
 /// What both routes answer.
@@ -31,6 +34,13 @@ pub struct DesktopView {
 #[serde(deny_unknown_fields)]
 struct DesktopInput {
     autostart: Option<bool>,
+}
+
+/// The body `POST /api/desktop/open` accepts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenInput {
+    url: String,
 }
 
 pub(super) async fn get_desktop(
@@ -61,6 +71,31 @@ pub(super) async fn put_desktop(
         tracing::info!(autostart = enabled, "start at login changed from the API");
     }
     Ok(Json(read(host).await?))
+}
+
+/// Opens the system browser on an `http`/`https` page; 204 once the host handed it over.
+pub(super) async fn open_in_browser(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<StatusCode, Rendered> {
+    let input: OpenInput = parse(&body)?;
+    let url = browser_url(&input.url)
+        .map_err(|e| Rendered::management(GatewayError::Invalid(e.to_string())))?;
+    let Some(host) = state.settings.host.clone() else {
+        return Err(Rendered::management(GatewayError::Conflict(
+            "this gateway runs headless, without the desktop app, so it cannot open a browser: \
+             open the link yourself"
+                .into(),
+        )));
+    };
+    let target = url.to_string();
+    run(move || host.open_url(&target)).await?;
+    // The address only: its query can carry a login's state, which the log has no use for.
+    tracing::info!(
+        host = url.host_str().unwrap_or_default(),
+        "opened the browser from the API"
+    );
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn headless() -> DesktopView {

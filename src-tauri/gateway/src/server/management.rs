@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/desktop",
             get(host_views::get_desktop).put(host_views::put_desktop),
         )
+        .route("/desktop/open", post(host_views::open_in_browser))
         .route("/tools", get(super::tool_views::list))
         .route("/tools/{tool}/apply", post(super::tool_views::apply))
         .route("/tools/{tool}/undo", post(super::tool_views::undo))

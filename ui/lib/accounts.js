@@ -1,0 +1,551 @@
+// The Accounts page: subscriptions used through their own login (Claude Pro/Max, ChatGPT,
+// Gemini, Qwen, Copilot, iFlow) instead of an API key. One "Log in" button per kind the gateway
+// knows, a login dialog that follows one login (`/api/logins`) from start to the account it
+// made, and the list of accounts with their health (needs login, last and next refresh, last
+// error) and actions (log in again, refresh now, log out).
+//
+// The list is refetched when the gateway's event stream says the accounts changed (the
+// `accounts` event, see live.js), never on a timer; only the open login dialog polls its login,
+// once a second. A sign-in page opens in the system browser through the desktop app
+// (`POST /api/desktop/open`); a headless gateway cannot, so the dialog offers a plain link and a
+// field to paste the callback URL into (for a browser on another computer).
+
+import { api, apiOptional, errorText, ApiError } from './api.js';
+import {
+  $, h, showMsg, withBusy, spinnerText, confirmDialog, copyButton, fmtDate,
+} from './dom.js';
+
+const enc = encodeURIComponent;
+const POLL_MS = 1000;
+
+/** What each kind gives, in the words of the subscription it uses. */
+const KIND_NOTES = {
+  claude: 'Claude Pro/Max via your Anthropic login',
+  codex: 'ChatGPT Plus/Pro (Codex) via your OpenAI login',
+  gemini_cli: 'Gemini via your Google account (Gemini CLI / Code Assist)',
+  qwen: 'Qwen Code via your qwen.ai account',
+  copilot: 'GitHub Copilot via your GitHub account',
+  iflow: 'iFlow models via your iFlow account',
+};
+
+const page = {
+  accounts: [],
+  kinds: [],
+  loaded: false,
+  // Re-renders the relative times ("in 12 min") while the page is open; no request is made.
+  clock: null,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Times
+
+/** "in 12 min", "3 h ago", "just now": how far `ms` is from now. */
+export function fmtRelative(ms, now = Date.now()) {
+  if (typeof ms !== 'number' || !Number.isFinite(ms)) return '—';
+  const diff = ms - now;
+  const abs = Math.abs(diff);
+  if (abs < 45_000) return diff >= 0 ? 'in less than a minute' : 'just now';
+  const units = [['day', 86_400_000], ['h', 3_600_000], ['min', 60_000]];
+  const [unit, size] = units.find(([, s]) => abs >= s) || units[units.length - 1];
+  const n = Math.round(abs / size);
+  const text = unit === 'day' ? `${n} day${n === 1 ? '' : 's'}` : `${n} ${unit}`;
+  return diff >= 0 ? `in ${text}` : `${text} ago`;
+}
+
+/** Relative time with the exact time beside it (and in a <time> for screen readers). */
+function whenCell(ms, never) {
+  if (typeof ms !== 'number') return h('span', { class: 'muted' }, never);
+  const d = new Date(ms);
+  return h('span', {},
+    h('time', { datetime: d.toISOString(), title: d.toLocaleString() }, fmtRelative(ms)),
+    h('span', { class: 'muted' }, ` (${fmtDate(ms)})`));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The list
+
+function kindLabel(kind) {
+  return page.kinds.find((k) => k.kind === kind)?.label || String(kind);
+}
+
+function healthBadge(a) {
+  if (a.needs_login) return h('span', { class: 'badge', dataset: { kind: 'bad' } }, 'Needs login');
+  if (a.last_error) return h('span', { class: 'badge', dataset: { kind: 'warn' } }, 'Refresh failed');
+  return h('span', { class: 'badge', dataset: { kind: 'ok' } }, 'Signed in');
+}
+
+function fact(name, value) {
+  return [h('dt', {}, name), h('dd', {}, value)];
+}
+
+function accountCard(a) {
+  const name = a.label || a.email || a.id;
+  const actions = h('div', { class: 'row-actions' },
+    h('button', {
+      type: 'button', class: `btn btn-small${a.needs_login ? ' btn-primary' : ''}`, 'aria-label': `Log in again to ${name}`,
+      dataset: { fkey: `relogin:${a.id}` }, onclick: () => openLogin(a.kind, a),
+    }, 'Re-login'),
+    h('button', {
+      type: 'button', class: 'btn btn-small', 'aria-label': `Refresh the login of ${name} now`,
+      dataset: { fkey: `refresh:${a.id}` }, onclick: (ev) => refreshAccount(a, ev.currentTarget),
+    }, 'Refresh now'),
+    h('button', {
+      type: 'button', class: 'btn btn-small btn-danger-ghost', 'aria-label': `Log out of ${name}`,
+      dataset: { fkey: `logout:${a.id}` }, onclick: (ev) => logOut(a, ev.currentTarget),
+    }, 'Log out'));
+  const facts = h('dl', { class: 'facts account-facts' },
+    fact('Kind', a.kind_label || kindLabel(a.kind)),
+    a.email && a.email !== name ? fact('Email', a.email) : null,
+    fact('Plan', a.plan ? String(a.plan) : h('span', { class: 'muted' }, 'not reported')),
+    a.project ? fact('Project', h('code', {}, String(a.project))) : null,
+    fact('Provider', h('code', {}, String(a.provider_id || '—'))),
+    fact('Last refresh', whenCell(a.refreshed_at, 'not yet')),
+    fact('Next refresh', a.needs_login
+      ? h('span', { class: 'muted' }, 'none until you log in again')
+      : whenCell(a.next_refresh_at, 'not scheduled')),
+    a.last_error ? fact('Last error', h('span', { class: 'bad-text break' }, String(a.last_error))) : null);
+  return h('article', {
+    class: `card account${a.needs_login ? ' account-needs-login' : ''}`, id: `account-${a.id}`,
+    'aria-labelledby': `account-h-${a.id}`, dataset: { account: a.id },
+  },
+  h('div', { class: 'provider-head' },
+    h('div', { class: 'provider-title' },
+      h('h3', { id: `account-h-${a.id}`, tabindex: '-1' }, String(name)),
+      healthBadge(a)),
+    actions),
+  a.needs_login
+    ? h('p', { class: 'small bad-text' }, 'The provider no longer accepts this login, so requests skip this account. Press Re-login to sign in again.')
+    : null,
+  facts);
+}
+
+function renderList() {
+  const list = $('account-list');
+  const focused = document.activeElement?.dataset?.fkey;
+  if (!page.loaded) return;
+  if (page.accounts.length === 0) {
+    list.replaceChildren(h('div', { class: 'card empty-card' },
+      h('p', {}, 'No accounts yet.'),
+      h('p', { class: 'muted small' }, 'Log in above with a subscription you have; requests to its models then use it like a provider.')));
+  } else {
+    list.replaceChildren(...page.accounts.map(accountCard));
+  }
+  if (focused) list.querySelector(`[data-fkey="${CSS.escape(focused)}"]`)?.focus();
+  renderNavBadge();
+}
+
+function renderKinds() {
+  const grid = $('login-kinds');
+  if (page.kinds.length === 0) {
+    grid.replaceChildren(h('p', { class: 'muted small' }, page.loaded ? 'This gateway offers no subscription logins.' : 'Loading…'));
+    return;
+  }
+  grid.replaceChildren(...page.kinds.map((k) => h('button', {
+    type: 'button', class: 'kind', id: `login-kind-${k.kind}`, dataset: { kind: k.kind },
+    onclick: () => openLogin(k.kind, null),
+  },
+  h('span', { class: 'kind-name' }, `Log in: ${k.label || k.kind}`),
+  h('span', { class: 'kind-note' }, KIND_NOTES[k.kind] || (k.flow === 'device' ? 'Sign in with a code in your browser' : 'Sign in in your browser')))));
+}
+
+/** A count on the navigation link while some account needs a login, seen from every page. */
+function renderNavBadge() {
+  const link = document.querySelector('#nav a[data-page="accounts"]');
+  if (!link) return;
+  const n = page.accounts.filter((a) => a.needs_login).length;
+  let badge = link.querySelector('.nav-badge');
+  if (n === 0) {
+    badge?.remove();
+    return;
+  }
+  if (!badge) {
+    badge = h('span', { class: 'nav-badge' });
+    link.append(badge);
+  }
+  badge.textContent = String(n);
+  badge.title = `${n} account${n === 1 ? '' : 's'} need${n === 1 ? 's' : ''} login`;
+  badge.setAttribute('aria-label', badge.title);
+}
+
+/** Loads the accounts and the kinds of login; throws for the caller to report. */
+export async function load() {
+  const data = await apiOptional('GET', '/api/accounts');
+  page.loaded = true;
+  page.accounts = Array.isArray(data?.accounts) ? data.accounts : [];
+  page.kinds = Array.isArray(data?.kinds) ? data.kinds : [];
+  if (!data) showMsg($('accounts-msg'), 'This gateway cannot use subscription accounts; update FlexiProxy.');
+  renderKinds();
+  renderList();
+}
+
+/** Refetches after the gateway said the accounts changed; failures land on the page. */
+export async function refresh() {
+  try {
+    await load();
+  } catch (e) {
+    if (e?.status !== 401) showMsg($('accounts-msg'), `Could not load the accounts: ${errorText(e)}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Actions on an account
+
+async function refreshAccount(a, btn) {
+  const msg = $('accounts-msg');
+  const name = a.label || a.email || a.id;
+  await withBusy(btn, 'Refreshing…', async () => {
+    try {
+      await api('POST', `/api/accounts/${enc(a.id)}/refresh`);
+      showMsg(msg, `The login of ${name} was refreshed.`, 'ok');
+    } catch (e) {
+      const hint = e instanceof ApiError && e.status === 409 ? ' Press Re-login to sign in again.' : '';
+      showMsg(msg, `Could not refresh ${name}: ${errorText(e)}${hint}`);
+    }
+  });
+  await refresh();
+}
+
+async function logOut(a, btn) {
+  const name = a.label || a.email || a.id;
+  const ok = await confirmDialog({
+    title: `Log out of ${name}?`,
+    text: 'Its tokens leave the keychain and requests stop using this subscription. You can log in again later.',
+    ok: 'Log out',
+    danger: true,
+  });
+  if (!ok) {
+    btn.focus();
+    return;
+  }
+  const msg = $('accounts-msg');
+  await withBusy(btn, 'Logging out…', async () => {
+    try {
+      await api('DELETE', `/api/accounts/${enc(a.id)}`);
+      showMsg(msg, `Logged out of ${name}.`, 'ok');
+    } catch (e) {
+      showMsg(msg, `Could not log out of ${name}: ${errorText(e)}`);
+    }
+  });
+  await refresh();
+  $('accounts-h').focus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The login dialog
+
+/** The login the dialog follows; `seq` tells a stale poll answer from the current one. */
+const flow = { login: null, kind: null, relogin: null, seq: 0, timer: null, canOpen: null, shape: '' };
+
+const FINISHED = ['done', 'failed', 'cancelled'];
+
+function isWebUrl(url) {
+  return typeof url === 'string' && /^https?:\/\//i.test(url);
+}
+
+/** Whether the gateway can open the system browser (a desktop app hosts it); asked once. */
+async function canOpenBrowser() {
+  if (flow.canOpen == null) {
+    try {
+      flow.canOpen = (await apiOptional('GET', '/api/desktop'))?.available === true;
+    } catch {
+      flow.canOpen = false;
+    }
+  }
+  return flow.canOpen;
+}
+
+/** A link that opens in a new tab, for a browser or a gateway that cannot open one itself. */
+function plainLink(url, text, cls) {
+  return h('a', { href: url, target: '_blank', rel: 'noopener noreferrer', class: cls }, text);
+}
+
+/** "Open sign-in page": through the desktop app, or a plain link when the gateway cannot. */
+function openButton(url, text) {
+  if (!isWebUrl(url)) return null;
+  if (flow.canOpen === false) return plainLink(url, text, 'btn btn-primary open-link');
+  const btn = h('button', { type: 'button', class: 'btn btn-primary open-link' }, text);
+  btn.addEventListener('click', async () => {
+    try {
+      await api('POST', '/api/desktop/open', { url });
+      setNote('The page is open in your browser. Sign in there; this dialog continues by itself.');
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 409 || e.status === 404)) {
+        // Headless: a link the user opens (or copies to the computer with the browser).
+        flow.canOpen = false;
+        const link = plainLink(url, text, 'btn btn-primary open-link');
+        btn.replaceWith(link);
+        link.focus();
+        setNote('This gateway cannot open a browser itself: use the link, or copy it to a computer with a browser.');
+      } else {
+        showMsg($('ld-msg'), `Could not open the browser: ${errorText(e)}`);
+      }
+    }
+  });
+  return btn;
+}
+
+function setNote(text) {
+  const note = $('ld-note');
+  if (note) {
+    note.textContent = text;
+    note.hidden = !text;
+  }
+}
+
+function pkceContent(l) {
+  const url = l.authorize_url;
+  const paste = h('form', { class: 'paste-form', autocomplete: 'off' },
+    h('div', { class: 'field' },
+      h('label', { for: 'ld-callback' }, 'Paste the callback URL'),
+      h('div', { class: 'inline' },
+        h('input', {
+          id: 'ld-callback', type: 'url', spellcheck: 'false', required: true,
+          placeholder: l.redirect_uri ? `${l.redirect_uri}?code=…&state=…` : 'http://localhost:…/callback?code=…',
+          'aria-describedby': 'ld-callback-note',
+        }),
+        h('button', { type: 'submit', class: 'btn', id: 'ld-callback-submit' }, 'Finish login')),
+      h('p', { class: 'note small', id: 'ld-callback-note' },
+        'After you sign in, the browser goes to ',
+        h('code', {}, l.redirect_uri || 'a localhost address'),
+        '. If that page does not load (the browser is on another computer), copy the whole address from its address bar and paste it here.')));
+  paste.addEventListener('submit', submitCallback);
+  const pasteBlock = h('details', { class: 'paste', open: l.paste ? true : null },
+    h('summary', {}, 'Browser on another computer?'), paste);
+  return [
+    h('ol', { class: 'login-steps' },
+      h('li', {}, 'Open the sign-in page and log in with your account.'),
+      h('li', {}, 'Allow FlexiProxy when the page asks.'),
+      h('li', {}, 'Come back here: the login finishes by itself.')),
+    h('div', { class: 'form-actions open-row' },
+      openButton(url, 'Open sign-in page'),
+      isWebUrl(url) ? copyButton(() => url, 'Copy link', { aria: 'Copy the sign-in link' }) : null),
+    h('p', { class: 'note small', id: 'ld-note', role: 'status', hidden: true }),
+    pasteBlock,
+  ];
+}
+
+function deviceContent(l) {
+  const url = l.verification_uri_complete || l.verification_uri;
+  const code = String(l.user_code || '');
+  return [
+    h('p', {}, 'Enter this code on the sign-in page:'),
+    h('div', { class: 'user-code-row' },
+      h('output', { class: 'user-code', id: 'ld-user-code', 'aria-label': `Code ${code.split('').join(' ')}` }, code),
+      copyButton(() => code, 'Copy code', { aria: 'Copy the code' })),
+    h('div', { class: 'form-actions open-row' },
+      openButton(url, 'Open sign-in page'),
+      isWebUrl(l.verification_uri) ? h('span', { class: 'small muted break' }, 'or go to ',
+        plainLink(l.verification_uri, l.verification_uri.replace(/^https?:\/\//, ''), 'mono')) : null),
+    typeof l.expires_at === 'number'
+      ? h('p', { class: 'note small' }, `The code is valid until ${new Date(l.expires_at).toLocaleTimeString()}.`)
+      : null,
+    h('p', { class: 'note small', id: 'ld-note', role: 'status', hidden: true }),
+  ];
+}
+
+function resultContent(l) {
+  if (l.status === 'done') {
+    const a = l.account || {};
+    return [h('div', { class: 'test-ok login-result' },
+      h('strong', {}, '✓ Logged in'),
+      h('span', { class: 'block' }, String(a.label || a.email || kindLabel(l.kind))),
+      a.email && a.email !== a.label ? h('span', { class: 'sub block' }, String(a.email)) : null,
+      a.plan ? h('span', { class: 'sub block' }, `Plan: ${a.plan}`) : null)];
+  }
+  if (l.status === 'cancelled') return [h('p', { class: 'muted' }, 'The login was cancelled.')];
+  return [h('div', { class: 'test-bad login-result', id: 'ld-error' },
+    h('strong', {}, '✗ The login failed: '), String(l.error || 'no reason given')),
+  h('div', { class: 'form-actions' },
+    h('button', { type: 'button', class: 'btn btn-primary', id: 'ld-retry', onclick: () => startLogin(false) }, 'Try again'))];
+}
+
+function progressText(l) {
+  if (l.status === 'finishing') return 'Finishing…';
+  if (l.status === 'waiting') return l.flow === 'device' ? 'Waiting for you to enter the code in the browser…' : 'Waiting for the browser…';
+  return '';
+}
+
+/** Shows the login: its steps once, then only the progress line until it ends. */
+function renderLogin(l) {
+  const shape = FINISHED.includes(l.status) ? `end:${l.status}` : `run:${l.flow}:${l.id}`;
+  if (shape !== flow.shape) {
+    flow.shape = shape;
+    const content = FINISHED.includes(l.status) ? resultContent(l) : l.flow === 'device' ? deviceContent(l) : pkceContent(l);
+    $('ld-content').replaceChildren(...content.filter(Boolean));
+    const cancel = $('ld-cancel');
+    const ended = FINISHED.includes(l.status);
+    cancel.textContent = ended ? 'Close' : 'Cancel';
+    cancel.className = ended && l.status === 'done' ? 'btn btn-primary' : 'btn';
+    if (ended) (l.status === 'done' ? cancel : $('ld-retry') || cancel).focus();
+    else $('ld-content').querySelector('.open-link')?.focus();
+  }
+  const text = progressText(l);
+  $('ld-status').replaceChildren(text ? spinnerText(text) : '');
+  $('login-dialog').dataset.status = l.status;
+}
+
+function stopPolling() {
+  clearTimeout(flow.timer);
+  flow.timer = null;
+}
+
+function schedulePoll() {
+  stopPolling();
+  const seq = flow.seq;
+  flow.timer = setTimeout(() => poll(seq), POLL_MS);
+}
+
+async function poll(seq) {
+  const l = flow.login;
+  if (!l || seq !== flow.seq) return;
+  try {
+    const next = await api('GET', `/api/logins/${enc(l.id)}`);
+    if (seq !== flow.seq) return;
+    showMsg($('ld-msg'), '');
+    took(next);
+  } catch (e) {
+    if (seq !== flow.seq) return;
+    if (e instanceof ApiError && e.status === 404) {
+      took({ ...l, status: 'failed', error: 'The gateway no longer knows this login (it expired). Start again.' });
+      return;
+    }
+    if (e?.status === 401) return;
+    showMsg($('ld-msg'), `${errorText(e)} Trying again…`);
+    schedulePoll();
+  }
+}
+
+/** Takes in the login's latest state: shows it, and polls again until it ends. */
+function took(l) {
+  flow.login = l;
+  renderLogin(l);
+  if (FINISHED.includes(l.status)) {
+    stopPolling();
+    if (l.status === 'done') refresh();
+  } else {
+    schedulePoll();
+  }
+}
+
+async function submitCallback(ev) {
+  ev.preventDefault();
+  const l = flow.login;
+  const input = $('ld-callback');
+  const url = input.value.trim();
+  if (!l) return;
+  if (!/^https?:\/\/.+[?#].*code=/.test(url)) {
+    showMsg($('ld-msg'), 'Paste the whole address the browser went to after you signed in: it starts with http:// and has code=… in it.');
+    input.focus();
+    return;
+  }
+  const seq = flow.seq;
+  await withBusy($('ld-callback-submit'), 'Finishing…', async () => {
+    try {
+      const next = await api('POST', `/api/logins/${enc(l.id)}/callback`, { url });
+      if (seq === flow.seq) {
+        showMsg($('ld-msg'), '');
+        took(next);
+      }
+    } catch (e) {
+      showMsg($('ld-msg'), `That address did not finish the login: ${errorText(e)}`);
+    }
+  });
+}
+
+/** Starts a login of the dialog's kind; `paste` starts one without a local listener. */
+async function startLogin(paste) {
+  stopPolling();
+  flow.seq += 1;
+  flow.login = null;
+  flow.shape = '';
+  const seq = flow.seq;
+  const msg = $('ld-msg');
+  showMsg(msg, '');
+  $('ld-cancel').textContent = 'Cancel';
+  $('ld-cancel').className = 'btn';
+  $('ld-content').replaceChildren();
+  $('ld-status').replaceChildren(spinnerText('Starting the login…'));
+  await canOpenBrowser();
+  const body = { kind: flow.kind };
+  if (flow.relogin) body.relogin = flow.relogin.id;
+  if (paste) body.paste = true;
+  try {
+    const l = await api('POST', '/api/logins', body);
+    if (seq !== flow.seq) {
+      // Closed or restarted meanwhile: this login is nobody's.
+      api('DELETE', `/api/logins/${enc(l.id)}`).catch(() => {});
+      return;
+    }
+    took({ ...l, paste });
+  } catch (e) {
+    if (seq !== flow.seq) return;
+    $('ld-status').replaceChildren();
+    showMsg(msg, `Could not start the login: ${errorText(e)}`);
+    if (e instanceof ApiError && e.status === 409 && !paste) {
+      // The callback port is taken (another login, or another program): paste instead.
+      $('ld-content').replaceChildren(h('div', { class: 'form-actions' },
+        h('button', { type: 'button', class: 'btn btn-primary', id: 'ld-paste-instead', onclick: () => startLogin(true) },
+          'Log in by pasting the callback URL instead')));
+      $('ld-paste-instead').focus();
+    }
+  }
+}
+
+/** Opens the dialog for a new login of `kind`, or a new login for `relogin` (an account). */
+export function openLogin(kind, relogin) {
+  flow.kind = kind;
+  flow.relogin = relogin;
+  const label = kindLabel(kind);
+  $('login-dialog-h').textContent = relogin
+    ? `Log in again: ${relogin.label || relogin.email || label}`
+    : `Log in: ${label}`;
+  $('ld-kind-note').textContent = KIND_NOTES[kind] || '';
+  const dlg = $('login-dialog');
+  if (!dlg.open) dlg.showModal();
+  $('ld-cancel').focus();
+  startLogin(false);
+}
+
+/** Ends the dialog's login: a running one is cancelled on the gateway (its listener stops). */
+function endLogin() {
+  stopPolling();
+  flow.seq += 1;
+  const l = flow.login;
+  flow.login = null;
+  flow.shape = '';
+  if (l && !FINISHED.includes(l.status)) {
+    api('DELETE', `/api/logins/${enc(l.id)}`).catch(() => {});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function tick() {
+  if (!$('page-accounts').hidden && page.accounts.length) renderList();
+}
+
+export function clear() {
+  endLogin();
+  page.accounts = [];
+  page.kinds = [];
+  page.loaded = false;
+  flow.canOpen = null;
+  $('account-list').replaceChildren(h('p', { class: 'card empty-card' }, 'Loading…'));
+  renderKinds();
+  renderNavBadge();
+  showMsg($('accounts-msg'), '');
+}
+
+export function init() {
+  $('ld-cancel').addEventListener('click', () => $('login-dialog').close());
+  // Escape, Cancel and Close all end here.
+  $('login-dialog').addEventListener('close', () => {
+    const relogin = flow.relogin;
+    endLogin();
+    const back = relogin ? document.querySelector(`[data-fkey="relogin:${CSS.escape(relogin.id)}"]`) : $(`login-kind-${flow.kind}`);
+    (back || $('accounts-h')).focus();
+  });
+  renderKinds();
+  clearInterval(page.clock);
+  page.clock = setInterval(tick, 30_000);
+}
