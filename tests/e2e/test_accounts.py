@@ -1,7 +1,8 @@
 """Subscription accounts end to end: every login flow against a real OAuth server, and every
 account kind's requests reaching its API through the gateway, from the official SDKs.
 
-The OAuth server is npm's ``oidc-provider`` (``node/scripts/oidc_server.mjs``: PKCE S256,
+The OAuth server is npm's ``oidc-provider`` (``node/scripts/oidc_server.mjs``, started by
+:mod:`oidc_provider`: PKCE S256,
 rotating refresh tokens, the device grant; it signs in user ``ada`` and consents, or declines for
 client ``flexiproxy-deny``). The six subscription APIs are :mod:`subscription_upstream`, which
 checks each kind's paths and headers and accepts only access tokens the OAuth server honours
@@ -20,15 +21,9 @@ login; logging out.
 from __future__ import annotations
 
 import json
-import os
-import queue
-import shutil
 import socket
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -41,8 +36,8 @@ from conftest import GatewayFactory, GatewayProcess
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as gtypes
+from oidc_provider import oidc_server
 
-NODE_DIR = Path(__file__).resolve().parent / "node"
 LOGIN_TIMEOUT_S = 30.0
 PKCE_KINDS = ("claude", "codex", "gemini_cli", "iflow")
 DEVICE_KINDS = ("qwen", "copilot")
@@ -79,16 +74,10 @@ CLIENT_MODEL = "whatever-the-client-names"
 # -- the OAuth server -------------------------------------------------------------------------
 
 
-def node_binary() -> str | None:
-    runtime = NODE_DIR / ".runtime" / "bin" / "node"
-    return str(runtime) if runtime.is_file() else shutil.which("node")
-
-
 class OidcServer:
-    """``oidc_server.mjs`` as a child process; it exits when its stdin closes."""
+    """The test OpenID provider (started by :func:`oidc_provider.oidc_server`) and its test hooks."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], issuer: str):
-        self.proc = proc
+    def __init__(self, issuer: str):
         self.issuer = issuer
         self.http = httpx.Client(base_url=issuer, timeout=15, trust_env=False)
 
@@ -129,42 +118,14 @@ class OidcServer:
             "device_pkce": False,
         }
 
-    def stop(self) -> None:
-        self.http.close()
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-
-
 @pytest.fixture(scope="module")
 def oidc() -> Iterator[OidcServer]:
-    node = node_binary()
-    missing = None if (NODE_DIR / "node_modules" / "oidc-provider").is_dir() else "tests/e2e/node has no node_modules/oidc-provider (run .ci/setup)"
-    if node is None:
-        missing = "no node (run .ci/setup)"
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(missing)
-        pytest.skip(missing)
-    proc = subprocess.Popen(
-        [node, "scripts/oidc_server.mjs"], cwd=NODE_DIR, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    lines: queue.Queue[bytes] = queue.Queue()
-    threading.Thread(target=lambda: lines.put(proc.stdout.readline() if proc.stdout else b""), daemon=True).start()
-    try:
-        first = lines.get(timeout=30)
-    except queue.Empty:
-        proc.kill()
-        pytest.fail("oidc_server.mjs did not announce its issuer within 30 s")
-    server = OidcServer(proc, json.loads(first)["issuer"])
-    try:
-        yield server
-    finally:
-        server.stop()
+    with oidc_server() as issuer:
+        server = OidcServer(issuer)
+        try:
+            yield server
+        finally:
+            server.http.close()
 
 
 @pytest.fixture
