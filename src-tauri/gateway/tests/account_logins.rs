@@ -12,6 +12,7 @@
 //! package, except under CI.
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+mod scratch;
 mod support;
 
 use std::sync::Arc;
@@ -21,17 +22,9 @@ use flexiproxy_gateway::oauth::{Flow, TokenStore};
 use flexiproxy_gateway::secrets::{MemoryStore, SecretStore, SharedSecretStore};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::StatusCode;
+use scratch::TempDir;
 use serde_json::{Value, json};
 use support::{OidcServer, browser, browser_stopping_at_callback, start};
-
-/// A scratch data folder, removed when the test ends.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Fixture {
     gateway: RunningGateway,
@@ -46,14 +39,8 @@ struct Fixture {
 /// pointed at the OIDC server's client `client_id` and its `qwen` logins at the device flow.
 async fn fixture(client_id: &str) -> Option<Fixture> {
     let server = start().await?;
-    let dir = std::env::temp_dir().join(format!(
-        "flexiproxy-logins-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let scratch = TempDir::new("logins");
+    let dir = scratch.path().to_path_buf();
     let secrets = Arc::new(MemoryStore::default());
     let mut settings = Settings::new(dir.clone());
     settings.port = 0;
@@ -68,7 +55,7 @@ async fn fixture(client_id: &str) -> Option<Fixture> {
             .build()
             .unwrap(),
         secrets,
-        _dir: TempDir(dir),
+        _dir: scratch,
         server,
     };
     let pkce = fixture.server.endpoints(client_id, Flow::Pkce);

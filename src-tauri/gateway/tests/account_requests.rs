@@ -11,6 +11,8 @@
     reason = "test fixtures: a failed unwrap is a failed test, with its location"
 )]
 
+mod scratch;
+
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -23,6 +25,7 @@ use flexiproxy_gateway::routing::Limits;
 use flexiproxy_gateway::secrets::{MemoryStore, Secret, SecretStore};
 use flexiproxy_gateway::store::{AccountRow, CredentialRow, Database, ProviderRow};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
+use scratch::TempDir;
 use serde_json::{Value, json};
 
 /// What the stand-in saw and which access token is current.
@@ -156,14 +159,6 @@ async fn stand_in(seen: Shared) -> String {
     base
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct Fixture {
     gateway: RunningGateway,
     token: String,
@@ -205,14 +200,8 @@ async fn start(access: &str, valid: &str) -> Fixture {
         ..Seen::default()
     }));
     let base = stand_in(seen.clone()).await;
-    let dir = std::env::temp_dir().join(format!(
-        "flexiproxy-accounts-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let scratch = TempDir::new("accounts");
+    let dir = scratch.path().to_path_buf();
     let secrets = Arc::new(MemoryStore::default());
     {
         let db = Database::open(&dir).unwrap();
@@ -305,7 +294,7 @@ async fn start(access: &str, valid: &str) -> Fixture {
         http,
         seen,
         secrets,
-        dir: TempDir(dir),
+        dir: scratch,
         keys,
     }
 }
@@ -507,7 +496,7 @@ async fn a_refused_refresh_marks_the_account_and_tells_the_client_to_log_in() {
     assert!(message.contains("log in"), "{message}");
     assert!(!message.contains("stale"), "{message}");
 
-    let db = Database::open(&f.dir.0).unwrap();
+    let db = Database::open(f.dir.path()).unwrap();
     let row = db.account("claude-ada").unwrap().unwrap();
     assert!(row.needs_login);
     assert!(
@@ -563,7 +552,7 @@ async fn a_logins_credential_takes_no_key_and_deleting_its_provider_logs_out() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     assert!(f.secrets.get("oauth:claude-ada").unwrap().is_none());
-    let db = Database::open(&f.dir.0).unwrap();
+    let db = Database::open(f.dir.path()).unwrap();
     assert!(db.account("claude-ada").unwrap().is_none());
     assert!(db.account("codex-ada").unwrap().is_some());
     let response = f

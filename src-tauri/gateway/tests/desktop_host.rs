@@ -8,6 +8,8 @@
     reason = "test fixtures: a failed unwrap is a failed test, with its location"
 )]
 
+mod scratch;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +17,7 @@ use flexiproxy_gateway::host::{Host, HostError};
 use flexiproxy_gateway::secrets::MemoryStore;
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::StatusCode;
+use scratch::TempDir;
 use serde_json::{Value, json};
 
 /// A desktop app in memory: the flag, how often it was set, and a switch that makes it fail.
@@ -48,15 +51,6 @@ impl Host for FakeHost {
     }
 }
 
-/// A scratch data folder, removed when the test ends.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 struct Fixture {
     gateway: RunningGateway,
     token: String,
@@ -65,14 +59,8 @@ struct Fixture {
 }
 
 async fn start(host: Option<Arc<dyn Host>>) -> Fixture {
-    let dir = std::env::temp_dir().join(format!(
-        "flexiproxy-host-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let scratch = TempDir::new("host");
+    let dir = scratch.path().to_path_buf();
     let mut settings = Settings::new(dir.clone());
     settings.port = 0;
     settings.secrets = SecretsMode::Store(Arc::new(MemoryStore::default()));
@@ -83,7 +71,7 @@ async fn start(host: Option<Arc<dyn Host>>) -> Fixture {
         gateway,
         token,
         http: reqwest::Client::new(),
-        _dir: TempDir(dir),
+        _dir: scratch,
     }
 }
 
