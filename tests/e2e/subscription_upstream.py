@@ -65,6 +65,14 @@ OUTPUT_TOKENS = 5
 OAUTH_BETA = "oauth-2025-04-20"
 CLAUDE_CODE_IDENTITY = "You are Claude Code, Anthropic's official CLI for Claude."
 CODEX_BETA = "responses=experimental"
+# The usage windows the Codex backend reports on every answer, as the Codex CLI reads them.
+CODEX_QUOTA_HEADERS = {
+    "x-codex-primary-used-percent": "42.0",
+    "x-codex-primary-window-minutes": "300",
+    "x-codex-primary-reset-at": "1900000000",
+    "x-codex-secondary-used-percent": "7",
+    "x-codex-secondary-window-minutes": "10080",
+}
 IFLOW_USER_AGENT = "iFlow-Cli"
 FREE_TIER = "free-tier"
 COPILOT_EDITOR_HEADERS = ("editor-version", "editor-plugin-version", "copilot-integration-id", "openai-intent")
@@ -461,7 +469,7 @@ class _Exchange:
         ]
         for n, event in enumerate(events):
             event["sequence_number"] = n
-        self.sse([(e["type"], e) for e in events])
+        self.sse([(e["type"], e) for e in events], headers=CODEX_QUOTA_HEADERS)
 
     # -- Code Assist ---------------------------------------------------------------------------
 
@@ -636,9 +644,12 @@ class _Exchange:
         self.h.end_headers()
         self.h.wfile.write(data)
 
-    def sse(self, events: list[tuple[str | None, Any]], crlf: bool = False) -> None:
+    def sse(self, events: list[tuple[str | None, Any]], crlf: bool = False,
+            headers: dict[str, str] | None = None) -> None:
         self.record["status"] = 200
         self.h.send_response(200)
+        for name, value in (headers or {}).items():
+            self.h.send_header(name, value)
         self.h.send_header("Content-Type", "text/event-stream")
         self.h.send_header("Cache-Control", "no-cache")
         self.h.send_header("Transfer-Encoding", "chunked")

@@ -411,6 +411,13 @@ def test_pkce_login_then_requests(accounts: Accounts, kind: str) -> None:
         setup = [r["path"] for r in accounts.upstream.recorded("gemini_cli") if "Content" not in r["path"]]
         assert setup[:2] == ["/code-assist/v1internal:loadCodeAssist", "/code-assist/v1internal:onboardUser"], setup
         assert account["project"] == "mock-project-ada", account
+    if kind == "codex":
+        # The backend's usage windows, reported with each answer, show on the account.
+        listed = {a["id"]: a for a in accounts.api.get("/api/accounts").json()["accounts"]}
+        quota = listed[account["id"]]["quota"]
+        assert [(w["name"], w["used_percent"], w["window_minutes"]) for w in quota] == [
+            ("primary", 42.0, 300), ("secondary", 7.0, 10080)], quota
+        assert quota[0]["resets_at_ms"] == 1_900_000_000_000, quota
     if kind == "claude":
         profile = accounts.upstream.recorded("claude_profile")
         assert profile and profile[0]["status"] == 200, profile

@@ -78,6 +78,19 @@ function fact(name, value) {
   return [h('dt', {}, name), h('dd', {}, value)];
 }
 
+// "5 h window: 37% used, resets in 2 h" for each window the provider reported.
+function quotaCell(windows) {
+  return h('ul', { class: 'plain-list' }, ...windows.map((w) => {
+    const minutes = Number(w.window_minutes);
+    let span = 'Window';
+    if (minutes >= 1440) span = `${Math.round(minutes / 1440)} d window`;
+    else if (minutes > 0) span = `${Math.round(minutes / 60)} h window`;
+    const used = `${Math.round(Number(w.used_percent))}% used`;
+    return h('li', {}, `${span}: ${used}`,
+      w.resets_at_ms ? h('span', { class: 'muted' }, ', resets ', whenCell(w.resets_at_ms, '')) : null);
+  }));
+}
+
 function accountCard(a) {
   const name = a.label || a.email || a.id;
   const actions = h('div', { class: 'row-actions' },
@@ -98,6 +111,7 @@ function accountCard(a) {
     a.email && a.email !== name ? fact('Email', a.email) : null,
     fact('Plan', a.plan ? String(a.plan) : h('span', { class: 'muted' }, 'not reported')),
     a.project ? fact('Project', h('code', {}, String(a.project))) : null,
+    Array.isArray(a.quota) && a.quota.length ? fact('Usage', quotaCell(a.quota)) : null,
     fact('Provider', h('code', {}, String(a.provider_id || '—'))),
     fact('Last refresh', whenCell(a.refreshed_at, 'not yet')),
     fact('Next refresh', a.needs_login

@@ -49,6 +49,7 @@ pub(crate) enum Sent {
 
 /// A request for an account, ready to send.
 pub(crate) struct Prepared {
+    pub kind: AccountKind,
     pub request: reqwest::RequestBuilder,
     pub url: String,
     pub shaping: Shaping,
@@ -104,6 +105,7 @@ pub(crate) async fn prepare(
         .headers(upstream.headers)
         .body(outgoing);
     Ok(Prepared {
+        kind: shaped.kind(),
         request,
         url: upstream.url,
         shaping,
@@ -141,6 +143,7 @@ pub(crate) async fn send(
         )
         .await;
         let Prepared {
+            kind,
             request,
             url,
             shaping,
@@ -163,6 +166,9 @@ pub(crate) async fn send(
                 return Sent::Failed(failure, error);
             }
         };
+        state
+            .accounts
+            .note_quota(account, subscription::quota(kind, response.headers()));
         if response.status() != StatusCode::UNAUTHORIZED || retried {
             return Sent::Answered {
                 response,

@@ -134,6 +134,9 @@ struct Live {
     api_key: Option<Secret>,
     /// Copilot: the minted-token cache over the GitHub token.
     copilot: Option<Arc<CopilotTokens>>,
+    /// The usage windows the endpoint reported with its last answer (kept in memory only:
+    /// they are stale after a restart anyway).
+    quota: Vec<subscription::QuotaWindow>,
 }
 
 /// The subscription accounts of one gateway. Shared through `state::Shared`.
@@ -311,6 +314,34 @@ impl Accounts {
                 api_key: self.iflow_key(id).await?,
             },
         })
+    }
+
+    /// Keeps the usage windows an answer for the account reported; the UI is told when they
+    /// change.
+    pub fn note_quota(&self, id: &str, quota: Vec<subscription::QuotaWindow>) {
+        if quota.is_empty() {
+            return;
+        }
+        let changed = {
+            let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = live.entry(id.to_owned()).or_default();
+            let changed = entry.quota != quota;
+            entry.quota = quota;
+            changed
+        };
+        if changed {
+            self.notify();
+        }
+    }
+
+    /// The usage windows last reported for the account.
+    pub fn quota(&self, id: &str) -> Vec<subscription::QuotaWindow> {
+        self.live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .map(|l| l.quota.clone())
+            .unwrap_or_default()
     }
 
     /// After the account's endpoint answered 401: drops what may be stale (Copilot's minted

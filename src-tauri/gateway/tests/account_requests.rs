@@ -58,6 +58,15 @@ fn sse(events: &[Value]) -> Response {
     ([("content-type", "text/event-stream")], body).into_response()
 }
 
+/// The usage windows the Codex backend reports on every answer.
+const CODEX_QUOTA: [(&str, &str); 5] = [
+    ("x-codex-primary-used-percent", "37.5"),
+    ("x-codex-primary-window-minutes", "300"),
+    ("x-codex-primary-reset-at", "1900000000"),
+    ("x-codex-secondary-used-percent", "12"),
+    ("x-codex-secondary-window-minutes", "10080"),
+];
+
 async fn record(seen: &Shared, path: &str, headers: &HeaderMap, body: &Bytes) -> bool {
     let auth = headers
         .get("authorization")
@@ -91,14 +100,20 @@ async fn codex(State(seen): State<Shared>, headers: HeaderMap, body: Bytes) -> R
     }
     let message = json!({"type": "message", "id": "m1", "role": "assistant", "status": "completed",
         "content": [{"type": "output_text", "text": "hello from codex", "annotations": []}]});
-    sse(&[
+    let mut answer = sse(&[
         json!({"type": "response.created", "response": {"id": "r1", "status": "in_progress", "output": []}}),
         json!({"type": "response.output_item.added", "output_index": 0, "item": {"type": "message", "id": "m1", "role": "assistant", "content": [], "status": "in_progress"}}),
         json!({"type": "response.output_text.delta", "output_index": 0, "content_index": 0, "item_id": "m1", "delta": "hello from codex"}),
         json!({"type": "response.output_item.done", "output_index": 0, "item": message}),
         json!({"type": "response.completed", "response": {"id": "r1", "object": "response", "status": "completed", "model": "gpt-x", "output": [],
             "usage": {"input_tokens": 7, "output_tokens": 4, "total_tokens": 11}}}),
-    ])
+    ]);
+    for (name, value) in CODEX_QUOTA {
+        answer
+            .headers_mut()
+            .insert(name, axum::http::HeaderValue::from_static(value));
+    }
+    answer
 }
 
 async fn code_assist(
@@ -368,6 +383,31 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
     assert_eq!(sent["stream"], true);
     assert_eq!(sent["store"], false);
     assert_eq!(sent["model"], "gpt-x");
+
+    // The backend's usage windows show on the account.
+    let accounts: Value = f
+        .http
+        .get(format!("{}/api/accounts", f.gateway.base_url()))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let codex = accounts["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "codex-ada")
+        .unwrap();
+    assert_eq!(
+        codex["quota"],
+        json!([
+            {"name": "primary", "used_percent": 37.5, "window_minutes": 300, "resets_at_ms": 1_900_000_000_000_i64},
+            {"name": "secondary", "used_percent": 12.0, "window_minutes": 10080, "resets_at_ms": null}
+        ])
+    );
 
     // The same, streamed: the client gets Anthropic events.
     let (status, body) = f

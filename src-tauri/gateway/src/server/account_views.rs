@@ -24,7 +24,7 @@ use crate::logins::{LoginError, LoginView, Status};
 use crate::oauth::{self, AccountKind, Flow, OAuthError, token_store};
 use crate::state::AppState;
 use crate::store::AccountRow;
-use crate::subscription;
+use crate::subscription::{self, QuotaWindow};
 
 /// How long `POST /api/logins/{id}/callback` waits for the code exchange and the account's
 /// set-up before it answers with the login as it stands.
@@ -60,6 +60,19 @@ struct AccountView {
     next_refresh_at: Option<i64>,
     last_error: Option<String>,
     needs_login: bool,
+    /// Usage windows the provider reported with its last answer (Codex), else empty.
+    quota: Vec<QuotaWindow>,
+}
+
+impl AccountView {
+    /// The view with what the gateway holds in memory about the account.
+    fn live(state: &AppState, row: AccountRow) -> Self {
+        let quota = state.accounts.quota(&row.id);
+        Self {
+            quota,
+            ..Self::from(row)
+        }
+    }
 }
 
 impl From<AccountRow> for AccountView {
@@ -83,6 +96,7 @@ impl From<AccountRow> for AccountView {
             expires_at: row.expires_at,
             last_error: row.last_error,
             needs_login: row.needs_login,
+            quota: Vec::new(),
         }
     }
 }
@@ -210,7 +224,10 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value
             flow: state.accounts.login_endpoints(kind).flow,
         })
         .collect();
-    let accounts: Vec<AccountView> = rows.into_iter().map(AccountView::from).collect();
+    let accounts: Vec<AccountView> = rows
+        .into_iter()
+        .map(|row| AccountView::live(&state, row))
+        .collect();
     Ok(Json(
         serde_json::json!({ "accounts": accounts, "kinds": kinds }),
     ))
@@ -226,7 +243,7 @@ async fn refresh(
         .refresh(&id)
         .await
         .map_err(|e| Rendered::management(account_error(e)))?;
-    Ok(Json(row.into()))
+    Ok(Json(AccountView::live(&state, row)))
 }
 
 async fn account_row(state: &AppState, id: &str) -> ApiResult<AccountRow> {

@@ -12,7 +12,11 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
+use axum::http::HeaderMap;
+
+use super::{
+    AccountKind, BodyTransform, Call, QuotaWindow, ResponseTransform, ShapeError, Upstream,
+};
 use crate::secrets::Secret;
 
 /// The Codex backend root.
@@ -61,6 +65,37 @@ pub(super) fn upstream(
         response: ResponseTransform::None,
         stream_only: true,
     })
+}
+
+/// The usage windows the Codex backend reports on every answer (`x-codex-primary-*` for the
+/// short window, `x-codex-secondary-*` for the weekly one), as the Codex CLI reads them.
+pub fn quota(headers: &HeaderMap) -> Vec<QuotaWindow> {
+    let read = |name: String| {
+        headers
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_owned())
+    };
+    ["primary", "secondary"]
+        .into_iter()
+        .filter_map(|window| {
+            let used_percent = read(format!("x-codex-{window}-used-percent"))?
+                .parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite())?;
+            let window_minutes =
+                read(format!("x-codex-{window}-window-minutes")).and_then(|m| m.parse().ok());
+            let resets_at_ms = read(format!("x-codex-{window}-reset-at"))
+                .and_then(|s| s.parse::<i64>().ok())
+                .map(|secs| secs.saturating_mul(1000));
+            Some(QuotaWindow {
+                name: window.to_owned(),
+                used_percent,
+                window_minutes,
+                resets_at_ms,
+            })
+        })
+        .collect()
 }
 
 /// The Responses body as the Codex backend takes it (see the module docs).

@@ -141,6 +141,31 @@ pub struct Upstream {
     pub stream_only: bool,
 }
 
+/// One usage window an account's endpoint reported with its last answer (Codex sends them as
+/// headers): how much of the plan's allowance in that window is used, and when it resets.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QuotaWindow {
+    /// `primary`, `secondary`.
+    pub name: String,
+    pub used_percent: f64,
+    pub window_minutes: Option<u64>,
+    /// Milliseconds since the Unix epoch.
+    pub resets_at_ms: Option<i64>,
+}
+
+/// The usage windows an answer's headers report, for account kinds whose endpoint sends
+/// them; empty otherwise.
+pub fn quota(kind: AccountKind, headers: &HeaderMap) -> Vec<QuotaWindow> {
+    match kind {
+        AccountKind::Codex => codex::quota(headers),
+        AccountKind::Claude
+        | AccountKind::GeminiCli
+        | AccountKind::Qwen
+        | AccountKind::Copilot
+        | AccountKind::Iflow => Vec::new(),
+    }
+}
+
 /// How a request body must change for the account's endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyTransform {
