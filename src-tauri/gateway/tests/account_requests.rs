@@ -25,6 +25,7 @@ use flexiproxy_gateway::routing::Limits;
 use flexiproxy_gateway::secrets::{MemoryStore, Secret, SecretStore};
 use flexiproxy_gateway::store::{AccountRow, CredentialRow, Database, ProviderRow};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
+use reqwest::Method;
 use scratch::TempDir;
 use serde_json::{Value, json};
 
@@ -329,6 +330,26 @@ impl Fixture {
         (status, response.text().await.unwrap())
     }
 
+    /// A management call with the token: its status and JSON answer (`null` when none).
+    async fn manage(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.gateway.base_url()))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
     fn requests(&self) -> Vec<(String, String, HeaderMap, Value)> {
         self.seen.lock().unwrap().requests.clone()
     }
@@ -385,16 +406,7 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
     assert_eq!(sent["model"], "gpt-x");
 
     // The backend's usage windows show on the account.
-    let accounts: Value = f
-        .http
-        .get(format!("{}/api/accounts", f.gateway.base_url()))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, accounts) = f.manage(Method::GET, "/api/accounts", None).await;
     let codex = accounts["accounts"]
         .as_array()
         .unwrap()
@@ -475,16 +487,7 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
 
     // No usage row, log or answer carries a token; every request was recorded with its
     // account as the credential.
-    let usage: Value = f
-        .http
-        .get(format!("{}/v1/usage", f.gateway.base_url()))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, usage) = f.manage(Method::GET, "/v1/usage", None).await;
     let text = usage.to_string();
     assert!(!text.contains("good"), "{text}");
     assert!(f.seen.lock().unwrap().refreshes.is_empty());
@@ -556,63 +559,48 @@ async fn a_refused_refresh_marks_the_account_and_tells_the_client_to_log_in() {
 #[tokio::test]
 async fn a_logins_credential_takes_no_key_and_deleting_its_provider_logs_out() {
     let f = start("good", "good").await;
-    let api = |path: &str| format!("{}/api{path}", f.gateway.base_url());
-    let url = api("/providers/claude-account/credentials/claude-ada");
-    let response = f
-        .http
-        .patch(&url)
-        .bearer_auth(&f.token)
-        .json(&json!({"api_key": "sk-something"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::CONFLICT);
-    assert!(response.text().await.unwrap().contains("log in again"));
+    let credential = "/api/providers/claude-account/credentials/claude-ada";
+    let (status, answer) = f
+        .manage(
+            Method::PATCH,
+            credential,
+            Some(json!({"api_key": "sk-something"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(answer.to_string().contains("log in again"), "{answer}");
     // Limits and switching it off work as for any key.
-    let response = f
-        .http
-        .patch(&url)
-        .bearer_auth(&f.token)
-        .json(&json!({"enabled": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    let (status, _) = f
+        .manage(Method::PATCH, credential, Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let (status, _) = f
         .post("claude", "/v1/chat/completions", chat("m", false))
         .await;
     assert_ne!(status, StatusCode::OK, "a disabled login serves nothing");
 
-    let response = f
-        .http
-        .delete(api("/providers/claude-account"))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, _) = f
+        .manage(Method::DELETE, "/api/providers/claude-account", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(f.secrets.get("oauth:claude-ada").unwrap().is_none());
     let db = Database::open(f.dir.path()).unwrap();
     assert!(db.account("claude-ada").unwrap().is_none());
     assert!(db.account("codex-ada").unwrap().is_some());
-    let response = f
-        .http
-        .get(api("/providers/claude-account"))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, _) = f
+        .manage(Method::GET, "/api/providers/claude-account", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Deleting a login's credential is logging it out.
-    let response = f
-        .http
-        .delete(api("/providers/codex-account/credentials/codex-ada"))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, _) = f
+        .manage(
+            Method::DELETE,
+            "/api/providers/codex-account/credentials/codex-ada",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(f.secrets.get("oauth:codex-ada").unwrap().is_none());
     assert!(db.account("codex-ada").unwrap().is_none());
 }
