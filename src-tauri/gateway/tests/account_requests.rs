@@ -331,12 +331,7 @@ impl Fixture {
     }
 
     /// A management call with the token: its status and JSON answer (`null` when none).
-    async fn manage(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
+    async fn manage(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.gateway.base_url()))
