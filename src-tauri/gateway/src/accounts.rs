@@ -19,7 +19,7 @@
 //! ([`EndpointSettings`]), so tests and users behind a proxy can point it elsewhere.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -188,6 +188,11 @@ impl Accounts {
         self.changed.subscribe()
     }
 
+    /// What is kept in memory per account.
+    fn live(&self) -> MutexGuard<'_, HashMap<String, Live>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn notify(&self) {
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
@@ -211,12 +216,7 @@ impl Accounts {
             .write()
             .unwrap_or_else(PoisonError::into_inner) = settings;
         // Copilot mints go to the GitHub API root: drop the caches built on the old one.
-        for live in self
-            .live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values_mut()
-        {
+        for live in self.live().values_mut() {
             live.copilot = None;
         }
         Ok(())
@@ -246,9 +246,15 @@ impl Accounts {
         Ok(self.db.accounts()?)
     }
 
-    /// How many accounts need a new login. Blocking (SQLite).
-    pub fn needing_login(&self) -> Result<usize, AccountError> {
-        Ok(self.db.accounts()?.iter().filter(|a| a.needs_login).count())
+    /// The labels of the accounts that need a new login. Blocking (SQLite).
+    pub fn needing_login(&self) -> Result<Vec<String>, AccountError> {
+        Ok(self
+            .db
+            .accounts()?
+            .into_iter()
+            .filter(|a| a.needs_login)
+            .map(|a| a.label)
+            .collect())
     }
 
     fn kind_of(row: &AccountRow) -> Result<AccountKind, AccountError> {
@@ -323,7 +329,7 @@ impl Accounts {
             return;
         }
         let changed = {
-            let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut live = self.live();
             let entry = live.entry(id.to_owned()).or_default();
             let changed = entry.quota != quota;
             entry.quota = quota;
@@ -336,9 +342,7 @@ impl Accounts {
 
     /// The usage windows last reported for the account.
     pub fn quota(&self, id: &str) -> Vec<subscription::QuotaWindow> {
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.live()
             .get(id)
             .map(|l| l.quota.clone())
             .unwrap_or_default()
@@ -350,12 +354,7 @@ impl Accounts {
         let row = self.row_blocking(id).await?;
         let kind = Self::kind_of(&row)?;
         if kind == AccountKind::Copilot {
-            let mint = self
-                .live
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(id)
-                .and_then(|l| l.copilot.clone());
+            let mint = self.live().get(id).and_then(|l| l.copilot.clone());
             if let Some(mint) = mint {
                 mint.invalidate().await;
             }
@@ -444,9 +443,7 @@ impl Accounts {
         // GitHub's tokens do not expire; Copilot's short-lived token is minted from them.
         if kind != AccountKind::Copilot && tokens.needs_refresh(oauth::now_ms()) {
             return self.refresh(id).await.and_then(|_| {
-                self.live
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
+                self.live()
                     .get(id)
                     .and_then(|l| l.tokens.clone())
                     .ok_or_else(|| AccountError::Unknown(id.to_owned()))
@@ -457,12 +454,7 @@ impl Accounts {
 
     /// The account's tokens as stored (from memory after the first keychain read).
     async fn stored_tokens(&self, id: &str) -> Result<TokenSet, AccountError> {
-        let cached = self
-            .live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .and_then(|l| l.tokens.clone());
+        let cached = self.live().get(id).and_then(|l| l.tokens.clone());
         let tokens = match cached {
             Some(tokens) => tokens,
             None => {
@@ -490,7 +482,7 @@ impl Accounts {
     }
 
     fn set_tokens(&self, id: &str, tokens: TokenSet) {
-        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut live = self.live();
         let entry = live.entry(id.to_owned()).or_default();
         if entry.tokens.as_ref().map(|t| &t.access) != Some(&tokens.access) {
             entry.copilot = None;
@@ -500,7 +492,7 @@ impl Accounts {
 
     fn copilot(&self, id: &str, tokens: &TokenSet) -> Arc<CopilotTokens> {
         let api = self.api_endpoints();
-        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut live = self.live();
         let entry = live.entry(id.to_owned()).or_default();
         entry
             .copilot
@@ -520,12 +512,7 @@ impl Accounts {
     }
 
     async fn iflow_key(&self, id: &str) -> Result<Secret, AccountError> {
-        let cached = self
-            .live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .and_then(|l| l.api_key.clone());
+        let cached = self.live().get(id).and_then(|l| l.api_key.clone());
         if let Some(key) = cached {
             return Ok(key);
         }
@@ -536,12 +523,7 @@ impl Accounts {
             account: id.to_owned(),
             detail: "its iFlow API key is missing; log in again".to_owned(),
         })?;
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(id.to_owned())
-            .or_default()
-            .api_key = Some(key.clone());
+        self.live().entry(id.to_owned()).or_default().api_key = Some(key.clone());
         Ok(key)
     }
 
@@ -561,12 +543,7 @@ impl Accounts {
         let name = Self::api_key_entry(id);
         let key = info.api_key.clone();
         blocking(move || secrets.set(&name, &key)).await??;
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(id.to_owned())
-            .or_default()
-            .api_key = Some(info.api_key.clone());
+        self.live().entry(id.to_owned()).or_default().api_key = Some(info.api_key.clone());
         Ok(info)
     }
 
@@ -652,7 +629,7 @@ impl Accounts {
             needs_login: false,
         };
         {
-            let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut live = self.live();
             let entry = live.entry(id.clone()).or_default();
             entry.tokens = Some(tokens);
             entry.copilot = None;
@@ -714,10 +691,7 @@ impl Accounts {
         let secrets = self.secrets.clone();
         let name = Self::api_key_entry(id);
         blocking(move || secrets.delete(&name)).await??;
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        self.live().remove(id);
         let db = self.db.clone();
         blocking(move || {
             db.delete_credential(&row.provider_id, &row.id)?;
@@ -777,13 +751,13 @@ impl Accounts {
         Ok(candidate)
     }
 
+    /// One account's row (from memory once read).
+    pub async fn account(&self, id: &str) -> Result<AccountRow, AccountError> {
+        self.row_blocking(id).await
+    }
+
     async fn row_blocking(&self, id: &str) -> Result<AccountRow, AccountError> {
-        let cached = self
-            .live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
-            .and_then(|l| l.row.clone());
+        let cached = self.live().get(id).and_then(|l| l.row.clone());
         if let Some(row) = cached {
             return Ok(row);
         }
@@ -798,12 +772,7 @@ impl Accounts {
 
     fn cache_row(&self, row: AccountRow) {
         let id = row.id.clone();
-        self.live
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(id)
-            .or_default()
-            .row = Some(row);
+        self.live().entry(id).or_default().row = Some(row);
     }
 
     async fn put_row(&self, row: AccountRow) -> Result<(), AccountError> {
@@ -1211,7 +1180,7 @@ mod tests {
         assert!(error.to_string().contains("log"), "{error}");
         let row = f.db.account("qwen-ada").unwrap().unwrap();
         assert!(row.needs_login);
-        assert_eq!(cold.needing_login().unwrap(), 1);
+        assert_eq!(cold.needing_login().unwrap().len(), 1);
         // Refreshing is not attempted for an account that needs a login.
         assert_eq!(cold.refresh_due().await, MAX_SLEEP);
         assert_eq!(f.refreshes.load(Ordering::SeqCst), 0);

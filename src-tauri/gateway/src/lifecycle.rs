@@ -348,17 +348,10 @@ impl RunningGateway {
 
     /// The labels of the subscription accounts that need a new login. Blocking (SQLite).
     pub fn accounts_needing_login(&self) -> Vec<String> {
-        match self.accounts.list() {
-            Ok(rows) => rows
-                .into_iter()
-                .filter(|a| a.needs_login)
-                .map(|a| a.label)
-                .collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "accounts unreadable");
-                Vec::new()
-            }
-        }
+        self.accounts.needing_login().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "accounts unreadable");
+            Vec::new()
+        })
     }
 
     pub fn secrets_status(&self) -> &SecretsStatus {

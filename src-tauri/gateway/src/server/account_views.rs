@@ -247,11 +247,11 @@ async fn refresh(
 }
 
 async fn account_row(state: &AppState, id: &str) -> ApiResult<AccountRow> {
-    let accounts = state.accounts.clone();
-    let rows = blocking(move || accounts.list().map_err(account_error)).await?;
-    rows.into_iter()
-        .find(|r| r.id == id)
-        .ok_or_else(|| Rendered::management(account_error(AccountError::Unknown(id.to_owned()))))
+    state
+        .accounts
+        .account(id)
+        .await
+        .map_err(|e| Rendered::management(account_error(e)))
 }
 
 /// `DELETE /api/accounts/{id}`: logs out; the tokens leave the keychain, the credential and
