@@ -182,6 +182,29 @@ struct PasteInput {
     url: String,
 }
 
+/// Logs out the accounts `which` picks (deleting a login's credential or provider through the
+/// providers API does this); returns whether there were any. The caller reloads the registry.
+pub(super) async fn log_out_accounts(
+    state: &AppState,
+    which: impl Fn(&AccountRow) -> bool,
+) -> ApiResult<bool> {
+    let accounts = state.accounts.clone();
+    let chosen: Vec<String> = blocking(move || accounts.list().map_err(account_error))
+        .await?
+        .into_iter()
+        .filter(|a| which(a))
+        .map(|a| a.id)
+        .collect();
+    for id in &chosen {
+        state
+            .accounts
+            .log_out(id)
+            .await
+            .map_err(|e| Rendered::management(account_error(e)))?;
+    }
+    Ok(!chosen.is_empty())
+}
+
 fn account_error(error: AccountError) -> GatewayError {
     if error.needs_login() {
         return GatewayError::Conflict(error.to_string());

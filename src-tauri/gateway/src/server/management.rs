@@ -36,7 +36,7 @@ use crate::secrets::{Secret, SecretRef, SecretStore};
 use crate::state::AppState;
 use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
 
-use super::host_views;
+use super::{account_views, host_views};
 
 pub(super) type ApiResult<T> = Result<T, Rendered>;
 
@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         )
         .route("/settings", get(get_settings).put(put_settings))
         .merge(super::usage_views::routes())
-        .merge(super::account_views::routes())
+        .merge(account_views::routes())
         .route(
             "/desktop",
             get(host_views::get_desktop).put(host_views::put_desktop),
@@ -470,7 +470,7 @@ async fn delete_provider(
     }
     // A subscription provider's keys are logins: deleting it logs them out, so no tokens are
     // left behind in the keychain.
-    if log_out_accounts(&state, |a| a.provider_id == id).await? {
+    if account_views::log_out_accounts(&state, |a| a.provider_id == id).await? {
         reload(&state).await?;
         let gone = state.registry.snapshot().provider(&id).is_none();
         if gone {
@@ -996,32 +996,6 @@ async fn update_credential(
     Ok(axum::Json(save_credential(&state, row, key).await?))
 }
 
-/// Logs out the accounts `which` picks; returns whether there were any.
-async fn log_out_accounts(
-    state: &AppState,
-    which: impl Fn(&crate::store::AccountRow) -> bool,
-) -> ApiResult<bool> {
-    let accounts = state.accounts.clone();
-    let chosen: Vec<String> = blocking(move || accounts.list().map_err(|e| account_error(&e)))
-        .await?
-        .into_iter()
-        .filter(|a| which(a))
-        .map(|a| a.id)
-        .collect();
-    for id in &chosen {
-        state
-            .accounts
-            .log_out(id)
-            .await
-            .map_err(|e| Rendered::management(account_error(&e)))?;
-    }
-    Ok(!chosen.is_empty())
-}
-
-fn account_error(error: &crate::accounts::AccountError) -> GatewayError {
-    GatewayError::Account(error.to_string())
-}
-
 async fn delete_credential(
     State(state): State<AppState>,
     Path((id, credential)): Path<(String, String)>,
@@ -1029,7 +1003,9 @@ async fn delete_credential(
     let provider = find_provider(&state, &id)?;
     writable(provider.source, &format!("provider `{id}`"))?;
     let current = stored_credential(&state, &id, &credential).await?;
-    if log_out_accounts(&state, |a| a.provider_id == id && a.id == credential).await? {
+    if account_views::log_out_accounts(&state, |a| a.provider_id == id && a.id == credential)
+        .await?
+    {
         reload(&state).await?;
         return Ok(StatusCode::NO_CONTENT);
     }
