@@ -2,7 +2,8 @@
 //!
 //! The app crate parses [`Args`] and either starts the tray app or calls [`run_headless`]; the
 //! benchmark calls [`run_headless`] too, so `flexiproxy --headless` and every measurement run the
-//! same code. Values are validated into `config::Settings`.
+//! same code. Values are validated into `config::Settings`. Logs go to stderr, in the journal's
+//! own format when systemd runs the gateway as a service (see [`journal`]).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -19,6 +20,11 @@ use clap::{Parser, ValueEnum};
 use crate::config::Settings;
 use crate::config_file;
 use crate::lifecycle::Gateway;
+
+mod journal;
+
+/// Whether [`init_logging`] found stderr to be the systemd journal.
+static TO_JOURNAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SecretsArg {
@@ -79,16 +85,35 @@ pub struct Args {
     pub check_config: bool,
 }
 
-/// Logs to stderr, filtered by `FLEXIPROXY_LOG` (or `RUST_LOG`), `info` by default.
+/// Logs to stderr, filtered by `FLEXIPROXY_LOG` (or `RUST_LOG`), `info` by default: with time,
+/// level and (on a terminal) colours, or, when stderr is the systemd journal, with the syslog
+/// priority prefix journald reads and nothing it adds itself.
 pub fn init_logging() {
     let filter = std::env::var("FLEXIPROXY_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned());
-    let _ = tracing_subscriber::fmt()
+    let to_journal = *TO_JOURNAL.get_or_init(journal::stderr_is_journal);
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if to_journal {
+        logs.with_ansi(false)
+            .event_format(journal::JournalFormat::default())
+            .try_init()
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).try_init()
+    };
+}
+
+/// Tells the user on stderr why the command failed (`error`) or what to look at (`warning`),
+/// prefixed with the priority when stderr is the journal so these lines are filed like the logs.
+fn tell(level: tracing::Level, message: &str) {
+    let line = format!("flexiproxy: {message}");
+    if TO_JOURNAL.get().copied().unwrap_or(false) {
+        eprint!("{}", journal::prefixed(level, &line));
+    } else {
+        eprintln!("{line}");
+    }
 }
 
 /// Runs the gateway without any window until SIGINT or SIGTERM.
@@ -102,7 +127,7 @@ pub async fn run_headless(args: Args) -> ExitCode {
     let settings = match Settings::from_args(&args) {
         Ok(settings) => settings,
         Err(e) => {
-            eprintln!("flexiproxy: {e}");
+            tell(tracing::Level::ERROR, &e.to_string());
             return ExitCode::FAILURE;
         }
     };
@@ -112,7 +137,7 @@ pub async fn run_headless(args: Args) -> ExitCode {
     let gateway = match Gateway::start(settings).await {
         Ok(gateway) => gateway,
         Err(e) => {
-            eprintln!("flexiproxy: {e}");
+            tell(tracing::Level::ERROR, &e.to_string());
             return ExitCode::FAILURE;
         }
     };
@@ -144,17 +169,21 @@ pub async fn run_headless(args: Args) -> ExitCode {
 /// to unset variables (those keys would be unusable, but the file is still valid).
 fn check_config(path: Option<&Path>) -> ExitCode {
     let Some(path) = path else {
-        eprintln!(
-            "flexiproxy: --check-config needs a file: pass --config PATH or set FLEXIPROXY_CONFIG"
+        tell(
+            tracing::Level::ERROR,
+            "--check-config needs a file: pass --config PATH or set FLEXIPROXY_CONFIG",
         );
         return ExitCode::FAILURE;
     };
     match config_file::load(path) {
         Ok(declared) => {
             for var in config_file::missing_env(&declared) {
-                eprintln!(
-                    "flexiproxy: warning: environment variable {var} is not set; keys given as \
-                     env:{var} stay unusable until it is"
+                tell(
+                    tracing::Level::WARN,
+                    &format!(
+                        "warning: environment variable {var} is not set; keys given as \
+                         env:{var} stay unusable until it is"
+                    ),
                 );
             }
             println!(
@@ -167,7 +196,7 @@ fn check_config(path: Option<&Path>) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("flexiproxy: {e}");
+            tell(tracing::Level::ERROR, &e.to_string());
             ExitCode::FAILURE
         }
     }
@@ -181,14 +210,15 @@ async fn show_token(settings: Settings) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(None) => {
-            eprintln!(
-                "flexiproxy: no management token: no OS keychain is reachable and \
-                 FLEXIPROXY_MANAGEMENT_TOKEN is not set"
+            tell(
+                tracing::Level::ERROR,
+                "no management token: no OS keychain is reachable and \
+                 FLEXIPROXY_MANAGEMENT_TOKEN is not set",
             );
             ExitCode::FAILURE
         }
         Err(e) => {
-            eprintln!("flexiproxy: {e}");
+            tell(tracing::Level::ERROR, &e.to_string());
             ExitCode::FAILURE
         }
     }
@@ -215,5 +245,20 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_the_workspace_version() {
+        let shown = Args::try_parse_from(["flexiproxy", "--version"]).unwrap_err();
+        assert_eq!(shown.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert_eq!(
+            shown.to_string().trim_end(),
+            format!("flexiproxy {}", env!("CARGO_PKG_VERSION"))
+        );
     }
 }

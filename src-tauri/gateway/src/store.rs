@@ -2,7 +2,9 @@
 //!
 //! One file (`flexiproxy.db`) in the data directory, in WAL mode so the usage writer and the
 //! management API do not block each other. The schema version lives in `PRAGMA user_version`;
-//! a database written by a newer FlexiProxy is refused rather than guessed at. Secrets never come
+//! a database written by a newer FlexiProxy is refused rather than guessed at, and an older one is
+//! copied to `backups/` (see [`backup_path`]) before the first migration touches it, so an upgrade
+//! that goes wrong can be undone by putting the copy back. Secrets never come
 //! here: providers keep a [`crate::secrets::SecretRef`] and adapters the SHA-256 of their key.
 //! `registry` loads these rows into memory for the request path; `usage` writes its own table.
 
@@ -158,6 +160,17 @@ pub fn now_ms() -> i64 {
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "flexiproxy.db";
 
+/// Folder inside the data directory that holds the copies taken before schema upgrades.
+pub const BACKUP_DIR: &str = "backups";
+
+/// Where the copy of a database at schema `version`, taken at `stamp` (UTC, `YYYYmmddTHHMMSSZ`),
+/// goes: `<data_dir>/backups/flexiproxy-v<version>-<stamp>.db`.
+pub fn backup_path(data_dir: &Path, version: i64, stamp: &str) -> PathBuf {
+    data_dir
+        .join(BACKUP_DIR)
+        .join(format!("flexiproxy-v{version}-{stamp}.db"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
@@ -174,11 +187,34 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "cannot back up the database {path} to {backup} before upgrading it from schema v{from} \
+         to v{to} ({source}); the database was left as it was. Free some disk space or make \
+         {} writable by this user, then start FlexiProxy again",
+        backup.parent().unwrap_or(backup.as_path()).display()
+    )]
+    Backup {
+        path: PathBuf,
+        backup: PathBuf,
+        from: i64,
+        to: i64,
+        // Boxed: every store call returns this error type, so it stays small.
+        source: Box<BackupError>,
+    },
     #[error("database error in {path}: {source}")]
     Sqlite {
         path: PathBuf,
         source: rusqlite::Error,
     },
+}
+
+/// Why the copy taken before a schema upgrade could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 /// A provider as stored: where it is, what protocol it speaks and where its key comes from.
@@ -313,7 +349,7 @@ impl Database {
         })?;
         let path = data_dir.join(DB_FILE);
         let mut conn = Self::open_connection(&path)?;
-        migrate(&mut conn, &path)?;
+        migrate(&mut conn, &path, data_dir)?;
         Ok(Self {
             path,
             conn: Mutex::new(conn),
@@ -860,7 +896,7 @@ fn to_json_list(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
-fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection, path: &Path, data_dir: &Path) -> Result<(), StoreError> {
     let wrap = |source| StoreError::Sqlite {
         path: path.to_owned(),
         source,
@@ -875,6 +911,21 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
+    // Version 0 is a file this run just created (or an empty one): nothing to keep.
+    if found > 0 && found < SCHEMA_VERSION {
+        let backup =
+            back_up(conn, data_dir, found).map_err(|(backup, source)| StoreError::Backup {
+                path: path.to_owned(),
+                backup,
+                from: found,
+                to: SCHEMA_VERSION,
+                source: Box::new(source),
+            })?;
+        tracing::info!(
+            "backed up the database to {} before upgrading it from schema v{found} to v{SCHEMA_VERSION}",
+            backup.display()
+        );
+    }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction().map_err(wrap)?;
         tx.execute_batch(sql).map_err(wrap)?;
@@ -884,6 +935,53 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tracing::info!(version = index + 1, "database migrated");
     }
     Ok(())
+}
+
+/// Writes a consistent copy of the database (schema `version`) into `backups/` and returns its
+/// path, or the path it was meant to have and why it could not be written.
+///
+/// `VACUUM INTO` reads through this connection, so pages still in the `-wal` file are in the
+/// copy, and the copy is one self-contained file. It is written under a temporary name and
+/// renamed when complete, so a full disk never leaves a truncated file that looks like a backup.
+fn back_up(
+    conn: &Connection,
+    data_dir: &Path,
+    version: i64,
+) -> Result<PathBuf, (PathBuf, BackupError)> {
+    // SQLite's clock: the stamp is UTC without pulling in a date library.
+    let stamp: String = conn
+        .query_row("SELECT strftime('%Y%m%dT%H%M%SZ', 'now')", [], |row| {
+            row.get(0)
+        })
+        .map_err(|e| (backup_path(data_dir, version, "unknown"), e.into()))?;
+    let backup = backup_path(data_dir, version, &stamp);
+    let partial = backup.with_extension("db.partial");
+    let copy = || -> Result<(), BackupError> {
+        std::fs::create_dir_all(data_dir.join(BACKUP_DIR))?;
+        // A leftover from an attempt that died half-way; VACUUM INTO refuses an existing file.
+        if let Err(e) = std::fs::remove_file(&partial)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(e.into());
+        }
+        // SQLite takes the file name as text.
+        let target = partial.to_str().ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the data directory's path is not valid UTF-8",
+            )
+        })?;
+        if let Err(e) = conn.execute("VACUUM INTO ?1", [target]) {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e.into());
+        }
+        std::fs::rename(&partial, &backup)?;
+        Ok(())
+    };
+    match copy() {
+        Ok(()) => Ok(backup),
+        Err(e) => Err((backup, e)),
+    }
 }
 
 #[cfg(test)]
@@ -917,6 +1015,158 @@ mod tests {
         assert_eq!(mode, "wal");
         drop(db);
         Database::open(&dir).unwrap();
+        assert!(
+            !dir.join(BACKUP_DIR).exists(),
+            "neither a new database nor a current one is backed up"
+        );
+    }
+
+    /// A database as FlexiProxy left it at schema version 3 (see tests/fixtures/README.md).
+    const V3_FIXTURE: &str = include_str!("../../../tests/fixtures/store/v3.sql");
+
+    /// Every table and index with its SQL, to compare two schemas.
+    fn schema(conn: &Connection) -> Vec<(String, String)> {
+        let mut stmt = conn
+            .prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn user_version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    fn backups(dir: &Path) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir.join(BACKUP_DIR)) else {
+            return Vec::new();
+        };
+        let mut found: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn the_v3_fixture_is_what_migrations_1_to_3_make() {
+        let built = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            built.execute_batch(sql).unwrap();
+        }
+        let fixture = Connection::open_in_memory().unwrap();
+        fixture.execute_batch(V3_FIXTURE).unwrap();
+        assert_eq!(user_version(&fixture), 3);
+        assert_eq!(schema(&fixture), schema(&built));
+    }
+
+    #[test]
+    fn upgrading_backs_up_the_old_database_first_and_keeps_its_data() {
+        let dir = scratch();
+        // Another process (an older FlexiProxy, say) still has it open in WAL mode with its last
+        // write only in the -wal file: the backup must hold that write too.
+        let old = Connection::open(dir.join(DB_FILE)).unwrap();
+        old.execute_batch(V3_FIXTURE).unwrap();
+        old.pragma_update(None, "journal_mode", "WAL").unwrap();
+        old.execute(
+            "INSERT INTO settings (key, value) VALUES ('written_last', 'yes')",
+            [],
+        )
+        .unwrap();
+        let wal = dir.join(format!("{DB_FILE}-wal"));
+        assert!(
+            std::fs::metadata(&wal).unwrap().len() > 0,
+            "the write is in the WAL"
+        );
+
+        let db = Database::open(&dir).unwrap();
+        let found = backups(&dir);
+        assert_eq!(found.len(), 1, "one backup: {found:?}");
+        let name = found[0].file_name().unwrap().to_str().unwrap().to_owned();
+        let stamp = name
+            .strip_prefix("flexiproxy-v3-")
+            .and_then(|rest| rest.strip_suffix(".db"))
+            .unwrap_or_else(|| panic!("backup named {name}"));
+        assert_eq!(stamp.len(), "20250101T000000Z".len(), "{name}");
+        assert!(stamp.starts_with("20") && stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T');
+
+        // The data came through the migration.
+        assert_eq!(db.read(|c| Ok(user_version(c))).unwrap(), SCHEMA_VERSION);
+        let providers = db.providers().unwrap();
+        assert_eq!(providers.len(), 1);
+        assert_eq!(providers[0].id, "legacy");
+        assert_eq!(providers[0].models, ["legacy-model"]);
+        let credentials = db.credentials().unwrap();
+        assert_eq!(credentials.len(), 1);
+        assert_eq!(credentials[0].key_ref.as_deref(), Some("env:FP_LEGACY_KEY"));
+        assert_eq!(db.adapters().unwrap().len(), 1);
+        assert_eq!(db.routes().unwrap()[0].name, "legacy-route");
+        assert_eq!(db.setting("written_last").unwrap().as_deref(), Some("yes"));
+
+        // The backup is the old database, whole, still at the old version.
+        let copy = Connection::open(&found[0]).unwrap();
+        assert_eq!(user_version(&copy), 3);
+        let fixture = Connection::open_in_memory().unwrap();
+        fixture.execute_batch(V3_FIXTURE).unwrap();
+        assert_eq!(schema(&copy), schema(&fixture));
+        let (provider, last): (String, String) = copy
+            .query_row(
+                "SELECT (SELECT id FROM providers), \
+                 (SELECT value FROM settings WHERE key = 'written_last')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((provider.as_str(), last.as_str()), ("legacy", "yes"));
+        drop(copy);
+        drop(old);
+
+        // Opening it again (current now) makes no second backup.
+        drop(db);
+        Database::open(&dir).unwrap();
+        assert_eq!(backups(&dir), found);
+    }
+
+    #[test]
+    fn a_failed_backup_stops_the_upgrade_and_says_what_to_do() {
+        let dir = scratch();
+        Connection::open(dir.join(DB_FILE))
+            .unwrap()
+            .execute_batch(V3_FIXTURE)
+            .unwrap();
+        // A file where the backups folder should be: the copy cannot be written.
+        std::fs::write(dir.join(BACKUP_DIR), b"not a folder").unwrap();
+
+        let err = Database::open(&dir).unwrap_err();
+        let StoreError::Backup {
+            from, to, backup, ..
+        } = &err
+        else {
+            panic!("expected a backup error, got {err:?}");
+        };
+        assert_eq!((*from, *to), (3, SCHEMA_VERSION));
+        assert!(backup.starts_with(dir.join(BACKUP_DIR)), "{backup:?}");
+        let message = err.to_string();
+        assert!(
+            message.contains("before upgrading it from schema v3"),
+            "{message}"
+        );
+        assert!(message.contains("Free some disk space"), "{message}");
+        assert!(
+            message.contains(&dir.join(BACKUP_DIR).display().to_string()),
+            "{message}"
+        );
+
+        // Nothing was migrated.
+        let conn = Connection::open(dir.join(DB_FILE)).unwrap();
+        assert_eq!(user_version(&conn), 3);
+        drop(conn);
+
+        // Once the folder can be written, the upgrade goes ahead.
+        std::fs::remove_file(dir.join(BACKUP_DIR)).unwrap();
+        Database::open(&dir).unwrap();
+        assert_eq!(backups(&dir).len(), 1);
     }
 
     #[test]
