@@ -111,6 +111,8 @@ fn quote_exec_entry(app: &AppHandle) -> Result<(), String> {
 }
 
 /// `text` with its `Exec=` line replaced (or added) by `Exec=<exec>`.
+// Used by the Linux rewrite only; built (and tested) everywhere.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn with_exec(text: &str, exec: &str) -> String {
     let mut lines: Vec<String> = Vec::new();
     let mut replaced = false;
@@ -133,6 +135,7 @@ fn with_exec(text: &str, exec: &str) -> String {
 }
 
 /// The characters that make an `Exec` argument need quotes (Desktop Entry spec, "The Exec key").
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const RESERVED: &[char] = &[
     ' ', '\t', '\n', '"', '\'', '\\', '>', '<', '~', '|', '&', ';', '$', '*', '?', '#', '(', ')',
     '`',
@@ -141,6 +144,7 @@ const RESERVED: &[char] = &[
 /// An `Exec` value running `args`: each argument in double quotes when it has a reserved
 /// character (with `"`, `` ` ``, `$` and `\` escaped inside), `%` doubled (field codes), and
 /// then the string escape of every desktop-entry value applied (`\` written as `\\`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn exec_value(args: &[&str]) -> String {
     let quoted: Vec<String> = args
         .iter()
