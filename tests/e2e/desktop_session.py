@@ -42,6 +42,7 @@ TOOLS = {
     "import": "imagemagick",
     "convert": "imagemagick",
     "gdbus": "libglib2.0-bin",
+    "xdotool": "xdotool",
 }
 
 def binary() -> Path:
@@ -589,3 +590,168 @@ def wait_painted(session: DesktopSession, window: Window, name: str, colours_at_
     print(f"screenshot: {kept} ({window.width}x{window.height}, sd={deviation:.3f}, colours={colours})")
     assert colours >= colours_at_least, f"blank window? sd={deviation}, colours={colours}: {kept}"
     return kept
+
+
+# --- native dialogs, keys, a session without a keychain, login entries ------------------------
+
+def viewable_windows(session: DesktopSession, title: str) -> list[str]:
+    """The ids of the mapped top-level windows with exactly this title (native dialogs included)."""
+    tree = session.run("xwininfo", "-root", "-tree").stdout
+    ids = re.findall(r"^\s+(0x[0-9a-f]+) \"" + re.escape(title) + r"\"", tree, re.MULTILINE)
+    return [
+        wid for wid in ids
+        if "Map State: IsViewable" in session.run("xwininfo", "-id", wid, check=False).stdout
+    ]
+
+
+def wait_dialog(session: DesktopSession, title: str, timeout: float = START_TIMEOUT_S) -> Window:
+    """Waits for a mapped window with this exact title (a native dialog) and returns it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        window = session.find_window(title)
+        if window is not None and window.viewable:
+            return window
+        time.sleep(0.25)
+    raise AssertionError(f"no {title!r} window within {timeout}s")
+
+
+def press_key(session: DesktopSession, window: Window, key: str) -> None:
+    """Gives `window` the keyboard focus and presses `key` there, as a user would (XTEST events:
+    no window manager runs under Xvfb, so xdotool sets the focus itself)."""
+    session.run("xdotool", "windowfocus", "--sync", window.id, timeout=10)
+    session.run("xdotool", "key", "--clearmodifiers", key, timeout=10)
+
+
+def desktop_exec_args(value: str) -> list[str]:
+    """The argument vector of a desktop entry's `Exec` value, read as the Desktop Entry spec says:
+    first the string escapes of every value (`\\s`, `\\n`, `\\t`, `\\r`, `\\\\`), then the quoting
+    rules (double quotes, inside them `\\"`, `\\``, `\\$` and `\\\\` escaped), then `%%` is a `%`
+    and other field codes are left out."""
+    unescaped = re.sub(
+        r"\\(.)", lambda m: {"s": " ", "n": "\n", "t": "\t", "r": "\r", "\\": "\\"}.get(m.group(1), m.group(0)), value
+    )
+    args: list[str] = []
+    current: str | None = None
+    i = 0
+    while i < len(unescaped):
+        c = unescaped[i]
+        if c == '"':
+            current = current or ""
+            i += 1
+            while i < len(unescaped) and unescaped[i] != '"':
+                if unescaped[i] == "\\" and i + 1 < len(unescaped) and unescaped[i + 1] in '"`$\\':
+                    i += 1
+                current += unescaped[i]
+                i += 1
+            assert i < len(unescaped), f"unterminated quote in Exec={value}"
+        elif c == " ":
+            if current is not None:
+                args.append(current)
+            current = None
+        else:
+            current = (current or "") + c
+        i += 1
+    if current is not None:
+        args.append(current)
+    out = []
+    for arg in args:
+        if re.fullmatch(r"%[fFuUdDnNickvm]", arg):
+            continue
+        out.append(arg.replace("%%", "%"))
+    return out
+
+
+# A session bus that starts nothing by itself: the default session configuration would
+# D-Bus-activate gnome-keyring (org.freedesktop.secrets) on the first call, which is what a test
+# without a keychain must not have.
+BUS_WITHOUT_ACTIVATION = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir={runtime}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+@pytest.fixture
+def desktop_without_keychain(tmp_path: Path) -> Iterator[DesktopSession]:
+    """Like `desktop`, but no Secret Service on the bus (and none that the bus could start)."""
+    require_tools()
+    session = DesktopSession(root=tmp_path)
+    home = tmp_path / "home"
+    runtime = tmp_path / "runtime"
+    for folder in (home / ".local" / "share", home / ".config", home / ".cache", runtime):
+        folder.mkdir(parents=True)
+    runtime.chmod(0o700)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("FLEXIPROXY_", "XDG_", "DBUS_", "GNOME_KEYRING", "WAYLAND_", "DISPLAY"))
+    }
+    env.update(
+        HOME=str(home),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        XDG_RUNTIME_DIR=str(runtime),
+        FLEXIPROXY_LOG="info",
+    )
+    session.env = env
+    config = tmp_path / "bus.conf"
+    config.write_text(BUS_WITHOUT_ACTIVATION.format(runtime=runtime))
+    try:
+        session.display = env["DISPLAY"] = start_xvfb(session)
+        proc = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={config}", "--nofork", "--nosyslog", "--print-address=1"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        session.processes.append(proc)
+        assert proc.stdout is not None
+        address = proc.stdout.readline().decode().strip()
+        assert address, "dbus-daemon did not print its address"
+        env["DBUS_SESSION_BUS_ADDRESS"] = address
+        owner = session.gdbus_call(
+            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
+            "org.freedesktop.secrets",
+        )
+        assert "false" in owner, owner
+        yield session
+    finally:
+        for proc in reversed(session.processes):
+            stop_process(proc)
+        for fd in session.fds:
+            os.close(fd)
+
+
+def start_locked_keyring(session: DesktopSession) -> subprocess.Popen[bytes]:
+    """gnome-keyring in the foreground WITHOUT unlocking: a login keyring made earlier (by
+    `start_keyring` in the same HOME) stays locked. On a bus that starts nothing (see
+    `desktop_without_keychain`) it has no prompter to ask for the password, so reading a locked
+    item fails at once ("prompt dismissed") instead of waiting for someone to type it."""
+    proc = subprocess.Popen(
+        ["gnome-keyring-daemon", "--foreground", "--components=secrets"],
+        env=session.env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=log_file(session, "keyring-locked.log"),
+    )
+    session.processes.append(proc)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        owner = session.gdbus_call(
+            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
+            "org.freedesktop.secrets", check=False,
+        )
+        if "true" in owner:
+            return proc
+        time.sleep(0.2)
+    raise AssertionError(f"gnome-keyring did not come up: {(session.root / 'keyring-locked.log').read_text()}")

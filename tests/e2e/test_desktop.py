@@ -30,6 +30,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -50,13 +51,20 @@ from desktop_session import (
     binary,
     close_window,
     desktop,  # noqa: F401 (the fixture)
+    desktop_exec_args,
+    desktop_without_keychain,  # noqa: F401 (the fixture)
     free_port,
     health_refused,
     http_get,
     management_token,
     require_binary,
     stop_process,
+    press_key,
+    start_keyring,
+    start_locked_keyring,
     tray_look,
+    viewable_windows,
+    wait_dialog,
     wait_for,
     wait_painted,
 )
@@ -143,10 +151,11 @@ def test_tray_menu_shows_the_status_opens_the_dashboard_and_quits(desktop: Deskt
         "Copy base URL",
         "Stop gateway",
         "Start at login",
+        "About FlexiProxy",
         "Quit",
     ], items
-    assert [item.enabled for item in items] == [False, False, True, True, True, True, True], items
-    assert [item.checked for item in items] == [None, None, None, None, None, False, None], items
+    assert [item.enabled for item in items] == [False, False, True, True, True, True, True, True], items
+    assert [item.checked for item in items] == [None, None, None, None, None, False, None, None], items
     assert tray_look(desktop, menu) == "running"
 
     menu.click("Open dashboard")
@@ -235,9 +244,21 @@ def test_busy_port_shows_the_error_then_start_brings_up_the_dashboard(desktop: D
             ("Copy base URL", False),
             ("Start gateway", True),
             ("Start at login", True),
+            ("About FlexiProxy", True),
             ("Quit", True),
         ], items
         assert tray_look(desktop, menu) == "error"
+        # The app offers a free port instead (one dialog); Cancel (Escape) declines, which
+        # leaves the failure as it was.
+        offer = wait_dialog(desktop, PORT_TITLE)
+        shot = desktop.screenshot("port-offer-declined.png")
+        assert len(viewable_windows(desktop, PORT_TITLE)) == 1
+        press_key(desktop, offer, "Escape")
+        wait_for("the offer declined", lambda: "was declined" in app.logs())
+        assert f"port {port} is taken: offering port" in app.logs()
+        assert not viewable_windows(desktop, PORT_TITLE)
+        assert menu.status_line().startswith(expected)
+        assert shot.exists()
         # The error page renders (not blank) in the window.
         wait_painted(desktop, window, "error.png", colours_at_least=50)
 
@@ -254,6 +275,293 @@ def test_busy_port_shows_the_error_then_start_brings_up_the_dashboard(desktop: D
     wait_painted(desktop, window, "desktop-after-error.png", DASHBOARD_COLOURS)
     app.proc.send_signal(signal.SIGTERM)
     assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+PORT_TITLE = "FlexiProxy: port in use"
+KEYCHAIN_TITLE = "FlexiProxy: keychain problem"
+
+
+def status_of(base_url: str, token: str) -> dict:
+    status, body = api(base_url, token, "GET", "/api/status")
+    assert status == 200, body
+    return body  # type: ignore[return-value]
+
+
+def test_first_run_shows_the_welcome_and_later_starts_stay_in_the_tray(desktop: DesktopSession) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    data_dir = str(desktop.root / "data")
+
+    # First start with this data folder: the window opens, its dashboard has the welcome.
+    app = desktop.launch("--port", str(port), "--data-dir", data_dir)
+    app.wait_health(base_url)
+    window = desktop.wait_window(viewable=True)
+    token = management_token(desktop)
+    assert status_of(base_url, token)["welcome"] is True
+    wait_painted(desktop, window, "first-run-welcome.png", DASHBOARD_COLOURS)
+    assert "FlexiProxy started (first run)" in app.logs()
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+
+    # A later start goes straight to the tray, and the welcome is over.
+    app = desktop.launch("--port", str(port), "--data-dir", data_dir, log_name="later.log")
+    app.wait_health(base_url)
+    wait_for("the start logged", lambda: "FlexiProxy started (a later start)" in app.logs())
+    time.sleep(1.0)
+    window = desktop.find_window()
+    assert window is None or not window.viewable, window
+    assert status_of(base_url, token)["welcome"] is False
+    assert management_token(desktop) == token
+    # A second launch still shows the window.
+    second = desktop.launch("--port", str(port), "--data-dir", data_dir, log_name="second.log")
+    assert second.proc.wait(timeout=20) == 0, second.logs()
+    desktop.wait_window(viewable=True)
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+def test_a_hidden_first_start_keeps_the_welcome_until_it_is_dismissed(desktop: DesktopSession) -> None:
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    app = desktop.launch("--hidden", "--port", str(port), "--data-dir", str(desktop.root / "data"))
+    app.wait_health(base_url)
+    wait_for("the start logged", lambda: "FlexiProxy started (--hidden)" in app.logs())
+    window = desktop.find_window()
+    assert window is None or not window.viewable, window
+    token = management_token(desktop)
+    assert status_of(base_url, token)["welcome"] is True
+    assert api(base_url, token, "POST", "/api/welcome/dismiss")[0] == 204
+    assert status_of(base_url, token)["welcome"] is False
+    assert "the welcome was dismissed" in app.logs()
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+def test_without_a_keychain_one_dialog_says_what_to_do(desktop_without_keychain: DesktopSession) -> None:
+    session = desktop_without_keychain
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    token = "fpm-e2e-token-without-keychain-0123456789"
+    session.env["FLEXIPROXY_MANAGEMENT_TOKEN"] = token
+    app = session.launch("--hidden", "--port", str(port), "--data-dir", str(session.root / "data"))
+    app.wait_health(base_url)
+    dialog = wait_dialog(session, KEYCHAIN_TITLE)
+    time.sleep(2.0)
+    assert len(viewable_windows(session, KEYCHAIN_TITLE)) == 1
+    wait_painted(session, dialog, "keychain-unavailable.png", colours_at_least=20)
+
+    # The app keeps running with environment-only secrets and says so (log, API).
+    assert app.proc.poll() is None
+    info = status_of(base_url, token)
+    assert info["secrets"]["kind"] == "environment only", info
+    assert info["secrets"]["keychain_problem"] == "unavailable", info
+    assert "no OS keychain is reachable" in info["secrets"]["warning"], info
+    logs = app.logs()
+    assert "showing the keychain dialog" in logs and "problem=Unavailable" in logs, logs
+    assert "no OS keychain is reachable" in logs, logs
+    assert token not in logs
+
+    press_key(session, dialog, "Return")
+    wait_for("the dialog closed", lambda: "the keychain dialog was closed" in app.logs())
+    assert not viewable_windows(session, KEYCHAIN_TITLE)
+    assert http_get(f"{base_url}/health")[0] == 200
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+def test_a_locked_keychain_gets_one_dialog_and_start_gateway_retries(
+    desktop_without_keychain: DesktopSession,
+) -> None:
+    session = desktop_without_keychain
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    data_dir = str(session.root / "data")
+
+    # A login keyring with FlexiProxy's token in it, as an earlier session left it.
+    start_keyring(session)
+    unlocked = session.processes[-1]
+    app = session.launch("--hidden", "--port", str(port), "--data-dir", data_dir, log_name="unlocked.log")
+    app.wait_health(base_url)
+    token = management_token(session)
+    wait_for("the start logged", lambda: "FlexiProxy started" in app.logs())
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+    stop_process(unlocked)
+
+    # The keyring is running but locked: the gateway cannot read its token, and one dialog says
+    # how to unlock; the window explains too, and the app keeps running in the tray.
+    locked = start_locked_keyring(session)
+    app = session.launch("--port", str(port), "--data-dir", data_dir, log_name="locked.log")
+    dialog = wait_dialog(session, KEYCHAIN_TITLE)
+    time.sleep(2.0)
+    assert len(viewable_windows(session, KEYCHAIN_TITLE)) == 1
+    wait_painted(session, dialog, "keychain-locked.png", colours_at_least=20)
+    assert app.proc.poll() is None, app.logs()
+    logs = app.logs()
+    assert "showing the keychain dialog" in logs and "problem=Locked" in logs, logs
+    assert "the OS keychain is locked" in logs, logs
+    menu = session.tray_menu(app.proc.pid)
+    # (The status line quotes the keyring's "Couldn't access…", which this menu reader skips.)
+    assert "cannot start the gateway: the OS keychain is locked" in logs, logs
+    assert menu.item("Start gateway").enabled, menu.labels()
+    assert tray_look(session, menu) == "error"
+    session.wait_window(viewable=True)
+    press_key(session, dialog, "Return")
+    wait_for("the dialog closed", lambda: "the keychain dialog was closed" in app.logs())
+
+    # Unlocked (here: the daemon started again with the password), Start gateway retries.
+    stop_process(locked)
+    start_keyring(session)
+    menu.click("Start gateway")
+    app.wait_health(base_url)
+    status, body = api(base_url, token, "GET", "/api/status")
+    assert status == 200 and body["secrets"]["keychain_problem"] is None, body  # type: ignore[index]
+    assert token not in app.logs()
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+def test_a_taken_port_is_swapped_for_a_free_one_and_saved(desktop: DesktopSession) -> None:
+    data_dir = str(desktop.root / "data")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+
+        # Save the taken port as the listen port (as Settings → Address does), from a first run
+        # on another port.
+        first_port = free_port()
+        first_url = f"http://127.0.0.1:{first_port}"
+        app = desktop.launch("--port", str(first_port), "--data-dir", data_dir)
+        app.wait_health(first_url)
+        token = management_token(desktop)
+        status, body = api(first_url, token, "PUT", "/api/settings", {"listen": {"port": taken}})
+        assert status == 200, body
+        app.proc.send_signal(signal.SIGTERM)
+        assert app.proc.wait(timeout=20) == 0, app.logs()
+
+        # Started without --port, the saved port is taken: accept the offer (the dialog's
+        # default button, Return).
+        app = desktop.launch("--data-dir", data_dir, log_name="offer.log")
+        offer = wait_dialog(desktop, PORT_TITLE)
+        wait_for("the offer logged", lambda: "offering port" in app.logs())
+        offered = int(re.search(rf"port {taken} is taken: offering port (\d+)", app.logs()).group(1))
+        assert offered != taken
+        wait_painted(desktop, offer, "port-offer.png", colours_at_least=20)
+        press_key(desktop, offer, "Return")
+        new_url = f"http://127.0.0.1:{offered}"
+        app.wait_health(new_url)
+        assert f"port {offered} saved as the listen port" in app.logs()
+        menu = desktop.tray_menu(app.proc.pid)
+        menu.wait_label("Gateway", lambda item: item.label == f"Gateway running on 127.0.0.1:{offered}")
+        status, settings = api(new_url, token, "GET", "/api/settings")
+        assert status == 200, settings
+        assert settings["listen"]["saved_port"] == offered, settings  # type: ignore[index]
+        assert settings["listen"]["from_command_line"] is False, settings  # type: ignore[index]
+        wait_for("the dashboard", lambda: "the window shows the dashboard" in app.logs())
+        app.proc.send_signal(signal.SIGTERM)
+        assert app.proc.wait(timeout=20) == 0, app.logs()
+
+    # The next start uses the saved port, without asking.
+    app = desktop.launch("--data-dir", data_dir, log_name="next.log")
+    app.wait_health(f"http://127.0.0.1:{offered}")
+    wait_for("the start logged", lambda: "FlexiProxy started (a later start)" in app.logs())
+    assert "offering port" not in app.logs()
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+def test_a_taken_command_line_port_is_swapped_for_this_run_only(desktop: DesktopSession) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        app = desktop.launch("--hidden", "--port", str(taken), "--data-dir", str(desktop.root / "data"))
+        offer = wait_dialog(desktop, PORT_TITLE)
+        wait_for("the offer logged", lambda: "offering port" in app.logs())
+        offered = int(re.search(rf"port {taken} is taken: offering port (\d+)", app.logs()).group(1))
+        press_key(desktop, offer, "Return")
+        new_url = f"http://127.0.0.1:{offered}"
+        app.wait_health(new_url)
+        assert f"using port {offered} for this run only" in app.logs()
+        token = management_token(desktop)
+        status, settings = api(new_url, token, "GET", "/api/settings")
+        assert status == 200, settings
+        assert settings["listen"]["saved_port"] is None, settings  # type: ignore[index]
+        # Stop and Start from the tray keep the accepted port for this run.
+        menu = desktop.tray_menu(app.proc.pid)
+        menu.click("Stop gateway")
+        wait_for("/health refused after Stop", lambda: health_refused(new_url))
+        wait_for("Start gateway in the menu", lambda: "Start gateway" in menu.labels())
+        menu.click("Start gateway")
+        app.wait_health(new_url)
+        app.proc.send_signal(signal.SIGTERM)
+        assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+def test_the_about_box_shows_the_version_of_flexiproxy_version(desktop: DesktopSession) -> None:
+    version_line = desktop.run(str(binary()), "--version").stdout.strip()
+    assert re.fullmatch(r"flexiproxy \d+\.\d+\.\d+\S*", version_line), version_line
+    version = version_line.split(" ", 1)[1]
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    app = desktop.launch("--hidden", "--port", str(port), "--data-dir", str(desktop.root / "data"))
+    app.wait_health(base_url)
+    token = management_token(desktop)
+    assert status_of(base_url, token)["version"] == version
+
+    menu = desktop.tray_menu(app.proc.pid)
+    menu.click("About FlexiProxy")
+    title = f"About FlexiProxy {version}"
+    about = wait_dialog(desktop, title)
+    # A second click while it is open does not stack another one.
+    menu.click("About FlexiProxy")
+    time.sleep(1.0)
+    assert len(viewable_windows(desktop, title)) == 1
+    assert f"showing the about box: FlexiProxy {version}" in app.logs()
+    wait_painted(desktop, about, "about.png", colours_at_least=20)
+    press_key(desktop, about, "Return")
+    wait_for("the about box closed", lambda: not viewable_windows(desktop, title))
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+
+
+def test_the_login_entry_quotes_a_path_with_a_space_and_starts_in_the_tray(desktop: DesktopSession) -> None:
+    folder = desktop.root / "My Apps"
+    folder.mkdir()
+    program = folder / "flexiproxy"
+    shutil.copy2(binary(), program)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    data_dir = str(desktop.root / "data")
+    app = desktop.launch("--hidden", "--port", str(port), "--data-dir", data_dir, program=program)
+    app.wait_health(base_url)
+    menu = desktop.tray_menu(app.proc.pid)
+    entry = Path(desktop.env["HOME"]) / AUTOSTART_ENTRY
+    menu.click("Start at login")
+    menu.wait_label("Start at login", lambda item: item.checked is True)
+    exec_line = next(line for line in entry.read_text().splitlines() if line.startswith("Exec="))
+    assert exec_line == f'Exec="{program}" --hidden', exec_line
+    args = desktop_exec_args(exec_line.removeprefix("Exec="))
+    assert args == [str(program), "--hidden"], args
+    app.proc.send_signal(signal.SIGTERM)
+    assert app.proc.wait(timeout=20) == 0, app.logs()
+
+    # What the desktop runs at login: that command line (the port and data folder come from the
+    # environment here, so the test keeps off the default port).
+    desktop.env.update(FLEXIPROXY_PORT=str(port), FLEXIPROXY_DATA_DIR=data_dir)
+    login = desktop.launch(*args[1:], program=Path(args[0]), log_name="login.log")
+    login.wait_health(base_url)
+    wait_for("the start logged", lambda: "FlexiProxy started (--hidden)" in login.logs())
+    time.sleep(1.0)
+    window = desktop.find_window()
+    assert window is None or not window.viewable, window
+    menu = desktop.tray_menu(login.proc.pid)
+    assert menu.item("Start at login").checked is True
+    menu.click("Start at login")
+    wait_for("the autostart entry removed", lambda: not entry.exists())
+    menu.click("Quit")
+    assert login.proc.wait(timeout=20) == 0, login.logs()
 
 
 def chat(base_url: str, key: str) -> None:

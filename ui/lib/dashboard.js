@@ -1,5 +1,6 @@
-// The Dashboard page: today's live tiles, the tokens-over-time chart, usage per provider /
-// adapter / model (today or the last 7 days), and the last requests with their errors.
+// The Dashboard page: the desktop app's first-run welcome (until dismissed), today's live tiles,
+// the tokens-over-time chart, usage per provider / adapter / model (today or the last 7 days),
+// and the last requests with their errors.
 //
 // Tiles move the moment a usage event arrives (counted from the event itself); the summaries
 // (`/api/usage/stats`, `/api/usage/recent`) are then refetched once per burst of events, which
@@ -9,6 +10,7 @@ import { api, apiOptional, errorText } from './api.js';
 import { renderChart } from './chart.js';
 import {
   $, h, td, emptyRow, showMsg, fmtInt, fmtMs, timeCell, fmtWhen, localMidnightMs, selectTab, tabKeys,
+  copyButton, withBusy,
 } from './dom.js';
 import { state, on } from './state.js';
 
@@ -32,6 +34,28 @@ const view = {
   running: false,
   again: false,
 };
+
+// ---------------------------------------------------------------------------------------------
+// Welcome (first run of the desktop app)
+
+function renderWelcome(s) {
+  $('welcome-card').hidden = !s?.welcome;
+  $('welcome-base-url').textContent = s?.base_url || '';
+}
+
+async function dismissWelcome() {
+  showMsg($('welcome-msg'), '');
+  await withBusy($('welcome-dismiss'), 'Closing…', async () => {
+    try {
+      await api('POST', '/api/welcome/dismiss');
+      $('welcome-card').hidden = true;
+      if (state.status) state.status.welcome = false;
+      $('dashboard-h')?.focus({ preventScroll: true });
+    } catch (e) {
+      showMsg($('welcome-msg'), `Could not hide the welcome: ${errorText(e)}`);
+    }
+  });
+}
 
 // ---------------------------------------------------------------------------------------------
 // Tiles
@@ -373,7 +397,16 @@ export function init() {
   }).observe($('chart'));
   on('status', (s) => {
     $('usage-off-note').hidden = !s || !!s.usage_enabled;
+    renderWelcome(s);
   });
+  const baseUrl = $('welcome-base-url');
+  const copy = copyButton(() => baseUrl.textContent, 'Copy', {
+    aria: 'Copy the base URL',
+    selectOnFail: () => window.getSelection().selectAllChildren(baseUrl),
+  });
+  copy.id = 'welcome-copy';
+  $('welcome-copy').replaceWith(copy);
+  $('welcome-dismiss').addEventListener('click', dismissWelcome);
   on('adapters', () => {
     renderBreakdown();
     renderRecent(view.recent);

@@ -1,7 +1,8 @@
 // The Settings page: the address the gateway listens on (saved for the next start, with a
 // warning when it leaves this computer), usage statistics on/off (turning them off asks whether
-// to keep or delete the history), start at login (only in the desktop app), where the data
-// lives, and a CSV export of the usage records.
+// to keep or delete the history), start at login (only in the desktop app), "About FlexiProxy"
+// (the version and where the data, the config file and the keys live), and a CSV export of the
+// usage records.
 
 import { api, apiOptional, download, errorText } from './api.js';
 import {
@@ -206,11 +207,20 @@ function renderData() {
       aria: `Copy ${label.toLowerCase()}`, selectOnFail: () => window.getSelection().selectAllChildren(code),
     }))];
   };
+  const version = state.status?.version;
+  const configFile = state.status?.config?.path;
+  const kind = state.status?.secrets?.kind;
+  const keys = kind === 'OS keychain'
+    ? 'OS keychain (the system\'s keyring: Secret Service, macOS Keychain, Windows Credential Manager)'
+    : String(kind ?? '—');
   facts.replaceChildren(
+    h('dt', {}, 'Version'),
+    h('dd', { id: 'about-version' }, version ? `FlexiProxy ${version}` : '—'),
     ...(dir ? row('Data folder', String(dir)) : []),
     ...(db ? row('Database', String(db)) : []),
-    h('dt', {}, 'Secrets'),
-    h('dd', {}, String(state.status?.secrets?.kind ?? '—'), state.status?.secrets?.writable === false ? ' (read-only)' : ''),
+    ...(configFile ? row('Config file', String(configFile)) : []),
+    h('dt', {}, 'Keys and token'),
+    h('dd', {}, keys, state.status?.secrets?.writable === false ? ' (read-only)' : ''),
   );
 }
 

@@ -5,6 +5,10 @@
 //! Both ways end in [`set`], which changes the entry and then refreshes the tray's check item,
 //! so the menu and the API always agree. A login start runs `flexiproxy --hidden`: the app comes
 //! up in the tray without opening its window.
+//!
+//! On Linux the plugin writes `Exec=<path> <args>` unquoted, which breaks for a binary in a
+//! folder with a space (an AppImage in "~/My Apps", say): after enabling, [`quote_exec_entry`]
+//! rewrites the line with the path quoted as the XDG Desktop Entry spec says.
 
 use flexiproxy_gateway::host::{Host, HostError};
 use tauri::plugin::TauriPlugin;
@@ -40,9 +44,18 @@ pub fn set(app: &AppHandle, enable: bool) -> Result<(), HostError> {
             manager.disable()
         }
     };
+    let result = result.map_err(|error| change_failed(enable, &error.to_string()));
+    #[cfg(target_os = "linux")]
+    let result = result.and_then(|()| {
+        if enable {
+            quote_exec_entry(app).map_err(|error| change_failed(enable, &error))
+        } else {
+            Ok(())
+        }
+    });
     // The check item shows what is true now, whether or not the change worked.
     crate::tray::refresh_autostart(app);
-    result.map_err(|error| HostError(change_failed(enable, &error.to_string())))?;
+    result.map_err(HostError)?;
     tracing::info!(enabled = enable, "start at login changed");
     Ok(())
 }
@@ -69,6 +82,93 @@ fn change_failed(enable: bool, reason: &str) -> String {
         "cannot {what} start at login: {reason}; check that your autostart folder \
          (~/.config/autostart on Linux) is writable"
     )
+}
+
+/// Rewrites the `Exec=` line of the login entry the plugin just wrote, quoting the program's
+/// path per the Desktop Entry spec (the plugin writes it as is).
+#[cfg(target_os = "linux")]
+fn quote_exec_entry(app: &AppHandle) -> Result<(), String> {
+    let home = std::env::var_os("HOME").ok_or("HOME is not set")?;
+    let entry = std::path::Path::new(&home)
+        .join(".config")
+        .join("autostart")
+        .join(format!("{}.desktop", app.package_info().name));
+    // What the plugin names: the AppImage when run from one, else this binary.
+    let program = match std::env::var_os("APPIMAGE") {
+        Some(appimage) => std::path::PathBuf::from(appimage),
+        None => std::env::current_exe().map_err(|error| error.to_string())?,
+    };
+    let program = program
+        .to_str()
+        .ok_or("the program's path is not valid UTF-8")?
+        .to_owned();
+    let mut args = vec![program.as_str()];
+    args.extend(LAUNCH_ARGS);
+    let text = std::fs::read_to_string(&entry)
+        .map_err(|error| format!("cannot read {}: {error}", entry.display()))?;
+    std::fs::write(&entry, with_exec(&text, &exec_value(&args)))
+        .map_err(|error| format!("cannot write {}: {error}", entry.display()))
+}
+
+/// `text` with its `Exec=` line replaced (or added) by `Exec=<exec>`.
+// Used by the Linux rewrite only; built (and tested) everywhere.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn with_exec(text: &str, exec: &str) -> String {
+    let mut lines: Vec<String> = Vec::new();
+    let mut replaced = false;
+    for line in text.lines() {
+        if line.starts_with("Exec=") {
+            if !replaced {
+                lines.push(format!("Exec={exec}"));
+                replaced = true;
+            }
+        } else {
+            lines.push(line.to_owned());
+        }
+    }
+    if !replaced {
+        lines.push(format!("Exec={exec}"));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// The characters that make an `Exec` argument need quotes (Desktop Entry spec, "The Exec key").
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const RESERVED: &[char] = &[
+    ' ', '\t', '\n', '"', '\'', '\\', '>', '<', '~', '|', '&', ';', '$', '*', '?', '#', '(', ')',
+    '`',
+];
+
+/// An `Exec` value running `args`: each argument in double quotes when it has a reserved
+/// character (with `"`, `` ` ``, `$` and `\` escaped inside), `%` doubled (field codes), and
+/// then the string escape of every desktop-entry value applied (`\` written as `\\`).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn exec_value(args: &[&str]) -> String {
+    let quoted: Vec<String> = args
+        .iter()
+        .map(|arg| {
+            let arg = arg.replace('%', "%%");
+            if !arg.contains(RESERVED) {
+                return arg;
+            }
+            let mut out = String::from('"');
+            for c in arg.chars() {
+                if matches!(c, '"' | '`' | '$' | '\\') {
+                    out.push('\\');
+                }
+                out.push(c);
+            }
+            out.push('"');
+            out
+        })
+        .collect();
+    quoted
+        .join(" ")
+        .replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\t', "\\t")
 }
 
 /// The gateway's view of the desktop app (`Settings::host`), for `GET/PUT /api/desktop` and
@@ -105,6 +205,43 @@ mod tests {
     #[test]
     fn a_login_start_stays_in_the_tray() {
         assert_eq!(LAUNCH_ARGS, ["--hidden"]);
+    }
+
+    #[test]
+    fn plain_paths_stay_as_they_are() {
+        assert_eq!(
+            exec_value(&["/usr/bin/flexiproxy", "--hidden"]),
+            "/usr/bin/flexiproxy --hidden"
+        );
+    }
+
+    #[test]
+    fn paths_with_spaces_and_specials_are_quoted_per_the_spec() {
+        assert_eq!(
+            exec_value(&["/home/ada/My Apps/flexiproxy", "--hidden"]),
+            r#""/home/ada/My Apps/flexiproxy" --hidden"#
+        );
+        // `$` and `"` are escaped inside the quotes, then every backslash again for the
+        // desktop-entry string (that escape is undone first when reading): a literal
+        // backslash is four in the file, as the spec's example says.
+        assert_eq!(
+            exec_value(&[r#"/opt/a "b" $c\d"#]),
+            r#""/opt/a \\"b\\" \\$c\\\\d""#
+        );
+        assert_eq!(exec_value(&["/opt/100%/app"]), "/opt/100%%/app");
+    }
+
+    #[test]
+    fn only_the_exec_line_is_replaced() {
+        let written = "[Desktop Entry]\nType=Application\nName=FlexiProxy\n\
+                       Exec=/home/ada/My Apps/flexiproxy --hidden\nTerminal=false";
+        let fixed = with_exec(written, r#""/home/ada/My Apps/flexiproxy" --hidden"#);
+        assert_eq!(
+            fixed,
+            "[Desktop Entry]\nType=Application\nName=FlexiProxy\n\
+             Exec=\"/home/ada/My Apps/flexiproxy\" --hidden\nTerminal=false\n"
+        );
+        assert!(with_exec("[Desktop Entry]\n", "x").ends_with("Exec=x\n"));
     }
 
     #[test]

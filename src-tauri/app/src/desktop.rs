@@ -11,6 +11,12 @@
 //! live in the tray, seeded once from the database when it starts, and another follows its
 //! subscription accounts (a watch channel the gateway bumps on every change) so the tray says
 //! when some need a new login.
+//!
+//! At start the window opens only when there is something to see or do: the first run (its
+//! dashboard carries a welcome), a gateway that could not start, or no tray icon to reach the
+//! app by. Otherwise the app goes straight to the tray, and `--hidden` (the login entry) never
+//! opens the window at start. A keychain that cannot be used and a port taken by another
+//! program each get one native dialog ([`crate::dialog`], [`crate::port_offer`]).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -19,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use flexiproxy_gateway::cli::Args;
+use flexiproxy_gateway::lifecycle::KeychainProblem;
 use flexiproxy_gateway::usage::UsageRecord;
 use flexiproxy_gateway::{Gateway, RunningGateway, Secret, Settings};
 use tauri::async_runtime::JoinHandle;
@@ -28,8 +35,9 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::watch;
 
 use crate::autostart::DesktopHost;
+use crate::dialog::AboutFacts;
 use crate::today::{Counts, Day, Today};
-use crate::{autostart, tray, window};
+use crate::{autostart, dialog, port_offer, tray, window};
 
 /// The gateway's state, as the tray and the window show it.
 #[derive(Debug, Clone)]
@@ -70,8 +78,9 @@ const USAGE_REFRESH_GAP: Duration = Duration::from_millis(200);
 #[derive(Debug)]
 pub struct Shell {
     /// What every start uses (with this app as the gateway's host); the error when the
-    /// command line or environment was invalid.
-    settings: Result<Settings, String>,
+    /// command line or environment was invalid. A port the user accepted instead of a taken
+    /// `--port` replaces the given one here, for the rest of this run.
+    settings: Mutex<Result<Settings, String>>,
     live: Mutex<Live>,
     quitting: AtomicBool,
 }
@@ -83,6 +92,8 @@ struct Live {
     gateway: Option<RunningGateway>,
     /// The management token of the running gateway, for the window's script.
     token: Option<Secret>,
+    /// The secret store of the last gateway that started, for the about box.
+    secrets_kind: Option<&'static str>,
     /// The task that follows the running gateway's usage.
     feed: Option<JoinHandle<()>>,
     /// The task that follows the running gateway's subscription accounts.
@@ -119,6 +130,48 @@ impl Shell {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The settings the next start uses.
+    pub fn settings(&self) -> Result<Settings, String> {
+        self.settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Listens on `port` at every start for the rest of this run (an offer the user accepted
+    /// when the port given on the command line was taken).
+    pub fn use_port_for_this_run(&self, port: u16) {
+        if let Ok(settings) = self
+            .settings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            settings.port = port;
+            // So the address saved in the database does not replace it at the next Start.
+            settings.listen_given = true;
+        }
+    }
+
+    /// What the about box shows.
+    pub fn about_facts(&self) -> AboutFacts {
+        let settings = self.settings();
+        let live = self.live();
+        AboutFacts {
+            data_dir: settings
+                .as_ref()
+                .ok()
+                .map(|s| s.data_dir.display().to_string()),
+            secrets: live.secrets_kind.map(str::to_owned),
+            config_file: settings
+                .as_ref()
+                .ok()
+                .and_then(|s| s.config_file.as_ref())
+                .map(|path| path.display().to_string()),
+            base_url: live.status.base_url(),
+        }
+    }
+
     /// Takes the gateway out (for shutting it down) and ends its feeds.
     fn take_gateway(&self) -> Option<RunningGateway> {
         let mut live = self.live();
@@ -151,6 +204,8 @@ pub fn run_app(args: Args) -> ExitCode {
             window::show(app);
         }))
         .plugin(tauri_plugin_clipboard_manager::init())
+        // Native dialogs: keychain problems, a taken port, the about box (`crate::dialog`).
+        .plugin(tauri_plugin_dialog::init())
         // Sign-in pages open in the system browser (`crate::browser`).
         .plugin(tauri_plugin_opener::init())
         .plugin(autostart::plugin())
@@ -186,7 +241,20 @@ pub fn run_app(args: Args) -> ExitCode {
 }
 
 fn setup(app: &mut App, args: &Args) {
+    // A menu-bar app on macOS: no Dock icon and no app menu, like other tray utilities.
+    #[cfg(target_os = "macos")]
+    app.set_activation_policy(tauri::ActivationPolicy::Accessory);
+
     let handle = app.handle().clone();
+    // Listening for SIGTERM/SIGINT before the gateway starts, so a signal that arrives while
+    // the rest is set up still stops it gracefully (the handler is in place once this task
+    // first runs, which is while `launch` below is under way).
+    let signal_handle = handle.clone();
+    tauri::async_runtime::spawn(async move {
+        flexiproxy_gateway::cli::shutdown_signal().await;
+        tracing::info!("termination signal received; quitting");
+        quit(&signal_handle, 0);
+    });
     let settings = Settings::from_args(args)
         .map(|mut settings| {
             settings.host = Some(Arc::new(DesktopHost::new(handle.clone())));
@@ -195,14 +263,16 @@ fn setup(app: &mut App, args: &Args) {
         .map_err(|error| error.to_string());
     let first = match &settings {
         Ok(settings) => tauri::async_runtime::block_on(launch(settings.clone())),
-        Err(error) => Err(error.clone()),
+        Err(error) => Err(Failure::message(error.clone())),
     };
+    let listen_given = settings.as_ref().is_ok_and(|s| s.listen_given);
     app.manage(Shell {
-        settings,
+        settings: Mutex::new(settings),
         live: Mutex::new(Live {
             status: GatewayStatus::Starting,
             gateway: None,
             token: None,
+            secrets_kind: None,
             feed: None,
             accounts_feed: None,
             needs_login: Vec::new(),
@@ -214,10 +284,27 @@ fn setup(app: &mut App, args: &Args) {
     let Some(shell) = handle.try_state::<Shell>() else {
         return;
     };
-    match first {
-        Ok((gateway, status)) => install(&handle, &shell, gateway, status),
-        Err(message) => shell.live().status = GatewayStatus::Failed(message),
-    }
+    let start = match first {
+        Ok((gateway, status)) => {
+            let start = StartKind::of(&gateway, args.hidden);
+            if let Some(problem) = gateway.secrets_status().keychain_problem {
+                let detail = gateway.secrets_status().warning.clone().unwrap_or_default();
+                dialog::keychain(&handle, problem, &detail, true);
+            }
+            install(&handle, &shell, gateway, status);
+            start
+        }
+        Err(failure) => {
+            if let Some(problem) = failure.keychain {
+                dialog::keychain(&handle, problem, &failure.message, false);
+            }
+            if let Some((bind, port)) = failure.busy {
+                port_offer::offer(&handle, bind, port, listen_given);
+            }
+            shell.live().status = GatewayStatus::Failed(failure.message);
+            StartKind::Failed
+        }
+    };
     let (status, token) = shell.status_and_token();
 
     let tray_ok = match tray::create(&handle) {
@@ -227,8 +314,7 @@ fn setup(app: &mut App, args: &Args) {
             false
         }
     };
-    // Without a tray icon a hidden window could never be reached again: show it anyway.
-    let visible = !args.hidden || !tray_ok;
+    let visible = start.shows_window(args.hidden, tray_ok);
     let window_ok = match window::create(&handle, &status, token.as_ref(), visible) {
         Ok(_) => true,
         Err(error) => {
@@ -241,20 +327,95 @@ fn setup(app: &mut App, args: &Args) {
         quit(&handle, 1);
         return;
     }
-
-    let signal_handle = handle.clone();
-    tauri::async_runtime::spawn(async move {
-        flexiproxy_gateway::cli::shutdown_signal().await;
-        tracing::info!("termination signal received; quitting");
-        quit(&signal_handle, 0);
-    });
+    tracing::info!(
+        window = if visible { "shown" } else { "in the tray" },
+        "FlexiProxy started ({})",
+        start.describe()
+    );
 }
 
-/// Starts a gateway; the error is the message the tray and the window show.
-async fn launch(settings: Settings) -> Result<(RunningGateway, GatewayStatus), String> {
+/// What kind of start this is, for whether the window opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StartKind {
+    /// The first start with a window for this data folder: its dashboard has the welcome.
+    FirstRun,
+    /// A later start: the gateway serves, the app waits in the tray.
+    Later,
+    /// `--hidden` (the login entry): nothing recorded, so the first start without it is still
+    /// the first run.
+    Hidden,
+    /// The gateway did not start: the window says why.
+    Failed,
+}
+
+impl StartKind {
+    /// Reads (and records) whether this is the first run. A failure to read counts as a later
+    /// start: the window staying in the tray is the lesser harm.
+    fn of(gateway: &RunningGateway, hidden: bool) -> Self {
+        if hidden {
+            return Self::Hidden;
+        }
+        let before = gateway.desktop_started_before().unwrap_or_else(|error| {
+            tracing::warn!("cannot tell whether this is FlexiProxy's first run: {error}");
+            true
+        });
+        if let Err(error) = gateway.record_desktop_start() {
+            tracing::warn!("cannot record this start: {error}");
+        }
+        if before { Self::Later } else { Self::FirstRun }
+    }
+
+    /// Whether the window opens at this start. `--hidden` keeps it closed even on a failure
+    /// (the tray icon shows it), but not without a tray icon: the app could not be reached.
+    fn shows_window(self, hidden: bool, tray_ok: bool) -> bool {
+        if !tray_ok {
+            return true;
+        }
+        if hidden {
+            return false;
+        }
+        matches!(self, Self::FirstRun | Self::Failed)
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::FirstRun => "first run",
+            Self::Later => "a later start",
+            Self::Hidden => "--hidden",
+            Self::Failed => "the gateway did not start",
+        }
+    }
+}
+
+/// Why a gateway did not start: the message the tray and the window show, and what the app
+/// can offer about it.
+#[derive(Debug, Clone)]
+struct Failure {
+    message: String,
+    /// The address whose port another program holds.
+    busy: Option<(std::net::IpAddr, u16)>,
+    keychain: Option<KeychainProblem>,
+}
+
+impl Failure {
+    fn message(message: String) -> Self {
+        Self {
+            message,
+            busy: None,
+            keychain: None,
+        }
+    }
+}
+
+/// Starts a gateway.
+async fn launch(settings: Settings) -> Result<(RunningGateway, GatewayStatus), Failure> {
     let gateway = Gateway::start(settings).await.map_err(|error| {
         tracing::error!("cannot start the gateway: {error}");
-        error.to_string()
+        Failure {
+            message: error.to_string(),
+            busy: error.busy_port(),
+            keychain: error.keychain_problem(),
+        }
     })?;
     if let Some(warning) = &gateway.secrets_status().warning {
         // The dashboard shows this too (via /api/status); the log is for people without it.
@@ -276,7 +437,7 @@ async fn launch(settings: Settings) -> Result<(RunningGateway, GatewayStatus), S
             let message = format!("the gateway reported an invalid base URL: {error}");
             tracing::error!("{message}");
             gateway.shutdown().await;
-            Err(message)
+            Err(Failure::message(message))
         }
     }
 }
@@ -290,6 +451,7 @@ fn install(app: &AppHandle, shell: &Shell, gateway: RunningGateway, status: Gate
     let mut live = shell.live();
     live.end_feeds();
     live.token = gateway.management_token();
+    live.secrets_kind = Some(gateway.secrets_status().kind);
     live.gateway = Some(gateway);
     live.status = status;
     live.feed = Some(tauri::async_runtime::spawn(follow_usage(
@@ -321,12 +483,12 @@ pub fn start(app: &AppHandle) {
         live.status = GatewayStatus::Starting;
     }
     tray::refresh(app);
-    let settings = shell.settings.clone();
+    let settings = shell.settings();
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         let outcome = match settings {
             Ok(settings) => launch(settings).await,
-            Err(error) => Err(error),
+            Err(error) => Err(Failure::message(error)),
         };
         let Some(shell) = app.try_state::<Shell>() else {
             return;
@@ -341,7 +503,7 @@ pub fn start(app: &AppHandle) {
                 tracing::info!("gateway started from the tray");
                 install(&app, &shell, gateway, status);
             }
-            Err(message) => shell.live().status = GatewayStatus::Failed(message),
+            Err(failure) => shell.live().status = GatewayStatus::Failed(failure.message),
         }
         show_state(&app).await;
     });
@@ -569,6 +731,23 @@ mod tests {
         assert_eq!(GatewayStatus::Failed("x".into()).base_url(), None);
         assert_eq!(GatewayStatus::Stopped { addr: None }.base_url(), None);
         assert_eq!(GatewayStatus::Starting.base_url(), None);
+    }
+
+    #[test]
+    fn the_window_opens_at_start_only_when_there_is_something_to_see_or_do() {
+        // hidden flag, tray icon there → window shown
+        assert!(StartKind::FirstRun.shows_window(false, true));
+        assert!(StartKind::Failed.shows_window(false, true));
+        assert!(!StartKind::Later.shows_window(false, true));
+        // --hidden never opens it while a tray icon can reach the app...
+        for kind in [StartKind::FirstRun, StartKind::Failed, StartKind::Hidden] {
+            assert!(!kind.shows_window(true, true), "{kind:?}");
+        }
+        // ...and always without one.
+        for kind in [StartKind::Later, StartKind::Hidden] {
+            assert!(kind.shows_window(true, false), "{kind:?}");
+            assert!(kind.shows_window(false, false), "{kind:?}");
+        }
     }
 
     #[test]

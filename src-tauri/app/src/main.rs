@@ -5,8 +5,9 @@
 //! display at all, runs `flexiproxy_gateway::cli::run_headless` on a plain tokio runtime without
 //! touching GTK (which would abort without a display). Everything else goes to
 //! [`desktop::run_app`], which wires the gateway into the tray ([`tray`], with [`today`]'s token
-//! count, [`autostart`] and accounts that need a login) and the window ([`window`]); the web UI
-//! opens sign-in pages in the system browser through [`browser`]. The gateway crate owns all
+//! count, [`autostart`] and accounts that need a login) and the window ([`window`]), with native
+//! dialogs ([`dialog`]) for keychain problems, the about box and a taken port ([`port_offer`]);
+//! the web UI opens sign-in pages in the system browser through [`browser`]. The gateway crate owns all
 //! the logic; this crate stays a thin shell.
 
 // Release builds on Windows are GUI programs: no console window pops up behind the tray app.
@@ -15,6 +16,8 @@
 mod autostart;
 mod browser;
 mod desktop;
+mod dialog;
+mod port_offer;
 mod today;
 mod tray;
 mod window;

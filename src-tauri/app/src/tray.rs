@@ -1,6 +1,7 @@
 //! The tray icon and its menu: the gateway's state and address, today's tokens, "N accounts need
-//! login" (only while some do), start/stop, "Open dashboard", "Copy base URL", "Start at login"
-//! and "Quit".
+//! login" (only while some do), start/stop, "Open dashboard", "Copy base URL", "Start at login",
+//! "About FlexiProxy" (a native dialog with the version and where things live, see
+//! [`crate::dialog`]) and "Quit".
 //!
 //! The icon shows the gateway's state (running, stopped, error); accounts that need a login do
 //! not change it, since the gateway still serves everything else (the menu item and the tooltip
@@ -31,6 +32,7 @@ const OPEN_DASHBOARD: &str = "open-dashboard";
 const COPY_BASE_URL: &str = "copy-base-url";
 const START_STOP: &str = "start-stop";
 const AUTOSTART: &str = "autostart";
+const ABOUT: &str = "about";
 const QUIT: &str = "quit";
 
 /// Longest status line before it is cut: menus do not wrap, and errors can be long.
@@ -226,6 +228,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<TrayIcon> {
             &PredefinedMenuItem::separator(app)?,
             &autostart_item,
             &PredefinedMenuItem::separator(app)?,
+            &MenuItem::with_id(app, ABOUT, "About FlexiProxy", true, None::<&str>)?,
             &MenuItem::with_id(app, QUIT, "Quit", true, None::<&str>)?,
         ],
     )?;
@@ -376,6 +379,11 @@ fn on_menu(app: &AppHandle, id: &str) {
             }
         }
         AUTOSTART => autostart::toggle(app),
+        ABOUT => {
+            if let Some(shell) = app.try_state::<Shell>() {
+                crate::dialog::about(app, &shell.about_facts());
+            }
+        }
         QUIT => crate::desktop::quit(app, 0),
         _ => {}
     }

@@ -28,6 +28,21 @@ use crate::usage::Recorder;
 /// The keychain entry holding the management token.
 pub const MANAGEMENT_TOKEN_ENTRY: &str = "management-token";
 
+/// The setting that records the desktop app's first start with a window (milliseconds).
+const DESKTOP_STARTED_SETTING: &str = "desktop_first_started_ms";
+/// The setting that records that the welcome was dismissed (or its run is over).
+const WELCOME_DISMISSED_SETTING: &str = "welcome_dismissed";
+
+/// Whether the dashboard of a desktop gateway still shows its first-run welcome.
+pub fn welcome_pending(db: &Database) -> Result<bool, StoreError> {
+    Ok(db.setting(WELCOME_DISMISSED_SETTING)?.is_none())
+}
+
+/// Hides the first-run welcome for good.
+pub fn dismiss_welcome(db: &Database) -> Result<(), StoreError> {
+    db.set_setting(WELCOME_DISMISSED_SETTING, "true")
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -64,6 +79,55 @@ pub struct SecretsStatus {
     pub writable: bool,
     /// Set when secrets cannot be stored: the message says what to do.
     pub warning: Option<String>,
+    /// Why the keychain could not be used, when `auto` fell back to environment-only secrets
+    /// because of it (not when the user chose `--secrets env`): the desktop app tells the user
+    /// in a dialog what to do about it.
+    pub keychain_problem: Option<KeychainProblem>,
+}
+
+/// What is wrong with the OS keychain, as far as the user can act on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeychainProblem {
+    /// Nothing answers: on Linux no Secret Service on the session bus (no gnome-keyring or
+    /// KeePassXC running, or no D-Bus session at all).
+    Unavailable,
+    /// It answers but is locked (the login keyring was not unlocked at login).
+    Locked,
+    /// It answered with some other error.
+    Failed,
+}
+
+impl KeychainProblem {
+    /// The problem behind a keychain error; `None` for errors that are not the keychain's.
+    pub fn of(error: &SecretError) -> Option<Self> {
+        match error {
+            SecretError::Unavailable { .. } => Some(Self::Unavailable),
+            SecretError::Locked { .. } => Some(Self::Locked),
+            SecretError::Backend { .. } => Some(Self::Failed),
+            SecretError::ReadOnly { .. }
+            | SecretError::MissingEnv { .. }
+            | SecretError::Random(_) => None,
+        }
+    }
+}
+
+impl StartError {
+    /// The keychain problem that stopped the start, if that is what did.
+    pub fn keychain_problem(&self) -> Option<KeychainProblem> {
+        match self {
+            Self::Secrets(error) => KeychainProblem::of(error),
+            _ => None,
+        }
+    }
+
+    /// The port that was taken, when another program holds the address to listen on.
+    pub fn busy_port(&self) -> Option<(std::net::IpAddr, u16)> {
+        match self {
+            Self::PortBusy { bind, port, .. } => Some((*bind, *port)),
+            _ => None,
+        }
+    }
 }
 
 /// Entry point for starting a gateway.
@@ -358,6 +422,24 @@ impl RunningGateway {
         &self.secrets_status
     }
 
+    /// Whether the desktop app has shown its window at a start with this data folder before
+    /// (recorded by [`RunningGateway::record_desktop_start`]). Blocking (SQLite).
+    pub fn desktop_started_before(&self) -> Result<bool, StoreError> {
+        Ok(self.db.setting(DESKTOP_STARTED_SETTING)?.is_some())
+    }
+
+    /// Records a desktop start that showed the window. The first one is the first run, whose
+    /// window carries the welcome; at any later one the welcome is over, dismissed or not.
+    /// Blocking (SQLite).
+    pub fn record_desktop_start(&self) -> Result<(), StoreError> {
+        if self.db.setting(DESKTOP_STARTED_SETTING)?.is_some() {
+            dismiss_welcome(&self.db)
+        } else {
+            self.db
+                .set_setting(DESKTOP_STARTED_SETTING, &crate::store::now_ms().to_string())
+        }
+    }
+
     /// Stops accepting connections, lets requests in flight finish (streams are cut after a
     /// grace period), and writes every queued usage record.
     pub async fn shutdown(mut self) {
@@ -390,7 +472,7 @@ fn choose_secrets(
     db: &Database,
     mode: &SecretsMode,
 ) -> Result<(SharedSecretStore, SecretsStatus), StartError> {
-    let env_only = |reason: String| {
+    let env_only = |reason: String, keychain_problem: Option<KeychainProblem>| {
         let warning = format!(
             "{}. Until then, provider keys can only be given as env:NAME references, and the \
              management API needs {MANAGEMENT_TOKEN_ENV}.",
@@ -401,6 +483,7 @@ fn choose_secrets(
             kind: store.kind(),
             writable: false,
             warning: Some(warning),
+            keychain_problem,
         };
         (store, status)
     };
@@ -410,10 +493,11 @@ fn choose_secrets(
                 kind: store.kind(),
                 writable: store.writable(),
                 warning: None,
+                keychain_problem: None,
             };
             Ok((store.clone(), status))
         }
-        SecretsMode::Env => Ok(env_only("secrets are set to environment only".into())),
+        SecretsMode::Env => Ok(env_only("secrets are set to environment only".into(), None)),
         SecretsMode::Keychain | SecretsMode::Auto => {
             let keychain = Keychain::new(format!("flexiproxy/{}", instance_id(db)?));
             match keychain.probe() {
@@ -423,11 +507,15 @@ fn choose_secrets(
                         kind: store.kind(),
                         writable: true,
                         warning: None,
+                        keychain_problem: None,
                     };
                     Ok((store, status))
                 }
                 // The caller shows the resulting warning (log line, window, UI banner).
-                Err(e) if matches!(mode, SecretsMode::Auto) => Ok(env_only(e.to_string())),
+                Err(e) if matches!(mode, SecretsMode::Auto) => {
+                    let problem = KeychainProblem::of(&e);
+                    Ok(env_only(e.to_string(), problem))
+                }
                 Err(e) => Err(e.into()),
             }
         }
@@ -458,4 +546,36 @@ fn management_token(
     secrets.set(MANAGEMENT_TOKEN_ENTRY, &token)?;
     tracing::info!("created a management token in the {}", secrets.kind());
     Ok(Some(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keychain_problems_are_told_apart_from_other_secret_errors() {
+        let detail = || "x".to_owned();
+        assert_eq!(
+            KeychainProblem::of(&SecretError::Unavailable { detail: detail() }),
+            Some(KeychainProblem::Unavailable)
+        );
+        assert_eq!(
+            KeychainProblem::of(&SecretError::Locked { detail: detail() }),
+            Some(KeychainProblem::Locked)
+        );
+        assert_eq!(
+            KeychainProblem::of(&SecretError::Backend {
+                name: "n".into(),
+                detail: detail(),
+            }),
+            Some(KeychainProblem::Failed)
+        );
+        assert_eq!(
+            KeychainProblem::of(&SecretError::MissingEnv { var: "V".into() }),
+            None
+        );
+        let failed = StartError::Secrets(SecretError::Locked { detail: detail() });
+        assert_eq!(failed.keychain_problem(), Some(KeychainProblem::Locked));
+        assert_eq!(failed.busy_port(), None);
+    }
 }

@@ -134,17 +134,25 @@ impl Keychain {
     }
 }
 
+/// Whether a keychain error means the keychain is locked: it says so, or the prompt that would
+/// unlock it was dismissed (by the user, or because no prompter could be shown: gnome-keyring
+/// without a session's prompter answers a locked item's read that way).
+fn says_locked(detail: &str) -> bool {
+    let detail = detail.to_ascii_lowercase();
+    detail.contains("locked") || detail.contains("prompt dismissed")
+}
+
 fn map_keyring_error(name: &str, error: &keyring::Error) -> SecretError {
     let detail = error.to_string();
     match error {
         keyring::Error::PlatformFailure(_) | keyring::Error::NoStorageAccess(_) => {
-            if detail.to_ascii_lowercase().contains("locked") {
+            if says_locked(&detail) {
                 SecretError::Locked { detail }
             } else {
                 SecretError::Unavailable { detail }
             }
         }
-        _ if detail.to_ascii_lowercase().contains("locked") => SecretError::Locked { detail },
+        _ if says_locked(&detail) => SecretError::Locked { detail },
         _ => SecretError::Backend {
             name: name.to_owned(),
             detail,
@@ -288,6 +296,29 @@ pub type SharedSecretStore = Arc<dyn SecretStore>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_locked_keyring_is_told_from_a_missing_one() {
+        let failure = |text: &str| keyring::Error::PlatformFailure(text.to_owned().into());
+        let locked = map_keyring_error(
+            "x",
+            &failure("Cannot create an item in a locked collection"),
+        );
+        assert!(matches!(locked, SecretError::Locked { .. }), "{locked}");
+        let dismissed = map_keyring_error("x", &failure("SS error: prompt dismissed"));
+        assert!(
+            matches!(dismissed, SecretError::Locked { .. }),
+            "{dismissed}"
+        );
+        let missing = map_keyring_error(
+            "x",
+            &failure("no secret service provider or dbus session found"),
+        );
+        assert!(
+            matches!(missing, SecretError::Unavailable { .. }),
+            "{missing}"
+        );
+    }
 
     #[test]
     fn secret_never_prints_its_value() {

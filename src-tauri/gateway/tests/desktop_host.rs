@@ -2,7 +2,8 @@
 //! `available: false`, changes refused with 409) and hosted by a fake desktop app that keeps its
 //! autostart flag in memory, as the tray app keeps it in its autostart entry; `POST
 //! /api/desktop/open` hands only web addresses to the host. Also the day totals the tray seeds
-//! its token count with (`RunningGateway::usage_since`).
+//! its token count with (`RunningGateway::usage_since`), and the first-run welcome of the
+//! desktop app's dashboard (`welcome` in `GET /api/status`, `POST /api/welcome/dismiss`).
 #![allow(
     clippy::unwrap_used,
     reason = "test fixtures: a failed unwrap is a failed test, with its location"
@@ -271,4 +272,63 @@ async fn usage_since_starts_at_zero() {
     assert_eq!(totals.requests, 0);
     assert_eq!(totals.input_tokens + totals.output_tokens, 0);
     fixture.gateway.shutdown().await;
+}
+
+impl Fixture {
+    async fn status(&self) -> Value {
+        let response = self
+            .http
+            .get(format!("{}/api/status", self.gateway.base_url()))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn the_welcome_belongs_to_the_desktop_apps_first_run() {
+    let headless = start(None).await;
+    assert_eq!(headless.status().await["welcome"], false);
+
+    let desktop = start(Some(Arc::new(FakeHost::default()))).await;
+    assert_eq!(desktop.status().await["welcome"], true);
+    assert!(!desktop.gateway.desktop_started_before().unwrap());
+    // The first start with a window...
+    desktop.gateway.record_desktop_start().unwrap();
+    assert!(desktop.gateway.desktop_started_before().unwrap());
+    assert_eq!(desktop.status().await["welcome"], true);
+    // ...and any later one, which ends the welcome whether or not it was dismissed.
+    desktop.gateway.record_desktop_start().unwrap();
+    assert_eq!(desktop.status().await["welcome"], false);
+}
+
+#[tokio::test]
+async fn the_welcome_can_be_dismissed() {
+    let desktop = start(Some(Arc::new(FakeHost::default()))).await;
+    assert_eq!(desktop.status().await["welcome"], true);
+    let response = desktop
+        .http
+        .post(format!(
+            "{}/api/welcome/dismiss",
+            desktop.gateway.base_url()
+        ))
+        .bearer_auth(&desktop.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(desktop.status().await["welcome"], false);
+    let refused = desktop
+        .http
+        .post(format!(
+            "{}/api/welcome/dismiss",
+            desktop.gateway.base_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 }

@@ -43,6 +43,7 @@ pub(super) type ApiResult<T> = Result<T, Rendered>;
 pub fn router(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/status", get(status))
+        .route("/welcome/dismiss", post(dismiss_welcome))
         .route("/presets", get(presets))
         .route("/providers", get(list_providers))
         .route(
@@ -145,9 +146,16 @@ fn invalid(message: impl Into<String>) -> Rendered {
     Rendered::management(GatewayError::Invalid(message.into()))
 }
 
-async fn status(State(state): State<AppState>) -> impl IntoResponse {
+async fn status(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let snapshot = state.registry.snapshot();
-    axum::Json(json!({
+    // The first-run welcome belongs to the desktop app's window; a headless gateway has none.
+    let welcome = if state.settings.host.is_some() {
+        let db = state.db.clone();
+        blocking(move || crate::lifecycle::welcome_pending(&db).map_err(Into::into)).await?
+    } else {
+        false
+    };
+    Ok(axum::Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "base_url": state.base_url,
         "listen": state.listen.to_string(),
@@ -157,7 +165,16 @@ async fn status(State(state): State<AppState>) -> impl IntoResponse {
         "config": *state.config.read().unwrap_or_else(std::sync::PoisonError::into_inner),
         "providers": snapshot.provider_count(),
         "adapters": snapshot.adapter_count(),
-    }))
+        "welcome": welcome,
+    })))
+}
+
+/// `POST /api/welcome/dismiss`: the first-run welcome is not shown again.
+async fn dismiss_welcome(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let db = state.db.clone();
+    blocking(move || crate::lifecycle::dismiss_welcome(&db).map_err(Into::into)).await?;
+    tracing::info!("the welcome was dismissed");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/presets`: the providers the UI offers to add with one click.
