@@ -5,8 +5,9 @@
 #   make lint    cargo fmt --check and clippy -D warnings
 #   make fmt     format the Rust code
 #   make bench   the benchmark (release build)
+#   make bundle  the release .deb (and the AppImage when its tools can be had), see README "Install"
 
-.PHONY: start test e2e lint fmt bench setup
+.PHONY: start test e2e lint fmt bench setup bundle
 
 start:
 	./.ci/start
@@ -31,3 +32,6 @@ bench:
 
 setup:
 	./.ci/setup
+
+bundle:
+	./.ci/bundle
