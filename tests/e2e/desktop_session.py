@@ -180,9 +180,13 @@ class DesktopSession:
 
     def keychain_items(self) -> list[dict[str, str]]:
         """Attributes of every item the `keyring` crate wrote (it tags each with this application)."""
-        out = self.run("secret-tool", "search", "--all", "application", "rust-keyring", check=False)
-        # secret-tool prints the item headers and attributes to stderr, the secrets to stdout.
-        text = out.stderr
+        # secret-tool prints each item's header and secret to stdout and its attributes to stderr:
+        # one unbuffered stream keeps every attribute under its own item.
+        out = subprocess.run(
+            ["stdbuf", "-o0", "-e0", "secret-tool", "search", "--all", "application", "rust-keyring"],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=15, check=False,
+        )
+        text = out.stdout
         items: list[dict[str, str]] = []
         for block in re.split(r"^\[", text, flags=re.MULTILINE):
             attrs = dict(re.findall(r"^attribute\.(\S+) = (.*)$", block, re.MULTILINE))

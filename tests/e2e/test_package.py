@@ -54,6 +54,7 @@ from desktop_session import (
     api,
     desktop,  # noqa: F401 (the fixture)
     free_port,
+    management_token,
     wait_for,
 )
 
@@ -276,21 +277,6 @@ def usage_rows(base_url: str, token: str, at_least: int) -> list[dict[str, objec
     return rows
 
 
-def management_token(desktop: DesktopSession) -> str:
-    """The one management token in the session's keychain.
-
-    Read with `secret-tool` by its attributes: `desktop_session.keychain_items` merges the attributes of
-    all items into one when there are several (secret-tool prints the item headers on stdout and the
-    attributes on stderr), so it cannot tell the token from a provider's key stored next to it."""
-    query = ("application", "rust-keyring", "username", "management-token")
-    found = desktop.run("secret-tool", "search", "--all", *query, check=False)
-    count = found.stderr.count("attribute.username = management-token")
-    assert count == 1, f"{count} management tokens in the keychain"
-    token = desktop.run("secret-tool", "lookup", *query).stdout.strip()
-    assert token.startswith("fpm-"), "no management token in the keychain"
-    return token
-
-
 def quit_from_tray(desktop: DesktopSession, app: App) -> None:
     desktop.tray_menu(app.proc.pid).click("Quit")
     assert app.proc.wait(timeout=20) == 0, app.logs()
@@ -458,10 +444,6 @@ def test_an_old_database_is_migrated_and_keeps_its_data(desktop: DesktopSession,
     assert schema_version(data_dir / "flexiproxy.db") == old + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the backup before a migration (h7-service: gateway/src/store.rs) is not on this branch yet",
-)
 def test_a_migration_backs_up_the_database_once(desktop: DesktopSession, present: Installed) -> None:
     installed = present
     data_dir, old, app, base_url = start_on_old_database(desktop, installed)

@@ -247,11 +247,16 @@ fn setup(app: &mut App, args: &Args) {
 
     let handle = app.handle().clone();
     // Listening for SIGTERM/SIGINT before the gateway starts, so a signal that arrives while
-    // the rest is set up still stops it gracefully (the handler is in place once this task
-    // first runs, which is while `launch` below is under way).
+    // the rest is set up still stops it gracefully. The handlers are installed by the call,
+    // which needs the runtime's context.
+    let tauri::async_runtime::RuntimeHandle::Tokio(runtime) = tauri::async_runtime::handle();
+    let signalled = {
+        let _context = runtime.enter();
+        flexiproxy_gateway::cli::shutdown_signal()
+    };
     let signal_handle = handle.clone();
     tauri::async_runtime::spawn(async move {
-        flexiproxy_gateway::cli::shutdown_signal().await;
+        signalled.await;
         tracing::info!("termination signal received; quitting");
         quit(&signal_handle, 0);
     });

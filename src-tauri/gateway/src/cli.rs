@@ -144,6 +144,8 @@ pub async fn run_headless(args: Args) -> ExitCode {
     if let Some(warning) = &gateway.secrets_status().warning {
         tracing::warn!("{warning}");
     }
+    // Before the line below: whoever waits for it may send SIGTERM right after reading it.
+    let signalled = shutdown_signal();
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(
         stdout,
@@ -159,7 +161,7 @@ pub async fn run_headless(args: Args) -> ExitCode {
         );
     }
 
-    shutdown_signal().await;
+    signalled.await;
     tracing::info!("shutting down");
     gateway.shutdown().await;
     ExitCode::SUCCESS
@@ -225,26 +227,36 @@ async fn show_token(settings: Settings) -> ExitCode {
 }
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix (what `kill`, systemd and session logout send).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// signal that arrives between the two would otherwise kill the process with the default
+/// action instead of shutting the gateway down. Call it from inside the tokio runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        let terminate = signal(SignalKind::terminate()).ok();
+        async move {
+            let wait = |stream: Option<tokio::signal::unix::Signal>| async move {
+                match stream {
+                    Some(mut stream) => {
+                        stream.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {}
+                () = wait(terminate) => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }
 
