@@ -221,6 +221,21 @@ class StartFailure:
     stderr: str
 
 
+def wait_listening(proc: subprocess.Popen[bytes], command: list[str], log_path: Path) -> str:
+    """The base URL from the gateway's "listening on" line; when it never comes, stops the process
+    and fails with its exit status, the command and the end of its log."""
+    line = _read_first_line(proc, START_TIMEOUT_S)
+    if line is None or not line.startswith(LISTENING_PREFIX):
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        raise AssertionError(
+            f"gateway did not announce itself (exit {proc.returncode}); first stdout line: {line!r}\n"
+            f"command: {command}\nlog:\n{log_path.read_text(errors='replace')[-6000:]}"
+        )
+    return line[len(LISTENING_PREFIX) :].strip()
+
+
 def _read_first_line(proc: subprocess.Popen[bytes], timeout: float) -> str | None:
     """The first stdout line, read on a thread so a silent child cannot hang the test. The thread
     keeps draining stdout afterwards so the child never blocks on a full pipe."""
@@ -302,16 +317,7 @@ class GatewayFactory:
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=full_env
         )
         log.close()
-        line = _read_first_line(proc, START_TIMEOUT_S)
-        if line is None or not line.startswith(LISTENING_PREFIX):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=10)
-            raise AssertionError(
-                f"gateway did not announce itself (exit {proc.returncode}); first stdout line: {line!r}\n"
-                f"command: {cmd}\nstderr:\n{log_path.read_text(errors='replace')[-6000:]}"
-            )
-        url = line[len(LISTENING_PREFIX) :].strip()
+        url = wait_listening(proc, cmd, log_path)
         gw = GatewayProcess(proc, url, token, data, home, log_path)
         self.started.append(gw)
         return gw

@@ -477,9 +477,11 @@ def start_xvfb(session: DesktopSession) -> str:
     return f":{number}"
 
 
-def start_dbus(session: DesktopSession) -> str:
+def start_dbus(session: DesktopSession, config: Path | None = None) -> str:
+    """A session bus (the standard one, or the one `config` describes); returns its address."""
+    bus = f"--config-file={config}" if config else "--session"
     proc = subprocess.Popen(
-        ["dbus-daemon", "--session", "--nofork", "--nosyslog", "--print-address=1"],
+        ["dbus-daemon", bus, "--nofork", "--nosyslog", "--print-address=1"],
         env=session.env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
@@ -523,8 +525,8 @@ def start_keyring(session: DesktopSession) -> None:
     raise AssertionError(f"gnome-keyring did not come up: {(session.root / 'keyring.log').read_text()}")
 
 
-@pytest.fixture
-def desktop(tmp_path: Path) -> Iterator[DesktopSession]:
+def scratch_session(tmp_path: Path) -> DesktopSession:
+    """A session whose HOME, XDG folders and runtime folder are all under `tmp_path`."""
     require_tools()
     session = DesktopSession(root=tmp_path)
     home = tmp_path / "home"
@@ -547,17 +549,27 @@ def desktop(tmp_path: Path) -> Iterator[DesktopSession]:
         FLEXIPROXY_LOG="info",
     )
     session.env = env
+    return session
+
+
+def end_session(session: DesktopSession) -> None:
+    """Apps first, then keyring, bus and display: the reverse order of their start."""
+    for proc in reversed(session.processes):
+        stop_process(proc)
+    for fd in session.fds:
+        os.close(fd)
+
+
+@pytest.fixture
+def desktop(tmp_path: Path) -> Iterator[DesktopSession]:
+    session = scratch_session(tmp_path)
     try:
-        session.display = env["DISPLAY"] = start_xvfb(session)
-        env["DBUS_SESSION_BUS_ADDRESS"] = start_dbus(session)
+        session.display = session.env["DISPLAY"] = start_xvfb(session)
+        session.env["DBUS_SESSION_BUS_ADDRESS"] = start_dbus(session)
         start_keyring(session)
         yield session
     finally:
-        # Apps first, then keyring, bus and display: reverse order of start.
-        for proc in reversed(session.processes):
-            stop_process(proc)
-        for fd in session.fds:
-            os.close(fd)
+        end_session(session)
 
 
 def _keep_screenshot(path: Path) -> Path:
@@ -686,43 +698,12 @@ BUS_WITHOUT_ACTIVATION = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bu
 @pytest.fixture
 def desktop_without_keychain(tmp_path: Path) -> Iterator[DesktopSession]:
     """Like `desktop`, but no Secret Service on the bus (and none that the bus could start)."""
-    require_tools()
-    session = DesktopSession(root=tmp_path)
-    home = tmp_path / "home"
-    runtime = tmp_path / "runtime"
-    for folder in (home / ".local" / "share", home / ".config", home / ".cache", runtime):
-        folder.mkdir(parents=True)
-    runtime.chmod(0o700)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("FLEXIPROXY_", "XDG_", "DBUS_", "GNOME_KEYRING", "WAYLAND_", "DISPLAY"))
-    }
-    env.update(
-        HOME=str(home),
-        XDG_DATA_HOME=str(home / ".local" / "share"),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"),
-        XDG_RUNTIME_DIR=str(runtime),
-        FLEXIPROXY_LOG="info",
-    )
-    session.env = env
+    session = scratch_session(tmp_path)
     config = tmp_path / "bus.conf"
-    config.write_text(BUS_WITHOUT_ACTIVATION.format(runtime=runtime))
+    config.write_text(BUS_WITHOUT_ACTIVATION.format(runtime=session.env["XDG_RUNTIME_DIR"]))
     try:
-        session.display = env["DISPLAY"] = start_xvfb(session)
-        proc = subprocess.Popen(
-            ["dbus-daemon", f"--config-file={config}", "--nofork", "--nosyslog", "--print-address=1"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        session.processes.append(proc)
-        assert proc.stdout is not None
-        address = proc.stdout.readline().decode().strip()
-        assert address, "dbus-daemon did not print its address"
-        env["DBUS_SESSION_BUS_ADDRESS"] = address
+        session.display = session.env["DISPLAY"] = start_xvfb(session)
+        session.env["DBUS_SESSION_BUS_ADDRESS"] = start_dbus(session, config)
         owner = session.gdbus_call(
             "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
             "org.freedesktop.secrets",
@@ -730,10 +711,7 @@ def desktop_without_keychain(tmp_path: Path) -> Iterator[DesktopSession]:
         assert "false" in owner, owner
         yield session
     finally:
-        for proc in reversed(session.processes):
-            stop_process(proc)
-        for fd in session.fds:
-            os.close(fd)
+        end_session(session)
 
 
 def start_locked_keyring(session: DesktopSession) -> subprocess.Popen[bytes]:
@@ -759,3 +737,18 @@ def start_locked_keyring(session: DesktopSession) -> subprocess.Popen[bytes]:
             return proc
         time.sleep(0.2)
     raise AssertionError(f"gnome-keyring did not come up: {(session.root / 'keyring-locked.log').read_text()}")
+
+
+def usage_rows(base_url: str, token: str, at_least: int) -> list[dict[str, object]]:
+    """The recent usage rows, once there are at least `at_least` of them."""
+    rows: list[dict[str, object]] = []
+
+    def recorded() -> bool:
+        nonlocal rows
+        status, body = api(base_url, token, "GET", "/api/usage/recent?limit=200")
+        assert status == 200, body
+        rows = body  # type: ignore[assignment]
+        return len(rows) >= at_least
+
+    wait_for(f"{at_least} usage rows", recorded)
+    return rows

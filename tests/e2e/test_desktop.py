@@ -63,6 +63,7 @@ from desktop_session import (
     start_keyring,
     start_locked_keyring,
     tray_look,
+    usage_rows,
     viewable_windows,
     wait_dialog,
     wait_for,
@@ -578,16 +579,7 @@ def chat(base_url: str, key: str) -> None:
 
 def today_from_the_api(base_url: str, token: str, requests: int) -> str:
     """The tray's "Today" label as the recorded rows say it should read (waits for `requests` rows)."""
-    rows: list[dict[str, int | None]] = []
-
-    def recorded() -> bool:
-        nonlocal rows
-        status, body = api(base_url, token, "GET", "/api/usage/recent?limit=200")
-        assert status == 200, body
-        rows = body  # type: ignore[assignment]
-        return len(rows) >= requests
-
-    wait_for(f"{requests} usage rows", recorded)
+    rows = usage_rows(base_url, token, requests)
     assert len(rows) == requests, rows
     sums = {field: sum(row[field] or 0 for row in rows) for field in ("input_tokens", "output_tokens", "cached_tokens")}
     tokens_in, tokens_out, cached = sums["input_tokens"], sums["output_tokens"], sums["cached_tokens"]

@@ -55,6 +55,7 @@ from desktop_session import (
     desktop,  # noqa: F401 (the fixture)
     free_port,
     management_token,
+    usage_rows,
     wait_for,
 )
 
@@ -261,20 +262,6 @@ def chat(base_url: str, key: str) -> str:
         assert response.status == 200
         answer = json.loads(response.read())
     return answer["choices"][0]["message"]["content"]
-
-
-def usage_rows(base_url: str, token: str, at_least: int) -> list[dict[str, object]]:
-    rows: list[dict[str, object]] = []
-
-    def recorded() -> bool:
-        nonlocal rows
-        status, body = api(base_url, token, "GET", "/api/usage/recent?limit=200")
-        assert status == 200, body
-        rows = body  # type: ignore[assignment]
-        return len(rows) >= at_least
-
-    wait_for(f"{at_least} usage rows", recorded)
-    return rows
 
 
 def quit_from_tray(desktop: DesktopSession, app: App) -> None:

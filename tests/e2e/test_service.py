@@ -31,15 +31,13 @@ from pathlib import Path
 import openai
 import pytest
 from conftest import (
-    LISTENING_PREFIX,
     REPO,
-    START_TIMEOUT_S,
     FaultUpstreams,
     GatewayFactory,
     ManagementClient,
-    _read_first_line,
     gateway_binary,
     scratch_env,
+    wait_listening,
 )
 from fault_upstream import answer_text
 
@@ -260,16 +258,7 @@ def launch(argv: list[str], env: dict[str, str], log_path: Path, *, journal: boo
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, env=env, cwd="/", umask=umask
     )
     log.close()
-    line = _read_first_line(proc, START_TIMEOUT_S)
-    if line is None or not line.startswith(LISTENING_PREFIX):
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-        raise AssertionError(
-            f"the gateway did not start (exit {proc.returncode}); stdout: {line!r}\n"
-            f"command: {argv}\nlog:\n{log_path.read_text(errors='replace')[-6000:]}"
-        )
-    return Service(proc, line[len(LISTENING_PREFIX) :].strip(), log_path)
+    return Service(proc, wait_listening(proc, argv, log_path), log_path)
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
