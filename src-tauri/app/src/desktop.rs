@@ -360,14 +360,16 @@ impl StartKind {
         if hidden {
             return Self::Hidden;
         }
-        let before = gateway.desktop_started_before().unwrap_or_else(|error| {
-            tracing::warn!("cannot tell whether this is FlexiProxy's first run: {error}");
-            true
-        });
-        if let Err(error) = gateway.record_desktop_start() {
-            tracing::warn!("cannot record this start: {error}");
+        match gateway.record_desktop_start() {
+            Ok(true) => Self::FirstRun,
+            Ok(false) => Self::Later,
+            Err(error) => {
+                tracing::warn!(
+                    "cannot tell (or record) whether this is FlexiProxy's first run: {error}"
+                );
+                Self::Later
+            }
         }
-        if before { Self::Later } else { Self::FirstRun }
     }
 
     /// Whether the window opens at this start. `--hidden` keeps it closed even on a failure

@@ -422,21 +422,17 @@ impl RunningGateway {
         &self.secrets_status
     }
 
-    /// Whether the desktop app has shown its window at a start with this data folder before
-    /// (recorded by [`RunningGateway::record_desktop_start`]). Blocking (SQLite).
-    pub fn desktop_started_before(&self) -> Result<bool, StoreError> {
-        Ok(self.db.setting(DESKTOP_STARTED_SETTING)?.is_some())
-    }
-
-    /// Records a desktop start that showed the window. The first one is the first run, whose
-    /// window carries the welcome; at any later one the welcome is over, dismissed or not.
-    /// Blocking (SQLite).
-    pub fn record_desktop_start(&self) -> Result<(), StoreError> {
+    /// Records a desktop start that showed the window; whether it is the first with this data
+    /// folder (the first run, whose window carries the welcome). At any later one the welcome
+    /// is over, dismissed or not. Blocking (SQLite).
+    pub fn record_desktop_start(&self) -> Result<bool, StoreError> {
         if self.db.setting(DESKTOP_STARTED_SETTING)?.is_some() {
-            dismiss_welcome(&self.db)
+            dismiss_welcome(&self.db)?;
+            Ok(false)
         } else {
             self.db
-                .set_setting(DESKTOP_STARTED_SETTING, &crate::store::now_ms().to_string())
+                .set_setting(DESKTOP_STARTED_SETTING, &crate::store::now_ms().to_string())?;
+            Ok(true)
         }
     }
 
