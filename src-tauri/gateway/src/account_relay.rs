@@ -13,6 +13,8 @@
 //! it streams) and, for endpoints that only stream (Codex), collects the stream into the whole
 //! answer a non-streaming client asked for, before `relay` or `translate` read it.
 
+use std::sync::Arc;
+
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
@@ -64,7 +66,7 @@ pub(crate) struct Unprepared {
 /// Addresses, signs and wraps `body` (encoded in the kind's protocol) for `account`, with its
 /// current tokens (refreshed first when due).
 pub(crate) async fn prepare(
-    accounts: &Accounts,
+    accounts: &Arc<Accounts>,
     http: &reqwest::Client,
     account: &str,
     call: Call<'_>,

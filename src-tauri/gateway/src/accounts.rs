@@ -12,8 +12,16 @@
 //!
 //! Tokens are refreshed ahead of expiry by [`Accounts::run_refresher`] (one task in the
 //! gateway), on demand when a request finds them due, and after an upstream 401
-//! ([`Accounts::rejected`]); `TokenStore` makes that one refresh at a time per account. A
-//! refresh the provider refuses marks the account `needs_login`, which the UI and tray show.
+//! ([`Accounts::rejected`]); `TokenStore` makes that one refresh at a time per account, in a
+//! task of its own, and the bookkeeping after it (the row, iFlow's key) runs in a spawned task
+//! too: a client that hangs up mid-refresh cannot lose the rotated tokens or leave the row
+//! behind. A refresh the provider refuses marks the account `needs_login`, which the UI and
+//! tray show; new tokens the keychain refused are in use and shown as not saved
+//! ([`Accounts::unsaved`]) while the save is tried again.
+//!
+//! Every call besides the model requests (token endpoints, profile and user info, the Copilot
+//! mint, Code Assist set-up) goes through one [`SideHttp`]: no redirects, a time limit per call
+//! and a cap per answer. No lock here is held across one of those calls.
 //!
 //! Every endpoint (login and API) is a setting with the public default
 //! ([`EndpointSettings`]), so tests and users behind a proxy can point it elsewhere.
@@ -24,7 +32,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::oauth::{self, AccountKind, OAuthError, TokenSet, TokenStore, token_store};
+use crate::oauth::{self, AccountKind, OAuthError, SideHttp, TokenSet, TokenStore, token_store};
 use crate::secrets::{Secret, SecretError, SharedSecretStore};
 use crate::store::{AccountRow, CredentialRow, Database, ProviderRow, StoreError, now_ms};
 use crate::subscription::{self, copilot::CopilotTokens, gemini_cli};
@@ -129,7 +137,6 @@ impl AccountError {
 struct Live {
     /// The account's row as last read or written, so requests do not query SQLite.
     row: Option<AccountRow>,
-    tokens: Option<TokenSet>,
     /// iFlow: the API key from the user info.
     api_key: Option<Secret>,
     /// Copilot: the minted-token cache over the GitHub token.
@@ -144,7 +151,7 @@ pub struct Accounts {
     db: Arc<Database>,
     secrets: SharedSecretStore,
     tokens: TokenStore,
-    http: reqwest::Client,
+    side: SideHttp,
     endpoints: RwLock<EndpointSettings>,
     live: Mutex<HashMap<String, Live>>,
     /// Bumped on every change of an account's health or the list; the tray, the UI's event
@@ -159,11 +166,12 @@ impl std::fmt::Debug for Accounts {
 }
 
 impl Accounts {
-    /// Reads the endpoint settings. Blocking (SQLite).
+    /// Reads the endpoint settings. Blocking (SQLite). `side` carries every call of the
+    /// logins and accounts besides the model requests.
     pub fn new(
         db: Arc<Database>,
         secrets: SharedSecretStore,
-        http: reqwest::Client,
+        side: SideHttp,
     ) -> Result<Self, StoreError> {
         let endpoints = match db.setting(ENDPOINTS_SETTING)? {
             Some(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
@@ -173,14 +181,30 @@ impl Accounts {
             None => EndpointSettings::default(),
         };
         Ok(Self {
-            tokens: TokenStore::new(secrets.clone(), http.clone()),
+            tokens: TokenStore::new(secrets.clone(), side.clone()),
             db,
             secrets,
-            http,
+            side,
             endpoints: RwLock::new(endpoints),
             live: Mutex::default(),
             changed: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// The client of the logins' and accounts' side path (`oauth::SideHttp`).
+    pub fn side_http(&self) -> &SideHttp {
+        &self.side
+    }
+
+    /// Why the account's newest tokens are not in the keychain yet (they are in use; the save
+    /// is tried again), or `None`.
+    pub fn unsaved(&self, id: &str) -> Option<String> {
+        self.tokens.unsaved(id)
+    }
+
+    /// The gateway is stopping: pending keychain saves get a last try and stop.
+    pub fn close(&self) {
+        self.tokens.close();
     }
 
     /// A receiver that sees a new value after every change of the accounts or their health.
@@ -266,7 +290,10 @@ impl Accounts {
 
     /// The account as a request needs it: fresh tokens (refreshed first when due) and the
     /// facts its endpoint wants. Copilot accounts get their minted Copilot token.
-    pub async fn for_request(&self, id: &str) -> Result<subscription::Account, AccountError> {
+    pub async fn for_request(
+        self: &Arc<Self>,
+        id: &str,
+    ) -> Result<subscription::Account, AccountError> {
         let row = self.row_blocking(id).await?;
         if row.needs_login {
             return Err(AccountError::NeedsLogin {
@@ -350,13 +377,13 @@ impl Accounts {
 
     /// After the account's endpoint answered 401: drops what may be stale (Copilot's minted
     /// token) or refreshes the tokens now. `Ok` means a retry with the account may succeed.
-    pub async fn rejected(&self, id: &str) -> Result<(), AccountError> {
+    pub async fn rejected(self: &Arc<Self>, id: &str) -> Result<(), AccountError> {
         let row = self.row_blocking(id).await?;
         let kind = Self::kind_of(&row)?;
         if kind == AccountKind::Copilot {
             let mint = self.live().get(id).and_then(|l| l.copilot.clone());
             if let Some(mint) = mint {
-                mint.invalidate().await;
+                mint.invalidate();
             }
             return Ok(());
         }
@@ -365,7 +392,20 @@ impl Accounts {
 
     /// Refreshes the account's tokens now and records the outcome on its row. A Copilot
     /// account's GitHub login does not expire: its short-lived Copilot token is minted anew.
-    pub async fn refresh(&self, id: &str) -> Result<AccountRow, AccountError> {
+    /// Runs in a task of its own: the caller going away (a client hanging up) does not stop it
+    /// between the new tokens and the row that records them.
+    pub async fn refresh(self: &Arc<Self>, id: &str) -> Result<AccountRow, AccountError> {
+        let this = Arc::clone(self);
+        let owned = id.to_owned();
+        tokio::spawn(async move { this.refresh_now(&owned).await })
+            .await
+            .map_err(|e| AccountError::Upstream {
+                account: id.to_owned(),
+                detail: format!("the refresh did not finish: {e}"),
+            })?
+    }
+
+    async fn refresh_now(&self, id: &str) -> Result<AccountRow, AccountError> {
         let row = self.row_blocking(id).await?;
         let kind = Self::kind_of(&row)?;
         if kind == AccountKind::Copilot {
@@ -393,7 +433,6 @@ impl Accounts {
                 if let Some(plan) = tokens.facts.plan.clone() {
                     row.plan = Some(plan);
                 }
-                self.set_tokens(id, tokens);
                 self.put_row(row.clone()).await?;
                 Ok(row)
             }
@@ -411,7 +450,7 @@ impl Accounts {
     async fn remint(&self, mut row: AccountRow) -> Result<AccountRow, AccountError> {
         let tokens = self.stored_tokens(&row.id).await?;
         let mint = self.copilot(&row.id, &tokens);
-        mint.invalidate().await;
+        mint.invalidate();
         if let Err(e) = mint.current().await {
             let error = copilot_error(&row.id, &e);
             self.record_failure(&row.id, &error).await;
@@ -438,56 +477,40 @@ impl Accounts {
 
     /// Tokens of the account that are not due for refresh: from memory, the keychain, or a
     /// refresh.
-    async fn tokens_for(&self, id: &str, kind: AccountKind) -> Result<TokenSet, AccountError> {
+    async fn tokens_for(
+        self: &Arc<Self>,
+        id: &str,
+        kind: AccountKind,
+    ) -> Result<TokenSet, AccountError> {
         let tokens = self.stored_tokens(id).await?;
         // GitHub's tokens do not expire; Copilot's short-lived token is minted from them.
         if kind != AccountKind::Copilot && tokens.needs_refresh(oauth::now_ms()) {
-            return self.refresh(id).await.and_then(|_| {
-                self.live()
-                    .get(id)
-                    .and_then(|l| l.tokens.clone())
-                    .ok_or_else(|| AccountError::Unknown(id.to_owned()))
-            });
+            self.refresh(id).await?;
+            return self.stored_tokens(id).await;
         }
         Ok(tokens)
     }
 
-    /// The account's tokens as stored (from memory after the first keychain read).
+    /// The account's tokens as `TokenStore` holds them (from memory after the first keychain
+    /// read; the newest ones, saved or not).
     async fn stored_tokens(&self, id: &str) -> Result<TokenSet, AccountError> {
-        let cached = self.live().get(id).and_then(|l| l.tokens.clone());
-        let tokens = match cached {
-            Some(tokens) => tokens,
-            None => {
-                let loaded = self
-                    .tokens
-                    .load(id)
-                    .await
-                    .map_err(|source| AccountError::OAuth {
-                        account: id.to_owned(),
-                        source,
-                    })?;
-                let Some(tokens) = loaded else {
-                    let error = AccountError::NeedsLogin {
-                        account: id.to_owned(),
-                        detail: format!("its tokens are missing from the {}", self.secrets.kind()),
-                    };
-                    self.record_failure(id, &error).await;
-                    return Err(error);
-                };
-                self.set_tokens(id, tokens.clone());
-                tokens
-            }
+        let loaded = self
+            .tokens
+            .load(id)
+            .await
+            .map_err(|source| AccountError::OAuth {
+                account: id.to_owned(),
+                source,
+            })?;
+        let Some(tokens) = loaded else {
+            let error = AccountError::NeedsLogin {
+                account: id.to_owned(),
+                detail: format!("its tokens are missing from the {}", self.secrets.kind()),
+            };
+            self.record_failure(id, &error).await;
+            return Err(error);
         };
         Ok(tokens)
-    }
-
-    fn set_tokens(&self, id: &str, tokens: TokenSet) {
-        let mut live = self.live();
-        let entry = live.entry(id.to_owned()).or_default();
-        if entry.tokens.as_ref().map(|t| &t.access) != Some(&tokens.access) {
-            entry.copilot = None;
-        }
-        entry.tokens = Some(tokens);
     }
 
     fn copilot(&self, id: &str, tokens: &TokenSet) -> Arc<CopilotTokens> {
@@ -498,7 +521,7 @@ impl Accounts {
             .copilot
             .get_or_insert_with(|| {
                 Arc::new(CopilotTokens::new(
-                    self.http.clone(),
+                    self.side.clone(),
                     &api,
                     tokens.access.clone(),
                 ))
@@ -533,7 +556,7 @@ impl Accounts {
         access: &Secret,
     ) -> Result<subscription::iflow::UserInfo, AccountError> {
         let api = self.api_endpoints();
-        let info = subscription::iflow::user_info(&self.http, &api.iflow_user_info, access)
+        let info = subscription::iflow::user_info(&self.side, &api.iflow_user_info, access)
             .await
             .map_err(|e| AccountError::Setup {
                 kind: AccountKind::Iflow,
@@ -578,7 +601,7 @@ impl Accounts {
         match kind {
             AccountKind::GeminiCli => {
                 let found = gemini_cli::setup_project(
-                    &self.http,
+                    &self.side,
                     &api.code_assist,
                     &tokens.access,
                     project.as_deref(),
@@ -594,14 +617,14 @@ impl Accounts {
                 label = label.or(info.contact);
             }
             AccountKind::Copilot => {
-                let mint = CopilotTokens::new(self.http.clone(), &api, tokens.access.clone());
+                let mint = CopilotTokens::new(self.side.clone(), &api, tokens.access.clone());
                 mint.current()
                     .await
                     .map_err(|e| setup(copilot_error(&id, &e).to_string()))?;
             }
             AccountKind::Claude => {
                 plan = plan
-                    .or(subscription::claude::plan(&self.http, &api.claude, &tokens.access).await);
+                    .or(subscription::claude::plan(&self.side, &api.claude, &tokens.access).await);
             }
             AccountKind::Codex | AccountKind::Qwen => {}
         }
@@ -628,12 +651,8 @@ impl Accounts {
             last_error: None,
             needs_login: false,
         };
-        {
-            let mut live = self.live();
-            let entry = live.entry(id.clone()).or_default();
-            entry.tokens = Some(tokens);
-            entry.copilot = None;
-        }
+        // A Copilot mint cache holds the old GitHub token.
+        self.live().entry(id.clone()).or_default().copilot = None;
         let db = self.db.clone();
         let stored = row.clone();
         let provider = ProviderRow {
@@ -787,7 +806,7 @@ impl Accounts {
     /// Refreshes, one after another, the accounts whose tokens expire within the refresh
     /// margin; returns when the next one will be due. Accounts that need a login are left
     /// alone.
-    pub async fn refresh_due(&self) -> Duration {
+    pub async fn refresh_due(self: &Arc<Self>) -> Duration {
         let rows = {
             let db = self.db.clone();
             match blocking(move || db.accounts()).await {
@@ -840,6 +859,7 @@ impl Accounts {
                 _ = closing.changed() => {}
             }
             if *closing.borrow() {
+                self.close();
                 return;
             }
         }
@@ -955,14 +975,17 @@ mod tests {
     async fn fixture() -> Fixture {
         let refreshes = Arc::new(AtomicUsize::new(0));
         let base = stand_in(refreshes.clone()).await;
+        // Tests run in parallel: the same millisecond must not mean the same folder.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
-            "flexiproxy-accounts-unit-{}-{}",
+            "flexiproxy-accounts-unit-{}-{}-{}",
             std::process::id(),
-            now_ms()
+            now_ms(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
         ));
         let db = Arc::new(Database::open(&dir).unwrap());
         let secrets = Arc::new(MemoryStore::default());
-        let accounts = Accounts::new(db.clone(), secrets.clone(), reqwest::Client::new()).unwrap();
+        let accounts = Accounts::new(db.clone(), secrets.clone(), SideHttp::default()).unwrap();
         let mut settings = EndpointSettings::default();
         for kind in AccountKind::ALL {
             let mut endpoints = kind.endpoints();
@@ -1166,6 +1189,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn new_tokens_the_keychain_refuses_are_used_and_shown_as_not_saved() {
+        let f = fixture().await;
+        let secrets = Arc::new(crate::secrets::RefusingStore::default());
+        let accounts =
+            Arc::new(Accounts::new(f.db.clone(), secrets.clone(), SideHttp::default()).unwrap());
+        accounts
+            .set_endpoint_settings(f.accounts.endpoint_settings())
+            .unwrap();
+        accounts
+            .add(
+                AccountKind::Claude,
+                tokens("a-1", Some(oauth::now_ms() + 60_000)),
+                None,
+            )
+            .await
+            .unwrap();
+        secrets.refuse_next(1);
+        let row = accounts.refresh("claude-ada").await.unwrap();
+        assert!(!row.needs_login && row.last_error.is_none(), "{row:?}");
+        let unsaved = accounts.unsaved("claude-ada").unwrap();
+        assert!(unsaved.starts_with("tokens not saved: "), "{unsaved}");
+        match accounts.for_request("claude-ada").await.unwrap() {
+            subscription::Account::Claude { access } => assert_eq!(access.expose(), "fresh-1"),
+            other => panic!("{other:?}"),
+        }
+        for _ in 0..100 {
+            if accounts.unsaved("claude-ada").is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(accounts.unsaved("claude-ada"), None, "never saved");
+        let stored = secrets
+            .inner_store()
+            .get("oauth:claude-ada")
+            .unwrap()
+            .unwrap();
+        assert!(stored.expose().contains("fresh-1"));
+        assert_eq!(f.refreshes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn missing_tokens_mean_log_in_again_and_are_shown_as_such() {
         let f = fixture().await;
         f.accounts
@@ -1174,7 +1239,8 @@ mod tests {
             .unwrap();
         // Tokens removed behind the gateway's back (keychain reset) and the cache cold.
         f.secrets.delete("oauth:qwen-ada").unwrap();
-        let cold = Accounts::new(f.db.clone(), f.secrets.clone(), reqwest::Client::new()).unwrap();
+        let cold =
+            Arc::new(Accounts::new(f.db.clone(), f.secrets.clone(), SideHttp::default()).unwrap());
         let error = cold.for_request("qwen-ada").await.unwrap_err();
         assert!(error.needs_login(), "{error:?}");
         assert!(error.to_string().contains("log"), "{error}");

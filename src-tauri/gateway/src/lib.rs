@@ -32,6 +32,8 @@
 //! - `subscription`: request shaping for subscription accounts (Claude, Codex, Gemini CLI,
 //!   Qwen, Copilot, iFlow): each kind's endpoint, headers and body envelope.
 //! - `host`: what the desktop app embedding the gateway offers the API (start at login).
+//! - `single_flight`: one spawned run per key whose result every caller shares (OAuth
+//!   refreshes, Copilot mints), so a caller that goes away cannot cut the work short.
 
 pub mod access;
 mod account_relay;
@@ -54,6 +56,7 @@ pub mod relay;
 pub mod routing;
 pub mod secrets;
 pub mod server;
+mod single_flight;
 pub mod state;
 pub mod store;
 pub mod subscription;

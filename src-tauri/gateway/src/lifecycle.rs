@@ -280,8 +280,11 @@ impl Gateway {
         let accounts = {
             let db = db.clone();
             let secrets = secrets.clone();
-            let http = http.clone();
-            Arc::new(blocking(move || crate::accounts::Accounts::new(db, secrets, http)).await??)
+            // Logins and accounts talk to their endpoints through their own client: no
+            // redirects, each call within the upstream timeout (at most 30 s), answers capped.
+            let side =
+                crate::oauth::SideHttp::new(settings.connect_timeout, settings.response_timeout);
+            Arc::new(blocking(move || crate::accounts::Accounts::new(db, secrets, side)).await??)
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let refresher = tokio::spawn(accounts.clone().run_refresher(closing_rx.clone()));
@@ -442,6 +445,7 @@ impl RunningGateway {
         self.discovery.abort();
         self.refresher.abort();
         self.logins.cancel_all();
+        self.accounts.close();
         let _ = self.closing.send(true);
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

@@ -133,7 +133,7 @@ impl Logins {
         sessions
     }
 
-    /// Starts a login of `kind` with the kind's login endpoints and the gateway's HTTP client.
+    /// Starts a login of `kind` with the kind's login endpoints and the side-path client.
     /// `paste` starts a browser login without a listener (the user pastes the callback URL);
     /// `relogin` names the account that gets the new tokens instead of a new account.
     pub async fn start(
@@ -167,7 +167,7 @@ impl Logins {
         let (wait, paste_slot): (Wait, Option<PasteSlot>) = match flow {
             Flow::Pkce => {
                 let login = if paste {
-                    PkceLogin::start_paste_only(state.http.clone(), endpoints)?
+                    PkceLogin::start_paste_only(state.accounts.side_http().clone(), endpoints)?
                 } else {
                     listen(state, &endpoints, replaced).await?
                 };
@@ -178,7 +178,8 @@ impl Logins {
                 (Box::pin(login.wait_for_callback(PKCE_WAIT)), Some(slot))
             }
             Flow::Device => {
-                let login = DeviceLogin::start(state.http.clone(), endpoints).await?;
+                let login =
+                    DeviceLogin::start(state.accounts.side_http().clone(), endpoints).await?;
                 view.user_code = Some(login.user_code.clone());
                 view.verification_uri = Some(login.verification_uri.clone());
                 view.verification_uri_complete = login.verification_uri_complete.clone();
@@ -333,7 +334,7 @@ async fn listen(
 ) -> Result<PkceLogin, OAuthError> {
     let deadline = Instant::now() + PORT_RELEASE;
     loop {
-        match PkceLogin::start(state.http.clone(), endpoints.clone()).await {
+        match PkceLogin::start(state.accounts.side_http().clone(), endpoints.clone()).await {
             Err(OAuthError::PortBusy { .. }) if replaced && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

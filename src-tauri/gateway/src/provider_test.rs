@@ -133,7 +133,7 @@ pub struct TestReport {
 /// by `account_relay` as real requests are.
 pub async fn run(
     http: &reqwest::Client,
-    accounts: Option<&Accounts>,
+    accounts: Option<&Arc<Accounts>>,
     provider: &Provider,
     credential: &Credential,
     model: &str,

@@ -293,6 +293,57 @@ impl SecretRef {
 /// The secret store chosen for this process, shared by every part of the gateway.
 pub type SharedSecretStore = Arc<dyn SecretStore>;
 
+/// A test double: a [`MemoryStore`] whose next `n` writes are refused as a locked keychain
+/// would refuse them, to test what survives a failed save.
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(crate) struct RefusingStore {
+    inner: Arc<MemoryStore>,
+    refusals: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl RefusingStore {
+    /// What has been written, without the refusals: the keychain as the next start sees it.
+    pub(crate) fn inner_store(&self) -> SharedSecretStore {
+        self.inner.clone()
+    }
+
+    /// Refuses the next `n` writes.
+    pub(crate) fn refuse_next(&self, n: usize) {
+        self.refusals.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+impl SecretStore for RefusingStore {
+    fn kind(&self) -> &'static str {
+        "refusing test store"
+    }
+
+    fn get(&self, name: &str) -> Result<Option<Secret>, SecretError> {
+        self.inner.get(name)
+    }
+
+    fn set(&self, name: &str, value: &Secret) -> Result<(), SecretError> {
+        use std::sync::atomic::Ordering;
+        let refused = self
+            .refusals
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refused {
+            return Err(SecretError::Locked {
+                detail: "test: the collection is locked".to_owned(),
+            });
+        }
+        self.inner.set(name, value)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), SecretError> {
+        self.inner.delete(name)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

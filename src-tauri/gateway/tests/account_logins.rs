@@ -18,7 +18,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flexiproxy_gateway::oauth::{Flow, TokenStore};
+use flexiproxy_gateway::oauth::{Flow, SideHttp, TokenStore};
 use flexiproxy_gateway::secrets::{MemoryStore, SecretStore, SharedSecretStore};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::StatusCode;
@@ -219,11 +219,14 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
             .contains(&"claude-account".to_owned())
     );
     let text = listed.to_string();
-    let stored = TokenStore::new(fixture.secrets.clone() as SharedSecretStore, browser())
-        .load(&id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = TokenStore::new(
+        fixture.secrets.clone() as SharedSecretStore,
+        SideHttp::default(),
+    )
+    .load(&id)
+    .await
+    .unwrap()
+    .unwrap();
     assert!(
         !text.contains(stored.access.expose()),
         "no token in answers"
@@ -240,7 +243,10 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
     assert_eq!(status, StatusCode::OK, "{refreshed}");
     assert_eq!(refreshed["id"], id);
     assert_eq!(refreshed["needs_login"], false);
-    let store = TokenStore::new(fixture.secrets.clone() as SharedSecretStore, browser());
+    let store = TokenStore::new(
+        fixture.secrets.clone() as SharedSecretStore,
+        SideHttp::default(),
+    );
     let mut stale = store.load(&id).await.unwrap().unwrap();
     assert_ne!(stale.access, stored.access);
     stale.refresh = stored.refresh.clone();

@@ -16,15 +16,15 @@ use std::time::Duration;
 
 use flexiproxy_gateway::oauth::device_flow::DeviceLogin;
 use flexiproxy_gateway::oauth::pkce_flow::PkceLogin;
-use flexiproxy_gateway::oauth::{Flow, OAuthError, TokenStore, now_ms};
+use flexiproxy_gateway::oauth::{Flow, OAuthError, SideHttp, TokenStore, now_ms};
 use flexiproxy_gateway::secrets::{MemoryStore, SharedSecretStore};
-use support::{OidcServer, browser, client, start};
+use support::{OidcServer, browser, start};
 
 async fn browser_login(
     server: &OidcServer,
     client_id: &str,
 ) -> Result<flexiproxy_gateway::oauth::TokenSet, OAuthError> {
-    let login = PkceLogin::start(client(), server.endpoints(client_id, Flow::Pkce))
+    let login = PkceLogin::start(SideHttp::default(), server.endpoints(client_id, Flow::Pkce))
         .await
         .unwrap();
     let url = login.authorize_url().to_owned();
@@ -46,7 +46,7 @@ async fn pkce_login_refresh_and_refresh_failure() {
     assert!(tokens.expires_at_ms.unwrap() > now_ms());
 
     let secrets: SharedSecretStore = Arc::new(MemoryStore::default());
-    let store = TokenStore::new(secrets.clone(), client());
+    let store = TokenStore::new(secrets.clone(), SideHttp::default());
     let endpoints = server.endpoints("flexiproxy", Flow::Pkce);
     store.save("ada", &tokens).await.unwrap();
     let first = tokens.refresh.clone().unwrap();
@@ -89,8 +89,11 @@ async fn pkce_denial_at_the_provider() {
 #[tokio::test]
 async fn pkce_pasted_callback_with_a_foreign_state_is_refused() {
     let Some(server) = start().await else { return };
-    let login =
-        PkceLogin::start_paste_only(client(), server.endpoints("flexiproxy", Flow::Pkce)).unwrap();
+    let login = PkceLogin::start_paste_only(
+        SideHttp::default(),
+        server.endpoints("flexiproxy", Flow::Pkce),
+    )
+    .unwrap();
     let url = login.authorize_url().to_owned();
     // The browser's last hop is to 127.0.0.1:0, which it cannot open: the user copies it.
     let answer = support::browser_stopping_at_callback()
@@ -117,9 +120,12 @@ async fn device_login(
     server: &OidcServer,
     outcome: &str,
 ) -> Result<flexiproxy_gateway::oauth::TokenSet, OAuthError> {
-    let login = DeviceLogin::start(client(), server.endpoints("flexiproxy", Flow::Device))
-        .await
-        .unwrap();
+    let login = DeviceLogin::start(
+        SideHttp::default(),
+        server.endpoints("flexiproxy", Flow::Device),
+    )
+    .await
+    .unwrap();
     assert!(login.verification_uri.starts_with(&server.issuer));
     assert!(login.verification_uri_complete.is_some());
     server.decide_device(&login.user_code, outcome).await;

@@ -5,12 +5,14 @@
 //! The flows themselves are in [`pkce_flow`] (authorization code + PKCE with a loopback
 //! callback, or a pasted callback URL) and [`device_flow`] (device authorization grant); the
 //! tokens they produce are kept and refreshed by [`token_store`]. All three go through the
-//! `oauth2` crate over the gateway's own `reqwest::Client` (the `http` module). Every endpoint is an
+//! `oauth2` crate over the side path's own client ([`http::SideHttp`]: no redirects, every
+//! call timed out, every answer capped), which the accounts' other calls (profile, user info,
+//! Copilot mint, Code Assist set-up) share. Every endpoint is an
 //! [`Endpoints`] value the caller passes, so tests point a flow at a local server; the defaults
 //! ([`AccountKind::endpoints`]) are the public values each provider's own CLI uses.
 
 pub mod device_flow;
-mod http;
+pub mod http;
 pub mod pkce_flow;
 pub mod token_store;
 
@@ -28,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::Protocol;
 
+pub use http::{SideError, SideHttp};
 pub use token_store::{AccountFacts, TokenSet, TokenStore};
 
 /// In [`Endpoints::extra_authorize_params`], stands for the login's redirect URI.
@@ -80,7 +83,8 @@ pub struct Endpoints {
     /// they identify the app, not the user, and are not confidential.
     pub client_secret: Option<String>,
     pub scopes: Vec<String>,
-    /// Host written in the redirect URI; the listener always binds 127.0.0.1.
+    /// Host written in the redirect URI, and where the callback listener binds: `localhost`
+    /// binds 127.0.0.1 and ::1 (where the machine has IPv6), an IP address binds exactly it.
     pub redirect_host: String,
     /// The loopback port of the callback; 0 picks a free one (tests).
     pub redirect_port: u16,
@@ -264,7 +268,15 @@ impl std::fmt::Display for AccountKind {
 impl Endpoints {
     /// The redirect URI for a listener on `port` (the bound one when `redirect_port` is 0).
     pub fn redirect_uri(&self, port: u16) -> String {
-        format!("http://{}:{port}{}", self.redirect_host, self.redirect_path)
+        let host = self
+            .redirect_host
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        if host.parse::<std::net::Ipv6Addr>().is_ok() {
+            format!("http://[{host}]:{port}{}", self.redirect_path)
+        } else {
+            format!("http://{host}:{port}{}", self.redirect_path)
+        }
     }
 
     /// The `oauth2` client for these endpoints.
@@ -334,11 +346,11 @@ pub(crate) type OAuthClient = oauth2::Client<
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OAuthError {
     #[error(
-        "port {port} on 127.0.0.1 is taken by another program (often another tool's login \
+        "port {port} on {host} is taken by another program (often another tool's login \
          waiting for its browser); close it and log in again, or paste the callback URL instead"
     )]
-    PortBusy { port: u16 },
-    #[error("could not listen for the login callback on 127.0.0.1:{port}: {detail}")]
+    PortBusy { host: String, port: u16 },
+    #[error("could not listen for the login callback on port {port}: {detail}")]
     Listen { port: u16, detail: String },
     #[error("the sign-in was declined at the provider ({detail}); log in again and approve access")]
     Denied { detail: String },
@@ -369,6 +381,17 @@ pub enum OAuthError {
     NeedsLogin { account: String, detail: String },
     #[error("could not keep the tokens: {detail}")]
     Storage { detail: String },
+    #[error(
+        "the provider's login server answered with a redirect to {host}, which is not followed \
+         because the request carries login secrets; if {host} is the provider's, set the \
+         endpoint to it"
+    )]
+    Redirected { host: String },
+    #[error(
+        "the provider's login server sent an answer larger than {} KiB, which was not read; \
+         check the endpoint's address", .cap / 1024
+    )]
+    TooLarge { cap: usize },
 }
 
 fn description_suffix(description: &Option<String>) -> String {
@@ -386,9 +409,22 @@ impl OAuthError {
     }
 }
 
+/// Maps a side-path failure to [`OAuthError`].
+impl From<SideError> for OAuthError {
+    fn from(error: SideError) -> Self {
+        match error {
+            SideError::Redirected { host } => Self::Redirected { host },
+            SideError::TooLarge { cap } => Self::TooLarge { cap },
+            other @ (SideError::Unreachable(_) | SideError::TimedOut { .. }) => Self::Unreachable {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
 /// Maps an `oauth2` token-endpoint failure to [`OAuthError`].
-pub(crate) fn token_error<RE: std::error::Error + 'static>(
-    error: oauth2::RequestTokenError<RE, BasicErrorResponse>,
+pub(crate) fn token_error(
+    error: oauth2::RequestTokenError<SideError, BasicErrorResponse>,
 ) -> OAuthError {
     use oauth2::RequestTokenError as E;
     match error {
@@ -406,9 +442,7 @@ pub(crate) fn token_error<RE: std::error::Error + 'static>(
                 }
             }
         }
-        E::Request(e) => OAuthError::Unreachable {
-            detail: e.to_string(),
-        },
+        E::Request(e) => e.into(),
         E::Parse(e, _) => OAuthError::Provider {
             error: "unreadable token response".to_owned(),
             description: Some(e.to_string()),

@@ -1,30 +1,43 @@
 //! Authorization code + PKCE (S256) login: the browser signs in at the provider and comes back
-//! to a listener on 127.0.0.1, or (headless) the user pastes the address the browser ended on.
+//! to a listener on this machine, or (headless) the user pastes the address the browser ended
+//! on.
 //!
-//! [`PkceLogin::start`] binds the callback port and builds the authorize URL (random `state`,
-//! S256 challenge); the window opens that URL in the system browser and then awaits
-//! [`PkceLogin::wait_for_callback`]. [`PkceLogin::finish_with_pasted`] takes the callback URL
-//! instead; a [`PasteSlot`] hands a pasted URL to a login already waiting, so the user can paste
-//! while the listener waits (the browser ran on another machine). Either way the `state` is
-//! checked, the code exchanged for a [`TokenSet`], and storing it is left to the caller
-//! ([`super::TokenStore::save`]).
+//! [`PkceLogin::start`] binds the callback port where the redirect URI points (`localhost`: both
+//! 127.0.0.1 and ::1, since a browser may try either; an IP address: exactly it) and builds the
+//! authorize URL (random `state`, S256 challenge); the window opens that URL in the system
+//! browser and then awaits [`PkceLogin::wait_for_callback`]. [`PkceLogin::finish_with_pasted`]
+//! takes the callback URL instead; a [`PasteSlot`] hands a pasted URL to a login already
+//! waiting, so the user can paste while the listener waits (the browser ran on another
+//! machine). Either way the `state` is checked, the code exchanged for a [`TokenSet`], and
+//! storing it is left to the caller ([`super::TokenStore::save`]).
+//!
+//! Any web page the user has open can make the browser load `http://localhost:PORT/callback`
+//! with whatever query it likes. The listener therefore only hears callbacks that carry this
+//! login's `state`: anything else (a forged `error=access_denied`, a code of another login) gets
+//! a small 400 page and the login keeps waiting for the real one.
 
 use std::collections::HashMap;
 use std::io::ErrorKind;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::Html;
 use axum::routing::get;
 use oauth2::{
     AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
 };
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::{
-    Endpoints, OAuthError, REDIRECT_URI_PLACEHOLDER, TokenBody, TokenSet, http, now_ms, token_error,
+    Endpoints, OAuthError, REDIRECT_URI_PLACEHOLDER, SideHttp, TokenBody, TokenSet, http, now_ms,
+    token_error,
 };
+
+/// How many times a random callback port is drawn again when its IPv6 twin is taken.
+const RANDOM_PORT_TRIES: usize = 8;
 
 /// What reaches a waiting login: the listener's callback, or a pasted one (already parsed, or
 /// why it could not be).
@@ -33,12 +46,13 @@ type Callback = Result<HashMap<String, String>, OAuthError>;
 /// One login under way. Dropping it stops the listener.
 pub struct PkceLogin {
     endpoints: Endpoints,
-    client: reqwest::Client,
+    client: SideHttp,
     authorize_url: String,
     redirect_uri: String,
     state: CsrfToken,
     verifier: PkceCodeVerifier,
-    listener: Option<TcpListener>,
+    /// One per address the redirect host names; empty for a paste-only login.
+    listeners: Vec<TcpListener>,
     /// The listener and every [`PasteSlot`] send here; [`Self::wait_for_callback`] takes the
     /// first callback.
     callbacks: mpsc::Sender<Callback>,
@@ -66,55 +80,38 @@ impl std::fmt::Debug for PkceLogin {
         f.debug_struct("PkceLogin")
             .field("authorize_url", &self.authorize_url)
             .field("redirect_uri", &self.redirect_uri)
-            .field("listening", &self.listener.is_some())
+            .field(
+                "listening",
+                &self
+                    .listeners
+                    .iter()
+                    .filter_map(|l| l.local_addr().ok())
+                    .collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl PkceLogin {
-    /// Binds the callback port on 127.0.0.1 and prepares the authorize URL. A port in use comes
-    /// back as [`OAuthError::PortBusy`].
-    pub async fn start(client: reqwest::Client, endpoints: Endpoints) -> Result<Self, OAuthError> {
+    /// Binds the callback port where the redirect URI points and prepares the authorize URL. A
+    /// port in use comes back as [`OAuthError::PortBusy`].
+    pub async fn start(client: SideHttp, endpoints: Endpoints) -> Result<Self, OAuthError> {
         check_path(&endpoints)?;
-        let port = endpoints.redirect_port;
-        let listener =
-            TcpListener::bind(("127.0.0.1", port))
-                .await
-                .map_err(|e| match e.kind() {
-                    ErrorKind::AddrInUse => OAuthError::PortBusy { port },
-                    _ => OAuthError::Listen {
-                        port,
-                        detail: e.to_string(),
-                    },
-                })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| OAuthError::Listen {
-                port,
-                detail: e.to_string(),
-            })?
-            .port();
+        let (listeners, bound) = bind_callback(&endpoints).await?;
         let mut login = Self::prepare(client, endpoints, bound)?;
-        login.listener = Some(listener);
+        login.listeners = listeners;
         Ok(login)
     }
 
     /// Prepares the authorize URL without listening, for a machine whose browser cannot reach
     /// this one: the user pastes the callback URL into [`Self::finish_with_pasted`].
-    pub fn start_paste_only(
-        client: reqwest::Client,
-        endpoints: Endpoints,
-    ) -> Result<Self, OAuthError> {
+    pub fn start_paste_only(client: SideHttp, endpoints: Endpoints) -> Result<Self, OAuthError> {
         check_path(&endpoints)?;
         let port = endpoints.redirect_port;
         Self::prepare(client, endpoints, port)
     }
 
-    fn prepare(
-        client: reqwest::Client,
-        endpoints: Endpoints,
-        port: u16,
-    ) -> Result<Self, OAuthError> {
+    fn prepare(client: SideHttp, endpoints: Endpoints, port: u16) -> Result<Self, OAuthError> {
         let redirect_uri = endpoints.redirect_uri(port);
         let oauth =
             endpoints
@@ -149,7 +146,7 @@ impl PkceLogin {
             redirect_uri,
             state,
             verifier,
-            listener: None,
+            listeners: Vec::new(),
             callbacks,
             received: Some(received),
         })
@@ -181,30 +178,37 @@ impl PkceLogin {
                 detail: "this login has already been waited for; log in again".to_owned(),
             });
         };
-        let server = self.listener.take().map(|listener| {
-            let (stop, stopped) = oneshot::channel::<()>();
-            let router = axum::Router::new()
-                .route(&self.endpoints.redirect_path, get(callback))
-                .with_state(CallbackState {
-                    sender: self.callbacks.clone(),
-                    state: self.state.secret().clone(),
-                });
-            let task = tokio::spawn(async move {
-                let _ = axum::serve(listener, router)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
+        let router = axum::Router::new()
+            .route(&self.endpoints.redirect_path, get(callback))
+            .with_state(CallbackState {
+                sender: self.callbacks.clone(),
+                state: self.state.secret().clone(),
             });
-            (stop, task)
-        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let servers: Vec<_> = std::mem::take(&mut self.listeners)
+            .into_iter()
+            .map(|listener| {
+                let router = router.clone();
+                let mut stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, router)
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        })
+                        .await;
+                })
+            })
+            .collect();
+        // Dropping the wait (a cancelled login) drops `stop`, which stops the servers too.
         let received = tokio::time::timeout(timeout, receiver.recv()).await;
-        if let Some((stop, task)) = server {
-            let _ = stop.send(());
+        let _ = stop.send(true);
+        if !servers.is_empty() {
             // The page has been answered; an idle browser connection must not keep the port.
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                task.abort();
+                for server in servers {
+                    server.abort();
+                }
             });
         }
         match received {
@@ -263,20 +267,139 @@ struct CallbackState {
     state: String,
 }
 
+/// The loopback callback. Only a hit carrying this login's `state` reaches the login (the
+/// provider always sends it back, with a code or with its refusal); any other hit is some page
+/// or program guessing, and is turned away without ending the wait.
 async fn callback(
     State(callback): State<CallbackState>,
     Query(params): Query<HashMap<String, String>>,
-) -> Html<&'static str> {
+) -> (StatusCode, Html<&'static str>) {
+    if !state_matches(&params, &callback.state) {
+        tracing::warn!("a callback without this login's state was ignored");
+        return (
+            StatusCode::BAD_REQUEST,
+            Html(
+                "<h1>Not this sign-in</h1><p>This address does not belong to the sign-in \
+                 FlexiProxy is waiting for; it was ignored.</p>",
+            ),
+        );
+    }
     let page = match check_callback(&params, &callback.state) {
         Ok(_) => "<h1>Signed in</h1><p>You can close this tab and return to FlexiProxy.</p>",
         Err(_) => "<h1>Sign-in did not finish</h1><p>Return to FlexiProxy to see why.</p>",
     };
     let _ = callback.sender.try_send(Ok(params));
-    Html(page)
+    (StatusCode::OK, Html(page))
 }
 
-/// The code of a callback whose `state` is ours; the provider's refusal otherwise.
+/// Whether the callback carries `expected` as its `state`, compared in constant time.
+fn state_matches(params: &HashMap<String, String>, expected: &str) -> bool {
+    let Some(got) = params.get("state") else {
+        return false;
+    };
+    got.len() == expected.len()
+        && got
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+/// Where the callback listener binds, from the redirect URI's host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallbackHost {
+    /// `localhost`: 127.0.0.1, and ::1 where the machine has IPv6.
+    Localhost,
+    Ip(IpAddr),
+}
+
+fn callback_host(endpoints: &Endpoints) -> Result<CallbackHost, OAuthError> {
+    let host = endpoints.redirect_host.trim();
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(CallbackHost::Localhost);
+    }
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .map(CallbackHost::Ip)
+        .map_err(|_| OAuthError::Config {
+            detail: format!(
+                "the callback host `{host}` must be `localhost` or an IP address of this machine"
+            ),
+        })
+}
+
+/// Binds the callback listeners; they and the port bound (the chosen one when
+/// `redirect_port` is 0).
+async fn bind_callback(endpoints: &Endpoints) -> Result<(Vec<TcpListener>, u16), OAuthError> {
+    let port = endpoints.redirect_port;
+    match callback_host(endpoints)? {
+        CallbackHost::Ip(ip) => {
+            let listener = bind_one(SocketAddr::new(ip, port)).await?;
+            let bound = bound_port(&listener, port)?;
+            Ok((vec![listener], bound))
+        }
+        CallbackHost::Localhost => {
+            let tries = if port == 0 { RANDOM_PORT_TRIES } else { 1 };
+            for _ in 0..tries {
+                let v4 = bind_one(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)).await?;
+                let bound = bound_port(&v4, port)?;
+                match TcpListener::bind((Ipv6Addr::LOCALHOST, bound)).await {
+                    Ok(v6) => return Ok((vec![v4, v6], bound)),
+                    // The free IPv4 port is taken on IPv6 (by a program a browser trying ::1
+                    // would reach): draw another, or refuse a fixed one.
+                    Err(e) if e.kind() == ErrorKind::AddrInUse => {
+                        if port != 0 {
+                            return Err(OAuthError::PortBusy {
+                                host: Ipv6Addr::LOCALHOST.to_string(),
+                                port,
+                            });
+                        }
+                    }
+                    // No IPv6 loopback on this machine: browsers will use 127.0.0.1.
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no IPv6 loopback for the login callback");
+                        return Ok((vec![v4], bound));
+                    }
+                }
+            }
+            Err(OAuthError::Listen {
+                port,
+                detail: "no port is free on both 127.0.0.1 and ::1".to_owned(),
+            })
+        }
+    }
+}
+
+async fn bind_one(addr: SocketAddr) -> Result<TcpListener, OAuthError> {
+    TcpListener::bind(addr).await.map_err(|e| match e.kind() {
+        ErrorKind::AddrInUse => OAuthError::PortBusy {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        },
+        _ => OAuthError::Listen {
+            port: addr.port(),
+            detail: format!("{}: {e}", addr.ip()),
+        },
+    })
+}
+
+fn bound_port(listener: &TcpListener, port: u16) -> Result<u16, OAuthError> {
+    listener
+        .local_addr()
+        .map(|addr| addr.port())
+        .map_err(|e| OAuthError::Listen {
+            port,
+            detail: e.to_string(),
+        })
+}
+
+/// The code of a callback whose `state` is ours; the provider's refusal otherwise. The state
+/// is checked first: a refusal that is not this login's does not end it.
 fn check_callback(params: &HashMap<String, String>, expected: &str) -> Result<String, OAuthError> {
+    if !state_matches(params, expected) {
+        return Err(OAuthError::StateMismatch);
+    }
     if let Some(error) = params.get("error") {
         let description = params.get("error_description").cloned();
         return Err(if error == "access_denied" {
@@ -289,9 +412,6 @@ fn check_callback(params: &HashMap<String, String>, expected: &str) -> Result<St
                 description,
             }
         });
-    }
-    if params.get("state").map(String::as_str) != Some(expected) {
-        return Err(OAuthError::StateMismatch);
     }
     params
         .get("code")

@@ -46,6 +46,11 @@ struct Server {
     rotate: bool,
     refresh_delay: Duration,
     refresh_calls: usize,
+    /// Keeps a refresh's answer back this long after the rotation is done, as a slow provider
+    /// whose answer is still on its way when the caller gives up.
+    answer_delay: Duration,
+    /// Device polls answered 503 before the real answer.
+    unavailable_polls: usize,
     issued: usize,
     pending_polls: usize,
     slow_down_once: bool,
@@ -65,6 +70,8 @@ impl Default for Server {
             rotate: true,
             refresh_delay: Duration::ZERO,
             refresh_calls: 0,
+            answer_delay: Duration::ZERO,
+            unavailable_polls: 0,
             issued: 0,
             pending_polls: 0,
             slow_down_once: false,
@@ -190,16 +197,20 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
                 server.refresh_delay
             };
             tokio::time::sleep(delay).await;
-            let mut server = shared.lock().unwrap();
-            let presented = &form["refresh_token"];
-            if !server.valid_refresh.contains(presented) {
-                return error(&server, "invalid_grant");
-            }
-            let rotate = server.rotate;
-            if rotate {
-                server.valid_refresh.retain(|r| r != presented);
-            }
-            issue(&mut server, rotate)
+            let (answer, delay) = {
+                let mut server = shared.lock().unwrap();
+                let presented = &form["refresh_token"];
+                if !server.valid_refresh.contains(presented) {
+                    return error(&server, "invalid_grant");
+                }
+                let rotate = server.rotate;
+                if rotate {
+                    server.valid_refresh.retain(|r| r != presented);
+                }
+                (issue(&mut server, rotate), server.answer_delay)
+            };
+            tokio::time::sleep(delay).await;
+            answer
         }
         "urn:ietf:params:oauth:grant-type:device_code" => {
             let mut server = shared.lock().unwrap();
@@ -208,6 +219,15 @@ async fn token(State(shared): State<Shared>, headers: HeaderMap, body: String) -
                 && !verifier_matches(form.get("code_verifier"), &challenge)
             {
                 return error(&server, "invalid_grant");
+            }
+            if server.unavailable_polls > 0 {
+                server.unavailable_polls -= 1;
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::CONTENT_TYPE, "text/html")],
+                    "<html>upstream unavailable</html>",
+                )
+                    .into_response();
             }
             if server.slow_down_once {
                 server.slow_down_once = false;
@@ -276,6 +296,12 @@ async fn serve(server: Server, flow: Flow) -> (Shared, Endpoints) {
     (shared, endpoints)
 }
 
+/// The gateway side of the tests: the side-path client as the gateway builds it.
+fn side() -> SideHttp {
+    SideHttp::new(Duration::from_secs(5), Duration::from_secs(10))
+}
+
+/// The browser: follows the provider's redirect to the callback listener.
 fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -291,7 +317,7 @@ async fn browse(url: &str) {
 async fn pkce_login(server: Server, body: TokenBody) -> Result<TokenSet, OAuthError> {
     let (_shared, mut endpoints) = serve(server, Flow::Pkce).await;
     endpoints.token_body = body;
-    let login = PkceLogin::start(http_client(), endpoints).await.unwrap();
+    let login = PkceLogin::start(side(), endpoints).await.unwrap();
     let url = login.authorize_url().to_owned();
     assert!(url.contains("access_type=offline"));
     let query: HashMap<String, String> = oauth2::url::Url::parse(&url)
@@ -342,13 +368,122 @@ async fn pkce_denial_is_reported() {
 }
 
 #[tokio::test]
-async fn pkce_state_mismatch_is_reported() {
+async fn pkce_callback_with_another_state_is_turned_away() {
+    // The provider's redirect carries a state that is not this login's: the hit gets a 400 and
+    // the login waits on (here until its short time limit).
     let server = Server {
         browser: Browser::WrongState,
         ..Server::default()
     };
-    let error = pkce_login(server, TokenBody::Form).await.unwrap_err();
-    assert_eq!(error, OAuthError::StateMismatch);
+    let (_shared, endpoints) = serve(server, Flow::Pkce).await;
+    let login = PkceLogin::start(side(), endpoints).await.unwrap();
+    let url = login.authorize_url().to_owned();
+    let waiting = tokio::spawn(login.wait_for_callback(Duration::from_millis(1500)));
+    let page = http_client().get(&url).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::BAD_REQUEST);
+    let error = waiting.await.unwrap().unwrap_err();
+    assert!(matches!(error, OAuthError::TimedOut { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn a_web_page_cannot_abort_or_hijack_a_waiting_login() {
+    let (shared, endpoints) = serve(Server::default(), Flow::Pkce).await;
+    let login = PkceLogin::start(side(), endpoints).await.unwrap();
+    let url = login.authorize_url().to_owned();
+    let callback = login.redirect_uri().to_owned();
+    let waiting = tokio::spawn(login.wait_for_callback(Duration::from_secs(10)));
+    // What any page the user has open can make the browser load.
+    for query in [
+        "error=access_denied",
+        "error=access_denied&state=guessed",
+        "code=attacker-code&state=guessed",
+        "code=attacker-code",
+        "",
+    ] {
+        let page = http_client()
+            .get(format!("{callback}?{query}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert!(page.text().await.unwrap().contains("ignored"), "{query}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "a foreign hit ended the login");
+    // The real sign-in still completes it, with the provider's code.
+    browse(&url).await;
+    let tokens = tokio::time::timeout(Duration::from_secs(15), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(tokens.access.expose().starts_with("at-"));
+    assert!(
+        shared.lock().unwrap().codes.is_empty(),
+        "the code was not exchanged"
+    );
+}
+
+fn ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+fn port_of(uri: &str) -> u16 {
+    oauth2::url::Url::parse(uri).unwrap().port().unwrap()
+}
+
+async fn reachable(addr: (&str, u16)) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_ok()
+}
+
+#[tokio::test]
+async fn the_listener_binds_where_the_redirect_uri_points() {
+    let (_shared, mut endpoints) = serve(Server::default(), Flow::Pkce).await;
+    let v6 = ipv6_loopback();
+
+    // `localhost`: a browser may resolve it to either family.
+    endpoints.redirect_host = "localhost".to_owned();
+    let login = PkceLogin::start(side(), endpoints.clone()).await.unwrap();
+    assert!(login.redirect_uri().starts_with("http://localhost:"));
+    let port = port_of(login.redirect_uri());
+    assert!(reachable(("127.0.0.1", port)).await);
+    if v6 {
+        assert!(
+            reachable(("::1", port)).await,
+            "no listener on [::1]:{port}"
+        );
+    }
+    drop(login);
+
+    // An IP address: exactly it.
+    endpoints.redirect_host = "127.0.0.1".to_owned();
+    let login = PkceLogin::start(side(), endpoints.clone()).await.unwrap();
+    let port = port_of(login.redirect_uri());
+    assert!(reachable(("127.0.0.1", port)).await);
+    if v6 {
+        assert!(!reachable(("::1", port)).await, "[::1]:{port} listens too");
+    }
+    drop(login);
+    if v6 {
+        endpoints.redirect_host = "::1".to_owned();
+        let login = PkceLogin::start(side(), endpoints.clone()).await.unwrap();
+        assert!(
+            login.redirect_uri().starts_with("http://[::1]:"),
+            "{}",
+            login.redirect_uri()
+        );
+        let port = port_of(login.redirect_uri());
+        assert!(reachable(("::1", port)).await);
+        assert!(
+            !reachable(("127.0.0.1", port)).await,
+            "127.0.0.1:{port} listens too"
+        );
+    }
+
+    // A name that is not this machine's loopback is refused.
+    endpoints.redirect_host = "login.example.com".to_owned();
+    let error = PkceLogin::start(side(), endpoints).await.unwrap_err();
+    assert!(matches!(error, OAuthError::Config { .. }), "{error:?}");
 }
 
 #[tokio::test]
@@ -357,17 +492,21 @@ async fn pkce_busy_port_is_reported() {
     let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = taken.local_addr().unwrap().port();
     endpoints.redirect_port = port;
-    let error = PkceLogin::start(http_client(), endpoints)
-        .await
-        .unwrap_err();
-    assert_eq!(error, OAuthError::PortBusy { port });
+    let error = PkceLogin::start(side(), endpoints).await.unwrap_err();
+    assert_eq!(
+        error,
+        OAuthError::PortBusy {
+            host: "127.0.0.1".to_owned(),
+            port
+        }
+    );
     assert!(error.to_string().contains("paste the callback URL"));
 }
 
 #[tokio::test]
 async fn pkce_without_browser_times_out() {
     let (_shared, endpoints) = serve(Server::default(), Flow::Pkce).await;
-    let login = PkceLogin::start(http_client(), endpoints).await.unwrap();
+    let login = PkceLogin::start(side(), endpoints).await.unwrap();
     let error = login
         .wait_for_callback(Duration::from_millis(200))
         .await
@@ -385,7 +524,7 @@ async fn pkce_pasted_callback_url_finishes_the_login() {
         .build()
         .unwrap();
 
-    let login = PkceLogin::start_paste_only(http_client(), endpoints.clone()).unwrap();
+    let login = PkceLogin::start_paste_only(side(), endpoints.clone()).unwrap();
     let answer = no_redirects
         .get(login.authorize_url())
         .send()
@@ -400,7 +539,7 @@ async fn pkce_pasted_callback_url_finishes_the_login() {
     assert!(tokens.access.expose().starts_with("at-"));
 
     // Anthropic's hosted page shows `code#state` instead of a URL.
-    let login = PkceLogin::start_paste_only(http_client(), endpoints.clone()).unwrap();
+    let login = PkceLogin::start_paste_only(side(), endpoints.clone()).unwrap();
     let answer = no_redirects
         .get(login.authorize_url())
         .send()
@@ -418,7 +557,7 @@ async fn pkce_pasted_callback_url_finishes_the_login() {
     let pasted = format!("  {}#{}\n", query["code"], query["state"]);
     assert!(login.finish_with_pasted(&pasted).await.is_ok());
 
-    let login = PkceLogin::start_paste_only(http_client(), endpoints).unwrap();
+    let login = PkceLogin::start_paste_only(side(), endpoints).unwrap();
     let error = login
         .finish_with_pasted("not a callback")
         .await
@@ -436,9 +575,7 @@ async fn pkce_paste_reaches_a_login_whose_listener_waits() {
         .unwrap();
 
     // The listener waits, but the browser ran elsewhere: the user pastes where it ended.
-    let login = PkceLogin::start(http_client(), endpoints.clone())
-        .await
-        .unwrap();
+    let login = PkceLogin::start(side(), endpoints.clone()).await.unwrap();
     let slot = login.paste_slot();
     let answer = no_redirects
         .get(login.authorize_url())
@@ -456,7 +593,7 @@ async fn pkce_paste_reaches_a_login_whose_listener_waits() {
     assert!(!slot.paste(&location), "the login no longer waits");
 
     // Without a listener the wait is for a paste only; text that is no callback ends it.
-    let login = PkceLogin::start_paste_only(http_client(), endpoints).unwrap();
+    let login = PkceLogin::start_paste_only(side(), endpoints).unwrap();
     let slot = login.paste_slot();
     let waiting = tokio::spawn(login.wait_for_callback(Duration::from_secs(10)));
     assert!(slot.paste("not a callback"));
@@ -467,7 +604,7 @@ async fn pkce_paste_reaches_a_login_whose_listener_waits() {
 async fn device_login(server: Server, pkce: bool) -> Result<TokenSet, OAuthError> {
     let (shared, mut endpoints) = serve(server, Flow::Device).await;
     endpoints.device_pkce = pkce;
-    let login = DeviceLogin::start(http_client(), endpoints).await?;
+    let login = DeviceLogin::start(side(), endpoints).await?;
     assert_eq!(login.user_code, "ABCD-EFGH");
     assert_eq!(login.verification_uri, "http://127.0.0.1/device");
     assert!(login.verification_uri_complete.is_some());
@@ -509,6 +646,74 @@ async fn device_login_slows_down_when_asked() {
     assert!(started.elapsed() >= Duration::from_secs(5));
 }
 
+/// A front for the server at `target` (`http://host:port`) that drops its first `drops`
+/// connections without an answer (a connection reset mid-poll), then passes bytes through.
+async fn flaky_front(target: &str, drops: usize) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let target = target.trim_start_matches("http://").to_owned();
+    tokio::spawn(async move {
+        let mut dropped = 0;
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            if dropped < drops {
+                dropped += 1;
+                drop(socket);
+                continue;
+            }
+            let target = target.clone();
+            tokio::spawn(async move {
+                let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
+                let _ = tokio::io::copy_bidirectional(&mut socket, &mut upstream).await;
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn device_login_survives_a_dropped_connection_and_a_503_while_polling() {
+    let server = Server {
+        unavailable_polls: 1,
+        pending_polls: 1,
+        ..Server::default()
+    };
+    let (shared, mut endpoints) = serve(server, Flow::Device).await;
+    let base = endpoints.token_url.trim_end_matches("/token").to_owned();
+    endpoints.token_url = format!("{}/token", flaky_front(&base, 1).await);
+    let login = DeviceLogin::start(side(), endpoints).await.unwrap();
+    let tokens = tokio::time::timeout(Duration::from_secs(20), login.finish())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tokens.access.expose().starts_with("at-"));
+    assert_eq!(shared.lock().unwrap().unavailable_polls, 0);
+}
+
+#[tokio::test]
+async fn device_login_stops_at_a_redirecting_token_endpoint() {
+    let (_shared, mut endpoints) = serve(Server::default(), Flow::Device).await;
+    let app = Router::new().route(
+        "/token",
+        post(|| async { Redirect::temporary("http://127.0.0.1:9/steal?device_code=x") }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    endpoints.token_url = format!("http://{}/token", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let login = DeviceLogin::start(side(), endpoints).await.unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(10), login.finish())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        error,
+        OAuthError::Redirected {
+            host: "127.0.0.1:9".to_owned()
+        }
+    );
+    assert!(!error.to_string().contains("device_code"), "{error}");
+}
+
 #[tokio::test]
 async fn device_denial_and_expiry_are_reported() {
     let server = Server {
@@ -531,7 +736,7 @@ async fn device_denial_and_expiry_are_reported() {
 
 fn store() -> TokenStore {
     let secrets: SharedSecretStore = Arc::new(MemoryStore::default());
-    TokenStore::new(secrets, http_client())
+    TokenStore::new(secrets, side())
 }
 
 /// Stores tokens that expired a minute ago, with a refresh token the server knows.
@@ -670,6 +875,153 @@ async fn concurrent_refreshes_share_one_request() {
     // The next refresh is a new one.
     store.refresh("acct", &endpoints).await.unwrap();
     assert_eq!(shared.lock().unwrap().refresh_calls, 2);
+}
+
+/// Waits (at most 10 s) until `check` holds.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+#[tokio::test]
+async fn a_refresh_whose_caller_goes_away_completes_and_keeps_the_rotated_token() {
+    let (shared, endpoints) = serve(
+        Server {
+            answer_delay: Duration::from_millis(600),
+            ..Server::default()
+        },
+        Flow::Pkce,
+    )
+    .await;
+    let store = store();
+    expired_account(&store, &shared, "rt-start").await;
+    let caller = {
+        let store = store.clone();
+        let endpoints = endpoints.clone();
+        tokio::spawn(async move { store.refresh("acct", &endpoints).await })
+    };
+    // The provider has rotated (rt-start is revoked) and its answer is on its way when the
+    // caller (a client's request) goes away.
+    eventually("the refresh reached the provider", async || {
+        shared.lock().unwrap().refresh_calls == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    caller.abort();
+    eventually("the rotated refresh token is kept", async || {
+        let held = store.load("acct").await.unwrap().unwrap();
+        held.refresh.unwrap().expose() != "rt-start"
+    })
+    .await;
+    let held = store.load("acct").await.unwrap().unwrap();
+    let rotated = held.refresh.clone().unwrap();
+    assert!(
+        shared
+            .lock()
+            .unwrap()
+            .valid_refresh
+            .contains(&rotated.expose().to_owned())
+    );
+    // The next refresh uses it and works; the account is not logged out.
+    let again = store.refresh("acct", &endpoints).await.unwrap();
+    assert_ne!(again.refresh.unwrap(), rotated);
+}
+
+#[tokio::test]
+async fn a_keychain_that_refuses_the_save_ends_with_the_new_tokens_saved_and_used() {
+    let (shared, endpoints) = serve(Server::default(), Flow::Pkce).await;
+    let secrets = Arc::new(crate::secrets::RefusingStore::default());
+    let store = TokenStore::new(secrets.clone(), side());
+    expired_account(&store, &shared, "rt-start").await;
+    secrets.refuse_next(2);
+    let fresh = store.refresh("acct", &endpoints).await.unwrap();
+    let unsaved = store.unsaved("acct").unwrap();
+    assert!(
+        unsaved.starts_with("tokens not saved:") && unsaved.contains("locked"),
+        "{unsaved}"
+    );
+    // In use meanwhile: no second refresh with the revoked token.
+    assert_eq!(store.load("acct").await.unwrap().unwrap(), fresh);
+    assert_eq!(
+        store.fresh("acct", &endpoints, now_ms()).await.unwrap(),
+        fresh
+    );
+    assert_eq!(shared.lock().unwrap().refresh_calls, 1);
+    // Saved once the keychain takes them (tried again after 1 s, then 2 s).
+    // A store of its own reads the keychain as the next start would.
+    let on_disk = || TokenStore::new(secrets.inner_store(), side());
+    eventually("the new tokens reach the keychain", async || {
+        on_disk().load("acct").await.unwrap().as_ref() == Some(&fresh)
+    })
+    .await;
+    assert_eq!(store.unsaved("acct"), None);
+    // What the next start reads refreshes fine.
+    on_disk().refresh("acct", &endpoints).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_log_out_is_not_undone_by_a_save_tried_again() {
+    let (shared, endpoints) = serve(Server::default(), Flow::Pkce).await;
+    let secrets = Arc::new(crate::secrets::RefusingStore::default());
+    let store = TokenStore::new(secrets.clone(), side());
+    expired_account(&store, &shared, "rt-start").await;
+    secrets.refuse_next(1);
+    store.refresh("acct", &endpoints).await.unwrap();
+    assert!(store.unsaved("acct").is_some());
+    store.delete("acct").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.load("acct").await.unwrap(), None);
+    assert_eq!(store.unsaved("acct"), None);
+}
+
+#[tokio::test]
+async fn a_token_endpoint_that_redirects_or_floods_gives_a_clear_error() {
+    let (shared, endpoints) = serve(Server::default(), Flow::Pkce).await;
+    let store = store();
+    expired_account(&store, &shared, "rt-start").await;
+    let stolen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let collector = stolen.clone();
+    let thief = Router::new().fallback(move |body: String| {
+        collector.lock().unwrap().push(body);
+        async { "ok" }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let thief_host = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, thief).await.unwrap() });
+    let target = format!("http://{thief_host}/collect");
+    let app = Router::new()
+        .route(
+            "/redirect",
+            post(move || async move { Redirect::temporary(&target) }),
+        )
+        .route("/flood", post(|| async { vec![b' '; 2 * http::BODY_CAP] }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mut redirecting = endpoints.clone();
+    redirecting.token_url = format!("{base}/redirect");
+    let error = store.refresh("acct", &redirecting).await.unwrap_err();
+    assert_eq!(error, OAuthError::Redirected { host: thief_host });
+    assert!(!error.needs_login());
+    assert!(
+        stolen.lock().unwrap().is_empty(),
+        "the refresh token was sent on"
+    );
+
+    let mut flooding = endpoints.clone();
+    flooding.token_url = format!("{base}/flood");
+    let error = store.refresh("acct", &flooding).await.unwrap_err();
+    assert!(matches!(error, OAuthError::TooLarge { .. }), "{error:?}");
+    assert!(error.to_string().contains("1024 KiB"), "{error}");
+
+    // Neither cost the login: the real endpoint still refreshes with the stored token.
+    store.refresh("acct", &endpoints).await.unwrap();
 }
 
 #[tokio::test]

@@ -60,6 +60,9 @@ struct AccountView {
     next_refresh_at: Option<i64>,
     last_error: Option<String>,
     needs_login: bool,
+    /// "tokens not saved: <keychain error>" while the account's newest tokens (in use) are not
+    /// in the keychain yet; the gateway keeps trying. `None` when they are saved.
+    tokens_not_saved: Option<String>,
     /// Usage windows the provider reported with its last answer (Codex), else empty.
     quota: Vec<QuotaWindow>,
 }
@@ -68,8 +71,10 @@ impl AccountView {
     /// The view with what the gateway holds in memory about the account.
     fn live(state: &AppState, row: AccountRow) -> Self {
         let quota = state.accounts.quota(&row.id);
+        let tokens_not_saved = state.accounts.unsaved(&row.id);
         Self {
             quota,
+            tokens_not_saved,
             ..Self::from(row)
         }
     }
@@ -96,6 +101,7 @@ impl From<AccountRow> for AccountView {
             expires_at: row.expires_at,
             last_error: row.last_error,
             needs_login: row.needs_login,
+            tokens_not_saved: None,
             quota: Vec::new(),
         }
     }

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
+use crate::oauth::SideHttp;
 use crate::secrets::Secret;
 
 /// The public API root.
@@ -58,18 +59,20 @@ pub(super) fn upstream(
 
 /// The subscription plan the account's OAuth profile names (`Max`, `Pro`, or the
 /// organization's type), or `None` when the profile cannot be read: it is only shown.
-pub async fn plan(http: &reqwest::Client, base: &str, access: &Secret) -> Option<String> {
+pub async fn plan(http: &SideHttp, base: &str, access: &Secret) -> Option<String> {
     let response = http
-        .get(super::join(base, "/api/oauth/profile"))
-        .bearer_auth(access.expose())
-        .header("anthropic-beta", OAUTH_BETA)
-        .send()
+        .send(
+            http.client()
+                .get(super::join(base, "/api/oauth/profile"))
+                .bearer_auth(access.expose())
+                .header("anthropic-beta", OAUTH_BETA),
+        )
         .await
         .ok()?;
-    if !response.status().is_success() {
+    if !response.status.is_success() {
         return None;
     }
-    let profile: Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+    let profile: Value = serde_json::from_slice(&response.body).ok()?;
     let flag =
         |name: &str| profile.pointer(&format!("/account/{name}")) == Some(&Value::Bool(true));
     if flag("has_claude_max") {

@@ -5,8 +5,10 @@
 //! <github token>`; it answers `{token, expires_at (unix seconds), refresh_in, endpoints:
 //! {api}}`, where `endpoints.api` is the Copilot API root for this account (individual,
 //! business and enterprise plans differ). [`CopilotTokens`] keeps the minted token until
-//! shortly before `expires_at` and mints one at a time: concurrent requests wait for the mint
-//! in flight instead of starting their own. A 401 from the Copilot API means the token was
+//! shortly before `expires_at` and mints one at a time, in a task of its own: concurrent
+//! requests wait for the mint in flight instead of starting their own, and no lock is held
+//! while it runs. The mint goes through the side path's client (`oauth::SideHttp`: no
+//! redirects, which would carry the GitHub token elsewhere; a time limit; a capped answer). A 401 from the Copilot API means the token was
 //! revoked early; [`CopilotTokens::invalidate`] drops it so the next request mints again.
 //!
 //! Chat is OpenAI chat completions at `<endpoints.api>/chat/completions` with `Authorization:
@@ -14,14 +16,16 @@
 //! ([`EditorHeaders`]): `editor-version`, `editor-plugin-version`, `copilot-integration-id`,
 //! `user-agent` and `openai-intent`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use serde::Deserialize;
 
 use super::{AccountKind, BodyTransform, Call, Endpoints, ResponseTransform, ShapeError, Upstream};
+use crate::oauth::{SideError, SideHttp};
 use crate::secrets::Secret;
+use crate::single_flight::SingleFlight;
 
 /// The GitHub API root the mint is under.
 pub const DEFAULT_GITHUB_API: &str = "https://api.github.com";
@@ -127,8 +131,9 @@ pub(super) fn upstream(token: &CopilotToken, call: Call<'_>) -> Result<Upstream,
     })
 }
 
-/// Why no Copilot token could be minted; messages say what the user can do.
-#[derive(Debug, thiserror::Error)]
+/// Why no Copilot token could be minted; messages say what the user can do. `Clone` so one
+/// failed mint can be handed to every request waiting on it.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MintError {
     #[error("could not reach GitHub to get a Copilot token: {0}")]
     Unreachable(String),
@@ -144,6 +149,20 @@ pub enum MintError {
     BadAnswer(String),
     #[error("the GitHub token cannot be sent in an HTTP header; log in to GitHub Copilot again")]
     BadToken,
+    #[error("the Copilot token request to GitHub failed: {0}")]
+    Endpoint(SideError),
+    #[error("the Copilot token mint did not finish: {0}")]
+    Lost(String),
+}
+
+impl From<SideError> for MintError {
+    fn from(error: SideError) -> Self {
+        if error.is_transient() {
+            Self::Unreachable(error.to_string())
+        } else {
+            Self::Endpoint(error)
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -160,35 +179,58 @@ struct MintEndpoints {
     api: Option<String>,
 }
 
-/// The Copilot token of one GitHub login: minted on first use, kept until shortly before it
-/// expires, minted again after. Share one per account (it is `Send + Sync`).
+type MintResult = Result<CopilotToken, MintError>;
+
+/// What a mint needs, shared with the task that runs it.
 #[derive(Debug)]
-pub struct CopilotTokens {
-    http: reqwest::Client,
+struct Minter {
+    http: SideHttp,
     mint_url: String,
     copilot_default: String,
     github_token: Secret,
     editor: Arc<EditorHeaders>,
+}
+
+/// The token kept between mints.
+#[derive(Debug, Default)]
+struct Cached {
+    token: Option<CopilotToken>,
+    /// Bumped by [`CopilotTokens::invalidate`]: a mint started before does not fill the cache.
+    generation: u64,
+}
+
+/// The Copilot token of one GitHub login: minted on first use, kept until shortly before it
+/// expires, minted again after. Share one per account (it is `Send + Sync`). One mint runs at
+/// a time, in a task of its own ([`SingleFlight`]): concurrent requests wait for it, and a
+/// request that goes away does not cut it short. No lock is held while it runs.
+#[derive(Debug)]
+pub struct CopilotTokens {
+    minter: Arc<Minter>,
     margin: Duration,
-    /// Held across a mint, so there is one mint at a time per account.
-    cached: tokio::sync::Mutex<Option<CopilotToken>>,
+    cached: Arc<Mutex<Cached>>,
+    mints: SingleFlight<(), MintResult>,
 }
 
 impl CopilotTokens {
-    pub fn new(http: reqwest::Client, endpoints: &Endpoints, github_token: Secret) -> Self {
+    pub fn new(http: SideHttp, endpoints: &Endpoints, github_token: Secret) -> Self {
         Self {
-            http,
-            mint_url: super::join(&endpoints.github_api, "/copilot_internal/v2/token"),
-            copilot_default: endpoints.copilot_default.clone(),
-            github_token,
-            editor: Arc::new(EditorHeaders::default()),
+            minter: Arc::new(Minter {
+                http,
+                mint_url: super::join(&endpoints.github_api, "/copilot_internal/v2/token"),
+                copilot_default: endpoints.copilot_default.clone(),
+                github_token,
+                editor: Arc::new(EditorHeaders::default()),
+            }),
             margin: DEFAULT_MARGIN,
-            cached: tokio::sync::Mutex::new(None),
+            cached: Arc::default(),
+            mints: SingleFlight::default(),
         }
     }
 
     pub fn with_editor(mut self, editor: EditorHeaders) -> Self {
-        self.editor = Arc::new(editor);
+        if let Some(minter) = Arc::get_mut(&mut self.minter) {
+            minter.editor = Arc::new(editor);
+        }
         self
     }
 
@@ -198,26 +240,50 @@ impl CopilotTokens {
         self
     }
 
+    fn cached(&self) -> std::sync::MutexGuard<'_, Cached> {
+        self.cached.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// A Copilot token good for at least the margin: the cached one, or a fresh mint.
-    pub async fn current(&self) -> Result<CopilotToken, MintError> {
-        let mut cached = self.cached.lock().await;
-        if let Some(token) = cached
-            .as_ref()
-            .filter(|t| t.fresh(self.margin, SystemTime::now()))
-        {
-            return Ok(token.clone());
-        }
-        let token = self.mint().await?;
-        *cached = Some(token.clone());
-        Ok(token)
+    pub async fn current(&self) -> MintResult {
+        let generation = {
+            let cached = self.cached();
+            if let Some(token) = cached
+                .token
+                .as_ref()
+                .filter(|t| t.fresh(self.margin, SystemTime::now()))
+            {
+                return Ok(token.clone());
+            }
+            cached.generation
+        };
+        let minter = Arc::clone(&self.minter);
+        let cache = Arc::clone(&self.cached);
+        self.mints
+            .run((), move || async move {
+                let minted = minter.mint().await;
+                if let Ok(token) = &minted {
+                    let mut cached = cache.lock().unwrap_or_else(PoisonError::into_inner);
+                    if cached.generation == generation {
+                        cached.token = Some(token.clone());
+                    }
+                }
+                minted
+            })
+            .await
+            .unwrap_or_else(|lost| Err(MintError::Lost(lost.to_string())))
     }
 
     /// Drops the cached token (after Copilot answered 401), so the next call mints.
-    pub async fn invalidate(&self) {
-        *self.cached.lock().await = None;
+    pub fn invalidate(&self) {
+        let mut cached = self.cached();
+        cached.token = None;
+        cached.generation = cached.generation.wrapping_add(1);
     }
+}
 
-    async fn mint(&self) -> Result<CopilotToken, MintError> {
+impl Minter {
+    async fn mint(&self) -> MintResult {
         let mut headers = HeaderMap::new();
         let mut auth = HeaderValue::try_from(format!("token {}", self.github_token.expose()))
             .map_err(|_| MintError::BadToken)?;
@@ -227,18 +293,12 @@ impl CopilotTokens {
         self.editor
             .insert(&mut headers, false)
             .map_err(|e| MintError::BadAnswer(e.to_string()))?;
-        let response = self
+        let answer = self
             .http
-            .get(&self.mint_url)
-            .headers(headers)
-            .send()
-            .await
-            .map_err(|e| MintError::Unreachable(e.without_url().to_string()))?;
-        let status = response.status().as_u16();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| MintError::Unreachable(e.without_url().to_string()))?;
+            .send(self.http.client().get(&self.mint_url).headers(headers))
+            .await?;
+        let status = answer.status.as_u16();
+        let body = answer.body;
         match status {
             200..=299 => {}
             401 => return Err(MintError::LoginRejected),
@@ -265,7 +325,9 @@ impl CopilotTokens {
         Ok(CopilotToken {
             token: Secret::new(answer.token),
             api_base,
-            expires_at: UNIX_EPOCH + Duration::from_secs(answer.expires_at),
+            expires_at: UNIX_EPOCH
+                .checked_add(Duration::from_secs(answer.expires_at))
+                .unwrap_or(UNIX_EPOCH),
             editor: Arc::clone(&self.editor),
         })
     }
@@ -295,7 +357,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::subscription::test_upstream::{client, header, send, spawn};
+    use crate::subscription::test_upstream::{header, send, spawn};
     use crate::subscription::{Account, upstream as shape};
 
     /// A GitHub + Copilot stand-in: mints `tid-<n>` tokens living `lifetime` seconds, naming
@@ -337,8 +399,9 @@ mod tests {
                 r#"{"message":"Bad credentials"}"#.into(),
             );
         }
-        tokio::time::sleep(stand.mint_delay).await;
+        // Counted before the delay: a mint whose caller gave up has still happened at GitHub.
         let n = stand.mints.fetch_add(1, Ordering::SeqCst) + 1;
+        tokio::time::sleep(stand.mint_delay).await;
         let answer = json!({
             "token": format!("tid-{n}"),
             "expires_at": now() + stand.lifetime,
@@ -390,7 +453,7 @@ mod tests {
     async fn mint_then_chat_at_the_endpoint_the_mint_names() {
         let stand = Stand::new(1800);
         let endpoints = start(stand.clone()).await;
-        let tokens = CopilotTokens::new(client(), &endpoints, Secret::new("gho_github"));
+        let tokens = CopilotTokens::new(SideHttp::default(), &endpoints, Secret::new("gho_github"));
         let token = tokens.current().await.unwrap();
         assert_eq!(&token.api_base, stand.base.get().unwrap());
         let shaped = shape(&Account::Copilot(token), &endpoints, CALL).unwrap();
@@ -402,7 +465,7 @@ mod tests {
         // Still fresh: no second mint.
         tokens.current().await.unwrap();
         assert_eq!(stand.mints.load(Ordering::SeqCst), 1);
-        tokens.invalidate().await;
+        tokens.invalidate();
         assert_eq!(tokens.current().await.unwrap().token.expose(), "tid-2");
     }
 
@@ -411,15 +474,16 @@ mod tests {
         // Tokens live 30 s and are replaced 60 s ahead: each one is already due.
         let stand = Stand::new(30);
         let endpoints = start(stand.clone()).await;
-        let tokens = CopilotTokens::new(client(), &endpoints, Secret::new("gho_github"));
+        let tokens = CopilotTokens::new(SideHttp::default(), &endpoints, Secret::new("gho_github"));
         assert_eq!(tokens.current().await.unwrap().token.expose(), "tid-1");
         let second = tokens.current().await.unwrap();
         assert_eq!(second.token.expose(), "tid-2");
         let shaped = shape(&Account::Copilot(second), &endpoints, CALL).unwrap();
         assert_eq!(send(&shaped, CHAT).await.0, 200);
 
-        let lenient = CopilotTokens::new(client(), &endpoints, Secret::new("gho_github"))
-            .with_margin(Duration::from_secs(5));
+        let lenient =
+            CopilotTokens::new(SideHttp::default(), &endpoints, Secret::new("gho_github"))
+                .with_margin(Duration::from_secs(5));
         lenient.current().await.unwrap();
         lenient.current().await.unwrap();
         assert_eq!(stand.mints.load(Ordering::SeqCst), 3);
@@ -431,7 +495,7 @@ mod tests {
         stand.mint_delay = Duration::from_millis(50);
         let endpoints = start(stand.clone()).await;
         let tokens = Arc::new(CopilotTokens::new(
-            client(),
+            SideHttp::default(),
             &endpoints,
             Secret::new("gho_github"),
         ));
@@ -448,9 +512,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_mint_whose_request_goes_away_still_fills_the_cache() {
+        let mut stand = Stand::new(1800);
+        stand.mint_delay = Duration::from_millis(300);
+        let endpoints = start(stand.clone()).await;
+        let tokens = Arc::new(CopilotTokens::new(
+            SideHttp::default(),
+            &endpoints,
+            Secret::new("gho_github"),
+        ));
+        let waiting = {
+            let tokens = Arc::clone(&tokens);
+            tokio::spawn(async move { tokens.current().await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waiting.abort();
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        // The mint went on without its caller: the next request finds its token.
+        assert_eq!(tokens.current().await.unwrap().token.expose(), "tid-1");
+        assert_eq!(stand.mints.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
     async fn a_rejected_login_says_to_log_in_again() {
         let endpoints = start(Stand::new(1800)).await;
-        let tokens = CopilotTokens::new(client(), &endpoints, Secret::new("gho_revoked"));
+        let tokens =
+            CopilotTokens::new(SideHttp::default(), &endpoints, Secret::new("gho_revoked"));
         let err = tokens.current().await.unwrap_err();
         assert!(matches!(err, MintError::LoginRejected), "{err}");
         assert!(!err.to_string().contains("gho_"));

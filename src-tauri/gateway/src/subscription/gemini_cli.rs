@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
+use crate::oauth::SideHttp;
 use crate::protocol::sse::{self, EventSplitter};
 use crate::secrets::Secret;
 
@@ -330,7 +331,7 @@ struct SetupRequest<'a> {
 
 /// One set-up call: POST (or GET without a body) to Code Assist, answer decoded as `T`.
 async fn call<T: for<'de> Deserialize<'de>>(
-    http: &reqwest::Client,
+    http: &SideHttp,
     access: &Secret,
     method: &'static str,
     url: String,
@@ -344,22 +345,19 @@ async fn call<T: for<'de> Deserialize<'de>>(
                 method,
                 detail: format!("cannot encode the request: {e}"),
             })?;
-            http.post(&url)
+            http.client()
+                .post(&url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes)
         }
-        None => http.get(&url),
+        None => http.client().get(&url),
     };
-    let response = request
-        .bearer_auth(access.expose())
-        .send()
+    let answer = http
+        .send(request.bearer_auth(access.expose()))
         .await
-        .map_err(|e| SetupError::Unreachable(e.without_url().to_string()))?;
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| SetupError::Unreachable(e.without_url().to_string()))?;
+        .map_err(|e| SetupError::Unreachable(e.to_string()))?;
+    let status = answer.status;
+    let bytes = answer.body;
     if !status.is_success() {
         return Err(SetupError::Refused {
             method,
@@ -392,7 +390,7 @@ fn error_message(body: &[u8]) -> String {
 
 /// `loadCodeAssist`: the user's current tier and project, if any.
 pub async fn load_code_assist(
-    http: &reqwest::Client,
+    http: &SideHttp,
     base: &str,
     access: &Secret,
     project: Option<&str>,
@@ -415,7 +413,7 @@ pub async fn load_code_assist(
 /// `onboardUser`: enrols the user in `tier_id`. The free tier takes no project (Google
 /// manages one); other tiers take the user's.
 pub async fn onboard_user(
-    http: &reqwest::Client,
+    http: &SideHttp,
     base: &str,
     access: &Secret,
     tier_id: &str,
@@ -439,7 +437,7 @@ pub async fn onboard_user(
 
 /// The current state of a long-running operation by name (`operations/…`).
 pub async fn get_operation(
-    http: &reqwest::Client,
+    http: &SideHttp,
     base: &str,
     access: &Secret,
     name: &str,
@@ -457,7 +455,7 @@ pub const LEGACY_TIER: &str = "legacy-tier";
 /// onboards them into the default tier when they have none, and waits for that to finish.
 /// `configured` is a project id the user set on the account, if any.
 pub async fn setup_project(
-    http: &reqwest::Client,
+    http: &SideHttp,
     base: &str,
     access: &Secret,
     configured: Option<&str>,
@@ -554,7 +552,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::subscription::test_upstream::{client, header, send, spawn};
+    use crate::subscription::test_upstream::{header, send, spawn};
     use crate::subscription::{Account, Endpoints, upstream as shape};
 
     const ANSWER: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]}}]}"#;
@@ -711,9 +709,15 @@ mod tests {
             .with_state(setup.clone());
         let base = spawn(router).await;
         let access = Secret::new("ya29.token");
-        let done = setup_project(&client(), &base, &access, Some("mine"), polling())
-            .await
-            .unwrap();
+        let done = setup_project(
+            &SideHttp::default(),
+            &base,
+            &access,
+            Some("mine"),
+            polling(),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             done,
             ProjectSetup {
@@ -746,7 +750,7 @@ mod tests {
         );
         let base = spawn(router).await;
         let access = Secret::new("ya29.token");
-        let done = setup_project(&client(), &base, &access, None, polling())
+        let done = setup_project(&SideHttp::default(), &base, &access, None, polling())
             .await
             .unwrap();
         assert_eq!(done.project_id, "proj-9");
@@ -762,7 +766,7 @@ mod tests {
             }),
         );
         let base = spawn(refusing).await;
-        let err = setup_project(&client(), &base, &access, None, polling())
+        let err = setup_project(&SideHttp::default(), &base, &access, None, polling())
             .await
             .unwrap_err();
         assert!(
@@ -783,7 +787,7 @@ mod tests {
             }),
         );
         let base = spawn(validation).await;
-        let err = setup_project(&client(), &base, &access, None, polling())
+        let err = setup_project(&SideHttp::default(), &base, &access, None, polling())
             .await
             .unwrap_err();
         assert!(

@@ -8,6 +8,7 @@
 use axum::http::{HeaderValue, header};
 
 use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
+use crate::oauth::SideHttp;
 use crate::secrets::Secret;
 
 /// iFlow's OpenAI-compatible root.
@@ -68,7 +69,7 @@ struct UserInfoData {
 /// Reads the account's API key from iFlow's user info, right after login (and after each
 /// refresh, since iFlow may rotate it).
 pub async fn user_info(
-    http: &reqwest::Client,
+    http: &SideHttp,
     url: &str,
     access: &Secret,
 ) -> Result<UserInfo, ShapeError> {
@@ -77,18 +78,17 @@ pub async fn user_info(
         detail,
     };
     let response = http
-        .get(url)
-        .query(&[("accessToken", access.expose())])
-        .header(header::ACCEPT, "application/json")
-        .send()
+        .send(
+            http.client()
+                .get(url)
+                .query(&[("accessToken", access.expose())])
+                .header(header::ACCEPT, "application/json"),
+        )
         .await
-        // The URL carries the token: say only what went wrong, not where.
-        .map_err(|e| answer(format!("user info unreachable ({})", e.without_url())))?;
-    let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| answer(format!("user info unreadable ({})", e.without_url())))?;
+        // Side-path errors never carry the URL, which here carries the token.
+        .map_err(|e| answer(format!("user info unreachable ({e})")))?;
+    let status = response.status;
+    let body = response.body;
     if !status.is_success() {
         return Err(answer(format!("user info answered {status}")));
     }
