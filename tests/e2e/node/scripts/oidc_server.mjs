@@ -21,7 +21,9 @@ const native = (client_id) => ({
   client_id,
   application_type: 'native',
   token_endpoint_auth_method: 'none',
-  redirect_uris: ['http://127.0.0.1/callback'],
+  // Loopback redirects match on any port (RFC 8252); `localhost` for logins whose callback
+  // listens on both loopback families.
+  redirect_uris: ['http://127.0.0.1/callback', 'http://localhost/callback'],
   grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
   response_types: ['code'],
 });
