@@ -71,6 +71,7 @@ function kindLabel(kind) {
 function healthBadge(a) {
   if (a.needs_login) return h('span', { class: 'badge', dataset: { kind: 'bad' } }, 'Needs login');
   if (a.last_error) return h('span', { class: 'badge', dataset: { kind: 'warn' } }, 'Refresh failed');
+  if (a.tokens_not_saved) return h('span', { class: 'badge', dataset: { kind: 'warn' } }, 'Tokens not saved');
   return h('span', { class: 'badge', dataset: { kind: 'ok' } }, 'Signed in');
 }
 
@@ -117,7 +118,9 @@ function accountCard(a) {
     fact('Next refresh', a.needs_login
       ? h('span', { class: 'muted' }, 'none until you log in again')
       : whenCell(a.next_refresh_at, 'not scheduled')),
-    a.last_error ? fact('Last error', h('span', { class: 'bad-text break' }, String(a.last_error))) : null);
+    a.last_error ? fact('Last error', h('span', { class: 'bad-text break' }, String(a.last_error))) : null,
+    // New tokens in use that the keychain refused; the gateway keeps trying to save them.
+    a.tokens_not_saved ? fact('Keychain', h('span', { class: 'bad-text break' }, String(a.tokens_not_saved))) : null);
   return h('article', {
     class: `card account${a.needs_login ? ' account-needs-login' : ''}`, id: `account-${a.id}`,
     'aria-labelledby': `account-h-${a.id}`, dataset: { account: a.id },
