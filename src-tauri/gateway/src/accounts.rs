@@ -985,7 +985,7 @@ mod tests {
         ));
         let db = Arc::new(Database::open(&dir).unwrap());
         let secrets = Arc::new(MemoryStore::default());
-        let accounts = Accounts::new(db.clone(), secrets.clone(), SideHttp::default()).unwrap();
+        let accounts = Accounts::new(db.clone(), secrets.clone(), SideHttp::for_tests()).unwrap();
         let mut settings = EndpointSettings::default();
         for kind in AccountKind::ALL {
             let mut endpoints = kind.endpoints();
@@ -1193,7 +1193,7 @@ mod tests {
         let f = fixture().await;
         let secrets = Arc::new(crate::secrets::RefusingStore::default());
         let accounts =
-            Arc::new(Accounts::new(f.db.clone(), secrets.clone(), SideHttp::default()).unwrap());
+            Arc::new(Accounts::new(f.db.clone(), secrets.clone(), SideHttp::for_tests()).unwrap());
         accounts
             .set_endpoint_settings(f.accounts.endpoint_settings())
             .unwrap();
@@ -1239,8 +1239,9 @@ mod tests {
             .unwrap();
         // Tokens removed behind the gateway's back (keychain reset) and the cache cold.
         f.secrets.delete("oauth:qwen-ada").unwrap();
-        let cold =
-            Arc::new(Accounts::new(f.db.clone(), f.secrets.clone(), SideHttp::default()).unwrap());
+        let cold = Arc::new(
+            Accounts::new(f.db.clone(), f.secrets.clone(), SideHttp::for_tests()).unwrap(),
+        );
         let error = cold.for_request("qwen-ada").await.unwrap_err();
         assert!(error.needs_login(), "{error:?}");
         assert!(error.to_string().contains("log"), "{error}");

@@ -283,7 +283,8 @@ impl Gateway {
             // Logins and accounts talk to their endpoints through their own client: no
             // redirects, each call within the upstream timeout (at most 30 s), answers capped.
             let side =
-                crate::oauth::SideHttp::new(settings.connect_timeout, settings.response_timeout);
+                crate::oauth::SideHttp::new(settings.connect_timeout, settings.response_timeout)
+                    .map_err(|e| StartError::HttpClient(e.to_string()))?;
             Arc::new(blocking(move || crate::accounts::Accounts::new(db, secrets, side)).await??)
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);

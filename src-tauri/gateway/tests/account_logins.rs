@@ -221,7 +221,7 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
     let text = listed.to_string();
     let stored = TokenStore::new(
         fixture.secrets.clone() as SharedSecretStore,
-        SideHttp::default(),
+        SideHttp::standard().unwrap(),
     )
     .load(&id)
     .await
@@ -245,7 +245,7 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
     assert_eq!(refreshed["needs_login"], false);
     let store = TokenStore::new(
         fixture.secrets.clone() as SharedSecretStore,
-        SideHttp::default(),
+        SideHttp::standard().unwrap(),
     );
     let mut stale = store.load(&id).await.unwrap().unwrap();
     assert_ne!(stale.access, stored.access);

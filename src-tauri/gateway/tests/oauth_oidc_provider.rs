@@ -24,9 +24,12 @@ async fn browser_login(
     server: &OidcServer,
     client_id: &str,
 ) -> Result<flexiproxy_gateway::oauth::TokenSet, OAuthError> {
-    let login = PkceLogin::start(SideHttp::default(), server.endpoints(client_id, Flow::Pkce))
-        .await
-        .unwrap();
+    let login = PkceLogin::start(
+        SideHttp::standard().unwrap(),
+        server.endpoints(client_id, Flow::Pkce),
+    )
+    .await
+    .unwrap();
     let url = login.authorize_url().to_owned();
     let waiting = tokio::spawn(login.wait_for_callback(Duration::from_secs(20)));
     let _ = browser().get(&url).send().await;
@@ -46,7 +49,7 @@ async fn pkce_login_refresh_and_refresh_failure() {
     assert!(tokens.expires_at_ms.unwrap() > now_ms());
 
     let secrets: SharedSecretStore = Arc::new(MemoryStore::default());
-    let store = TokenStore::new(secrets.clone(), SideHttp::default());
+    let store = TokenStore::new(secrets.clone(), SideHttp::standard().unwrap());
     let endpoints = server.endpoints("flexiproxy", Flow::Pkce);
     store.save("ada", &tokens).await.unwrap();
     let first = tokens.refresh.clone().unwrap();
@@ -90,7 +93,7 @@ async fn pkce_denial_at_the_provider() {
 async fn pkce_pasted_callback_with_a_foreign_state_is_refused() {
     let Some(server) = start().await else { return };
     let login = PkceLogin::start_paste_only(
-        SideHttp::default(),
+        SideHttp::standard().unwrap(),
         server.endpoints("flexiproxy", Flow::Pkce),
     )
     .unwrap();
@@ -121,7 +124,7 @@ async fn device_login(
     outcome: &str,
 ) -> Result<flexiproxy_gateway::oauth::TokenSet, OAuthError> {
     let login = DeviceLogin::start(
-        SideHttp::default(),
+        SideHttp::standard().unwrap(),
         server.endpoints("flexiproxy", Flow::Device),
     )
     .await

@@ -77,33 +77,34 @@ pub struct SideHttp {
     cap: usize,
 }
 
-impl Default for SideHttp {
-    /// Connects within 10 s, answers within [`MAX_TIMEOUT`].
-    fn default() -> Self {
-        Self::new(CONNECT_TIMEOUT, MAX_TIMEOUT)
-    }
-}
-
 impl SideHttp {
     /// A client whose calls connect within `connect_timeout` and end within `timeout` (at most
-    /// [`MAX_TIMEOUT`]).
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
+    /// [`MAX_TIMEOUT`]). Fails only when the TLS backend cannot start.
+    pub fn new(connect_timeout: Duration, timeout: Duration) -> Result<Self, SideError> {
         let timeout = timeout.clamp(Duration::from_millis(100), MAX_TIMEOUT);
-        let builder = reqwest::Client::builder()
+        let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(connect_timeout.min(timeout))
-            .user_agent(concat!("FlexiProxy/", env!("CARGO_PKG_VERSION")));
-        // Building fails only when the TLS backend cannot start; the plain client then gets
-        // the same error on its first call, which is reported like any other.
-        let client = builder.build().unwrap_or_else(|e| {
-            tracing::error!(error = %e, "side-path HTTP client not built; using defaults");
-            reqwest::Client::new()
-        });
-        Self {
+            .user_agent(concat!("FlexiProxy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SideError::Unreachable(format!("no HTTP client: {e}")))?;
+        Ok(Self {
             client,
             timeout,
             cap: BODY_CAP,
-        }
+        })
+    }
+
+    /// Connects within 10 s, answers within [`MAX_TIMEOUT`].
+    pub fn standard() -> Result<Self, SideError> {
+        Self::new(CONNECT_TIMEOUT, MAX_TIMEOUT)
+    }
+
+    /// [`Self::standard`], for tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> Self {
+        #[allow(clippy::unwrap_used, reason = "tests")]
+        Self::standard().unwrap()
     }
 
     /// The same client with another answer cap (tests).
@@ -213,8 +214,8 @@ pub(crate) async fn send(
         TokenBody::Form => request,
         TokenBody::Json => form_to_json(request),
     };
-    let request =
-        reqwest::Request::try_from(request).map_err(|e| SideError::Unreachable(e.to_string()))?;
+    let request = reqwest::Request::try_from(request)
+        .map_err(|e| SideError::Unreachable(e.without_url().to_string()))?;
     let answer = http.execute(request).await?;
     let mut status = answer.status;
     if status == StatusCode::OK && is_error_body(&answer.body) {
@@ -307,7 +308,7 @@ mod tests {
             }),
         ))
         .await;
-        let http = SideHttp::default();
+        let http = SideHttp::for_tests();
         let error = http
             .send(
                 http.client()
@@ -351,7 +352,7 @@ mod tests {
                 ),
         )
         .await;
-        let http = SideHttp::default().with_cap(2048);
+        let http = SideHttp::for_tests().with_cap(2048);
         for path in ["announced", "streamed"] {
             let error = http
                 .send(http.client().get(format!("{base}/{path}")))
@@ -359,9 +360,9 @@ mod tests {
                 .unwrap_err();
             assert_eq!(error, SideError::TooLarge { cap: 2048 }, "{path}");
         }
-        let small = SideHttp::default()
+        let small = SideHttp::for_tests()
             .send(
-                SideHttp::default()
+                SideHttp::for_tests()
                     .client()
                     .get(format!("{base}/announced")),
             )
@@ -380,7 +381,7 @@ mod tests {
             }),
         ))
         .await;
-        let http = SideHttp::new(Duration::from_secs(1), Duration::from_millis(300));
+        let http = SideHttp::new(Duration::from_secs(1), Duration::from_millis(300)).unwrap();
         let started = std::time::Instant::now();
         let error = http
             .send(http.client().post(format!("{base}/token")))

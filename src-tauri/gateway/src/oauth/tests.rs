@@ -298,7 +298,7 @@ async fn serve(server: Server, flow: Flow) -> (Shared, Endpoints) {
 
 /// The gateway side of the tests: the side-path client as the gateway builds it.
 fn side() -> SideHttp {
-    SideHttp::new(Duration::from_secs(5), Duration::from_secs(10))
+    SideHttp::new(Duration::from_secs(5), Duration::from_secs(10)).unwrap()
 }
 
 /// The browser: follows the provider's redirect to the callback listener.

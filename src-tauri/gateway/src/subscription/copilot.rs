@@ -453,7 +453,8 @@ mod tests {
     async fn mint_then_chat_at_the_endpoint_the_mint_names() {
         let stand = Stand::new(1800);
         let endpoints = start(stand.clone()).await;
-        let tokens = CopilotTokens::new(SideHttp::default(), &endpoints, Secret::new("gho_github"));
+        let tokens =
+            CopilotTokens::new(SideHttp::for_tests(), &endpoints, Secret::new("gho_github"));
         let token = tokens.current().await.unwrap();
         assert_eq!(&token.api_base, stand.base.get().unwrap());
         let shaped = shape(&Account::Copilot(token), &endpoints, CALL).unwrap();
@@ -474,7 +475,8 @@ mod tests {
         // Tokens live 30 s and are replaced 60 s ahead: each one is already due.
         let stand = Stand::new(30);
         let endpoints = start(stand.clone()).await;
-        let tokens = CopilotTokens::new(SideHttp::default(), &endpoints, Secret::new("gho_github"));
+        let tokens =
+            CopilotTokens::new(SideHttp::for_tests(), &endpoints, Secret::new("gho_github"));
         assert_eq!(tokens.current().await.unwrap().token.expose(), "tid-1");
         let second = tokens.current().await.unwrap();
         assert_eq!(second.token.expose(), "tid-2");
@@ -482,7 +484,7 @@ mod tests {
         assert_eq!(send(&shaped, CHAT).await.0, 200);
 
         let lenient =
-            CopilotTokens::new(SideHttp::default(), &endpoints, Secret::new("gho_github"))
+            CopilotTokens::new(SideHttp::for_tests(), &endpoints, Secret::new("gho_github"))
                 .with_margin(Duration::from_secs(5));
         lenient.current().await.unwrap();
         lenient.current().await.unwrap();
@@ -495,7 +497,7 @@ mod tests {
         stand.mint_delay = Duration::from_millis(50);
         let endpoints = start(stand.clone()).await;
         let tokens = Arc::new(CopilotTokens::new(
-            SideHttp::default(),
+            SideHttp::for_tests(),
             &endpoints,
             Secret::new("gho_github"),
         ));
@@ -517,7 +519,7 @@ mod tests {
         stand.mint_delay = Duration::from_millis(300);
         let endpoints = start(stand.clone()).await;
         let tokens = Arc::new(CopilotTokens::new(
-            SideHttp::default(),
+            SideHttp::for_tests(),
             &endpoints,
             Secret::new("gho_github"),
         ));
@@ -536,8 +538,11 @@ mod tests {
     #[tokio::test]
     async fn a_rejected_login_says_to_log_in_again() {
         let endpoints = start(Stand::new(1800)).await;
-        let tokens =
-            CopilotTokens::new(SideHttp::default(), &endpoints, Secret::new("gho_revoked"));
+        let tokens = CopilotTokens::new(
+            SideHttp::for_tests(),
+            &endpoints,
+            Secret::new("gho_revoked"),
+        );
         let err = tokens.current().await.unwrap_err();
         assert!(matches!(err, MintError::LoginRejected), "{err}");
         assert!(!err.to_string().contains("gho_"));

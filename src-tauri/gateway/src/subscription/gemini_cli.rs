@@ -710,7 +710,7 @@ mod tests {
         let base = spawn(router).await;
         let access = Secret::new("ya29.token");
         let done = setup_project(
-            &SideHttp::default(),
+            &SideHttp::for_tests(),
             &base,
             &access,
             Some("mine"),
@@ -750,7 +750,7 @@ mod tests {
         );
         let base = spawn(router).await;
         let access = Secret::new("ya29.token");
-        let done = setup_project(&SideHttp::default(), &base, &access, None, polling())
+        let done = setup_project(&SideHttp::for_tests(), &base, &access, None, polling())
             .await
             .unwrap();
         assert_eq!(done.project_id, "proj-9");
@@ -766,7 +766,7 @@ mod tests {
             }),
         );
         let base = spawn(refusing).await;
-        let err = setup_project(&SideHttp::default(), &base, &access, None, polling())
+        let err = setup_project(&SideHttp::for_tests(), &base, &access, None, polling())
             .await
             .unwrap_err();
         assert!(
@@ -787,7 +787,7 @@ mod tests {
             }),
         );
         let base = spawn(validation).await;
-        let err = setup_project(&SideHttp::default(), &base, &access, None, polling())
+        let err = setup_project(&SideHttp::for_tests(), &base, &access, None, polling())
             .await
             .unwrap_err();
         assert!(
