@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::destination::{UrlRefusal, check_account_endpoint, check_loopback_host, same_origin};
 use crate::oauth::{self, AccountKind, OAuthError, TokenSet, TokenStore, token_store};
 use crate::secrets::{Secret, SecretError, SharedSecretStore};
 use crate::store::{AccountRow, CredentialRow, Database, ProviderRow, StoreError, now_ms};
@@ -53,6 +54,77 @@ pub struct EndpointSettings {
     pub login: BTreeMap<AccountKind, oauth::Endpoints>,
     /// The API roots requests are shaped for.
     pub api: subscription::Endpoints,
+}
+
+impl EndpointSettings {
+    /// A kind's login configuration under these settings: its override, else the default.
+    fn login_of(&self, kind: AccountKind) -> oauth::Endpoints {
+        self.login
+            .get(&kind)
+            .cloned()
+            .unwrap_or_else(|| kind.endpoints())
+    }
+
+    /// Checks every URL an account's tokens or its login's code go to: https (plain http only
+    /// on this machine), no user info, and a callback host on this machine. The refusal names
+    /// the field (`login.codex.token_url`, `api.github_api`).
+    pub fn check(&self) -> Result<(), UrlRefusal> {
+        for kind in AccountKind::ALL {
+            let login = self.login_of(kind);
+            let at = |field: &str| format!("login.{kind}.{field}");
+            if !login.authorize_url.is_empty() {
+                check_account_endpoint(&at("authorize_url"), &login.authorize_url)?;
+            }
+            check_account_endpoint(&at("token_url"), &login.token_url)?;
+            if let Some(device) = &login.device_url {
+                check_account_endpoint(&at("device_url"), device)?;
+            }
+            check_loopback_host(&at("redirect_host"), &login.redirect_host)?;
+            for (field, url) in api_urls(kind, &self.api) {
+                check_account_endpoint(&format!("api.{field}"), url)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The kinds whose accounts' tokens would go to another server under `next`: a token
+    /// endpoint (refresh tokens) or an API root (access tokens, Copilot's GitHub token) whose
+    /// origin changes. Their accounts must sign in again: tokens stay with the server they
+    /// were issued for.
+    pub fn kinds_moved(&self, next: &Self) -> Vec<AccountKind> {
+        AccountKind::ALL
+            .into_iter()
+            .filter(|&kind| {
+                let token_moved = !same_origin(
+                    &self.login_of(kind).token_url,
+                    &next.login_of(kind).token_url,
+                );
+                let api_moved = api_urls(kind, &self.api)
+                    .iter()
+                    .zip(api_urls(kind, &next.api))
+                    .any(|((_, old), (_, new))| !same_origin(old, new));
+                token_moved || api_moved
+            })
+            .collect()
+    }
+}
+
+/// The API endpoints a kind's requests (with its tokens) go to, by setting name.
+fn api_urls(kind: AccountKind, api: &subscription::Endpoints) -> Vec<(&'static str, &str)> {
+    match kind {
+        AccountKind::Claude => vec![("claude", &api.claude)],
+        AccountKind::Codex => vec![("codex", &api.codex)],
+        AccountKind::GeminiCli => vec![("code_assist", &api.code_assist)],
+        AccountKind::Qwen => vec![("qwen_default", &api.qwen_default)],
+        AccountKind::Copilot => vec![
+            ("github_api", &api.github_api),
+            ("copilot_default", &api.copilot_default),
+        ],
+        AccountKind::Iflow => vec![
+            ("iflow", &api.iflow),
+            ("iflow_user_info", &api.iflow_user_info),
+        ],
+    }
 }
 
 /// The provider a kind's accounts are pooled in.
@@ -171,6 +243,14 @@ impl Accounts {
                 EndpointSettings::default()
             }),
             None => EndpointSettings::default(),
+        };
+        // Saved before these rules existed: a plain-http endpoint elsewhere would get tokens.
+        let endpoints = match endpoints.check() {
+            Ok(()) => endpoints,
+            Err(e) => {
+                tracing::warn!(error = %e, "stored account endpoints refused; defaults used");
+                EndpointSettings::default()
+            }
         };
         Ok(Self {
             tokens: TokenStore::new(secrets.clone(), http.clone()),
