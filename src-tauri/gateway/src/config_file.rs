@@ -1721,6 +1721,7 @@ mod tests {
         assert!(from_toml.credential_count() >= 3);
         assert!(from_toml.routes.iter().any(|r| r.auto));
         assert!(!from_toml.adapters.is_empty());
+        assert_eq!(from_toml.allowed_env, ["DEEPSEEK_API_KEY"]);
     }
 
     #[test]
