@@ -1078,6 +1078,42 @@ mod tests {
         }
     }
 
+    #[test]
+    fn endpoint_rules_and_which_kinds_move() {
+        let defaults = EndpointSettings::default();
+        defaults.check().unwrap();
+        assert!(defaults.kinds_moved(&defaults).is_empty());
+
+        let mut next = defaults.clone();
+        let mut codex = AccountKind::Codex.endpoints();
+        codex.client_id = "another".into();
+        codex.token_url = "https://AUTH.openai.com:443/oauth/token2".into();
+        next.login.insert(AccountKind::Codex, codex.clone());
+        assert!(defaults.kinds_moved(&next).is_empty(), "same origin");
+
+        codex.token_url = "https://auth.example/token".into();
+        next.login.insert(AccountKind::Codex, codex.clone());
+        next.api.iflow_user_info = "https://info.example/user".into();
+        assert_eq!(
+            defaults.kinds_moved(&next),
+            [AccountKind::Codex, AccountKind::Iflow]
+        );
+        next.check().unwrap();
+
+        codex.token_url = "http://auth.example/token".into();
+        next.login.insert(AccountKind::Codex, codex.clone());
+        let e = next.check().unwrap_err().to_string();
+        assert!(
+            e.starts_with("`login.codex.token_url` must use https"),
+            "{e}"
+        );
+        codex.token_url = "http://127.0.0.1:9/token".into();
+        codex.redirect_host = "attacker.example".into();
+        next.login.insert(AccountKind::Codex, codex);
+        let e = next.check().unwrap_err().to_string();
+        assert!(e.contains("login.codex.redirect_host"), "{e}");
+    }
+
     #[tokio::test]
     async fn a_login_becomes_a_pooled_credential_and_logging_out_removes_everything() {
         let f = fixture().await;

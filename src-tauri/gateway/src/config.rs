@@ -165,6 +165,20 @@ impl Settings {
     }
 }
 
+/// The environment variables the gateway reads as its own settings (every flag's variable, the
+/// log filter, the management token): none of them is ever a provider key (see
+/// `secrets::EnvAllowlist`). Read from the command line's definition, so a new flag is covered.
+pub fn setting_variables() -> Vec<String> {
+    use clap::CommandFactory as _;
+    let mut names: Vec<String> = Args::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    names.extend(["FLEXIPROXY_LOG".to_owned(), MANAGEMENT_TOKEN_ENV.to_owned()]);
+    names
+}
+
 /// The settings keys of the saved listen address.
 const LISTEN_BIND_SETTING: &str = "listen_bind";
 const LISTEN_PORT_SETTING: &str = "listen_port";
@@ -373,6 +387,20 @@ mod tests {
             port: Some(9002),
         });
         assert_eq!((port_only.bind, port_only.port), (DEFAULT_BIND, 9002));
+    }
+
+    #[test]
+    fn the_settings_variables_are_known() {
+        let names = setting_variables();
+        for name in [
+            "FLEXIPROXY_PORT",
+            "FLEXIPROXY_CONFIG",
+            "FLEXIPROXY_ALLOW_ENV",
+            "FLEXIPROXY_LOG",
+            MANAGEMENT_TOKEN_ENV,
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
+        }
     }
 
     #[test]

@@ -307,12 +307,14 @@ pub fn valid_env_name(name: &str) -> bool {
 /// name. Without this, whoever holds the management token could read any variable of the
 /// gateway's process (`env:AWS_SECRET_ACCESS_KEY` as a provider's key, sent to a host of their
 /// choosing). Allowed: names starting with [`EnvAllowlist::PREFIX`], and the names the user
-/// listed (`--allow-env`, `allowed_env` in the config file). The management token's own
-/// variable is never a key. The config file's own `env:NAME` keys need no listing: the file is
-/// the user's, not the API caller's.
+/// listed (`--allow-env`, `allowed_env` in the config file). The gateway's own settings
+/// (`FLEXIPROXY_PORT`, the management token's variable, …) are never keys. The config file's
+/// own `env:NAME` keys need no listing: the file is the user's, not the API caller's.
 #[derive(Debug, Clone, Default)]
 pub struct EnvAllowlist {
     names: std::collections::BTreeSet<String>,
+    /// The gateway's own settings variables: refused whatever the lists say.
+    reserved: std::collections::BTreeSet<String>,
 }
 
 impl EnvAllowlist {
@@ -322,11 +324,22 @@ impl EnvAllowlist {
     pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
         Self {
             names: names.into_iter().map(|n| n.as_ref().to_owned()).collect(),
+            reserved: std::collections::BTreeSet::new(),
         }
+    }
+
+    /// Also refuses these names (the gateway's settings variables, see
+    /// `config::setting_variables`).
+    #[must_use]
+    pub fn reserving<S: AsRef<str>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.reserved
+            .extend(names.into_iter().map(|n| n.as_ref().to_owned()));
+        self
     }
 
     pub fn allows(&self, name: &str) -> bool {
         name != crate::config::MANAGEMENT_TOKEN_ENV
+            && !self.reserved.contains(name)
             && (name.starts_with(Self::PREFIX) || self.names.contains(name))
     }
 
@@ -337,6 +350,11 @@ impl EnvAllowlist {
         }
         if name == crate::config::MANAGEMENT_TOKEN_ENV {
             return Err(EnvRefusal::ManagementToken);
+        }
+        if self.reserved.contains(name) {
+            return Err(EnvRefusal::Setting {
+                name: name.to_owned(),
+            });
         }
         if self.allows(name) {
             Ok(())
@@ -361,6 +379,8 @@ pub enum EnvRefusal {
         crate::config::MANAGEMENT_TOKEN_ENV
     )]
     ManagementToken,
+    #[error("env:{name} is one of the gateway's own settings, not a provider key")]
+    Setting { name: String },
     #[error(
         "env:{name} is not a variable this gateway lets the API read: an env: key may name only \
          variables starting with {prefix} (e.g. env:{prefix}{name}) or ones you allowed when \
@@ -465,6 +485,14 @@ mod tests {
             EnvAllowlist::new(["FLEXIPROXY_MANAGEMENT_TOKEN"]).check("FLEXIPROXY_MANAGEMENT_TOKEN"),
             Err(EnvRefusal::ManagementToken)
         );
+        let reserving = EnvAllowlist::new(["FLEXIPROXY_CONFIG"]).reserving(["FLEXIPROXY_CONFIG"]);
+        assert_eq!(
+            reserving.check("FLEXIPROXY_CONFIG"),
+            Err(EnvRefusal::Setting {
+                name: "FLEXIPROXY_CONFIG".into()
+            })
+        );
+        assert!(reserving.check("FLEXIPROXY_OPENAI_KEY").is_ok());
         for malformed in ["", "1A", "A-B", "A B", "sk-live-1234"] {
             assert_eq!(
                 allowed.check(malformed),

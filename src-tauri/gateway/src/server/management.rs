@@ -366,6 +366,7 @@ fn env_allowlist(state: &AppState) -> EnvAllowlist {
             .cloned()
             .chain(state.registry.config_allowed_env()),
     )
+    .reserving(crate::config::setting_variables())
 }
 
 /// The credential a provider's single `api_key` field manages.
