@@ -429,7 +429,8 @@ MATRIX_MODELS = {
     "gemini": "gemini-mock",
 }
 # The environment variable the matrix gateway reads the provider key from (`env:NAME`).
-MATRIX_KEY_VAR = "FP_E2E_MOCK_PROVIDER_KEY"
+# FLEXIPROXY_*: names the management API may give as env: keys without --allow-env.
+MATRIX_KEY_VAR = "FLEXIPROXY_E2E_MOCK_PROVIDER_KEY"
 
 
 class Matrix:

@@ -28,8 +28,8 @@ import pytest
 from conftest import GatewayFactory, GatewayProcess, ManagementClient
 from test_live_events import follow, next_event
 
-GOOD_VAR = "FP_E2E_DASHBOARD_KEY"
-BAD_VAR = "FP_E2E_DASHBOARD_BAD_KEY"
+GOOD_VAR = "FLEXIPROXY_E2E_DASHBOARD_KEY"
+BAD_VAR = "FLEXIPROXY_E2E_DASHBOARD_BAD_KEY"
 CSV_HEADER = (
     "time_utc,ts_ms,provider,credential,adapter,model,endpoint,stream,status,outcome,"
     "input_tokens,output_tokens,cached_tokens,latency_ms,ttfb_ms,error"

@@ -209,12 +209,17 @@ def test_provider_url_update_reaches_existing_adapters(
     tests_need_keychain: None, gateway: GatewayProcess, mock_upstream: m.MockOpenAI, provider_key: str
 ) -> None:
     """An adapter created without its own base_url follows its provider's URL, also after the
-    provider is edited (the user fixes a wrong URL in the UI; existing tool configs keep working)."""
+    provider is edited (the user fixes a wrong URL in the UI; existing tool configs keep working).
+    The URL moves to another host (port), so the key is given again: a key is only ever sent to
+    the host it was given for (saved without it, the key is cleared and the answer says so)."""
     api = gateway.api
     api.create_provider("p", f"http://127.0.0.1:{closed_port()}/v1", api_key=provider_key)
     key = api.create_adapter("p", "mock-small")["api_key"]
     assert chat(gateway, key).status_code == 502
-    assert api.create_provider("p", mock_upstream.base_url)["url"] == mock_upstream.base_url
+    moved = api.create_provider("p", mock_upstream.base_url)
+    assert moved["url"] == mock_upstream.base_url
+    assert moved["keys_cleared"] == ["p/default"] and moved["has_api_key"] is False, moved
+    assert api.create_provider("p", mock_upstream.base_url, api_key=provider_key)["has_api_key"] is True
     r = chat(gateway, key)
     assert r.status_code == 200, f"the adapter still uses the provider's old URL: {r.status_code} {r.text}"
     assert mock_upstream.last().header("Authorization") == f"Bearer {provider_key}"
@@ -262,8 +267,9 @@ def test_provider_update_keeps_key_unless_null(
 
 
 def test_provider_env_reference(start_gateway: GatewayFactory, mock_upstream: m.MockOpenAI) -> None:
+    """A variable without the FLEXIPROXY_ prefix is usable once allowed with --allow-env."""
     secret = new_token("sk-from-env-")
-    gw = start_gateway(env={"E2E_UPSTREAM_KEY": secret})
+    gw = start_gateway(["--allow-env", "E2E_UPSTREAM_KEY"], env={"E2E_UPSTREAM_KEY": secret})
     provider = gw.api.create_provider("envp", mock_upstream.base_url, api_key="env:E2E_UPSTREAM_KEY")
     assert provider["has_api_key"] is True
     assert provider["key_source"] == "env:E2E_UPSTREAM_KEY"
@@ -342,7 +348,14 @@ def test_adapter_for_unknown_provider_is_rejected(gateway: GatewayProcess) -> No
 def test_adapter_base_url_overrides_provider_url(
     tests_need_keychain: None, gateway: GatewayProcess, mock_upstream: m.MockOpenAI, provider_key: str
 ) -> None:
-    gateway.api.create_provider("p", f"http://127.0.0.1:{closed_port()}/v1", api_key=provider_key)
+    # The override stays on the provider's host: the requests carry that provider's key.
+    wrong_path = mock_upstream.base_url.replace("/v1", "/nowhere/v1")
+    gateway.api.create_provider("p", wrong_path, api_key=provider_key)
+    elsewhere = gateway.api.post(
+        "/api/adapters",
+        json={"provider_id": "p", "model_id": "mock-small", "base_url": f"http://127.0.0.1:{closed_port()}/v1"},
+    )
+    assert elsewhere.status_code == 400 and "host of provider" in elsewhere.text, elsewhere.text
     adapter = gateway.api.create_adapter("p", "mock-small", base_url=mock_upstream.base_url)
     assert adapter["base_url"] == mock_upstream.base_url
     r = chat(gateway, adapter["api_key"])

@@ -37,7 +37,7 @@ SERVED = re.compile(r"^served by (\S+) with (\S+)$")
 
 
 def key_var(provider: str, cid: str) -> str:
-    return f"FP_E2E_KEY_{provider.upper()}_{cid.upper()}"
+    return f"FLEXIPROXY_E2E_KEY_{provider.upper()}_{cid.upper()}"
 
 
 class Pool:

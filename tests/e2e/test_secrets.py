@@ -213,7 +213,7 @@ def test_env_mode_uses_env_references_and_rejects_raw_keys(
 ) -> None:
     secret = new_token("sk-env-only-")
     raw = new_token("sk-raw-attempt-")
-    gw = start_gateway(["--secrets", "env"], env={**no_dbus_env(tmp_path), "E2E_ENV_KEY": secret})
+    gw = start_gateway(["--secrets", "env"], env={**no_dbus_env(tmp_path), "FLEXIPROXY_E2E_ENV_KEY": secret})
     status = gw.api.get("/api/status").json()
     assert status["secrets"]["writable"] is False
 
@@ -224,8 +224,8 @@ def test_env_mode_uses_env_references_and_rejects_raw_keys(
     assert raw not in rejected.text
     assert gw.api.get("/api/providers").json() == []
 
-    provider = gw.api.create_provider("envp", mock_upstream.base_url, api_key="env:E2E_ENV_KEY")
-    assert provider["key_source"] == "env:E2E_ENV_KEY" and provider["has_api_key"] is True
+    provider = gw.api.create_provider("envp", mock_upstream.base_url, api_key="env:FLEXIPROXY_E2E_ENV_KEY")
+    assert provider["key_source"] == "env:FLEXIPROXY_E2E_ENV_KEY" and provider["has_api_key"] is True
     key = gw.api.create_adapter("envp", "mock-small")["api_key"]
     resp = openai.OpenAI(base_url=gw.v1, api_key=key, max_retries=0).chat.completions.create(
         model="m", messages=[]

@@ -161,6 +161,7 @@ def test_claude_code_set_up_by_file_then_undone(tmp_path: Path, start_gateway, u
         "points_elsewhere": None,
         "applied_at_ms": None,
         "can_undo": False,
+        "undo_steps": 0,
     }
 
     r = setup.apply("claude-code")
@@ -173,7 +174,8 @@ def test_claude_code_set_up_by_file_then_undone(tmp_path: Path, start_gateway, u
     assert backup.parent == setup.gw.data_dir / "tool-backups"
     assert backup.read_bytes() == before
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600, "the backup is the user's alone"
-    assert stat.S_IMODE(settings.stat().st_mode) == 0o644, "the file keeps its permissions"
+    assert stat.S_IMODE(settings.stat().st_mode) == 0o600, "the file holds the key now: the user's alone"
+    assert body["files"][0]["private"] is True
     written = json.loads(settings.read_text())
     assert written["env"]["ANTHROPIC_BASE_URL"] == setup.gw.url
     assert written["env"]["ANTHROPIC_AUTH_TOKEN"] == setup.key
@@ -196,6 +198,7 @@ def test_claude_code_set_up_by_file_then_undone(tmp_path: Path, start_gateway, u
     assert r.status_code == 200, r.text
     assert r.json()["restored"] is True
     assert settings.read_bytes() == before, "undo gives the user's file back byte for byte"
+    assert stat.S_IMODE(settings.stat().st_mode) == 0o644, "and its permissions"
     assert status(setup, "claude-code")["applied"] is False
     assert setup.undo("claude-code").status_code == 404
 

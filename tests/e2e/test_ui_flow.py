@@ -82,6 +82,9 @@ def test_a_user_sets_up_a_provider_and_an_adapter_and_watches_it_work(
     assert seen["testProgress"], "no progress shown while testing"
     assert "The provider answered" in seen["testResult"], seen["testResult"]
     assert "echo" in seen["testResult"], seen["testResult"]
+    # Editing the URL to another host says the key will be cleared, before anything is saved.
+    assert seen["sameHostNote"] is False
+    assert "another host" in seen["moveNote"] and "clears" in seen["moveNote"], seen["moveNote"]
 
     # The adapter: models offered from the provider, key once, settings with the key in them.
     assert "mock-chat" in seen["modelChoices"], seen["modelChoices"]
@@ -89,6 +92,8 @@ def test_a_user_sets_up_a_provider_and_an_adapter_and_watches_it_work(
     assert any("Claude Code" in t for t in seen["toolTabs"]), seen["toolTabs"]
     assert seen["claudeWritable"], "Claude Code's settings cannot be written from the window"
     assert "Written to" in seen["applyResult"] and ".claude" in seen["applyResult"], seen["applyResult"]
+    assert "readable by you alone (0600)" in seen["applyResult"], seen["applyResult"]
+    assert "readable by you alone (0600)" in seen["beforeApply"], seen["beforeApply"]
     assert "Restored" in seen["undoResult"], seen["undoResult"]
     assert seen["keyGoneAfterClose"], "the adapter key stayed in the page after the dialog closed"
     assert "e2e tool" in seen["adapterRow"]

@@ -204,7 +204,7 @@ function statusLine(t) {
   if (s.points_elsewhere) {
     return h('p', { class: 'small warn-text' }, `${t.config_path} points at ${s.points_elsewhere} now; writing replaces that (a backup is kept).`);
   }
-  return h('p', { class: 'small muted' }, `Not set up yet. Writing changes only FlexiProxy's keys in ${t.config_path} and keeps a backup.`);
+  return h('p', { class: 'small muted' }, `Not set up yet. Writing changes only FlexiProxy's keys in ${t.config_path}, keeps a backup, and makes the file readable by you alone (0600), since it will hold the adapter key.`);
 }
 
 function resultLine(t) {
@@ -212,12 +212,20 @@ function resultLine(t) {
   if (!r) return null;
   if (r.busy) return spinnerText(r.busy);
   if (r.error) return h('p', { class: 'msg' }, r.error);
-  if (r.undone) return h('p', { class: 'msg', dataset: { kind: 'ok' } }, `Restored ${r.undone.path || t.config_path}.`);
+  if (r.undone) {
+    const more = r.undone.remaining || 0;
+    return h('p', { class: 'msg', dataset: { kind: 'ok' } },
+      `Restored ${r.undone.path || t.config_path} as it was before the last set-up.`,
+      more ? ` That is the earlier set-up's state; Undo again to take that one back too (${more} more).` : '');
+  }
   const a = r.applied;
+  const files = Array.isArray(a.files) ? a.files : [];
+  const privateFiles = files.filter((f) => f.private).map((f) => f.path);
   return h('p', { class: 'msg', dataset: { kind: 'ok' } },
     `Written to ${a.path}.`,
     a.backup_path ? ` Backup of the previous file: ${a.backup_path}.` : ' (The file did not exist; no backup needed.)',
-    Array.isArray(a.changed) && a.changed.length ? ` Changed: ${a.changed.join(', ')}.` : '');
+    Array.isArray(a.changed) && a.changed.length ? ` Changed: ${a.changed.join(', ')}.` : '',
+    privateFiles.length ? ` ${privateFiles.join(' and ')} ${privateFiles.length === 1 ? 'holds' : 'hold'} the adapter key, so ${privateFiles.length === 1 ? 'it is' : 'they are'} readable by you alone (0600).` : '');
 }
 
 function toolPanel(t) {
@@ -227,7 +235,11 @@ function toolPanel(t) {
     write.addEventListener('click', () => applyTool(t));
     actions.push(write);
     if (t.status?.can_undo) {
-      const undo = h('button', { type: 'button', class: 'btn btn-small', id: `undo-${t.id}` }, 'Undo');
+      const steps = t.status.undo_steps || 1;
+      const undo = h('button', {
+        type: 'button', class: 'btn btn-small', id: `undo-${t.id}`,
+        title: steps > 1 ? `Takes back the last of ${steps} set-ups; press again for the one before.` : 'Takes back the set-up.',
+      }, steps > 1 ? `Undo (${steps} set-ups)` : 'Undo');
       undo.addEventListener('click', () => undoTool(t));
       actions.push(undo);
     }

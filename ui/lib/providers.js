@@ -355,14 +355,46 @@ function keyNote(preset, editing) {
   const parts = [];
   if (editing?.has_api_key) parts.push(`Leave empty to keep the current key (${editing.key_hint || 'set'}). `);
   parts.push(readOnly
-    ? 'This gateway cannot store keys (no writable keychain): write env:NAME to read the key from its environment.'
-    : 'Stored in the OS keychain; only a hint is shown again. Or write env:NAME to read it from the gateway\'s environment.');
+    ? `This gateway cannot store keys (no writable keychain): write env:NAME to read the key from its environment (${ENV_NAMES}).`
+    : `Stored in the OS keychain; only a hint is shown again. Or write env:NAME to read it from the gateway's environment (${ENV_NAMES}).`);
   const note = $('pf-key-note');
   note.replaceChildren(...parts);
   if (preset?.key_url) {
     note.append(' Get a key at ', h('a', { href: preset.key_url, target: '_blank', rel: 'noopener noreferrer' }, preset.key_url), '.');
   }
   note.classList.toggle('note-warn', readOnly);
+}
+
+/** The variables an env:NAME key may name (the gateway refuses others with a 400 that says so). */
+const ENV_NAMES = 'a variable whose name starts with FLEXIPROXY_, or one allowed with --allow-env';
+
+/** The origin (scheme, host, port) of an http(s) URL, or null: a provider's keys belong to it. */
+function originOf(url) {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u.origin : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The keys of a provider that moving it to another host clears (not subscription logins). */
+function clearableKeys(p) {
+  return (p?.credentials || []).filter((c) => c.key_source && c.key_source !== 'account');
+}
+
+/** Warns, while the URL is edited, that another host means entering the key again. */
+function moveNote() {
+  const editing = dialogState.editing;
+  const note = $('pf-url-note');
+  const from = editing ? originOf(editing.url || '') : null;
+  const to = originOf($('pf-url').value.trim());
+  const keys = clearableKeys(editing);
+  const moving = !!(from && to && from !== to && keys.length);
+  note.hidden = !moving;
+  note.textContent = moving
+    ? `${to} is another host than ${from}. Saving clears this provider's ${keys.length === 1 ? 'key' : `${keys.length} keys`} (${keys.map((c) => c.id).join(', ')}): a key is only sent to the host it was given for. Enter the key for the new host below.`
+    : '';
 }
 
 function applyPreset(preset) {
@@ -414,6 +446,7 @@ export async function openProviderDialog(editing) {
   } else {
     $('pf-protocol').value = 'openai_chat';
   }
+  moveNote();
   dlg.showModal();
   if (editing) {
     $('pf-url').focus();
@@ -457,7 +490,12 @@ async function submitProvider(ev) {
       $('pf-key').value = '';
       $('provider-dialog').close();
       if (saved?.id) putProvider(saved);
-      showMsg($('providers-msg'), `Provider ${id} ${editing ? 'saved' : 'added'}.`, 'ok');
+      if (saved?.keys_cleared?.length) {
+        // The URL moved to another host: say which keys went, and that the new host needs its own.
+        showMsg($('providers-msg'), `Provider ${id} saved. ${saved.notice || `Its keys were cleared (${saved.keys_cleared.join(', ')}): enter the key for the new host.`}`, 'warn');
+      } else {
+        showMsg($('providers-msg'), `Provider ${id} ${editing ? 'saved' : 'added'}.`, 'ok');
+      }
       loadStatus().catch(() => {});
       $(`provider-h-${id}`)?.focus();
       // Show what it serves right away (the gateway also reads it in the background).
@@ -554,6 +592,7 @@ export function init() {
   $('pf-protocol').replaceChildren(...PROTOCOLS.map(([v, label]) => h('option', { value: v }, label)));
   $('add-provider').addEventListener('click', () => openProviderDialog(null));
   $('provider-form').addEventListener('submit', submitProvider);
+  $('pf-url').addEventListener('input', moveNote);
   $('pf-cancel').addEventListener('click', () => $('provider-dialog').close());
   $('credential-form').addEventListener('submit', submitCredential);
   $('cf-cancel').addEventListener('click', () => $('credential-dialog').close());

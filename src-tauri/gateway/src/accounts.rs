@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::destination::{UrlRefusal, check_account_endpoint, check_loopback_host, same_origin};
 use crate::oauth::{self, AccountKind, OAuthError, SideHttp, TokenSet, TokenStore, token_store};
 use crate::secrets::{Secret, SecretError, SharedSecretStore};
 use crate::store::{AccountRow, CredentialRow, Database, ProviderRow, StoreError, now_ms};
@@ -61,6 +62,77 @@ pub struct EndpointSettings {
     pub login: BTreeMap<AccountKind, oauth::Endpoints>,
     /// The API roots requests are shaped for.
     pub api: subscription::Endpoints,
+}
+
+impl EndpointSettings {
+    /// A kind's login configuration under these settings: its override, else the default.
+    fn login_of(&self, kind: AccountKind) -> oauth::Endpoints {
+        self.login
+            .get(&kind)
+            .cloned()
+            .unwrap_or_else(|| kind.endpoints())
+    }
+
+    /// Checks every URL an account's tokens or its login's code go to: https (plain http only
+    /// on this machine), no user info, and a callback host on this machine. The refusal names
+    /// the field (`login.codex.token_url`, `api.github_api`).
+    pub fn check(&self) -> Result<(), UrlRefusal> {
+        for kind in AccountKind::ALL {
+            let login = self.login_of(kind);
+            let at = |field: &str| format!("login.{kind}.{field}");
+            if !login.authorize_url.is_empty() {
+                check_account_endpoint(&at("authorize_url"), &login.authorize_url)?;
+            }
+            check_account_endpoint(&at("token_url"), &login.token_url)?;
+            if let Some(device) = &login.device_url {
+                check_account_endpoint(&at("device_url"), device)?;
+            }
+            check_loopback_host(&at("redirect_host"), &login.redirect_host)?;
+            for (field, url) in api_urls(kind, &self.api) {
+                check_account_endpoint(&format!("api.{field}"), url)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The kinds whose accounts' tokens would go to another server under `next`: a token
+    /// endpoint (refresh tokens) or an API root (access tokens, Copilot's GitHub token) whose
+    /// origin changes. Their accounts must sign in again: tokens stay with the server they
+    /// were issued for.
+    pub fn kinds_moved(&self, next: &Self) -> Vec<AccountKind> {
+        AccountKind::ALL
+            .into_iter()
+            .filter(|&kind| {
+                let token_moved = !same_origin(
+                    &self.login_of(kind).token_url,
+                    &next.login_of(kind).token_url,
+                );
+                let api_moved = api_urls(kind, &self.api)
+                    .iter()
+                    .zip(api_urls(kind, &next.api))
+                    .any(|((_, old), (_, new))| !same_origin(old, new));
+                token_moved || api_moved
+            })
+            .collect()
+    }
+}
+
+/// The API endpoints a kind's requests (with its tokens) go to, by setting name.
+fn api_urls(kind: AccountKind, api: &subscription::Endpoints) -> Vec<(&'static str, &str)> {
+    match kind {
+        AccountKind::Claude => vec![("claude", &api.claude)],
+        AccountKind::Codex => vec![("codex", &api.codex)],
+        AccountKind::GeminiCli => vec![("code_assist", &api.code_assist)],
+        AccountKind::Qwen => vec![("qwen_default", &api.qwen_default)],
+        AccountKind::Copilot => vec![
+            ("github_api", &api.github_api),
+            ("copilot_default", &api.copilot_default),
+        ],
+        AccountKind::Iflow => vec![
+            ("iflow", &api.iflow),
+            ("iflow_user_info", &api.iflow_user_info),
+        ],
+    }
 }
 
 /// The provider a kind's accounts are pooled in.
@@ -179,6 +251,14 @@ impl Accounts {
                 EndpointSettings::default()
             }),
             None => EndpointSettings::default(),
+        };
+        // Saved before these rules existed: a plain-http endpoint elsewhere would get tokens.
+        let endpoints = match endpoints.check() {
+            Ok(()) => endpoints,
+            Err(e) => {
+                tracing::warn!(error = %e, "stored account endpoints refused; defaults used");
+                EndpointSettings::default()
+            }
         };
         Ok(Self {
             tokens: TokenStore::new(secrets.clone(), side.clone()),
@@ -1019,6 +1099,42 @@ mod tests {
                 resource_url: None,
             },
         }
+    }
+
+    #[test]
+    fn endpoint_rules_and_which_kinds_move() {
+        let defaults = EndpointSettings::default();
+        defaults.check().unwrap();
+        assert!(defaults.kinds_moved(&defaults).is_empty());
+
+        let mut next = defaults.clone();
+        let mut codex = AccountKind::Codex.endpoints();
+        codex.client_id = "another".into();
+        codex.token_url = "https://AUTH.openai.com:443/oauth/token2".into();
+        next.login.insert(AccountKind::Codex, codex.clone());
+        assert!(defaults.kinds_moved(&next).is_empty(), "same origin");
+
+        codex.token_url = "https://auth.example/token".into();
+        next.login.insert(AccountKind::Codex, codex.clone());
+        next.api.iflow_user_info = "https://info.example/user".into();
+        assert_eq!(
+            defaults.kinds_moved(&next),
+            [AccountKind::Codex, AccountKind::Iflow]
+        );
+        next.check().unwrap();
+
+        codex.token_url = "http://auth.example/token".into();
+        next.login.insert(AccountKind::Codex, codex.clone());
+        let e = next.check().unwrap_err().to_string();
+        assert!(
+            e.starts_with("`login.codex.token_url` must use https"),
+            "{e}"
+        );
+        codex.token_url = "http://127.0.0.1:9/token".into();
+        codex.redirect_host = "attacker.example".into();
+        next.login.insert(AccountKind::Codex, codex);
+        let e = next.check().unwrap_err().to_string();
+        assert!(e.contains("login.codex.redirect_host"), "{e}");
     }
 
     #[tokio::test]

@@ -79,6 +79,15 @@ pub struct Args {
     /// ends .json), read-only in the UI and reloaded when the file changes.
     #[arg(long, env = "FLEXIPROXY_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Environment variables the management API may name as `env:NAME` keys, besides those
+    /// starting with FLEXIPROXY_ (repeat the flag, or separate names with commas).
+    #[arg(
+        long,
+        env = "FLEXIPROXY_ALLOW_ENV",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub allow_env: Vec<String>,
     /// Check the --config file and exit (status 0 when valid, 1 with the reason otherwise)
     /// without starting the gateway.
     #[arg(long)]

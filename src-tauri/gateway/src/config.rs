@@ -66,6 +66,9 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// The desktop app embedding this gateway (`None` headless): see `host`.
     pub host: Option<Arc<dyn Host>>,
+    /// Variables the management API may name as `env:NAME` keys besides the `FLEXIPROXY_` ones
+    /// (`--allow-env`; the config file can add more): see `secrets::EnvAllowlist`.
+    pub allowed_env: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +82,11 @@ pub enum ConfigError {
         "{MANAGEMENT_TOKEN_ENV} is set but shorter than 16 characters; use a long random value"
     )]
     WeakToken,
+    #[error(
+        "--allow-env: `{0}` is not an environment variable name (letters, digits and `_`, not \
+         starting with a digit; the name alone, not env:NAME or its value)"
+    )]
+    AllowEnv(String),
 }
 
 impl Settings {
@@ -97,6 +105,7 @@ impl Settings {
             response_timeout: Duration::from_secs(600),
             config_file: None,
             host: None,
+            allowed_env: Vec::new(),
         }
     }
 
@@ -110,7 +119,21 @@ impl Settings {
             Ok(token) if !token.is_empty() => return Err(ConfigError::WeakToken),
             _ => None,
         };
+        let mut allowed_env = Vec::new();
+        for name in args
+            .allow_env
+            .iter()
+            .map(|n| n.trim())
+            .filter(|n| !n.is_empty())
+        {
+            if !crate::secrets::valid_env_name(name) {
+                let shown = if name.contains('=') { "…" } else { name };
+                return Err(ConfigError::AllowEnv(shown.chars().take(64).collect()));
+            }
+            allowed_env.push(name.to_owned());
+        }
         Ok(Self {
+            allowed_env,
             bind: args.bind.unwrap_or(DEFAULT_BIND),
             port: args.port.unwrap_or(DEFAULT_PORT),
             listen_given: args.bind.is_some() || args.port.is_some(),
@@ -140,6 +163,20 @@ impl Settings {
             self.port = port;
         }
     }
+}
+
+/// The environment variables the gateway reads as its own settings (every flag's variable, the
+/// log filter, the management token): none of them is ever a provider key (see
+/// `secrets::EnvAllowlist`). Read from the command line's definition, so a new flag is covered.
+pub fn setting_variables() -> Vec<String> {
+    use clap::CommandFactory as _;
+    let mut names: Vec<String> = Args::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|name| name.to_string_lossy().into_owned())
+        .collect();
+    names.extend(["FLEXIPROXY_LOG".to_owned(), MANAGEMENT_TOKEN_ENV.to_owned()]);
+    names
 }
 
 /// The settings keys of the saved listen address.
@@ -350,6 +387,46 @@ mod tests {
             port: Some(9002),
         });
         assert_eq!((port_only.bind, port_only.port), (DEFAULT_BIND, 9002));
+    }
+
+    #[test]
+    fn the_settings_variables_are_known() {
+        let names = setting_variables();
+        for name in [
+            "FLEXIPROXY_PORT",
+            "FLEXIPROXY_CONFIG",
+            "FLEXIPROXY_ALLOW_ENV",
+            "FLEXIPROXY_LOG",
+            MANAGEMENT_TOKEN_ENV,
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
+        }
+    }
+
+    #[test]
+    fn allowed_env_names_come_from_repeated_or_comma_separated_flags() {
+        let settings = Settings::from_args(&args(&[
+            "--data-dir",
+            "/tmp/x",
+            "--allow-env",
+            "DEEPSEEK_KEY,GROQ_KEY",
+            "--allow-env",
+            "OTHER",
+        ]))
+        .unwrap();
+        assert_eq!(settings.allowed_env, ["DEEPSEEK_KEY", "GROQ_KEY", "OTHER"]);
+        let refused = Settings::from_args(&args(&[
+            "--data-dir",
+            "/tmp/x",
+            "--allow-env",
+            "K=sk-live-1",
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            refused.contains("--allow-env") && !refused.contains("sk-live-1"),
+            "{refused}"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::protocol::Protocol;
 use crate::registry::valid_id;
 use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
-use crate::secrets::SecretRef;
+use crate::secrets::{SecretRef, valid_env_name};
 
 /// Config files larger than this are refused: a pool of hundreds of keys is a few hundred KiB,
 /// so anything bigger is most likely the wrong file.
@@ -43,6 +43,9 @@ pub struct Declared {
     pub providers: Vec<DeclaredProvider>,
     pub routes: Vec<DeclaredRoute>,
     pub adapters: Vec<DeclaredAdapter>,
+    /// Environment variables the management API may name as `env:NAME` keys besides the
+    /// `FLEXIPROXY_` ones (see `secrets::EnvAllowlist`), in file order without repeats.
+    pub allowed_env: Vec<String>,
 }
 
 impl Declared {
@@ -349,6 +352,8 @@ struct RawFile {
     routes: Vec<RawRoute>,
     #[serde(default)]
     adapters: Vec<RawAdapter>,
+    #[serde(default)]
+    allowed_env: Vec<String>,
 }
 
 /// `RoutingSettings` field by field: its own serde form ignores unknown fields, and a mistyped
@@ -596,11 +601,40 @@ impl Validator {
             adapters.push(adapter);
         }
 
+        let mut allowed_env: Vec<String> = Vec::with_capacity(raw.allowed_env.len());
+        for (i, name) in raw.allowed_env.into_iter().enumerate() {
+            if !valid_env_name(&name) {
+                return Err(self.invalid(
+                    format!("allowed_env[{i}]"),
+                    format!(
+                        "`{}` is not an environment variable name: letters, digits and `_`, not \
+                         starting with a digit (write the name alone, e.g. \"DEEPSEEK_KEY\", not \
+                         env:NAME or its value)",
+                        if name.contains('=') || name.len() > 64 {
+                            "…".to_owned()
+                        } else {
+                            shown(&name)
+                        }
+                    ),
+                ));
+            }
+            if name == crate::config::MANAGEMENT_TOKEN_ENV {
+                return Err(self.invalid(
+                    format!("allowed_env[{i}]"),
+                    "names the management token, which is never a provider key; remove it",
+                ));
+            }
+            if !allowed_env.contains(&name) {
+                allowed_env.push(name);
+            }
+        }
+
         Ok(Declared {
             routing,
             providers,
             routes,
             adapters,
+            allowed_env,
         })
     }
 
@@ -920,14 +954,6 @@ impl Validator {
 fn valid_name(name: &str, max_chars: usize) -> bool {
     let count = name.chars().count();
     (1..=max_chars).contains(&count) && !name.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-fn valid_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A user's value quoted back in an error, cut short so a pasted blob does not flood the log.
@@ -1635,6 +1661,28 @@ mod tests {
     }
 
     #[test]
+    fn allowed_env_names_are_checked_and_kept_once() {
+        let declared = ok(&format!(
+            "allowed_env = [\"DEEPSEEK_KEY\", \"_X1\", \"DEEPSEEK_KEY\"]\n{OPENAI}"
+        ));
+        assert_eq!(declared.allowed_env, ["DEEPSEEK_KEY", "_X1"]);
+        let e = err("allowed_env = [\"OK\", \"env:DEEPSEEK_KEY\"]\n");
+        assert!(
+            e.contains("allowed_env[1]: `env:DEEPSEEK_KEY` is not an environment"),
+            "{e}"
+        );
+        let e = err("allowed_env = [\"K=sk-live-123\"]\n");
+        assert!(
+            e.contains("allowed_env[0]") && !e.contains("sk-live-123"),
+            "{e}"
+        );
+        let e = err("allowed_env = [\"FLEXIPROXY_MANAGEMENT_TOKEN\"]\n");
+        assert!(e.contains("management token"), "{e}");
+        let json = r#"{"allowed_env": ["A_KEY"]}"#;
+        assert_eq!(parse(json, Format::Json).unwrap().allowed_env, ["A_KEY"]);
+    }
+
+    #[test]
     fn missing_env_lists_unset_variables_once() {
         let set = std::env::vars()
             .find(|(name, value)| !value.is_empty() && valid_env_name(name))
@@ -1673,6 +1721,7 @@ mod tests {
         assert!(from_toml.credential_count() >= 3);
         assert!(from_toml.routes.iter().any(|r| r.auto));
         assert!(!from_toml.adapters.is_empty());
+        assert_eq!(from_toml.allowed_env, ["DEEPSEEK_API_KEY"]);
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! - `protocol`: wire formats (`openai_chat`, `anthropic_messages`) with their conversions to
 //!   and from `canonical`, SSE framing, in-place JSON edits.
 //! - `presets`: the well-known providers the UI offers to add (base URL, protocol, key page).
-//! - `registry`: providers, credentials, routes and adapters in memory for the request path.
+//! - `registry`: providers, credentials, routes and adapters in memory for the request path;
+//!   `destination`: the rules for URLs a key or token may be sent to.
 //! - `access`: adapter keys, the management token, the Host/Origin guard.
 //! - `usage`: per-request records written off the request path; summaries and statistics;
 //!   `usage_export`: the history as CSV.
@@ -42,6 +43,7 @@ pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod config_file;
+pub mod destination;
 pub mod discovery;
 pub mod error;
 pub mod host;

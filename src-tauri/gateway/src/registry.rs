@@ -217,6 +217,8 @@ pub struct Layer {
     /// Adapters with the hash of their key.
     pub adapters: Vec<(KeyHash, AdapterRow)>,
     pub routing: Option<RoutingSettings>,
+    /// The file's `allowed_env`: variables the management API may name as `env:` keys.
+    pub allowed_env: Vec<String>,
 }
 
 impl Layer {
@@ -301,6 +303,7 @@ impl Layer {
             routes,
             adapters,
             routing: declared.routing,
+            allowed_env: declared.allowed_env.clone(),
         };
         (layer, warnings)
     }
@@ -344,6 +347,15 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner)
             .routing
             .is_some()
+    }
+
+    /// The variables the config file allows the management API to name as `env:` keys.
+    pub fn config_allowed_env(&self) -> Vec<String> {
+        self.layer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allowed_env
+            .clone()
     }
 
     /// Replaces the config file's entries with what `declared` says (call
@@ -470,10 +482,12 @@ impl Registry {
                 );
                 continue;
             };
-            adapters_by_key.insert(hash, Arc::new(load_adapter(row, Source::Database)));
+            let adapter = load_adapter(row, Source::Database, &providers);
+            adapters_by_key.insert(hash, Arc::new(adapter));
         }
         for (hash, row) in &layer.adapters {
-            adapters_by_key.insert(*hash, Arc::new(load_adapter(row.clone(), Source::Config)));
+            let adapter = load_adapter(row.clone(), Source::Config, &providers);
+            adapters_by_key.insert(*hash, Arc::new(adapter));
         }
 
         let routing = match layer.routing {
@@ -507,16 +521,43 @@ fn parse_strategy(raw: Option<&str>, owner: &str) -> Option<Strategy> {
     }
 }
 
-fn load_adapter(row: AdapterRow, source: Source) -> Adapter {
+fn load_adapter(
+    row: AdapterRow,
+    source: Source,
+    providers: &HashMap<String, Arc<Provider>>,
+) -> Adapter {
     Adapter {
         strategy: parse_strategy(row.strategy.as_deref(), &row.create_time.to_string()),
+        base_url: adapter_base_url(&row, providers),
         create_time: row.create_time,
         name: row.name,
         provider_id: row.provider_id,
         model_id: row.model_id,
-        base_url: row.base_url,
         key_hint: row.key_hint,
         source,
+    }
+}
+
+/// An adapter's URL override, kept only while it is on its provider's origin: requests through
+/// the adapter carry the provider's key, which belongs to that origin alone. The API refuses
+/// another origin when the adapter is made; this catches a provider that moved since (its keys
+/// were cleared then, and a new key for the new host must not go to the old one).
+fn adapter_base_url(
+    row: &AdapterRow,
+    providers: &HashMap<String, Arc<Provider>>,
+) -> Option<String> {
+    let url = row.base_url.as_deref()?;
+    let provider = providers.get(row.provider_id.as_deref()?)?;
+    if crate::destination::same_origin(url, &provider.url) {
+        Some(url.to_owned())
+    } else {
+        tracing::warn!(
+            adapter = row.create_time,
+            provider = %provider.id,
+            "the adapter's base URL is not on its provider's host; ignored (requests go to the \
+             provider's URL)"
+        );
+        None
     }
 }
 

@@ -6,6 +6,8 @@
 //! [`MemoryStore`] in tests, and [`EnvOnly`] for headless machines without a keychain, which
 //! reads nothing itself and refuses to store anything (secrets then come from `env:NAME`
 //! references, resolved by [`SecretRef`]). `store` only ever holds a reference, never the value.
+//! Which variables a reference given through the management API may name is
+//! [`EnvAllowlist`]'s rule.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -290,6 +292,105 @@ impl SecretRef {
     }
 }
 
+/// Whether `name` is a well-formed environment variable name: letters, digits and `_`, not
+/// starting with a digit.
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.len() <= 256
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The environment variables an `env:NAME` key reference given through the management API may
+/// name. Without this, whoever holds the management token could read any variable of the
+/// gateway's process (`env:AWS_SECRET_ACCESS_KEY` as a provider's key, sent to a host of their
+/// choosing). Allowed: names starting with [`EnvAllowlist::PREFIX`], and the names the user
+/// listed (`--allow-env`, `allowed_env` in the config file). The gateway's own settings
+/// (`FLEXIPROXY_PORT`, the management token's variable, …) are never keys. The config file's
+/// own `env:NAME` keys need no listing: the file is the user's, not the API caller's.
+#[derive(Debug, Clone, Default)]
+pub struct EnvAllowlist {
+    names: std::collections::BTreeSet<String>,
+    /// The gateway's own settings variables: refused whatever the lists say.
+    reserved: std::collections::BTreeSet<String>,
+}
+
+impl EnvAllowlist {
+    /// Variables whose names start with this are always allowed.
+    pub const PREFIX: &'static str = "FLEXIPROXY_";
+
+    pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
+        Self {
+            names: names.into_iter().map(|n| n.as_ref().to_owned()).collect(),
+            reserved: std::collections::BTreeSet::new(),
+        }
+    }
+
+    /// Also refuses these names (the gateway's settings variables, see
+    /// `config::setting_variables`).
+    #[must_use]
+    pub fn reserving<S: AsRef<str>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.reserved
+            .extend(names.into_iter().map(|n| n.as_ref().to_owned()));
+        self
+    }
+
+    pub fn allows(&self, name: &str) -> bool {
+        name != crate::config::MANAGEMENT_TOKEN_ENV
+            && !self.reserved.contains(name)
+            && (name.starts_with(Self::PREFIX) || self.names.contains(name))
+    }
+
+    /// Checks the variable an API caller named; the error says how the user allows it.
+    pub fn check(&self, name: &str) -> Result<(), EnvRefusal> {
+        if !valid_env_name(name) {
+            return Err(EnvRefusal::Malformed);
+        }
+        if name == crate::config::MANAGEMENT_TOKEN_ENV {
+            return Err(EnvRefusal::ManagementToken);
+        }
+        if self.reserved.contains(name) {
+            return Err(EnvRefusal::Setting {
+                name: name.to_owned(),
+            });
+        }
+        if self.allows(name) {
+            Ok(())
+        } else {
+            Err(EnvRefusal::NotAllowed {
+                name: name.to_owned(),
+            })
+        }
+    }
+}
+
+/// Why an `env:NAME` reference from the management API was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvRefusal {
+    #[error(
+        "`env:` must be followed by an environment variable name: letters, digits and `_`, not \
+         starting with a digit (e.g. env:FLEXIPROXY_OPENAI_KEY)"
+    )]
+    Malformed,
+    #[error(
+        "env:{} is the management token, not a provider key",
+        crate::config::MANAGEMENT_TOKEN_ENV
+    )]
+    ManagementToken,
+    #[error("env:{name} is one of the gateway's own settings, not a provider key")]
+    Setting { name: String },
+    #[error(
+        "env:{name} is not a variable this gateway lets the API read: an env: key may name only \
+         variables starting with {prefix} (e.g. env:{prefix}{name}) or ones you allowed when \
+         starting the gateway: `--allow-env {name}` (or FLEXIPROXY_ALLOW_ENV={name}), or \
+         allowed_env = [\"{name}\"] in the config file",
+        prefix = EnvAllowlist::PREFIX
+    )]
+    NotAllowed { name: String },
+}
+
 /// The secret store chosen for this process, shared by every part of the gateway.
 pub type SharedSecretStore = Arc<dyn SecretStore>;
 
@@ -403,6 +504,53 @@ mod tests {
             Err(SecretError::MissingEnv { .. })
         ));
         assert_eq!(SecretRef::parse("plain"), None);
+    }
+
+    #[test]
+    fn env_references_are_limited_to_allowed_names() {
+        let allowed = EnvAllowlist::new(["DEEPSEEK_KEY"]);
+        assert!(allowed.check("FLEXIPROXY_OPENAI_KEY").is_ok());
+        assert!(allowed.check("DEEPSEEK_KEY").is_ok());
+        for refused in [
+            "HOME",
+            "PATH",
+            "AWS_SECRET_ACCESS_KEY",
+            "DEEPSEEK_KEY2",
+            "flexiproxy_x",
+        ] {
+            let e = allowed.check(refused).unwrap_err();
+            assert_eq!(
+                e,
+                EnvRefusal::NotAllowed {
+                    name: refused.into()
+                }
+            );
+            let message = e.to_string();
+            assert!(
+                message.contains(&format!("--allow-env {refused}")),
+                "{message}"
+            );
+            assert!(message.contains("allowed_env"), "{message}");
+        }
+        assert_eq!(
+            EnvAllowlist::new(["FLEXIPROXY_MANAGEMENT_TOKEN"]).check("FLEXIPROXY_MANAGEMENT_TOKEN"),
+            Err(EnvRefusal::ManagementToken)
+        );
+        let reserving = EnvAllowlist::new(["FLEXIPROXY_CONFIG"]).reserving(["FLEXIPROXY_CONFIG"]);
+        assert_eq!(
+            reserving.check("FLEXIPROXY_CONFIG"),
+            Err(EnvRefusal::Setting {
+                name: "FLEXIPROXY_CONFIG".into()
+            })
+        );
+        assert!(reserving.check("FLEXIPROXY_OPENAI_KEY").is_ok());
+        for malformed in ["", "1A", "A-B", "A B", "sk-live-1234"] {
+            assert_eq!(
+                allowed.check(malformed),
+                Err(EnvRefusal::Malformed),
+                "{malformed}"
+            );
+        }
     }
 
     #[test]

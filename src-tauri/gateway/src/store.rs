@@ -293,13 +293,14 @@ pub struct ToolSetupRow {
     pub path: String,
     /// The adapter whose key was written (its `create_time`).
     pub adapter: Option<i64>,
-    /// JSON: owned key → its state before FlexiProxy's first write (see `tool_setup`).
+    /// JSON: each owned key's state before this write and a digest of what it wrote, and the
+    /// file's permissions before and after (see `tool_setup`).
     pub previous: String,
     /// FlexiProxy created the file (it did not exist before).
     pub created_file: bool,
-    /// The copy of the file as it was before the first write.
+    /// The copy of the file as it was before this write.
     pub backup_path: Option<String>,
-    /// SHA-256 (hex) of the bytes FlexiProxy last wrote, to tell whether the user edited since.
+    /// SHA-256 (hex) of the bytes this write left, to tell whether anyone edited since.
     pub written_sha256: String,
     pub applied_at: i64,
     pub undone_at: Option<i64>,
@@ -742,7 +743,7 @@ impl Database {
         rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
     }
 
-    /// Records a first write into a tool's file; returns its id.
+    /// Records one apply's write into a tool's file; returns its id.
     pub fn insert_tool_setup(&self, row: &ToolSetupRow) -> Result<i64, StoreError> {
         let conn = self.conn();
         conn.execute(
@@ -763,25 +764,6 @@ impl Database {
         )
         .map_err(|e| self.wrap(e))?;
         Ok(conn.last_insert_rowid())
-    }
-
-    /// Notes a later write over a set-up (re-applied, perhaps with another adapter); what it
-    /// undoes to stays the state before the first write.
-    pub fn rewrite_tool_setup(
-        &self,
-        id: i64,
-        adapter: Option<i64>,
-        written_sha256: &str,
-        applied_at: i64,
-    ) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE tool_setups SET adapter = ?2, written_sha256 = ?3, applied_at = ?4
-                 WHERE id = ?1",
-                params![id, adapter, written_sha256, applied_at],
-            )
-            .map(drop)
-            .map_err(|e| self.wrap(e))
     }
 
     pub fn mark_tool_setup_undone(&self, id: i64, undone_at: i64) -> Result<(), StoreError> {
@@ -1364,14 +1346,22 @@ mod tests {
             applied_at: 10,
             undone_at: None,
         };
-        let id = db.insert_tool_setup(&row).unwrap();
-        db.rewrite_tool_setup(id, Some(9), "cd", 11).unwrap();
+        let first = db.insert_tool_setup(&row).unwrap();
+        let second = db
+            .insert_tool_setup(&ToolSetupRow {
+                written_sha256: "cd".into(),
+                applied_at: 11,
+                ..row
+            })
+            .unwrap();
         let active = db.active_tool_setups(Some("codex")).unwrap();
-        assert_eq!(active.len(), 1);
-        assert_eq!(active[0].written_sha256, "cd");
-        assert_eq!(active[0].applied_at, 11);
+        assert_eq!(active.len(), 2);
+        assert_eq!(active[1].written_sha256, "cd");
+        assert_eq!(active[1].applied_at, 11);
         assert!(db.active_tool_setups(Some("aider")).unwrap().is_empty());
-        db.mark_tool_setup_undone(id, 12).unwrap();
+        db.mark_tool_setup_undone(second, 12).unwrap();
+        assert_eq!(db.active_tool_setups(None).unwrap()[0].id, first);
+        db.mark_tool_setup_undone(first, 13).unwrap();
         assert!(db.active_tool_setups(None).unwrap().is_empty());
     }
 

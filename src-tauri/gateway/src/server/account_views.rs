@@ -163,6 +163,12 @@ impl From<LoginView> for LoginJson {
 struct EndpointsView {
     login: BTreeMap<AccountKind, oauth::Endpoints>,
     api: subscription::Endpoints,
+    /// Only in the answer to a `PUT` that moved endpoints: the accounts signed out because their
+    /// tokens would now go to another server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signed_out: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -306,6 +312,8 @@ fn endpoints_view(state: &AppState) -> EndpointsView {
             .map(|kind| (kind, state.accounts.login_endpoints(kind)))
             .collect(),
         api: state.accounts.api_endpoints(),
+        signed_out: None,
+        notice: None,
     }
 }
 
@@ -330,6 +338,35 @@ async fn put_endpoints(
     if let Some(api) = input.api {
         settings.api = api;
     }
+    settings
+        .check()
+        .map_err(|e| Rendered::management(GatewayError::Invalid(e.to_string())))?;
+    // Tokens stay with the server that issued them: whoever holds the management token must
+    // not be able to point a kind's token endpoint or API root at a server of theirs and have
+    // the refresher (or the next request) hand it the account's tokens. The accounts go first,
+    // before any refresh can read the new endpoints.
+    let moved = state.accounts.endpoint_settings().kinds_moved(&settings);
+    let mut signed_out = Vec::new();
+    if !moved.is_empty() {
+        let ids: Vec<String> = {
+            let accounts = state.accounts.clone();
+            let kinds: Vec<&'static str> = moved.iter().map(|k| k.id()).collect();
+            blocking(move || accounts.list().map_err(account_error))
+                .await?
+                .into_iter()
+                .filter(|a| kinds.contains(&a.kind.as_str()))
+                .map(|a| a.id)
+                .collect()
+        };
+        for id in ids {
+            state
+                .accounts
+                .log_out(&id)
+                .await
+                .map_err(|e| Rendered::management(account_error(e)))?;
+            signed_out.push(id);
+        }
+    }
     let accounts = state.accounts.clone();
     blocking(move || {
         accounts
@@ -337,8 +374,22 @@ async fn put_endpoints(
             .map_err(account_error)
     })
     .await?;
+    let mut view = endpoints_view(&state);
+    if !signed_out.is_empty() {
+        state
+            .reload_registry()
+            .await
+            .map_err(Rendered::management)?;
+        tracing::warn!(accounts = ?signed_out, "account endpoints moved to another server; their accounts were signed out");
+        view.notice = Some(format!(
+            "These accounts were signed out, since their tokens would now go to another server: \
+             {}. Log in again to use them with the new endpoints.",
+            signed_out.join(", ")
+        ));
+    }
+    view.signed_out = Some(signed_out);
     tracing::info!("account endpoints changed");
-    Ok(Json(endpoints_view(&state)))
+    Ok(Json(view))
 }
 
 /// `POST /api/logins`: starts a login; the answer says what to open or type.

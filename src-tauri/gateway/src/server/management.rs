@@ -32,7 +32,7 @@ use crate::protocol::Protocol;
 use crate::provider_test;
 use crate::registry::{Credential, Provider, ProviderKey, ROUTING_SETTING, Source, valid_id};
 use crate::routing::{Candidate, Health, Limits, RoutingSettings, Strategy, Windows};
-use crate::secrets::{Secret, SecretRef, SecretStore};
+use crate::secrets::{EnvAllowlist, Secret, SecretRef, SecretStore};
 use crate::state::AppState;
 use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
 
@@ -204,6 +204,13 @@ struct ProviderView {
     source: Source,
     created_at: i64,
     updated_at: i64,
+    /// Only in the answer to a save that moved the provider to another host: the credentials
+    /// (`provider/credential`) whose keys were cleared, since they belonged to the old host.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys_cleared: Option<Vec<String>>,
+    /// What the user should know about that save, in a sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -273,6 +280,8 @@ fn provider_view(state: &AppState, provider: &Provider) -> ProviderView {
         source: provider.source,
         created_at: provider.created_at,
         updated_at: provider.updated_at,
+        keys_cleared: None,
+        notice: None,
     }
 }
 
@@ -339,13 +348,25 @@ fn present_or_null<'de, D: serde::Deserializer<'de>>(
     Option::<String>::deserialize(deserializer).map(Some)
 }
 
+/// An upstream URL from the API: http(s) with a host and without user info (a password in the
+/// URL would be shown back by every `GET`).
 fn valid_url(field: &str, url: &str) -> Result<(), Rendered> {
-    match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") && parsed.has_host() => Ok(()),
-        _ => Err(invalid(format!(
-            "`{field}` must be an http(s) URL such as https://api.openai.com/v1, not `{url}`"
-        ))),
-    }
+    crate::destination::parse_http(field, url, "https://api.openai.com/v1")
+        .map(drop)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// The variables an `env:NAME` key given through this API may name (see [`EnvAllowlist`]).
+fn env_allowlist(state: &AppState) -> EnvAllowlist {
+    EnvAllowlist::new(
+        state
+            .settings
+            .allowed_env
+            .iter()
+            .cloned()
+            .chain(state.registry.config_allowed_env()),
+    )
+    .reserving(crate::config::setting_variables())
 }
 
 /// The credential a provider's single `api_key` field manages.
@@ -356,8 +377,17 @@ fn key_entry(provider: &str, credential: &str) -> String {
     format!("credential:{provider}/{credential}")
 }
 
-/// Stores `key` for a credential: an `env:NAME` reference as is, anything else in the secret
-/// store. Returns the reference and the hint to keep in the database.
+/// Checks a key given through the API before anything is stored: an `env:NAME` reference must
+/// name a variable the user allowed.
+fn check_key(allowed: &EnvAllowlist, key: &str) -> ApiResult<()> {
+    match key.strip_prefix(SecretRef::ENV_PREFIX) {
+        Some(var) => allowed.check(var).map_err(|e| invalid(e.to_string())),
+        None => Ok(()),
+    }
+}
+
+/// Stores `key` for a credential: an `env:NAME` reference as is (checked by [`check_key`]),
+/// anything else in the secret store. Returns the reference and the hint to keep in the database.
 fn store_key(
     secrets: &dyn SecretStore,
     provider: &str,
@@ -365,11 +395,6 @@ fn store_key(
     key: &str,
 ) -> Result<(String, Option<String>), GatewayError> {
     if let Some(var) = key.strip_prefix(SecretRef::ENV_PREFIX) {
-        if var.is_empty() {
-            return Err(GatewayError::Invalid(
-                "`env:` must be followed by a variable name".into(),
-            ));
-        }
         return Ok((SecretRef::Env(var.to_owned()).to_db(), None));
     }
     let secret = Secret::new(key.trim());
@@ -401,6 +426,9 @@ async fn put_provider(
     }
     let input: ProviderInput = parse(&body)?;
     valid_url("url", &input.url)?;
+    if let Some(Some(key)) = &input.api_key {
+        check_key(&env_allowlist(&state), key)?;
+    }
     let protocol = match input.protocol.as_deref() {
         None | Some("") => Protocol::OpenAiChat,
         Some(p) => p.parse::<Protocol>().map_err(|e| invalid(e.to_string()))?,
@@ -413,9 +441,14 @@ async fn put_provider(
     let db = state.db.clone();
     let secrets = state.secrets.clone();
     let saved_id = id.clone();
-    blocking(move || {
+    let (moved, cleared) = blocking(move || {
         let existing = db.providers()?.into_iter().find(|p| p.id == id);
         let now = now_ms();
+        let moved = existing
+            .as_ref()
+            .filter(|old| !crate::destination::same_origin(&old.url, &input.url))
+            .map(|old| (old.url.clone(), input.url.clone()));
+        let new_default_key = matches!(&input.api_key, Some(Some(key)) if !key.is_empty());
         let row = ProviderRow {
             url: input.url.trim_end_matches('/').to_owned(),
             protocol: protocol.as_str().to_owned(),
@@ -432,6 +465,35 @@ async fn put_provider(
             id,
         };
         db.upsert_provider(&row)?;
+        // The keys were given for the old host: they do not follow the provider to a new one
+        // (whoever holds the management token could otherwise move a provider to a server of
+        // theirs and have its key sent there). The default key given in this same request is
+        // for the new host and replaces its old one below.
+        let mut cleared = Vec::new();
+        if moved.is_some() {
+            for credential in db.credentials()? {
+                let replaced = new_default_key && credential.id == DEFAULT_CREDENTIAL;
+                let is_account = credential
+                    .key_ref
+                    .as_deref()
+                    .and_then(crate::accounts::account_of_key_ref)
+                    .is_some();
+                if credential.provider_id != row.id
+                    || credential.key_ref.is_none()
+                    || is_account
+                    || replaced
+                {
+                    continue;
+                }
+                forget_key(&*secrets, &credential)?;
+                cleared.push(format!("{}/{}", credential.provider_id, credential.id));
+                db.upsert_credential(&CredentialRow {
+                    key_ref: None,
+                    key_hint: None,
+                    ..credential
+                })?;
+            }
+        }
         let current = db
             .credentials()?
             .into_iter()
@@ -468,14 +530,39 @@ async fn put_provider(
                 db.upsert_credential(&credential)?;
             }
         }
-        Ok(())
+        Ok((moved, cleared))
     })
     .await?;
+    for key_id in &cleared {
+        // Its rests and failures were the old host's answers.
+        state.router.reset(key_id);
+    }
     reload(&state).await?;
     tracing::info!(provider = %saved_id, "provider saved");
+    if let Some((from, to)) = &moved {
+        tracing::warn!(
+            provider = %saved_id,
+            from = %crate::destination::origin(from).unwrap_or_default(),
+            to = %crate::destination::origin(to).unwrap_or_default(),
+            cleared = ?cleared,
+            "provider moved to another host; the keys of the old host were cleared"
+        );
+    }
     state.discover_soon(&saved_id);
     let provider = find_provider(&state, &saved_id)?;
-    Ok(axum::Json(provider_view(&state, &provider)))
+    let mut view = provider_view(&state, &provider);
+    if moved.is_some() {
+        view.notice = (!cleared.is_empty()).then(|| {
+            format!(
+                "The URL now points at another host, so the keys given for the old one were \
+                 cleared ({}): a key is sent only to the host it was given for. Enter the key \
+                 for the new host (api_key here, or PATCH …/credentials/<id> with api_key).",
+                cleared.join(", ")
+            )
+        });
+        view.keys_cleared = Some(cleared);
+    }
+    Ok(axum::Json(view))
 }
 
 async fn delete_provider(
@@ -595,6 +682,18 @@ async fn create_adapter(
         return Err(invalid(
             "`base_url` overrides a provider's URL, so it needs `provider_id`",
         ));
+    }
+    if let (Some(url), Some(provider)) = (&base_url, &provider_id)
+        && let Some(provider) = state.registry.snapshot().provider(provider)
+        && !crate::destination::same_origin(url, &provider.url)
+    {
+        return Err(invalid(format!(
+            "`base_url` must be on the host of provider `{}` ({}): requests through the adapter \
+             carry that provider's key, which is for its host alone. For another server, add it \
+             as a provider with its own key",
+            provider.id,
+            crate::destination::origin(&provider.url).unwrap_or_else(|| provider.url.clone())
+        )));
     }
     let strategy = match non_empty(input.strategy) {
         Some(raw) => Some(
@@ -967,6 +1066,9 @@ async fn create_credential(
         created_at: now_ms(),
     };
     let (row, key) = input.apply(fresh)?;
+    if let Some(Some(key)) = &key {
+        check_key(&env_allowlist(&state), key)?;
+    }
     let view = save_credential(&state, row, key).await?;
     Ok((StatusCode::CREATED, axum::Json(view)))
 }
@@ -1009,6 +1111,9 @@ async fn update_credential(
             "credential `{credential}` is the subscription login `{account}`, which has no key; \
              log in again from the Accounts page (POST /api/logins with `relogin`)"
         ))));
+    }
+    if let Some(Some(key)) = &key {
+        check_key(&env_allowlist(&state), key)?;
     }
     Ok(axum::Json(save_credential(&state, row, key).await?))
 }

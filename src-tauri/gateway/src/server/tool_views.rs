@@ -36,9 +36,10 @@ impl From<ToolSetupError> for GatewayError {
                 Self::NotFound(error.to_string())
             }
             ToolSetupError::NotWritable(_) => Self::Invalid(error.to_string()),
-            ToolSetupError::InvalidFile { .. } | ToolSetupError::BackupMissing { .. } => {
-                Self::Conflict(error.to_string())
-            }
+            ToolSetupError::InvalidFile { .. }
+            | ToolSetupError::BackupMissing { .. }
+            | ToolSetupError::DanglingLink { .. }
+            | ToolSetupError::ChangedSince { .. } => Self::Conflict(error.to_string()),
             ToolSetupError::NoHome | ToolSetupError::Io { .. } => Self::Internal(error.to_string()),
         }
     }
@@ -234,7 +235,7 @@ pub async fn undo(State(state): State<AppState>, Path(id): Path<String>) -> ApiR
     let home = home()?;
     let db = state.db.clone();
     let data_dir = state.settings.data_dir.clone();
-    let paths = blocking(move || {
+    let undone = blocking(move || {
         let ws = Workspace {
             db: &db,
             data_dir: &data_dir,
@@ -245,8 +246,9 @@ pub async fn undo(State(state): State<AppState>, Path(id): Path<String>) -> ApiR
     .await?;
     Ok(Json(json!({
         "tool": tool.id(),
-        "path": paths.first(),
-        "paths": paths,
+        "path": undone.paths.first(),
+        "paths": undone.paths,
         "restored": true,
+        "remaining": undone.remaining,
     })))
 }

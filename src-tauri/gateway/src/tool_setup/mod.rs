@@ -5,9 +5,16 @@
 //! adapter's model. Four tools read a config file FlexiProxy can write for the user
 //! (`claude_code`, `codex`, `gemini_cli`, `aider`: one module per tool, saying which file and
 //! which keys); [`apply`] writes only those keys ("owned keys"), keeping everything else in the
-//! file as the user wrote it, after copying the previous file to `<data_dir>/tool-backups/`.
-//! [`undo`] puts the owned keys back as they were (or the whole file, when nothing else changed
-//! since), from the record `store` keeps of each write (`tool_setups`, schema v3).
+//! file as the user wrote it, after copying the previous file to `<data_dir>/tool-backups/`. A
+//! file that receives the adapter key is made readable by the user alone.
+//!
+//! Every apply that changes a file is one record (`store`'s `tool_setups`): the file's state
+//! before it (backup, owned keys, permissions) and after it (the bytes' hash, each owned key's
+//! digest). [`undo`] takes back the latest apply only, like an editor's undo: the file as
+//! FlexiProxy left it gets its bytes from before that apply; a file edited since keeps the
+//! edits and only the owned keys go back, and only while they still hold what FlexiProxy wrote;
+//! otherwise undo refuses and names the backup. So undo never destroys bytes it did not write,
+//! and a second undo goes back past the apply before.
 //!
 //! The formats' editors (`json_doc`, `toml_doc`, `line_doc`) refuse a file they cannot read
 //! instead of overwriting it; `files` writes atomically. The adapter key goes into the tool's
@@ -423,6 +430,33 @@ pub enum ToolSetupError {
     #[error("FlexiProxy has not set up {0}, so there is nothing to undo")]
     NothingToUndo(&'static str),
     #[error(
+        "{path} is a symbolic link to {target}, which does not exist; FlexiProxy does not replace \
+         a link with a file. Create {target} (it will be written through the link), or remove \
+         the link, then try again",
+        target = .target.display()
+    )]
+    DanglingLink { path: PathBuf, target: PathBuf },
+    #[error(
+        "{path} was changed since FlexiProxy set it up: {} no longer hold what FlexiProxy \
+         wrote, so undo would overwrite those changes and left the file alone. {}",
+        .keys.join(", "),
+        match .backup {
+            Some(backup) => format!(
+                "The file as it was before FlexiProxy's change is kept at {}: copy back what \
+                 you need by hand",
+                backup.display()
+            ),
+            None => "FlexiProxy created this file; remove its settings by hand if you no \
+                     longer want them"
+                .to_owned(),
+        }
+    )]
+    ChangedSince {
+        path: PathBuf,
+        keys: Vec<String>,
+        backup: Option<PathBuf>,
+    },
+    #[error(
         "the backup of {path} ({backup}) is gone, so the values before FlexiProxy's change \
          cannot be restored; edit the file by hand"
     )]
@@ -437,7 +471,7 @@ pub enum ToolSetupError {
     Store(#[from] StoreError),
 }
 
-/// The state of one owned key before FlexiProxy first wrote it, as the database keeps it.
+/// The state of one owned key before an apply, as the database keeps it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct PreviousKey {
     key: String,
@@ -445,6 +479,11 @@ struct PreviousKey {
     /// Only for keys that are not secret; a secret one is read back from the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     value: Option<Value>,
+    /// The [`value_digest`] of what the apply wrote (a digest, so a key is never stored), to
+    /// tell later whether the key still holds it. `None` in records made before undo checked
+    /// this (they are undone key by key, never as a whole file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    written: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -453,6 +492,12 @@ struct Previous {
     /// Parent objects/tables that did not exist: removed again on undo when left empty.
     #[serde(default)]
     absent_parents: Vec<String>,
+    /// The file's permission bits before the apply (Unix; none for a new file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mode_before: Option<u32>,
+    /// Its permission bits as the apply left them: undo puts `mode_before` back only over these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mode_after: Option<u32>,
 }
 
 impl Previous {
@@ -464,6 +509,7 @@ impl Previous {
                 key: key.path.join("."),
                 present: value.is_some(),
                 value: if key.secret { None } else { value },
+                written: None,
             });
             for depth in (1..key.path.len()).rev() {
                 let parent = &key.path[..depth];
@@ -484,6 +530,42 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// A digest of an owned key's value (or its absence) that does not depend on the order of an
+/// object's members, so the same value read back from any of the formats compares equal.
+fn value_digest(value: Option<&Value>) -> String {
+    fn canonical(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut members: Vec<(&String, &Value)> = map.iter().collect();
+                members.sort_by(|a, b| a.0.cmp(b.0));
+                out.push('{');
+                for (name, member) in members {
+                    out.push_str(&Value::String(name.clone()).to_string());
+                    out.push(':');
+                    canonical(member, out);
+                    out.push(',');
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for item in items {
+                    canonical(item, out);
+                    out.push(',');
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    match value {
+        Some(value) => canonical(value, &mut text),
+        None => text.push_str("absent"),
+    }
+    sha256_hex(text.as_bytes())
 }
 
 /// Applies and undoes are one at a time: two at once could read the same old file and lose a
@@ -509,10 +591,13 @@ pub struct FileChange {
     /// Owned keys whose value changed (`env.ANTHROPIC_BASE_URL`, …).
     pub changed: Vec<String>,
     pub created: bool,
+    /// The file holds the adapter key, so it is readable and writable by the user alone (0600).
+    pub private: bool,
 }
 
 /// Writes the owned keys of `tool` for `target` (the adapter `adapter`). All files are read
-/// and checked before any is written, so an unreadable one leaves every file as it was.
+/// and checked before any is written, so an unreadable one leaves every file as it was. Each
+/// file this changes gets its own record, so [`undo`] can take back this apply alone.
 pub fn apply(
     ws: Workspace<'_>,
     tool: Tool,
@@ -551,17 +636,27 @@ pub fn apply(
         plans.push((file, original, doc, previous, changed));
     }
 
+    // The records of one apply share its time, which tells applies apart: strictly later than
+    // any apply still on record, even within the same millisecond.
     let active = ws.db.active_tool_setups(Some(tool.id()))?;
-    let now = now_ms();
+    let now = active
+        .iter()
+        .map(|r| r.applied_at.saturating_add(1))
+        .fold(now_ms(), i64::max);
     let mut results = Vec::new();
-    for (file, original, doc, previous, changed) in plans {
-        let record = active.iter().find(|r| Path::new(&r.path) == file.path);
+    for (file, original, doc, mut previous, changed) in plans {
+        let private = file.keys.iter().any(|k| k.secret);
         if changed.is_empty() {
+            // Already set up, perhaps by an older version that kept the file readable by others.
+            if private {
+                files::make_private(&file.path)?;
+            }
             results.push(FileChange {
                 path: file.path,
                 backup_path: None,
                 changed,
                 created: false,
+                private,
             });
             continue;
         }
@@ -576,90 +671,155 @@ pub fn apply(
             None => None,
         };
         let bytes = doc.render().into_bytes();
-        files::write_atomic(&file.path, &bytes)?;
-        let written_sha256 = sha256_hex(&bytes);
-        match record {
-            // Undo goes back to the state before FlexiProxy's first write, not this one's.
-            Some(record) => {
-                ws.db
-                    .rewrite_tool_setup(record.id, adapter, &written_sha256, now)?;
-            }
-            None => {
-                ws.db.insert_tool_setup(&ToolSetupRow {
-                    id: 0,
-                    tool: tool.id().to_owned(),
-                    path: file.path.to_string_lossy().into_owned(),
-                    adapter,
-                    previous: serde_json::to_string(&previous).unwrap_or_default(),
-                    created_file: original.is_none(),
-                    backup_path: backup_path
-                        .as_ref()
-                        .map(|p| p.to_string_lossy().into_owned()),
-                    written_sha256,
-                    applied_at: now,
-                    undone_at: None,
-                })?;
-            }
+        previous.mode_before = files::mode_of(&file.path);
+        let mode = if private {
+            files::Mode::Private
+        } else {
+            files::Mode::Keep
+        };
+        files::write_atomic(&file.path, &bytes, mode)?;
+        previous.mode_after = files::mode_of(&file.path);
+        // What each owned key holds as read back from the written text, in the form undo
+        // will read it in.
+        let written = Doc::parse(file.format, &String::from_utf8_lossy(&bytes)).ok();
+        for (record, key) in previous.keys.iter_mut().zip(&file.keys) {
+            let value = written.as_ref().and_then(|d| d.get(key.path));
+            record.written = Some(value_digest(value.as_ref()));
         }
+        ws.db.insert_tool_setup(&ToolSetupRow {
+            id: 0,
+            tool: tool.id().to_owned(),
+            path: file.path.to_string_lossy().into_owned(),
+            adapter,
+            previous: serde_json::to_string(&previous).unwrap_or_default(),
+            created_file: original.is_none(),
+            backup_path: backup_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            written_sha256: sha256_hex(&bytes),
+            applied_at: now,
+            undone_at: None,
+        })?;
         tracing::info!(tool = tool.id(), path = %file.path.display(), keys = ?changed, "tool set up");
         results.push(FileChange {
             path: file.path,
             backup_path,
             changed,
             created: original.is_none(),
+            private,
         });
     }
     Ok(results)
 }
 
-/// Puts back what [`apply`] changed in `tool`'s files; returns the files restored.
-///
-/// A file nobody touched since FlexiProxy's last write gets its old bytes back exactly (or is
-/// deleted, when FlexiProxy created it). A file the user edited since keeps those edits: only
-/// the owned keys go back to their old values (or away), and a file FlexiProxy created is
-/// deleted only when nothing else is left in it.
-pub fn undo(ws: Workspace<'_>, tool: Tool) -> Result<Vec<PathBuf>, ToolSetupError> {
-    let _edits = EDITS.lock().unwrap_or_else(PoisonError::into_inner);
-    let records = ws.db.active_tool_setups(Some(tool.id()))?;
-    if records.is_empty() {
-        return Err(ToolSetupError::NothingToUndo(tool.name()));
-    }
-    let mut restored = Vec::new();
-    for record in records {
-        let path = PathBuf::from(&record.path);
-        undo_file(tool, &record, &path)?;
-        ws.db.mark_tool_setup_undone(record.id, now_ms())?;
-        tracing::info!(tool = tool.id(), path = %path.display(), "tool set-up undone");
-        restored.push(path);
-    }
-    Ok(restored)
+/// What [`undo`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Undone {
+    /// The files put back.
+    pub paths: Vec<PathBuf>,
+    /// Earlier applies still on record: as many more undos go further back.
+    pub remaining: usize,
 }
 
-fn undo_file(tool: Tool, record: &ToolSetupRow, path: &Path) -> Result<(), ToolSetupError> {
-    let backup = match &record.backup_path {
-        Some(backup) => files::read(Path::new(backup))?,
+/// One file's part of an undo, decided before any file is touched.
+enum UndoStep {
+    /// Replace the file with these bytes (and these permissions, when known).
+    Write { bytes: Vec<u8>, mode: files::Mode },
+    /// Remove the file FlexiProxy created.
+    Remove,
+    /// The file is already as it was before the apply.
+    Nothing,
+}
+
+/// Takes back the latest apply of `tool` (see the module's comment); returns the files put
+/// back. If any file of that apply cannot be put back without losing someone else's change,
+/// no file is touched and the error says which and where the backup is.
+pub fn undo(ws: Workspace<'_>, tool: Tool) -> Result<Undone, ToolSetupError> {
+    let _edits = EDITS.lock().unwrap_or_else(PoisonError::into_inner);
+    let records = ws.db.active_tool_setups(Some(tool.id()))?;
+    let Some(latest) = records.iter().map(|r| r.applied_at).max() else {
+        return Err(ToolSetupError::NothingToUndo(tool.name()));
+    };
+    let mut steps = Vec::new();
+    for record in records.iter().filter(|r| r.applied_at == latest) {
+        let path = PathBuf::from(&record.path);
+        let step = plan_undo(tool, record, &path)?;
+        steps.push((record, path, step));
+    }
+    let mut paths = Vec::new();
+    for (record, path, step) in steps {
+        match step {
+            UndoStep::Write { bytes, mode } => files::write_atomic(&path, &bytes, mode)?,
+            UndoStep::Remove => files::remove(&path)?,
+            UndoStep::Nothing => {}
+        }
+        ws.db.mark_tool_setup_undone(record.id, now_ms())?;
+        tracing::info!(tool = tool.id(), path = %path.display(), "tool set-up undone");
+        paths.push(path);
+    }
+    let mut earlier: Vec<i64> = records
+        .iter()
+        .map(|r| r.applied_at)
+        .filter(|&t| t != latest)
+        .collect();
+    earlier.sort_unstable();
+    earlier.dedup();
+    Ok(Undone {
+        paths,
+        remaining: earlier.len(),
+    })
+}
+
+fn plan_undo(tool: Tool, record: &ToolSetupRow, path: &Path) -> Result<UndoStep, ToolSetupError> {
+    let backup_path = record.backup_path.as_ref().map(PathBuf::from);
+    let backup = match &backup_path {
+        Some(backup) => files::read(backup)?,
         None => None,
     };
     let missing_backup = || ToolSetupError::BackupMissing {
         path: path.to_owned(),
         backup: record.backup_path.clone().unwrap_or_default(),
     };
+    let previous: Previous = serde_json::from_str(&record.previous).unwrap_or_default();
+    // Records from before per-key digests may stand for several applies (the first one's
+    // backup, the last one's hash): restoring that backup whole could drop what changed between
+    // them, so such records are undone key by key.
+    let checked = previous.keys.iter().all(|k| k.written.is_some());
     let current = files::read(path)?;
+    // The permissions from before, unless someone changed them since the apply.
+    let mode = match (previous.mode_before, previous.mode_after) {
+        (Some(before), Some(after)) if files::mode_of(path) == Some(after) => {
+            files::Mode::Exactly(before)
+        }
+        _ => files::Mode::Keep,
+    };
     let untouched = current
         .as_deref()
         .is_some_and(|bytes| sha256_hex(bytes) == record.written_sha256);
-    match current {
-        None if record.created_file => return Ok(()),
+    match &current {
+        None if record.created_file => return Ok(UndoStep::Nothing),
         // The user deleted the file: what stood before FlexiProxy's change comes back whole.
-        None => return files::write_atomic(path, &backup.ok_or_else(missing_backup)?),
-        Some(_) if untouched && record.created_file => return files::remove(path),
-        Some(_) if untouched => {
-            return files::write_atomic(path, &backup.ok_or_else(missing_backup)?);
+        None => {
+            return Ok(UndoStep::Write {
+                bytes: backup.ok_or_else(missing_backup)?,
+                mode: previous
+                    .mode_before
+                    .map_or(files::Mode::Keep, files::Mode::Exactly),
+            });
         }
+        Some(_) if untouched && checked && record.created_file => return Ok(UndoStep::Remove),
+        Some(_) if untouched && checked => {
+            return Ok(UndoStep::Write {
+                bytes: backup.ok_or_else(missing_backup)?,
+                mode,
+            });
+        }
+        // Put back by hand already.
+        Some(bytes) if backup.as_ref() == Some(bytes) => return Ok(UndoStep::Nothing),
         Some(_) => {}
     }
     let Some(format) = tool.format(path) else {
-        return Ok(());
+        return Ok(UndoStep::Nothing);
     };
     let invalid = |e: Invalid| ToolSetupError::InvalidFile {
         path: path.to_owned(),
@@ -673,15 +833,43 @@ fn undo_file(tool: Tool, record: &ToolSetupRow, path: &Path) -> Result<(), ToolS
         Some(bytes) => Some(Doc::parse(format, &String::from_utf8_lossy(bytes)).map_err(invalid)?),
         None => None,
     };
-    let previous: Previous = serde_json::from_str(&record.previous).unwrap_or_default();
+    let mut changed_since = Vec::new();
+    let mut reverts = Vec::new();
     for key in &previous.keys {
         let segments: Vec<&str> = key.key.split('.').collect();
         doc.check_editable(&segments).map_err(invalid)?;
-        match (&before, key.present, &key.value) {
-            (_, false, _) => doc.remove(&segments),
-            (Some(before), true, _) => doc.restore(&segments, before),
-            (None, true, Some(value)) => doc.set(&segments, value),
-            (None, true, None) => return Err(missing_backup()),
+        let was: Option<Option<Value>> = match (&before, key.present, &key.value) {
+            (_, false, _) => Some(None),
+            (Some(before), true, _) => Some(before.get(&segments)),
+            (None, true, Some(value)) => Some(Some(value.clone())),
+            (None, true, None) => None,
+        };
+        if let Some(written) = &key.written {
+            let now = value_digest(doc.get(&segments).as_ref());
+            if &now != written {
+                let reverted = was
+                    .as_ref()
+                    .is_some_and(|was| value_digest(was.as_ref()) == now);
+                if !reverted {
+                    changed_since.push(key.key.clone());
+                }
+                continue;
+            }
+        }
+        reverts.push((segments, was.ok_or_else(missing_backup)?));
+    }
+    if !changed_since.is_empty() {
+        return Err(ToolSetupError::ChangedSince {
+            path: path.to_owned(),
+            keys: changed_since,
+            backup: backup_path,
+        });
+    }
+    for (segments, was) in reverts {
+        match (&before, was) {
+            (Some(before), _) => doc.restore(&segments, before),
+            (None, Some(value)) => doc.set(&segments, &value),
+            (None, None) => doc.remove(&segments),
         }
     }
     for parent in &previous.absent_parents {
@@ -694,9 +882,12 @@ fn undo_file(tool: Tool, record: &ToolSetupRow, path: &Path) -> Result<(), ToolS
         }
     }
     if record.created_file && doc.is_empty() {
-        return files::remove(path);
+        return Ok(UndoStep::Remove);
     }
-    files::write_atomic(path, doc.render().as_bytes())
+    Ok(UndoStep::Write {
+        bytes: doc.render().into_bytes(),
+        mode,
+    })
 }
 
 /// Whether a tool is set up, and where its files point it.
@@ -710,6 +901,8 @@ pub struct Status {
     pub points_elsewhere: Option<String>,
     pub applied_at_ms: Option<i64>,
     pub can_undo: bool,
+    /// How many applies undo can take back, one per undo, the latest first.
+    pub undo_steps: usize,
 }
 
 /// The status of every writable tool at once (one database read).
@@ -727,16 +920,35 @@ pub fn statuses(
             // A file FlexiProxy cannot read points nowhere it can tell.
             let url = tool.configured_url(home).ok().flatten();
             let points_here = url.as_deref().is_some_and(|u| same_origin(u, base_url));
+            let mut applies: Vec<i64> = records.iter().map(|r| r.applied_at).collect();
+            applies.sort_unstable();
+            applies.dedup();
             let status = Status {
                 applied: !records.is_empty(),
                 points_here,
-                points_elsewhere: url.filter(|_| !points_here),
-                applied_at_ms: records.iter().map(|r| r.applied_at).max(),
+                points_elsewhere: url.filter(|_| !points_here).map(|u| shown_url(&u)),
+                applied_at_ms: applies.last().copied(),
                 can_undo: !records.is_empty(),
+                undo_steps: applies.len(),
             };
             (tool, status)
         })
         .collect())
+}
+
+/// A URL from a tool's file as the API may show it: without a user name, password or query,
+/// which could be the user's own credentials for that other server.
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            parsed.to_string().trim_end_matches('/').to_owned()
+        }
+        Err(_) => url.split(['?', '#']).next().unwrap_or_default().to_owned(),
+    }
 }
 
 /// Two base URLs name the same gateway (`localhost` is 127.0.0.1; a trailing `/` or `/v1` is

@@ -181,9 +181,10 @@ fn claude_code_keeps_other_settings_and_undoes_to_the_same_bytes() {
     #[cfg(unix)]
     assert_eq!(
         mode(&s.file(".claude/settings.json")),
-        0o640,
-        "permissions kept"
+        0o600,
+        "the file holds the adapter key now: the user's alone"
     );
+    assert!(changes[0].private);
 
     let backup = changes[0].backup_path.clone().unwrap();
     assert!(backup.starts_with(s.data_dir_path().join(BACKUP_DIR)));
@@ -208,10 +209,19 @@ fn claude_code_keeps_other_settings_and_undoes_to_the_same_bytes() {
         "non-secret previous values are kept"
     );
 
-    // Another adapter's key: undo still goes back to the user's own settings.
+    // Another adapter's key: the first undo goes back to the first adapter's set-up, the
+    // second to the user's own settings, permissions included.
+    let after_first = s.read(".claude/settings.json");
     s.apply(Tool::ClaudeCode, OTHER_KEY, None);
-    undo(s.ws(), Tool::ClaudeCode).unwrap();
+    assert_eq!(s.status(Tool::ClaudeCode).undo_steps, 2);
+    let undone = undo(s.ws(), Tool::ClaudeCode).unwrap();
+    assert_eq!(undone.remaining, 1);
+    assert_eq!(s.read(".claude/settings.json"), after_first);
+    let undone = undo(s.ws(), Tool::ClaudeCode).unwrap();
+    assert_eq!(undone.remaining, 0);
     assert_eq!(s.read(".claude/settings.json"), CLAUDE_SETTINGS);
+    #[cfg(unix)]
+    assert_eq!(mode(&s.file(".claude/settings.json")), 0o640);
 }
 
 #[test]
@@ -572,4 +582,240 @@ fn same_origin_ignores_v1_slashes_and_localhost() {
     assert!(same_origin("http://127.0.0.1:8317", BASE));
     assert!(!same_origin("http://127.0.0.1:8318", BASE));
     assert!(!same_origin("https://api.openai.com/v1", BASE));
+}
+
+// -- a second apply, undo, links and permissions -------------------------------------------
+
+/// The failure of issue 15: apply, the user edits, apply again (another adapter), undo. The
+/// user's edit must survive: undo takes back only the second apply.
+#[test]
+fn undo_after_a_second_apply_keeps_what_changed_in_between() {
+    let s = Scratch::new();
+    s.apply(Tool::ClaudeCode, KEY, None);
+    let mut doc: Value = serde_json::from_str(&s.read(".claude/settings.json")).unwrap();
+    doc["model"] = "opus".into();
+    s.write(
+        ".claude/settings.json",
+        &serde_json::to_string_pretty(&doc).unwrap(),
+    );
+    s.apply(Tool::ClaudeCode, OTHER_KEY, None);
+
+    let undone = undo(s.ws(), Tool::ClaudeCode).unwrap();
+    assert_eq!(undone.remaining, 1);
+    let left: Value = serde_json::from_str(&s.read(".claude/settings.json")).unwrap();
+    assert_eq!(left["model"], "opus", "the user's edit survives");
+    assert_eq!(
+        left["env"]["ANTHROPIC_AUTH_TOKEN"], KEY,
+        "back to the first set-up"
+    );
+
+    // Undo again: the first apply goes, the edit made after it stays.
+    let undone = undo(s.ws(), Tool::ClaudeCode).unwrap();
+    assert_eq!(undone.remaining, 0);
+    let left: Value = serde_json::from_str(&s.read(".claude/settings.json")).unwrap();
+    assert_eq!(left, serde_json::json!({"model": "opus"}));
+    assert!(matches!(
+        undo(s.ws(), Tool::ClaudeCode),
+        Err(ToolSetupError::NothingToUndo(_))
+    ));
+}
+
+#[test]
+fn undo_refuses_when_an_owned_key_was_changed_since_and_names_the_backup() {
+    let s = Scratch::new();
+    s.write(".claude/settings.json", CLAUDE_SETTINGS);
+    let changes = s.apply(Tool::ClaudeCode, KEY, None);
+    let backup = changes[0].backup_path.clone().unwrap();
+    // Someone (the user, the tool) points it elsewhere after FlexiProxy's write.
+    let edited = s
+        .read(".claude/settings.json")
+        .replace(BASE, "https://other-proxy.example");
+    s.write(".claude/settings.json", &edited);
+    let err = undo(s.ws(), Tool::ClaudeCode).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(&err, ToolSetupError::ChangedSince { keys, .. } if keys == &["env.ANTHROPIC_BASE_URL"]),
+        "{message}"
+    );
+    assert!(message.contains(&backup.display().to_string()), "{message}");
+    assert!(!message.contains(KEY), "{message}");
+    assert_eq!(s.read(".claude/settings.json"), edited, "nothing touched");
+    assert!(s.status(Tool::ClaudeCode).can_undo);
+
+    // Put back by hand from the backup: undo then has nothing left to do and says it is done.
+    std::fs::copy(&backup, s.file(".claude/settings.json")).unwrap();
+    undo(s.ws(), Tool::ClaudeCode).unwrap();
+    assert_eq!(s.read(".claude/settings.json"), CLAUDE_SETTINGS);
+    assert!(!s.status(Tool::ClaudeCode).can_undo);
+}
+
+#[test]
+fn a_refused_file_stops_the_whole_undo() {
+    let s = Scratch::new();
+    s.write(".gemini/settings.json", GEMINI_SETTINGS);
+    s.apply(Tool::GeminiCli, KEY, Some("m"));
+    let env = s.read(".gemini/.env");
+    // The key in .env is changed by someone else; settings.json is untouched.
+    s.write(".gemini/.env", &env.replace(KEY, "AIza-someone-else"));
+    let settings = s.read(".gemini/settings.json");
+    let err = undo(s.ws(), Tool::GeminiCli).unwrap_err();
+    assert!(matches!(err, ToolSetupError::ChangedSince { .. }), "{err}");
+    assert!(!err.to_string().contains("AIza"), "{err}");
+    assert_eq!(
+        s.read(".gemini/settings.json"),
+        settings,
+        "no file is touched"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn files_with_the_key_are_private_and_undo_gives_the_mode_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    s.write(".aider.conf.yml", AIDER_CONF);
+    std::fs::set_permissions(
+        s.file(".aider.conf.yml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let changes = s.apply(Tool::Aider, KEY, None);
+    assert!(changes[0].private);
+    assert_eq!(mode(&s.file(".aider.conf.yml")), 0o600);
+    undo(s.ws(), Tool::Aider).unwrap();
+    assert_eq!(mode(&s.file(".aider.conf.yml")), 0o644);
+    assert_eq!(s.read(".aider.conf.yml"), AIDER_CONF);
+
+    // Set up by an older version with the file left readable: applying again narrows it.
+    s.apply(Tool::Aider, KEY, None);
+    std::fs::set_permissions(
+        s.file(".aider.conf.yml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let again = s.apply(Tool::Aider, KEY, None);
+    assert!(again[0].changed.is_empty() && again[0].private);
+    assert_eq!(mode(&s.file(".aider.conf.yml")), 0o600);
+
+    // A file without the key keeps its permissions (Gemini CLI's settings.json).
+    s.write(".gemini/settings.json", GEMINI_SETTINGS);
+    std::fs::set_permissions(
+        s.file(".gemini/settings.json"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let changes = s.apply(Tool::GeminiCli, KEY, None);
+    assert!(changes[0].private && !changes[1].private);
+    assert_eq!(mode(&s.file(".gemini/.env")), 0o600);
+    assert_eq!(mode(&s.file(".gemini/settings.json")), 0o644);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_dangling_link_is_refused_not_replaced() {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.file(".claude")).unwrap();
+    let missing = s.root.join("dotfiles/claude-settings.json");
+    std::os::unix::fs::symlink(&missing, s.file(".claude/settings.json")).unwrap();
+    let target = Target {
+        base_url: BASE,
+        key: KEY,
+        model: None,
+    };
+    let err = apply(s.ws(), Tool::ClaudeCode, &target, Some(1)).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, ToolSetupError::DanglingLink { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("dotfiles/claude-settings.json"),
+        "{message}"
+    );
+    let link = std::fs::symlink_metadata(s.file(".claude/settings.json")).unwrap();
+    assert!(link.file_type().is_symlink(), "the link is left as it was");
+    assert!(!missing.exists());
+    assert!(s.records().is_empty());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_link_to_a_file_is_written_through_and_stays_a_link() {
+    let s = Scratch::new();
+    let real = s.root.join("dotfiles/claude-settings.json");
+    std::fs::create_dir_all(real.parent().unwrap()).unwrap();
+    std::fs::write(&real, CLAUDE_SETTINGS).unwrap();
+    std::fs::create_dir_all(s.file(".claude")).unwrap();
+    // Relative, as dotfile managers make them.
+    std::os::unix::fs::symlink(
+        "../../dotfiles/claude-settings.json",
+        s.file(".claude/settings.json"),
+    )
+    .unwrap();
+    s.apply(Tool::ClaudeCode, KEY, None);
+    let link = std::fs::symlink_metadata(s.file(".claude/settings.json")).unwrap();
+    assert!(link.file_type().is_symlink(), "still a link");
+    assert!(
+        std::fs::read_to_string(&real).unwrap().contains(KEY),
+        "written through"
+    );
+    assert_eq!(mode(&real), 0o600);
+    assert!(s.status(Tool::ClaudeCode).points_here);
+    undo(s.ws(), Tool::ClaudeCode).unwrap();
+    assert!(
+        std::fs::symlink_metadata(s.file(".claude/settings.json"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), CLAUDE_SETTINGS);
+}
+
+#[test]
+fn records_from_before_digests_are_undone_key_by_key() {
+    // A record as the previous version wrote it (one row rewritten by a second apply, no
+    // digests): undo must not restore its first backup whole over the edits since.
+    let s = Scratch::new();
+    s.write(".claude/settings.json", CLAUDE_SETTINGS);
+    s.apply(Tool::ClaudeCode, KEY, None);
+    s.db.write(|c| {
+        let previous: String = c.query_row("SELECT previous FROM tool_setups", [], |r| r.get(0))?;
+        let mut previous: Value = serde_json::from_str(&previous).unwrap();
+        for key in previous["keys"].as_array_mut().unwrap() {
+            key.as_object_mut().unwrap().remove("written");
+        }
+        c.execute(
+            "UPDATE tool_setups SET previous = ?1",
+            [previous.to_string()],
+        )
+        .map(drop)
+    })
+    .unwrap();
+    let edited = s
+        .read(".claude/settings.json")
+        .replace("\"opus\"", "\"haiku\"");
+    s.write(".claude/settings.json", &edited);
+    // The old code's second apply updated the row's hash to the file as it now is.
+    let now = sha256_hex(edited.as_bytes());
+    s.db.write(|c| {
+        c.execute("UPDATE tool_setups SET written_sha256 = ?1", [now])
+            .map(drop)
+    })
+    .unwrap();
+    undo(s.ws(), Tool::ClaudeCode).unwrap();
+    assert_eq!(
+        s.read(".claude/settings.json"),
+        CLAUDE_SETTINGS.replace("\"opus\"", "\"haiku\"")
+    );
+}
+
+#[test]
+fn points_elsewhere_hides_credentials_in_the_url() {
+    let s = Scratch::new();
+    s.write(
+        ".aider.conf.yml",
+        "openai-api-base: https://me:hunter2@proxy.example/v1?token=abc\n",
+    );
+    let shown = s.status(Tool::Aider).points_elsewhere.unwrap();
+    assert_eq!(shown, "https://proxy.example/v1");
 }

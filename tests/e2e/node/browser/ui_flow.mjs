@@ -101,6 +101,14 @@ try {
   await shot(page, 'ui-providers-tested');
   seen.steps.push('provider tested');
 
+  // Editing the URL to another host warns, before saving, that the key will be cleared.
+  await page.click('#provider-mockai button[aria-label="Edit provider mockai"]');
+  await page.waitForSelector('#provider-dialog[open]');
+  seen.sameHostNote = await page.isVisible('#pf-url-note');
+  await page.fill('#pf-url', args.upstream.replace(/:(\d+)/, (_, port) => `:${Number(port) + 1}`));
+  seen.moveNote = (await page.isVisible('#pf-url-note')) ? await text('#pf-url-note') : '';
+  await page.click('#pf-cancel');
+
   // -- 3. create an adapter; tool settings with the key ---------------------------------------
   await goto('adapters');
   await page.selectOption('#af-provider', 'mockai');
@@ -121,6 +129,7 @@ try {
     const write = await page.$('#apply-claude-code');
     seen.claudeWritable = !!write;
     if (write) {
+      seen.beforeApply = await text('#tool-panel');
       await write.click();
       await page.waitForSelector('#tool-panel .msg');
       seen.applyResult = await text('#tool-panel .msg');
