@@ -529,7 +529,9 @@ async fn soak(
         if settled_now {
             after = Some(sample);
         }
-        if settled_now || back_now || last_printed.elapsed() >= settings.sample {
+        // Nothing moves much while waiting for the pool to let go: a row every 30 s at most.
+        let quiet = settings.sample.max(Duration::from_secs(30));
+        if settled_now || back_now || last_printed.elapsed() >= quiet {
             report::row(&sample, Some(&previous));
             previous = sample;
             last_printed = Instant::now();

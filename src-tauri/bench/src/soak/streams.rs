@@ -211,9 +211,8 @@ pub struct Plan {
 /// Client number `index`: waits `delay` (the ramp), then streams until [`Plan::stop`].
 pub async fn client(index: usize, delay: Duration, plan: Arc<Plan>) {
     tokio::time::sleep(delay).await;
-    let keep_for = KEEP_FOR[index % KEEP_FOR.len()];
+    let mut habit = Habit::new(KEEP_FOR[index % KEEP_FOR.len()]);
     let mut sender: Option<SendRequest<Full<Bytes>>> = None;
-    let mut on_this_connection = 0u32;
     let mut scan = Scan::default();
     let mut round = 0usize;
     while !plan.stop.load(Ordering::Relaxed) {
@@ -222,34 +221,66 @@ pub async fn client(index: usize, delay: Duration, plan: Arc<Plan>) {
             return;
         };
         round += 1;
-        if on_this_connection >= keep_for {
+        if habit.retire() {
             sender = None;
         }
-        let outcome = stream_once(&mut sender, slot, &plan, &mut scan).await;
-        on_this_connection = if sender.is_some() {
-            on_this_connection + 1
-        } else {
-            0
-        };
-        if let Err(failure) = outcome {
-            // The connection's state is unknown after a failure: start the next one afresh.
-            sender = None;
-            on_this_connection = 0;
-            plan.tally.fail(flavour, &failure);
-            tokio::time::sleep(BACKOFF).await;
+        match stream_once(&mut sender, slot, &plan, &mut scan).await {
+            Ok(fresh) => habit.served(fresh),
+            Err(failure) => {
+                // The connection's state is unknown after a failure: start the next one afresh.
+                sender = None;
+                habit.served(true);
+                plan.tally.fail(flavour, &failure);
+                tokio::time::sleep(BACKOFF).await;
+            }
         }
     }
 }
 
+/// When a client lets its connection go: after `keep_for` streams on it.
+#[derive(Debug)]
+struct Habit {
+    keep_for: u32,
+    on_this_connection: u32,
+}
+
+impl Habit {
+    fn new(keep_for: u32) -> Self {
+        Self {
+            keep_for: keep_for.max(1),
+            on_this_connection: 0,
+        }
+    }
+
+    /// Whether the connection has served its share: the next stream opens a new one.
+    fn retire(&mut self) -> bool {
+        let done = self.on_this_connection >= self.keep_for;
+        if done {
+            self.on_this_connection = 0;
+        }
+        done
+    }
+
+    /// One stream went over the connection (`fresh`: one it had to open, counting from there;
+    /// after a failure, the connection is gone, so the next stream counts from a new one too).
+    fn served(&mut self, fresh: bool) {
+        self.on_this_connection = if fresh {
+            1
+        } else {
+            self.on_this_connection + 1
+        };
+    }
+}
+
 /// One stream of flavour number `slot`, on `sender` when it is still usable or on a new
-/// connection (left in `sender` for the next stream). Counts it in the tally when it completes;
-/// a failure is the caller's to count ([`Tally::fail`]).
+/// connection (left in `sender` for the next stream; `Ok(true)` says it is a new one). Counts it
+/// in the tally when it completes; a failure is the caller's to count ([`Tally::fail`]).
 pub async fn stream_once(
     sender: &mut Option<SendRequest<Full<Bytes>>>,
     slot: usize,
     plan: &Plan,
     scan: &mut Scan,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     let tally = &plan.tally;
     let Some(flavour) = plan.flavours.get(slot) else {
         return Err(Failure::new(
@@ -298,13 +329,12 @@ pub async fn stream_once(
         ))
     });
     tally.in_flight.fetch_sub(1, Ordering::Relaxed);
-    if outcome.is_ok() {
-        tally.completed.fetch_add(1, Ordering::Relaxed);
-        if let Some(count) = tally.per_flavour.get(slot) {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
+    outcome?;
+    tally.completed.fetch_add(1, Ordering::Relaxed);
+    if let Some(count) = tally.per_flavour.get(slot) {
+        count.fetch_add(1, Ordering::Relaxed);
     }
-    outcome
+    Ok(!usable)
 }
 
 async fn receive(
@@ -513,6 +543,38 @@ mod tests {
             b"event: error\ndata: {\"type\":\"error\"}\n\nevent: message_stop\ndata: {}\n\n",
         ]);
         assert!(scan.verdict(Ending::Event("message_stop"), 1).is_err());
+    }
+
+    /// Replays `streams` streams that all succeed; returns the connections opened.
+    fn connections_opened(keep_for: u32, streams: u32, server_closes_after: Option<u32>) -> u32 {
+        let mut habit = Habit::new(keep_for);
+        let (mut open, mut opened, mut on_it) = (false, 0, 0);
+        for _ in 0..streams {
+            if habit.retire() {
+                open = false;
+            }
+            if server_closes_after.is_some_and(|n| on_it >= n) {
+                open = false;
+            }
+            let fresh = !open;
+            if fresh {
+                opened += 1;
+                on_it = 0;
+                open = true;
+            }
+            on_it += 1;
+            habit.served(fresh);
+        }
+        opened
+    }
+
+    #[test]
+    fn a_connection_serves_its_share_then_a_new_one_opens() {
+        assert_eq!(connections_opened(1, 12, None), 12);
+        assert_eq!(connections_opened(4, 12, None), 3);
+        assert_eq!(connections_opened(16, 12, None), 1);
+        // The server closing a connection early starts a new share on the next one.
+        assert_eq!(connections_opened(4, 12, Some(2)), 6);
     }
 
     #[test]
