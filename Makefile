@@ -5,7 +5,7 @@
 #   make lint    cargo fmt --check and clippy -D warnings
 #   make fmt     format the Rust code
 #   make bench   the benchmark (release build)
-#   make soak    1,000 streams through the gateway for 10 minutes (release build, ~14 min);
+#   make soak    1,000 streams through the gateway for 10 minutes (release build, ~15 min);
 #                SOAK_ARGS="--streams 200 --minutes 1" for a short one
 #   make bundle  the release .deb (and the AppImage when its tools can be had), see README "Install"
 

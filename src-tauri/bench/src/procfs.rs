@@ -44,6 +44,9 @@ pub struct Status {
     pub rss_bytes: u64,
     /// Peak resident set size since the process started (`VmHWM`), in bytes.
     pub hwm_bytes: u64,
+    /// Of the RSS, the anonymous part (`RssAnon`: the heap, not the mapped binary or files),
+    /// where a leak shows; `None` on kernels without the line.
+    pub anon_bytes: Option<u64>,
     /// Threads of the process.
     pub threads: u64,
 }
@@ -72,6 +75,7 @@ fn parse_status(text: &str) -> Option<Status> {
     Some(Status {
         rss_bytes: field("VmRSS")? * 1024,
         hwm_bytes: field("VmHWM")? * 1024,
+        anon_bytes: field("RssAnon").map(|kib| kib * 1024),
         threads: field("Threads")?,
     })
 }
@@ -113,12 +117,14 @@ mod tests {
 
     #[test]
     fn status_fields_are_read_in_kilobytes() {
-        let text = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nThreads:\t3\n";
+        let text =
+            "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nRssAnon:\t 512 kB\nThreads:\t3\n";
         assert_eq!(
             parse_status(text),
             Some(Status {
                 rss_bytes: 1024 * 1024,
                 hwm_bytes: 2048 * 1024,
+                anon_bytes: Some(512 * 1024),
                 threads: 3
             })
         );

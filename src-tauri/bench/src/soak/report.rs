@@ -154,6 +154,21 @@ fn render(s: &Summary, bounds: &Bounds) -> String {
         bounds.rss_slack_mb,
         mb(ceiling)
     );
+    let anon = |sample: &Sample| {
+        sample
+            .status
+            .anon_bytes
+            .map_or_else(|| "—".to_owned(), |b| format!("{:.1}", mb(b)))
+    };
+    let _ = writeln!(
+        out,
+        "  of which anonymous (heap and stacks, not the mapped binary): idle {}, start {}, end {}, \
+         after {} MB",
+        anon(&s.idle),
+        anon(&s.start),
+        anon(&s.end),
+        anon(&s.after)
+    );
     let measured = s.end.completed.saturating_sub(s.start.completed);
     if measured > 0 {
         let _ = writeln!(
@@ -253,6 +268,7 @@ mod tests {
         let status = Status {
             rss_bytes: 48_300_000,
             hwm_bytes: 50_000_000,
+            anon_bytes: None,
             threads: 5,
         };
         let previous = Sample {

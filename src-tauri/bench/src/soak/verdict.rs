@@ -130,6 +130,7 @@ mod tests {
             status: Status {
                 rss_bytes: rss_mb * 1_000_000,
                 hwm_bytes: rss_mb * 1_000_000,
+                anon_bytes: Some(rss_mb * 500_000),
                 threads: 4,
             },
             fds,
