@@ -18,7 +18,7 @@ pub fn header() {
 
 fn header_line() -> String {
     format!(
-        "{:>7} {:<7} {:>9} {:>8} {:>6} {:>9} {:>8} {:>8} {:>6} {:>7} {:>6}",
+        "{:>7} {:<7} {:>9} {:>8} {:>6} {:>9} {:>8} {:>8} {:>8} {:>6} {:>7} {:>6}",
         "time s",
         "phase",
         "streams",
@@ -26,6 +26,7 @@ fn header_line() -> String {
         "errors",
         "in flight",
         "RSS MB",
+        "anon MB",
         "peak MB",
         "fds",
         "threads",
@@ -56,7 +57,7 @@ fn row_line(sample: &Sample, previous: Option<&Sample>) -> String {
         _ => ("—".to_owned(), "—".to_owned()),
     };
     format!(
-        "{:>7.1} {:<7} {:>9} {:>8} {:>6} {:>9} {:>8.1} {:>8.1} {:>6} {:>7} {:>6}",
+        "{:>7.1} {:<7} {:>9} {:>8} {:>6} {:>9} {:>8.1} {:>8} {:>8.1} {:>6} {:>7} {:>6}",
         sample.at.as_secs_f64(),
         sample.phase.label(),
         sample.completed,
@@ -64,6 +65,7 @@ fn row_line(sample: &Sample, previous: Option<&Sample>) -> String {
         sample.errors,
         sample.in_flight,
         mb(sample.status.rss_bytes),
+        anon_mb(sample),
         mb(sample.status.hwm_bytes),
         sample.fds,
         sample.status.threads,
@@ -154,20 +156,14 @@ fn render(s: &Summary, bounds: &Bounds) -> String {
         bounds.rss_slack_mb,
         mb(ceiling)
     );
-    let anon = |sample: &Sample| {
-        sample
-            .status
-            .anon_bytes
-            .map_or_else(|| "—".to_owned(), |b| format!("{:.1}", mb(b)))
-    };
     let _ = writeln!(
         out,
         "  of which anonymous (heap and stacks, not the mapped binary): idle {}, start {}, end {}, \
          after {} MB",
-        anon(&s.idle),
-        anon(&s.start),
-        anon(&s.end),
-        anon(&s.after)
+        anon_mb(&s.idle),
+        anon_mb(&s.start),
+        anon_mb(&s.end),
+        anon_mb(&s.after)
     );
     let measured = s.end.completed.saturating_sub(s.start.completed);
     if measured > 0 {
@@ -255,6 +251,14 @@ fn mb(bytes: u64) -> f64 {
     bytes as f64 / 1e6
 }
 
+/// The anonymous part of the RSS in MB, or `—` where the kernel does not say.
+fn anon_mb(sample: &Sample) -> String {
+    sample
+        .status
+        .anon_bytes
+        .map_or_else(|| "—".to_owned(), |b| format!("{:.1}", mb(b)))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -268,7 +272,7 @@ mod tests {
         let status = Status {
             rss_bytes: 48_300_000,
             hwm_bytes: 50_000_000,
-            anon_bytes: None,
+            anon_bytes: Some(30_100_000),
             threads: 5,
         };
         let previous = Sample {
@@ -289,7 +293,7 @@ mod tests {
         };
         let line = row_line(&now, Some(&previous));
         assert!(line.contains(" 250.0 "), "{line}");
-        assert!(line.contains(" 48.3 ") && line.contains(" 50.0 "), "{line}");
+        assert!(line.contains(" 48.3     30.1     50.0 "), "{line}");
         assert!(line.trim_end().ends_with(" 30"), "{line}");
         assert_eq!(line.len(), header_line().len(), "{line}\n{}", header_line());
     }
