@@ -5,9 +5,11 @@
 #   make lint    cargo fmt --check and clippy -D warnings
 #   make fmt     format the Rust code
 #   make bench   the benchmark (release build)
+#   make soak    1,000 streams through the gateway for 10 minutes (release build, ~15 min);
+#                SOAK_ARGS="--streams 200 --minutes 1" for a short one
 #   make bundle  the release .deb (and the AppImage when its tools can be had), see README "Install"
 
-.PHONY: start test e2e lint fmt bench setup bundle
+.PHONY: start test e2e lint fmt bench soak setup bundle
 
 start:
 	./.ci/start
@@ -29,6 +31,9 @@ fmt:
 
 bench:
 	cargo run --release -p flexiproxy-bench -- run
+
+soak:
+	cargo run --release -p flexiproxy-bench -- soak $(SOAK_ARGS)
 
 setup:
 	./.ci/setup

@@ -1,6 +1,7 @@
 //! The servers under test as child processes of this executable (`current_exe()` with the
 //! `upstream`, `floor` or `gateway` subcommand), so that each has its own process for CPU and
-//! memory readings and its own runtime, as in real use.
+//! memory readings and its own runtime, as in real use. The soak may run the shipped `flexiproxy`
+//! binary instead of the `gateway` subcommand ([`Spec::program`]).
 //!
 //! Each child binds port 0 and prints one line ending in `http://127.0.0.1:PORT` on stdout (the
 //! gateway's `FlexiProxy gateway listening on ...`); the address is read from that line. Its
@@ -12,7 +13,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Spec {
     /// Label: `upstream`, `floor` or `gateway`.
     pub name: &'static str,
+    /// Executable to run; `None` is this one (with a subcommand as the first argument).
+    pub program: Option<PathBuf>,
     /// Arguments after the executable (subcommand first).
     pub args: Vec<OsString>,
     /// Variables to set.
@@ -51,7 +54,10 @@ pub struct ChildServer {
 impl ChildServer {
     /// Starts `spec` and waits (bounded) for its address line.
     pub fn start(spec: &Spec, log_dir: &Path) -> Result<Self, BenchError> {
-        let exe = std::env::current_exe().map_err(BenchError::io("finding this executable"))?;
+        let exe = match &spec.program {
+            Some(program) => program.clone(),
+            None => std::env::current_exe().map_err(BenchError::io("finding this executable"))?,
+        };
         let stderr_log = log_dir.join(format!("{}.stderr.log", spec.name));
         let stderr = File::create(&stderr_log)
             .map_err(BenchError::io(format!("creating {}", stderr_log.display())))?;
@@ -148,27 +154,38 @@ impl ChildServer {
         }
     }
 
-    fn stop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(Some(_))) {
-            return;
+    /// Sends SIGTERM and waits up to `within` for the child to exit on its own (the gateway
+    /// then finishes its requests and writes every usage row); kills it when it overstays.
+    /// Returns its exit status, or an error when it had to be killed.
+    pub fn terminate(&mut self, within: Duration) -> Result<ExitStatus, BenchError> {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Ok(status);
         }
-        // SIGTERM first: the gateway shuts down gracefully on it (flushes usage). `kill(1)`
-        // rather than libc, as this crate forbids `unsafe`.
+        // `kill(1)` rather than libc, as this crate forbids `unsafe`.
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
-        let deadline = Instant::now() + STOP_TIMEOUT;
+        let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Ok(status),
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                Err(err) => return Err(self.failed(&format!("cannot be polled: {err}"))),
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        Err(self.failed(&format!(
+            "did not exit within {within:?} of SIGTERM; killed"
+        )))
+    }
+
+    fn stop(&mut self) {
+        // SIGTERM first: the gateway shuts down gracefully on it (flushes usage).
+        let _ = self.terminate(STOP_TIMEOUT);
     }
 }
 

@@ -41,6 +41,9 @@ pub enum BenchError {
     /// Something did not finish within its time bound.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A soak ran to the end and at least one of its checks failed (each one listed).
+    #[error("soak failed: {0}")]
+    Verdict(String),
     /// The arguments meant for the gateway were rejected by its own parser.
     #[error("gateway arguments: {0}")]
     GatewayArgs(#[from] clap::Error),

@@ -74,7 +74,7 @@ impl Target {
         Self::new(self.name, self.addr, path, self.headers.clone())
     }
 
-    fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, BenchError> {
+    pub(crate) fn request(&self, body: Bytes) -> Result<Request<Full<Bytes>>, BenchError> {
         let mut builder = Request::builder()
             .method(Method::POST)
             .uri(self.path.clone())
@@ -167,7 +167,7 @@ impl Outcome {
 }
 
 /// Opens one keep-alive HTTP/1.1 connection with TCP_NODELAY.
-async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, BenchError> {
+pub(crate) async fn connect(target: &Target) -> Result<SendRequest<Full<Bytes>>, BenchError> {
     let stream = TcpStream::connect(target.addr)
         .await
         .map_err(BenchError::io(format!(

@@ -9,7 +9,9 @@
 //! - `run` (the default, [`run`]): starts the three above as child processes of this executable
 //!   ([`children`]), registers a provider and an adapter through the management API
 //!   ([`management`]), drives interleaved load ([`load`]) against direct / floor / gateway and
-//!   prints medians and ratios ([`stats`], [`report`]), plus CPU time per request ([`procfs`]).
+//!   prints medians and ratios ([`stats`], [`report`]), plus CPU time per request ([`procfs`]);
+//! - `soak` ([`soak`]): a thousand concurrent streams through the gateway for minutes, checking
+//!   that its memory, file descriptors and usage rows do not drift and that no stream fails.
 //!
 //! How and why it measures this way: `shared/benchmarking.md` (noisy 2-core machines, so every
 //! figure kept is a ratio taken within the same run).
@@ -23,6 +25,7 @@ mod management;
 mod procfs;
 mod report;
 mod run;
+mod soak;
 mod stats;
 mod upstream;
 
@@ -57,6 +60,8 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// The benchmark: spawns upstream, floor and gateway, drives load, prints the table (default).
     Run(run::RunArgs),
+    /// Many concurrent streams through the gateway for minutes: RSS, fds, errors, usage rows.
+    Soak(soak::SoakArgs),
 }
 
 /// Builds the tokio runtime a server part (upstream, floor, gateway) runs on: always the
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         Some(Command::Floor(args)) => floor::main(&args),
         Some(Command::Gateway(args)) => return gateway::main(args),
         Some(Command::Run(args)) => run::main(&args),
+        Some(Command::Soak(args)) => soak::main(&args),
         None => run::main(&cli.run),
     };
     match outcome {

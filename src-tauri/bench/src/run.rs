@@ -23,7 +23,7 @@
 use std::collections::hash_map::RandomState;
 use std::ffi::OsString;
 use std::hash::{BuildHasher, Hasher};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -43,11 +43,11 @@ use crate::{BenchError, management, procfs};
 /// Variable that carries the provider key to the gateway (registered as `env:NAME`).
 const PROVIDER_KEY_ENV: &str = "FLEXIPROXY_BENCH_PROVIDER_KEY";
 /// Path of the OpenAI chat references (direct, floor, gateway).
-const CHAT_PATH: &str = "/v1/chat/completions";
+pub(crate) const CHAT_PATH: &str = "/v1/chat/completions";
 /// Path of the translated reference: Anthropic Messages, as Claude Code calls it.
-const MESSAGES_PATH: &str = "/v1/messages";
+pub(crate) const MESSAGES_PATH: &str = "/v1/messages";
 /// `anthropic-version` the translated reference sends, as the Anthropic SDKs do.
-const ANTHROPIC_VERSION: &str = "2023-06-01";
+pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Extra time a load run may take beyond its nominal duration before it counts as hung.
 const RUN_GRACE: Duration = Duration::from_secs(30);
 /// Upper bound for a fixed-count (CPU) run.
@@ -318,27 +318,12 @@ async fn start_fleet(args: &RunArgs, scratch: &Path) -> Result<Fleet, BenchError
     let os = |parts: &[&str]| parts.iter().map(OsString::from).collect::<Vec<_>>();
 
     progress("starting the upstream, the floor and the gateway");
-    let mut upstream_args = os(&["upstream", "--port", "0", "--workers", &workers]);
-    upstream_args.extend(
-        args.pacing
-            .bounded()
-            .to_flags()
-            .into_iter()
-            .map(OsString::from),
-    );
-    let upstream = ChildServer::start(
-        &Spec {
-            name: "upstream",
-            args: upstream_args,
-            env: Vec::new(),
-            env_remove: Vec::new(),
-        },
-        scratch,
-    )?;
+    let upstream = ChildServer::start(&upstream_spec(args.workers, args.pacing), scratch)?;
     let upstream_base = format!("http://{}", upstream.addr);
     let floor = ChildServer::start(
         &Spec {
             name: "floor",
+            program: None,
             args: os(&[
                 "floor",
                 "--port",
@@ -354,58 +339,18 @@ async fn start_fleet(args: &RunArgs, scratch: &Path) -> Result<Fleet, BenchError
         scratch,
     )?;
 
-    let data_dir = scratch.join("gateway-data");
-    std::fs::create_dir_all(&data_dir)
-        .map_err(BenchError::io(format!("creating {}", data_dir.display())))?;
-    let management_token = random_hex(4);
-    let mut gateway_args = os(&["gateway", "--workers", &workers, "--", "--headless"]);
-    gateway_args.extend(os(&[
-        "--port",
-        "0",
-        "--bind",
-        "127.0.0.1",
-        "--secrets",
-        "env",
-    ]));
-    gateway_args.push(OsString::from("--data-dir"));
-    gateway_args.push(data_dir.into_os_string());
-    if let Some(usage) = &args.usage {
-        gateway_args.extend(os(&["--usage", usage]));
-    }
-    let gateway = ChildServer::start(
-        &Spec {
-            name: "gateway",
-            args: gateway_args,
-            env: vec![
-                (
-                    "FLEXIPROXY_MANAGEMENT_TOKEN".to_owned(),
-                    management_token.clone(),
-                ),
-                (
-                    PROVIDER_KEY_ENV.to_owned(),
-                    format!("sk-bench-{}", random_hex(2)),
-                ),
-            ],
-            // The flags above decide; a developer's own settings must not leak in.
-            env_remove: vec![
-                "FLEXIPROXY_PORT",
-                "FLEXIPROXY_BIND",
-                "FLEXIPROXY_DATA_DIR",
-                "FLEXIPROXY_SECRETS",
-                "FLEXIPROXY_USAGE",
-                "FLEXIPROXY_UPSTREAM_TIMEOUT",
-            ],
+    let GatewayReady {
+        server: gateway,
+        adapter_key,
+        ..
+    } = start_gateway(
+        &GatewayLaunch {
+            program: None,
+            workers: args.workers,
+            usage: args.usage.as_deref(),
         },
+        &upstream,
         scratch,
-    )?;
-
-    let gateway_target = Target::new("gateway", gateway.addr, CHAT_PATH, Vec::new())?;
-    management::wait_healthy(&gateway_target).await?;
-    let adapter_key = management::register(
-        &gateway_target,
-        &management_token,
-        &format!("{upstream_base}/v1"),
-        PROVIDER_KEY_ENV,
     )
     .await?;
     let header = |value: String| {
@@ -439,6 +384,130 @@ async fn start_fleet(args: &RunArgs, scratch: &Path) -> Result<Fleet, BenchError
     })
 }
 
+/// The mock upstream's child spec: port 0, `workers` tokio workers, streams paced by `pacing`.
+pub(crate) fn upstream_spec(workers: usize, pacing: StreamPacing) -> Spec {
+    let mut args: Vec<OsString> = ["upstream", "--port", "0", "--workers"]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    args.push(OsString::from(workers.clamp(1, 64).to_string()));
+    args.extend(pacing.bounded().to_flags().into_iter().map(OsString::from));
+    Spec {
+        name: "upstream",
+        program: None,
+        args,
+        env: Vec::new(),
+        env_remove: Vec::new(),
+    }
+}
+
+/// How to start the gateway.
+#[derive(Debug)]
+pub(crate) struct GatewayLaunch<'a> {
+    /// A `flexiproxy` binary to run with `--headless`; `None` runs this executable's `gateway`
+    /// subcommand (the same `cli::run_headless`, with `workers` tokio workers).
+    pub program: Option<&'a Path>,
+    /// Tokio workers of the `gateway` subcommand (ignored for a `flexiproxy` binary, whose
+    /// runtime has one worker per core).
+    pub workers: usize,
+    /// Passed as `--usage` (on|off); the gateway's default otherwise.
+    pub usage: Option<&'a str>,
+}
+
+/// A gateway that answers: its process, where its data lives, and the adapter key to call it with.
+#[derive(Debug)]
+pub(crate) struct GatewayReady {
+    pub server: ChildServer,
+    /// Its `--data-dir` (the usage database is `flexiproxy.db` in it).
+    pub data_dir: PathBuf,
+    /// The `fp-…` key of the adapter registered for `upstream`.
+    pub adapter_key: String,
+}
+
+/// Starts the gateway headless on 127.0.0.1 port 0 with a scratch `--data-dir`, `--secrets env`
+/// and a random management token, waits for `/health`, and registers `upstream` as an
+/// `openai_chat` provider with an adapter ([`management`]).
+pub(crate) async fn start_gateway(
+    launch: &GatewayLaunch<'_>,
+    upstream: &ChildServer,
+    scratch: &Path,
+) -> Result<GatewayReady, BenchError> {
+    let data_dir = scratch.join("gateway-data");
+    std::fs::create_dir_all(&data_dir)
+        .map_err(BenchError::io(format!("creating {}", data_dir.display())))?;
+    let management_token = random_hex(4);
+    let mut args: Vec<OsString> = match launch.program {
+        Some(_) => Vec::new(),
+        None => vec![
+            OsString::from("gateway"),
+            OsString::from("--workers"),
+            OsString::from(launch.workers.clamp(1, 64).to_string()),
+            OsString::from("--"),
+        ],
+    };
+    args.extend(
+        [
+            "--headless",
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--secrets",
+            "env",
+        ]
+        .into_iter()
+        .map(OsString::from),
+    );
+    args.push(OsString::from("--data-dir"));
+    args.push(data_dir.clone().into_os_string());
+    if let Some(usage) = launch.usage {
+        args.push(OsString::from("--usage"));
+        args.push(OsString::from(usage));
+    }
+    let server = ChildServer::start(
+        &Spec {
+            name: "gateway",
+            program: launch.program.map(Path::to_path_buf),
+            args,
+            env: vec![
+                (
+                    "FLEXIPROXY_MANAGEMENT_TOKEN".to_owned(),
+                    management_token.clone(),
+                ),
+                (
+                    PROVIDER_KEY_ENV.to_owned(),
+                    format!("sk-bench-{}", random_hex(2)),
+                ),
+            ],
+            // The flags above decide; a developer's own settings must not leak in.
+            env_remove: vec![
+                "FLEXIPROXY_PORT",
+                "FLEXIPROXY_BIND",
+                "FLEXIPROXY_DATA_DIR",
+                "FLEXIPROXY_SECRETS",
+                "FLEXIPROXY_USAGE",
+                "FLEXIPROXY_UPSTREAM_TIMEOUT",
+                "FLEXIPROXY_CONFIG",
+            ],
+        },
+        scratch,
+    )?;
+    let health = Target::new("gateway", server.addr, "/health", Vec::new())?;
+    management::wait_healthy(&health).await?;
+    let adapter_key = management::register(
+        &health,
+        &management_token,
+        &format!("http://{}/v1", upstream.addr),
+        PROVIDER_KEY_ENV,
+    )
+    .await?;
+    Ok(GatewayReady {
+        server,
+        data_dir,
+        adapter_key,
+    })
+}
+
 /// The user's message; `pad_to` > 0 grows it until a request body is about that size.
 fn prompt(pad_to: usize) -> String {
     if pad_to == 0 {
@@ -455,7 +524,7 @@ fn prompt(pad_to: usize) -> String {
 }
 
 /// An OpenAI chat request (system message, one user message).
-fn chat_body(stream: bool, pad_to: usize) -> Bytes {
+pub(crate) fn chat_body(stream: bool, pad_to: usize) -> Bytes {
     let mut body = serde_json::json!({
         "model": "bench-model",
         "messages": [
@@ -471,7 +540,7 @@ fn chat_body(stream: bool, pad_to: usize) -> Bytes {
 }
 
 /// The same request as Anthropic Messages writes it (what Claude Code sends, minus its size).
-fn messages_body(stream: bool, pad_to: usize) -> Bytes {
+pub(crate) fn messages_body(stream: bool, pad_to: usize) -> Bytes {
     let mut body = serde_json::json!({
         "model": "claude-sonnet-4-5",
         "max_tokens": 16,
@@ -784,7 +853,7 @@ fn look_for_pathologies(results: &[ScenarioResult]) -> Vec<String> {
 
 /// `words` × 16 hex digits from the standard library's randomly seeded hasher: enough for a
 /// throw-away local token without another dependency.
-fn random_hex(words: usize) -> String {
+pub(crate) fn random_hex(words: usize) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
