@@ -1005,6 +1005,9 @@ impl Meter {
         }
         self.finished = true;
         let now = Instant::now();
+        // The one place every record is finished: what a provider claims is capped here, for
+        // the limit windows and the ledger alike.
+        self.record.tokens = self.record.tokens.clamped();
         self.record.outcome = outcome;
         self.record.latency_ms = millis(now - self.started);
         self.record.ttfb_ms = self.first_byte.map(|t| millis(t - self.started));

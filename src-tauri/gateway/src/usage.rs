@@ -28,6 +28,136 @@ pub struct TokenUsage {
     pub reasoning: Option<u64>,
 }
 
+/// The largest token count one request is recorded with; larger counts are taken as this.
+///
+/// A thousand times the longest context window on offer (about a million tokens), so no honest
+/// count is ever cut, and small enough that no sum over the usage table can overflow: SQLite's
+/// `SUM` raises "integer overflow" past `i64::MAX`, which at this bound takes more than nine
+/// billion rows. Counts from a provider are clamped to `0..=MAX_TOKENS` when they are read
+/// ([`wire_count`]), when a record is finished (`relay::Meter`) and when a row is written; rows
+/// an older version wrote unclamped are clamped the same way when they are read back.
+pub const MAX_TOKENS: u64 = 1_000_000_000;
+
+impl TokenUsage {
+    /// Every count capped at [`MAX_TOKENS`].
+    #[must_use]
+    pub fn clamped(self) -> Self {
+        let clamp = |n: Option<u64>| n.map(|n| n.min(MAX_TOKENS));
+        Self {
+            input: clamp(self.input),
+            output: clamp(self.output),
+            cached: clamp(self.cached),
+            reasoning: clamp(self.reasoning),
+        }
+    }
+}
+
+/// Reads a token count from a provider's usage object (`#[serde(deserialize_with)]` on every
+/// wire protocol's usage fields), so that a count no honest provider sends neither fails the
+/// decoding of an otherwise good answer nor reaches the ledger as it is: a negative number
+/// reads as 0, a huge one (an integer past `u64`, `1e300`) as [`MAX_TOKENS`], a fraction is cut
+/// to its whole part, a number in a string is read as that number, and anything else (`null`,
+/// text, `true`, an object) as no count at all.
+pub fn wire_count<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    deserializer.deserialize_any(WireCount)
+}
+
+struct WireCount;
+
+impl WireCount {
+    fn real(value: f64) -> Option<u64> {
+        if value.is_nan() {
+            None
+        } else if value <= 0.0 {
+            Some(0)
+        } else if value >= MAX_TOKENS as f64 {
+            Some(MAX_TOKENS)
+        } else {
+            // In range, so the cast is exact after cutting the fraction.
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "checked to be within 0..MAX_TOKENS just above"
+            )]
+            Some(value.trunc() as u64)
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for WireCount {
+    type Value = Option<u64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a token count")
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(Some(value.min(MAX_TOKENS)))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(Some(u64::try_from(value).unwrap_or(0).min(MAX_TOKENS)))
+    }
+
+    fn visit_u128<E>(self, value: u128) -> Result<Self::Value, E> {
+        Ok(Some(
+            u64::try_from(value).unwrap_or(u64::MAX).min(MAX_TOKENS),
+        ))
+    }
+
+    fn visit_i128<E>(self, value: i128) -> Result<Self::Value, E> {
+        Ok(Some(
+            u64::try_from(value.max(0))
+                .unwrap_or(u64::MAX)
+                .min(MAX_TOKENS),
+        ))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(Self::real(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        let value = value.trim();
+        Ok(match value.parse::<u64>() {
+            Ok(n) => Some(n.min(MAX_TOKENS)),
+            Err(_) => value.parse::<f64>().ok().and_then(Self::real),
+        })
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+}
+
 /// How a request ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -230,15 +360,20 @@ fn write_loop(
 
 /// Each credential's requests of the last day, `(key_id, start ms, tokens)`, to restore the
 /// routing windows after a restart.
+///
+/// Runs at every start, so nothing a row holds may fail it: counts are clamped in SQL like
+/// every other read, and a row whose columns cannot be read is skipped with a warning.
 pub fn credential_history(
     db: &Database,
     since_ms: i64,
 ) -> Result<Vec<(String, i64, u64)>, StoreError> {
     db.read(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT credential, ts_ms, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)
+        let mut stmt = conn.prepare(&format!(
+            "SELECT credential, ts_ms, COALESCE({}, 0) + COALESCE({}, 0)
              FROM usage WHERE credential IS NOT NULL AND ts_ms >= ?1 ORDER BY ts_ms",
-        )?;
+            count("input_tokens"),
+            count("output_tokens"),
+        ))?;
         let rows = stmt.query_map([since_ms], |row| {
             Ok((
                 row.get(0)?,
@@ -246,8 +381,55 @@ pub fn credential_history(
                 u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
             ))
         })?;
-        rows.collect()
+        readable(rows, "the routing windows")
     })
+}
+
+/// A token column as every read sees it: whatever the row holds (a count an older version
+/// wrote unclamped, a real, text) as an integer in `0..=MAX_TOKENS`, `NULL` staying `NULL`.
+/// Sums of these cannot overflow (see [`MAX_TOKENS`]).
+fn count(column: &str) -> String {
+    format!("MAX(MIN(CAST({column} AS INTEGER), {MAX_TOKENS}), 0)")
+}
+
+/// Whether reading a row failed on what one of its columns holds (the row is unreadable),
+/// rather than on the database (the read cannot go on).
+fn unreadable_row(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+    )
+}
+
+/// Collects rows, skipping those that cannot be read (one warning per read says how many); any
+/// other error ends the read.
+fn readable<T>(
+    rows: impl Iterator<Item = rusqlite::Result<T>>,
+    reading: &str,
+) -> rusqlite::Result<Vec<T>> {
+    let mut out = Vec::new();
+    let mut skipped = 0_u64;
+    let mut example = None;
+    for row in rows {
+        match row {
+            Ok(row) => out.push(row),
+            Err(e) if unreadable_row(&e) => {
+                skipped += 1;
+                example.get_or_insert_with(|| e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(example) = example {
+        tracing::warn!(
+            skipped,
+            error = %example,
+            "usage rows that cannot be read were left out of {reading}"
+        );
+    }
+    Ok(out)
 }
 
 fn write_batch(conn: &Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> {
@@ -268,10 +450,10 @@ fn write_batch(conn: &Connection, batch: &[UsageRecord]) -> rusqlite::Result<()>
                 r.endpoint,
                 r.stream,
                 r.status,
-                r.tokens.input.map(saturate),
-                r.tokens.output.map(saturate),
-                r.tokens.cached.map(saturate),
-                r.tokens.reasoning.map(saturate),
+                r.tokens.input.map(stored_count),
+                r.tokens.output.map(stored_count),
+                r.tokens.cached.map(stored_count),
+                r.tokens.reasoning.map(stored_count),
                 saturate(r.latency_ms),
                 r.ttfb_ms.map(saturate),
                 r.outcome.as_str(),
@@ -292,6 +474,11 @@ fn write_batch(conn: &Connection, batch: &[UsageRecord]) -> rusqlite::Result<()>
 
 fn saturate(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A token count as written: clamped per row, whoever built the record.
+fn stored_count(value: u64) -> i64 {
+    saturate(value.min(MAX_TOKENS))
 }
 
 /// Totals since a point in time.
@@ -318,11 +505,11 @@ impl Totals {
 
     fn add(&self, other: &Self) -> Self {
         Self {
-            requests: self.requests + other.requests,
-            input_tokens: self.input_tokens + other.input_tokens,
-            output_tokens: self.output_tokens + other.output_tokens,
-            cached_tokens: self.cached_tokens + other.cached_tokens,
-            errors: self.errors + other.errors,
+            requests: self.requests.saturating_add(other.requests),
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+            cached_tokens: self.cached_tokens.saturating_add(other.cached_tokens),
+            errors: self.errors.saturating_add(other.errors),
         }
     }
 }
@@ -345,25 +532,25 @@ pub struct Summary {
 pub fn summary(db: &Database, since_ms: i64) -> Result<Summary, StoreError> {
     db.read(|conn| {
         let today = conn.query_row(
-            &format!("SELECT {SUMS} FROM usage WHERE ts_ms >= ?1"),
+            &format!("SELECT {} FROM usage WHERE ts_ms >= ?1", sums()),
             [since_ms],
             |row| Totals::from_row(row, 0),
         )?;
-        let mut stmt = conn.prepare(
-            "SELECT provider_id, COUNT(*), COALESCE(SUM(input_tokens), 0),
-                    COALESCE(SUM(output_tokens), 0)
+        let mut stmt = conn.prepare(&format!(
+            "SELECT CAST(provider_id AS TEXT), COUNT(*), {}, {}
              FROM usage WHERE ts_ms >= ?1 GROUP BY provider_id ORDER BY provider_id",
-        )?;
-        let by_provider = stmt
-            .query_map([since_ms], |row| {
-                Ok(ProviderTotals {
-                    provider_id: row.get(0)?,
-                    requests: row.get(1)?,
-                    input_tokens: row.get(2)?,
-                    output_tokens: row.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+            sum("input_tokens"),
+            sum("output_tokens"),
+        ))?;
+        let by_provider = stmt.query_map([since_ms], |row| {
+            Ok(ProviderTotals {
+                provider_id: row.get(0)?,
+                requests: row.get(1)?,
+                input_tokens: row.get(2)?,
+                output_tokens: row.get(3)?,
+            })
+        })?;
+        let by_provider = readable(by_provider, "the summary")?;
         Ok(Summary { today, by_provider })
     })
 }
@@ -394,16 +581,26 @@ pub struct RecentRow {
 /// The latest `limit` recorded requests, newest first.
 pub fn recent(db: &Database, limit: u32) -> Result<Vec<RecentRow>, StoreError> {
     db.read(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT ts_ms, adapter, provider_id, model, endpoint, stream, status, input_tokens,
-                    output_tokens, cached_tokens, latency_ms, ttfb_ms, outcome, error, credential
-             FROM usage ORDER BY id DESC LIMIT ?1",
-        )?;
-        stmt.query_map([limit], recent_row)?.collect()
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM usage ORDER BY id DESC LIMIT ?1",
+            ROW_COLUMNS = row_columns()
+        ))?;
+        readable(stmt.query_map([limit], recent_row)?, "the recent requests")
     })
 }
 
-/// Reads the columns `recent` and `page` select, in that order.
+/// The columns [`recent_row`] reads, token counts clamped.
+fn row_columns() -> String {
+    format!(
+        "ts_ms, adapter, provider_id, model, endpoint, stream, status, {}, {}, {}, latency_ms,
+         ttfb_ms, outcome, error, credential",
+        count("input_tokens"),
+        count("output_tokens"),
+        count("cached_tokens"),
+    )
+}
+
+/// Reads the columns [`row_columns`] lists, in that order.
 fn recent_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecentRow> {
     Ok(RecentRow {
         ts_ms: row.get(0)?,
@@ -447,37 +644,34 @@ impl Cursor {
 }
 
 /// A page of recorded requests after `after` and before `until_ms`, oldest first, and the
-/// cursor for the next page. The (time, id) order is the `ts_ms` index's own (it ends in the
-/// row id), so each page is one index seek however deep the export is.
+/// cursor for the next page (`None` when this was the last). The (time, id) order is the `ts_ms`
+/// index's own (it ends in the row id), so each page is one index seek however deep the export
+/// is. A row that cannot be read is left out (with a warning) but still moves the cursor on; a
+/// cursor that cannot move (a row whose very time is unreadable) ends the export rather than
+/// reading the same page again.
 pub fn page(
     db: &Database,
     after: Cursor,
     until_ms: i64,
-) -> Result<(Vec<RecentRow>, Cursor), StoreError> {
+) -> Result<(Vec<RecentRow>, Option<Cursor>), StoreError> {
     db.read(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT ts_ms, adapter, provider_id, model, endpoint, stream, status, input_tokens,
-                    output_tokens, cached_tokens, latency_ms, ttfb_ms, outcome, error, credential,
-                    id
-             FROM usage WHERE (ts_ms, id) > (?1, ?2) AND ts_ms < ?3
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {}, id FROM usage WHERE (ts_ms, id) > (?1, ?2) AND ts_ms < ?3
              ORDER BY ts_ms, id LIMIT ?4",
-        )?;
+            row_columns()
+        ))?;
         let mut next = after;
-        let rows = stmt
-            .query_map(params![after.ts_ms, after.id, until_ms, PAGE], |row| {
-                Ok((recent_row(row)?, row.get::<_, i64>(15)?))
-            })?
-            .map(|found| {
-                found.map(|(row, id)| {
-                    next = Cursor {
-                        ts_ms: row.ts_ms,
-                        id,
-                    };
-                    row
-                })
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok((rows, next))
+        let mut scanned: u32 = 0;
+        let rows = stmt.query_map(params![after.ts_ms, after.id, until_ms, PAGE], |row| {
+            scanned += 1;
+            if let (Ok(ts_ms), Ok(id)) = (row.get::<_, i64>(0), row.get::<_, i64>(15)) {
+                next = Cursor { ts_ms, id };
+            }
+            recent_row(row)
+        })?;
+        let rows = readable(rows, "the export")?;
+        let more = scanned == PAGE && next != after;
+        Ok((rows, more.then_some(next)))
     })
 }
 
@@ -583,10 +777,22 @@ pub struct Stats {
 }
 
 /// The sums every aggregate selects, after its group column. Errors are the outcomes where the
-/// request did not get its answer; a client hanging up is not the provider's error.
-const SUMS: &str = "COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
-    COALESCE(SUM(cached_tokens), 0),
-    COALESCE(SUM(outcome IN ('failed', 'upstream_error', 'interrupted')), 0)";
+/// request did not get its answer; a client hanging up, or a stream cut by the gateway's own
+/// shutdown, is not the provider's error.
+fn sums() -> String {
+    format!(
+        "COUNT(*), {}, {}, {},
+         COALESCE(SUM(outcome IN ('failed', 'upstream_error', 'interrupted')), 0)",
+        sum("input_tokens"),
+        sum("output_tokens"),
+        sum("cached_tokens"),
+    )
+}
+
+/// The sum of a token column over a group, 0 when empty; cannot overflow (see [`count`]).
+fn sum(column: &str) -> String {
+    format!("COALESCE(SUM({}), 0)", count(column))
+}
 
 /// Aggregates the range in SQLite (one indexed range scan per grouping and one for the series;
 /// no rows come to Rust).
@@ -603,18 +809,20 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
                 "SELECT CAST(COALESCE({column}, 'none') AS TEXT), {SUMS},
                         COALESCE(CAST(ROUND(AVG(latency_ms)) AS INTEGER), 0)
                  {range} GROUP BY {column}
-                 ORDER BY COALESCE(SUM(input_tokens), 0) + COALESCE(SUM(output_tokens), 0) DESC,
-                          COUNT(*) DESC, 1"
+                 ORDER BY {INPUT} + {OUTPUT} DESC, COUNT(*) DESC, 1",
+                SUMS = sums(),
+                INPUT = sum("input_tokens"),
+                OUTPUT = sum("output_tokens"),
             ))?;
-            stmt.query_map([since_ms, until_ms], |row| {
+            let groups = stmt.query_map([since_ms, until_ms], |row| {
                 Ok(Group {
                     key: row.get(0)?,
                     label: None,
                     sums: Totals::from_row(row, 1)?,
                     avg_latency_ms: row.get(6)?,
                 })
-            })?
-            .collect()
+            })?;
+            readable(groups, "the statistics")
         };
         let by_provider = grouped("provider_id")?;
         let by_adapter = grouped("adapter")?;
@@ -627,13 +835,13 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
             })
             .collect();
         let mut stmt = conn.prepare(&format!(
-            "SELECT (ts_ms - ?1) / ?3 AS bucket, {SUMS} {range} GROUP BY bucket ORDER BY bucket"
+            "SELECT (ts_ms - ?1) / ?3 AS bucket, {} {range} GROUP BY bucket ORDER BY bucket",
+            sums()
         ))?;
         let filled = stmt.query_map([since_ms, until_ms, bucket_ms], |row| {
             Ok((row.get::<_, i64>(0)?, Totals::from_row(row, 1)?))
         })?;
-        for found in filled {
-            let (index, sums) = found?;
+        for (index, sums) in readable(filled, "the statistics")? {
             if let Some(slot) = usize::try_from(index).ok().and_then(|i| series.get_mut(i)) {
                 slot.sums = sums;
             }
@@ -659,6 +867,10 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    pub(super) fn record_for_tests(provider: &str, input: u64) -> UsageRecord {
+        record(provider, input)
+    }
 
     fn record(provider: &str, input: u64) -> UsageRecord {
         UsageRecord {
@@ -860,11 +1072,11 @@ mod tests {
         loop {
             let (rows, next) = page(&db, cursor, total / 2).unwrap();
             pages += 1;
-            let last = rows.len() < PAGE as usize;
+            assert_eq!(next.is_none(), rows.len() < PAGE as usize);
             seen.extend(rows.into_iter().map(|r| r.ts_ms));
-            cursor = next;
-            if last {
-                break;
+            match next {
+                Some(next) => cursor = next,
+                None => break,
             }
         }
         let expected: Vec<i64> = (0..total)
@@ -894,5 +1106,188 @@ mod tests {
         recorder.record(record("a", 1));
         recorder.flush_and_stop();
         assert_eq!(summary(&db, 0).unwrap().today.requests, 1);
+    }
+}
+
+#[cfg(test)]
+mod hostile_counts {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn scratch_db(name: &str) -> Database {
+        let dir = std::env::temp_dir().join(format!(
+            "flexiproxy-usage-hostile-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Database::open(&dir).unwrap()
+    }
+
+    /// Rows as a version before the clamp wrote them: `u64` counts saturated to `i64::MAX`.
+    fn poison(db: &Database, ts_ms: i64, credential: &str, value: i64) {
+        db.write(|conn| {
+            conn.execute(
+                "INSERT INTO usage (ts_ms, adapter, provider_id, model, endpoint, stream, status,
+                     input_tokens, output_tokens, cached_tokens, reasoning_tokens, latency_ms,
+                     outcome, credential)
+                 VALUES (?1, 1, 'p', 'm', 'chat.completions', 0, 200, ?2, ?2, ?2, ?2, 5,
+                     'completed', ?3)",
+                params![ts_ms, value, credential],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn old_rows_with_huge_counts_neither_break_sums_nor_the_start() {
+        let db = scratch_db("old");
+        for n in 0..3 {
+            poison(&db, 1_000 + n, "p/k", i64::MAX);
+        }
+        let s = summary(&db, 0).unwrap();
+        assert_eq!(s.today.requests, 3);
+        assert_eq!(s.today.input_tokens, 3 * MAX_TOKENS as i64);
+        assert_eq!(s.by_provider[0].output_tokens, 3 * MAX_TOKENS as i64);
+        let st = stats(&db, Window::new(0, 2_000, 1_000).unwrap()).unwrap();
+        assert_eq!(st.totals.cached_tokens, 3 * MAX_TOKENS as i64);
+        assert_eq!(st.by_model[0].sums.input_tokens, 3 * MAX_TOKENS as i64);
+        let rows = recent(&db, 10).unwrap();
+        assert_eq!(rows[0].input_tokens, Some(MAX_TOKENS as i64));
+        let (rows, _) = page(&db, Cursor::start(0), i64::MAX).unwrap();
+        assert_eq!(rows.len(), 3);
+        let history = credential_history(&db, 0).unwrap();
+        assert_eq!(history.len(), 3);
+        assert_eq!(history[0].2, 2 * MAX_TOKENS);
+    }
+
+    #[test]
+    fn rows_of_any_type_are_read_or_skipped_never_fatal() {
+        let db = scratch_db("types");
+        poison(&db, 1_000, "p/k", -5);
+        db.write(|conn| {
+            // What no FlexiProxy wrote, but a hand-edited or damaged file may hold.
+            conn.execute_batch(
+                "INSERT INTO usage (ts_ms, provider_id, model, endpoint, stream, status,
+                     input_tokens, output_tokens, latency_ms, outcome, credential)
+                 VALUES (1001, 'p', 'm', 'e', 0, 200, 1e300, 'lots', 1, 'completed', 'p/k'),
+                        (1002, 'p', 'm', 'e', 0, 200, 2.5, X'00', 1, 'completed', 'p/k'),
+                        ('soon', 'p', 'm', 'e', 0, 200, 7, 7, 1, 'completed', 'p/k');",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let s = summary(&db, 0).unwrap();
+        assert!(s.today.input_tokens >= 0);
+        stats(&db, Window::new(0, 2_000, 1_000).unwrap()).unwrap();
+        let rows = recent(&db, 10).unwrap();
+        // The row whose time is text is left out; the others read, counts in range.
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].input_tokens, Some(2), "2.5 is cut to 2");
+        assert_eq!(rows[0].output_tokens, Some(0), "a blob reads as 0");
+        assert_eq!(rows[1].input_tokens, Some(MAX_TOKENS as i64), "1e300");
+        assert_eq!(rows[1].output_tokens, Some(0), "text reads as 0");
+        assert_eq!(rows[2].input_tokens, Some(0), "a negative count reads as 0");
+        let (rows, next) = page(&db, Cursor::start(i64::MIN), i64::MAX).unwrap();
+        assert_eq!((rows.len(), next), (3, None));
+        let history = credential_history(&db, 0).unwrap();
+        assert_eq!(history.len(), 3);
+        assert!(
+            history
+                .iter()
+                .all(|(_, _, tokens)| *tokens <= 2 * MAX_TOKENS)
+        );
+    }
+
+    #[test]
+    fn records_are_clamped_when_written() {
+        let db = scratch_db("write");
+        let recorder = Recorder::start(&db, true).unwrap();
+        let mut record = tests::record_for_tests("p", u64::MAX);
+        record.tokens.cached = Some(MAX_TOKENS + 1);
+        recorder.record(record);
+        recorder.flush_and_stop();
+        let row = &recent(&db, 1).unwrap()[0];
+        assert_eq!(row.input_tokens, Some(MAX_TOKENS as i64));
+        assert_eq!(row.cached_tokens, Some(MAX_TOKENS as i64));
+        assert_eq!(row.output_tokens, Some(2));
+    }
+
+    /// Each provider protocol's whole answer and usage event with hostile counts: the answer
+    /// still decodes and every count read is in range.
+    #[test]
+    fn every_protocol_reads_hostile_counts_clamped() {
+        use crate::protocol::{Protocol, codec};
+        let answers = [
+            (
+                Protocol::OpenAiChat,
+                r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10000000000000000000,"completion_tokens":-3,"total_tokens":1e300,"prompt_tokens_details":{"cached_tokens":"12"}}}"#,
+            ),
+            (
+                Protocol::OpenAiResponses,
+                r#"{"id":"r","object":"response","created_at":1,"model":"m","status":"completed","output":[{"type":"message","id":"m1","role":"assistant","status":"completed","content":[{"type":"output_text","text":"hi","annotations":[]}]}],"usage":{"input_tokens":10000000000000000000,"output_tokens":-3,"total_tokens":1e300,"input_tokens_details":{"cached_tokens":"12"},"output_tokens_details":{"reasoning_tokens":1e300}}}"#,
+            ),
+            (
+                Protocol::AnthropicMessages,
+                r#"{"id":"a","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":10000000000000000000,"output_tokens":-3,"cache_read_input_tokens":"12","cache_creation_input_tokens":1e300}}"#,
+            ),
+            (
+                Protocol::Gemini,
+                r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":10000000000000000000,"candidatesTokenCount":-3,"cachedContentTokenCount":"12","thoughtsTokenCount":1e300}}"#,
+            ),
+        ];
+        for (protocol, body) in answers {
+            let decoded = codec::decode_response(protocol, body.as_bytes())
+                .unwrap_or_else(|e| panic!("{protocol:?}: {e}"));
+            let usage = codec::response_usage(protocol, body.as_bytes()).unwrap();
+            for found in [decoded.usage, usage] {
+                // Anthropic's and Gemini's input adds parts up; the record clamps the sum.
+                assert!(
+                    found.input.is_some_and(|n| n <= 3 * MAX_TOKENS),
+                    "{protocol:?}"
+                );
+                let found = found.clamped();
+                assert_eq!(found.input, Some(MAX_TOKENS), "{protocol:?}");
+                assert_eq!(found.cached, Some(12), "{protocol:?}");
+                assert!(
+                    found.output.is_some_and(|n| n <= MAX_TOKENS),
+                    "{protocol:?}: {found:?}"
+                );
+            }
+            if protocol != Protocol::AnthropicMessages {
+                let event = codec::event_usage(protocol, body.as_bytes()).unwrap();
+                assert_eq!(event.clamped().input, Some(MAX_TOKENS), "{protocol:?}");
+            }
+        }
+        let delta = br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1e300}}"#;
+        assert_eq!(
+            codec::event_usage(Protocol::AnthropicMessages, delta).and_then(|u| u.output),
+            Some(MAX_TOKENS)
+        );
+    }
+
+    #[test]
+    fn wire_counts_are_clamped_and_never_fail_the_answer() {
+        #[derive(serde::Deserialize)]
+        struct Usage {
+            #[serde(default, deserialize_with = "wire_count")]
+            n: Option<u64>,
+        }
+        let read = |json: &str| serde_json::from_str::<Usage>(json).unwrap().n;
+        assert_eq!(read(r#"{"n": 12}"#), Some(12));
+        assert_eq!(read(r#"{"n": 10000000000000000000}"#), Some(MAX_TOKENS));
+        assert_eq!(read(r#"{"n": 100000000000000000000000}"#), Some(MAX_TOKENS));
+        assert_eq!(read(r#"{"n": 1e300}"#), Some(MAX_TOKENS));
+        assert_eq!(read(r#"{"n": -5}"#), Some(0));
+        assert_eq!(read(r#"{"n": -1e300}"#), Some(0));
+        assert_eq!(read(r#"{"n": 7.9}"#), Some(7));
+        assert_eq!(read(r#"{"n": "42"}"#), Some(42));
+        assert_eq!(read(r#"{"n": "1e19"}"#), Some(MAX_TOKENS));
+        assert_eq!(read(r#"{"n": "lots"}"#), None);
+        assert_eq!(read(r#"{"n": null}"#), None);
+        assert_eq!(read(r#"{"n": true}"#), None);
+        assert_eq!(read(r#"{"n": {"a": [1, 2]}}"#), None);
+        assert_eq!(read(r#"{"n": [1]}"#), None);
+        assert_eq!(read(r#"{}"#), None);
     }
 }

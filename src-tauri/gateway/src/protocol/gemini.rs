@@ -223,15 +223,15 @@ struct InFunctionDeclaration {
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
 struct InUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     prompt_token_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     candidates_token_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     cached_content_token_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     thoughts_token_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     tool_use_prompt_token_count: Option<u64>,
 }
 
