@@ -208,6 +208,7 @@ impl InUsage {
                 .iter()
                 .flatten()
                 .fold(0u64, |sum, n| sum.saturating_add(*n))
+                .min(crate::usage::MAX_TOKENS)
         });
         TokenUsage {
             input,

@@ -239,7 +239,11 @@ impl InUsage {
     /// Gemini counts thinking apart from the answer; canonical output holds both.
     fn to_canonical(self) -> TokenUsage {
         let sum = |a: Option<u64>, b: Option<u64>| {
-            (a.is_some() || b.is_some()).then(|| a.unwrap_or(0).saturating_add(b.unwrap_or(0)))
+            (a.is_some() || b.is_some()).then(|| {
+                a.unwrap_or(0)
+                    .saturating_add(b.unwrap_or(0))
+                    .min(crate::usage::MAX_TOKENS)
+            })
         };
         TokenUsage {
             input: sum(self.prompt_token_count, self.tool_use_prompt_token_count),
