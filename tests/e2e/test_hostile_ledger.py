@@ -411,6 +411,7 @@ def test_sigterm_lets_requests_finish_then_cuts_and_records_the_rest(
     gw.proc.send_signal(signal.SIGTERM)
     code = gw.proc.wait(timeout=GRACE_S + EXIT_MARGIN_S + 30)
     took = time.monotonic() - signalled
+    print(f"\nSIGTERM: exited {took:.2f} s after the signal (grace {GRACE_S} s), exit code {code}")
     assert code == 0, gw.logs()[-3000:]
     assert took >= GRACE_S - 0.5, f"exited after {took:.1f} s, before the {GRACE_S} s grace was over"
     assert took <= GRACE_S + EXIT_MARGIN_S, f"exited {took:.1f} s after SIGTERM (grace {GRACE_S} s)"
