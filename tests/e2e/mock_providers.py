@@ -38,6 +38,10 @@ The conversation scripts the answer, deterministically:
   summary; Chat ``reasoning_content``);
 * model ``fail-<status>``: that status with the protocol's error body.
 
+``report_usage(prompt_tokens=10**19, input_tokens=-5, ...)`` makes every answer report those
+values (any JSON: huge, negative, fractional, text) in the usage fields of those names, in
+whichever protocol has them, instead of the scripted counts (the hostile-ledger tests).
+
 Usage is the same for every protocol once normalised (``INPUT_TOKENS`` prompt tokens of which
 ``CACHED_TOKENS`` cached, ``OUTPUT_TOKENS`` generated of which ``REASONING_TOKENS`` reasoning
 when reasoning was asked for), written the way each protocol counts: Anthropic's
@@ -1011,6 +1015,8 @@ class MockProviders:
         self._new_record = threading.Condition(self._lock)
         # previous_response_id support: response id -> the whole conversation as input items.
         self.stored_responses: dict[str, list[Any]] = {}
+        # Usage field name -> the value every answer reports instead (see report_usage).
+        self.usage_override: dict[str, Any] = {}
         mock = self
 
         class Handler(_Handler):
@@ -1050,6 +1056,12 @@ class MockProviders:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def report_usage(self, **fields: Any) -> None:
+        """From now on every answer reports these values in its usage fields of these names
+        (``prompt_tokens``, ``input_tokens``, ``promptTokenCount``, ``cached_tokens``, ...),
+        wherever the protocol has them; no arguments goes back to the scripted counts."""
+        self.usage_override = dict(fields)
 
     def _record(self, rec: Received) -> None:
         with self._new_record:
@@ -1146,7 +1158,7 @@ class _Handler(BaseHTTPRequestHandler):
         return rec
 
     def _send_json(self, rec: Received, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
+        data = json.dumps(with_usage(payload, self.owner.usage_override)).encode()
         rec.status = status  # before the answer leaves: a client may read the record at once
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -1190,7 +1202,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _ClientGone() from e
 
     def _sse(self, payload: Any, event: str | None = None, crlf: bool = False) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
+        text = payload if isinstance(payload, str) else json.dumps(with_usage(payload, self.owner.usage_override))
         nl = "\r\n" if crlf else "\n"
         head = f"event: {event}{nl}" if event else ""
         self._chunk(f"{head}data: {text}{nl}{nl}".encode())
@@ -1694,6 +1706,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._start_stream(rec, "application/json; charset=UTF-8")
             for k, c in enumerate(chunks):
+                c = with_usage(c, self.owner.usage_override)
                 self._chunk((b"[" if k == 0 else b"\n,\r\n") + json.dumps(c, indent=2).encode())
             self._chunk(b"\n]")
         self._end_stream()
@@ -1703,6 +1716,33 @@ class _Handler(BaseHTTPRequestHandler):
         gen = next((v for k, v in body.items() if camel(k) == "generationConfig"), {}) or {}
         thinking = next((v for k, v in gen.items() if camel(k) == "thinkingConfig"), {}) or {}
         return bool(next((v for k, v in thinking.items() if camel(k) == "includeThoughts"), False))
+
+
+def with_usage(payload: Any, override: dict[str, Any]) -> Any:
+    """`payload` with the fields named in `override` replaced inside every ``usage`` /
+    ``usageMetadata`` object (nested ones too, e.g. ``prompt_tokens_details.cached_tokens``)."""
+
+    def replace_in(usage: dict[str, Any]) -> None:
+        for key, value in usage.items():
+            if key in override:
+                usage[key] = override[key]
+            elif isinstance(value, dict):
+                replace_in(value)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("usage", "usageMetadata") and isinstance(value, dict):
+                    replace_in(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    if override and not isinstance(payload, str):
+        walk(payload)
+    return payload
 
 
 def _split_json(text: str) -> Iterator[str]:

@@ -188,6 +188,7 @@ function outcomeText(r) {
   const o = String(r.outcome ?? '');
   if (o === 'client_closed') return 'the client hung up';
   if (o === 'interrupted') return 'the stream broke off';
+  if (o === 'shutdown') return 'cut when FlexiProxy shut down';
   if (o === 'failed') return 'no answer from the provider';
   if (o === 'upstream_error') return 'the provider answered with an error';
   return o;

@@ -72,6 +72,16 @@ pub struct Args {
     /// Seconds to wait for a provider's response headers before answering 504.
     #[arg(long, env = "FLEXIPROXY_UPSTREAM_TIMEOUT", default_value_t = 600)]
     pub upstream_timeout: u64,
+    /// Seconds a stop (SIGTERM, Ctrl-C, Quit) lets requests in flight finish before it cuts
+    /// them; cut requests are recorded as `shutdown` with the tokens seen so far.
+    #[arg(
+        long,
+        env = "FLEXIPROXY_SHUTDOWN_GRACE",
+        value_name = "SECONDS",
+        default_value_t = crate::config::DEFAULT_SHUTDOWN_GRACE.as_secs(),
+        value_parser = clap::value_parser!(u64).range(0..=crate::config::MAX_SHUTDOWN_GRACE_SECS)
+    )]
+    pub shutdown_grace: u64,
     /// Print the management token (to sign in to the web UI from a browser) and exit.
     #[arg(long)]
     pub show_token: bool,

@@ -27,6 +27,14 @@ pub const DEFAULT_PORT: u16 = 8317;
 pub const DEFAULT_BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// The largest request body accepted (a long agent conversation with images fits).
 pub const DEFAULT_MAX_BODY: usize = 32 * 1024 * 1024;
+/// How long a stopping gateway lets requests in flight finish before it cuts them (and records
+/// them as cut). Five seconds lets the answers that are nearly done finish, keeps Quit and a
+/// service restart prompt, and leaves room inside `docker stop`'s 10 s (and systemd's 90 s)
+/// before the SIGKILL for the cut and the last usage write. A long stream cannot be waited for
+/// anyway: answers run for minutes.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The longest grace `--shutdown-grace` accepts (an hour).
+pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 3600;
 /// The environment variable that carries the management token on headless machines.
 pub const MANAGEMENT_TOKEN_ENV: &str = "FLEXIPROXY_MANAGEMENT_TOKEN";
 
@@ -62,6 +70,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long to wait for an upstream's response headers (models can think for minutes).
     pub response_timeout: Duration,
+    /// How long a stop waits for requests in flight before it cuts them (`--shutdown-grace`).
+    pub shutdown_grace: Duration,
     /// The declarative config file (`--config`, `FLEXIPROXY_CONFIG`), if any: see `config_file`.
     pub config_file: Option<PathBuf>,
     /// The desktop app embedding this gateway (`None` headless): see `host`.
@@ -103,6 +113,7 @@ impl Settings {
             max_body_bytes: DEFAULT_MAX_BODY,
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(600),
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             config_file: None,
             host: None,
             allowed_env: Vec::new(),
@@ -145,6 +156,7 @@ impl Settings {
             usage: args.usage.map(|u| u == UsageArg::On),
             management_token,
             response_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
+            shutdown_grace: Duration::from_secs(args.shutdown_grace),
             config_file: args.config.clone(),
             ..Self::new(data_dir)
         })

@@ -93,6 +93,13 @@ pub enum GatewayError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The gateway is stopping and this request was still running when the grace period
+    /// ended (see `drain`).
+    #[error(
+        "FlexiProxy is shutting down: this request was still running {grace_secs} s after the \
+         shutdown began and was cut; send it again once FlexiProxy is back"
+    )]
+    ShuttingDown { grace_secs: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -122,6 +129,7 @@ impl GatewayError {
                 StatusCode::BAD_REQUEST
             }
             Self::Secret(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Store(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -152,6 +160,7 @@ impl GatewayError {
             Self::Secret(SecretError::MissingEnv { .. }) => "missing_env_variable",
             Self::Secret(_) => "keychain_unavailable",
             Self::Store(_) => "database_error",
+            Self::ShuttingDown { .. } => "shutting_down",
             Self::Internal(_) => "internal_error",
         }
     }

@@ -6,7 +6,8 @@
 //! - `cli` / `config`: command line and environment, validated into [`Settings`];
 //!   `config_file`: the declarative file for headless use (providers, keys, routes), watched.
 //! - `lifecycle`: [`Gateway::start`] brings the parts up in order; [`RunningGateway`] stops them.
-//! - `server`: the axum router: client API (`/v1`), management API (`/api`), web UI.
+//! - `server`: the axum router: client API (`/v1`), management API (`/api`), web UI;
+//!   `drain`: the requests in flight at shutdown, cut after the grace period.
 //! - `relay`: the failover loop over a request's candidates, and the same-protocol fast path
 //!   from client to provider and back.
 //! - `routing`: which provider, model and credential serve a request (pools, limits,
@@ -45,6 +46,7 @@ pub mod config;
 pub mod config_file;
 pub mod destination;
 pub mod discovery;
+pub mod drain;
 pub mod error;
 pub mod host;
 pub mod lifecycle;

@@ -289,6 +289,7 @@ impl Gateway {
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let refresher = tokio::spawn(accounts.clone().run_refresher(closing_rx.clone()));
+        let drain = Arc::new(crate::drain::Drain::new(settings.shutdown_grace));
         let logins = Arc::new(crate::logins::Logins::default());
         let state: AppState = Arc::new(Shared {
             accounts: accounts.clone(),
@@ -306,6 +307,7 @@ impl Gateway {
             secrets_status: status.clone(),
             config: std::sync::RwLock::new(config),
             closing: closing_rx,
+            drain: drain.clone(),
             settings,
         });
         let config_watch = state.settings.config_file.clone().map(|path| {
@@ -335,10 +337,14 @@ impl Gateway {
             accounts,
             logins,
             closing,
+            drain,
         })
     }
 }
 
+/// How long a shutdown waits for connections to close once their requests are cut: they end
+/// at once, unless a client stopped reading.
+const CUT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// How often the config file is checked for changes.
 const CONFIG_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often every provider's model list is refreshed.
@@ -377,6 +383,8 @@ pub struct RunningGateway {
     /// Cancelled on shutdown, so no login keeps its callback port.
     logins: Arc<crate::logins::Logins>,
     closing: tokio::sync::watch::Sender<bool>,
+    /// The requests in flight, cut when the grace period of a shutdown is over.
+    drain: Arc<crate::drain::Drain>,
 }
 
 impl RunningGateway {
@@ -440,8 +448,9 @@ impl RunningGateway {
         }
     }
 
-    /// Stops accepting connections, lets requests in flight finish (streams are cut after a
-    /// grace period), and writes every queued usage record.
+    /// Stops accepting connections, lets requests in flight finish for the grace period
+    /// (`Settings::shutdown_grace`), cuts those still running then (each is recorded as
+    /// `shutdown`, see `drain`), and writes every usage record before it returns.
     pub async fn shutdown(mut self) {
         self.discovery.abort();
         self.refresher.abort();
@@ -451,10 +460,27 @@ impl RunningGateway {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let grace = std::time::Duration::from_secs(5);
+        let grace = self.drain.grace();
         if tokio::time::timeout(grace, &mut self.server).await.is_err() {
-            tracing::warn!("requests still running after {grace:?}; closing them");
-            self.server.abort();
+            tracing::warn!(
+                in_flight = self.drain.in_flight(),
+                "requests still running after the {}s shutdown grace; cutting them (recorded \
+                 as `shutdown`)",
+                grace.as_secs()
+            );
+            self.drain.cut();
+            if tokio::time::timeout(CUT_WAIT, &mut self.server)
+                .await
+                .is_err()
+            {
+                // A client that stops reading holds its connection's writes, so its body is
+                // never polled again to see the cut; its record is lost with it.
+                tracing::error!(
+                    in_flight = self.drain.in_flight(),
+                    "connections still open {CUT_WAIT:?} after the cut; closing them"
+                );
+                self.server.abort();
+            }
         }
         let recorder = self.recorder.clone();
         let _ = tokio::task::spawn_blocking(move || recorder.flush_and_stop()).await;

@@ -948,9 +948,12 @@ pub(crate) fn describe(error: &reqwest::Error) -> String {
 }
 
 /// Times the exchange and sends its usage record exactly once: when the exchange ends, or,
-/// if it is dropped first (the client hung up), as `client_closed`.
+/// if it is dropped first, as `client_closed` (the client hung up) or `shutdown` (the gateway
+/// cut it, see `drain`).
 pub(crate) struct Meter {
     recorder: Recorder,
+    /// Tells a cut at shutdown from a client hanging up.
+    drain: Arc<crate::drain::Drain>,
     /// Where the tokens of a finished request are counted against the credential's limits.
     router: Arc<Router>,
     started: Instant,
@@ -970,6 +973,7 @@ impl Meter {
     ) -> Self {
         Self {
             recorder: state.recorder.clone(),
+            drain: state.drain.clone(),
             router: state.router.clone(),
             started,
             first_byte: None,
@@ -1005,6 +1009,9 @@ impl Meter {
         }
         self.finished = true;
         let now = Instant::now();
+        // The one place every record is finished: what a provider claims is capped here, for
+        // the limit windows and the ledger alike.
+        self.record.tokens = self.record.tokens.clamped();
         self.record.outcome = outcome;
         self.record.latency_ms = millis(now - self.started);
         self.record.ttfb_ms = self.first_byte.map(|t| millis(t - self.started));
@@ -1197,7 +1204,7 @@ impl Stream for Relay {
 
 /// The error event that ends a relayed stream in `format`'s own shape. `partial` says an
 /// unfinished event went out before, which the blank line closes first.
-fn stream_error_event(format: Protocol, message: &str, partial: bool) -> Bytes {
+pub(crate) fn stream_error_event(format: Protocol, message: &str, partial: bool) -> Bytes {
     let (event, data) = match format {
         Protocol::OpenAiChat => (
             None,
@@ -1240,10 +1247,16 @@ impl Drop for Meter {
     fn drop(&mut self) {
         // Dropped unfinished: the client hung up, either while the gateway waited for the
         // upstream's headers (the `forward` future was dropped) or mid-body (the `Relay` was).
-        // Either way the upstream request is dropped with it, which cancels it there.
+        // Either way the upstream request is dropped with it, which cancels it there. Or the
+        // gateway cut it at shutdown: the record keeps the tokens seen until then.
         if !self.finished {
-            self.record.error = Some("the client closed the connection".into());
-            self.finish(Outcome::ClientClosed);
+            if self.drain.is_cut() {
+                self.record.error = Some(self.drain.cut_error().to_string());
+                self.finish(Outcome::Shutdown);
+            } else {
+                self.record.error = Some("the client closed the connection".into());
+                self.finish(Outcome::ClientClosed);
+            }
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct Shared {
     /// Turns true when the gateway begins to stop: long-lived responses (the live event
     /// stream) end then, so a graceful shutdown does not wait on them.
     pub closing: tokio::sync::watch::Receiver<bool>,
+    /// The requests in flight, cut when the shutdown's grace period is over.
+    pub drain: Arc<crate::drain::Drain>,
     /// The config file's state, when one is in use.
     pub config: std::sync::RwLock<Option<ConfigStatus>>,
     pub settings: Settings,

@@ -157,6 +157,89 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Creates `dir` (and missing parents) readable by this user alone (0700), or tightens it to
+/// that when it exists with group or world bits. The database holds the adapters' key hashes,
+/// every request's metadata and OAuth account names; other local users have no business there.
+/// The mode is set explicitly, so it does not depend on the umask.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        tighten(dir, 0o700);
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)
+    }
+}
+
+/// Creates `path` as an empty file readable by this user alone (0600) unless it exists, in
+/// which case it is tightened to that. SQLite would create it 0644 minus the umask.
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        // The umask may have taken bits the mode asked for; never more than 0600 either way.
+        tighten(path, 0o600);
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// Takes group and world bits off `path` (to `mode` at most) when it has any; a file that is
+/// not there is fine, and a file this user cannot change is left with a warning (the gateway
+/// still starts: the folder around it is what keeps others out).
+fn tighten(path: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let current = meta.permissions().mode() & 0o7777;
+        if current & !mode == 0 {
+            return;
+        }
+        match std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode)) {
+            Ok(()) => tracing::info!(
+                path = %path.display(),
+                from = format!("{current:o}"),
+                to = format!("{:o}", current & mode),
+                "made private to this user"
+            ),
+            Err(e) => tracing::warn!(
+                path = %path.display(),
+                mode = format!("{current:o}"),
+                error = %e,
+                "cannot make this private to this user; other users of this machine may read it"
+            ),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+    }
+}
+
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "flexiproxy.db";
 
@@ -343,13 +426,27 @@ pub struct Database {
 
 impl Database {
     /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
+    ///
+    /// The folder is made (or tightened to) 0700 and the database with its `-wal` and `-shm`
+    /// files 0600, whatever the umask: see [`private_dir`].
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        private_dir(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_owned(),
             source,
         })?;
         let path = data_dir.join(DB_FILE);
+        private_file(&path).map_err(|source| StoreError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
         let mut conn = Self::open_connection(&path)?;
+        // SQLite makes `-wal` and `-shm` with the database's own mode; these may be left from
+        // a version that did not tighten them.
+        for companion in ["-wal", "-shm"] {
+            let mut name = path.clone().into_os_string();
+            name.push(companion);
+            tighten(Path::new(&name), 0o600);
+        }
         migrate(&mut conn, &path, data_dir)?;
         Ok(Self {
             path,
@@ -939,13 +1036,15 @@ fn back_up(
     let backup = backup_path(data_dir, version, &stamp);
     let partial = backup.with_extension("db.partial");
     let copy = || -> Result<(), BackupError> {
-        std::fs::create_dir_all(data_dir.join(BACKUP_DIR))?;
-        // A leftover from an attempt that died half-way; VACUUM INTO refuses an existing file.
+        private_dir(&data_dir.join(BACKUP_DIR))?;
+        // A leftover from an attempt that died half-way; VACUUM INTO refuses a file with
+        // content, so it goes, and an empty private one takes its place for the copy.
         if let Err(e) = std::fs::remove_file(&partial)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             return Err(e.into());
         }
+        private_file(&partial)?;
         // SQLite takes the file name as text.
         let target = partial.to_str().ok_or_else(|| {
             std::io::Error::new(
@@ -1149,6 +1248,65 @@ mod tests {
         std::fs::remove_file(dir.join(BACKUP_DIR)).unwrap();
         Database::open(&dir).unwrap();
         assert_eq!(backups(&dir).len(), 1);
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A new data folder, its database and the database's companions are private whatever the
+    /// umask (the test process's is the usual 022); an existing folder and files left open to
+    /// others by an older version are tightened; an upgrade's backup is private too.
+    #[cfg(unix)]
+    #[test]
+    fn the_data_folder_and_database_files_are_private_to_the_user() {
+        use std::os::unix::fs::PermissionsExt;
+        let set = |path: &Path, mode: u32| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let parent = scratch();
+        let dir = parent.join("new").join("data");
+        let db = Database::open(&dir).unwrap();
+        db.set_setting("k", "v").unwrap();
+        let wal = dir.join(format!("{DB_FILE}-wal"));
+        let shm = dir.join(format!("{DB_FILE}-shm"));
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&parent.join("new")), 0o700, "missing parents too");
+        assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+        assert_eq!(mode(&wal), 0o600, "SQLite gives -wal the database's mode");
+        assert_eq!(mode(&shm), 0o600);
+        drop(db);
+
+        // As an older version (or a umask of 0) left them.
+        set(&dir, 0o777);
+        for file in [dir.join(DB_FILE), wal.clone(), shm.clone()] {
+            if file.exists() {
+                set(&file, 0o666);
+            }
+        }
+        let db = Database::open(&dir).unwrap();
+        db.set_setting("k", "w").unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(DB_FILE)), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+        assert_eq!(mode(&shm), 0o600);
+        drop(db);
+
+        // An upgrade's backup, in its own private folder.
+        let old = scratch();
+        Connection::open(old.join(DB_FILE))
+            .unwrap()
+            .execute_batch(V3_FIXTURE)
+            .unwrap();
+        set(&old.join(DB_FILE), 0o644);
+        Database::open(&old).unwrap();
+        let found = backups(&old);
+        assert_eq!(found.len(), 1);
+        assert_eq!(mode(&old.join(BACKUP_DIR)), 0o700);
+        assert_eq!(mode(&found[0]), 0o600);
+        assert_eq!(mode(&old.join(DB_FILE)), 0o600);
     }
 
     #[test]

@@ -3,15 +3,25 @@
 //! `relay` hands a finished [`UsageRecord`] to the [`Recorder`], which only puts it on a bounded
 //! channel (microseconds). A dedicated writer thread with its own SQLite connection drains the
 //! channel in batches, one transaction each, so a slow disk never delays a response. When usage
-//! statistics are switched off nothing is enqueued at all. What the UI shows is read back here
+//! statistics are switched off nothing is enqueued at all.
+//!
+//! What a crash can lose: a record is committed at most [`GATHER`] (plus the time of one
+//! commit) after it is handed over, so `kill -9` loses the records of about the last 50 ms.
+//! A batch whose write fails is kept and retried with backoff ([`RETRY_FIRST`] doubling to
+//! [`RETRY_MAX`]), holding at most [`KEEP`] records while the disk stays broken; past that
+//! (and the channel's [`QUEUE`]) new records are dropped and counted in the log. At shutdown
+//! the writer retries for [`STOP_RETRY`] at most, then says how many records it could not
+//! write. What the UI shows is read back here
 //! too: [`summary`] and [`recent`] for the dashboard's first view, [`stats`] (totals, groups and
 //! a time series, aggregated by SQLite over the `ts_ms` index) for its charts, [`page`] for the
 //! CSV export (`usage_export`), and [`delete`] to clear the history.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
@@ -28,6 +38,136 @@ pub struct TokenUsage {
     pub reasoning: Option<u64>,
 }
 
+/// The largest token count one request is recorded with; larger counts are taken as this.
+///
+/// A thousand times the longest context window on offer (about a million tokens), so no honest
+/// count is ever cut, and small enough that no sum over the usage table can overflow: SQLite's
+/// `SUM` raises "integer overflow" past `i64::MAX`, which at this bound takes more than nine
+/// billion rows. Counts from a provider are clamped to `0..=MAX_TOKENS` when they are read
+/// ([`wire_count`]), when a record is finished (`relay::Meter`) and when a row is written; rows
+/// an older version wrote unclamped are clamped the same way when they are read back.
+pub const MAX_TOKENS: u64 = 1_000_000_000;
+
+impl TokenUsage {
+    /// Every count capped at [`MAX_TOKENS`].
+    #[must_use]
+    pub fn clamped(self) -> Self {
+        let clamp = |n: Option<u64>| n.map(|n| n.min(MAX_TOKENS));
+        Self {
+            input: clamp(self.input),
+            output: clamp(self.output),
+            cached: clamp(self.cached),
+            reasoning: clamp(self.reasoning),
+        }
+    }
+}
+
+/// Reads a token count from a provider's usage object (`#[serde(deserialize_with)]` on every
+/// wire protocol's usage fields), so that a count no honest provider sends neither fails the
+/// decoding of an otherwise good answer nor reaches the ledger as it is: a negative number
+/// reads as 0, a huge one (an integer past `u64`, `1e300`) as [`MAX_TOKENS`], a fraction is cut
+/// to its whole part, a number in a string is read as that number, and anything else (`null`,
+/// text, `true`, an object) as no count at all.
+pub fn wire_count<'de, D>(deserializer: D) -> Result<Option<u64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    deserializer.deserialize_any(WireCount)
+}
+
+struct WireCount;
+
+impl WireCount {
+    fn real(value: f64) -> Option<u64> {
+        if value.is_nan() {
+            None
+        } else if value <= 0.0 {
+            Some(0)
+        } else if value >= MAX_TOKENS as f64 {
+            Some(MAX_TOKENS)
+        } else {
+            // In range, so the cast is exact after cutting the fraction.
+            #[allow(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "checked to be within 0..MAX_TOKENS just above"
+            )]
+            Some(value.trunc() as u64)
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for WireCount {
+    type Value = Option<u64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a token count")
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(Some(value.min(MAX_TOKENS)))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(Some(u64::try_from(value).unwrap_or(0).min(MAX_TOKENS)))
+    }
+
+    fn visit_u128<E>(self, value: u128) -> Result<Self::Value, E> {
+        Ok(Some(
+            u64::try_from(value).unwrap_or(u64::MAX).min(MAX_TOKENS),
+        ))
+    }
+
+    fn visit_i128<E>(self, value: i128) -> Result<Self::Value, E> {
+        Ok(Some(
+            u64::try_from(value.max(0))
+                .unwrap_or(u64::MAX)
+                .min(MAX_TOKENS),
+        ))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(Self::real(value))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+        let value = value.trim();
+        Ok(match value.parse::<u64>() {
+            Ok(n) => Some(n.min(MAX_TOKENS)),
+            Err(_) => value.parse::<f64>().ok().and_then(Self::real),
+        })
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(None)
+    }
+}
+
 /// How a request ended, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,6 +182,9 @@ pub enum Outcome {
     ClientClosed,
     /// The upstream's body broke off mid-way.
     Interrupted,
+    /// The gateway shut down while the request was still running after the grace period
+    /// (`--shutdown-grace`) and cut it; the tokens are those seen until then.
+    Shutdown,
 }
 
 impl Outcome {
@@ -52,6 +195,7 @@ impl Outcome {
             Self::Failed => "failed",
             Self::ClientClosed => "client_closed",
             Self::Interrupted => "interrupted",
+            Self::Shutdown => "shutdown",
         }
     }
 }
@@ -78,12 +222,27 @@ pub struct UsageRecord {
 /// How many written records a live subscriber may fall behind before it is told it missed some.
 pub const LIVE_BACKLOG: usize = 1024;
 /// How many records may wait for the writer before new ones are dropped (and counted).
-const QUEUE: usize = 16_384;
+pub const QUEUE: usize = 16_384;
 /// The most records written in one transaction.
 const BATCH: usize = 4096;
-/// How long the writer lets records gather after the first one arrives. Short enough that the
-/// dashboard looks live, long enough to batch a busy second into a handful of commits.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long the writer lets records gather after the first one arrives: the gathering window.
+/// Short enough that the dashboard looks live, long enough to batch a busy second into a
+/// handful of commits. It is also what a crash can lose: a record handed over longer ago than
+/// this (plus one commit) is in the database file, so `kill -9` loses at most the records of
+/// the last window (README, "Where things live").
+pub const GATHER: Duration = Duration::from_millis(50);
+/// The wait before retrying a write that failed; it doubles with each failure in a row up to
+/// [`RETRY_MAX`], so a disk that stays broken is tried every few seconds, not in a hot loop.
+pub const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two attempts.
+pub const RETRY_MAX: Duration = Duration::from_secs(5);
+/// While writes fail, the most records the writer holds for the next attempt (tens of MB at
+/// most). Beyond them the channel fills ([`QUEUE`] more), then new records are dropped and
+/// counted with a warning: a disk that stays broken costs the newest history, never memory.
+pub const KEEP: usize = 65_536;
+/// At shutdown, how long the writer keeps retrying a failing write before it gives up (and
+/// logs how many records were lost), so a broken disk cannot hold the exit forever.
+pub const STOP_RETRY: Duration = Duration::from_secs(2);
 
 /// The handle `relay` records through. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -94,7 +253,13 @@ pub struct Recorder {
 #[derive(Debug)]
 struct RecorderInner {
     enabled: AtomicBool,
+    /// Records refused because the writer was too far behind (or its disk broken).
     dropped: AtomicU64,
+    /// Records that came after the writer stopped (a request outliving the shutdown).
+    late: AtomicU64,
+    /// Set by [`Recorder::flush_and_stop`]; the writer reads it too, since a `Stop` message
+    /// cannot be queued while the channel is full (a broken disk).
+    stopping: Arc<AtomicBool>,
     tx: SyncSender<Message>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Records as they are committed, for live views (the dashboard, the tray).
@@ -114,9 +279,11 @@ impl Recorder {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let (live, _) = broadcast::channel(LIVE_BACKLOG);
         let announce = live.clone();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
         let writer = std::thread::Builder::new()
             .name("flexiproxy-usage".into())
-            .spawn(move || write_loop(&conn, &rx, &announce))
+            .spawn(move || write_loop(&conn, &rx, &announce, &stop))
             .map_err(|e| StoreError::DataDir {
                 path: db.path().to_owned(),
                 source: e,
@@ -125,6 +292,8 @@ impl Recorder {
             inner: Arc::new(RecorderInner {
                 enabled: AtomicBool::new(enabled),
                 dropped: AtomicU64::new(0),
+                late: AtomicU64::new(0),
+                stopping,
                 tx,
                 writer: std::sync::Mutex::new(Some(writer)),
                 live,
@@ -150,11 +319,24 @@ impl Recorder {
             Err(TrySendError::Full(_)) => {
                 let dropped = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if dropped.is_power_of_two() {
-                    tracing::warn!(dropped, "usage writer is behind; records dropped");
+                    tracing::warn!(
+                        dropped,
+                        "usage writer is behind (or cannot write); records dropped"
+                    );
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                let late = self.inner.late.fetch_add(1, Ordering::Relaxed) + 1;
+                if late.is_power_of_two() {
+                    tracing::warn!(late, "usage records after the writer stopped; not written");
+                }
+            }
         }
+    }
+
+    /// How many records were dropped because the writer could not keep up (or write at all).
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     /// Records as they are written from now on. A receiver that falls more than
@@ -163,10 +345,13 @@ impl Recorder {
         self.inner.live.subscribe()
     }
 
-    /// Stops accepting records and waits until every queued one is written.
+    /// Stops accepting records and waits until every queued one is written, or, when writes
+    /// keep failing, for [`STOP_RETRY`] at most (the writer then logs how many it lost).
     pub fn flush_and_stop(&self) {
-        // Blocks only while the queue is full, which is what flushing means.
-        let _ = self.inner.tx.send(Message::Stop);
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        // Wakes a writer waiting on an empty channel. A full channel cannot take it, but then
+        // the writer is not waiting: it sees the flag.
+        let _ = self.inner.tx.try_send(Message::Stop);
         let writer = self
             .inner
             .writer
@@ -185,60 +370,197 @@ fn write_loop(
     conn: &Connection,
     rx: &Receiver<Message>,
     live: &broadcast::Sender<Arc<UsageRecord>>,
+    stopping: &AtomicBool,
 ) {
-    let mut batch = Vec::with_capacity(BATCH);
-    let mut stop = false;
-    let mut behind = false;
-    while !stop {
-        match rx.recv() {
-            Ok(Message::Record(first)) => batch.push(*first),
-            Ok(Message::Stop) | Err(_) => return,
+    let mut writer = Writer {
+        conn,
+        rx,
+        live,
+        stopping,
+        pending: VecDeque::with_capacity(BATCH),
+        failures: 0,
+        stop_at: None,
+    };
+    writer.run();
+}
+
+/// The writer thread's state: what it holds and how its writes are going.
+struct Writer<'a> {
+    conn: &'a Connection,
+    rx: &'a Receiver<Message>,
+    live: &'a broadcast::Sender<Arc<UsageRecord>>,
+    stopping: &'a AtomicBool,
+    /// Records taken from the channel and not yet committed, oldest first.
+    pending: VecDeque<UsageRecord>,
+    /// Failed attempts in a row (0 while writes succeed).
+    failures: u32,
+    /// When `Stop` came: from then on the writer only empties what it holds (retrying for
+    /// [`STOP_RETRY`] at most).
+    stop_at: Option<Instant>,
+}
+
+impl Writer<'_> {
+    fn run(&mut self) {
+        let mut behind = false;
+        loop {
+            if self.pending.is_empty() {
+                if self.stopped() {
+                    // Whatever is still queued goes too, unless the writes fail.
+                    self.take(BATCH);
+                    if self.pending.is_empty() {
+                        return;
+                    }
+                    continue;
+                }
+                match self.rx.recv() {
+                    Ok(Message::Record(first)) => self.pending.push_back(*first),
+                    Ok(Message::Stop) | Err(_) => return,
+                }
+                // Let more records gather before writing. While this thread sleeps instead of
+                // waiting on the channel, senders do not have to wake it, and one transaction
+                // covers everything that arrived: under load that is one commit per window
+                // instead of one per request. With a backlog there is nothing to wait for.
+                if !behind {
+                    std::thread::sleep(GATHER);
+                }
+            }
+            self.take(if self.failures > 0 { KEEP } else { BATCH });
+            let n = self.pending.len().min(BATCH);
+            let batch = self.pending.make_contiguous();
+            match write_batch(self.conn, &batch[..n]) {
+                Ok(()) => {
+                    if self.failures > 0 {
+                        tracing::info!(
+                            failures = self.failures,
+                            "usage records are written again after failed attempts"
+                        );
+                        self.failures = 0;
+                    }
+                    // Announced once committed, so a live view that reads the summaries sees
+                    // them.
+                    for record in self.pending.drain(..n) {
+                        // No subscriber is not an error.
+                        let _ = self.live.send(Arc::new(record));
+                    }
+                    behind = n == BATCH || !self.pending.is_empty();
+                }
+                Err(e) => {
+                    self.failures = self.failures.saturating_add(1);
+                    let mut wait = retry_wait(self.failures);
+                    if self.stopped() {
+                        // Stopping: the last attempts come sooner, within STOP_RETRY.
+                        let left = self
+                            .stop_at
+                            .map_or(Duration::ZERO, |at| STOP_RETRY.saturating_sub(at.elapsed()));
+                        wait = wait.min(left);
+                    }
+                    if self.stop_at.is_some() && wait.is_zero() {
+                        tracing::error!(
+                            error = %e,
+                            lost = self.pending.len(),
+                            "could not write usage records before stopping; they are lost"
+                        );
+                        return;
+                    }
+                    // The first failure and then every doubling, not a line per attempt.
+                    if self.failures.is_power_of_two() {
+                        tracing::error!(
+                            error = %e,
+                            held = self.pending.len(),
+                            attempts = self.failures,
+                            retry_in = ?wait,
+                            "could not write usage records; keeping them and retrying"
+                        );
+                    }
+                    self.wait_out(wait);
+                }
+            }
         }
-        // Let more records gather before writing. While this thread sleeps instead of waiting
-        // on the channel, senders do not have to wake it, and one transaction covers everything
-        // that arrived: under load that is one commit per window instead of one per request.
-        // With a backlog (the last batch was full) there is nothing to wait for.
-        if !behind {
-            std::thread::sleep(GATHER);
-        }
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(Message::Record(record)) => batch.push(*record),
+    }
+
+    /// Moves records from the channel to `pending` until it holds `up_to`, or the channel is
+    /// empty. `Stop` is noted; records that came before it are still taken.
+    fn take(&mut self, up_to: usize) {
+        while self.pending.len() < up_to {
+            match self.rx.try_recv() {
+                Ok(Message::Record(record)) => self.pending.push_back(*record),
                 Ok(Message::Stop) => {
-                    stop = true;
-                    break;
+                    self.stop_at.get_or_insert_with(Instant::now);
                 }
                 Err(_) => break,
             }
         }
-        behind = batch.len() == BATCH;
-        match write_batch(conn, &batch) {
-            // Announced once committed, so a live view that reads the summaries sees them.
-            Ok(()) => {
-                for record in batch.drain(..) {
-                    // No subscriber is not an error.
-                    let _ = live.send(Arc::new(record));
+    }
+
+    /// Whether the recorder is stopping (noting when it began).
+    fn stopped(&mut self) -> bool {
+        if self.stop_at.is_none() && self.stopping.load(Ordering::SeqCst) {
+            self.stop_at = Some(Instant::now());
+        }
+        self.stop_at.is_some()
+    }
+
+    /// Waits `wait` before the next attempt, still taking records meanwhile (up to [`KEEP`])
+    /// so senders do not see a full channel while there is room here. Looks at the stop flag
+    /// every [`GATHER`], so a stop is not kept waiting by a long backoff.
+    fn wait_out(&mut self, wait: Duration) {
+        let until = Instant::now() + wait;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let slice = left.min(GATHER);
+            if self.stopped() {
+                let give_up = self.stop_at.map_or(until, |at| at + STOP_RETRY);
+                if Instant::now() >= give_up {
+                    return;
+                }
+                std::thread::sleep(slice);
+                continue;
+            }
+            if self.pending.len() >= KEEP {
+                std::thread::sleep(slice);
+                continue;
+            }
+            match self.rx.recv_timeout(slice) {
+                Ok(Message::Record(record)) => self.pending.push_back(*record),
+                Ok(Message::Stop) => {
+                    self.stop_at.get_or_insert_with(Instant::now);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // Every sender is gone: nothing more can come, so this is a stop.
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.stop_at.get_or_insert_with(Instant::now);
                 }
             }
-            Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "could not write usage records");
-            }
         }
-        batch.clear();
     }
+}
+
+/// The wait after `failures` failed attempts in a row: [`RETRY_FIRST`], doubling, at most
+/// [`RETRY_MAX`].
+fn retry_wait(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
 }
 
 /// Each credential's requests of the last day, `(key_id, start ms, tokens)`, to restore the
 /// routing windows after a restart.
+///
+/// Runs at every start, so nothing a row holds may fail it: counts are clamped in SQL like
+/// every other read, and a row whose columns cannot be read is skipped with a warning.
 pub fn credential_history(
     db: &Database,
     since_ms: i64,
 ) -> Result<Vec<(String, i64, u64)>, StoreError> {
     db.read(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT credential, ts_ms, COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)
+        let mut stmt = conn.prepare(&format!(
+            "SELECT credential, ts_ms, COALESCE({}, 0) + COALESCE({}, 0)
              FROM usage WHERE credential IS NOT NULL AND ts_ms >= ?1 ORDER BY ts_ms",
-        )?;
+            count("input_tokens"),
+            count("output_tokens"),
+        ))?;
         let rows = stmt.query_map([since_ms], |row| {
             Ok((
                 row.get(0)?,
@@ -246,8 +568,55 @@ pub fn credential_history(
                 u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
             ))
         })?;
-        rows.collect()
+        readable(rows, "the routing windows")
     })
+}
+
+/// A token column as every read sees it: whatever the row holds (a count an older version
+/// wrote unclamped, a real, text) as an integer in `0..=MAX_TOKENS`, `NULL` staying `NULL`.
+/// Sums of these cannot overflow (see [`MAX_TOKENS`]).
+fn count(column: &str) -> String {
+    format!("MAX(MIN(CAST({column} AS INTEGER), {MAX_TOKENS}), 0)")
+}
+
+/// Whether reading a row failed on what one of its columns holds (the row is unreadable),
+/// rather than on the database (the read cannot go on).
+fn unreadable_row(error: &rusqlite::Error) -> bool {
+    matches!(
+        error,
+        rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+    )
+}
+
+/// Collects rows, skipping those that cannot be read (one warning per read says how many); any
+/// other error ends the read.
+fn readable<T>(
+    rows: impl Iterator<Item = rusqlite::Result<T>>,
+    reading: &str,
+) -> rusqlite::Result<Vec<T>> {
+    let mut out = Vec::new();
+    let mut skipped = 0_u64;
+    let mut example = None;
+    for row in rows {
+        match row {
+            Ok(row) => out.push(row),
+            Err(e) if unreadable_row(&e) => {
+                skipped += 1;
+                example.get_or_insert_with(|| e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(example) = example {
+        tracing::warn!(
+            skipped,
+            error = %example,
+            "usage rows that cannot be read were left out of {reading}"
+        );
+    }
+    Ok(out)
 }
 
 fn write_batch(conn: &Connection, batch: &[UsageRecord]) -> rusqlite::Result<()> {
@@ -268,10 +637,10 @@ fn write_batch(conn: &Connection, batch: &[UsageRecord]) -> rusqlite::Result<()>
                 r.endpoint,
                 r.stream,
                 r.status,
-                r.tokens.input.map(saturate),
-                r.tokens.output.map(saturate),
-                r.tokens.cached.map(saturate),
-                r.tokens.reasoning.map(saturate),
+                r.tokens.input.map(stored_count),
+                r.tokens.output.map(stored_count),
+                r.tokens.cached.map(stored_count),
+                r.tokens.reasoning.map(stored_count),
                 saturate(r.latency_ms),
                 r.ttfb_ms.map(saturate),
                 r.outcome.as_str(),
@@ -292,6 +661,11 @@ fn write_batch(conn: &Connection, batch: &[UsageRecord]) -> rusqlite::Result<()>
 
 fn saturate(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// A token count as written: clamped per row, whoever built the record.
+fn stored_count(value: u64) -> i64 {
+    saturate(value.min(MAX_TOKENS))
 }
 
 /// Totals since a point in time.
@@ -318,11 +692,11 @@ impl Totals {
 
     fn add(&self, other: &Self) -> Self {
         Self {
-            requests: self.requests + other.requests,
-            input_tokens: self.input_tokens + other.input_tokens,
-            output_tokens: self.output_tokens + other.output_tokens,
-            cached_tokens: self.cached_tokens + other.cached_tokens,
-            errors: self.errors + other.errors,
+            requests: self.requests.saturating_add(other.requests),
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+            cached_tokens: self.cached_tokens.saturating_add(other.cached_tokens),
+            errors: self.errors.saturating_add(other.errors),
         }
     }
 }
@@ -345,25 +719,25 @@ pub struct Summary {
 pub fn summary(db: &Database, since_ms: i64) -> Result<Summary, StoreError> {
     db.read(|conn| {
         let today = conn.query_row(
-            &format!("SELECT {SUMS} FROM usage WHERE ts_ms >= ?1"),
+            &format!("SELECT {} FROM usage WHERE ts_ms >= ?1", sums()),
             [since_ms],
             |row| Totals::from_row(row, 0),
         )?;
-        let mut stmt = conn.prepare(
-            "SELECT provider_id, COUNT(*), COALESCE(SUM(input_tokens), 0),
-                    COALESCE(SUM(output_tokens), 0)
+        let mut stmt = conn.prepare(&format!(
+            "SELECT CAST(provider_id AS TEXT), COUNT(*), {}, {}
              FROM usage WHERE ts_ms >= ?1 GROUP BY provider_id ORDER BY provider_id",
-        )?;
-        let by_provider = stmt
-            .query_map([since_ms], |row| {
-                Ok(ProviderTotals {
-                    provider_id: row.get(0)?,
-                    requests: row.get(1)?,
-                    input_tokens: row.get(2)?,
-                    output_tokens: row.get(3)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+            sum("input_tokens"),
+            sum("output_tokens"),
+        ))?;
+        let by_provider = stmt.query_map([since_ms], |row| {
+            Ok(ProviderTotals {
+                provider_id: row.get(0)?,
+                requests: row.get(1)?,
+                input_tokens: row.get(2)?,
+                output_tokens: row.get(3)?,
+            })
+        })?;
+        let by_provider = readable(by_provider, "the summary")?;
         Ok(Summary { today, by_provider })
     })
 }
@@ -394,16 +768,26 @@ pub struct RecentRow {
 /// The latest `limit` recorded requests, newest first.
 pub fn recent(db: &Database, limit: u32) -> Result<Vec<RecentRow>, StoreError> {
     db.read(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT ts_ms, adapter, provider_id, model, endpoint, stream, status, input_tokens,
-                    output_tokens, cached_tokens, latency_ms, ttfb_ms, outcome, error, credential
-             FROM usage ORDER BY id DESC LIMIT ?1",
-        )?;
-        stmt.query_map([limit], recent_row)?.collect()
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM usage ORDER BY id DESC LIMIT ?1",
+            ROW_COLUMNS = row_columns()
+        ))?;
+        readable(stmt.query_map([limit], recent_row)?, "the recent requests")
     })
 }
 
-/// Reads the columns `recent` and `page` select, in that order.
+/// The columns [`recent_row`] reads, token counts clamped.
+fn row_columns() -> String {
+    format!(
+        "ts_ms, adapter, provider_id, model, endpoint, stream, status, {}, {}, {}, latency_ms,
+         ttfb_ms, outcome, error, credential",
+        count("input_tokens"),
+        count("output_tokens"),
+        count("cached_tokens"),
+    )
+}
+
+/// Reads the columns [`row_columns`] lists, in that order.
 fn recent_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RecentRow> {
     Ok(RecentRow {
         ts_ms: row.get(0)?,
@@ -447,37 +831,34 @@ impl Cursor {
 }
 
 /// A page of recorded requests after `after` and before `until_ms`, oldest first, and the
-/// cursor for the next page. The (time, id) order is the `ts_ms` index's own (it ends in the
-/// row id), so each page is one index seek however deep the export is.
+/// cursor for the next page (`None` when this was the last). The (time, id) order is the `ts_ms`
+/// index's own (it ends in the row id), so each page is one index seek however deep the export
+/// is. A row that cannot be read is left out (with a warning) but still moves the cursor on; a
+/// cursor that cannot move (a row whose very time is unreadable) ends the export rather than
+/// reading the same page again.
 pub fn page(
     db: &Database,
     after: Cursor,
     until_ms: i64,
-) -> Result<(Vec<RecentRow>, Cursor), StoreError> {
+) -> Result<(Vec<RecentRow>, Option<Cursor>), StoreError> {
     db.read(|conn| {
-        let mut stmt = conn.prepare(
-            "SELECT ts_ms, adapter, provider_id, model, endpoint, stream, status, input_tokens,
-                    output_tokens, cached_tokens, latency_ms, ttfb_ms, outcome, error, credential,
-                    id
-             FROM usage WHERE (ts_ms, id) > (?1, ?2) AND ts_ms < ?3
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {}, id FROM usage WHERE (ts_ms, id) > (?1, ?2) AND ts_ms < ?3
              ORDER BY ts_ms, id LIMIT ?4",
-        )?;
+            row_columns()
+        ))?;
         let mut next = after;
-        let rows = stmt
-            .query_map(params![after.ts_ms, after.id, until_ms, PAGE], |row| {
-                Ok((recent_row(row)?, row.get::<_, i64>(15)?))
-            })?
-            .map(|found| {
-                found.map(|(row, id)| {
-                    next = Cursor {
-                        ts_ms: row.ts_ms,
-                        id,
-                    };
-                    row
-                })
-            })
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok((rows, next))
+        let mut scanned: u32 = 0;
+        let rows = stmt.query_map(params![after.ts_ms, after.id, until_ms, PAGE], |row| {
+            scanned += 1;
+            if let (Ok(ts_ms), Ok(id)) = (row.get::<_, i64>(0), row.get::<_, i64>(15)) {
+                next = Cursor { ts_ms, id };
+            }
+            recent_row(row)
+        })?;
+        let rows = readable(rows, "the export")?;
+        let more = scanned == PAGE && next != after;
+        Ok((rows, more.then_some(next)))
     })
 }
 
@@ -583,10 +964,22 @@ pub struct Stats {
 }
 
 /// The sums every aggregate selects, after its group column. Errors are the outcomes where the
-/// request did not get its answer; a client hanging up is not the provider's error.
-const SUMS: &str = "COUNT(*), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0),
-    COALESCE(SUM(cached_tokens), 0),
-    COALESCE(SUM(outcome IN ('failed', 'upstream_error', 'interrupted')), 0)";
+/// request did not get its answer; a client hanging up, or a stream cut by the gateway's own
+/// shutdown, is not the provider's error.
+fn sums() -> String {
+    format!(
+        "COUNT(*), {}, {}, {},
+         COALESCE(SUM(outcome IN ('failed', 'upstream_error', 'interrupted')), 0)",
+        sum("input_tokens"),
+        sum("output_tokens"),
+        sum("cached_tokens"),
+    )
+}
+
+/// The sum of a token column over a group, 0 when empty; cannot overflow (see [`count`]).
+fn sum(column: &str) -> String {
+    format!("COALESCE(SUM({}), 0)", count(column))
+}
 
 /// Aggregates the range in SQLite (one indexed range scan per grouping and one for the series;
 /// no rows come to Rust).
@@ -603,18 +996,20 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
                 "SELECT CAST(COALESCE({column}, 'none') AS TEXT), {SUMS},
                         COALESCE(CAST(ROUND(AVG(latency_ms)) AS INTEGER), 0)
                  {range} GROUP BY {column}
-                 ORDER BY COALESCE(SUM(input_tokens), 0) + COALESCE(SUM(output_tokens), 0) DESC,
-                          COUNT(*) DESC, 1"
+                 ORDER BY {INPUT} + {OUTPUT} DESC, COUNT(*) DESC, 1",
+                SUMS = sums(),
+                INPUT = sum("input_tokens"),
+                OUTPUT = sum("output_tokens"),
             ))?;
-            stmt.query_map([since_ms, until_ms], |row| {
+            let groups = stmt.query_map([since_ms, until_ms], |row| {
                 Ok(Group {
                     key: row.get(0)?,
                     label: None,
                     sums: Totals::from_row(row, 1)?,
                     avg_latency_ms: row.get(6)?,
                 })
-            })?
-            .collect()
+            })?;
+            readable(groups, "the statistics")
         };
         let by_provider = grouped("provider_id")?;
         let by_adapter = grouped("adapter")?;
@@ -627,13 +1022,13 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
             })
             .collect();
         let mut stmt = conn.prepare(&format!(
-            "SELECT (ts_ms - ?1) / ?3 AS bucket, {SUMS} {range} GROUP BY bucket ORDER BY bucket"
+            "SELECT (ts_ms - ?1) / ?3 AS bucket, {} {range} GROUP BY bucket ORDER BY bucket",
+            sums()
         ))?;
         let filled = stmt.query_map([since_ms, until_ms, bucket_ms], |row| {
             Ok((row.get::<_, i64>(0)?, Totals::from_row(row, 1)?))
         })?;
-        for found in filled {
-            let (index, sums) = found?;
+        for (index, sums) in readable(filled, "the statistics")? {
             if let Some(slot) = usize::try_from(index).ok().and_then(|i| series.get_mut(i)) {
                 slot.sums = sums;
             }
@@ -659,6 +1054,10 @@ pub fn stats(db: &Database, window: Window) -> Result<Stats, StoreError> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+
+    pub(super) fn record_for_tests(provider: &str, input: u64) -> UsageRecord {
+        record(provider, input)
+    }
 
     fn record(provider: &str, input: u64) -> UsageRecord {
         UsageRecord {
@@ -860,11 +1259,11 @@ mod tests {
         loop {
             let (rows, next) = page(&db, cursor, total / 2).unwrap();
             pages += 1;
-            let last = rows.len() < PAGE as usize;
+            assert_eq!(next.is_none(), rows.len() < PAGE as usize);
             seen.extend(rows.into_iter().map(|r| r.ts_ms));
-            cursor = next;
-            if last {
-                break;
+            match next {
+                Some(next) => cursor = next,
+                None => break,
             }
         }
         let expected: Vec<i64> = (0..total)
@@ -894,5 +1293,293 @@ mod tests {
         recorder.record(record("a", 1));
         recorder.flush_and_stop();
         assert_eq!(summary(&db, 0).unwrap().today.requests, 1);
+    }
+}
+
+#[cfg(test)]
+mod broken_disk {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn scratch_db(name: &str) -> Database {
+        let dir = std::env::temp_dir().join(format!(
+            "flexiproxy-usage-disk-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Database::open(&dir).unwrap()
+    }
+
+    /// Makes every insert into `usage` fail, as a full or read-only disk would, from another
+    /// connection (the writer's own is out of reach).
+    fn break_writes(db: &Database) {
+        db.write(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER broken BEFORE INSERT ON usage
+                 BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END;",
+            )
+        })
+        .unwrap();
+    }
+
+    fn mend(db: &Database) {
+        db.write(|c| c.execute_batch("DROP TRIGGER broken"))
+            .unwrap();
+    }
+
+    fn rows(db: &Database) -> i64 {
+        summary(db, i64::MIN).unwrap().today.requests
+    }
+
+    fn wait_for_rows(db: &Database, want: i64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while rows(db) < want {
+            assert!(Instant::now() < deadline, "{} of {want} rows", rows(db));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_failed_batch_is_kept_and_retried_until_it_is_written() {
+        let db = scratch_db("retry");
+        let recorder = Recorder::start(&db, true).unwrap();
+        break_writes(&db);
+        for n in 0..300 {
+            recorder.record(tests::record_for_tests("p", n));
+        }
+        // Several attempts fail meanwhile (100, 200, 400 ms waits).
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(rows(&db), 0);
+        mend(&db);
+        wait_for_rows(&db, 300);
+        // New records still go through after the recovery.
+        recorder.record(tests::record_for_tests("p", 1));
+        recorder.flush_and_stop();
+        assert_eq!(rows(&db), 301);
+        assert_eq!(recorder.dropped(), 0);
+    }
+
+    #[test]
+    fn a_disk_that_stays_broken_costs_the_newest_records_not_memory() {
+        let db = scratch_db("bounded");
+        let recorder = Recorder::start(&db, true).unwrap();
+        break_writes(&db);
+        let sent = KEEP + QUEUE + 5_000;
+        for n in 0..sent {
+            recorder.record(tests::record_for_tests("p", n as u64));
+        }
+        let dropped = recorder.dropped();
+        assert!(dropped >= 5_000 - BATCH as u64, "dropped {dropped}");
+        mend(&db);
+        recorder.flush_and_stop();
+        let written = rows(&db);
+        // Everything that was not dropped was kept and written: nothing lost silently.
+        assert_eq!(written + dropped as i64, sent as i64);
+        assert!(written as usize <= KEEP + QUEUE + BATCH, "{written}");
+    }
+
+    #[test]
+    fn a_stop_on_a_broken_disk_gives_up_after_its_retry_time() {
+        let db = scratch_db("stop");
+        let recorder = Recorder::start(&db, true).unwrap();
+        break_writes(&db);
+        for n in 0..10 {
+            recorder.record(tests::record_for_tests("p", n));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let started = Instant::now();
+        recorder.flush_and_stop();
+        let took = started.elapsed();
+        assert!(took >= STOP_RETRY / 2, "gave up at once: {took:?}");
+        assert!(took < STOP_RETRY + Duration::from_secs(3), "{took:?}");
+        mend(&db);
+        assert_eq!(rows(&db), 0);
+    }
+
+    #[test]
+    fn retry_waits_double_up_to_the_most() {
+        assert_eq!(retry_wait(1), RETRY_FIRST);
+        assert_eq!(retry_wait(2), RETRY_FIRST * 2);
+        assert_eq!(retry_wait(4), RETRY_FIRST * 8);
+        assert_eq!(retry_wait(40), RETRY_MAX);
+        assert_eq!(retry_wait(u32::MAX), RETRY_MAX);
+    }
+}
+
+#[cfg(test)]
+mod hostile_counts {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+
+    fn scratch_db(name: &str) -> Database {
+        let dir = std::env::temp_dir().join(format!(
+            "flexiproxy-usage-hostile-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        Database::open(&dir).unwrap()
+    }
+
+    /// Rows as a version before the clamp wrote them: `u64` counts saturated to `i64::MAX`.
+    fn poison(db: &Database, ts_ms: i64, credential: &str, value: i64) {
+        db.write(|conn| {
+            conn.execute(
+                "INSERT INTO usage (ts_ms, adapter, provider_id, model, endpoint, stream, status,
+                     input_tokens, output_tokens, cached_tokens, reasoning_tokens, latency_ms,
+                     outcome, credential)
+                 VALUES (?1, 1, 'p', 'm', 'chat.completions', 0, 200, ?2, ?2, ?2, ?2, 5,
+                     'completed', ?3)",
+                params![ts_ms, value, credential],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn old_rows_with_huge_counts_neither_break_sums_nor_the_start() {
+        let db = scratch_db("old");
+        for n in 0..3 {
+            poison(&db, 1_000 + n, "p/k", i64::MAX);
+        }
+        let s = summary(&db, 0).unwrap();
+        assert_eq!(s.today.requests, 3);
+        assert_eq!(s.today.input_tokens, 3 * MAX_TOKENS as i64);
+        assert_eq!(s.by_provider[0].output_tokens, 3 * MAX_TOKENS as i64);
+        let st = stats(&db, Window::new(0, 2_000, 1_000).unwrap()).unwrap();
+        assert_eq!(st.totals.cached_tokens, 3 * MAX_TOKENS as i64);
+        assert_eq!(st.by_model[0].sums.input_tokens, 3 * MAX_TOKENS as i64);
+        let rows = recent(&db, 10).unwrap();
+        assert_eq!(rows[0].input_tokens, Some(MAX_TOKENS as i64));
+        let (rows, _) = page(&db, Cursor::start(0), i64::MAX).unwrap();
+        assert_eq!(rows.len(), 3);
+        let history = credential_history(&db, 0).unwrap();
+        assert_eq!(history.len(), 3);
+        assert_eq!(history[0].2, 2 * MAX_TOKENS);
+    }
+
+    #[test]
+    fn rows_of_any_type_are_read_or_skipped_never_fatal() {
+        let db = scratch_db("types");
+        poison(&db, 1_000, "p/k", -5);
+        db.write(|conn| {
+            // What no FlexiProxy wrote, but a hand-edited or damaged file may hold.
+            conn.execute_batch(
+                "INSERT INTO usage (ts_ms, provider_id, model, endpoint, stream, status,
+                     input_tokens, output_tokens, latency_ms, outcome, credential)
+                 VALUES (1001, 'p', 'm', 'e', 0, 200, 1e300, 'lots', 1, 'completed', 'p/k'),
+                        (1002, 'p', 'm', 'e', 0, 200, 2.5, X'00', 1, 'completed', 'p/k'),
+                        ('soon', 'p', 'm', 'e', 0, 200, 7, 7, 1, 'completed', 'p/k');",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let s = summary(&db, 0).unwrap();
+        assert!(s.today.input_tokens >= 0);
+        stats(&db, Window::new(0, 2_000, 1_000).unwrap()).unwrap();
+        let rows = recent(&db, 10).unwrap();
+        // The row whose time is text is left out; the others read, counts in range.
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].input_tokens, Some(2), "2.5 is cut to 2");
+        assert_eq!(rows[0].output_tokens, Some(0), "a blob reads as 0");
+        assert_eq!(rows[1].input_tokens, Some(MAX_TOKENS as i64), "1e300");
+        assert_eq!(rows[1].output_tokens, Some(0), "text reads as 0");
+        assert_eq!(rows[2].input_tokens, Some(0), "a negative count reads as 0");
+        let (rows, next) = page(&db, Cursor::start(i64::MIN), i64::MAX).unwrap();
+        assert_eq!((rows.len(), next), (3, None));
+        let history = credential_history(&db, 0).unwrap();
+        assert_eq!(history.len(), 3);
+        assert!(
+            history
+                .iter()
+                .all(|(_, _, tokens)| *tokens <= 2 * MAX_TOKENS)
+        );
+    }
+
+    #[test]
+    fn records_are_clamped_when_written() {
+        let db = scratch_db("write");
+        let recorder = Recorder::start(&db, true).unwrap();
+        let mut record = tests::record_for_tests("p", u64::MAX);
+        record.tokens.cached = Some(MAX_TOKENS + 1);
+        recorder.record(record);
+        recorder.flush_and_stop();
+        let row = &recent(&db, 1).unwrap()[0];
+        assert_eq!(row.input_tokens, Some(MAX_TOKENS as i64));
+        assert_eq!(row.cached_tokens, Some(MAX_TOKENS as i64));
+        assert_eq!(row.output_tokens, Some(2));
+    }
+
+    /// Each provider protocol's whole answer and usage event with hostile counts: the answer
+    /// still decodes and every count read is in range.
+    #[test]
+    fn every_protocol_reads_hostile_counts_clamped() {
+        use crate::protocol::{Protocol, codec};
+        let answers = [
+            (
+                Protocol::OpenAiChat,
+                r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10000000000000000000,"completion_tokens":-3,"total_tokens":1e300,"prompt_tokens_details":{"cached_tokens":"12"}}}"#,
+            ),
+            (
+                Protocol::OpenAiResponses,
+                r#"{"id":"r","object":"response","created_at":1,"model":"m","status":"completed","output":[{"type":"message","id":"m1","role":"assistant","status":"completed","content":[{"type":"output_text","text":"hi","annotations":[]}]}],"usage":{"input_tokens":10000000000000000000,"output_tokens":-3,"total_tokens":1e300,"input_tokens_details":{"cached_tokens":"12"},"output_tokens_details":{"reasoning_tokens":1e300}}}"#,
+            ),
+            (
+                Protocol::AnthropicMessages,
+                r#"{"id":"a","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":10000000000000000000,"output_tokens":-3,"cache_read_input_tokens":"12","cache_creation_input_tokens":1e300}}"#,
+            ),
+            (
+                Protocol::Gemini,
+                r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"hi"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":10000000000000000000,"candidatesTokenCount":-3,"cachedContentTokenCount":"12","thoughtsTokenCount":1e300}}"#,
+            ),
+        ];
+        for (protocol, body) in answers {
+            let decoded = codec::decode_response(protocol, body.as_bytes())
+                .unwrap_or_else(|e| panic!("{protocol:?}: {e}"));
+            let usage = codec::response_usage(protocol, body.as_bytes()).unwrap();
+            for found in [decoded.usage, usage] {
+                // Anthropic's and Gemini's sums of parts are clamped too.
+                assert_eq!(found.input, Some(MAX_TOKENS), "{protocol:?}");
+                assert_eq!(found.cached, Some(12), "{protocol:?}");
+                assert!(
+                    found.output.is_some_and(|n| n <= MAX_TOKENS),
+                    "{protocol:?}: {found:?}"
+                );
+            }
+            if protocol != Protocol::AnthropicMessages {
+                let event = codec::event_usage(protocol, body.as_bytes()).unwrap();
+                assert_eq!(event.input, Some(MAX_TOKENS), "{protocol:?}");
+            }
+        }
+        let delta = br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1e300}}"#;
+        assert_eq!(
+            codec::event_usage(Protocol::AnthropicMessages, delta).and_then(|u| u.output),
+            Some(MAX_TOKENS)
+        );
+    }
+
+    #[test]
+    fn wire_counts_are_clamped_and_never_fail_the_answer() {
+        #[derive(serde::Deserialize)]
+        struct Usage {
+            #[serde(default, deserialize_with = "wire_count")]
+            n: Option<u64>,
+        }
+        let read = |json: &str| serde_json::from_str::<Usage>(json).unwrap().n;
+        assert_eq!(read(r#"{"n": 12}"#), Some(12));
+        assert_eq!(read(r#"{"n": 10000000000000000000}"#), Some(MAX_TOKENS));
+        assert_eq!(read(r#"{"n": 100000000000000000000000}"#), Some(MAX_TOKENS));
+        assert_eq!(read(r#"{"n": 1e300}"#), Some(MAX_TOKENS));
+        assert_eq!(read(r#"{"n": -5}"#), Some(0));
+        assert_eq!(read(r#"{"n": -1e300}"#), Some(0));
+        assert_eq!(read(r#"{"n": 7.9}"#), Some(7));
+        assert_eq!(read(r#"{"n": "42"}"#), Some(42));
+        assert_eq!(read(r#"{"n": "1e19"}"#), Some(MAX_TOKENS));
+        assert_eq!(read(r#"{"n": "lots"}"#), None);
+        assert_eq!(read(r#"{"n": null}"#), None);
+        assert_eq!(read(r#"{"n": true}"#), None);
+        assert_eq!(read(r#"{"n": {"a": [1, 2]}}"#), None);
+        assert_eq!(read(r#"{"n": [1]}"#), None);
+        assert_eq!(read(r#"{}"#), None);
     }
 }

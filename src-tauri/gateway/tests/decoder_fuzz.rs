@@ -1025,7 +1025,8 @@ fn fixtures_with_every_number_at_an_extreme() {
 fn usage_sums_saturate_in_anthropic_usage() {
     let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[],"stop_reason":"end_turn","usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":1,"output_tokens":1}}"#;
     let usage = anthropic_messages::response_usage(body).unwrap();
-    assert_eq!(usage.input, Some(u64::MAX));
+    // Each count, and their sum, is clamped to the ledger's maximum (issue 15).
+    assert_eq!(usage.input, Some(flexiproxy_gateway::usage::MAX_TOKENS));
     let _ = anthropic_messages::response_to_canonical(body);
     let event = b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"m\",\"usage\":{\"input_tokens\":18446744073709551615,\"cache_creation_input_tokens\":1}}}\n\n";
     let _ = anthropic_messages::StreamDecoder::default().decode(event);
@@ -1039,7 +1040,11 @@ fn usage_sums_saturate_in_openai_total_tokens() {
     let response = anthropic_messages::response_to_canonical(body).unwrap();
     let whole: Value =
         serde_json::from_slice(&openai_chat::response_from_canonical(&response, CREATED)).unwrap();
-    assert_eq!(whole["usage"]["total_tokens"], u64::MAX);
+    assert_eq!(
+        whole["usage"]["total_tokens"],
+        flexiproxy_gateway::usage::MAX_TOKENS + 1,
+        "the provider's count is clamped, then the sum is made"
+    );
     let mut encoder = openai_chat::StreamEncoder::new("m", CREATED, true);
     let mut out = Vec::new();
     encoder.encode(&StreamEvent::Usage(response.usage), &mut out);

@@ -185,13 +185,13 @@ enum InImageSource {
 
 #[derive(Deserialize, Default)]
 struct InUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     output_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     cache_read_input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     cache_creation_input_tokens: Option<u64>,
 }
 
@@ -208,6 +208,7 @@ impl InUsage {
                 .iter()
                 .flatten()
                 .fold(0u64, |sum, n| sum.saturating_add(*n))
+                .min(crate::usage::MAX_TOKENS)
         });
         TokenUsage {
             input,

@@ -223,15 +223,15 @@ struct InFunctionDeclaration {
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
 struct InUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     prompt_token_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     candidates_token_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     cached_content_token_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     thoughts_token_count: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     tool_use_prompt_token_count: Option<u64>,
 }
 
@@ -239,7 +239,11 @@ impl InUsage {
     /// Gemini counts thinking apart from the answer; canonical output holds both.
     fn to_canonical(self) -> TokenUsage {
         let sum = |a: Option<u64>, b: Option<u64>| {
-            (a.is_some() || b.is_some()).then(|| a.unwrap_or(0).saturating_add(b.unwrap_or(0)))
+            (a.is_some() || b.is_some()).then(|| {
+                a.unwrap_or(0)
+                    .saturating_add(b.unwrap_or(0))
+                    .min(crate::usage::MAX_TOKENS)
+            })
         };
         TokenUsage {
             input: sum(self.prompt_token_count, self.tool_use_prompt_token_count),

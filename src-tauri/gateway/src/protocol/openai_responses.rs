@@ -59,9 +59,9 @@ const MIN_OUTPUT_TOKENS: u64 = 16;
 
 #[derive(Deserialize, Default)]
 struct InUsage {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     input_tokens: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     output_tokens: Option<u64>,
     #[serde(default)]
     input_tokens_details: Option<InInputDetails>,
@@ -71,13 +71,13 @@ struct InUsage {
 
 #[derive(Deserialize)]
 struct InInputDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct InOutputDetails {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::usage::wire_count")]
     reasoning_tokens: Option<u64>,
 }
 

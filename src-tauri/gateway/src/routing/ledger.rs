@@ -91,11 +91,15 @@ struct Entry {
 
 impl Entry {
     fn expire(&mut self, now: i64) {
-        while self.requests.front().is_some_and(|&t| t <= now - DAY_MS) {
+        while self
+            .requests
+            .front()
+            .is_some_and(|&t| t <= now.saturating_sub(DAY_MS))
+        {
             self.requests.pop_front();
         }
         while let Some(&(t, n)) = self.tokens.front() {
-            if t > now - MINUTE_MS {
+            if t > now.saturating_sub(MINUTE_MS) {
                 break;
             }
             self.token_sum = self.token_sum.saturating_sub(n);
@@ -121,7 +125,7 @@ impl Entry {
 
     fn windows(&self, now: i64) -> Windows {
         Windows {
-            req_min: saturating_u32(self.requests_since(now - MINUTE_MS)),
+            req_min: saturating_u32(self.requests_since(now.saturating_sub(MINUTE_MS))),
             req_day: saturating_u32(self.requests.len()),
             tok_min: self.token_sum,
         }
@@ -142,16 +146,19 @@ impl Entry {
         };
         // Another request fits once the `max`-th newest has aged out of the window.
         if let Some(max) = limits.max_request_min
-            && self.requests_since(now - MINUTE_MS) >= max as usize
+            && self.requests_since(now.saturating_sub(MINUTE_MS)) >= max as usize
             && let Some(&t) = self.requests.get(self.requests.len() - max as usize)
         {
-            hold_until(t + MINUTE_MS, format!("{max} requests per minute"));
+            hold_until(
+                t.saturating_add(MINUTE_MS),
+                format!("{max} requests per minute"),
+            );
         }
         if let Some(max) = limits.max_request_day
             && self.requests.len() >= max as usize
             && let Some(&t) = self.requests.get(self.requests.len() - max as usize)
         {
-            hold_until(t + DAY_MS, format!("{max} requests per day"));
+            hold_until(t.saturating_add(DAY_MS), format!("{max} requests per day"));
         }
         if let Some(max) = limits.max_token_min
             && self.token_sum >= max
@@ -160,7 +167,10 @@ impl Entry {
             for &(t, n) in &self.tokens {
                 sum = sum.saturating_sub(n);
                 if sum < max {
-                    hold_until(t + MINUTE_MS, format!("{max} tokens per minute"));
+                    hold_until(
+                        t.saturating_add(MINUTE_MS),
+                        format!("{max} tokens per minute"),
+                    );
                     break;
                 }
             }
@@ -240,14 +250,18 @@ impl Ledger {
     }
 
     /// Restores the windows from recorded usage: `(key_id, start ms, tokens)` of the last day.
+    /// A row dated after `now` (the clock was turned back, or the file was edited) counts as
+    /// made now, so it can neither hold a credential for longer than a window nor overflow
+    /// the times computed from it.
     pub fn seed(&mut self, rows: impl IntoIterator<Item = (String, i64, u64)>, now: i64) {
         for (key_id, at, tokens) in rows {
-            if at <= now - DAY_MS {
+            if at <= now.saturating_sub(DAY_MS) {
                 continue;
             }
+            let at = at.min(now);
             let entry = self.entries.entry(key_id).or_default();
             entry.requests.push_back(at);
-            if at > now - MINUTE_MS && tokens > 0 {
+            if at > now.saturating_sub(MINUTE_MS) && tokens > 0 {
                 entry.tokens.push_back((at, tokens));
                 entry.token_sum = entry.token_sum.saturating_add(tokens);
             }
@@ -370,6 +384,40 @@ mod tests {
             ledger.availability("p/k", &limits, T0 + 3000),
             Availability::Ready
         );
+    }
+
+    #[test]
+    fn absurd_rows_and_counts_saturate_instead_of_overflowing() {
+        let mut ledger = Ledger::default();
+        let now = T0;
+        // As an older version could have recorded them: a count of u64::MAX, a row dated at the
+        // end of time.
+        ledger.seed(
+            [
+                ("p/k".to_owned(), now - 1000, u64::MAX),
+                ("p/k".to_owned(), i64::MAX, u64::MAX),
+            ],
+            now,
+        );
+        ledger.note_tokens("p/k", u64::MAX, now);
+        let limits = Limits {
+            max_request_min: Some(1),
+            max_request_day: Some(1),
+            max_token_min: Some(10),
+        };
+        let Availability::Held { until_ms, .. } = ledger.availability("p/k", &limits, now) else {
+            panic!("expected a hold");
+        };
+        assert_eq!(until_ms, now + DAY_MS, "the future row counts as made now");
+        assert_eq!(ledger.windows("p/k", now).tok_min, u64::MAX);
+        assert_eq!(ledger.windows("p/k", now).req_day, 2);
+        assert_eq!(
+            ledger.windows("p/k", now + MINUTE_MS).tok_min,
+            0,
+            "all aged out"
+        );
+        ledger.note_request("p/k", i64::MIN);
+        ledger.availability("p/k", &limits, i64::MIN);
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.drain.clone(),
+            crate::drain::guard,
+        ))
         .with_state(state)
 }
 

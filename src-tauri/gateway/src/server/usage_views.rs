@@ -199,9 +199,11 @@ async fn usage_export(State(state): State<AppState>, Query(query): Query<ExportQ
             .map_err(|e| e.to_string())
             .and_then(|read| read.map_err(|e| e.to_string()));
         match page {
-            Ok((rows, cursor)) => {
-                export.done = rows.len() < usage::PAGE as usize;
-                export.cursor = cursor;
+            Ok((rows, next)) => {
+                match next {
+                    Some(cursor) => export.cursor = cursor,
+                    None => export.done = true,
+                }
                 let mut text = String::with_capacity(rows.len() * 160);
                 for row in &rows {
                     usage_export::push_row(&mut text, row, &export.labels.get(row.adapter));
