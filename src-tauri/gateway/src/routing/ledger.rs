@@ -79,10 +79,25 @@ pub struct Windows {
     pub tok_min: u64,
 }
 
+/// The requests of one minute of the last day: how many, and when the newest of them started.
+#[derive(Debug, Clone, Copy)]
+struct MinuteBucket {
+    minute: i64,
+    newest_ms: i64,
+    count: u32,
+}
+
 #[derive(Debug, Default)]
 struct Entry {
-    /// Start times of requests in the last day, oldest first.
-    requests: VecDeque<i64>,
+    /// Start times of requests in the last minute, oldest first: a minute limit frees its slot
+    /// at the exact millisecond.
+    recent: VecDeque<i64>,
+    /// Requests of the last day counted per minute, oldest first. A busy credential sends
+    /// millions of requests a day; one timestamp each would cost ~170 MB a day at 250
+    /// requests/s, while buckets cost at most 1,440 entries. A bucket leaves the day when its
+    /// newest request does, so the day count errs by at most a minute, on the safe side.
+    day: VecDeque<MinuteBucket>,
+    day_count: u64,
     /// (time, tokens) of finished requests in the last minute, oldest first.
     tokens: VecDeque<(i64, u64)>,
     token_sum: u64,
@@ -91,15 +106,20 @@ struct Entry {
 
 impl Entry {
     fn expire(&mut self, now: i64) {
-        while self
-            .requests
-            .front()
-            .is_some_and(|&t| t <= now.saturating_sub(DAY_MS))
-        {
-            self.requests.pop_front();
+        let minute_ago = now.saturating_sub(MINUTE_MS);
+        while self.recent.front().is_some_and(|&t| t <= minute_ago) {
+            self.recent.pop_front();
+        }
+        let day_ago = now.saturating_sub(DAY_MS);
+        while let Some(bucket) = self.day.front() {
+            if bucket.newest_ms > day_ago {
+                break;
+            }
+            self.day_count = self.day_count.saturating_sub(u64::from(bucket.count));
+            self.day.pop_front();
         }
         while let Some(&(t, n)) = self.tokens.front() {
-            if t > now.saturating_sub(MINUTE_MS) {
+            if t > minute_ago {
                 break;
             }
             self.token_sum = self.token_sum.saturating_sub(n);
@@ -114,19 +134,48 @@ impl Entry {
         }
     }
 
+    /// Counts a request started at `at`. Times arrive in order but for clock steps and races
+    /// between callers: a late one joins the newest bucket instead of reordering the day.
+    fn push_request(&mut self, at: i64) {
+        self.recent.push_back(at);
+        let minute = at.div_euclid(MINUTE_MS);
+        match self.day.back_mut() {
+            Some(bucket) if bucket.minute >= minute => {
+                bucket.count = bucket.count.saturating_add(1);
+                bucket.newest_ms = bucket.newest_ms.max(at);
+            }
+            _ => self.day.push_back(MinuteBucket {
+                minute,
+                newest_ms: at,
+                count: 1,
+            }),
+        }
+        self.day_count = self.day_count.saturating_add(1);
+    }
+
     fn requests_since(&self, since: i64) -> usize {
         // Requests are in time order: count from the newest end.
-        self.requests
-            .iter()
-            .rev()
-            .take_while(|&&t| t > since)
-            .count()
+        self.recent.iter().rev().take_while(|&&t| t > since).count()
+    }
+
+    /// When the day holds fewer than `max` requests again: once the oldest
+    /// `day_count - max + 1` have aged out.
+    fn day_frees_at(&self, max: u32) -> Option<i64> {
+        let must_leave = self
+            .day_count
+            .checked_sub(u64::from(max))?
+            .saturating_add(1);
+        let mut left = 0u64;
+        self.day.iter().find_map(|bucket| {
+            left = left.saturating_add(u64::from(bucket.count));
+            (left >= must_leave).then(|| bucket.newest_ms.saturating_add(DAY_MS))
+        })
     }
 
     fn windows(&self, now: i64) -> Windows {
         Windows {
             req_min: saturating_u32(self.requests_since(now.saturating_sub(MINUTE_MS))),
-            req_day: saturating_u32(self.requests.len()),
+            req_day: u32::try_from(self.day_count).unwrap_or(u32::MAX),
             tok_min: self.token_sum,
         }
     }
@@ -147,7 +196,7 @@ impl Entry {
         // Another request fits once the `max`-th newest has aged out of the window.
         if let Some(max) = limits.max_request_min
             && self.requests_since(now.saturating_sub(MINUTE_MS)) >= max as usize
-            && let Some(&t) = self.requests.get(self.requests.len() - max as usize)
+            && let Some(&t) = self.recent.get(self.recent.len() - max as usize)
         {
             hold_until(
                 t.saturating_add(MINUTE_MS),
@@ -155,10 +204,9 @@ impl Entry {
             );
         }
         if let Some(max) = limits.max_request_day
-            && self.requests.len() >= max as usize
-            && let Some(&t) = self.requests.get(self.requests.len() - max as usize)
+            && let Some(until) = self.day_frees_at(max)
         {
-            hold_until(t.saturating_add(DAY_MS), format!("{max} requests per day"));
+            hold_until(until, format!("{max} requests per day"));
         }
         if let Some(max) = limits.max_token_min
             && self.token_sum >= max
@@ -212,7 +260,7 @@ impl Ledger {
 
     /// Counts a request sent with this credential.
     pub fn note_request(&mut self, key_id: &str, now: i64) {
-        self.with_entry(key_id, now, |e| e.requests.push_back(now));
+        self.with_entry(key_id, now, |e| e.push_request(now));
     }
 
     /// Counts the tokens a finished request used (from its usage record).
@@ -254,20 +302,27 @@ impl Ledger {
     /// made now, so it can neither hold a credential for longer than a window nor overflow
     /// the times computed from it.
     pub fn seed(&mut self, rows: impl IntoIterator<Item = (String, i64, u64)>, now: i64) {
+        let mut started: HashMap<String, Vec<i64>> = HashMap::new();
         for (key_id, at, tokens) in rows {
             if at <= now.saturating_sub(DAY_MS) {
                 continue;
             }
             let at = at.min(now);
-            let entry = self.entries.entry(key_id).or_default();
-            entry.requests.push_back(at);
             if at > now.saturating_sub(MINUTE_MS) && tokens > 0 {
+                let entry = self.entries.entry(key_id.clone()).or_default();
                 entry.tokens.push_back((at, tokens));
                 entry.token_sum = entry.token_sum.saturating_add(tokens);
             }
+            started.entry(key_id).or_default().push(at);
+        }
+        for (key_id, mut times) in started {
+            times.sort_unstable();
+            let entry = self.entries.entry(key_id).or_default();
+            for at in times {
+                entry.push_request(at);
+            }
         }
         for entry in self.entries.values_mut() {
-            entry.requests.make_contiguous().sort_unstable();
             entry.tokens.make_contiguous().sort_unstable();
         }
     }
@@ -418,6 +473,41 @@ mod tests {
         );
         ledger.note_request("p/k", i64::MIN);
         ledger.availability("p/k", &limits, i64::MIN);
+    }
+
+    #[test]
+    fn a_busy_day_costs_at_most_a_bucket_per_minute() {
+        let mut ledger = Ledger::default();
+        // 100 requests a second for a day: 8.64 million, the old one-timestamp-each ledger held
+        // ~69 MB for this credential.
+        let step = 10;
+        let mut now = T0;
+        while now < T0 + DAY_MS {
+            ledger.note_request("p/k", now);
+            now += step;
+        }
+        let entry = &ledger.entries["p/k"];
+        assert!(entry.day.len() <= 1441, "{} buckets", entry.day.len());
+        assert!(entry.recent.len() <= 6001, "{} recent", entry.recent.len());
+        let windows = ledger.windows("p/k", now);
+        // The last minute is exact: (now - 1 min, now) holds 5,999 of the 10 ms steps.
+        assert_eq!(windows.req_min, 5999);
+        // The first minute's bucket leaves when its newest request does: the count is at most
+        // one minute's requests high, never low.
+        let exact = (DAY_MS / step) as u32 - 1;
+        assert!(
+            (exact..=exact + 6000).contains(&windows.req_day),
+            "{}",
+            windows.req_day
+        );
+        let limits = Limits {
+            max_request_day: Some(exact),
+            ..Limits::default()
+        };
+        let Availability::Held { until_ms, .. } = ledger.availability("p/k", &limits, now) else {
+            panic!("expected a hold");
+        };
+        assert!(until_ms > now && until_ms <= now + MINUTE_MS, "{until_ms}");
     }
 
     #[test]
