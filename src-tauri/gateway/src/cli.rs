@@ -72,6 +72,15 @@ pub struct Args {
     /// Seconds to wait for a provider's response headers before answering 504.
     #[arg(long, env = "FLEXIPROXY_UPSTREAM_TIMEOUT", default_value_t = 600)]
     pub upstream_timeout: u64,
+    /// The largest server-sent event accepted from a provider's stream, in bytes; a stream
+    /// whose event grows past it ends with the protocol's error event.
+    #[arg(
+        long,
+        env = "FLEXIPROXY_MAX_SSE_EVENT_BYTES",
+        default_value_t = crate::protocol::sse::DEFAULT_MAX_EVENT_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(1024..=1 << 30)
+    )]
+    pub max_sse_event_bytes: u64,
     /// Print the management token (to sign in to the web UI from a browser) and exit.
     #[arg(long)]
     pub show_token: bool,

@@ -62,6 +62,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How long to wait for an upstream's response headers (models can think for minutes).
     pub response_timeout: Duration,
+    /// The largest SSE event read from a provider's stream (`--max-sse-event-bytes`).
+    pub max_sse_event_bytes: usize,
     /// The declarative config file (`--config`, `FLEXIPROXY_CONFIG`), if any: see `config_file`.
     pub config_file: Option<PathBuf>,
     /// The desktop app embedding this gateway (`None` headless): see `host`.
@@ -95,6 +97,7 @@ impl Settings {
             max_body_bytes: DEFAULT_MAX_BODY,
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(600),
+            max_sse_event_bytes: crate::protocol::sse::DEFAULT_MAX_EVENT_BYTES,
             config_file: None,
             host: None,
         }
@@ -122,6 +125,7 @@ impl Settings {
             usage: args.usage.map(|u| u == UsageArg::On),
             management_token,
             response_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
+            max_sse_event_bytes: usize::try_from(args.max_sse_event_bytes).unwrap_or(usize::MAX),
             config_file: args.config.clone(),
             ..Self::new(data_dir)
         })

@@ -725,8 +725,18 @@ async fn attempt(
         AnswerPath::Relay {
             protocol,
             strip_usage,
-        } => relay_response(opened, meter, protocol, strip_usage),
-        AnswerPath::Translate(translation) => translation.deliver(opened, meter).await,
+        } => relay_response(
+            opened,
+            meter,
+            protocol,
+            strip_usage,
+            state.settings.max_sse_event_bytes,
+        ),
+        AnswerPath::Translate(translation) => {
+            translation
+                .deliver(opened, meter, state.settings.max_sse_event_bytes)
+                .await
+        }
     })
 }
 
@@ -863,6 +873,7 @@ fn relay_response(
     mut meter: Meter,
     format: Protocol,
     strip_usage: bool,
+    max_event: usize,
 ) -> Result<Response, GatewayError> {
     let status = upstream.status;
     let is_sse = upstream
@@ -886,7 +897,7 @@ fn relay_response(
     }
     let mode = if is_sse {
         Mode::Events {
-            splitter: EventSplitter::default(),
+            splitter: EventSplitter::new(max_event),
             strip_usage: strip_usage && format == Protocol::OpenAiChat,
         }
     } else {
@@ -1069,22 +1080,32 @@ impl Relay {
             }
             Mode::Events {
                 splitter,
-                strip_usage: false,
+                strip_usage,
             } => {
-                for event in splitter.push(chunk.clone()) {
-                    read_event_usage(&event, format, &mut self.meter.record.tokens);
+                let strip = *strip_usage;
+                let (events, too_large) = match splitter.push(chunk.clone()) {
+                    Ok(events) => (events, None),
+                    Err(mut error) => (std::mem::take(&mut error.events), Some(error)),
+                };
+                let mut kept = Vec::new();
+                for event in events {
+                    let usage_only =
+                        read_event_usage(&event, format, &mut self.meter.record.tokens);
+                    if strip && !usage_only {
+                        kept.push(event);
+                    }
                 }
-                Some(chunk)
-            }
-            Mode::Events {
-                splitter,
-                strip_usage: true,
-            } => {
-                let events = splitter.push(chunk);
-                let mut kept = events.into_iter().filter(|event| {
-                    let usage_only = read_event_usage(event, format, &mut self.meter.record.tokens);
-                    !usage_only
-                });
+                if let Some(error) = too_large {
+                    // The oversized event's start may have reached the client already (in
+                    // earlier chunks): the error event closes it first. This chunk stays here.
+                    let message = format!("provider `{}`: {error}", self.meter.record.provider_id);
+                    self.meter.record.error = Some(message.clone());
+                    self.meter.finish(Outcome::Interrupted);
+                    kept.push(stream_error_event(format, &message, !strip));
+                } else if !strip {
+                    return Some(chunk);
+                }
+                let mut kept = kept.into_iter();
                 let first = kept.next();
                 self.pending.extend(kept);
                 first

@@ -118,18 +118,46 @@ pub fn unwrap_response(body: &[u8]) -> Result<Bytes, ShapeError> {
 #[derive(Debug, Default)]
 pub struct SseUnwrapper {
     splitter: EventSplitter,
+    /// An event went past the cap: the error event went out and nothing more does.
+    failed: bool,
 }
 
 impl SseUnwrapper {
     /// Feeds one upstream chunk; returns the unwrapped bytes of the events it completes
     /// (empty while an event is still incomplete).
+    ///
+    /// An event past the splitter's cap ends the stream with Gemini's own error event (what
+    /// comes after is dropped), so the protocol module reports it instead of a short answer.
     pub fn push(&mut self, chunk: Bytes) -> Bytes {
-        let events = self.splitter.push(chunk);
-        join(events.iter().map(unwrap_event))
+        if self.failed {
+            return Bytes::new();
+        }
+        match self.splitter.push(chunk) {
+            Ok(events) => join(events.iter().map(unwrap_event)),
+            Err(too_large) => {
+                self.failed = true;
+                let error = serde_json::json!({"error": {
+                    "code": 502,
+                    "message": format!("Code Assist: {too_large}"),
+                    "status": "UNAVAILABLE",
+                }});
+                let end = Bytes::from(format!("data: {error}\n\n"));
+                join(
+                    too_large
+                        .events
+                        .iter()
+                        .map(unwrap_event)
+                        .chain(std::iter::once(end)),
+                )
+            }
+        }
     }
 
     /// What is left when the stream ends: an unterminated last event, unwrapped and terminated.
     pub fn finish(&mut self) -> Option<Bytes> {
+        if self.failed {
+            return None;
+        }
         self.splitter.finish().map(|rest| {
             let mut event = BytesMut::from(&rest[..]);
             event.extend_from_slice(b"\n\n");
