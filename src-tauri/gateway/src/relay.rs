@@ -35,6 +35,7 @@ use crate::access::{hash_key, presented_key};
 use crate::account_relay::{self, Sent};
 use crate::canonical::merge_usage;
 use crate::error::GatewayError;
+use crate::path_segment::PathSegment;
 use crate::protocol::Protocol;
 use crate::protocol::codec;
 use crate::protocol::gemini::Framing;
@@ -113,37 +114,43 @@ pub(crate) struct UpstreamPath {
 }
 
 impl UpstreamPath {
-    /// The endpoint that generates an answer for `model`.
-    pub(crate) fn generate(protocol: Protocol, model: &str, stream: bool) -> Self {
+    /// The endpoint that generates an answer for `model`. A model that goes into the URL
+    /// (Gemini's) is one encoded path segment; one that cannot be is refused (400).
+    pub(crate) fn generate(
+        protocol: Protocol,
+        model: &str,
+        stream: bool,
+    ) -> Result<Self, GatewayError> {
         let path = match protocol {
             Protocol::OpenAiChat => "/chat/completions".to_owned(),
             Protocol::OpenAiResponses => "/responses".to_owned(),
             Protocol::AnthropicMessages => "/messages".to_owned(),
-            Protocol::Gemini if stream => {
-                format!(
-                    "/models/{}:streamGenerateContent?alt=sse",
-                    gemini_model(model)
-                )
-            }
-            Protocol::Gemini => format!("/models/{}:generateContent", gemini_model(model)),
+            Protocol::Gemini if stream => format!(
+                "/models/{}:streamGenerateContent?alt=sse",
+                gemini_model_segment(model)?
+            ),
+            Protocol::Gemini => format!("/models/{}:generateContent", gemini_model_segment(model)?),
         };
-        Self {
-            path,
-            style: KeyStyle::of(protocol),
-        }
-    }
-
-    /// The endpoint that counts a request's input tokens, for protocols that have one.
-    pub(crate) fn count_tokens(protocol: Protocol, model: &str) -> Option<Self> {
-        let path = match protocol {
-            Protocol::AnthropicMessages => "/messages/count_tokens".to_owned(),
-            Protocol::Gemini => format!("/models/{}:countTokens", gemini_model(model)),
-            Protocol::OpenAiChat | Protocol::OpenAiResponses => return None,
-        };
-        Some(Self {
+        Ok(Self {
             path,
             style: KeyStyle::of(protocol),
         })
+    }
+
+    /// The endpoint that counts a request's input tokens, for protocols that have one.
+    pub(crate) fn count_tokens(
+        protocol: Protocol,
+        model: &str,
+    ) -> Result<Option<Self>, GatewayError> {
+        let path = match protocol {
+            Protocol::AnthropicMessages => "/messages/count_tokens".to_owned(),
+            Protocol::Gemini => format!("/models/{}:countTokens", gemini_model_segment(model)?),
+            Protocol::OpenAiChat | Protocol::OpenAiResponses => return Ok(None),
+        };
+        Ok(Some(Self {
+            path,
+            style: KeyStyle::of(protocol),
+        }))
     }
 }
 
@@ -151,6 +158,16 @@ impl UpstreamPath {
 /// copied from a model list.
 pub(crate) fn gemini_model(model: &str) -> &str {
     model.strip_prefix("models/").unwrap_or(model)
+}
+
+/// [`gemini_model`] as one encoded URL path segment, or the client's 400 saying why it cannot
+/// be a model name.
+fn gemini_model_segment(model: &str) -> Result<PathSegment, GatewayError> {
+    PathSegment::new(gemini_model(model)).map_err(|reason| {
+        GatewayError::Invalid(format!(
+            "model {model:?} cannot be a Gemini model name in the provider's URL: {reason}"
+        ))
+    })
 }
 
 /// A POST of a JSON body to `url`, with the credential's key and the `Accept` a stream needs.
@@ -577,15 +594,17 @@ async fn attempt(
             same_protocol(client, target)
         }
         Job::Generate(client) => {
-            translate::prepare(client, decoded, target).map(|(body, translation)| Outgoing {
-                endpoint: UpstreamPath::generate(
-                    target.provider.protocol,
-                    &target.model,
-                    translation.stream,
-                ),
-                body,
-                stream: translation.stream,
-                answer: AnswerPath::Translate(Box::new(translation)),
+            translate::prepare(client, decoded, target).and_then(|(body, translation)| {
+                Ok(Outgoing {
+                    endpoint: UpstreamPath::generate(
+                        target.provider.protocol,
+                        &target.model,
+                        translation.stream,
+                    )?,
+                    body,
+                    stream: translation.stream,
+                    answer: AnswerPath::Translate(Box::new(translation)),
+                })
             })
         }
         Job::Forward(endpoint, body) => openai_family(*endpoint, body, target),
@@ -777,7 +796,7 @@ fn same_protocol(client: &ClientRequest, target: &Target) -> Result<Outgoing, Ga
         return openai_family(Endpoint::ChatCompletions, &client.body, target);
     }
     if let (Some(call), Protocol::Gemini) = (&client.gemini, protocol) {
-        let mut endpoint = UpstreamPath::generate(protocol, &target.model, call.stream);
+        let mut endpoint = UpstreamPath::generate(protocol, &target.model, call.stream)?;
         if call.framing == Framing::JsonArray {
             // The client reads the streamed JSON array; the provider writes it the same.
             endpoint
@@ -803,7 +822,7 @@ fn same_protocol(client: &ClientRequest, target: &Target) -> Result<Outgoing, Ga
     Ok(Outgoing {
         body,
         stream,
-        endpoint: UpstreamPath::generate(protocol, &target.model, stream),
+        endpoint: UpstreamPath::generate(protocol, &target.model, stream)?,
         answer: AnswerPath::Relay {
             protocol,
             strip_usage: false,
@@ -1272,6 +1291,48 @@ impl Drop for Meter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemini_model_names_are_one_path_segment() {
+        let path = |model: &str, stream| {
+            UpstreamPath::generate(Protocol::Gemini, model, stream).map(|p| p.path)
+        };
+        assert_eq!(
+            path("models/gemini-2.5-flash", false).unwrap(),
+            "/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            path("gemini-2.5-flash", true).unwrap(),
+            "/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            path("../../v1/files?key=x#", false).unwrap(),
+            "/models/..%2F..%2Fv1%2Ffiles%3Fkey%3Dx%23:generateContent"
+        );
+        assert_eq!(
+            path("%2e%2e/x:y", false).unwrap(),
+            "/models/%252e%252e%2Fx%3Ay:generateContent"
+        );
+        for refused in ["..", "models/..", ".", "", "models/", "a\r\nb"] {
+            let error = path(refused, false).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{refused:?}");
+        }
+        assert_eq!(
+            UpstreamPath::count_tokens(Protocol::Gemini, "a/b")
+                .unwrap()
+                .unwrap()
+                .path,
+            "/models/a%2Fb:countTokens"
+        );
+        assert!(UpstreamPath::count_tokens(Protocol::Gemini, "..").is_err());
+        // Models in the body need no URL encoding.
+        assert_eq!(
+            UpstreamPath::generate(Protocol::OpenAiChat, "..", false)
+                .unwrap()
+                .path,
+            "/chat/completions"
+        );
+    }
 
     #[test]
     fn include_usage_is_added_or_respected() {

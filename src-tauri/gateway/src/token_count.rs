@@ -61,7 +61,7 @@ pub(crate) async fn count(
     // Subscription logins are only shaped for generations, so their counts are estimated too.
     let counts_upstream = !matches!(chosen.credential.key, ProviderKey::Account(_));
     let endpoint =
-        UpstreamPath::count_tokens(provider.protocol, &chosen.model).filter(|_| counts_upstream);
+        UpstreamPath::count_tokens(provider.protocol, &chosen.model)?.filter(|_| counts_upstream);
     let Some(endpoint) = endpoint else {
         let request = decode_for_count(&client)?;
         let mut response = answer(client.protocol, estimate(&request)).into_response();

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
+use crate::path_segment::PathSegment;
 use crate::protocol::sse::{self, EventSplitter};
 use crate::secrets::Secret;
 
@@ -472,6 +473,12 @@ pub async fn get_operation(
     access: &Secret,
     name: &str,
 ) -> Result<Operation, SetupError> {
+    // The name comes from Google's answer: each part one encoded segment, so a name such as
+    // `operations/../../x?y` cannot take the access token elsewhere on the host.
+    let name = PathSegment::path(name).map_err(|e| SetupError::BadAnswer {
+        method: "onboardUser",
+        detail: format!("the operation name {name:?} is no URL path: {e}"),
+    })?;
     let url = format!("{}/{API_VERSION}/{name}", base.trim_end_matches('/'));
     call(http, access, "getOperation", url, None).await
 }
