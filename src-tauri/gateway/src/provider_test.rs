@@ -157,7 +157,8 @@ pub async fn run(
         credential: credential.key_id.clone(),
         reason,
     };
-    let body = codec::encode_request(protocol, &question);
+    // The question has no tools, so no schema can be too large.
+    let body = codec::encode_request(protocol, &question).unwrap_or_default();
     let (request, url, shaping) = match (&credential.key, accounts) {
         (ProviderKey::Account(account), Some(accounts)) => {
             let call = Call {

@@ -132,6 +132,7 @@ pub(crate) fn prepare(
     let model = std::mem::replace(&mut request.model, target.model.clone());
     let outgoing = codec::encode_request(target.provider.protocol, request);
     request.model = model;
+    let outgoing = outgoing.map_err(|e| GatewayError::Invalid(e.to_string()))?;
     Ok((
         Bytes::from(outgoing),
         Translation {
