@@ -20,7 +20,7 @@ pub const MAX_SEGMENT_BYTES: usize = 512;
 pub struct PathSegment(String);
 
 /// Why a value cannot be a path segment.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SegmentError {
     #[error("it is empty")]
     Empty,

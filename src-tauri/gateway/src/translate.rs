@@ -284,7 +284,7 @@ pub(crate) async fn upstream_error(mut upstream: Opened, mut meter: Meter) -> Ga
 
 /// The message inside an upstream error body (`{"error":{"message"}}`, `{"message"}`,
 /// `{"error":"…"}`), else the start of the body as text.
-pub(crate) fn error_detail(body: &[u8]) -> String {
+pub fn error_detail(body: &[u8]) -> String {
     let from_json = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|value| {

@@ -21,6 +21,12 @@
 //! with two protocols; [`config`] gives fewer cases per protocol as protocols are added); a
 //! failing case is shrunk by proptest and printed. Set `PROPTEST_CASES` to run more locally.
 //!
+//! Besides the main decoders, every input also goes through the side readers
+//! ([`check_side_readers`]): the fast path's usage readers, Gemini's token-count bodies, the
+//! reading of upstream error bodies and the error bodies written around any message. The
+//! schema cleaner, the SSE splitter and the URL segment encoder have their own properties in
+//! `hostile_input_fuzz.rs`.
+//!
 //! Findings fixed so far keep a regression test each (`usage_sums_saturate_*`): token counters
 //! whose sum exceeded `u64::MAX` panicked in debug builds (and wrapped in release).
 #![allow(
@@ -36,9 +42,13 @@ use axum::response::Response as HttpResponse;
 use axum::routing::post;
 use bytes::Bytes;
 use flexiproxy_gateway::canonical::{DecodeError, FinishReason, Request, Response, StreamEvent};
+use flexiproxy_gateway::protocol::codec;
 use flexiproxy_gateway::protocol::sse::{self, EventSplitter};
-use flexiproxy_gateway::protocol::{anthropic_messages, gemini, openai_chat, openai_responses};
+use flexiproxy_gateway::protocol::{
+    Protocol, anthropic_messages, gemini, openai_chat, openai_responses,
+};
 use flexiproxy_gateway::secrets::MemoryStore;
+use flexiproxy_gateway::translate;
 use flexiproxy_gateway::usage::TokenUsage;
 use flexiproxy_gateway::{Gateway, SecretsMode, Settings};
 use proptest::prelude::*;
@@ -351,7 +361,46 @@ fn check_stream(input: &[u8], chunk: usize, encode: bool) -> Result<(), TestCase
 /// Everything: `input` as a body and as a stream, through every decoder and encoder.
 fn check_input(input: &[u8], chunk: usize) -> Result<(), TestCaseError> {
     check_body(input)?;
+    check_side_readers(input)?;
     check_stream(input, chunk, true)
+}
+
+/// The readers beside the main decoders, which see the same hostile bodies: usage readers of
+/// the fast path (whole answers and stream events), Gemini's token-count bodies, the gateway's
+/// reading of an upstream error body, and the error bodies written with whatever message.
+fn check_side_readers(input: &[u8]) -> Result<(), TestCaseError> {
+    for protocol in Protocol::ALL {
+        let _ = codec::response_usage(protocol, input);
+        let _ = codec::event_usage(protocol, input);
+        if let Some(data) = sse::data(input) {
+            let _ = codec::event_usage(protocol, &data);
+        }
+    }
+    let _ = openai_chat::chunk_usage(input);
+    if let Ok(request) = gemini::count_tokens_request_to_canonical(input)
+        && let Ok(body) = gemini::count_tokens_request_from_canonical(&request)
+    {
+        assert_json("gemini count_tokens_request_from_canonical", &body)?;
+    }
+    let _ = gemini::count_tokens_total(input);
+    let detail = translate::error_detail(input);
+    prop_assert!(
+        !detail.is_empty() && detail.len() <= 500,
+        "error_detail gave {detail:?}"
+    );
+    let message = String::from_utf8_lossy(input);
+    for status in [400, 429, 500, 999] {
+        assert_json("gemini error_body", &gemini::error_body(status, &message))?;
+        assert_json(
+            "openai_responses error_body",
+            &openai_responses::error_body(status, &message),
+        )?;
+        assert_json(
+            "anthropic error_body",
+            &anthropic_messages::error_body(anthropic_messages::error_type(status), &message),
+        )?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
