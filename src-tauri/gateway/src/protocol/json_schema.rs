@@ -31,15 +31,16 @@ use serde_json::{Map, Value, json};
 /// never needs it, and it bounds the work on hostile input.
 const MAX_DEPTH: usize = 32;
 
-/// How many JSON values the cleaned tool schemas of one request may hold in all. Claude Code's
-/// and Gemini CLI's whole tool sets clean to well under 2,000 (see the tests), a generated
-/// schema with shared `$defs` a few thousand: the limit is far above any real tool set and far
-/// below what would hurt (about 100 bytes each, so some tens of MB at most).
-pub const MAX_SCHEMA_VALUES: usize = 200_000;
-/// How many bytes of text (names, descriptions, enum values, references) the cleaned tool
-/// schemas of one request may hold in all: a long description inlined at every use of a
+/// How many JSON values the cleaning of one request's tool schemas may write or copy in all.
+/// Claude Code's and Gemini CLI's whole tool sets spend about 300 (see the tests), a generated
+/// schema whose `$defs` nest four deep with shared models under 7,000: the limit is far above
+/// real tool sets and below what would hurt (an object costs some hundreds of bytes, so a
+/// request that spends it all holds a few tens of MB for a moment).
+pub const MAX_SCHEMA_VALUES: usize = 100_000;
+/// How many bytes of text (names, descriptions, enum values, references) the cleaning of one
+/// request's tool schemas may write in all: a long description inlined at every use of a
 /// definition counts at each.
-pub const MAX_SCHEMA_TEXT_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_SCHEMA_TEXT_BYTES: usize = 8 * 1024 * 1024;
 
 /// The work the cleaning of one request's schemas may do, spent as values and text are written.
 #[derive(Debug, Clone)]
@@ -1086,8 +1087,17 @@ mod tests {
                 "{name}: {} schemas, {input} bytes in, {values} values and {bytes} bytes of text spent",
                 schemas.len()
             );
-            assert!(values * 20 < MAX_SCHEMA_VALUES, "{name}: {values} values");
-            assert!(bytes * 20 < MAX_SCHEMA_TEXT_BYTES, "{name}: {bytes} bytes");
+            // The agents' own tool sets with a margin of over 100; a schema built to share
+            // and nest models heavily with one of over 10.
+            let margin = if name == "generated $defs" { 10 } else { 100 };
+            assert!(
+                values * margin < MAX_SCHEMA_VALUES,
+                "{name}: {values} values"
+            );
+            assert!(
+                bytes * margin < MAX_SCHEMA_TEXT_BYTES,
+                "{name}: {bytes} bytes"
+            );
         }
     }
 
@@ -1116,9 +1126,9 @@ mod tests {
             );
         }
         // The same through the Gemini cleaner's `allOf` merge: the 40k references to one
-        // target of 10k properties are merged once, well within the budget (read 40k times,
-        // they would spend it 2,000 times over).
-        let names = &names[..10_000];
+        // target of 4k properties are merged once, within the budget (read 40k times, they
+        // would spend it a thousand times over).
+        let names = &names[..4_000];
         let properties: Map<String, Value> = names
             .iter()
             .map(|n| (n.clone(), json!({"type": "string"})))
@@ -1128,7 +1138,7 @@ mod tests {
         let out = gemini(&schema);
         assert_eq!(
             out["properties"]["x"]["required"].as_array().unwrap().len(),
-            10_000
+            4_000
         );
     }
 
