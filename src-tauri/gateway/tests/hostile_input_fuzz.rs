@@ -67,10 +67,10 @@ fn node(defs: usize) -> impl Strategy<Value = Value> {
             }),
             proptest::collection::vec(inner.clone(), 1..5).prop_map(|branches| json!({"anyOf": branches})),
             proptest::collection::vec(inner.clone(), 1..5).prop_map(|branches| json!({"oneOf": branches})),
-            refs.clone().prop_map(|refs| json!({"allOf": refs.iter().map(|r| json!({"$ref": r})).collect::<Vec<_>>()})),
+            refs.prop_map(|refs| json!({"allOf": refs.iter().map(|r| json!({"$ref": r})).collect::<Vec<_>>()})),
             inner.clone().prop_map(|items| json!({"type": "array", "items": items})),
             proptest::collection::vec(inner.clone(), 2..4).prop_map(|items| json!({"type": "array", "items": items})),
-            inner.clone().prop_map(|p| json!({
+            inner.prop_map(|p| json!({
                 "type": ["object", "string", "number", "integer", "boolean", "array", "null"],
                 "properties": {"p": p},
                 "description": "many types"
