@@ -270,8 +270,11 @@ fn is_sse(headers: &HeaderMap) -> bool {
 /// The whole Responses object of a Responses stream: `response.completed`'s `response`, with
 /// the output items of `response.output_item.done` events when the final event left them out.
 fn collect_responses_stream(body: &[u8]) -> Result<Bytes, String> {
-    let mut splitter = EventSplitter::default();
-    let mut events = splitter.push(Bytes::copy_from_slice(body));
+    // The body is already read (and capped): its events need no cap of their own.
+    let mut splitter = EventSplitter::new(usize::MAX);
+    let mut events = splitter
+        .push(Bytes::copy_from_slice(body))
+        .map_err(|e| e.to_string())?;
     events.extend(splitter.finish());
     let mut items = Vec::new();
     let mut completed = None;

@@ -82,6 +82,15 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(0..=crate::config::MAX_SHUTDOWN_GRACE_SECS)
     )]
     pub shutdown_grace: u64,
+    /// The largest server-sent event accepted from a provider's stream, in bytes; a stream
+    /// whose event grows past it ends with the protocol's error event.
+    #[arg(
+        long,
+        env = "FLEXIPROXY_MAX_SSE_EVENT_BYTES",
+        default_value_t = crate::protocol::sse::DEFAULT_MAX_EVENT_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(1024..=1 << 30)
+    )]
+    pub max_sse_event_bytes: u64,
     /// Print the management token (to sign in to the web UI from a browser) and exit.
     #[arg(long)]
     pub show_token: bool,

@@ -72,6 +72,8 @@ pub struct Settings {
     pub response_timeout: Duration,
     /// How long a stop waits for requests in flight before it cuts them (`--shutdown-grace`).
     pub shutdown_grace: Duration,
+    /// The largest SSE event read from a provider's stream (`--max-sse-event-bytes`).
+    pub max_sse_event_bytes: usize,
     /// The declarative config file (`--config`, `FLEXIPROXY_CONFIG`), if any: see `config_file`.
     pub config_file: Option<PathBuf>,
     /// The desktop app embedding this gateway (`None` headless): see `host`.
@@ -114,6 +116,7 @@ impl Settings {
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(600),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            max_sse_event_bytes: crate::protocol::sse::DEFAULT_MAX_EVENT_BYTES,
             config_file: None,
             host: None,
             allowed_env: Vec::new(),
@@ -157,6 +160,7 @@ impl Settings {
             management_token,
             response_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
+            max_sse_event_bytes: usize::try_from(args.max_sse_event_bytes).unwrap_or(usize::MAX),
             config_file: args.config.clone(),
             ..Self::new(data_dir)
         })

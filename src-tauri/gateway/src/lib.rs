@@ -12,6 +12,8 @@
 //!   from client to provider and back.
 //! - `routing`: which provider, model and credential serve a request (pools, limits,
 //!   strategies, cooldowns); `discovery`: which models each provider serves.
+//! - `path_segment`: values from clients or providers (model names) made into exactly one
+//!   encoded URL path segment, or refused.
 //! - `translate`: the translated path (a client and a provider of different protocols).
 //! - `canonical`: the one internal model of a chat exchange (request, response, stream events)
 //!   that translation between protocols goes through.
@@ -52,6 +54,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod logins;
 pub mod oauth;
+pub mod path_segment;
 pub mod presets;
 pub mod protocol;
 pub mod provider_test;

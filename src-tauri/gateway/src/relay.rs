@@ -35,6 +35,7 @@ use crate::access::{hash_key, presented_key};
 use crate::account_relay::{self, Sent};
 use crate::canonical::merge_usage;
 use crate::error::GatewayError;
+use crate::path_segment::PathSegment;
 use crate::protocol::Protocol;
 use crate::protocol::codec;
 use crate::protocol::gemini::Framing;
@@ -113,37 +114,43 @@ pub(crate) struct UpstreamPath {
 }
 
 impl UpstreamPath {
-    /// The endpoint that generates an answer for `model`.
-    pub(crate) fn generate(protocol: Protocol, model: &str, stream: bool) -> Self {
+    /// The endpoint that generates an answer for `model`. A model that goes into the URL
+    /// (Gemini's) is one encoded path segment; one that cannot be is refused (400).
+    pub(crate) fn generate(
+        protocol: Protocol,
+        model: &str,
+        stream: bool,
+    ) -> Result<Self, GatewayError> {
         let path = match protocol {
             Protocol::OpenAiChat => "/chat/completions".to_owned(),
             Protocol::OpenAiResponses => "/responses".to_owned(),
             Protocol::AnthropicMessages => "/messages".to_owned(),
-            Protocol::Gemini if stream => {
-                format!(
-                    "/models/{}:streamGenerateContent?alt=sse",
-                    gemini_model(model)
-                )
-            }
-            Protocol::Gemini => format!("/models/{}:generateContent", gemini_model(model)),
+            Protocol::Gemini if stream => format!(
+                "/models/{}:streamGenerateContent?alt=sse",
+                gemini_model_segment(model)?
+            ),
+            Protocol::Gemini => format!("/models/{}:generateContent", gemini_model_segment(model)?),
         };
-        Self {
-            path,
-            style: KeyStyle::of(protocol),
-        }
-    }
-
-    /// The endpoint that counts a request's input tokens, for protocols that have one.
-    pub(crate) fn count_tokens(protocol: Protocol, model: &str) -> Option<Self> {
-        let path = match protocol {
-            Protocol::AnthropicMessages => "/messages/count_tokens".to_owned(),
-            Protocol::Gemini => format!("/models/{}:countTokens", gemini_model(model)),
-            Protocol::OpenAiChat | Protocol::OpenAiResponses => return None,
-        };
-        Some(Self {
+        Ok(Self {
             path,
             style: KeyStyle::of(protocol),
         })
+    }
+
+    /// The endpoint that counts a request's input tokens, for protocols that have one.
+    pub(crate) fn count_tokens(
+        protocol: Protocol,
+        model: &str,
+    ) -> Result<Option<Self>, GatewayError> {
+        let path = match protocol {
+            Protocol::AnthropicMessages => "/messages/count_tokens".to_owned(),
+            Protocol::Gemini => format!("/models/{}:countTokens", gemini_model_segment(model)?),
+            Protocol::OpenAiChat | Protocol::OpenAiResponses => return Ok(None),
+        };
+        Ok(Some(Self {
+            path,
+            style: KeyStyle::of(protocol),
+        }))
     }
 }
 
@@ -151,6 +158,16 @@ impl UpstreamPath {
 /// copied from a model list.
 pub(crate) fn gemini_model(model: &str) -> &str {
     model.strip_prefix("models/").unwrap_or(model)
+}
+
+/// [`gemini_model`] as one encoded URL path segment, or the client's 400 saying why it cannot
+/// be a model name.
+fn gemini_model_segment(model: &str) -> Result<PathSegment, GatewayError> {
+    PathSegment::new(gemini_model(model)).map_err(|reason| {
+        GatewayError::Invalid(format!(
+            "model {model:?} cannot be a Gemini model name in the provider's URL: {reason}"
+        ))
+    })
 }
 
 /// A POST of a JSON body to `url`, with the credential's key and the `Accept` a stream needs.
@@ -577,15 +594,17 @@ async fn attempt(
             same_protocol(client, target)
         }
         Job::Generate(client) => {
-            translate::prepare(client, decoded, target).map(|(body, translation)| Outgoing {
-                endpoint: UpstreamPath::generate(
-                    target.provider.protocol,
-                    &target.model,
-                    translation.stream,
-                ),
-                body,
-                stream: translation.stream,
-                answer: AnswerPath::Translate(Box::new(translation)),
+            translate::prepare(client, decoded, target).and_then(|(body, translation)| {
+                Ok(Outgoing {
+                    endpoint: UpstreamPath::generate(
+                        target.provider.protocol,
+                        &target.model,
+                        translation.stream,
+                    )?,
+                    body,
+                    stream: translation.stream,
+                    answer: AnswerPath::Translate(Box::new(translation)),
+                })
             })
         }
         Job::Forward(endpoint, body) => openai_family(*endpoint, body, target),
@@ -725,8 +744,18 @@ async fn attempt(
         AnswerPath::Relay {
             protocol,
             strip_usage,
-        } => relay_response(opened, meter, protocol, strip_usage),
-        AnswerPath::Translate(translation) => translation.deliver(opened, meter).await,
+        } => relay_response(
+            opened,
+            meter,
+            protocol,
+            strip_usage,
+            state.settings.max_sse_event_bytes,
+        ),
+        AnswerPath::Translate(translation) => {
+            translation
+                .deliver(opened, meter, state.settings.max_sse_event_bytes)
+                .await
+        }
     })
 }
 
@@ -767,7 +796,7 @@ fn same_protocol(client: &ClientRequest, target: &Target) -> Result<Outgoing, Ga
         return openai_family(Endpoint::ChatCompletions, &client.body, target);
     }
     if let (Some(call), Protocol::Gemini) = (&client.gemini, protocol) {
-        let mut endpoint = UpstreamPath::generate(protocol, &target.model, call.stream);
+        let mut endpoint = UpstreamPath::generate(protocol, &target.model, call.stream)?;
         if call.framing == Framing::JsonArray {
             // The client reads the streamed JSON array; the provider writes it the same.
             endpoint
@@ -793,7 +822,7 @@ fn same_protocol(client: &ClientRequest, target: &Target) -> Result<Outgoing, Ga
     Ok(Outgoing {
         body,
         stream,
-        endpoint: UpstreamPath::generate(protocol, &target.model, stream),
+        endpoint: UpstreamPath::generate(protocol, &target.model, stream)?,
         answer: AnswerPath::Relay {
             protocol,
             strip_usage: false,
@@ -863,6 +892,7 @@ fn relay_response(
     mut meter: Meter,
     format: Protocol,
     strip_usage: bool,
+    max_event: usize,
 ) -> Result<Response, GatewayError> {
     let status = upstream.status;
     let is_sse = upstream
@@ -886,7 +916,7 @@ fn relay_response(
     }
     let mode = if is_sse {
         Mode::Events {
-            splitter: EventSplitter::default(),
+            splitter: EventSplitter::new(max_event),
             strip_usage: strip_usage && format == Protocol::OpenAiChat,
         }
     } else {
@@ -1076,22 +1106,32 @@ impl Relay {
             }
             Mode::Events {
                 splitter,
-                strip_usage: false,
+                strip_usage,
             } => {
-                for event in splitter.push(chunk.clone()) {
-                    read_event_usage(&event, format, &mut self.meter.record.tokens);
+                let strip = *strip_usage;
+                let (events, too_large) = match splitter.push(chunk.clone()) {
+                    Ok(events) => (events, None),
+                    Err(mut error) => (std::mem::take(&mut error.events), Some(error)),
+                };
+                let mut kept = Vec::new();
+                for event in events {
+                    let usage_only =
+                        read_event_usage(&event, format, &mut self.meter.record.tokens);
+                    if strip && !usage_only {
+                        kept.push(event);
+                    }
                 }
-                Some(chunk)
-            }
-            Mode::Events {
-                splitter,
-                strip_usage: true,
-            } => {
-                let events = splitter.push(chunk);
-                let mut kept = events.into_iter().filter(|event| {
-                    let usage_only = read_event_usage(event, format, &mut self.meter.record.tokens);
-                    !usage_only
-                });
+                if let Some(error) = too_large {
+                    // The oversized event's start may have reached the client already (in
+                    // earlier chunks): the error event closes it first. This chunk stays here.
+                    let message = format!("provider `{}`: {error}", self.meter.record.provider_id);
+                    self.meter.record.error = Some(message.clone());
+                    self.meter.finish(Outcome::Interrupted);
+                    kept.push(stream_error_event(format, &message, !strip));
+                } else if !strip {
+                    return Some(chunk);
+                }
+                let mut kept = kept.into_iter();
                 let first = kept.next();
                 self.pending.extend(kept);
                 first
@@ -1264,6 +1304,48 @@ impl Drop for Meter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gemini_model_names_are_one_path_segment() {
+        let path = |model: &str, stream| {
+            UpstreamPath::generate(Protocol::Gemini, model, stream).map(|p| p.path)
+        };
+        assert_eq!(
+            path("models/gemini-2.5-flash", false).unwrap(),
+            "/models/gemini-2.5-flash:generateContent"
+        );
+        assert_eq!(
+            path("gemini-2.5-flash", true).unwrap(),
+            "/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(
+            path("../../v1/files?key=x#", false).unwrap(),
+            "/models/..%2F..%2Fv1%2Ffiles%3Fkey%3Dx%23:generateContent"
+        );
+        assert_eq!(
+            path("%2e%2e/x:y", false).unwrap(),
+            "/models/%252e%252e%2Fx%3Ay:generateContent"
+        );
+        for refused in ["..", "models/..", ".", "", "models/", "a\r\nb"] {
+            let error = path(refused, false).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{refused:?}");
+        }
+        assert_eq!(
+            UpstreamPath::count_tokens(Protocol::Gemini, "a/b")
+                .unwrap()
+                .unwrap()
+                .path,
+            "/models/a%2Fb:countTokens"
+        );
+        assert!(UpstreamPath::count_tokens(Protocol::Gemini, "..").is_err());
+        // Models in the body need no URL encoding.
+        assert_eq!(
+            UpstreamPath::generate(Protocol::OpenAiChat, "..", false)
+                .unwrap()
+                .path,
+            "/chat/completions"
+        );
+    }
 
     #[test]
     fn include_usage_is_added_or_respected() {

@@ -61,7 +61,7 @@ pub(crate) async fn count(
     // Subscription logins are only shaped for generations, so their counts are estimated too.
     let counts_upstream = !matches!(chosen.credential.key, ProviderKey::Account(_));
     let endpoint =
-        UpstreamPath::count_tokens(provider.protocol, &chosen.model).filter(|_| counts_upstream);
+        UpstreamPath::count_tokens(provider.protocol, &chosen.model)?.filter(|_| counts_upstream);
     let Some(endpoint) = endpoint else {
         let request = decode_for_count(&client)?;
         let mut response = answer(client.protocol, estimate(&request)).into_response();
@@ -75,7 +75,7 @@ pub(crate) async fn count(
     } else {
         let mut request = decode_for_count(&client)?;
         request.model.clone_from(&chosen.model);
-        translated_body(provider.protocol, &request)
+        translated_body(provider.protocol, &request)?
     };
     let url = relay::upstream_url(&adapter, &provider, &endpoint.path);
     let http = relay::upstream_request(
@@ -140,18 +140,22 @@ fn same_protocol_body(client: &ClientRequest, model: &str) -> Result<Bytes, Gate
 }
 
 /// A canonical request as the count body of a provider of another protocol.
-fn translated_body(protocol: Protocol, request: &Request) -> Bytes {
+fn translated_body(protocol: Protocol, request: &Request) -> Result<Bytes, GatewayError> {
+    let invalid =
+        |e: crate::protocol::json_schema::SchemaTooLarge| GatewayError::Invalid(e.to_string());
     if protocol == Protocol::Gemini {
-        return Bytes::from(gemini::count_tokens_request_from_canonical(request));
+        return gemini::count_tokens_request_from_canonical(request)
+            .map(Bytes::from)
+            .map_err(invalid);
     }
-    let encoded = codec::encode_request(protocol, request);
-    match serde_json::from_slice::<Value>(&encoded) {
+    let encoded = codec::encode_request(protocol, request).map_err(invalid)?;
+    Ok(match serde_json::from_slice::<Value>(&encoded) {
         Ok(Value::Object(mut fields)) => {
             fields.retain(|key, _| ANTHROPIC_COUNT_FIELDS.contains(&key.as_str()));
             Bytes::from(Value::Object(fields).to_string())
         }
         _ => Bytes::from(encoded),
-    }
+    })
 }
 
 /// The count in a provider's answer (`input_tokens` or `totalTokens`).
@@ -300,15 +304,16 @@ mod tests {
             temperature: Some(0.5),
             ..Request::default()
         };
-        let body: Value =
-            serde_json::from_slice(&translated_body(Protocol::AnthropicMessages, &request))
-                .unwrap();
+        let body: Value = serde_json::from_slice(
+            &translated_body(Protocol::AnthropicMessages, &request).unwrap(),
+        )
+        .unwrap();
         assert_eq!(body["model"], "claude-x");
         assert!(body.get("max_tokens").is_none(), "{body}");
         assert!(body.get("temperature").is_none(), "{body}");
 
         let body: Value =
-            serde_json::from_slice(&translated_body(Protocol::Gemini, &request)).unwrap();
+            serde_json::from_slice(&translated_body(Protocol::Gemini, &request).unwrap()).unwrap();
         assert_eq!(body["generateContentRequest"]["model"], "models/claude-x");
         assert!(
             body["generateContentRequest"]["contents"].is_array(),

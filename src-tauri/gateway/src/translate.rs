@@ -132,6 +132,7 @@ pub(crate) fn prepare(
     let model = std::mem::replace(&mut request.model, target.model.clone());
     let outgoing = codec::encode_request(target.provider.protocol, request);
     request.model = model;
+    let outgoing = outgoing.map_err(|e| GatewayError::Invalid(e.to_string()))?;
     Ok((
         Bytes::from(outgoing),
         Translation {
@@ -145,10 +146,12 @@ pub(crate) fn prepare(
 
 impl Translation {
     /// The client's answer from the provider's (`upstream`'s first chunk is already in).
+    /// `max_event` caps one SSE event of the provider's stream (`--max-sse-event-bytes`).
     pub(crate) async fn deliver(
         self,
         upstream: Opened,
         meter: Meter,
+        max_event: usize,
     ) -> Result<Response, GatewayError> {
         if !upstream.status.is_success() {
             return Err(upstream_error(upstream, meter).await);
@@ -179,7 +182,7 @@ impl Translation {
         }
         let translate = Translate {
             upstream: upstream.body,
-            splitter: EventSplitter::default(),
+            splitter: EventSplitter::new(max_event),
             decoder: StreamDecoder::new(self.provider_protocol),
             encoder: StreamEncoder::new(self.client_protocol, &self.view),
             issuer: self.provider_protocol,
@@ -281,7 +284,7 @@ pub(crate) async fn upstream_error(mut upstream: Opened, mut meter: Meter) -> Ga
 
 /// The message inside an upstream error body (`{"error":{"message"}}`, `{"message"}`,
 /// `{"error":"…"}`), else the start of the body as text.
-pub(crate) fn error_detail(body: &[u8]) -> String {
+pub fn error_detail(body: &[u8]) -> String {
     let from_json = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|value| {
@@ -390,8 +393,20 @@ impl Stream for Translate {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(chunk))) => {
                     this.meter.saw_bytes();
-                    let events = this.splitter.push(chunk);
-                    this.events(events, &mut out);
+                    match this.splitter.push(chunk) {
+                        Ok(events) => this.events(events, &mut out),
+                        Err(mut too_large) => {
+                            this.events(std::mem::take(&mut too_large.events), &mut out);
+                            if !this.meter.finished && !this.decoder.is_done() {
+                                let message = format!(
+                                    "provider `{}`: {too_large}",
+                                    this.meter.record.provider_id
+                                );
+                                this.encode(&[StreamEvent::Error { message }], &mut out);
+                                this.end(Outcome::Interrupted, &mut out);
+                            }
+                        }
+                    }
                     // `[DONE]` (or an error chunk): everything is in, usage included.
                     if this.decoder.is_done() && !this.meter.finished {
                         this.end(Outcome::Completed, &mut out);

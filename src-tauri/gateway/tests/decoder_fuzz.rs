@@ -21,6 +21,12 @@
 //! with two protocols; [`config`] gives fewer cases per protocol as protocols are added); a
 //! failing case is shrunk by proptest and printed. Set `PROPTEST_CASES` to run more locally.
 //!
+//! Besides the main decoders, every input also goes through the side readers
+//! ([`check_side_readers`]): the fast path's usage readers, Gemini's token-count bodies, the
+//! reading of upstream error bodies and the error bodies written around any message. The
+//! schema cleaner, the SSE splitter and the URL segment encoder have their own properties in
+//! `hostile_input_fuzz.rs`.
+//!
 //! Findings fixed so far keep a regression test each (`usage_sums_saturate_*`): token counters
 //! whose sum exceeded `u64::MAX` panicked in debug builds (and wrapped in release).
 #![allow(
@@ -36,9 +42,13 @@ use axum::response::Response as HttpResponse;
 use axum::routing::post;
 use bytes::Bytes;
 use flexiproxy_gateway::canonical::{DecodeError, FinishReason, Request, Response, StreamEvent};
+use flexiproxy_gateway::protocol::codec;
 use flexiproxy_gateway::protocol::sse::{self, EventSplitter};
-use flexiproxy_gateway::protocol::{anthropic_messages, gemini, openai_chat, openai_responses};
+use flexiproxy_gateway::protocol::{
+    Protocol, anthropic_messages, gemini, openai_chat, openai_responses,
+};
 use flexiproxy_gateway::secrets::MemoryStore;
+use flexiproxy_gateway::translate;
 use flexiproxy_gateway::usage::TokenUsage;
 use flexiproxy_gateway::{Gateway, SecretsMode, Settings};
 use proptest::prelude::*;
@@ -56,7 +66,8 @@ const CREATED: u64 = 1_700_000_000;
 struct Codec {
     name: &'static str,
     request_to_canonical: fn(&[u8]) -> Result<Request, DecodeError>,
-    request_from_canonical: fn(&Request) -> Vec<u8>,
+    /// The encoded body; `None` when the encoder refused (Gemini's schema budget).
+    request_from_canonical: fn(&Request) -> Option<Vec<u8>>,
     response_to_canonical: fn(&[u8]) -> Result<Response, DecodeError>,
     response_from_canonical: fn(&Response) -> Vec<u8>,
     /// A fresh `StreamDecoder` fed these whole events, then finished.
@@ -68,6 +79,24 @@ struct Codec {
     requests: &'static [&'static str],
     responses: &'static [&'static str],
     streams: &'static [&'static str],
+}
+
+/// Request encoders return the body, or (Gemini's, which inlines schemas within a budget) a
+/// result: either as an optional body.
+trait Encoded {
+    fn encoded(self) -> Option<Vec<u8>>;
+}
+
+impl Encoded for Vec<u8> {
+    fn encoded(self) -> Option<Vec<u8>> {
+        Some(self)
+    }
+}
+
+impl<E> Encoded for Result<Vec<u8>, E> {
+    fn encoded(self) -> Option<Vec<u8>> {
+        self.ok()
+    }
 }
 
 /// What a stream decoder made of a stream.
@@ -104,7 +133,9 @@ macro_rules! codec {
         Codec {
             name: stringify!($module),
             request_to_canonical: $module::request_to_canonical,
-            request_from_canonical: $module::request_from_canonical,
+            request_from_canonical: |request| {
+                $module::request_from_canonical(request).encoded()
+            },
             response_to_canonical: $module::response_to_canonical,
             response_from_canonical: $response_from,
             decode_stream: |events| {
@@ -232,7 +263,7 @@ fn split_events(text: &[u8], chunk: usize) -> Vec<Bytes> {
     let mut splitter = EventSplitter::default();
     let mut events = Vec::new();
     for piece in text.chunks(chunk.max(1)) {
-        events.extend(splitter.push(Bytes::copy_from_slice(piece)));
+        events.extend(splitter.push(Bytes::copy_from_slice(piece)).unwrap());
     }
     events.extend(splitter.finish());
     events
@@ -295,7 +326,9 @@ fn check_body(input: &[u8]) -> Result<(), TestCaseError> {
     for codec in &codecs {
         if let Ok(request) = (codec.request_to_canonical)(input) {
             for target in &codecs {
-                let out = (target.request_from_canonical)(&request);
+                let Some(out) = (target.request_from_canonical)(&request) else {
+                    continue;
+                };
                 assert_json(&format!("{} request_from_canonical", target.name), &out)?;
                 let _ = (target.request_to_canonical)(&out);
             }
@@ -328,7 +361,46 @@ fn check_stream(input: &[u8], chunk: usize, encode: bool) -> Result<(), TestCase
 /// Everything: `input` as a body and as a stream, through every decoder and encoder.
 fn check_input(input: &[u8], chunk: usize) -> Result<(), TestCaseError> {
     check_body(input)?;
+    check_side_readers(input)?;
     check_stream(input, chunk, true)
+}
+
+/// The readers beside the main decoders, which see the same hostile bodies: usage readers of
+/// the fast path (whole answers and stream events), Gemini's token-count bodies, the gateway's
+/// reading of an upstream error body, and the error bodies written with whatever message.
+fn check_side_readers(input: &[u8]) -> Result<(), TestCaseError> {
+    for protocol in Protocol::ALL {
+        let _ = codec::response_usage(protocol, input);
+        let _ = codec::event_usage(protocol, input);
+        if let Some(data) = sse::data(input) {
+            let _ = codec::event_usage(protocol, &data);
+        }
+    }
+    let _ = openai_chat::chunk_usage(input);
+    if let Ok(request) = gemini::count_tokens_request_to_canonical(input)
+        && let Ok(body) = gemini::count_tokens_request_from_canonical(&request)
+    {
+        assert_json("gemini count_tokens_request_from_canonical", &body)?;
+    }
+    let _ = gemini::count_tokens_total(input);
+    let detail = translate::error_detail(input);
+    prop_assert!(
+        !detail.is_empty() && detail.len() <= 500,
+        "error_detail gave {detail:?}"
+    );
+    let message = String::from_utf8_lossy(input);
+    for status in [400, 429, 500, 999] {
+        assert_json("gemini error_body", &gemini::error_body(status, &message))?;
+        assert_json(
+            "openai_responses error_body",
+            &openai_responses::error_body(status, &message),
+        )?;
+        assert_json(
+            "anthropic error_body",
+            &anthropic_messages::error_body(anthropic_messages::error_type(status), &message),
+        )?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1062,8 +1134,14 @@ fn streams_split_at_every_byte_decode_the_same() {
             assert_eq!(whole.events, bytewise.events, "{}", codec.name);
             for cut in 1..text.len() {
                 let mut splitter = EventSplitter::default();
-                let mut events = splitter.push(Bytes::copy_from_slice(&text.as_bytes()[..cut]));
-                events.extend(splitter.push(Bytes::copy_from_slice(&text.as_bytes()[cut..])));
+                let mut events = splitter
+                    .push(Bytes::copy_from_slice(&text.as_bytes()[..cut]))
+                    .unwrap();
+                events.extend(
+                    splitter
+                        .push(Bytes::copy_from_slice(&text.as_bytes()[cut..]))
+                        .unwrap(),
+                );
                 events.extend(splitter.finish());
                 let split = (codec.decode_stream)(&events);
                 assert_eq!(whole.events, split.events, "{} cut at {cut}", codec.name);

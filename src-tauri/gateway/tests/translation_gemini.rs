@@ -85,7 +85,7 @@ fn gemini_request_to_gemini() {
     let input = fixture!("gemini_request.in.json");
     let request = gemini::request_to_canonical(input.1.as_bytes()).unwrap();
     assert!(request.model.is_empty(), "the model is in the URL");
-    let out = gemini::request_from_canonical(&request);
+    let out = gemini::request_from_canonical(&request).unwrap();
     golden(fixture!("gemini_request.out.json"), &pretty(&out));
 
     let out: Value = serde_json::from_slice(&out).unwrap();
@@ -199,7 +199,7 @@ fn gemini_request_to_anthropic_and_openai() {
 fn anthropic_request_to_gemini() {
     let input = fixture!("anthropic_to_openai_request.in.json");
     let request = anthropic::request_to_canonical(input.1.as_bytes()).unwrap();
-    let out = gemini::request_from_canonical(&request);
+    let out = gemini::request_from_canonical(&request).unwrap();
     golden(
         fixture!("gemini_from_anthropic_request.out.json"),
         &pretty(&out),
@@ -243,7 +243,7 @@ fn anthropic_request_to_gemini() {
 fn openai_request_to_gemini() {
     let input = fixture!("openai_to_anthropic_request.in.json");
     let request = openai::request_to_canonical(input.1.as_bytes()).unwrap();
-    let out = gemini::request_from_canonical(&request);
+    let out = gemini::request_from_canonical(&request).unwrap();
     golden(
         fixture!("gemini_from_openai_request.out.json"),
         &pretty(&out),
@@ -490,7 +490,7 @@ fn gemini_decoders_survive_malformed_requests_and_responses() {
         (fixture!("gemini_request.in.json").1, |b| {
             gemini::request_to_canonical(b)
                 .map(|r| {
-                    gemini::request_from_canonical(&r);
+                    let _ = gemini::request_from_canonical(&r);
                     anthropic::request_from_canonical(&r);
                     openai::request_from_canonical(&r);
                 })
@@ -507,7 +507,9 @@ fn gemini_decoders_survive_malformed_requests_and_responses() {
         }),
         (fixture!("anthropic_to_openai_request.in.json").1, |b| {
             anthropic::request_to_canonical(b)
-                .map(|r| gemini::request_from_canonical(&r))
+                .map(|r| {
+                    let _ = gemini::request_from_canonical(&r);
+                })
                 .is_ok()
         }),
     ];

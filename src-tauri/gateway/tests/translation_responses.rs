@@ -50,7 +50,10 @@ fn encode_responses(events: &[StreamEvent], mut encoder: responses::StreamEncode
 /// names its type in `event:` and in `data.type`, and `sequence_number` counts from 0.
 fn parsed_events(text: &str) -> Vec<Value> {
     let mut values = Vec::new();
-    for event in EventSplitter::default().push(Bytes::copy_from_slice(text.as_bytes())) {
+    for event in EventSplitter::default()
+        .push(Bytes::copy_from_slice(text.as_bytes()))
+        .unwrap()
+    {
         let name = std::str::from_utf8(&event)
             .unwrap()
             .lines()

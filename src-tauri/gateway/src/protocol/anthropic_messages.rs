@@ -1792,7 +1792,10 @@ mod tests {
         let mut splitter = sse::EventSplitter::default();
         let mut decoder = StreamDecoder::default();
         let mut events = Vec::new();
-        for event in splitter.push(bytes::Bytes::copy_from_slice(sse_text.as_bytes())) {
+        for event in splitter
+            .push(bytes::Bytes::copy_from_slice(sse_text.as_bytes()))
+            .unwrap()
+        {
             events.extend(decoder.decode(&event).unwrap());
         }
         assert!(decoder.is_done());

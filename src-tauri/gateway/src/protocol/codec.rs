@@ -7,7 +7,9 @@
 //! nothing in the request path.
 
 use crate::canonical::{DecodeError, Request, Response, StreamEvent};
-use crate::protocol::{Protocol, anthropic_messages, gemini, openai_chat, openai_responses};
+use crate::protocol::{
+    Protocol, anthropic_messages, gemini, json_schema, openai_chat, openai_responses,
+};
 use crate::usage::TokenUsage;
 
 /// What a client's encoders need to know besides the canonical answer.
@@ -54,14 +56,18 @@ pub fn decode_request(protocol: Protocol, body: &[u8]) -> Result<Request, Decode
     }
 }
 
-/// Encodes a request body for a provider.
-pub fn encode_request(protocol: Protocol, request: &Request) -> Vec<u8> {
-    match protocol {
+/// Encodes a request body for a provider. Only Gemini's can fail: its tool schemas are
+/// inlined within a budget ([`json_schema::Budget`]).
+pub fn encode_request(
+    protocol: Protocol,
+    request: &Request,
+) -> Result<Vec<u8>, json_schema::SchemaTooLarge> {
+    Ok(match protocol {
         Protocol::OpenAiChat => openai_chat::request_from_canonical(request),
         Protocol::OpenAiResponses => openai_responses::request_from_canonical(request),
         Protocol::AnthropicMessages => anthropic_messages::request_from_canonical(request),
-        Protocol::Gemini => gemini::request_from_canonical(request),
-    }
+        Protocol::Gemini => gemini::request_from_canonical(request)?,
+    })
 }
 
 /// Decodes a provider's whole answer.

@@ -952,11 +952,14 @@ fn gemini_issued(id: &str) -> bool {
 
 /// Encodes a request for a Gemini provider: the body of `generateContent` or
 /// `streamGenerateContent` (no model, no stream flag: both go in the URL).
-pub fn request_from_canonical(request: &Request) -> Vec<u8> {
-    to_json(&out_request(request))
+///
+/// Fails only when the tools' schemas expand past the [`json_schema::Budget`] once their
+/// references are inlined (Gemini takes no `$ref`): the client's 400.
+pub fn request_from_canonical(request: &Request) -> Result<Vec<u8>, json_schema::SchemaTooLarge> {
+    Ok(to_json(&out_request(request)?))
 }
 
-fn out_request(request: &Request) -> OutRequest<'_> {
+fn out_request(request: &Request) -> Result<OutRequest<'_>, json_schema::SchemaTooLarge> {
     let native = request.origin == Some(PROTOCOL);
     let system: Vec<OutText<'_>> = request
         .system
@@ -965,15 +968,23 @@ fn out_request(request: &Request) -> OutRequest<'_> {
         .map(|text| OutText { text })
         .collect();
 
-    let declarations: Vec<OutDeclaration<'_>> = request
-        .tools
-        .iter()
-        .map(|tool| OutDeclaration {
+    // One budget for all the tools: a hundred tools just under a per-tool limit would
+    // otherwise add up to what the limit is there to prevent.
+    let mut budget = json_schema::Budget::default();
+    let mut declarations: Vec<OutDeclaration<'_>> = Vec::with_capacity(request.tools.len());
+    for tool in &request.tools {
+        let parameters = parameters(&tool.parameters, &mut budget).map_err(|over| {
+            json_schema::SchemaTooLarge {
+                tool: tool.name.clone(),
+                over,
+            }
+        })?;
+        declarations.push(OutDeclaration {
             name: &tool.name,
             description: tool.description.as_deref(),
-            parameters: parameters(&tool.parameters),
-        })
-        .collect();
+            parameters,
+        });
+    }
     let has_functions = !declarations.is_empty();
     let mut tools = Vec::new();
     if has_functions {
@@ -1001,7 +1012,7 @@ fn out_request(request: &Request) -> OutRequest<'_> {
         merge_leftovers(&mut tool_config, request.extra.get("toolConfig"));
     }
 
-    OutRequest {
+    Ok(OutRequest {
         contents: contents_out(&request.messages, native),
         system_instruction: (!system.is_empty()).then_some(OutSystem { parts: system }),
         tools,
@@ -1009,20 +1020,23 @@ fn out_request(request: &Request) -> OutRequest<'_> {
         generation_config: generation_out(request, native),
         extra: (native && !request.extra.is_empty())
             .then_some(ExtraFields::new(&request.extra, &OWN_FIELDS)),
-    }
+    })
 }
 
 /// A tool's parameters as Gemini takes them: one object schema, cleaned; none for a tool
 /// without arguments, since Gemini refuses an object schema with no properties.
-fn parameters(schema: &Value) -> Option<Value> {
-    let cleaned = json_schema::for_gemini(&json_schema::object_at_top(schema));
+fn parameters(
+    schema: &Value,
+    budget: &mut json_schema::Budget,
+) -> Result<Option<Value>, json_schema::OverBudget> {
+    let cleaned = json_schema::for_gemini(&json_schema::object_at_top(schema), budget)?;
     let empty_object = cleaned.get("properties").is_none()
         && cleaned.get("anyOf").is_none()
         && cleaned
             .get("type")
             .and_then(Value::as_str)
             .is_none_or(|t| t == "object");
-    (!empty_object).then_some(cleaned)
+    Ok((!empty_object).then_some(cleaned))
 }
 
 fn generation_out(request: &Request, native: bool) -> Option<Map<String, Value>> {
@@ -1345,14 +1359,16 @@ struct OutCountRequest<'a> {
 
 /// Encodes a `countTokens` body for a Gemini provider. It names the model
 /// (`models/{request.model}`): the inner request must, although the URL does too.
-pub fn count_tokens_request_from_canonical(request: &Request) -> Vec<u8> {
+pub fn count_tokens_request_from_canonical(
+    request: &Request,
+) -> Result<Vec<u8>, json_schema::SchemaTooLarge> {
     let model = request.model.trim_start_matches("models/");
-    to_json(&OutCountTokens {
+    Ok(to_json(&OutCountTokens {
         generate_content_request: OutCountRequest {
             model: format!("models/{model}"),
-            request: out_request(request),
+            request: out_request(request)?,
         },
-    })
+    }))
 }
 
 /// The `countTokens` answer for a Gemini client.
@@ -2035,7 +2051,7 @@ mod tests {
     }
 
     fn encode(request: &Request) -> Value {
-        serde_json::from_slice(&request_from_canonical(request)).unwrap()
+        serde_json::from_slice(&request_from_canonical(request).unwrap()).unwrap()
     }
 
     #[test]
@@ -2371,20 +2387,31 @@ mod tests {
             {"type": "object", "properties": {"kind": {"const": "b"}}, "required": ["kind"]}
         ]});
         assert_eq!(
-            parameters(&union),
+            parameters(&union, &mut json_schema::Budget::default()).unwrap(),
             Some(json!({
                 "type": "object",
                 "properties": {"kind": {"type": "string", "enum": ["a"]}, "x": {"type": "string"}},
                 "required": ["kind"]
             }))
         );
-        assert_eq!(parameters(&json!({})), None);
         assert_eq!(
-            parameters(&json!({"type": "object", "properties": {}})),
+            parameters(&json!({}), &mut json_schema::Budget::default()).unwrap(),
             None
         );
         assert_eq!(
-            parameters(&json!({"type": "object", "additionalProperties": {"type": "string"}})),
+            parameters(
+                &json!({"type": "object", "properties": {}}),
+                &mut json_schema::Budget::default()
+            )
+            .unwrap(),
+            None
+        );
+        assert_eq!(
+            parameters(
+                &json!({"type": "object", "additionalProperties": {"type": "string"}}),
+                &mut json_schema::Budget::default()
+            )
+            .unwrap(),
             None
         );
     }
@@ -2615,7 +2642,8 @@ mod tests {
         let mut request = wrapped;
         request.model = "gemini-2.5-pro".into();
         let out: Value =
-            serde_json::from_slice(&count_tokens_request_from_canonical(&request)).unwrap();
+            serde_json::from_slice(&count_tokens_request_from_canonical(&request).unwrap())
+                .unwrap();
         assert_eq!(
             out,
             json!({"generateContentRequest": {
@@ -2917,7 +2945,7 @@ mod tests {
         let mut splitter = sse::EventSplitter::default();
         let mut decoder = StreamDecoder::default();
         let mut decoded = Vec::new();
-        for event in splitter.push(bytes::Bytes::from(text)) {
+        for event in splitter.push(bytes::Bytes::from(text)).unwrap() {
             decoded.extend(decoder.decode(&event).unwrap());
         }
         assert!(decoder.is_done());

@@ -3466,7 +3466,7 @@ mod tests {
         let mut splitter = sse::EventSplitter::default();
         let mut decoder = StreamDecoder::default();
         let mut decoded = Vec::new();
-        for event in splitter.push(bytes::Bytes::from(text)) {
+        for event in splitter.push(bytes::Bytes::from(text)).unwrap() {
             decoded.extend(decoder.decode(&event).unwrap());
         }
         assert!(decoder.is_done());

@@ -21,6 +21,7 @@ use serde_json::value::RawValue;
 
 use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
 use crate::oauth::SideHttp;
+use crate::path_segment::PathSegment;
 use crate::protocol::sse::{self, EventSplitter};
 use crate::secrets::Secret;
 
@@ -119,18 +120,46 @@ pub fn unwrap_response(body: &[u8]) -> Result<Bytes, ShapeError> {
 #[derive(Debug, Default)]
 pub struct SseUnwrapper {
     splitter: EventSplitter,
+    /// An event went past the cap: the error event went out and nothing more does.
+    failed: bool,
 }
 
 impl SseUnwrapper {
     /// Feeds one upstream chunk; returns the unwrapped bytes of the events it completes
     /// (empty while an event is still incomplete).
+    ///
+    /// An event past the splitter's cap ends the stream with Gemini's own error event (what
+    /// comes after is dropped), so the protocol module reports it instead of a short answer.
     pub fn push(&mut self, chunk: Bytes) -> Bytes {
-        let events = self.splitter.push(chunk);
-        join(events.iter().map(unwrap_event))
+        if self.failed {
+            return Bytes::new();
+        }
+        match self.splitter.push(chunk) {
+            Ok(events) => join(events.iter().map(unwrap_event)),
+            Err(too_large) => {
+                self.failed = true;
+                let error = serde_json::json!({"error": {
+                    "code": 502,
+                    "message": format!("Code Assist: {too_large}"),
+                    "status": "UNAVAILABLE",
+                }});
+                let end = Bytes::from(format!("data: {error}\n\n"));
+                join(
+                    too_large
+                        .events
+                        .iter()
+                        .map(unwrap_event)
+                        .chain(std::iter::once(end)),
+                )
+            }
+        }
     }
 
     /// What is left when the stream ends: an unterminated last event, unwrapped and terminated.
     pub fn finish(&mut self) -> Option<Bytes> {
+        if self.failed {
+            return None;
+        }
         self.splitter.finish().map(|rest| {
             let mut event = BytesMut::from(&rest[..]);
             event.extend_from_slice(b"\n\n");
@@ -442,6 +471,12 @@ pub async fn get_operation(
     access: &Secret,
     name: &str,
 ) -> Result<Operation, SetupError> {
+    // The name comes from Google's answer: each part one encoded segment, so a name such as
+    // `operations/../../x?y` cannot take the access token elsewhere on the host.
+    let name = PathSegment::path(name).map_err(|e| SetupError::BadAnswer {
+        method: "onboardUser",
+        detail: format!("the operation name {name:?} is no URL path: {e}"),
+    })?;
     let url = format!("{}/{API_VERSION}/{name}", base.trim_end_matches('/'));
     call(http, access, "getOperation", url, None).await
 }

@@ -57,7 +57,7 @@ pub fn sse_events(text: &str) -> Vec<Bytes> {
     let mut splitter = EventSplitter::default();
     let mut events = Vec::new();
     for piece in text.as_bytes().chunks(7) {
-        events.extend(splitter.push(Bytes::copy_from_slice(piece)));
+        events.extend(splitter.push(Bytes::copy_from_slice(piece)).unwrap());
     }
     events.extend(splitter.finish());
     events
@@ -80,7 +80,9 @@ pub fn canonical_stream(protocol: Protocol, text: &str) -> Vec<StreamEvent> {
 pub fn feed_stream(protocol: Protocol, input: &[u8]) -> Vec<StreamEvent> {
     let mut splitter = EventSplitter::default();
     let mut decoder = StreamDecoder::new(protocol);
-    let mut chunks = splitter.push(Bytes::copy_from_slice(input));
+    let mut chunks = splitter
+        .push(Bytes::copy_from_slice(input))
+        .unwrap_or_default();
     chunks.extend(splitter.finish());
     let mut events = Vec::new();
     for event in chunks {
