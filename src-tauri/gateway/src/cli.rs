@@ -72,6 +72,27 @@ pub struct Args {
     /// Seconds to wait for a provider's response headers before answering 504.
     #[arg(long, env = "FLEXIPROXY_UPSTREAM_TIMEOUT", default_value_t = 600)]
     pub upstream_timeout: u64,
+    /// Seconds a provider's answer may stay silent between two chunks, once it has begun,
+    /// before the client gets its protocol's error event. Separate from --upstream-timeout and
+    /// generous: reasoning models pause for minutes between chunks.
+    #[arg(long, env = "FLEXIPROXY_STREAM_IDLE_TIMEOUT", default_value_t = crate::config::DEFAULT_STREAM_IDLE_TIMEOUT_SECS)]
+    pub stream_idle_timeout: u64,
+    /// Seconds a client connection may take to send a whole request head (from connecting, or
+    /// from its first byte after the previous answer) before it is closed.
+    #[arg(long, env = "FLEXIPROXY_HEADER_TIMEOUT", default_value_t = crate::config::DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout: u64,
+    /// Seconds a client connection with no request in flight stays open.
+    #[arg(long, env = "FLEXIPROXY_IDLE_TIMEOUT", default_value_t = crate::config::DEFAULT_IDLE_TIMEOUT_SECS)]
+    pub idle_timeout: u64,
+    /// Most client connections served at once; more wait in the system's backlog [default:
+    /// from the open-file limit].
+    #[arg(long, env = "FLEXIPROXY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Allow listening on an address other than loopback (--bind, FLEXIPROXY_BIND or the
+    /// address saved in the settings). Without it such a start is refused (a saved address
+    /// falls back to 127.0.0.1 with a warning).
+    #[arg(long, env = "FLEXIPROXY_ALLOW_REMOTE")]
+    pub allow_remote: bool,
     /// Print the management token (to sign in to the web UI from a browser) and exit.
     #[arg(long)]
     pub show_token: bool,

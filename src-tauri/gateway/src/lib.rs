@@ -46,6 +46,7 @@ pub mod host;
 pub mod lifecycle;
 pub mod logins;
 pub mod oauth;
+pub mod open_files;
 pub mod presets;
 pub mod protocol;
 pub mod provider_test;
