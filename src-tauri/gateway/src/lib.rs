@@ -61,6 +61,7 @@ pub mod subscription;
 pub mod token_count;
 pub mod tool_setup;
 pub mod translate;
+mod upstream_body;
 pub mod usage;
 pub mod usage_export;
 
