@@ -91,7 +91,11 @@ pub struct Args {
     /// Allow listening on an address other than loopback (--bind, FLEXIPROXY_BIND or the
     /// address saved in the settings). Without it such a start is refused (a saved address
     /// falls back to 127.0.0.1 with a warning).
-    #[arg(long, env = "FLEXIPROXY_ALLOW_REMOTE")]
+    #[arg(
+        long,
+        env = "FLEXIPROXY_ALLOW_REMOTE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub allow_remote: bool,
     /// Print the management token (to sign in to the web UI from a browser) and exit.
     #[arg(long)]

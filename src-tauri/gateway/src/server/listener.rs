@@ -35,7 +35,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ListenerLimits;
@@ -207,6 +207,7 @@ impl Connection {
                         conn.as_mut().graceful_shutdown();
                     }
                 }
+                () = tracker.changed.notified() => {}
                 () = tokio::time::sleep_until(next_check) => {
                     if goodbye_by.is_some_and(|by| tokio::time::Instant::now() >= by) {
                         // Half a request head, or a goodbye nobody answered: drop the socket.
@@ -236,6 +237,8 @@ struct Tracker {
     requests: AtomicU64,
     quiet_since: AtomicU64,
     head_started: AtomicU64,
+    /// Wakes the watchdog when a request starts or ends, so its next deadline is recomputed.
+    changed: Notify,
 }
 
 impl Tracker {
@@ -246,6 +249,7 @@ impl Tracker {
             requests: AtomicU64::new(0),
             quiet_since: AtomicU64::new(0),
             head_started: AtomicU64::new(0),
+            changed: Notify::new(),
         }
     }
 
@@ -269,6 +273,7 @@ impl Tracker {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.requests.fetch_add(1, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
     fn request_ended(&self) {
@@ -276,6 +281,7 @@ impl Tracker {
             self.quiet_since
                 .store(self.millis(Instant::now()), Ordering::Relaxed);
             self.head_started.store(0, Ordering::Relaxed);
+            self.changed.notify_one();
         }
     }
 
