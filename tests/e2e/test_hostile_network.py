@@ -686,3 +686,68 @@ def test_a_hundred_thousand_model_names_do_not_grow_memory_without_bound(start_g
     )
     # Unbounded, each name would stay (over 1 KB each: ~100 MiB); bounded, a few MiB at most.
     assert grown_mib < 40, f"RSS grew by {grown_mib:.0f} MiB over {NAMES - warm} model names"
+
+
+# -- 5b. TLS ----------------------------------------------------------------------------------------
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, made with openssl."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    done = subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "2", "-subj", "/CN=flexiproxy-e2e",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"openssl cannot make a certificate here: {done.stderr}")
+    return cert, key
+
+
+def test_tls_serves_https_with_the_given_certificate(start_gateway: GatewayFactory, tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    gw = start_gateway(
+        ["--secrets", "env", "--tls-cert", str(cert), "--tls-key", str(key), "--header-timeout", "2"], log_level="info"
+    )
+    assert gw.url.startswith("https://127.0.0.1:"), gw.url
+    # A socket that never starts its handshake is dropped after the header timeout.
+    silent = socket.create_connection(("127.0.0.1", gw.port), timeout=15)
+    opened = time.monotonic()
+    r = httpx.get(f"{gw.url}/health", verify=str(cert), timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    status = httpx.get(f"{gw.url}/api/status", headers={"authorization": f"Bearer {gw.token}"}, verify=str(cert), timeout=10)
+    assert status.status_code == 200, status.text
+    # The certificate is what the client checks: another one is refused.
+    (tmp_path / "other").mkdir()
+    other, _ = self_signed(tmp_path / "other")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{gw.url}/health", verify=str(other), timeout=10)
+    # No plain HTTP on the TLS port.
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{gw.port}/health", timeout=5)
+    # HTTP/2 is offered by ALPN.
+    done = subprocess.run(
+        ["curl", "-sS", "--cacert", str(cert), "-o", "/dev/null", "-w", "%{http_version}", f"{gw.url}/health"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.stdout == "2", (done.stdout, done.stderr)
+    assert silent.recv(16) == b""
+    assert time.monotonic() - opened < 10
+    silent.close()
+
+
+def test_tls_needs_both_files_and_names_a_bad_one(gateway_start_failure, tmp_path: Path) -> None:
+    cert, _ = self_signed(tmp_path)
+    failed = gateway_start_failure(["--secrets", "env", "--tls-cert", str(cert)])
+    assert failed.returncode != 0 and "--tls-key" in failed.stderr, failed.stderr
+    missing = tmp_path / "missing-key.pem"
+    failed = gateway_start_failure(["--secrets", "env", "--tls-cert", str(cert), "--tls-key", str(missing)])
+    assert failed.returncode != 0 and str(missing) in failed.stderr, failed.stderr

@@ -97,6 +97,12 @@ pub struct Args {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub allow_remote: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key) instead of plain HTTP.
+    #[arg(long, env = "FLEXIPROXY_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FLEXIPROXY_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
     /// Print the management token (to sign in to the web UI from a browser) and exit.
     #[arg(long)]
     pub show_token: bool,

@@ -76,6 +76,8 @@ pub struct Settings {
     /// Listening on anything but loopback was allowed at start (`--allow-remote`), not only
     /// saved in the settings.
     pub allow_remote: bool,
+    /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// The declarative config file (`--config`, `FLEXIPROXY_CONFIG`), if any: see `config_file`.
     pub config_file: Option<PathBuf>,
     /// The desktop app embedding this gateway (`None` headless): see `host`.
@@ -93,6 +95,8 @@ pub enum ConfigError {
         "{MANAGEMENT_TOKEN_ENV} is set but shorter than 16 characters; use a long random value"
     )]
     WeakToken,
+    #[error("--tls-cert and --tls-key go together: give both (PEM files) or neither")]
+    TlsPair,
 }
 
 impl Settings {
@@ -112,6 +116,7 @@ impl Settings {
             stream_idle_timeout: Duration::from_secs(DEFAULT_STREAM_IDLE_TIMEOUT_SECS),
             listener: ListenerLimits::default(),
             allow_remote: false,
+            tls: None,
             config_file: None,
             host: None,
         }
@@ -146,6 +151,14 @@ impl Settings {
                 max_connections: args.max_connections.map(|n| n.max(1)),
             },
             allow_remote: args.allow_remote,
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                (None, None) => None,
+                _ => return Err(ConfigError::TlsPair),
+            },
             config_file: args.config.clone(),
             ..Self::new(data_dir)
         })

@@ -58,6 +58,7 @@ pub mod server;
 pub mod state;
 pub mod store;
 pub mod subscription;
+pub mod tls;
 pub mod token_count;
 pub mod tool_setup;
 pub mod translate;

@@ -72,6 +72,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Config(#[from] crate::config_file::ConfigFileError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
     #[error("start-up task failed: {0}")]
@@ -254,6 +256,11 @@ impl Gateway {
             .await??
         };
 
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::acceptor)
+            .transpose()?;
         let open_files = crate::open_files::raise();
         if settings.listener.max_connections.is_none() {
             settings.listener.max_connections =
@@ -294,14 +301,20 @@ impl Gateway {
         } else {
             local_addr.ip().to_string()
         };
-        let base_url = format!("http://{host}:{}", local_addr.port());
-        let guard = HostGuard::listening_on(local_addr, false);
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://{host}:{}", local_addr.port());
+        let guard = HostGuard::listening_on(local_addr, tls.is_some());
         if !settings.bind.is_loopback() {
             tracing::warn!(
                 bind = %settings.bind,
-                "listening beyond this machine (--allow-remote), in plain HTTP: other machines \
-                 on your network can reach this gateway (client requests still need an adapter \
-                 key). The management token is accepted on requests addressed to Host: {}",
+                "listening beyond this machine (--allow-remote), {}: other machines on your \
+                 network can reach this gateway (client requests still need an adapter key). \
+                 The management token is accepted on requests addressed to Host: {}",
+                if tls.is_some() {
+                    "over TLS"
+                } else {
+                    "in plain HTTP (keys and answers cross the network readable; see --tls-cert)"
+                },
                 guard.accepted_hosts().join(", ")
             );
         }
@@ -354,7 +367,7 @@ impl Gateway {
         let discovery = tokio::spawn(refresh_models(state.clone()));
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(crate::server::serve(listener, state, stop_rx));
+        let server = tokio::spawn(crate::server::serve(listener, state, tls, stop_rx));
         tracing::info!(%base_url, secrets = status.kind, usage = usage_enabled, "gateway started");
         Ok(RunningGateway {
             local_addr,

@@ -14,6 +14,8 @@
 //! - a request in flight is never cut by either (long streams are bounded by the upstream's
 //!   own timeouts in `relay`).
 //!
+//! With TLS, the handshake comes first and must end within the header timeout too.
+//!
 //! The same watchdog covers HTTP/2 (hyper has no idle timeout there) and the protocol sniffing
 //! before either (hyper-util's version detection waits for bytes without a deadline).
 
@@ -37,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, oneshot, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::ListenerLimits;
 
@@ -71,6 +74,7 @@ pub async fn run(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     stop: oneshot::Receiver<()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -128,8 +132,21 @@ pub async fn run(
             limits,
             closing: closing_rx.clone(),
         };
+        let tls = tls.clone();
         connections.spawn(async move {
-            connection.serve(stream).await;
+            match tls {
+                None => connection.serve(stream).await,
+                // The handshake gets the header timeout of its own.
+                Some(tls) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, tls.accept(stream)).await;
+                    match handshake {
+                        Ok(Ok(stream)) => connection.serve(stream).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
+            }
             drop(slot);
         });
         // Finished connections leave the set here, so it holds only live ones.

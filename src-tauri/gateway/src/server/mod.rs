@@ -66,8 +66,14 @@ pub fn router(state: AppState) -> Router {
 /// The connection cap when the settings give none and `lifecycle` did not size one.
 const FALLBACK_MAX_CONNECTIONS: usize = 1024;
 
-/// Serves until `stop` fires, then stops accepting and lets requests in flight finish.
-pub async fn serve(listener: TcpListener, state: AppState, stop: oneshot::Receiver<()>) {
+/// Serves (over TLS with `tls`) until `stop` fires, then stops accepting and lets requests in
+/// flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: oneshot::Receiver<()>,
+) {
     let limits = listener::Limits::new(&state.settings.listener, FALLBACK_MAX_CONNECTIONS);
-    listener::run(listener, router(state), limits, stop).await;
+    listener::run(listener, router(state), limits, tls, stop).await;
 }
