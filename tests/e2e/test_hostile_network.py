@@ -26,6 +26,7 @@ import os
 import resource
 import secrets
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -719,15 +720,16 @@ def test_tls_serves_https_with_the_given_certificate(start_gateway: GatewayFacto
     # A socket that never starts its handshake is dropped after the header timeout.
     silent = socket.create_connection(("127.0.0.1", gw.port), timeout=15)
     opened = time.monotonic()
-    r = httpx.get(f"{gw.url}/health", verify=str(cert), timeout=10)
+    trusted = ssl.create_default_context(cafile=str(cert))
+    r = httpx.get(f"{gw.url}/health", verify=trusted, timeout=10)
     assert r.status_code == 200 and r.json()["status"] == "ok"
-    status = httpx.get(f"{gw.url}/api/status", headers={"authorization": f"Bearer {gw.token}"}, verify=str(cert), timeout=10)
+    status = httpx.get(f"{gw.url}/api/status", headers={"authorization": f"Bearer {gw.token}"}, verify=trusted, timeout=10)
     assert status.status_code == 200, status.text
     # The certificate is what the client checks: another one is refused.
     (tmp_path / "other").mkdir()
     other, _ = self_signed(tmp_path / "other")
     with pytest.raises(httpx.ConnectError):
-        httpx.get(f"{gw.url}/health", verify=str(other), timeout=10)
+        httpx.get(f"{gw.url}/health", verify=ssl.create_default_context(cafile=str(other)), timeout=10)
     # No plain HTTP on the TLS port.
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{gw.port}/health", timeout=5)

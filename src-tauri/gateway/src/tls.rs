@@ -85,7 +85,7 @@ mod tests {
         assert!(error.contains("missing.pem"), "{error}");
         let files = TlsFiles {
             cert: empty.clone(),
-            key: empty.clone(),
+            key: empty,
         };
         assert!(matches!(acceptor(&files), Err(TlsError::NoCert { .. })));
         let _ = std::fs::remove_dir_all(&dir);
