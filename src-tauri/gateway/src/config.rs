@@ -291,7 +291,9 @@ pub struct ListenStatus {
     pub from_command_line: bool,
     /// The next start would listen elsewhere than now.
     pub restart_required: bool,
-    /// The gateway was started with `--allow-remote`, so a saved non-loopback address applies.
+    /// The gateway was started with `--allow-remote`, so a saved non-loopback address applies
+    /// (the warnings say so when not).
+    #[serde(skip)]
     pub remote_allowed: bool,
 }
 
@@ -322,17 +324,18 @@ impl ListenStatus {
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         let exposed = self.saved_bind.filter(|bind| !bind.is_loopback());
+        if let Some(bind) = exposed {
+            warnings.push(format!(
+                "Binding to {bind} exposes the gateway to your network: other machines can \
+                 reach it (client requests still need an adapter key, the management API its \
+                 token). Use 127.0.0.1 unless other machines must connect."
+            ));
+        }
         if let Some(bind) = exposed.filter(|_| !self.remote_allowed) {
             warnings.push(format!(
                 "The saved address {bind} is not used: listening beyond this machine needs \
                  FlexiProxy started with --allow-remote (or FLEXIPROXY_ALLOW_REMOTE=1), so it \
                  listens on {DEFAULT_BIND}. Save 127.0.0.1, or start it with that flag."
-            ));
-        } else if let Some(bind) = exposed {
-            warnings.push(format!(
-                "Binding to {bind} exposes the gateway to your network: other machines can \
-                 reach it (client requests still need an adapter key, the management API its \
-                 token). Use 127.0.0.1 unless other machines must connect."
             ));
         }
         if self.from_command_line && (self.saved_bind.is_some() || self.saved_port.is_some()) {
@@ -429,6 +432,31 @@ mod tests {
     }
 
     #[test]
+    fn remote_listening_and_tls_are_read_from_the_command_line() {
+        let plain = Settings::from_args(&args(&["--data-dir", "/tmp/x"])).unwrap();
+        assert!(!plain.allow_remote && plain.tls.is_none());
+        assert_eq!(plain.listener, ListenerLimits::default());
+        let remote = Settings::from_args(&args(&[
+            "--data-dir",
+            "/tmp/x",
+            "--allow-remote",
+            "--header-timeout",
+            "0",
+            "--max-connections",
+            "50",
+        ]))
+        .unwrap();
+        assert!(remote.allow_remote);
+        // Zero would close every connection at once: clamped to a second.
+        assert_eq!(remote.listener.header_timeout, Duration::from_secs(1));
+        assert_eq!(remote.listener.max_connections, Some(50));
+        assert!(matches!(
+            Settings::from_args(&args(&["--data-dir", "/tmp/x", "--tls-cert", "c.pem"])),
+            Err(ConfigError::TlsPair)
+        ));
+    }
+
+    #[test]
     fn saved_addresses_round_trip_and_report_what_a_restart_changes() {
         let dir = std::env::temp_dir().join(format!("flexiproxy-config-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -455,7 +483,8 @@ mod tests {
         assert!(status.warnings()[0].starts_with("Binding to 0.0.0.0 exposes the gateway"));
         // Without --allow-remote the saved wildcard is not used: only the port would change.
         let refused = ListenStatus::new(running, saved, false, false);
-        assert!(refused.warnings()[0].starts_with("The saved address 0.0.0.0 is not used"));
+        assert!(refused.warnings()[0].starts_with("Binding to 0.0.0.0 exposes the gateway"));
+        assert!(refused.warnings()[1].starts_with("The saved address 0.0.0.0 is not used"));
         assert!(refused.restart_required);
         let on_saved_port: SocketAddr = "127.0.0.1:9100".parse().unwrap();
         assert!(!ListenStatus::new(on_saved_port, saved, false, false).restart_required);

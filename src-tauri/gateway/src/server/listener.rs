@@ -506,4 +506,51 @@ mod tests {
         assert_eq!(tracker.head_started.load(Ordering::Relaxed), 0);
         drop(guard);
     }
+
+    /// The real loop on loopback: a cap of 2, both slots taken by silent sockets; a third
+    /// client waits (it is not refused) and is served as soon as the header timeout frees a
+    /// slot; the silent ones are closed by then.
+    #[tokio::test]
+    async fn beyond_the_cap_a_client_waits_for_a_slot_the_header_timeout_frees() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "hi" }));
+        let limits = Limits {
+            header_timeout: Duration::from_millis(800),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 2,
+        };
+        let (stop, stopped) = oneshot::channel();
+        let server = tokio::spawn(run(listener, router, limits, None, stopped));
+        let mut silent = Vec::new();
+        for _ in 0..2 {
+            silent.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = Instant::now();
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).await.unwrap();
+        let waited = started.elapsed();
+        assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+        assert!(answer.ends_with(b"hi"));
+        assert!(
+            waited >= Duration::from_millis(500) && waited < Duration::from_secs(5),
+            "served after {waited:?}"
+        );
+        for mut socket in silent {
+            let mut byte = [0u8; 1];
+            assert_eq!(socket.read(&mut byte).await.unwrap_or(0), 0);
+        }
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }
