@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import GatewayFactory, GatewayProcess, new_token, scratch_env, wait_listening, gateway_binary
+from conftest import GatewayFactory, GatewayProcess, gateway_binary, new_token, put_provider, scratch_env, wait_listening
 
 KEY_VAR = "FLEXIPROXY_TEST_NETWORK_KEY"
 
@@ -504,6 +504,50 @@ def test_a_redirecting_provider_gets_no_key_followed_and_the_client_a_502_naming
         assert thief.seen == [], f"the redirect was followed: {thief.seen}"
         rows = gw.api.wait_usage(lambda row: row["provider_id"] == "moved", count=2)
         assert all("redirect" in (row["error"] or "") for row in rows), rows
+    finally:
+        redirector.shutdown()
+        thief.shutdown()
+
+
+def test_a_redirecting_provider_is_skipped_for_the_next_provider_not_its_other_keys(
+    start_gateway: GatewayFactory, fault_upstreams
+) -> None:
+    thief = Recorder()
+    serve(thief)
+    redirector = Redirector(thief.url)
+    serve(redirector)
+    try:
+        key, env = _env_key()
+        good = fault_upstreams("good", models=["shared"])
+        gw = start_gateway(["--secrets", "env"], env=env, log_level="info")
+        for pid, url in (("moved", redirector.url), ("good", good.base_url)):
+            put_provider(
+                gw.api,
+                pid,
+                {"url": url, "protocol": "openai_chat", "discovery": "off", "models": ["shared"], "api_key": f"env:{KEY_VAR}"},
+            )
+        # A second key on the redirecting provider: it must not be tried after the first.
+        r = gw.api.post("/api/providers/moved/credentials", json={"id": "k2", "api_key": f"env:{KEY_VAR}"})
+        assert r.status_code in (200, 201), r.text
+        r = gw.api.post("/api/adapters", json={})
+        assert r.status_code == 201, r.text
+        adapter = r.json()["api_key"]
+        for _ in range(6):
+            r = httpx.post(
+                f"{gw.url}/v1/chat/completions",
+                headers={"authorization": f"Bearer {adapter}"},
+                json={"model": "shared", "messages": [{"role": "user", "content": "hi"}]},
+                timeout=30,
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["choices"][0]["message"]["content"].startswith("served by good"), r.text
+        # Round-robin put the redirecting provider first for some requests; each met it once.
+        assert 1 <= redirector.hits <= 6, redirector.hits
+        assert thief.seen == []
+        # The wrong URL is no fault of the keys: none is rested.
+        credentials = gw.api.get("/api/providers/moved").json()["credentials"]
+        assert len(credentials) == 2, credentials
+        assert all(c["health"]["state"] == "ready" for c in credentials), credentials
     finally:
         redirector.shutdown()
         thief.shutdown()
