@@ -201,6 +201,8 @@ impl Connection {
             let now = tokio::time::Instant::now();
             let next_check = match tracker.verdict(&self.limits, Instant::now()) {
                 Verdict::Keep(wait) => now + wait,
+                // Half a request head (or none yet): there is nobody to say goodbye to.
+                Verdict::Close if tracker.mid_head() => return,
                 Verdict::Close => match goodbye_by {
                     Some(by) => by,
                     None => {
@@ -227,7 +229,7 @@ impl Connection {
                 () = tracker.changed.notified() => {}
                 () = tokio::time::sleep_until(next_check) => {
                     if goodbye_by.is_some_and(|by| tokio::time::Instant::now() >= by) {
-                        // Half a request head, or a goodbye nobody answered: drop the socket.
+                        // A goodbye nobody answered: drop the socket.
                         return;
                     }
                 }
@@ -300,6 +302,13 @@ impl Tracker {
             self.head_started.store(0, Ordering::Relaxed);
             self.changed.notify_one();
         }
+    }
+
+    /// Nothing in flight, and either no request head completed yet or a new one begun.
+    fn mid_head(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && (self.requests.load(Ordering::Relaxed) == 0
+                || self.head_started.load(Ordering::Relaxed) != 0)
     }
 
     fn verdict(&self, limits: &Limits, now: Instant) -> Verdict {
