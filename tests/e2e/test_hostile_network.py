@@ -461,6 +461,29 @@ def test_a_stream_silent_after_its_first_chunk_ends_with_the_protocols_error_eve
     assert staller.hung_up, "the gateway kept the silent upstream request open"
 
 
+def test_a_token_count_that_stalls_upstream_ends_within_its_time_limit(start_gateway: GatewayFactory) -> None:
+    staller = Staller()
+    serve(staller)
+    try:
+        key, env = _env_key()
+        gw = start_gateway(["--secrets", "env", "--upstream-timeout", "3"], env=env, log_level="info")
+        gw.api.create_provider("claude", staller.url, api_key=f"env:{KEY_VAR}", protocol="anthropic_messages")
+        adapter = gw.api.create_adapter("claude", "m")["api_key"]
+        started = time.monotonic()
+        r = httpx.post(
+            f"{gw.url}/v1/messages/count_tokens",
+            headers={"x-api-key": adapter, "anthropic-version": "2023-06-01"},
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=60,
+        )
+        took = time.monotonic() - started
+        assert r.status_code in (502, 504), r.text
+        assert r.json()["type"] == "error", r.text
+        assert took < 10, f"the count took {took:.1f}s against a provider that stalls"
+    finally:
+        staller.shutdown()
+
+
 # -- 3. redirects ---------------------------------------------------------------------------------
 
 
