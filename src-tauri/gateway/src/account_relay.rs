@@ -218,7 +218,7 @@ pub(crate) async fn reshape(
         let body = opened
             .read_capped(COLLECT_CAP)
             .await
-            .map_err(|e| invalid(format!("the stream broke off: {}", relay::describe(&e))))?;
+            .map_err(|e| invalid(format!("the stream broke off: {}", e.describe())))?;
         let whole = whole(&body, shaping).map_err(invalid)?;
         opened.headers.insert(
             header::CONTENT_TYPE,
@@ -252,7 +252,7 @@ pub(crate) async fn reshape(
             let body = opened
                 .read_capped(COLLECT_CAP)
                 .await
-                .map_err(|e| invalid(format!("the answer broke off: {}", relay::describe(&e))))?;
+                .map_err(|e| invalid(format!("the answer broke off: {}", e.describe())))?;
             let inner = whole(&body, shaping).map_err(invalid)?;
             opened.body = Box::pin(futures_util::stream::once(async move { Ok(inner) }));
             Ok(opened)

@@ -91,6 +91,37 @@ pub struct Args {
         value_parser = clap::value_parser!(u64).range(1024..=1 << 30)
     )]
     pub max_sse_event_bytes: u64,
+    /// Seconds a provider's answer may stay silent between two chunks, once it has begun,
+    /// before the client gets its protocol's error event. Separate from --upstream-timeout and
+    /// generous: reasoning models pause for minutes between chunks.
+    #[arg(long, env = "FLEXIPROXY_STREAM_IDLE_TIMEOUT", default_value_t = crate::config::DEFAULT_STREAM_IDLE_TIMEOUT_SECS)]
+    pub stream_idle_timeout: u64,
+    /// Seconds a client connection may take to send a whole request head (from connecting, or
+    /// from its first byte after the previous answer) before it is closed.
+    #[arg(long, env = "FLEXIPROXY_HEADER_TIMEOUT", default_value_t = crate::config::DEFAULT_HEADER_TIMEOUT_SECS)]
+    pub header_timeout: u64,
+    /// Seconds a client connection with no request in flight stays open.
+    #[arg(long, env = "FLEXIPROXY_IDLE_TIMEOUT", default_value_t = crate::config::DEFAULT_IDLE_TIMEOUT_SECS)]
+    pub idle_timeout: u64,
+    /// Most client connections served at once; more wait in the system's backlog [default:
+    /// from the open-file limit].
+    #[arg(long, env = "FLEXIPROXY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Allow listening on an address other than loopback (--bind, FLEXIPROXY_BIND or the
+    /// address saved in the settings). Without it such a start is refused (a saved address
+    /// falls back to 127.0.0.1 with a warning).
+    #[arg(
+        long,
+        env = "FLEXIPROXY_ALLOW_REMOTE",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_remote: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key) instead of plain HTTP.
+    #[arg(long, env = "FLEXIPROXY_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "FLEXIPROXY_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
     /// Print the management token (to sign in to the web UI from a browser) and exit.
     #[arg(long)]
     pub show_token: bool,

@@ -37,6 +37,13 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub const MAX_SHUTDOWN_GRACE_SECS: u64 = 3600;
 /// The environment variable that carries the management token on headless machines.
 pub const MANAGEMENT_TOKEN_ENV: &str = "FLEXIPROXY_MANAGEMENT_TOKEN";
+/// How long a connection may take to send a whole request head (seconds).
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 20;
+/// How long a connection with no request in flight is kept open (seconds).
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 120;
+/// How long a stream may go silent between two chunks (seconds): generous, since reasoning
+/// models pause for minutes between chunks.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT_SECS: u64 = 300;
 
 /// Where secrets are kept.
 #[derive(Debug, Clone)]
@@ -74,6 +81,15 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// The largest SSE event read from a provider's stream (`--max-sse-event-bytes`).
     pub max_sse_event_bytes: usize,
+    /// How long an upstream body may stay silent between two chunks once it has begun.
+    pub stream_idle_timeout: Duration,
+    /// The listener's limits: header read and idle timeouts, connection cap.
+    pub listener: ListenerLimits,
+    /// Listening on anything but loopback was allowed at start (`--allow-remote`), not only
+    /// saved in the settings.
+    pub allow_remote: bool,
+    /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// The declarative config file (`--config`, `FLEXIPROXY_CONFIG`), if any: see `config_file`.
     pub config_file: Option<PathBuf>,
     /// The desktop app embedding this gateway (`None` headless): see `host`.
@@ -99,6 +115,8 @@ pub enum ConfigError {
          starting with a digit; the name alone, not env:NAME or its value)"
     )]
     AllowEnv(String),
+    #[error("--tls-cert and --tls-key go together: give both (PEM files) or neither")]
+    TlsPair,
 }
 
 impl Settings {
@@ -117,6 +135,10 @@ impl Settings {
             response_timeout: Duration::from_secs(600),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             max_sse_event_bytes: crate::protocol::sse::DEFAULT_MAX_EVENT_BYTES,
+            stream_idle_timeout: Duration::from_secs(DEFAULT_STREAM_IDLE_TIMEOUT_SECS),
+            listener: ListenerLimits::default(),
+            allow_remote: false,
+            tls: None,
             config_file: None,
             host: None,
             allowed_env: Vec::new(),
@@ -161,6 +183,21 @@ impl Settings {
             response_timeout: Duration::from_secs(args.upstream_timeout.max(1)),
             shutdown_grace: Duration::from_secs(args.shutdown_grace),
             max_sse_event_bytes: usize::try_from(args.max_sse_event_bytes).unwrap_or(usize::MAX),
+            stream_idle_timeout: Duration::from_secs(args.stream_idle_timeout.max(1)),
+            listener: ListenerLimits {
+                header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+                idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+                max_connections: args.max_connections.map(|n| n.max(1)),
+            },
+            allow_remote: args.allow_remote,
+            tls: match (&args.tls_cert, &args.tls_key) {
+                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                }),
+                (None, None) => None,
+                _ => return Err(ConfigError::TlsPair),
+            },
             config_file: args.config.clone(),
             ..Self::new(data_dir)
         })
@@ -193,6 +230,29 @@ pub fn setting_variables() -> Vec<String> {
         .collect();
     names.extend(["FLEXIPROXY_LOG".to_owned(), MANAGEMENT_TOKEN_ENV.to_owned()]);
     names
+}
+
+/// What the listener allows each connection, so sockets that send nothing, or half a request,
+/// cannot pile up (see `server::listener`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// A connection must send a whole request head within this long of opening, or of its
+    /// first byte after the previous response.
+    pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
+    /// At most this many connections at once; `None` sizes it from the open-file limit.
+    pub max_connections: Option<usize>,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_SECS),
+            idle_timeout: Duration::from_secs(DEFAULT_IDLE_TIMEOUT_SECS),
+            max_connections: None,
+        }
+    }
 }
 
 /// The settings keys of the saved listen address.
@@ -284,14 +344,24 @@ pub struct ListenStatus {
     pub from_command_line: bool,
     /// The next start would listen elsewhere than now.
     pub restart_required: bool,
+    /// The gateway was started with `--allow-remote`, so a saved non-loopback address applies
+    /// (the warnings say so when not).
+    #[serde(skip)]
+    pub remote_allowed: bool,
 }
 
 impl ListenStatus {
-    pub fn new(running: SocketAddr, saved: SavedListen, from_command_line: bool) -> Self {
-        let next = (
-            saved.bind.unwrap_or(DEFAULT_BIND),
-            saved.port.unwrap_or(DEFAULT_PORT),
-        );
+    pub fn new(
+        running: SocketAddr,
+        saved: SavedListen,
+        from_command_line: bool,
+        remote_allowed: bool,
+    ) -> Self {
+        let next_bind = saved
+            .bind
+            .filter(|bind| remote_allowed || bind.is_loopback())
+            .unwrap_or(DEFAULT_BIND);
+        let next = (next_bind, saved.port.unwrap_or(DEFAULT_PORT));
         Self {
             bind: running.ip(),
             port: running.port(),
@@ -299,17 +369,26 @@ impl ListenStatus {
             saved_port: saved.port,
             from_command_line,
             restart_required: !from_command_line && next != (running.ip(), running.port()),
+            remote_allowed,
         }
     }
 
     /// What the user should know about the saved address.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
-        if let Some(bind) = self.saved_bind.filter(|bind| !bind.is_loopback()) {
+        let exposed = self.saved_bind.filter(|bind| !bind.is_loopback());
+        if let Some(bind) = exposed {
             warnings.push(format!(
                 "Binding to {bind} exposes the gateway to your network: other machines can \
                  reach it (client requests still need an adapter key, the management API its \
                  token). Use 127.0.0.1 unless other machines must connect."
+            ));
+        }
+        if let Some(bind) = exposed.filter(|_| !self.remote_allowed) {
+            warnings.push(format!(
+                "The saved address {bind} is not used: listening beyond this machine needs \
+                 FlexiProxy started with --allow-remote (or FLEXIPROXY_ALLOW_REMOTE=1), so it \
+                 listens on {DEFAULT_BIND}. Save 127.0.0.1, or start it with that flag."
             ));
         }
         if self.from_command_line && (self.saved_bind.is_some() || self.saved_port.is_some()) {
@@ -446,6 +525,31 @@ mod tests {
     }
 
     #[test]
+    fn remote_listening_and_tls_are_read_from_the_command_line() {
+        let plain = Settings::from_args(&args(&["--data-dir", "/tmp/x"])).unwrap();
+        assert!(!plain.allow_remote && plain.tls.is_none());
+        assert_eq!(plain.listener, ListenerLimits::default());
+        let remote = Settings::from_args(&args(&[
+            "--data-dir",
+            "/tmp/x",
+            "--allow-remote",
+            "--header-timeout",
+            "0",
+            "--max-connections",
+            "50",
+        ]))
+        .unwrap();
+        assert!(remote.allow_remote);
+        // Zero would close every connection at once: clamped to a second.
+        assert_eq!(remote.listener.header_timeout, Duration::from_secs(1));
+        assert_eq!(remote.listener.max_connections, Some(50));
+        assert!(matches!(
+            Settings::from_args(&args(&["--data-dir", "/tmp/x", "--tls-cert", "c.pem"])),
+            Err(ConfigError::TlsPair)
+        ));
+    }
+
+    #[test]
     fn saved_addresses_round_trip_and_report_what_a_restart_changes() {
         let dir = std::env::temp_dir().join(format!("flexiproxy-config-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -466,23 +570,30 @@ mod tests {
         assert_eq!(SavedListen::load(&db).unwrap().port, None);
 
         let running: SocketAddr = "127.0.0.1:8317".parse().unwrap();
-        let status = ListenStatus::new(running, saved, false);
+        let status = ListenStatus::new(running, saved, false, true);
         assert!(status.restart_required);
         assert_eq!(status.warnings().len(), 1);
         assert!(status.warnings()[0].starts_with("Binding to 0.0.0.0 exposes the gateway"));
+        // Without --allow-remote the saved wildcard is not used: only the port would change.
+        let refused = ListenStatus::new(running, saved, false, false);
+        assert!(refused.warnings()[0].starts_with("Binding to 0.0.0.0 exposes the gateway"));
+        assert!(refused.warnings()[1].starts_with("The saved address 0.0.0.0 is not used"));
+        assert!(refused.restart_required);
+        let on_saved_port: SocketAddr = "127.0.0.1:9100".parse().unwrap();
+        assert!(!ListenStatus::new(on_saved_port, saved, false, false).restart_required);
         // Given on the command line: the saved address does not apply, so no restart helps.
-        let flagged = ListenStatus::new(running, saved, true);
+        let flagged = ListenStatus::new(running, saved, true, true);
         assert!(!flagged.restart_required);
         assert_eq!(flagged.warnings().len(), 2);
         // Nothing saved, running on the defaults: nothing to do.
-        let fresh = ListenStatus::new(running, SavedListen::default(), false);
+        let fresh = ListenStatus::new(running, SavedListen::default(), false, false);
         assert!(!fresh.restart_required);
         assert!(fresh.warnings().is_empty());
         let same = SavedListen {
             bind: Some(DEFAULT_BIND),
             port: Some(8317),
         };
-        assert!(!ListenStatus::new(running, same, false).restart_required);
+        assert!(!ListenStatus::new(running, same, false, false).restart_required);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -621,6 +621,13 @@ async fn fetch(
     };
     let mut response = request.send().await.map_err(|e| unreachable(&e))?;
     let status = response.status();
+    if status.is_redirection() {
+        return Err(DiscoveryError::Status {
+            url: shown,
+            status: status.as_u16(),
+            detail: crate::relay::redirect_detail(&response),
+        });
+    }
     if !status.is_success() {
         // The error body only adds detail: a broken or huge one still leaves the status.
         let mut body = Vec::new();

@@ -83,6 +83,16 @@ pub enum GatewayError {
         /// The provider's `retry-after`, passed on to the client.
         retry_after: Option<String>,
     },
+    #[error(
+        "provider `{provider}` answered {status} redirect{}; FlexiProxy does not follow \
+         redirects with your key: fix the provider's base URL",
+        location.as_ref().map(|l| format!(" to {l}")).unwrap_or_default()
+    )]
+    UpstreamRedirect {
+        provider: String,
+        status: u16,
+        location: Option<String>,
+    },
     #[error("provider `{provider}` sent an answer the gateway could not read: {reason}")]
     UpstreamInvalid { provider: String, reason: String },
     /// A subscription account's provider (its login or token endpoint) failed or refused, for
@@ -124,7 +134,7 @@ impl GatewayError {
                 .ok()
                 .filter(StatusCode::is_client_error)
                 .unwrap_or(StatusCode::BAD_GATEWAY),
-            Self::UpstreamInvalid { .. } => StatusCode::BAD_GATEWAY,
+            Self::UpstreamInvalid { .. } | Self::UpstreamRedirect { .. } => StatusCode::BAD_GATEWAY,
             Self::Secret(SecretError::ReadOnly { .. } | SecretError::MissingEnv { .. }) => {
                 StatusCode::BAD_REQUEST
             }
@@ -155,6 +165,7 @@ impl GatewayError {
             Self::UpstreamTimeout { .. } => "upstream_timeout",
             Self::UpstreamStatus { .. } => "upstream_error_status",
             Self::UpstreamInvalid { .. } => "upstream_invalid_response",
+            Self::UpstreamRedirect { .. } => "upstream_redirect",
             Self::Account(_) => "account_error",
             Self::Secret(SecretError::ReadOnly { .. }) => "keychain_read_only",
             Self::Secret(SecretError::MissingEnv { .. }) => "missing_env_variable",

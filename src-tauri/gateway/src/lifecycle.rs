@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::access::{HostGuard, ManagementAuth};
-use crate::config::{MANAGEMENT_TOKEN_ENV, SavedListen, SecretsMode, Settings};
+use crate::config::{DEFAULT_BIND, MANAGEMENT_TOKEN_ENV, SavedListen, SecretsMode, Settings};
 use crate::registry::Registry;
 use crate::routing::Router;
 use crate::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
@@ -58,6 +58,12 @@ pub enum StartError {
         port: u16,
         source: std::io::Error,
     },
+    #[error(
+        "refusing to listen on {bind}: that opens the gateway to your network (in plain HTTP). \
+         Start FlexiProxy with --allow-remote (or FLEXIPROXY_ALLOW_REMOTE=1) if other machines \
+         must connect, or listen on 127.0.0.1"
+    )]
+    RemoteNotAllowed { bind: std::net::IpAddr },
     #[error("cannot listen on {bind}:{port}: {source}")]
     Bind {
         bind: std::net::IpAddr,
@@ -66,6 +72,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Config(#[from] crate::config_file::ConfigFileError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
     #[error("start-up task failed: {0}")]
@@ -175,6 +183,13 @@ pub async fn management_token_for(settings: Settings) -> Result<Option<Secret>, 
 
 impl Gateway {
     pub async fn start(mut settings: Settings) -> Result<RunningGateway, StartError> {
+        // Before anything is opened: an address given at start that is not allowed is a
+        // mistake to fix, not something to fall back from.
+        if settings.listen_given && !settings.bind.is_loopback() && !settings.allow_remote {
+            return Err(StartError::RemoteNotAllowed {
+                bind: settings.bind,
+            });
+        }
         let Foundation {
             db,
             secrets,
@@ -184,6 +199,19 @@ impl Gateway {
         if !settings.listen_given {
             let db = db.clone();
             settings.apply_saved_listen(blocking(move || SavedListen::load(&db)).await??);
+            // Saved from the UI, where a stolen management token could have put it: it takes
+            // the flag at start too. The desktop user keeps a gateway, on loopback, and the
+            // settings view says why (`ListenStatus::warnings`).
+            if !settings.bind.is_loopback() && !settings.allow_remote {
+                tracing::warn!(
+                    saved = %settings.bind,
+                    "not listening on the saved address {}: listening beyond this machine needs \
+                     --allow-remote (FLEXIPROXY_ALLOW_REMOTE=1) at start; listening on {} instead",
+                    settings.bind,
+                    DEFAULT_BIND
+                );
+                settings.bind = DEFAULT_BIND;
+            }
         }
 
         let usage_enabled = match settings.usage {
@@ -228,13 +256,24 @@ impl Gateway {
             .await??
         };
 
-        if !settings.bind.is_loopback() {
-            tracing::warn!(
-                bind = %settings.bind,
-                "listening on a non-loopback address: other machines on your network can reach \
-                 this gateway (client requests still need an adapter key)"
-            );
+        let tls = settings
+            .tls
+            .as_ref()
+            .map(crate::tls::acceptor)
+            .transpose()?;
+        let open_files = crate::open_files::raise();
+        if settings.listener.max_connections.is_none() {
+            settings.listener.max_connections =
+                open_files.map(crate::open_files::OpenFiles::connection_cap);
         }
+        tracing::info!(
+            open_files = open_files.map(|o| o.soft),
+            raised_from = open_files.and_then(|o| o.raised_from),
+            max_connections = settings.listener.max_connections,
+            header_timeout_s = settings.listener.header_timeout.as_secs(),
+            idle_timeout_s = settings.listener.idle_timeout.as_secs(),
+            "connection limits"
+        );
         let listener = TcpListener::bind((settings.bind, settings.port))
             .await
             .map_err(|source| {
@@ -262,17 +301,31 @@ impl Gateway {
         } else {
             local_addr.ip().to_string()
         };
-        let base_url = format!("http://{host}:{}", local_addr.port());
-        let extra_hosts = if settings.bind.is_loopback() {
-            Vec::new()
-        } else {
-            vec![local_addr.ip().to_string()]
-        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let base_url = format!("{scheme}://{host}:{}", local_addr.port());
+        let guard = HostGuard::listening_on(local_addr, tls.is_some());
+        if !settings.bind.is_loopback() {
+            tracing::warn!(
+                bind = %settings.bind,
+                "listening beyond this machine (--allow-remote), {}: other machines on your \
+                 network can reach this gateway (client requests still need an adapter key). \
+                 The management token is accepted on requests addressed to Host: {}",
+                if tls.is_some() {
+                    "over TLS"
+                } else {
+                    "in plain HTTP (keys and answers cross the network readable; see --tls-cert)"
+                },
+                guard.accepted_hosts().join(", ")
+            );
+        }
 
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .tcp_nodelay(true)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
+            // A redirect would carry the provider's key (header or `?key=`) to wherever the
+            // provider points: `relay` answers 502 naming the redirect instead.
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("FlexiProxy/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| StartError::HttpClient(e.to_string()))?;
@@ -301,7 +354,7 @@ impl Gateway {
             recorder: recorder.clone(),
             http,
             auth: ManagementAuth::new(management_token.as_ref()),
-            guard: HostGuard::new(local_addr.port(), &extra_hosts),
+            guard,
             base_url: base_url.clone(),
             listen: local_addr,
             secrets_status: status.clone(),
@@ -320,7 +373,7 @@ impl Gateway {
         let discovery = tokio::spawn(refresh_models(state.clone()));
 
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(crate::server::serve(listener, state, stop_rx));
+        let server = tokio::spawn(crate::server::serve(listener, state, tls, stop_rx));
         tracing::info!(%base_url, secrets = status.kind, usage = usage_enabled, "gateway started");
         Ok(RunningGateway {
             local_addr,

@@ -201,6 +201,12 @@ pub async fn run(
     let exchange = async {
         let mut response = request.send().await?;
         let status = response.status();
+        if status.is_redirection() {
+            return Ok((
+                status,
+                crate::relay::redirect_detail(&response).into_bytes(),
+            ));
+        }
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await? {
             body.extend_from_slice(&chunk);
@@ -227,6 +233,13 @@ pub async fn run(
         Ok(Ok(answer)) => answer,
     };
     report.status = Some(status.as_u16());
+    if status.is_redirection() {
+        report.error = Some(format!(
+            "the provider answered {status} with {}",
+            String::from_utf8_lossy(&body)
+        ));
+        return Ok(report);
+    }
     if !status.is_success() {
         report.error = Some(format!("the provider said: {}", error_detail(&body)));
         return Ok(report);

@@ -29,7 +29,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::Stream;
-use futures_util::stream::BoxStream;
 
 use crate::access::{hash_key, presented_key};
 use crate::account_relay::{self, Sent};
@@ -47,6 +46,7 @@ use crate::routing::{self, Failure, Pick, Router, Target};
 use crate::state::AppState;
 use crate::store::now_ms;
 use crate::translate::{self, ClientRequest};
+use crate::upstream_body::{self, BodyError, BodyStream, Silence};
 use crate::usage::{Outcome, Recorder, TokenUsage, UsageRecord};
 
 /// The most bytes of a non-streaming response kept aside to read its usage from.
@@ -298,31 +298,32 @@ pub(crate) async fn send_unmetered(
 
 /// An upstream answer whose headers have arrived: its status, headers and body stream. For a
 /// success the first chunk has already been read (and is the stream's first item), so a
-/// provider that fails before sending anything can still be replaced by another.
+/// provider that fails before sending anything can still be replaced by another. The body
+/// ends with an error when it stays silent too long (`upstream_body`).
 pub(crate) struct Opened {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub body: BoxStream<'static, reqwest::Result<Bytes>>,
+    pub body: BodyStream,
 }
 
 impl Opened {
-    fn new(upstream: reqwest::Response) -> Self {
+    pub(crate) fn new(upstream: reqwest::Response, silence: Silence) -> Self {
         Self {
             status: upstream.status(),
             headers: upstream.headers().clone(),
-            body: Box::pin(upstream.bytes_stream()),
+            body: upstream_body::limited(upstream, silence),
         }
     }
 
-    /// Waits (at most `timeout`) for the first chunk of a successful answer.
-    async fn peeked(upstream: reqwest::Response, timeout: Duration) -> Result<Self, Failure> {
+    /// Waits (at most the response timeout) for the first chunk of a successful answer.
+    async fn peeked(upstream: reqwest::Response, silence: Silence) -> Result<Self, Failure> {
         use futures_util::StreamExt;
-        let mut opened = Self::new(upstream);
-        match tokio::time::timeout(timeout, opened.body.next()).await {
-            Err(_) => Err(Failure::Timeout),
-            Ok(Some(Err(_))) => Err(Failure::BrokeOff),
-            Ok(None) => Ok(opened),
-            Ok(Some(Ok(first))) => {
+        let mut opened = Self::new(upstream, silence);
+        match opened.body.next().await {
+            Some(Err(error)) if error.is_silence() => Err(Failure::Timeout),
+            Some(Err(_)) => Err(Failure::BrokeOff),
+            None => Ok(opened),
+            Some(Ok(first)) => {
                 let rest =
                     std::mem::replace(&mut opened.body, Box::pin(futures_util::stream::empty()));
                 opened.body = Box::pin(futures_util::stream::once(async { Ok(first) }).chain(rest));
@@ -332,7 +333,7 @@ impl Opened {
     }
 
     /// Reads up to `cap` bytes of the body (the rest is not waited for).
-    pub(crate) async fn read_capped(&mut self, cap: usize) -> Result<Vec<u8>, reqwest::Error> {
+    pub(crate) async fn read_capped(&mut self, cap: usize) -> Result<Vec<u8>, BodyError> {
         use futures_util::StreamExt;
         let mut body = Vec::new();
         while let Some(chunk) = self.body.next().await {
@@ -480,13 +481,15 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
     let mut decoded = None;
     let mut tried = Vec::new();
     let mut held: Option<Held> = None;
-    while tried.len() <= settings.max_retries as usize {
+    let mut attempts = 0usize;
+    while attempts <= settings.max_retries as usize {
         let now = now_ms();
         match state
             .router
             .pick(&plan, &tried, settings.usage_gap_percent, now)
         {
             Pick::Use(index) => {
+                attempts += 1;
                 tried.push(index);
                 let target = &plan.targets[index];
                 let outcome = attempt(
@@ -505,6 +508,14 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
                             previous.superseded();
                         }
                         return result;
+                    }
+                    Attempt::Failed(Failure::Redirected, failed) => {
+                        // The provider's base URL is wrong, not this key: its other keys would
+                        // meet the same redirect, so only other providers are tried.
+                        skip_provider(&plan, &target.provider.id, &mut tried);
+                        if let Some(previous) = held.replace(*failed) {
+                            previous.superseded();
+                        }
                     }
                     Attempt::Failed(failure, failed) => {
                         state
@@ -551,6 +562,63 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
                 ProviderKey::None | ProviderKey::Ready(_) | ProviderKey::Account(_) => None,
             })
             .unwrap_or_else(|| GatewayError::Internal("no candidate to try".into()))),
+    }
+}
+
+/// Marks every target of `provider` as tried.
+fn skip_provider(plan: &routing::Plan, provider: &str, tried: &mut Vec<usize>) {
+    for (index, target) in plan.targets.iter().enumerate() {
+        if target.provider.id == provider && !tried.contains(&index) {
+            tried.push(index);
+        }
+    }
+}
+
+/// The error for an upstream answer that is a redirect, which is never followed: it would
+/// carry the provider's key (in a header or the query) to wherever the redirect points.
+pub(crate) fn redirect_error(provider: &str, upstream: &reqwest::Response) -> Option<GatewayError> {
+    let status = upstream.status();
+    if !status.is_redirection() {
+        return None;
+    }
+    let location = upstream
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(shown_location);
+    Some(GatewayError::UpstreamRedirect {
+        provider: provider.to_owned(),
+        status: status.as_u16(),
+        location,
+    })
+}
+
+/// What a side path (discovery, a provider test) says about a redirect it did not follow.
+pub(crate) fn redirect_detail(upstream: &reqwest::Response) -> String {
+    let to = upstream
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|l| format!(" to {}", shown_location(l)))
+        .unwrap_or_default();
+    format!(
+        "a redirect{to}; FlexiProxy does not follow redirects with your key: fix the provider's \
+         base URL"
+    )
+}
+
+/// A redirect's target as an error shows it: without its query (which may carry a token the
+/// provider put there) and at most 200 characters.
+fn shown_location(location: &str) -> String {
+    let bare = location.split(['?', '#']).next().unwrap_or_default();
+    let mut end = bare.len().min(200);
+    while !bare.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < bare.len() {
+        format!("{}…", &bare[..end])
+    } else {
+        bare.to_owned()
     }
 }
 
@@ -691,9 +759,14 @@ async fn attempt(
             }
         }
     };
+    if let Some(error) = redirect_error(&target.provider.id, &upstream) {
+        meter.fail(&error);
+        return Attempt::Failed(Failure::Redirected, Box::new(Held::Error(error)));
+    }
     let status = upstream.status();
+    let silence = Silence::of(&state.settings);
     if let Some(failure) = retryable(&upstream) {
-        let mut opened = Opened::new(upstream);
+        let mut opened = Opened::new(upstream, silence);
         let held = match outgoing.answer {
             AnswerPath::Relay { .. } => {
                 let body = opened.read_capped(ERROR_BODY_CAP).await.unwrap_or_default();
@@ -709,7 +782,7 @@ async fn attempt(
         return Attempt::Failed(failure, Box::new(held));
     }
     let opened = if status.is_success() {
-        match Opened::peeked(upstream, state.settings.response_timeout).await {
+        match Opened::peeked(upstream, silence).await {
             Ok(opened) => opened,
             Err(failure) => {
                 let error = GatewayError::UpstreamUnreachable {
@@ -726,7 +799,7 @@ async fn attempt(
             }
         }
     } else {
-        Opened::new(upstream)
+        Opened::new(upstream, silence)
     };
     let opened = match shaping {
         Some(shaping) if status.is_success() => {
@@ -1082,7 +1155,7 @@ enum Mode {
 
 /// The client's response body: the upstream's body, relayed chunk by chunk.
 struct Relay {
-    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: BodyStream,
     mode: Mode,
     /// The protocol of the body, to read usage in.
     format: Protocol,
@@ -1211,11 +1284,7 @@ impl Stream for Relay {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let message = format!(
-                        "provider `{}` broke off the response: {}",
-                        this.meter.record.provider_id,
-                        describe(&e)
-                    );
+                    let message = cut_message(&this.meter.record.provider_id, &e);
                     this.meter.record.error = Some(message.clone());
                     this.meter.finish(Outcome::Interrupted);
                     // A stream of events ends with the protocol's own error event, so the
@@ -1239,6 +1308,21 @@ impl Stream for Relay {
                 }
             }
         }
+    }
+}
+
+/// Why an answer that had begun was cut, naming the provider.
+pub(crate) fn cut_message(provider: &str, error: &BodyError) -> String {
+    if error.is_silence() {
+        format!(
+            "provider `{provider}` stopped sending: {}",
+            error.describe()
+        )
+    } else {
+        format!(
+            "provider `{provider}` broke off the response: {}",
+            error.describe()
+        )
     }
 }
 
@@ -1345,6 +1429,17 @@ mod tests {
                 .path,
             "/chat/completions"
         );
+    }
+
+    #[test]
+    fn redirect_targets_are_shown_without_their_query() {
+        assert_eq!(
+            shown_location("https://other.example/v1/chat?key=secret#x"),
+            "https://other.example/v1/chat"
+        );
+        let long = format!("https://h/{}", "é".repeat(300));
+        let shown = shown_location(&long);
+        assert!(shown.ends_with('…') && shown.len() <= 204);
     }
 
     #[test]

@@ -24,12 +24,15 @@ use crate::routing;
 use crate::state::AppState;
 use crate::store::now_ms;
 use crate::translate::{self, ClientRequest};
+use crate::upstream_body::Silence;
 
 /// The header that marks a locally estimated count.
 pub const ESTIMATE_HEADER: &str = "x-flexiproxy-estimate";
 
 /// The most bytes of a provider's count answer read.
 const COUNT_BODY_CAP: usize = 1024 * 1024;
+/// The longest a token count may take upstream, headers and body.
+const COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Fields Anthropic's count endpoint accepts; the rest of an encoded request is refused there.
 const ANTHROPIC_COUNT_FIELDS: [&str; 6] = [
@@ -86,15 +89,35 @@ pub(crate) async fn count(
         false,
         (provider.protocol == client.protocol).then_some(headers),
     )?;
-    let upstream = relay::send_unmetered(state, http.body(outgoing), url, &provider.id).await?;
-    let status = upstream.status();
-    let body = upstream
-        .bytes()
-        .await
-        .map_err(|e| GatewayError::UpstreamInvalid {
-            provider: provider.id.clone(),
-            reason: format!("the token count broke off: {}", relay::describe(&e)),
+    // A count is quick work: the whole exchange, body included, is bounded by
+    // COUNT_TIMEOUT (or the response timeout when shorter), and the body by COUNT_BODY_CAP.
+    let limit = state.settings.response_timeout.min(COUNT_TIMEOUT);
+    let exchange = async {
+        let upstream =
+            relay::send_unmetered(state, http.body(outgoing), url.clone(), &provider.id).await?;
+        if let Some(error) = relay::redirect_error(&provider.id, &upstream) {
+            return Err(error);
+        }
+        let silence = Silence {
+            first: limit,
+            between: limit,
+        };
+        let mut opened = relay::Opened::new(upstream, silence);
+        let body = opened.read_capped(COUNT_BODY_CAP).await.map_err(|e| {
+            GatewayError::UpstreamInvalid {
+                provider: provider.id.clone(),
+                reason: format!("the token count broke off: {}", e.describe()),
+            }
         })?;
+        Ok((opened.status, body))
+    };
+    let (status, body) = tokio::time::timeout(limit, exchange).await.map_err(|_| {
+        GatewayError::UpstreamTimeout {
+            provider: provider.id.clone(),
+            url,
+            seconds: limit.as_secs(),
+        }
+    })??;
     if !status.is_success() {
         return Err(GatewayError::UpstreamStatus {
             provider: provider.id.clone(),

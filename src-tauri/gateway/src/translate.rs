@@ -22,7 +22,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::Stream;
-use futures_util::stream::BoxStream;
 
 use crate::canonical::{DecodeError, ProofKind, Request, StreamEvent, merge_usage, tag_proof};
 use crate::error::GatewayError;
@@ -221,7 +220,7 @@ async fn whole_answer(
         Err(e) => {
             let error = GatewayError::UpstreamInvalid {
                 provider,
-                reason: format!("the answer broke off: {}", relay::describe(&e)),
+                reason: format!("the answer broke off: {}", e.describe()),
             };
             meter.record.error = Some(error.to_string());
             meter.finish(Outcome::Interrupted);
@@ -311,7 +310,7 @@ pub fn error_detail(body: &[u8]) -> String {
 /// The client's stream: the provider's events, re-encoded in the client's protocol chunk by
 /// chunk.
 struct Translate {
-    upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+    upstream: crate::upstream_body::BodyStream,
     splitter: EventSplitter,
     decoder: StreamDecoder,
     encoder: StreamEncoder,
@@ -417,11 +416,7 @@ impl Stream for Translate {
                     if complete {
                         this.end(Outcome::Completed, &mut out);
                     } else {
-                        let message = format!(
-                            "provider `{}` broke off the response: {}",
-                            this.meter.record.provider_id,
-                            relay::describe(&e)
-                        );
+                        let message = relay::cut_message(&this.meter.record.provider_id, &e);
                         this.encode(&[StreamEvent::Error { message }], &mut out);
                         this.end(Outcome::Interrupted, &mut out);
                     }

@@ -42,6 +42,13 @@ pub enum Pool {
     Model(String),
 }
 
+impl Pool {
+    /// Whether the client's model name makes the pool (so a client can make up any number).
+    fn is_client_named(&self) -> bool {
+        matches!(self, Self::AdapterModel(..) | Self::Model(_))
+    }
+}
+
 /// The candidates of one request, in tier order, and how to spread requests over them.
 #[derive(Debug)]
 pub struct Plan {
@@ -210,6 +217,9 @@ pub enum Failure {
     Connection,
     /// The answer broke off before its first byte.
     BrokeOff,
+    /// The provider answered with a redirect: its base URL is wrong, which no rest of the
+    /// credential fixes.
+    Redirected,
 }
 
 impl Failure {
@@ -229,6 +239,7 @@ impl Failure {
             Self::Timeout => "timed out".into(),
             Self::Connection => "connection failed".into(),
             Self::BrokeOff => "the answer broke off before its first byte".into(),
+            Self::Redirected => "the provider answered with a redirect".into(),
         }
     }
 }
@@ -372,6 +383,7 @@ impl Router {
     pub fn fail(&self, key_id: &str, failure: Failure, settings: &RoutingSettings, now: i64) {
         let reason = failure.describe();
         let (rest, hold) = match failure {
+            Failure::Redirected => return,
             // The provider's own wait is binding; a 429 without one gets the gateway's guess,
             // which only steers requests to other keys while there are any.
             Failure::RateLimited {
@@ -459,11 +471,24 @@ impl Health {
     }
 }
 
+/// The most pools whose strategy position is remembered. Pools named by the client's model
+/// (`provider/anything`, any model to a pinned provider) are as many as the names a client
+/// makes up, so past this many the client-named ones are forgotten (their round-robin starts
+/// over at the first member, which costs nothing but a little evenness).
+const MAX_CURSORS: usize = 4096;
+
 /// Sets a pool's cursor, copying the pool's name only the first time.
 fn remember(cursors: &mut HashMap<Pool, usize>, pool: &Pool, value: usize) {
     match cursors.get_mut(pool) {
         Some(cursor) => *cursor = value,
         None => {
+            if cursors.len() >= MAX_CURSORS {
+                cursors.retain(|pool, _| !pool.is_client_named());
+                if cursors.len() >= MAX_CURSORS {
+                    // Only configured pools left (thousands of routes): start over.
+                    cursors.clear();
+                }
+            }
             cursors.insert(pool.clone(), value);
         }
     }
@@ -709,6 +734,30 @@ mod tests {
         assert!(
             matches!(router.pick(&plan, &[], 5, T0 + 2), Pick::Wait { until_ms, .. } if until_ms == T0 + 7000)
         );
+    }
+
+    #[test]
+    fn pools_named_by_clients_do_not_grow_without_bound() {
+        let router = Router::default();
+        let configured = plan_over(
+            &[provider("p", &[("k1", Limits::default(), 0)])],
+            Strategy::RoundRobin,
+        );
+        take(&router, &configured, 1, 0);
+        let mut plan = plan_over(
+            &[provider(
+                "p",
+                &[("k1", Limits::default(), 0), ("k2", Limits::default(), 0)],
+            )],
+            Strategy::RoundRobin,
+        );
+        for n in 0..(3 * MAX_CURSORS) {
+            plan.pool = Pool::Model(format!("p/made-up-{n}"));
+            take(&router, &plan, 1, 0);
+            assert!(router.lock().cursors.len() <= MAX_CURSORS);
+        }
+        // The configured pool kept its place through the churn.
+        assert!(router.lock().cursors.contains_key(&configured.pool));
     }
 
     #[test]

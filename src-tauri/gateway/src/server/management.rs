@@ -803,7 +803,12 @@ struct ListenInput {
 async fn settings_view(state: &AppState) -> ApiResult<SettingsView> {
     let db = state.db.clone();
     let saved = blocking(move || SavedListen::load(&db).map_err(Into::into)).await?;
-    let listen = ListenStatus::new(state.listen, saved, state.settings.listen_given);
+    let listen = ListenStatus::new(
+        state.listen,
+        saved,
+        state.settings.listen_given,
+        state.settings.allow_remote,
+    );
     Ok(SettingsView {
         usage_enabled: state.recorder.enabled(),
         routing: state.registry.snapshot().routing,

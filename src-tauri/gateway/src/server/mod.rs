@@ -1,14 +1,15 @@
 //! The HTTP server: one axum router for the client APIs (`/v1`), the management API (`/api`),
 //! the web UI, and `/health`, served on the listener `lifecycle` bound.
 //!
-//! Accepted sockets get TCP_NODELAY (axum leaves it off, and Nagle's algorithm would add ~40 ms
-//! to small responses). The body limit applies to every route; handlers render its rejection in
-//! their caller's error shape.
+//! Connections are accepted by `listener` (connection cap, header and idle timeouts,
+//! TCP_NODELAY). The body limit applies to every route; handlers render its rejection in their
+//! caller's error shape.
 
 mod account_views;
 mod assets;
 mod client_api;
 mod host_views;
+mod listener;
 mod management;
 mod pool_views;
 mod tool_views;
@@ -17,7 +18,6 @@ mod usage_views;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -67,19 +67,17 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves until `stop` fires, then lets requests in flight finish.
-pub async fn serve(listener: TcpListener, state: AppState, stop: oneshot::Receiver<()>) {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = stop.await;
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::error!(error = %e, "server stopped with an error");
-    }
+/// The connection cap when the settings give none and `lifecycle` did not size one.
+const FALLBACK_MAX_CONNECTIONS: usize = 1024;
+
+/// Serves (over TLS with `tls`) until `stop` fires, then stops accepting and lets requests in
+/// flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    stop: oneshot::Receiver<()>,
+) {
+    let limits = listener::Limits::new(&state.settings.listener, FALLBACK_MAX_CONNECTIONS);
+    listener::run(listener, router(state), limits, tls, stop).await;
 }
