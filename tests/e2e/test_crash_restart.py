@@ -42,7 +42,7 @@ CONNECTIONS = 32
 LOAD_S = 8.0
 # usage::GATHER: how long the usage writer lets records gather before it commits them.
 GATHER_S = 0.050
-KEY_VAR = "FP_E2E_CRASH_KEY"
+KEY_VAR = "FLEXIPROXY_E2E_CRASH_KEY"
 MOCK = Path(__file__).resolve().parent / "mock_providers.py"
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import (
+    MATRIX_KEY_VAR,
     MATRIX_PROTOCOLS,
     REPO,
     GatewayFactory,
@@ -47,7 +48,7 @@ from mock_providers import MockProviders
 # The largest count a request is recorded with (usage::MAX_TOKENS).
 MAX_TOKENS = 1_000_000_000
 I64_MAX = 2**63 - 1
-KEY_VAR = "FP_E2E_LEDGER_KEY"
+KEY_VAR = "FLEXIPROXY_E2E_LEDGER_KEY"
 
 
 # -- clients of each protocol, raw -----------------------------------------------------------
@@ -205,7 +206,7 @@ def test_absurd_counts_from_every_protocol_are_clamped_and_nothing_breaks(
     copy_database(gw.db_path, data)
     factory = GatewayFactory(tmp_path)
     try:
-        again = factory(["--secrets", "env"], env={"FP_E2E_MOCK_PROVIDER_KEY": matrix.provider_key}, data_dir=data)
+        again = factory(["--secrets", "env"], env={MATRIX_KEY_VAR: matrix.provider_key}, data_dir=data)
         views = assert_views_answer(again)
         assert views["summary"]["today"]["requests"] >= sent
     finally:
