@@ -317,10 +317,21 @@ impl Minter {
         }
         let answer: MintAnswer =
             serde_json::from_slice(&body).map_err(|e| MintError::BadAnswer(e.to_string()))?;
+        // The mint names the API host the Copilot token goes to; one that would carry it in
+        // clear (or is no URL) is not trusted with it, and the configured default serves.
         let api_base = answer
             .endpoints
             .and_then(|e| e.api)
             .filter(|api| !api.is_empty())
+            .filter(
+                |api| match crate::destination::check_account_endpoint("endpoints.api", api) {
+                    Ok(()) => true,
+                    Err(refusal) => {
+                        tracing::warn!(%refusal, "Copilot token names an API address not used");
+                        false
+                    }
+                },
+            )
             .unwrap_or_else(|| self.copilot_default.clone());
         Ok(CopilotToken {
             token: Secret::new(answer.token),
@@ -368,6 +379,8 @@ mod tests {
         lifetime: u64,
         base: Arc<std::sync::OnceLock<String>>,
         mint_delay: Duration,
+        /// The API root the mint names instead of the stand-in itself.
+        names_api: Option<&'static str>,
     }
 
     impl Stand {
@@ -377,6 +390,7 @@ mod tests {
                 lifetime,
                 base: Arc::default(),
                 mint_delay: Duration::ZERO,
+                names_api: None,
             }
         }
     }
@@ -406,7 +420,7 @@ mod tests {
             "token": format!("tid-{n}"),
             "expires_at": now() + stand.lifetime,
             "refresh_in": 1500,
-            "endpoints": {"api": stand.base.get().unwrap()}
+            "endpoints": {"api": stand.names_api.unwrap_or_else(|| stand.base.get().unwrap())}
         });
         (StatusCode::OK, answer.to_string())
     }
@@ -468,6 +482,19 @@ mod tests {
         assert_eq!(stand.mints.load(Ordering::SeqCst), 1);
         tokens.invalidate();
         assert_eq!(tokens.current().await.unwrap().token.expose(), "tid-2");
+    }
+
+    #[tokio::test]
+    async fn an_api_root_that_would_carry_the_token_in_clear_is_not_used() {
+        let stand = Stand {
+            names_api: Some("http://203.0.113.9:8080"),
+            ..Stand::new(1800)
+        };
+        let endpoints = start(stand.clone()).await;
+        let tokens =
+            CopilotTokens::new(SideHttp::for_tests(), &endpoints, Secret::new("gho_github"));
+        let token = tokens.current().await.unwrap();
+        assert_eq!(token.api_base, endpoints.copilot_default);
     }
 
     #[tokio::test]

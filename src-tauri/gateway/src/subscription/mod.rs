@@ -219,6 +219,13 @@ pub enum ShapeError {
         kind: AccountKind,
         what: &'static str,
     },
+    /// The login named where its requests go (Qwen's `resource_url`) and that place would get
+    /// the account's token readable or elsewhere than a URL.
+    #[error("the {kind} login's API address cannot be used ({0}); log in to the account again", .detail)]
+    Endpoint {
+        kind: AccountKind,
+        detail: crate::destination::UrlRefusal,
+    },
 }
 
 /// URL, headers and transforms for one request of `account`, encoded in

@@ -21,7 +21,17 @@ pub(super) fn upstream(
     let mut headers = super::base_headers(call.stream);
     super::bearer(&mut headers, AccountKind::Qwen, access)?;
     let base = match resource_url.map(str::trim).filter(|u| !u.is_empty()) {
-        Some(url) => api_root(url),
+        // The token answer names this host; the bearer token must not go to it in clear.
+        Some(url) => {
+            let root = api_root(url);
+            crate::destination::check_account_endpoint("resource_url", &root).map_err(
+                |detail| ShapeError::Endpoint {
+                    kind: AccountKind::Qwen,
+                    detail,
+                },
+            )?;
+            root
+        }
         None => default_base.trim_end_matches('/').to_owned(),
     };
     Ok(Upstream {
@@ -84,6 +94,30 @@ mod tests {
         let shaped = shape(&account, &Endpoints::default(), call).unwrap();
         let (status, answer) = send(&shaped, r#"{"model":"qwen3-coder-plus","messages":[]}"#).await;
         assert_eq!(status, 200, "{answer:?}");
+    }
+
+    #[test]
+    fn a_resource_url_that_would_expose_the_token_is_refused() {
+        let access = Secret::new("tok".to_owned());
+        for hostile in [
+            "http://attacker.example",
+            "https://user:pw@x.example",
+            "http://192.168.1.5:8080",
+        ] {
+            let call = Call {
+                model: "qwen3-coder-plus",
+                stream: false,
+            };
+            let error = upstream(DEFAULT_BASE, &access, Some(hostile), call)
+                .err()
+                .unwrap();
+            assert!(matches!(error, ShapeError::Endpoint { .. }), "{hostile}");
+        }
+        let call = Call {
+            model: "qwen3-coder-plus",
+            stream: false,
+        };
+        assert!(upstream(DEFAULT_BASE, &access, Some("portal.qwen.ai"), call).is_ok());
     }
 
     #[test]
