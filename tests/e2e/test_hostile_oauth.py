@@ -41,8 +41,7 @@ import httpx
 import pytest
 import subscription_upstream as su
 from conftest import GatewayFactory
-from oidc_provider import oidc_server
-from test_accounts import CLIENT_MODEL, Accounts, OidcServer, ask, browser
+from test_accounts import CLIENT_MODEL, Accounts, OidcServer, ask, browser, oidc, upstream  # noqa: F401 (fixtures)
 
 # The side path's time limit in these gateways (`--upstream-timeout`, which also bounds each
 # login-server call, at most 30 s).
@@ -230,22 +229,6 @@ class Catcher:
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def oidc() -> Iterator[OidcServer]:
-    with oidc_server() as issuer:
-        server = OidcServer(issuer)
-        try:
-            yield server
-        finally:
-            server.http.close()
-
-
-@pytest.fixture
-def upstream(oidc: OidcServer) -> Iterator[su.SubscriptionUpstream]:
-    with su.SubscriptionUpstream(issuer=oidc.issuer) as server:
-        yield server
 
 
 @pytest.fixture

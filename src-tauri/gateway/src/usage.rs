@@ -1082,9 +1082,10 @@ mod tests {
         }
     }
 
-    fn scratch_db() -> Database {
+    /// A new database in a folder of its own: `name` and the thread keep parallel tests apart.
+    pub(super) fn scratch_db(name: &str) -> Database {
         let dir = std::env::temp_dir().join(format!(
-            "flexiproxy-usage-{}-{:?}",
+            "flexiproxy-usage-{name}-{}-{:?}",
             std::process::id(),
             std::thread::current().id()
         ));
@@ -1094,7 +1095,7 @@ mod tests {
 
     #[test]
     fn records_are_written_and_summarised() {
-        let db = scratch_db();
+        let db = scratch_db("unit");
         let recorder = Recorder::start(&db, true).unwrap();
         recorder.record(record("a", 10));
         recorder.record(record("a", 5));
@@ -1144,7 +1145,7 @@ mod tests {
 
     #[test]
     fn stats_group_sort_and_fill_every_bucket() {
-        let db = scratch_db();
+        let db = scratch_db("unit");
         write(
             &db,
             &[
@@ -1247,7 +1248,7 @@ mod tests {
 
     #[test]
     fn pages_cover_a_range_once_and_delete_clears() {
-        let db = scratch_db();
+        let db = scratch_db("unit");
         let total = PAGE as i64 * 2 + 5;
         // Written newest first, and two rows per millisecond: pages follow time, then id.
         let records: Vec<UsageRecord> = (0..total)
@@ -1286,7 +1287,7 @@ mod tests {
 
     #[test]
     fn nothing_is_written_while_off() {
-        let db = scratch_db();
+        let db = scratch_db("unit");
         let recorder = Recorder::start(&db, false).unwrap();
         recorder.record(record("a", 10));
         recorder.set_enabled(true);
@@ -1301,14 +1302,7 @@ mod broken_disk {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
-    fn scratch_db(name: &str) -> Database {
-        let dir = std::env::temp_dir().join(format!(
-            "flexiproxy-usage-disk-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Database::open(&dir).unwrap()
-    }
+    use super::tests::scratch_db;
 
     /// Makes every insert into `usage` fail, as a full or read-only disk would, from another
     /// connection (the writer's own is out of reach).
@@ -1411,14 +1405,7 @@ mod hostile_counts {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
-    fn scratch_db(name: &str) -> Database {
-        let dir = std::env::temp_dir().join(format!(
-            "flexiproxy-usage-hostile-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Database::open(&dir).unwrap()
-    }
+    use super::tests::scratch_db;
 
     /// Rows as a version before the clamp wrote them: `u64` counts saturated to `i64::MAX`.
     fn poison(db: &Database, ts_ms: i64, credential: &str, value: i64) {

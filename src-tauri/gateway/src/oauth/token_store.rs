@@ -186,6 +186,20 @@ struct Held {
     retrying: bool,
 }
 
+impl Held {
+    /// Tokens the keychain holds as they are; a save retry already running keeps going (it
+    /// finds nothing left to write).
+    fn saved(tokens: TokenSet, version: u64, retrying: bool) -> Self {
+        Self {
+            tokens,
+            version,
+            saved: true,
+            unsaved: None,
+            retrying,
+        }
+    }
+}
+
 /// What one try to write an account's tokens to the keychain came to.
 enum SaveOutcome {
     /// Written, or nothing (left) to write: already saved, or the account is gone.
@@ -242,13 +256,7 @@ impl TokenStore {
         let retrying = held.get(account).is_some_and(|h| h.retrying);
         held.insert(
             account.to_owned(),
-            Held {
-                tokens: tokens.clone(),
-                version,
-                saved: true,
-                unsaved: None,
-                retrying,
-            },
+            Held::saved(tokens.clone(), version, retrying),
         );
         Ok(())
     }
@@ -365,13 +373,7 @@ impl Inner {
                 let retrying = held.get(account).is_some_and(|h| h.retrying);
                 held.insert(
                     account.to_owned(),
-                    Held {
-                        tokens: tokens.clone(),
-                        version,
-                        saved: true,
-                        unsaved: None,
-                        retrying,
-                    },
+                    Held::saved(tokens.clone(), version, retrying),
                 );
                 Ok(Some((tokens, version)))
             }
