@@ -5,7 +5,7 @@
 #   make lint    cargo fmt --check and clippy -D warnings
 #   make fmt     format the Rust code
 #   make bench   the benchmark (release build)
-#   make soak    1,000 streams through the gateway for 10 minutes (release build, ~15 min);
+#   make soak    1,000 streams through the release flexiproxy binary for 10 minutes (~15 min);
 #                SOAK_ARGS="--streams 200 --minutes 1" for a short one
 #   make bundle  the release .deb (and the AppImage when its tools can be had), see README "Install"
 
@@ -33,7 +33,8 @@ bench:
 	cargo run --release -p flexiproxy-bench -- run
 
 soak:
-	cargo run --release -p flexiproxy-bench -- soak $(SOAK_ARGS)
+	cargo build --release -p flexiproxy -p flexiproxy-bench
+	./target/release/flexiproxy-bench soak --gateway-bin target/release/flexiproxy $(SOAK_ARGS)
 
 setup:
 	./.ci/setup
