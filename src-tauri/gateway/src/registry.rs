@@ -370,12 +370,34 @@ impl Registry {
         warnings
     }
 
-    /// Records what discovery found (call [`Registry::reload`] after).
-    pub fn set_discovered(&self, provider: &str, found: DiscoveredModels) {
-        self.discovered
+    /// Records what a discovery that began at `found.refreshed_at` found (call
+    /// [`Registry::reload`] after), and returns what is now held; `None` when a discovery that
+    /// began later was recorded already. Discoveries overlap (one in the background after a
+    /// save, one the user asked for): the older one, finishing last, must not replace the
+    /// newer answer. A failed one keeps the models known so far, whatever its caller saw.
+    pub fn record_discovery(
+        &self,
+        provider: &str,
+        found: DiscoveredModels,
+    ) -> Option<DiscoveredModels> {
+        let mut held = self
+            .discovered
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(provider.to_owned(), found);
+            .unwrap_or_else(PoisonError::into_inner);
+        let current = held.get(provider);
+        if current.is_some_and(|current| current.refreshed_at > found.refreshed_at) {
+            return None;
+        }
+        let found = match current {
+            Some(current) if found.error.is_some() => DiscoveredModels {
+                models: current.models.clone(),
+                peers: current.peers.clone(),
+                ..found
+            },
+            _ => found,
+        };
+        held.insert(provider.to_owned(), found.clone());
+        Some(found)
     }
 
     pub fn discovered(&self, provider: &str) -> Option<DiscoveredModels> {
@@ -665,5 +687,56 @@ fn load_credential(row: CredentialRow, source: Source, secrets: &dyn SecretStore
         limits: row.limits,
         source,
         implicit: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn found(models: &[&str], began: i64, error: Option<&str>) -> DiscoveredModels {
+        DiscoveredModels {
+            models: models.iter().map(|m| (*m).to_owned()).collect(),
+            peers: Vec::new(),
+            refreshed_at: Some(began),
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn an_older_discovery_finishing_last_does_not_replace_a_newer_answer() {
+        let registry = Registry::default();
+        // The user's discovery (began at 20) answers first; the one started in the background
+        // when the provider was saved (began at 10, without a key yet) fails after it.
+        assert!(
+            registry
+                .record_discovery("p", found(&["m"], 20, None))
+                .is_some()
+        );
+        assert!(
+            registry
+                .record_discovery("p", found(&[], 10, Some("401")))
+                .is_none()
+        );
+        assert!(
+            registry
+                .record_discovery("p", found(&["old"], 15, None))
+                .is_none()
+        );
+        assert_eq!(registry.discovered("p").unwrap().models, ["m"]);
+    }
+
+    #[test]
+    fn a_failed_discovery_keeps_the_models_known_so_far() {
+        let registry = Registry::default();
+        registry.record_discovery("p", found(&["m"], 10, None));
+        let held = registry
+            .record_discovery("p", found(&[], 20, Some("503")))
+            .unwrap();
+        assert_eq!(held.models, ["m"]);
+        assert_eq!(held.error.as_deref(), Some("503"));
+        assert_eq!(held.refreshed_at, Some(20));
     }
 }

@@ -127,7 +127,9 @@ impl Shared {
                 }
             }
         };
-        self.registry.set_discovered(id, found.clone());
+        let Some(found) = self.registry.record_discovery(id, found) else {
+            return Ok(());
+        };
         if provider.source == Source::Database {
             let db = self.db.clone();
             let row = DiscoveredRow {
