@@ -382,9 +382,15 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+        # Recorded before the body leaves: a client holding the whole answer must find the
+        # status recorded (setting it after the write raced with tests reading it at once).
         rec.status = status
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            rec.status = None
+            raise
 
     def _send_error(self, rec: Request, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         if rec.protocol == "anthropic_messages":
@@ -405,8 +411,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.wfile.flush()
         rec.status = 200
+        self.wfile.flush()
 
     def _chunk(self, data: bytes) -> None:
         try:
@@ -558,8 +564,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data[: len(data) // 2])
         rec.status = 200
+        self.wfile.write(data[: len(data) // 2])
         self._cut()
 
     def _openai(self, rec: Request, text: str, pieces: list[str], dying: bool, pause: float) -> None:

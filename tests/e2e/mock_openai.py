@@ -248,9 +248,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
+        rec.status = status  # before the body leaves: a client may read the record at once
         self.wfile.write(data)
         self.wfile.flush()
-        rec.status = status
 
     def _send_error(self, rec: Recorded, status: int, message: str, code: str) -> None:
         self._send_json(
@@ -272,8 +272,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
-        self.wfile.flush()
         rec.status = 200
+        self.wfile.flush()
 
     def _sse(self, payload: Any) -> None:
         text = payload if isinstance(payload, str) else json.dumps(payload)
