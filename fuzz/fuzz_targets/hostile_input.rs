@@ -9,11 +9,11 @@
 
 use bytes::Bytes;
 use flexiproxy_gateway::path_segment::PathSegment;
-use flexiproxy_gateway::protocol::codec::{self, StreamDecoder};
-use flexiproxy_gateway::protocol::json_schema::{self, Budget};
-use flexiproxy_gateway::protocol::sse::{self, EventSplitter};
-use flexiproxy_gateway::protocol::{Protocol, gemini, openai_chat};
-use flexiproxy_gateway::translate;
+use flexiproxy_protocol::codec::{self, StreamDecoder};
+use flexiproxy_protocol::json_schema::{self, Budget};
+use flexiproxy_protocol::sse::{self, EventSplitter};
+use flexiproxy_protocol::{Protocol, gemini, openai_chat};
+use flexiproxy_protocol::error_message::error_detail;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -84,5 +84,5 @@ fn bodies(input: &[u8]) {
     let _ = openai_chat::chunk_usage(input);
     let _ = gemini::count_tokens_request_to_canonical(input);
     let _ = gemini::count_tokens_total(input);
-    let _ = translate::error_detail(input);
+    let _ = error_detail(input);
 }

@@ -138,7 +138,8 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use chrono::FixedOffset;
-    use flexiproxy_gateway::usage::{Outcome, TokenUsage};
+    use flexiproxy_gateway::usage::Outcome;
+    use flexiproxy_protocol::canonical::TokenUsage;
 
     use super::*;
 

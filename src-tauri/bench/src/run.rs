@@ -873,7 +873,7 @@ pub(crate) fn random_hex(words: usize) -> String {
     reason = "tests: a failed unwrap is a failed test, with its location"
 )]
 mod tests {
-    use flexiproxy_gateway::protocol::{anthropic_messages, openai_chat};
+    use flexiproxy_protocol::{anthropic_messages, openai_chat};
 
     use super::*;
 

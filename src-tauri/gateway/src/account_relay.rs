@@ -21,11 +21,11 @@ use futures_util::StreamExt as _;
 
 use crate::accounts::Accounts;
 use crate::error::GatewayError;
-use crate::protocol::sse::{self, EventSplitter};
 use crate::relay::{self, Meter, Opened};
 use crate::routing::{Failure, Target};
 use crate::state::AppState;
 use crate::subscription::{self, AccountKind, Call, ResponseTransform, gemini_cli};
+use flexiproxy_protocol::sse::{self, EventSplitter};
 
 /// The most bytes of a stream collected into one answer.
 const COLLECT_CAP: usize = 64 * 1024 * 1024;

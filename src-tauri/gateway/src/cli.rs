@@ -87,7 +87,7 @@ pub struct Args {
     #[arg(
         long,
         env = "FLEXIPROXY_MAX_SSE_EVENT_BYTES",
-        default_value_t = crate::protocol::sse::DEFAULT_MAX_EVENT_BYTES as u64,
+        default_value_t = flexiproxy_protocol::sse::DEFAULT_MAX_EVENT_BYTES as u64,
         value_parser = clap::value_parser!(u64).range(1024..=1 << 30)
     )]
     pub max_sse_event_bytes: u64,

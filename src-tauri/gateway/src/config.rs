@@ -134,7 +134,7 @@ impl Settings {
             connect_timeout: Duration::from_secs(10),
             response_timeout: Duration::from_secs(600),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-            max_sse_event_bytes: crate::protocol::sse::DEFAULT_MAX_EVENT_BYTES,
+            max_sse_event_bytes: flexiproxy_protocol::sse::DEFAULT_MAX_EVENT_BYTES,
             stream_idle_timeout: Duration::from_secs(DEFAULT_STREAM_IDLE_TIMEOUT_SECS),
             listener: ListenerLimits::default(),
             allow_remote: false,

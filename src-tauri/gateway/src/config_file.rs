@@ -23,10 +23,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use sha2::{Digest, Sha256};
 
-use crate::protocol::Protocol;
 use crate::registry::valid_id;
 use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
 use crate::secrets::{SecretRef, valid_env_name};
+use flexiproxy_protocol::Protocol;
 
 /// Config files larger than this are refused: a pool of hundreds of keys is a few hundred KiB,
 /// so anything bigger is most likely the wrong file.

@@ -18,9 +18,9 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::protocol::Protocol;
 use crate::relay::{KeyStyle, describe};
 use crate::secrets::Secret;
+use flexiproxy_protocol::Protocol;
 
 /// Most pages [`discover`] reads from one provider; a server that keeps answering with a next
 /// page is cut off here rather than followed forever.

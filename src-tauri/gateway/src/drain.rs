@@ -26,7 +26,7 @@ use http_body::{Frame, SizeHint};
 use tokio::sync::watch;
 
 use crate::error::{ErrorShape, GatewayError, Rendered};
-use crate::protocol::Protocol;
+use flexiproxy_protocol::Protocol;
 
 /// The requests in flight and the signal that cuts them.
 #[derive(Debug)]

@@ -11,9 +11,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::protocol::{Protocol, anthropic_messages, gemini};
 use crate::secrets::SecretError;
 use crate::store::StoreError;
+use flexiproxy_protocol::{Protocol, anthropic_messages, gemini};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {

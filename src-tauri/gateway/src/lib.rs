@@ -42,7 +42,6 @@
 pub mod access;
 mod account_relay;
 pub mod accounts;
-pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod config_file;
@@ -57,7 +56,6 @@ pub mod oauth;
 pub mod open_files;
 pub mod path_segment;
 pub mod presets;
-pub mod protocol;
 pub mod provider_test;
 pub mod registry;
 pub mod relay;

@@ -16,7 +16,7 @@ pub struct Preset {
     pub name: &'static str,
     /// Base URL, without a trailing slash; empty for `custom`.
     pub url: &'static str,
-    /// A [`crate::protocol::Protocol`] name.
+    /// A [`flexiproxy_protocol::Protocol`] name.
     pub protocol: &'static str,
     /// Whether requests need an API key (local servers do not).
     pub needs_key: bool,
@@ -163,7 +163,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use super::*;
-    use crate::protocol::Protocol;
+    use flexiproxy_protocol::Protocol;
 
     #[test]
     fn the_issue_lists_these_providers() {

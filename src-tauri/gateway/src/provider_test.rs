@@ -17,13 +17,13 @@ use serde::Serialize;
 
 use crate::account_relay;
 use crate::accounts::Accounts;
-use crate::canonical::{Message, Part, Request, Role};
 use crate::error::GatewayError;
-use crate::protocol::codec;
 use crate::registry::{Credential, Provider, ProviderKey};
 use crate::relay::{UpstreamPath, describe, with_key};
 use crate::subscription::Call;
-use crate::translate::error_detail;
+use flexiproxy_protocol::canonical::{Message, Part, Request, Role};
+use flexiproxy_protocol::codec;
+use flexiproxy_protocol::error_message::error_detail;
 
 /// How long a test may take, from sending to the last byte of the answer.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
@@ -289,13 +289,13 @@ mod tests {
     use axum::response::IntoResponse;
     use serde_json::json;
 
-    use crate::canonical::{FinishReason, Response};
-    use crate::protocol::Protocol;
-    use crate::protocol::codec::ClientView;
     use crate::registry::{DiscoveredModels, Source};
     use crate::routing::Limits;
     use crate::secrets::Secret;
-    use crate::usage::TokenUsage;
+    use flexiproxy_protocol::Protocol;
+    use flexiproxy_protocol::canonical::TokenUsage;
+    use flexiproxy_protocol::canonical::{FinishReason, Response};
+    use flexiproxy_protocol::codec::ClientView;
 
     const GOOD_KEY: &str = "sk-test-good";
 

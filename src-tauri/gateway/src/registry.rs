@@ -15,10 +15,10 @@ use serde::Serialize;
 use crate::access::{KeyHash, hash_hex, hash_key, parse_hash_hex};
 use crate::config_file::Declared;
 use crate::discovery::OcfPeer;
-use crate::protocol::Protocol;
 use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
 use crate::secrets::{EnvOnly, Secret, SecretRef, SecretStore};
 use crate::store::{AdapterRow, CredentialRow, Database, ProviderRow, RouteRow, StoreError};
+use flexiproxy_protocol::Protocol;
 
 /// Whether `id` has the form provider and credential ids take: 1–64 letters, digits, `.`, `_`
 /// or `-` (they appear in URLs and in `<provider>/<credential>` names).

@@ -32,22 +32,23 @@ use futures_util::Stream;
 
 use crate::access::{hash_key, presented_key};
 use crate::account_relay::{self, Sent};
-use crate::canonical::merge_usage;
 use crate::error::GatewayError;
 use crate::path_segment::PathSegment;
-use crate::protocol::Protocol;
-use crate::protocol::codec;
-use crate::protocol::gemini::Framing;
-use crate::protocol::openai_chat::{self, Endpoint};
-use crate::protocol::rewrite::{Edit, TopLevel, json_string, splice};
-use crate::protocol::sse::{self, EventSplitter};
 use crate::registry::{Adapter, Provider, ProviderKey, Snapshot};
 use crate::routing::{self, Failure, Pick, Router, Target};
 use crate::state::AppState;
 use crate::store::now_ms;
 use crate::translate::{self, ClientRequest};
 use crate::upstream_body::{self, BodyError, BodyStream, Silence};
-use crate::usage::{Outcome, Recorder, TokenUsage, UsageRecord};
+use crate::usage::{Outcome, Recorder, UsageRecord};
+use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::canonical::TokenUsage;
+use flexiproxy_protocol::canonical::merge_usage;
+use flexiproxy_protocol::codec;
+use flexiproxy_protocol::gemini::Framing;
+use flexiproxy_protocol::openai_chat::{self, Endpoint};
+use flexiproxy_protocol::rewrite::{Edit, TopLevel, json_string, splice};
+use flexiproxy_protocol::sse::{self, EventSplitter};
 
 /// The most bytes of a non-streaming response kept aside to read its usage from.
 const USAGE_BODY_CAP: usize = 8 * 1024 * 1024;
@@ -364,7 +365,8 @@ impl Job {
     fn requested_model(&self) -> Result<Option<String>, GatewayError> {
         match self {
             Self::Generate(client) => client.requested_model(),
-            Self::Forward(_, body) => crate::protocol::rewrite::body_model(body),
+            Self::Forward(_, body) => flexiproxy_protocol::rewrite::body_model(body)
+                .map_err(|e| GatewayError::BadJson(e.to_string())),
         }
     }
 }
@@ -651,7 +653,7 @@ async fn attempt(
     target: &Target,
     job: &Job,
     started: Instant,
-    decoded: &mut Option<crate::canonical::Request>,
+    decoded: &mut Option<flexiproxy_protocol::canonical::Request>,
 ) -> Attempt {
     // A subscription login's endpoint streams only as SSE, so a Gemini client reading a JSON
     // array takes the translated path, which writes the array.

@@ -13,11 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::canonical::{Part, Request};
 use crate::error::GatewayError;
-use crate::protocol::Protocol;
-use crate::protocol::rewrite::{TopLevel, json_string, splice};
-use crate::protocol::{codec, gemini};
 use crate::registry::{Provider, ProviderKey};
 use crate::relay::{self, UpstreamPath};
 use crate::routing;
@@ -25,6 +21,10 @@ use crate::state::AppState;
 use crate::store::now_ms;
 use crate::translate::{self, ClientRequest};
 use crate::upstream_body::Silence;
+use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::canonical::{Part, Request};
+use flexiproxy_protocol::rewrite::{TopLevel, json_string, splice};
+use flexiproxy_protocol::{codec, gemini};
 
 /// The header that marks a locally estimated count.
 pub const ESTIMATE_HEADER: &str = "x-flexiproxy-estimate";
@@ -122,7 +122,9 @@ pub(crate) async fn count(
         return Err(GatewayError::UpstreamStatus {
             provider: provider.id.clone(),
             status: status.as_u16(),
-            detail: translate::error_detail(&body[..body.len().min(COUNT_BODY_CAP)]),
+            detail: flexiproxy_protocol::error_message::error_detail(
+                &body[..body.len().min(COUNT_BODY_CAP)],
+            ),
             retry_after: None,
         });
     }
@@ -165,7 +167,7 @@ fn same_protocol_body(client: &ClientRequest, model: &str) -> Result<Bytes, Gate
 /// A canonical request as the count body of a provider of another protocol.
 fn translated_body(protocol: Protocol, request: &Request) -> Result<Bytes, GatewayError> {
     let invalid =
-        |e: crate::protocol::json_schema::SchemaTooLarge| GatewayError::Invalid(e.to_string());
+        |e: flexiproxy_protocol::json_schema::SchemaTooLarge| GatewayError::Invalid(e.to_string());
     if protocol == Protocol::Gemini {
         return gemini::count_tokens_request_from_canonical(request)
             .map(Bytes::from)
@@ -284,7 +286,7 @@ impl TextSize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::canonical::{Image, Message, Role};
+    use flexiproxy_protocol::canonical::{Image, Message, Role};
 
     #[test]
     fn estimates_grow_with_text_images_and_scripts() {

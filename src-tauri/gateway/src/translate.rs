@@ -23,16 +23,19 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::canonical::{DecodeError, ProofKind, Request, StreamEvent, merge_usage, tag_proof};
 use crate::error::GatewayError;
-use crate::protocol::Protocol;
-use crate::protocol::codec::{self, ClientView, StreamDecoder, StreamEncoder};
-use crate::protocol::openai_chat;
-use crate::protocol::sse::EventSplitter;
 use crate::registry::Provider;
 use crate::relay::{self, Meter, Opened};
 use crate::routing::Target;
 use crate::usage::Outcome;
+use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::canonical::{
+    DecodeError, ProofKind, Request, StreamEvent, merge_usage, tag_proof,
+};
+use flexiproxy_protocol::codec::{self, ClientView, StreamDecoder, StreamEncoder};
+use flexiproxy_protocol::error_message::error_detail;
+use flexiproxy_protocol::openai_chat;
+use flexiproxy_protocol::sse::EventSplitter;
 
 /// The most bytes of an upstream error body read to find its message.
 const ERROR_BODY_CAP: usize = 64 * 1024;
@@ -62,7 +65,8 @@ impl ClientRequest {
         if let Some(call) = &self.gemini {
             return Ok(Some(relay::gemini_model(&call.model).to_owned()));
         }
-        crate::protocol::rewrite::body_model(&self.body)
+        flexiproxy_protocol::rewrite::body_model(&self.body)
+            .map_err(|e| GatewayError::BadJson(e.to_string()))
     }
 }
 
@@ -71,7 +75,7 @@ impl ClientRequest {
 pub(crate) struct GeminiCall {
     pub model: String,
     pub stream: bool,
-    pub framing: crate::protocol::gemini::Framing,
+    pub framing: flexiproxy_protocol::gemini::Framing,
 }
 
 /// Decodes a client request into the canonical model, with the facts from its URL applied.
@@ -166,7 +170,7 @@ impl Translation {
             .await;
         }
         let content_type = if self.client_protocol == Protocol::Gemini
-            && self.view.gemini_framing == crate::protocol::gemini::Framing::JsonArray
+            && self.view.gemini_framing == flexiproxy_protocol::gemini::Framing::JsonArray
         {
             "application/json"
         } else {
@@ -279,32 +283,6 @@ pub(crate) async fn upstream_error(mut upstream: Opened, mut meter: Meter) -> Ga
     meter.record.error = Some(error.to_string());
     meter.finish(Outcome::UpstreamError);
     error
-}
-
-/// The message inside an upstream error body (`{"error":{"message"}}`, `{"message"}`,
-/// `{"error":"…"}`), else the start of the body as text.
-pub fn error_detail(body: &[u8]) -> String {
-    let from_json = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|value| {
-            // Gemini sometimes wraps its error in a one-element array.
-            let value = value.get(0).cloned().unwrap_or(value);
-            let error = value.get("error").unwrap_or(&value);
-            error
-                .get("message")
-                .and_then(serde_json::Value::as_str)
-                .or_else(|| error.as_str())
-                .map(str::to_owned)
-        });
-    let text = from_json.unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned());
-    if text.is_empty() {
-        return "no error message".to_owned();
-    }
-    let mut end = text.len().min(500);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }
 
 /// The client's stream: the provider's events, re-encoded in the client's protocol chunk by
@@ -453,21 +431,5 @@ impl Stream for Translate {
                 return Poll::Ready(Some(Ok(Bytes::from(out))));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_details_come_from_the_body() {
-        assert_eq!(
-            error_detail(br#"{"error":{"message":"Insufficient Balance","type":"x"}}"#),
-            "Insufficient Balance"
-        );
-        assert_eq!(error_detail(br#"{"error":"nope"}"#), "nope");
-        assert_eq!(error_detail(b"Bad Gateway\n"), "Bad Gateway");
-        assert_eq!(error_detail(b""), "no error message");
     }
 }

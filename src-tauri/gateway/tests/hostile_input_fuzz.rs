@@ -22,8 +22,8 @@
 
 use bytes::Bytes;
 use flexiproxy_gateway::path_segment::{PathSegment, SegmentError};
-use flexiproxy_gateway::protocol::json_schema::{self, Budget};
-use flexiproxy_gateway::protocol::sse::{self, EventSplitter};
+use flexiproxy_protocol::json_schema::{self, Budget};
+use flexiproxy_protocol::sse::{self, EventSplitter};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 

@@ -28,7 +28,7 @@ use oauth2::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::Protocol;
+use flexiproxy_protocol::Protocol;
 
 pub use http::{SideError, SideHttp};
 pub use token_store::{AccountFacts, TokenSet, TokenStore};

@@ -566,8 +566,8 @@ fn percent(used: u64, capacity: Option<u32>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Protocol;
     use crate::registry::Source;
+    use flexiproxy_protocol::Protocol;
 
     const T0: i64 = 1_700_000_000_000;
 

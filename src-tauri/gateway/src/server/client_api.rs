@@ -20,14 +20,14 @@ use serde_json::{Value, json};
 
 use crate::access::presented_key;
 use crate::error::{ErrorShape, GatewayError, Rendered};
-use crate::protocol::Protocol;
-use crate::protocol::gemini::Framing;
-use crate::protocol::openai_chat::Endpoint;
 use crate::registry::{Adapter, Snapshot};
 use crate::relay;
 use crate::state::AppState;
 use crate::token_count;
 use crate::translate::{ClientRequest, GeminiCall};
+use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::gemini::Framing;
+use flexiproxy_protocol::openai_chat::Endpoint;
 
 fn body_or_error(
     state: &AppState,

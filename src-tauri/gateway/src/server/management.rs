@@ -28,13 +28,13 @@ use crate::access::{hash_hex, new_adapter_key};
 use crate::config::{ListenStatus, SavedListen};
 use crate::discovery::DiscoveryKind;
 use crate::error::{GatewayError, Rendered};
-use crate::protocol::Protocol;
 use crate::provider_test;
 use crate::registry::{Credential, Provider, ProviderKey, ROUTING_SETTING, Source, valid_id};
 use crate::routing::{Candidate, Health, Limits, RoutingSettings, Strategy, Windows};
 use crate::secrets::{EnvAllowlist, Secret, SecretRef, SecretStore};
 use crate::state::AppState;
 use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
+use flexiproxy_protocol::Protocol;
 
 use super::{account_views, host_views};
 

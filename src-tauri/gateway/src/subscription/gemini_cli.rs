@@ -22,8 +22,8 @@ use serde_json::value::RawValue;
 use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
 use crate::oauth::SideHttp;
 use crate::path_segment::PathSegment;
-use crate::protocol::sse::{self, EventSplitter};
 use crate::secrets::Secret;
+use flexiproxy_protocol::sse::{self, EventSplitter};
 
 /// The Code Assist root.
 pub const DEFAULT_BASE: &str = "https://cloudcode-pa.googleapis.com";

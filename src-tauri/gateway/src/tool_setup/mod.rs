@@ -38,8 +38,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::protocol::Protocol;
 use crate::store::{Database, StoreError, ToolSetupRow, now_ms};
+use flexiproxy_protocol::Protocol;
 
 pub use files::BACKUP_DIR;
 

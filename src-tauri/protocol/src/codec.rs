@@ -6,11 +6,9 @@
 //! on the protocol to pick one, so adding a protocol means one arm per function here and
 //! nothing in the request path.
 
+use crate::canonical::TokenUsage;
 use crate::canonical::{DecodeError, Request, Response, StreamEvent};
-use crate::protocol::{
-    Protocol, anthropic_messages, gemini, json_schema, openai_chat, openai_responses,
-};
-use crate::usage::TokenUsage;
+use crate::{Protocol, anthropic_messages, gemini, json_schema, openai_chat, openai_responses};
 
 /// What a client's encoders need to know besides the canonical answer.
 #[derive(Debug, Clone)]

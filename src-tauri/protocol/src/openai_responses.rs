@@ -39,14 +39,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::{ExtraFields, to_json};
+use crate::Protocol;
+use crate::canonical::TokenUsage;
 use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, ProofKind, Reasoning, ReasoningConfig,
     Request, Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, tag_proof,
     untag_proof,
 };
-use crate::protocol::Protocol;
-use crate::protocol::sse;
-use crate::usage::TokenUsage;
+use crate::sse;
 
 const PROTOCOL: Protocol = Protocol::OpenAiResponses;
 
@@ -59,9 +59,9 @@ const MIN_OUTPUT_TOKENS: u64 = 16;
 
 #[derive(Deserialize, Default)]
 struct InUsage {
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     input_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     output_tokens: Option<u64>,
     #[serde(default)]
     input_tokens_details: Option<InInputDetails>,
@@ -71,13 +71,13 @@ struct InUsage {
 
 #[derive(Deserialize)]
 struct InInputDetails {
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct InOutputDetails {
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     reasoning_tokens: Option<u64>,
 }
 

@@ -17,16 +17,16 @@
 )]
 
 use bytes::Bytes;
-use flexiproxy_gateway::canonical::{
+use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::canonical::TokenUsage;
+use flexiproxy_protocol::canonical::{
     Effort, FinishReason, Part, ProofKind, Reasoning, Role, StreamEvent, ToolChoice, tag_proof,
     untag_proof,
 };
-use flexiproxy_gateway::protocol::Protocol;
-use flexiproxy_gateway::protocol::sse::{self, EventSplitter};
-use flexiproxy_gateway::protocol::{
+use flexiproxy_protocol::sse::{self, EventSplitter};
+use flexiproxy_protocol::{
     anthropic_messages as anthropic, openai_chat as openai, openai_responses as responses,
 };
-use flexiproxy_gateway::usage::TokenUsage;
 use serde_json::{Value, json};
 
 #[macro_use]

@@ -181,9 +181,9 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 /// The top-level `model` string of a JSON body, if it has one.
-pub fn body_model(body: &[u8]) -> Result<Option<String>, crate::error::GatewayError> {
-    let top =
-        TopLevel::scan(body).map_err(|e| crate::error::GatewayError::BadJson(e.to_string()))?;
+/// A body that is not a JSON object is an error, which the gateway answers as bad JSON.
+pub fn body_model(body: &[u8]) -> Result<Option<String>, ScanError> {
+    let top = TopLevel::scan(body)?;
     Ok(top
         .get("model")
         .and_then(|raw| serde_json::from_str::<String>(raw).ok()))

@@ -10,11 +10,11 @@
 )]
 
 use bytes::Bytes;
-use flexiproxy_gateway::canonical::StreamEvent;
-use flexiproxy_gateway::protocol::Protocol;
-use flexiproxy_gateway::protocol::codec::{ClientView, StreamDecoder, StreamEncoder};
-use flexiproxy_gateway::protocol::gemini::Framing;
-use flexiproxy_gateway::protocol::sse::EventSplitter;
+use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::canonical::StreamEvent;
+use flexiproxy_protocol::codec::{ClientView, StreamDecoder, StreamEncoder};
+use flexiproxy_protocol::gemini::Framing;
+use flexiproxy_protocol::sse::EventSplitter;
 use serde_json::Value;
 
 /// `(name, text)` of a fixture under `tests/fixtures/translation/`.

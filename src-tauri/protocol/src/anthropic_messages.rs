@@ -25,13 +25,13 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::to_json;
+use crate::canonical::TokenUsage;
 use crate::canonical::{
     DecodeError, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request, Response,
     ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, untag_proof,
 };
-use crate::protocol::sse;
-use crate::protocol::{Protocol, json_schema};
-use crate::usage::TokenUsage;
+use crate::sse;
+use crate::{Protocol, json_schema};
 
 const PROTOCOL: Protocol = Protocol::AnthropicMessages;
 
@@ -185,13 +185,13 @@ enum InImageSource {
 
 #[derive(Deserialize, Default)]
 struct InUsage {
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     input_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     output_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     cache_read_input_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     cache_creation_input_tokens: Option<u64>,
 }
 
@@ -208,7 +208,7 @@ impl InUsage {
                 .iter()
                 .flatten()
                 .fold(0u64, |sum, n| sum.saturating_add(*n))
-                .min(crate::usage::MAX_TOKENS)
+                .min(crate::canonical::MAX_TOKENS)
         });
         TokenUsage {
             input,

@@ -25,8 +25,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value};
 
-use crate::protocol::Protocol;
-use crate::usage::TokenUsage;
+use crate::Protocol;
+
+mod usage;
+pub use usage::{MAX_TOKENS, TokenUsage, wire_count};
 
 /// A chat request as the gateway understands it.
 #[derive(Debug, Clone, PartialEq, Default)]

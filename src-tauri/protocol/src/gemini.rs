@@ -47,13 +47,13 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{ExtraFields, to_json};
+use crate::canonical::TokenUsage;
 use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request,
     Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, parse_data_url,
     untag_proof,
 };
-use crate::protocol::{Protocol, json_schema, sse};
-use crate::usage::TokenUsage;
+use crate::{Protocol, json_schema, sse};
 
 const PROTOCOL: Protocol = Protocol::Gemini;
 
@@ -223,15 +223,15 @@ struct InFunctionDeclaration {
 #[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "camelCase")]
 struct InUsage {
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     prompt_token_count: Option<u64>,
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     candidates_token_count: Option<u64>,
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     cached_content_token_count: Option<u64>,
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     thoughts_token_count: Option<u64>,
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     tool_use_prompt_token_count: Option<u64>,
 }
 
@@ -242,7 +242,7 @@ impl InUsage {
             (a.is_some() || b.is_some()).then(|| {
                 a.unwrap_or(0)
                     .saturating_add(b.unwrap_or(0))
-                    .min(crate::usage::MAX_TOKENS)
+                    .min(crate::canonical::MAX_TOKENS)
             })
         };
         TokenUsage {

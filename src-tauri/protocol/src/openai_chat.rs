@@ -16,12 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{ExtraFields, to_json};
+use crate::canonical::TokenUsage;
 use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request,
     Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage,
 };
-use crate::protocol::{Protocol, json_schema};
-use crate::usage::TokenUsage;
+use crate::{Protocol, json_schema};
 
 /// The OpenAI-compatible endpoints the gateway relays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,9 +58,9 @@ impl Endpoint {
 
 #[derive(Deserialize)]
 struct WireUsage {
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     prompt_tokens: Option<u64>,
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     completion_tokens: Option<u64>,
     #[serde(default)]
     prompt_tokens_details: Option<PromptDetails>,
@@ -70,13 +70,13 @@ struct WireUsage {
 
 #[derive(Deserialize)]
 struct PromptDetails {
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     cached_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct CompletionDetails {
-    #[serde(default, deserialize_with = "crate::usage::wire_count")]
+    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     reasoning_tokens: Option<u64>,
 }
 

@@ -1,16 +1,21 @@
-//! Wire protocols the gateway speaks, one module per API, plus the framing they share.
+//! FlexiProxy's wire protocols: what every API the gateway speaks looks like on the wire, and
+//! how each converts to and from one canonical model. Pure: no HTTP, storage or async runtime,
+//! so the gateway (which owns transport, routing and the ledger) is its only consumer and the
+//! compiler keeps it that way.
 //!
 //! One module per protocol: `openai_chat` (the OpenAI-compatible family), `openai_responses`
 //! (OpenAI Responses), `anthropic_messages` (Anthropic Messages) and `gemini` (Google's
 //! `generateContent`); each converts its requests, responses and streams to and from
-//! `canonical` (the translated path), and `codec` picks the module for a [`Protocol`].
+//! [`canonical`] (the translated path), and `codec` picks the module for a [`Protocol`].
 //! `json_schema` cleans tool schemas into what each target accepts. `sse` splits event
 //! streams; `rewrite` edits a JSON body's top-level fields in place for the same-protocol fast
 //! path. [`Protocol`] names the protocol a provider speaks (stored with the provider and shown
 //! in the API).
 
 pub mod anthropic_messages;
+pub mod canonical;
 pub mod codec;
+pub mod error_message;
 pub mod gemini;
 pub mod json_schema;
 pub mod openai_chat;

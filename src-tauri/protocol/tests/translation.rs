@@ -14,9 +14,9 @@
     reason = "test fixtures: a failed unwrap is a failed test, with its location"
 )]
 
-use flexiproxy_gateway::canonical::{FinishReason, Part, StreamEvent};
-use flexiproxy_gateway::protocol::Protocol;
-use flexiproxy_gateway::protocol::{anthropic_messages as anthropic, openai_chat as openai};
+use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::canonical::{FinishReason, Part, StreamEvent};
+use flexiproxy_protocol::{anthropic_messages as anthropic, openai_chat as openai};
 use serde_json::{Value, json};
 
 #[macro_use]

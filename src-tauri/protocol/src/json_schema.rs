@@ -1043,10 +1043,10 @@ mod tests {
                 .collect()
         };
         let claude = fixture(include_str!(
-            "../../../../tests/fixtures/schemas/claude_code_tools.json"
+            "../../../tests/fixtures/schemas/claude_code_tools.json"
         ));
         let gemini_cli = fixture(include_str!(
-            "../../../../tests/fixtures/schemas/gemini_cli_tools.json"
+            "../../../tests/fixtures/schemas/gemini_cli_tools.json"
         ));
         // A pydantic-style schema: 24 models, each with 8 fields, 4 of them using the next
         // two models (a DAG with sharing, four levels deep).
