@@ -13,7 +13,8 @@ use serde_json::json;
 
 use crate::secrets::SecretError;
 use crate::store::StoreError;
-use flexiproxy_protocol::{Protocol, anthropic_messages, gemini};
+use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::codec::{self, ErrorReport};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -260,34 +261,43 @@ impl IntoResponse for Rendered {
         } else {
             tracing::debug!(code = self.error.code(), %message, "request refused");
         }
-        let body = match self.shape {
-            ErrorShape::OpenAi => json!({
-                "error": {
-                    "message": message,
-                    "type": self.error.openai_type(),
-                    "param": null,
-                    "code": self.error.code(),
-                }
-            }),
-            ErrorShape::Management => json!({
-                "error": { "code": self.error.code(), "message": message }
-            }),
-            ErrorShape::Anthropic => json!({
-                "type": "error",
-                "error": {
-                    "type": anthropic_messages::error_type(status.as_u16()),
-                    "message": message,
-                }
-            }),
-            ErrorShape::Gemini => json!({
-                "error": {
-                    "code": status.as_u16(),
-                    "message": message,
-                    "status": gemini::error_status(status.as_u16()),
-                }
-            }),
+        let protocol = match self.shape {
+            ErrorShape::OpenAi => Protocol::OpenAiChat,
+            ErrorShape::Anthropic => Protocol::AnthropicMessages,
+            ErrorShape::Gemini => Protocol::Gemini,
+            ErrorShape::Management => {
+                let body = json!({
+                    "error": { "code": self.error.code(), "message": message }
+                });
+                return self.finish((status, axum::Json(body)).into_response());
+            }
         };
-        let mut response = (status, axum::Json(body)).into_response();
+        let body = codec::error_body(
+            protocol,
+            &ErrorReport {
+                status: status.as_u16(),
+                message: &message,
+                code: Some(self.error.code()),
+                kind: Some(self.error.openai_type()),
+            },
+        );
+        let response = (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response();
+        self.finish(response)
+    }
+}
+
+impl Rendered {
+    /// The headers every error answer carries whatever its body's shape.
+    fn finish(self, mut response: Response) -> Response {
+        let status = response.status();
         let retry_after = match &self.error {
             GatewayError::UpstreamStatus {
                 retry_after: Some(value),

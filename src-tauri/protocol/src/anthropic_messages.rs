@@ -30,6 +30,8 @@ use crate::canonical::{
     DecodeError, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request, Response,
     ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, untag_proof,
 };
+use crate::codec::{ClientView, DecodeStream, EncodeStream, ErrorReport, Wire};
+use crate::json_schema::SchemaTooLarge;
 use crate::sse;
 use crate::{Protocol, json_schema};
 
@@ -1548,6 +1550,61 @@ fn write_event(out: &mut Vec<u8>, event: &OutEvent<'_>) {
     // Writing our wire types into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, event);
     out.extend_from_slice(b"\n\n");
+}
+
+/// Anthropic Messages on the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct AnthropicMessages;
+
+impl Wire for AnthropicMessages {
+    fn decode_request(&self, body: &[u8]) -> Result<Request, DecodeError> {
+        request_to_canonical(body)
+    }
+    fn encode_request(&self, request: &Request) -> Result<Vec<u8>, SchemaTooLarge> {
+        Ok(request_from_canonical(request))
+    }
+    fn decode_response(&self, body: &[u8]) -> Result<Response, DecodeError> {
+        response_to_canonical(body)
+    }
+    fn encode_response(&self, response: &Response, _view: &ClientView) -> Vec<u8> {
+        response_from_canonical(response)
+    }
+    fn response_usage(&self, body: &[u8]) -> Option<TokenUsage> {
+        response_usage(body)
+    }
+    fn event_usage(&self, data: &[u8]) -> Option<TokenUsage> {
+        event_usage(data)
+    }
+    fn stream_decoder(&self) -> Box<dyn DecodeStream> {
+        Box::new(StreamDecoder::default())
+    }
+    fn stream_encoder(&self, view: &ClientView) -> Box<dyn EncodeStream> {
+        Box::new(StreamEncoder::new(view.model.clone()))
+    }
+    fn error_body(&self, report: &ErrorReport<'_>) -> Vec<u8> {
+        error_body(error_type(report.status), report.message)
+    }
+}
+
+impl DecodeStream for StreamDecoder {
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        Self::decode(self, event)
+    }
+    fn is_done(&self) -> bool {
+        Self::is_done(self)
+    }
+    fn finish(&mut self) -> Vec<StreamEvent> {
+        Self::finish(self)
+    }
+}
+
+impl EncodeStream for StreamEncoder {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        Self::encode(self, event, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        Self::finish(self, out);
+    }
 }
 
 #[cfg(test)]

@@ -1,14 +1,74 @@
-//! One entry point per translation step, chosen by [`Protocol`]: the switchboard between
-//! `translate` (and `relay`, for usage on the fast path) and the per-protocol modules.
+//! The shape every wire protocol has, and the one place that picks a protocol's implementation.
 //!
-//! Every protocol module has the same shape (request and response both ways, a stream decoder,
-//! a stream encoder, usage readers, an error body); this module is the only place that matches
-//! on the protocol to pick one, so adding a protocol means one arm per function here and
-//! nothing in the request path.
+//! Every protocol module implements [`Wire`] (requests and responses both ways, a stream
+//! decoder, a stream encoder, usage readers, an error body); [`Protocol::wire`] is the list of
+//! implementations. The gateway calls the free functions below, or a [`Wire`] directly, and
+//! never matches on the protocol to reach a module: adding a protocol is one folder, one
+//! `impl Wire` and one line in that list.
 
-use crate::canonical::TokenUsage;
-use crate::canonical::{DecodeError, Request, Response, StreamEvent};
-use crate::{Protocol, anthropic_messages, gemini, json_schema, openai_chat, openai_responses};
+use std::fmt::Debug;
+
+use crate::canonical::{DecodeError, Request, Response, StreamEvent, TokenUsage};
+use crate::json_schema::SchemaTooLarge;
+use crate::{Protocol, gemini};
+
+/// One wire protocol: how its requests, answers, streams, usage and errors look.
+pub trait Wire: Sync {
+    /// Decodes a client's request body.
+    fn decode_request(&self, body: &[u8]) -> Result<Request, DecodeError>;
+    /// Encodes a request body for a provider; fails only where the protocol's tool schemas
+    /// must be inlined within a budget ([`crate::json_schema::Budget`]).
+    fn encode_request(&self, request: &Request) -> Result<Vec<u8>, SchemaTooLarge>;
+    /// Decodes a provider's whole answer.
+    fn decode_response(&self, body: &[u8]) -> Result<Response, DecodeError>;
+    /// Encodes a whole answer for a client.
+    fn encode_response(&self, response: &Response, view: &ClientView) -> Vec<u8>;
+    /// The usage in a provider's whole answer (fast path).
+    fn response_usage(&self, body: &[u8]) -> Option<TokenUsage>;
+    /// The usage in one SSE event's data (fast path); fields it knows replace earlier ones.
+    fn event_usage(&self, data: &[u8]) -> Option<TokenUsage>;
+    /// A decoder for a provider's stream.
+    fn stream_decoder(&self) -> Box<dyn DecodeStream>;
+    /// An encoder of canonical events into a client's stream.
+    fn stream_encoder(&self, view: &ClientView) -> Box<dyn EncodeStream>;
+    /// The error body a client of this protocol reads.
+    fn error_body(&self, report: &ErrorReport<'_>) -> Vec<u8>;
+    /// What this protocol's client encoders need to know of the client's request, beyond the
+    /// model and the time (which every protocol's view carries).
+    fn client_view(&self, request: &Request, created: u64) -> ClientView {
+        ClientView::plain(request, created)
+    }
+}
+
+/// A provider's stream, decoded into canonical events one whole SSE event at a time.
+pub trait DecodeStream: Debug + Send {
+    /// Decodes one whole SSE event.
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError>;
+    /// Whether the stream's last event (or an error) was seen.
+    fn is_done(&self) -> bool;
+    /// The upstream body ended: nothing if the stream was complete, else one error event.
+    fn finish(&mut self) -> Vec<StreamEvent>;
+}
+
+/// Canonical events, encoded as a client's stream.
+pub trait EncodeStream: Debug + Send {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
+    /// Ends the client's stream with its protocol's closing events.
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+/// An error on its way to a client, before it takes the client's protocol's shape.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorReport<'a> {
+    /// The HTTP status it is answered with.
+    pub status: u16,
+    pub message: &'a str,
+    /// A stable machine-readable code, where the caller has one (OpenAI's `code`).
+    pub code: Option<&'a str>,
+    /// The error's kind in OpenAI's terms (its `type`), where the caller knows better than
+    /// the status does.
+    pub kind: Option<&'a str>,
+}
 
 /// What a client's encoders need to know besides the canonical answer.
 #[derive(Debug, Clone)]
@@ -29,186 +89,96 @@ pub struct ClientView {
 impl ClientView {
     /// The view for a decoded client request.
     pub fn of(protocol: Protocol, request: &Request, created: u64) -> Self {
+        protocol.wire().client_view(request, created)
+    }
+
+    /// The view with nothing protocol-specific: what [`Wire::client_view`] starts from.
+    pub fn plain(request: &Request, created: u64) -> Self {
         Self {
             model: request.model.clone(),
             created,
-            include_usage: protocol == Protocol::OpenAiChat
-                && openai_chat::client_wants_usage(request),
+            include_usage: false,
             gemini_framing: gemini::Framing::Sse,
-            custom_tools: if protocol == Protocol::OpenAiResponses {
-                openai_responses::custom_tool_names(request)
-            } else {
-                Vec::new()
-            },
+            custom_tools: Vec::new(),
         }
     }
 }
 
 /// Decodes a client's request body.
 pub fn decode_request(protocol: Protocol, body: &[u8]) -> Result<Request, DecodeError> {
-    match protocol {
-        Protocol::OpenAiChat => openai_chat::request_to_canonical(body),
-        Protocol::OpenAiResponses => openai_responses::request_to_canonical(body),
-        Protocol::AnthropicMessages => anthropic_messages::request_to_canonical(body),
-        Protocol::Gemini => gemini::request_to_canonical(body),
-    }
+    protocol.wire().decode_request(body)
 }
 
-/// Encodes a request body for a provider. Only Gemini's can fail: its tool schemas are
-/// inlined within a budget ([`json_schema::Budget`]).
-pub fn encode_request(
-    protocol: Protocol,
-    request: &Request,
-) -> Result<Vec<u8>, json_schema::SchemaTooLarge> {
-    Ok(match protocol {
-        Protocol::OpenAiChat => openai_chat::request_from_canonical(request),
-        Protocol::OpenAiResponses => openai_responses::request_from_canonical(request),
-        Protocol::AnthropicMessages => anthropic_messages::request_from_canonical(request),
-        Protocol::Gemini => gemini::request_from_canonical(request)?,
-    })
+/// Encodes a request body for a provider.
+pub fn encode_request(protocol: Protocol, request: &Request) -> Result<Vec<u8>, SchemaTooLarge> {
+    protocol.wire().encode_request(request)
 }
 
 /// Decodes a provider's whole answer.
 pub fn decode_response(protocol: Protocol, body: &[u8]) -> Result<Response, DecodeError> {
-    match protocol {
-        Protocol::OpenAiChat => openai_chat::response_to_canonical(body),
-        Protocol::OpenAiResponses => openai_responses::response_to_canonical(body),
-        Protocol::AnthropicMessages => anthropic_messages::response_to_canonical(body),
-        Protocol::Gemini => gemini::response_to_canonical(body),
-    }
+    protocol.wire().decode_response(body)
 }
 
 /// Encodes a whole answer for a client.
 pub fn encode_response(protocol: Protocol, response: &Response, view: &ClientView) -> Vec<u8> {
-    match protocol {
-        Protocol::OpenAiChat => openai_chat::response_from_canonical(response, view.created),
-        Protocol::OpenAiResponses => openai_responses::response_from_canonical_with_custom_tools(
-            response,
-            view.created,
-            &view.custom_tools,
-        ),
-        Protocol::AnthropicMessages => anthropic_messages::response_from_canonical(response),
-        Protocol::Gemini => gemini::response_from_canonical(response),
-    }
+    protocol.wire().encode_response(response, view)
 }
 
 /// The usage in a provider's whole answer (fast path).
 pub fn response_usage(protocol: Protocol, body: &[u8]) -> Option<TokenUsage> {
-    match protocol {
-        Protocol::OpenAiChat => openai_chat::response_usage(body),
-        Protocol::OpenAiResponses => openai_responses::response_usage(body),
-        Protocol::AnthropicMessages => anthropic_messages::response_usage(body),
-        Protocol::Gemini => gemini::response_usage(body),
-    }
+    protocol.wire().response_usage(body)
 }
 
 /// The usage in one SSE event's data (fast path); fields it knows replace earlier ones.
 pub fn event_usage(protocol: Protocol, data: &[u8]) -> Option<TokenUsage> {
-    match protocol {
-        Protocol::OpenAiChat => openai_chat::chunk_usage(data).usage,
-        Protocol::OpenAiResponses => openai_responses::event_usage(data),
-        Protocol::AnthropicMessages => anthropic_messages::event_usage(data),
-        Protocol::Gemini => gemini::event_usage(data),
-    }
+    protocol.wire().event_usage(data)
+}
+
+/// The error body a client of `protocol` reads.
+pub fn error_body(protocol: Protocol, report: &ErrorReport<'_>) -> Vec<u8> {
+    protocol.wire().error_body(report)
 }
 
 /// A provider's stream, decoded into canonical events.
 #[derive(Debug)]
-pub enum StreamDecoder {
-    OpenAiChat(openai_chat::StreamDecoder),
-    OpenAiResponses(openai_responses::StreamDecoder),
-    AnthropicMessages(anthropic_messages::StreamDecoder),
-    Gemini(gemini::StreamDecoder),
-}
+pub struct StreamDecoder(Box<dyn DecodeStream>);
 
 impl StreamDecoder {
     pub fn new(protocol: Protocol) -> Self {
-        match protocol {
-            Protocol::OpenAiChat => Self::OpenAiChat(Default::default()),
-            Protocol::OpenAiResponses => Self::OpenAiResponses(Default::default()),
-            Protocol::AnthropicMessages => Self::AnthropicMessages(Default::default()),
-            Protocol::Gemini => Self::Gemini(Default::default()),
-        }
+        Self(protocol.wire().stream_decoder())
     }
 
     /// Decodes one whole SSE event.
     pub fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        match self {
-            Self::OpenAiChat(d) => d.decode(event),
-            Self::OpenAiResponses(d) => d.decode(event),
-            Self::AnthropicMessages(d) => d.decode(event),
-            Self::Gemini(d) => d.decode(event),
-        }
+        self.0.decode(event)
     }
 
     /// Whether the stream's last event (or an error) was seen.
     pub fn is_done(&self) -> bool {
-        match self {
-            Self::OpenAiChat(d) => d.is_done(),
-            Self::OpenAiResponses(d) => d.is_done(),
-            Self::AnthropicMessages(d) => d.is_done(),
-            Self::Gemini(d) => d.is_done(),
-        }
+        self.0.is_done()
     }
 
     /// The upstream body ended: nothing if the stream was complete, else one error event.
     pub fn finish(&mut self) -> Vec<StreamEvent> {
-        match self {
-            Self::OpenAiChat(d) => d.finish(),
-            Self::OpenAiResponses(d) => d.finish(),
-            Self::AnthropicMessages(d) => d.finish(),
-            Self::Gemini(d) => d.finish(),
-        }
+        self.0.finish()
     }
 }
 
 /// Canonical events, encoded as the client's stream.
 #[derive(Debug)]
-pub enum StreamEncoder {
-    OpenAiChat(openai_chat::StreamEncoder),
-    OpenAiResponses(openai_responses::StreamEncoder),
-    AnthropicMessages(anthropic_messages::StreamEncoder),
-    Gemini(gemini::StreamEncoder),
-}
+pub struct StreamEncoder(Box<dyn EncodeStream>);
 
 impl StreamEncoder {
     pub fn new(protocol: Protocol, view: &ClientView) -> Self {
-        let model = view.model.clone();
-        match protocol {
-            Protocol::OpenAiChat => Self::OpenAiChat(openai_chat::StreamEncoder::new(
-                model,
-                view.created,
-                view.include_usage,
-            )),
-            Protocol::OpenAiResponses => Self::OpenAiResponses(
-                openai_responses::StreamEncoder::new(model, view.created)
-                    .with_custom_tools(view.custom_tools.clone()),
-            ),
-            Protocol::AnthropicMessages => {
-                Self::AnthropicMessages(anthropic_messages::StreamEncoder::new(model))
-            }
-            Protocol::Gemini => {
-                Self::Gemini(gemini::StreamEncoder::new(model, view.gemini_framing))
-            }
-        }
+        Self(protocol.wire().stream_encoder(view))
     }
 
     pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        match self {
-            Self::OpenAiChat(e) => e.encode(event, out),
-            Self::OpenAiResponses(e) => e.encode(event, out),
-            Self::AnthropicMessages(e) => e.encode(event, out),
-            Self::Gemini(e) => e.encode(event, out),
-        }
+        self.0.encode(event, out);
     }
 
     /// Ends the client's stream with its protocol's closing events.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
-        match self {
-            Self::OpenAiChat(e) => e.finish(out),
-            Self::OpenAiResponses(e) => e.finish(out),
-            Self::AnthropicMessages(e) => e.finish(out),
-            Self::Gemini(e) => e.finish(out),
-        }
+        self.0.finish(out);
     }
 }

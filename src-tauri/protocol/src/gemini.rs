@@ -53,6 +53,8 @@ use crate::canonical::{
     Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, parse_data_url,
     untag_proof,
 };
+use crate::codec::{ClientView, DecodeStream, EncodeStream, ErrorReport, Wire};
+use crate::json_schema::SchemaTooLarge;
 use crate::{Protocol, json_schema, sse};
 
 const PROTOCOL: Protocol = Protocol::Gemini;
@@ -955,11 +957,11 @@ fn gemini_issued(id: &str) -> bool {
 ///
 /// Fails only when the tools' schemas expand past the [`json_schema::Budget`] once their
 /// references are inlined (Gemini takes no `$ref`): the client's 400.
-pub fn request_from_canonical(request: &Request) -> Result<Vec<u8>, json_schema::SchemaTooLarge> {
+pub fn request_from_canonical(request: &Request) -> Result<Vec<u8>, SchemaTooLarge> {
     Ok(to_json(&out_request(request)?))
 }
 
-fn out_request(request: &Request) -> Result<OutRequest<'_>, json_schema::SchemaTooLarge> {
+fn out_request(request: &Request) -> Result<OutRequest<'_>, SchemaTooLarge> {
     let native = request.origin == Some(PROTOCOL);
     let system: Vec<OutText<'_>> = request
         .system
@@ -973,12 +975,11 @@ fn out_request(request: &Request) -> Result<OutRequest<'_>, json_schema::SchemaT
     let mut budget = json_schema::Budget::default();
     let mut declarations: Vec<OutDeclaration<'_>> = Vec::with_capacity(request.tools.len());
     for tool in &request.tools {
-        let parameters = parameters(&tool.parameters, &mut budget).map_err(|over| {
-            json_schema::SchemaTooLarge {
+        let parameters =
+            parameters(&tool.parameters, &mut budget).map_err(|over| SchemaTooLarge {
                 tool: tool.name.clone(),
                 over,
-            }
-        })?;
+            })?;
         declarations.push(OutDeclaration {
             name: &tool.name,
             description: tool.description.as_deref(),
@@ -1359,9 +1360,7 @@ struct OutCountRequest<'a> {
 
 /// Encodes a `countTokens` body for a Gemini provider. It names the model
 /// (`models/{request.model}`): the inner request must, although the URL does too.
-pub fn count_tokens_request_from_canonical(
-    request: &Request,
-) -> Result<Vec<u8>, json_schema::SchemaTooLarge> {
+pub fn count_tokens_request_from_canonical(request: &Request) -> Result<Vec<u8>, SchemaTooLarge> {
     let model = request.model.trim_start_matches("models/");
     Ok(to_json(&OutCountTokens {
         generate_content_request: OutCountRequest {
@@ -2038,6 +2037,61 @@ impl StreamEncoder {
             }
             out.push(b']');
         }
+    }
+}
+
+/// Google's `generateContent` on the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct Gemini;
+
+impl Wire for Gemini {
+    fn decode_request(&self, body: &[u8]) -> Result<Request, DecodeError> {
+        request_to_canonical(body)
+    }
+    fn encode_request(&self, request: &Request) -> Result<Vec<u8>, SchemaTooLarge> {
+        request_from_canonical(request)
+    }
+    fn decode_response(&self, body: &[u8]) -> Result<Response, DecodeError> {
+        response_to_canonical(body)
+    }
+    fn encode_response(&self, response: &Response, _view: &ClientView) -> Vec<u8> {
+        response_from_canonical(response)
+    }
+    fn response_usage(&self, body: &[u8]) -> Option<TokenUsage> {
+        response_usage(body)
+    }
+    fn event_usage(&self, data: &[u8]) -> Option<TokenUsage> {
+        event_usage(data)
+    }
+    fn stream_decoder(&self) -> Box<dyn DecodeStream> {
+        Box::new(StreamDecoder::default())
+    }
+    fn stream_encoder(&self, view: &ClientView) -> Box<dyn EncodeStream> {
+        Box::new(StreamEncoder::new(view.model.clone(), view.gemini_framing))
+    }
+    fn error_body(&self, report: &ErrorReport<'_>) -> Vec<u8> {
+        error_body(report.status, report.message)
+    }
+}
+
+impl DecodeStream for StreamDecoder {
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        Self::decode(self, event)
+    }
+    fn is_done(&self) -> bool {
+        Self::is_done(self)
+    }
+    fn finish(&mut self) -> Vec<StreamEvent> {
+        Self::finish(self)
+    }
+}
+
+impl EncodeStream for StreamEncoder {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        Self::encode(self, event, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        Self::finish(self, out);
     }
 }
 

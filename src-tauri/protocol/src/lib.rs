@@ -57,6 +57,18 @@ impl Protocol {
     }
 }
 
+impl Protocol {
+    /// The protocol's implementation: the list of every protocol's [`codec::Wire`].
+    pub fn wire(self) -> &'static dyn codec::Wire {
+        match self {
+            Self::OpenAiChat => &openai_chat::OpenAiChat,
+            Self::OpenAiResponses => &openai_responses::OpenAiResponses,
+            Self::AnthropicMessages => &anthropic_messages::AnthropicMessages,
+            Self::Gemini => &gemini::Gemini,
+        }
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

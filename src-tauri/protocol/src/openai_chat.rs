@@ -21,6 +21,8 @@ use crate::canonical::{
     DecodeError, Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Request,
     Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage,
 };
+use crate::codec::{ClientView, DecodeStream, EncodeStream, ErrorReport, Wire};
+use crate::json_schema::SchemaTooLarge;
 use crate::{Protocol, json_schema};
 
 /// The OpenAI-compatible endpoints the gateway relays.
@@ -1501,6 +1503,71 @@ fn write_data(out: &mut Vec<u8>, value: &impl Serialize) {
     // Writing our wire types into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
     out.extend_from_slice(b"\n\n");
+}
+
+/// OpenAI Chat Completions (and the OpenAI-compatible family) on the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAiChat;
+
+impl Wire for OpenAiChat {
+    fn decode_request(&self, body: &[u8]) -> Result<Request, DecodeError> {
+        request_to_canonical(body)
+    }
+    fn encode_request(&self, request: &Request) -> Result<Vec<u8>, SchemaTooLarge> {
+        Ok(request_from_canonical(request))
+    }
+    fn decode_response(&self, body: &[u8]) -> Result<Response, DecodeError> {
+        response_to_canonical(body)
+    }
+    fn encode_response(&self, response: &Response, view: &ClientView) -> Vec<u8> {
+        response_from_canonical(response, view.created)
+    }
+    fn response_usage(&self, body: &[u8]) -> Option<TokenUsage> {
+        response_usage(body)
+    }
+    fn event_usage(&self, data: &[u8]) -> Option<TokenUsage> {
+        chunk_usage(data).usage
+    }
+    fn stream_decoder(&self) -> Box<dyn DecodeStream> {
+        Box::new(StreamDecoder::default())
+    }
+    fn stream_encoder(&self, view: &ClientView) -> Box<dyn EncodeStream> {
+        Box::new(StreamEncoder::new(
+            view.model.clone(),
+            view.created,
+            view.include_usage,
+        ))
+    }
+    fn error_body(&self, report: &ErrorReport<'_>) -> Vec<u8> {
+        crate::openai_responses::report_body(report)
+    }
+    fn client_view(&self, request: &Request, created: u64) -> ClientView {
+        ClientView {
+            include_usage: client_wants_usage(request),
+            ..ClientView::plain(request, created)
+        }
+    }
+}
+
+impl DecodeStream for StreamDecoder {
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        Self::decode(self, event)
+    }
+    fn is_done(&self) -> bool {
+        Self::is_done(self)
+    }
+    fn finish(&mut self) -> Vec<StreamEvent> {
+        Self::finish(self)
+    }
+}
+
+impl EncodeStream for StreamEncoder {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        Self::encode(self, event, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        Self::finish(self, out);
+    }
 }
 
 #[cfg(test)]

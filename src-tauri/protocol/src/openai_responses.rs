@@ -46,6 +46,8 @@ use crate::canonical::{
     Request, Response, ResponseFormat, Role, StreamEvent, Tool, ToolChoice, merge_usage, tag_proof,
     untag_proof,
 };
+use crate::codec::{ClientView, DecodeStream, EncodeStream, ErrorReport, Wire};
+use crate::json_schema::SchemaTooLarge;
 use crate::sse;
 
 const PROTOCOL: Protocol = Protocol::OpenAiResponses;
@@ -1536,24 +1538,35 @@ struct OutError<'a> {
 struct OutErrorBody<'a> {
     message: &'a str,
     #[serde(rename = "type")]
-    kind: &'static str,
+    kind: &'a str,
     param: Option<()>,
-    code: Option<&'static str>,
+    code: Option<&'a str>,
 }
 
 /// The error body OpenAI clients read: `{"error":{"message","type","param","code"}}`.
 pub fn error_body(status: u16, message: &str) -> Vec<u8> {
+    report_body(&ErrorReport {
+        status,
+        message,
+        code: None,
+        kind: None,
+    })
+}
+
+/// OpenAI's error body (Chat Completions and Responses clients read the same shape), with the
+/// report's code and kind where it has them, else the ones its status implies.
+pub fn report_body(report: &ErrorReport<'_>) -> Vec<u8> {
     to_json(&OutError {
         error: OutErrorBody {
-            message,
-            kind: error_type(status),
+            message: report.message,
+            kind: report.kind.unwrap_or_else(|| error_type(report.status)),
             param: None,
             // The codes clients act on: Codex retries `rate_limit_exceeded` and server errors.
-            code: match status {
+            code: report.code.or(match report.status {
                 429 => Some("rate_limit_exceeded"),
                 500..=599 => Some("server_error"),
                 _ => None,
-            },
+            }),
         },
     })
 }
@@ -2885,6 +2898,70 @@ impl StreamEncoder {
                 item: item.wire(true),
             },
         );
+    }
+}
+
+/// OpenAI Responses on the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenAiResponses;
+
+impl Wire for OpenAiResponses {
+    fn decode_request(&self, body: &[u8]) -> Result<Request, DecodeError> {
+        request_to_canonical(body)
+    }
+    fn encode_request(&self, request: &Request) -> Result<Vec<u8>, SchemaTooLarge> {
+        Ok(request_from_canonical(request))
+    }
+    fn decode_response(&self, body: &[u8]) -> Result<Response, DecodeError> {
+        response_to_canonical(body)
+    }
+    fn encode_response(&self, response: &Response, view: &ClientView) -> Vec<u8> {
+        response_from_canonical_with_custom_tools(response, view.created, &view.custom_tools)
+    }
+    fn response_usage(&self, body: &[u8]) -> Option<TokenUsage> {
+        response_usage(body)
+    }
+    fn event_usage(&self, data: &[u8]) -> Option<TokenUsage> {
+        event_usage(data)
+    }
+    fn stream_decoder(&self) -> Box<dyn DecodeStream> {
+        Box::new(StreamDecoder::default())
+    }
+    fn stream_encoder(&self, view: &ClientView) -> Box<dyn EncodeStream> {
+        Box::new(
+            StreamEncoder::new(view.model.clone(), view.created)
+                .with_custom_tools(view.custom_tools.clone()),
+        )
+    }
+    fn error_body(&self, report: &ErrorReport<'_>) -> Vec<u8> {
+        report_body(report)
+    }
+    fn client_view(&self, request: &Request, created: u64) -> ClientView {
+        ClientView {
+            custom_tools: custom_tool_names(request),
+            ..ClientView::plain(request, created)
+        }
+    }
+}
+
+impl DecodeStream for StreamDecoder {
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        Self::decode(self, event)
+    }
+    fn is_done(&self) -> bool {
+        Self::is_done(self)
+    }
+    fn finish(&mut self) -> Vec<StreamEvent> {
+        Self::finish(self)
+    }
+}
+
+impl EncodeStream for StreamEncoder {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        Self::encode(self, event, out);
+    }
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        Self::finish(self, out);
     }
 }
 
