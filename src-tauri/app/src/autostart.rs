@@ -10,7 +10,7 @@
 //! folder with a space (an AppImage in "~/My Apps", say): after enabling, [`quote_exec_entry`]
 //! rewrites the line with the path quoted as the XDG Desktop Entry spec says.
 
-use flexiproxy_gateway::host::{Host, HostError};
+use flexiproxy_gateway::embedder::{Embedder, HostError};
 use tauri::plugin::TauriPlugin;
 use tauri::{AppHandle, Manager, Wry};
 use tauri_plugin_autostart::AutoLaunchManager;
@@ -184,7 +184,7 @@ impl DesktopHost {
     }
 }
 
-impl Host for DesktopHost {
+impl Embedder for DesktopHost {
     fn autostart(&self) -> Result<bool, HostError> {
         enabled(&self.app)
     }

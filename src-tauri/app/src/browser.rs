@@ -3,7 +3,7 @@
 //! script gets no opener permission of its own. The gateway checked the URL (http/https only)
 //! before it gets here. [`crate::desktop`] registers the plugin.
 
-use flexiproxy_gateway::host::HostError;
+use flexiproxy_gateway::embedder::HostError;
 use tauri::AppHandle;
 use tauri_plugin_opener::OpenerExt;
 

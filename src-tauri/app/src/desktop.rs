@@ -24,9 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use flexiproxy_gateway::cli::Args;
+use flexiproxy_gateway::config::cli::Args;
 use flexiproxy_gateway::lifecycle::KeychainProblem;
-use flexiproxy_gateway::usage::UsageRecord;
+use flexiproxy_gateway::store::usage::UsageRecord;
 use flexiproxy_gateway::{Gateway, RunningGateway, Secret, Settings};
 use tauri::async_runtime::JoinHandle;
 use tauri::{App, AppHandle, Manager, RunEvent, Url, WindowEvent};
@@ -252,7 +252,7 @@ fn setup(app: &mut App, args: &Args) {
     let tauri::async_runtime::RuntimeHandle::Tokio(runtime) = tauri::async_runtime::handle();
     let signalled = {
         let _context = runtime.enter();
-        flexiproxy_gateway::cli::shutdown_signal()
+        flexiproxy_gateway::config::cli::shutdown_signal()
     };
     let signal_handle = handle.clone();
     tauri::async_runtime::spawn(async move {

@@ -2,7 +2,7 @@
 //! window, or the same gateway headless.
 //!
 //! This file only decides which of the two to run. `--headless`, or a Linux/BSD session with no
-//! display at all, runs `flexiproxy_gateway::cli::run_headless` on a plain tokio runtime without
+//! display at all, runs `flexiproxy_gateway::config::cli::run_headless` on a plain tokio runtime without
 //! touching GTK (which would abort without a display). Everything else goes to
 //! [`desktop::run_app`], which wires the gateway into the tray ([`tray`], with [`today`]'s token
 //! count, [`autostart`] and accounts that need a login) and the window ([`window`]), with native
@@ -25,7 +25,7 @@ mod window;
 use std::process::ExitCode;
 
 use clap::Parser;
-use flexiproxy_gateway::cli::{self, Args};
+use flexiproxy_gateway::config::cli::{self, Args};
 
 /// How this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,7 +8,7 @@
 //! without a clock or a database.
 
 use chrono::{DateTime, Local, NaiveDate, TimeZone};
-use flexiproxy_gateway::usage::{Totals, UsageRecord};
+use flexiproxy_gateway::store::usage::{Totals, UsageRecord};
 
 /// Token totals of a day.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -138,7 +138,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
 
     use chrono::FixedOffset;
-    use flexiproxy_gateway::usage::Outcome;
+    use flexiproxy_gateway::store::usage::Outcome;
     use flexiproxy_protocol::canonical::TokenUsage;
 
     use super::*;

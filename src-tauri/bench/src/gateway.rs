@@ -1,6 +1,6 @@
 //! `flexiproxy-bench gateway`: the real FlexiProxy gateway, headless, inside this process.
 //!
-//! It calls `flexiproxy_gateway::cli::run_headless` exactly as `flexiproxy --headless` does, with
+//! It calls `flexiproxy_gateway::config::cli::run_headless` exactly as `flexiproxy --headless` does, with
 //! the same flags (parsed by the gateway's own `cli::Args`), so the benchmark measures the
 //! shipped code path without building or starting Tauri. The only bench-side choice is the tokio
 //! runtime's worker count (`--workers`, default 1, the same as the floor and the upstream, so the
@@ -10,7 +10,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
-use flexiproxy_gateway::cli;
+use flexiproxy_gateway::config::cli;
 
 use crate::{BenchError, report};
 

@@ -11,8 +11,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::secrets::SecretError;
 use crate::store::StoreError;
+use crate::store::secrets::SecretError;
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::codec::{self, ErrorReport};
 

@@ -15,15 +15,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::access::{HostGuard, ManagementAuth};
 use crate::config::{DEFAULT_BIND, MANAGEMENT_TOKEN_ENV, SavedListen, SecretsMode, Settings};
-use crate::registry::Registry;
 use crate::routing::Router;
-use crate::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
+use crate::routing::registry::Registry;
+use crate::server::access::{HostGuard, ManagementAuth};
 use crate::state::ConfigStatus;
 use crate::state::{AppState, Shared};
+use crate::store::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
+use crate::store::usage::Recorder;
 use crate::store::{Database, StoreError};
-use crate::usage::Recorder;
 
 /// The keychain entry holding the management token.
 pub const MANAGEMENT_TOKEN_ENTRY: &str = "management-token";
@@ -71,9 +71,9 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Config(#[from] crate::config_file::ConfigFileError),
+    Config(#[from] crate::config::file::ConfigFileError),
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::server::tls::TlsError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
     #[error("start-up task failed: {0}")]
@@ -231,7 +231,7 @@ impl Gateway {
             None => None,
             Some(path) => {
                 let path = path.clone();
-                let declared = blocking(move || crate::config_file::load(&path)).await??;
+                let declared = blocking(move || crate::config::file::load(&path)).await??;
                 let warnings = registry.set_config(&declared);
                 Some(ConfigStatus::loaded(
                     settings.config_file.clone().unwrap_or_default(),
@@ -248,7 +248,10 @@ impl Gateway {
                 registry.reload(&db, &*secrets)?;
                 let now = crate::store::now_ms();
                 router.seed(
-                    crate::usage::credential_history(&db, now - crate::routing::ledger::DAY_MS)?,
+                    crate::store::usage::credential_history(
+                        &db,
+                        now - crate::routing::ledger::DAY_MS,
+                    )?,
                     now,
                 );
                 Ok::<_, StoreError>(registry)
@@ -259,12 +262,12 @@ impl Gateway {
         let tls = settings
             .tls
             .as_ref()
-            .map(crate::tls::acceptor)
+            .map(crate::server::tls::acceptor)
             .transpose()?;
-        let open_files = crate::open_files::raise();
+        let open_files = crate::server::open_files::raise();
         if settings.listener.max_connections.is_none() {
             settings.listener.max_connections =
-                open_files.map(crate::open_files::OpenFiles::connection_cap);
+                open_files.map(crate::server::open_files::OpenFiles::connection_cap);
         }
         tracing::info!(
             open_files = open_files.map(|o| o.soft),
@@ -335,15 +338,17 @@ impl Gateway {
             let secrets = secrets.clone();
             // Logins and accounts talk to their endpoints through their own client: no
             // redirects, each call within the upstream timeout (at most 30 s), answers capped.
-            let side =
-                crate::oauth::SideHttp::new(settings.connect_timeout, settings.response_timeout)
-                    .map_err(|e| StartError::HttpClient(e.to_string()))?;
+            let side = crate::accounts::oauth::SideHttp::new(
+                settings.connect_timeout,
+                settings.response_timeout,
+            )
+            .map_err(|e| StartError::HttpClient(e.to_string()))?;
             Arc::new(blocking(move || crate::accounts::Accounts::new(db, secrets, side)).await??)
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let refresher = tokio::spawn(accounts.clone().run_refresher(closing_rx.clone()));
-        let drain = Arc::new(crate::drain::Drain::new(settings.shutdown_grace));
-        let logins = Arc::new(crate::logins::Logins::default());
+        let drain = Arc::new(crate::server::drain::Drain::new(settings.shutdown_grace));
+        let logins = Arc::new(crate::accounts::logins::Logins::default());
         let state: AppState = Arc::new(Shared {
             accounts: accounts.clone(),
             logins: logins.clone(),
@@ -365,7 +370,7 @@ impl Gateway {
         });
         let config_watch = state.settings.config_file.clone().map(|path| {
             let state = state.clone();
-            crate::config_file::watch(path, CONFIG_POLL, move |change| {
+            crate::config::file::watch(path, CONFIG_POLL, move |change| {
                 let state = state.clone();
                 tokio::spawn(async move { state.apply_config(change).await });
             })
@@ -428,23 +433,23 @@ pub struct RunningGateway {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     /// Stops watching the config file when the gateway goes.
-    _config_watch: Option<crate::config_file::WatchHandle>,
+    _config_watch: Option<crate::config::file::WatchHandle>,
     discovery: JoinHandle<()>,
     /// Refreshes subscription tokens ahead of expiry.
     refresher: JoinHandle<()>,
     accounts: Arc<crate::accounts::Accounts>,
     /// Cancelled on shutdown, so no login keeps its callback port.
-    logins: Arc<crate::logins::Logins>,
+    logins: Arc<crate::accounts::logins::Logins>,
     closing: tokio::sync::watch::Sender<bool>,
     /// The requests in flight, cut when the grace period of a shutdown is over.
-    drain: Arc<crate::drain::Drain>,
+    drain: Arc<crate::server::drain::Drain>,
 }
 
 impl RunningGateway {
     /// Usage records as they are written (the tray's live token count).
     pub fn subscribe_usage(
         &self,
-    ) -> tokio::sync::broadcast::Receiver<Arc<crate::usage::UsageRecord>> {
+    ) -> tokio::sync::broadcast::Receiver<Arc<crate::store::usage::UsageRecord>> {
         self.recorder.subscribe()
     }
 
@@ -452,8 +457,8 @@ impl RunningGateway {
     /// the database: the tray seeds its day count with this and then follows
     /// [`RunningGateway::subscribe_usage`], so it never reads SQLite per request. Blocks for
     /// one query: call it off the async runtime.
-    pub fn usage_since(&self, since_ms: i64) -> Result<crate::usage::Totals, StoreError> {
-        Ok(crate::usage::summary(&self.db, since_ms)?.today)
+    pub fn usage_since(&self, since_ms: i64) -> Result<crate::store::usage::Totals, StoreError> {
+        Ok(crate::store::usage::summary(&self.db, since_ms)?.today)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -614,7 +619,7 @@ fn instance_id(db: &Database) -> Result<String, StartError> {
 }
 
 fn management_token(
-    secrets: &dyn crate::secrets::SecretStore,
+    secrets: &dyn crate::store::secrets::SecretStore,
 ) -> Result<Option<Secret>, StartError> {
     if !secrets.writable() {
         return Ok(None);

@@ -3,16 +3,16 @@
 
 use std::sync::{Arc, PoisonError};
 
-use crate::access::{HostGuard, ManagementAuth};
 use crate::config::Settings;
-use crate::discovery::{self, DiscoveryKind};
 use crate::lifecycle::SecretsStatus;
-use crate::registry::{DiscoveredModels, ProviderKey, Registry, Source};
 use crate::routing::Router;
-use crate::secrets::SharedSecretStore;
+use crate::routing::discovery::{self, DiscoveryKind};
+use crate::routing::registry::{DiscoveredModels, ProviderKey, Registry, Source};
+use crate::server::access::{HostGuard, ManagementAuth};
 use crate::store::Database;
+use crate::store::secrets::SharedSecretStore;
+use crate::store::usage::Recorder;
 use crate::store::{DiscoveredRow, now_ms};
-use crate::usage::Recorder;
 
 #[derive(Debug)]
 pub struct Shared {
@@ -24,7 +24,7 @@ pub struct Shared {
     /// Subscription accounts: their tokens, health and endpoints.
     pub accounts: Arc<crate::accounts::Accounts>,
     /// Subscription logins under way (the management API's `/api/logins`).
-    pub logins: Arc<crate::logins::Logins>,
+    pub logins: Arc<crate::accounts::logins::Logins>,
     pub recorder: Recorder,
     /// One client for every upstream call, so connections are reused.
     pub http: reqwest::Client,
@@ -38,7 +38,7 @@ pub struct Shared {
     /// stream) end then, so a graceful shutdown does not wait on them.
     pub closing: tokio::sync::watch::Receiver<bool>,
     /// The requests in flight, cut when the shutdown's grace period is over.
-    pub drain: Arc<crate::drain::Drain>,
+    pub drain: Arc<crate::server::drain::Drain>,
     /// The config file's state, when one is in use.
     pub config: std::sync::RwLock<Option<ConfigStatus>>,
     pub settings: Settings,
@@ -187,7 +187,7 @@ impl Shared {
     /// and the running config stays.
     pub async fn apply_config(
         self: &Arc<Self>,
-        change: Result<crate::config_file::Declared, crate::config_file::ConfigFileError>,
+        change: Result<crate::config::file::Declared, crate::config::file::ConfigFileError>,
     ) {
         let path = self.settings.config_file.clone().unwrap_or_default();
         let declared = match change {

@@ -18,8 +18,8 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flexiproxy_gateway::oauth::{Flow, SideHttp, TokenStore};
-use flexiproxy_gateway::secrets::{MemoryStore, SecretStore, SharedSecretStore};
+use flexiproxy_gateway::accounts::oauth::{Flow, SideHttp, TokenStore};
+use flexiproxy_gateway::store::secrets::{MemoryStore, SecretStore, SharedSecretStore};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::StatusCode;
 use scratch::TempDir;

@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use flexiproxy_gateway::routing::Limits;
-use flexiproxy_gateway::secrets::{MemoryStore, Secret, SecretStore};
+use flexiproxy_gateway::store::secrets::{MemoryStore, Secret, SecretStore};
 use flexiproxy_gateway::store::{AccountRow, CredentialRow, Database, ProviderRow};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::Method;
@@ -267,7 +267,7 @@ async fn start(access: &str, valid: &str) -> Fixture {
                 .set(&format!("oauth:{id}"), &Secret::new(stored.to_string()))
                 .unwrap();
             let mut endpoints = serde_json::to_value(
-                flexiproxy_gateway::oauth::AccountKind::from_id(kind)
+                flexiproxy_gateway::accounts::oauth::AccountKind::from_id(kind)
                     .unwrap()
                     .endpoints(),
             )

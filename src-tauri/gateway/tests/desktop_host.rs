@@ -14,8 +14,8 @@ mod scratch;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use flexiproxy_gateway::host::{Host, HostError};
-use flexiproxy_gateway::secrets::MemoryStore;
+use flexiproxy_gateway::embedder::{Embedder, HostError};
+use flexiproxy_gateway::store::secrets::MemoryStore;
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::StatusCode;
 use scratch::TempDir;
@@ -30,7 +30,7 @@ struct FakeHost {
     opened: Mutex<Vec<String>>,
 }
 
-impl Host for FakeHost {
+impl Embedder for FakeHost {
     fn autostart(&self) -> Result<bool, HostError> {
         Ok(self.autostart.load(Ordering::SeqCst))
     }
@@ -59,7 +59,7 @@ struct Fixture {
     _dir: TempDir,
 }
 
-async fn start(host: Option<Arc<dyn Host>>) -> Fixture {
+async fn start(host: Option<Arc<dyn Embedder>>) -> Fixture {
     let scratch = TempDir::new("host");
     let dir = scratch.path().to_path_buf();
     let mut settings = Settings::new(dir.clone());

@@ -19,7 +19,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
-use flexiproxy_gateway::secrets::MemoryStore;
+use flexiproxy_gateway::store::secrets::MemoryStore;
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use futures_util::StreamExt;
 use serde_json::{Value, json};

@@ -21,7 +21,7 @@
 )]
 
 use bytes::Bytes;
-use flexiproxy_gateway::path_segment::{PathSegment, SegmentError};
+use flexiproxy_gateway::proxy::path_segment::{PathSegment, SegmentError};
 use flexiproxy_protocol::json_schema::{self, Budget};
 use flexiproxy_protocol::sse::{self, EventSplitter};
 use proptest::prelude::*;
@@ -517,7 +517,7 @@ proptest! {
             Err(error) => {
                 let expected = if name.is_empty() {
                     SegmentError::Empty
-                } else if name.len() > flexiproxy_gateway::path_segment::MAX_SEGMENT_BYTES {
+                } else if name.len() > flexiproxy_gateway::proxy::path_segment::MAX_SEGMENT_BYTES {
                     SegmentError::TooLong
                 } else if name == "." || name == ".." {
                     SegmentError::DotSegment

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::response::Response as HttpResponse;
 use axum::routing::post;
-use flexiproxy_gateway::secrets::MemoryStore;
+use flexiproxy_gateway::store::secrets::MemoryStore;
 use flexiproxy_gateway::{Gateway, SecretsMode, Settings};
 use flexiproxy_protocol::anthropic_messages;
 use serde_json::{Value, json};

@@ -14,16 +14,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flexiproxy_gateway::oauth::device_flow::DeviceLogin;
-use flexiproxy_gateway::oauth::pkce_flow::PkceLogin;
-use flexiproxy_gateway::oauth::{Flow, OAuthError, SideHttp, TokenStore, now_ms};
-use flexiproxy_gateway::secrets::{MemoryStore, SharedSecretStore};
+use flexiproxy_gateway::accounts::oauth::device_flow::DeviceLogin;
+use flexiproxy_gateway::accounts::oauth::pkce_flow::PkceLogin;
+use flexiproxy_gateway::accounts::oauth::{Flow, OAuthError, SideHttp, TokenStore, now_ms};
+use flexiproxy_gateway::store::secrets::{MemoryStore, SharedSecretStore};
 use support::{OidcServer, browser, start};
 
 async fn browser_login(
     server: &OidcServer,
     client_id: &str,
-) -> Result<flexiproxy_gateway::oauth::TokenSet, OAuthError> {
+) -> Result<flexiproxy_gateway::accounts::oauth::TokenSet, OAuthError> {
     let login = PkceLogin::start(
         SideHttp::standard().unwrap(),
         server.endpoints(client_id, Flow::Pkce),
@@ -122,7 +122,7 @@ async fn pkce_pasted_callback_with_a_foreign_state_is_refused() {
 async fn device_login(
     server: &OidcServer,
     outcome: &str,
-) -> Result<flexiproxy_gateway::oauth::TokenSet, OAuthError> {
+) -> Result<flexiproxy_gateway::accounts::oauth::TokenSet, OAuthError> {
     let login = DeviceLogin::start(
         SideHttp::standard().unwrap(),
         server.endpoints("flexiproxy", Flow::Device),

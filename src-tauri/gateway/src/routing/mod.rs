@@ -8,6 +8,10 @@
 //! failure rests the credential ([`Router::fail`]) so the next pick moves on. When nothing is
 //! available it says until when, which becomes the client's true `retry-after`.
 
+pub mod discovery;
+pub mod provider_check;
+pub mod registry;
+
 pub mod ledger;
 pub mod policy;
 
@@ -18,7 +22,7 @@ pub use ledger::{Availability, Hold, Ledger, Windows};
 pub use policy::{Candidate, Limits, RoutingSettings, Strategy};
 
 use crate::error::GatewayError;
-use crate::registry::{Adapter, Credential, Provider, ProviderKey, Snapshot};
+use crate::routing::registry::{Adapter, Credential, Provider, ProviderKey, Snapshot};
 
 /// One way to serve a request: a provider, the model name it knows, and a credential.
 #[derive(Debug, Clone)]
@@ -566,7 +570,7 @@ fn percent(used: u64, capacity: Option<u32>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Source;
+    use crate::routing::registry::Source;
     use flexiproxy_protocol::Protocol;
 
     const T0: i64 = 1_700_000_000_000;

@@ -18,13 +18,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::management::{ApiResult, blocking, parse};
+use crate::accounts::logins::{LoginError, LoginView, Status};
+use crate::accounts::oauth::{self, AccountKind, Flow, OAuthError, token_store};
+use crate::accounts::subscription::{self, QuotaWindow};
 use crate::accounts::{AccountError, EndpointSettings};
 use crate::error::{GatewayError, Rendered};
-use crate::logins::{LoginError, LoginView, Status};
-use crate::oauth::{self, AccountKind, Flow, OAuthError, token_store};
 use crate::state::AppState;
 use crate::store::AccountRow;
-use crate::subscription::{self, QuotaWindow};
 
 /// How long `POST /api/logins/{id}/callback` waits for the code exchange and the account's
 /// set-up before it answers with the login as it stands.

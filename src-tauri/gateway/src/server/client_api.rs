@@ -18,13 +18,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::access::presented_key;
 use crate::error::{ErrorShape, GatewayError, Rendered};
-use crate::registry::{Adapter, Snapshot};
-use crate::relay;
+use crate::proxy::relay;
+use crate::proxy::token_count;
+use crate::proxy::translate::{ClientRequest, GeminiCall};
+use crate::routing::registry::{Adapter, Snapshot};
+use crate::server::access::presented_key;
 use crate::state::AppState;
-use crate::token_count;
-use crate::translate::{ClientRequest, GeminiCall};
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::gemini::Framing;
 use flexiproxy_protocol::openai_chat::Endpoint;

@@ -2,7 +2,7 @@
 //! `POST /api/desktop/open`: the system browser opened on a page (a subscription's sign-in page).
 //!
 //! They exist only when the gateway runs inside the desktop app, which passes its
-//! [`crate::host::Host`] in `Settings::host`; a headless gateway answers `available: false` and
+//! [`crate::embedder::Embedder`] in `Settings::host`; a headless gateway answers `available: false` and
 //! refuses changes and opening with 409 (the web UI then shows a plain link). Registered in the
 //! management router, so the token and the Host/Origin guard apply. The host keeps the tray in
 //! step with changes made here.
@@ -16,8 +16,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use super::management::{blocking, parse};
+use crate::embedder::{Embedder, HostError, browser_url};
 use crate::error::{GatewayError, Rendered};
-use crate::host::{Host, HostError, browser_url};
 use crate::state::AppState;
 
 /// What both routes answer.
@@ -105,7 +105,7 @@ fn headless() -> DesktopView {
     }
 }
 
-async fn read(host: Arc<dyn Host>) -> Result<DesktopView, Rendered> {
+async fn read(host: Arc<dyn Embedder>) -> Result<DesktopView, Rendered> {
     let autostart = run(move || host.autostart()).await?;
     Ok(DesktopView {
         available: true,

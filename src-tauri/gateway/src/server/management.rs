@@ -24,15 +24,17 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::access::{hash_hex, new_adapter_key};
 use crate::config::{ListenStatus, SavedListen};
-use crate::discovery::DiscoveryKind;
 use crate::error::{GatewayError, Rendered};
-use crate::provider_test;
-use crate::registry::{Credential, Provider, ProviderKey, ROUTING_SETTING, Source, valid_id};
+use crate::routing::discovery::DiscoveryKind;
+use crate::routing::provider_check;
+use crate::routing::registry::{
+    Credential, Provider, ProviderKey, ROUTING_SETTING, Source, valid_id,
+};
 use crate::routing::{Candidate, Health, Limits, RoutingSettings, Strategy, Windows};
-use crate::secrets::{EnvAllowlist, Secret, SecretRef, SecretStore};
+use crate::server::access::{hash_hex, new_adapter_key};
 use crate::state::AppState;
+use crate::store::secrets::{EnvAllowlist, Secret, SecretRef, SecretStore};
 use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
 use flexiproxy_protocol::Protocol;
 
@@ -179,7 +181,7 @@ async fn dismiss_welcome(State(state): State<AppState>) -> ApiResult<impl IntoRe
 
 /// `GET /api/presets`: the providers the UI offers to add with one click.
 async fn presets() -> impl IntoResponse {
-    axum::Json(crate::presets::PRESETS)
+    axum::Json(crate::config::presets::PRESETS)
 }
 
 #[derive(Debug, Serialize)]
@@ -193,7 +195,7 @@ struct ProviderView {
     declared_models: Vec<String>,
     discovered_at_ms: Option<i64>,
     discovery_error: Option<String>,
-    peers: Vec<crate::discovery::OcfPeer>,
+    peers: Vec<crate::routing::discovery::OcfPeer>,
     credentials: Vec<CredentialView>,
     /// Kept for clients of the single-key API: whether credential `default` has a key.
     has_api_key: bool,
@@ -351,7 +353,7 @@ fn present_or_null<'de, D: serde::Deserializer<'de>>(
 /// An upstream URL from the API: http(s) with a host and without user info (a password in the
 /// URL would be shown back by every `GET`).
 fn valid_url(field: &str, url: &str) -> Result<(), Rendered> {
-    crate::destination::parse_http(field, url, "https://api.openai.com/v1")
+    crate::config::destination::parse_http(field, url, "https://api.openai.com/v1")
         .map(drop)
         .map_err(|e| invalid(e.to_string()))
 }
@@ -446,7 +448,7 @@ async fn put_provider(
         let now = now_ms();
         let moved = existing
             .as_ref()
-            .filter(|old| !crate::destination::same_origin(&old.url, &input.url))
+            .filter(|old| !crate::config::destination::same_origin(&old.url, &input.url))
             .map(|old| (old.url.clone(), input.url.clone()));
         let new_default_key = matches!(&input.api_key, Some(Some(key)) if !key.is_empty());
         let row = ProviderRow {
@@ -542,8 +544,8 @@ async fn put_provider(
     if let Some((from, to)) = &moved {
         tracing::warn!(
             provider = %saved_id,
-            from = %crate::destination::origin(from).unwrap_or_default(),
-            to = %crate::destination::origin(to).unwrap_or_default(),
+            from = %crate::config::destination::origin(from).unwrap_or_default(),
+            to = %crate::config::destination::origin(to).unwrap_or_default(),
             cleared = ?cleared,
             "provider moved to another host; the keys of the old host were cleared"
         );
@@ -685,14 +687,15 @@ async fn create_adapter(
     }
     if let (Some(url), Some(provider)) = (&base_url, &provider_id)
         && let Some(provider) = state.registry.snapshot().provider(provider)
-        && !crate::destination::same_origin(url, &provider.url)
+        && !crate::config::destination::same_origin(url, &provider.url)
     {
         return Err(invalid(format!(
             "`base_url` must be on the host of provider `{}` ({}): requests through the adapter \
              carry that provider's key, which is for its host alone. For another server, add it \
              as a provider with its own key",
             provider.id,
-            crate::destination::origin(&provider.url).unwrap_or_else(|| provider.url.clone())
+            crate::config::destination::origin(&provider.url)
+                .unwrap_or_else(|| provider.url.clone())
         )));
     }
     let strategy = match non_empty(input.strategy) {
@@ -1198,19 +1201,19 @@ async fn test_provider(
     } else {
         parse(&body)?
     };
-    let chosen = provider_test::choose(
+    let chosen = provider_check::choose(
         &provider,
         input.model.as_deref(),
         input.credential.as_deref(),
     );
     let (credential, model) = chosen.map_err(Rendered::management)?;
-    let report = provider_test::run(
+    let report = provider_check::run(
         &state.http,
         Some(&state.accounts),
         &provider,
         &credential,
         &model,
-        provider_test::TIMEOUT,
+        provider_check::TIMEOUT,
     )
     .await
     .map_err(Rendered::management)?;
@@ -1234,7 +1237,7 @@ struct RouteView {
     source: Source,
 }
 
-fn route_view(route: &crate::registry::Route) -> RouteView {
+fn route_view(route: &crate::routing::registry::Route) -> RouteView {
     RouteView {
         name: route.name.clone(),
         strategy: route.strategy,

@@ -5,6 +5,12 @@
 //! TCP_NODELAY). The body limit applies to every route; handlers render its rejection in their
 //! caller's error shape.
 
+pub mod access;
+pub mod drain;
+pub mod open_files;
+pub mod tls;
+pub mod usage_export;
+
 mod account_views;
 mod assets;
 mod client_api;
@@ -62,7 +68,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             state.drain.clone(),
-            crate::drain::guard,
+            drain::guard,
         ))
         .with_state(state)
 }

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{GatewayError, Rendered};
-use crate::registry::Provider;
-use crate::relay;
+use crate::proxy::relay;
+use crate::routing::registry::Provider;
 use crate::state::AppState;
 use crate::store::now_ms;
 
@@ -43,7 +43,7 @@ struct EndpointView<'a> {
     discovery: &'a str,
     models: Vec<String>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    peers: &'a [crate::discovery::OcfPeer],
+    peers: &'a [crate::routing::discovery::OcfPeer],
     discovered_at_ms: Option<i64>,
     discovery_error: Option<&'a str>,
     /// Enabled credentials (or the keyless slot).

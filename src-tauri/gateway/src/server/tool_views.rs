@@ -14,12 +14,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::management::{ApiResult, blocking};
-use crate::access::hash_key;
 use crate::error::{GatewayError, Rendered};
-use crate::registry::Adapter;
-use crate::secrets::Secret;
+use crate::routing::registry::Adapter;
+use crate::server::access::hash_key;
 use crate::state::AppState;
-use crate::tool_setup::{
+use crate::store::secrets::Secret;
+use crate::tools::{
     self, FileChange, Home, KEY_PLACEHOLDER, Snippet, Status, Target, Tool, ToolSetupError,
     Workspace,
 };
@@ -107,7 +107,7 @@ pub async fn list(
     let base_url = state.base_url.clone();
     let statuses = {
         let home = home.clone();
-        blocking(move || Ok(tool_setup::statuses(&db, &home, &base_url)?)).await?
+        blocking(move || Ok(tools::statuses(&db, &home, &base_url)?)).await?
     };
     let target = Target {
         base_url: &state.base_url,
@@ -122,7 +122,7 @@ pub async fn list(
             protocol: tool.protocol().as_str(),
             writable: tool.writable(),
             config_path: tool.config_path(&home),
-            snippet: tool_setup::snippet(tool, &target),
+            snippet: tools::snippet(tool, &target),
             status,
         })
         .collect();
@@ -176,7 +176,7 @@ pub async fn apply(
     let input = ApplyInput::parse(&body)?;
     if let Some(url) = input.base_url.as_deref().map(str::trim)
         && !url.is_empty()
-        && !tool_setup::same_origin(url, &state.base_url)
+        && !tools::same_origin(url, &state.base_url)
     {
         return Err(fail(GatewayError::Invalid(format!(
             "FlexiProxy points {} at itself, {}; `base_url` {url} is another address. Leave \
@@ -216,7 +216,7 @@ pub async fn apply(
             data_dir: &data_dir,
             home: &home,
         };
-        Ok(tool_setup::apply(ws, tool, &target, Some(adapter_id))?)
+        Ok(tools::apply(ws, tool, &target, Some(adapter_id))?)
     })
     .await?;
     let changed: Vec<&String> = changes.iter().flat_map(|c| &c.changed).collect();
@@ -241,7 +241,7 @@ pub async fn undo(State(state): State<AppState>, Path(id): Path<String>) -> ApiR
             data_dir: &data_dir,
             home: &home,
         };
-        Ok(tool_setup::undo(ws, tool)?)
+        Ok(tools::undo(ws, tool)?)
     })
     .await?;
     Ok(Json(json!({

@@ -21,11 +21,11 @@ use serde_json::json;
 
 use super::management::{ApiResult, blocking};
 use crate::error::{GatewayError, Rendered};
-use crate::registry::{Adapter, Snapshot};
+use crate::routing::registry::{Adapter, Snapshot};
+use crate::server::usage_export;
 use crate::state::AppState;
 use crate::store::now_ms;
-use crate::usage::{self, UsageRecord, Window};
-use crate::usage_export;
+use crate::store::usage::{self, UsageRecord, Window};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -346,7 +346,7 @@ async fn events(State(state): State<AppState>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Source;
+    use crate::routing::registry::Source;
 
     fn adapter(provider: Option<&str>, model: Option<&str>) -> Adapter {
         Adapter {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use flexiproxy_gateway::oauth::{Endpoints, Flow, TokenBody};
+use flexiproxy_gateway::accounts::oauth::{Endpoints, Flow, TokenBody};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
 
