@@ -138,8 +138,8 @@ export function renderAdapters() {
       actions.push(del);
     }
     return h('tr', { dataset: { adapter: String(a.create_time) } },
-      td('Adapter', a.name ? h('strong', {}, a.name) : h('span', { class: 'muted' }, 'unnamed'),
-        a.source === 'config' ? h('span', { class: 'tag' }, 'config file') : null),
+      td('Adapter', [a.name ? h('strong', {}, a.name) : h('span', { class: 'muted' }, 'unnamed'),
+        a.source === 'config' ? h('span', { class: 'tag' }, 'config file') : null]),
       td('Provider', a.provider_id ? String(a.provider_id) : h('span', { class: 'muted' }, 'any (routing)')),
       td('Model', a.model_id ? h('span', { class: 'mono' }, a.model_id) : h('span', { class: 'muted' }, "the tool's model"), 'break'),
       td('Key', a.key_hint ? h('code', {}, String(a.key_hint)) : '—'),
