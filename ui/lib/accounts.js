@@ -12,8 +12,9 @@
 // field to paste the callback URL into (for a browser on another computer).
 
 import { api, apiOptional, errorText, statusOf, ApiError } from './api.js';
+import { runAction } from './actions.js';
 import {
-  $, $maybe, h, showMsg, withBusy, spinnerText, confirmDialog, copyButton, fmtDate,
+  $, $maybe, h, showMsg, withBusy, spinnerText, copyButton, fmtDate,
 } from './dom.js';
 
 /**
@@ -285,48 +286,40 @@ export async function refresh() {
  * @param {Account} a
  * @param {HTMLButtonElement} btn
  */
-async function refreshAccount(a, btn) {
-  const msg = $('accounts-msg');
+function refreshAccount(a, btn) {
   const name = a.label || a.email || a.id;
-  await withBusy(btn, 'Refreshing…', async () => {
-    try {
-      await api('POST', `/api/accounts/${enc(a.id)}/refresh`);
-      showMsg(msg, `The login of ${name} was refreshed.`, 'ok');
-    } catch (e) {
-      const hint = e instanceof ApiError && e.status === 409 ? ' Press Re-login to sign in again.' : '';
-      showMsg(msg, `Could not refresh ${name}: ${errorText(e)}${hint}`);
-    }
+  return runAction(btn, {
+    busy: 'Refreshing…',
+    call: () => api('POST', `/api/accounts/${enc(a.id)}/refresh`),
+    msg: $('accounts-msg'),
+    done: `The login of ${name} was refreshed.`,
+    failed: `Could not refresh ${name}`,
+    hint: (e) => (e instanceof ApiError && e.status === 409 ? ' Press Re-login to sign in again.' : ''),
+    reload: refresh,
   });
-  await refresh();
 }
 
 /**
  * @param {Account} a
  * @param {HTMLButtonElement} btn
  */
-async function logOut(a, btn) {
+function logOut(a, btn) {
   const name = a.label || a.email || a.id;
-  const ok = await confirmDialog({
-    title: `Log out of ${name}?`,
-    text: 'Its tokens leave the keychain and requests stop using this subscription. You can log in again later.',
-    ok: 'Log out',
-    danger: true,
+  return runAction(btn, {
+    ask: {
+      title: `Log out of ${name}?`,
+      text: 'Its tokens leave the keychain and requests stop using this subscription. You can log in again later.',
+      ok: 'Log out',
+      danger: true,
+    },
+    busy: 'Logging out…',
+    call: () => api('DELETE', `/api/accounts/${enc(a.id)}`),
+    msg: $('accounts-msg'),
+    done: `Logged out of ${name}.`,
+    failed: `Could not log out of ${name}`,
+    reload: refresh,
+    after: () => $('accounts-h').focus(),
   });
-  if (!ok) {
-    btn.focus();
-    return;
-  }
-  const msg = $('accounts-msg');
-  await withBusy(btn, 'Logging out…', async () => {
-    try {
-      await api('DELETE', `/api/accounts/${enc(a.id)}`);
-      showMsg(msg, `Logged out of ${name}.`, 'ok');
-    } catch (e) {
-      showMsg(msg, `Could not log out of ${name}: ${errorText(e)}`);
-    }
-  });
-  await refresh();
-  $('accounts-h').focus();
 }
 
 // ---------------------------------------------------------------------------------------------

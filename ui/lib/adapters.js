@@ -6,8 +6,9 @@
 // list, with the key as a placeholder.
 
 import { api, apiOptional, errorText } from './api.js';
+import { runAction } from './actions.js';
 import {
-  $, $maybe, h, td, emptyRow, showMsg, withBusy, spinnerText, confirmDialog, copyButton, snippet, fmtDate, fmtWhen,
+  $, $maybe, h, td, emptyRow, showMsg, withBusy, spinnerText, copyButton, snippet, fmtDate, fmtWhen,
   selectTab, tabKeys,
 } from './dom.js';
 import { state, on, loadAdapters, loadStatus } from './state.js';
@@ -227,29 +228,26 @@ export function renderAdapters() {
  * @param {Adapter} a
  * @param {HTMLButtonElement} btn
  */
-async function deleteAdapter(a, btn) {
-  const ok = await confirmDialog({
-    title: 'Delete this adapter?',
-    text: `Tools using the key ${a.key_hint || ''} (${adapterLabel(a)}) will get 401 errors. This cannot be undone.`,
-    ok: 'Delete adapter',
-    danger: true,
+function deleteAdapter(a, btn) {
+  return runAction(btn, {
+    ask: {
+      title: 'Delete this adapter?',
+      text: `Tools using the key ${a.key_hint || ''} (${adapterLabel(a)}) will get 401 errors. This cannot be undone.`,
+      ok: 'Delete adapter',
+      danger: true,
+    },
+    busy: 'Deleting…',
+    call: () => api('DELETE', '/api/adapters', { create_time: a.create_time }),
+    msg: $('adapters-msg'),
+    done: 'Adapter deleted.',
+    failed: 'Could not delete the adapter',
+    reload: () => Promise.allSettled([loadAdapters(), loadStatus()]),
+    after: () => {
+      const heading = $('adapter-list-h');
+      heading.setAttribute('tabindex', '-1');
+      heading.focus();
+    },
   });
-  if (!ok) {
-    btn.focus();
-    return;
-  }
-  const msg = $('adapters-msg');
-  await withBusy(btn, 'Deleting…', async () => {
-    try {
-      await api('DELETE', '/api/adapters', { create_time: a.create_time });
-      showMsg(msg, 'Adapter deleted.', 'ok');
-    } catch (e) {
-      showMsg(msg, `Could not delete the adapter: ${errorText(e)}`);
-    }
-  });
-  await Promise.allSettled([loadAdapters(), loadStatus()]);
-  $('adapter-list-h').setAttribute('tabindex', '-1');
-  $('adapter-list-h').focus();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@
 // limit, disabled) and limits.
 
 import { api, apiOptional, errorText, ApiError } from './api.js';
+import { runAction } from './actions.js';
 import {
-  $, $maybe, h, td, showMsg, withBusy, spinnerText, confirmDialog, fmtInt, fmtMs, fmtWhen, PROTOCOLS, protocolLabel,
+  $, $maybe, h, td, showMsg, withBusy, spinnerText, fmtInt, fmtMs, fmtWhen, PROTOCOLS, protocolLabel,
 } from './dom.js';
 import { state, on, loadProviders, loadStatus, putProvider } from './state.js';
 
@@ -323,29 +324,25 @@ export async function discover(id) {
  * @param {Provider} p
  * @param {HTMLButtonElement} btn
  */
-async function deleteProvider(p, btn) {
-  const ok = await confirmDialog({
-    title: `Delete provider ${p.id}?`,
-    text: `Adapters that use ${p.id} will fail until you add it again. Its keys are removed from the keychain.`,
-    ok: 'Delete provider',
-    danger: true,
-  });
-  if (!ok) {
-    btn.focus();
-    return;
-  }
-  const msg = $('providers-msg');
-  await withBusy(btn, 'Deleting…', async () => {
-    try {
+function deleteProvider(p, btn) {
+  return runAction(btn, {
+    ask: {
+      title: `Delete provider ${p.id}?`,
+      text: `Adapters that use ${p.id} will fail until you add it again. Its keys are removed from the keychain.`,
+      ok: 'Delete provider',
+      danger: true,
+    },
+    busy: 'Deleting…',
+    call: async () => {
       await api('DELETE', `/api/providers/${enc(p.id)}`);
       ui.delete(p.id);
-      showMsg(msg, `Provider ${p.id} deleted.`, 'ok');
-    } catch (e) {
-      showMsg(msg, `Could not delete provider ${p.id}: ${errorText(e)}`);
-    }
+    },
+    msg: $('providers-msg'),
+    done: `Provider ${p.id} deleted.`,
+    failed: `Could not delete provider ${p.id}`,
+    reload: () => Promise.allSettled([loadProviders(), loadStatus()]),
+    after: () => $('providers-h').focus(),
   });
-  await Promise.allSettled([loadProviders(), loadStatus()]);
-  $('providers-h').focus();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,23 +354,19 @@ async function deleteProvider(p, btn) {
  * @param {Provider} p
  * @param {Credential} c
  * @param {HTMLButtonElement} btn
- * @param {string} label the button's label while the call runs
- * @param {string} method
- * @param {string} suffix
- * @param {unknown} body
- * @param {string} done said when the call succeeded
+ * @param {{ ask?: import('./dom.js').Question, busy: string, method: string, suffix?: string, body?: unknown, done: string, after?: () => void }} call
  */
-async function credentialCall(p, c, btn, label, method, suffix, body, done) {
-  const msg = $('providers-msg');
-  await withBusy(btn, label, async () => {
-    try {
-      await api(method, `/api/providers/${enc(p.id)}/credentials/${enc(c.id)}${suffix}`, body);
-      showMsg(msg, done, 'ok');
-    } catch (e) {
-      showMsg(msg, `Key ${p.id}/${c.id}: ${errorText(e)}`);
-    }
+function credentialAction(p, c, btn, { ask, busy, method, suffix = '', body, done, after }) {
+  return runAction(btn, {
+    ask,
+    busy,
+    call: () => api(method, `/api/providers/${enc(p.id)}/credentials/${enc(c.id)}${suffix}`, body),
+    msg: $('providers-msg'),
+    done,
+    failed: `Key ${p.id}/${c.id}`,
+    reload: () => reloadOne(p.id),
+    after,
   });
-  await reloadOne(p.id);
 }
 
 /**
@@ -382,8 +375,12 @@ async function credentialCall(p, c, btn, label, method, suffix, body, done) {
  * @param {HTMLButtonElement} btn
  */
 function toggleCredential(p, c, btn) {
-  return credentialCall(p, c, btn, c.enabled ? 'Disabling…' : 'Enabling…', 'PATCH', '', { enabled: !c.enabled },
-    `Key ${p.id}/${c.id} ${c.enabled ? 'disabled' : 'enabled'}.`);
+  return credentialAction(p, c, btn, {
+    busy: c.enabled ? 'Disabling…' : 'Enabling…',
+    method: 'PATCH',
+    body: { enabled: !c.enabled },
+    done: `Key ${p.id}/${c.id} ${c.enabled ? 'disabled' : 'enabled'}.`,
+  });
 }
 
 /**
@@ -392,7 +389,9 @@ function toggleCredential(p, c, btn) {
  * @param {HTMLButtonElement} btn
  */
 function resetCredential(p, c, btn) {
-  return credentialCall(p, c, btn, 'Resetting…', 'POST', '/reset', undefined, `Key ${p.id}/${c.id} is back in use.`);
+  return credentialAction(p, c, btn, {
+    busy: 'Resetting…', method: 'POST', suffix: '/reset', done: `Key ${p.id}/${c.id} is back in use.`,
+  });
 }
 
 /**
@@ -400,19 +399,19 @@ function resetCredential(p, c, btn) {
  * @param {Credential} c
  * @param {HTMLButtonElement} btn
  */
-async function deleteCredential(p, c, btn) {
-  const ok = await confirmDialog({
-    title: `Delete key ${c.label || c.id}?`,
-    text: `Provider ${p.id} stops using it and it is removed from the keychain.`,
-    ok: 'Delete key',
-    danger: true,
+function deleteCredential(p, c, btn) {
+  return credentialAction(p, c, btn, {
+    ask: {
+      title: `Delete key ${c.label || c.id}?`,
+      text: `Provider ${p.id} stops using it and it is removed from the keychain.`,
+      ok: 'Delete key',
+      danger: true,
+    },
+    busy: 'Deleting…',
+    method: 'DELETE',
+    done: `Key ${p.id}/${c.id} deleted.`,
+    after: () => $maybe(`provider-h-${p.id}`)?.focus(),
   });
-  if (!ok) {
-    btn.focus();
-    return;
-  }
-  await credentialCall(p, c, btn, 'Deleting…', 'DELETE', '', undefined, `Key ${p.id}/${c.id} deleted.`);
-  $maybe(`provider-h-${p.id}`)?.focus();
 }
 
 // ---------------------------------------------------------------------------------------------
