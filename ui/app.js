@@ -1,11 +1,13 @@
+// @ts-check
 // FlexiProxy web UI entry: sign-in, the page router (#dashboard, #providers, #accounts,
 // #adapters, #settings), the top bar, and start-up. The pages live in lib/*.js; they talk only to the
 // gateway's management API (/api/*) with the management token as a Bearer token.
 //
 // No build step and no dependencies: these files are embedded in the binary as written and
 // loaded as ES modules (the gateway serves lib/ from a fixed list in server/assets.rs).
+// TypeScript only checks them, from their JSDoc (ui/tsconfig.json; .ci/run runs it).
 
-import { auth, api, errorText } from './lib/api.js';
+import { auth, api, errorText, statusOf, ApiError } from './lib/api.js';
 import { $, showMsg, withBusy, copyButton } from './lib/dom.js';
 import * as live from './lib/live.js';
 import * as dashboard from './lib/dashboard.js';
@@ -21,22 +23,37 @@ const PAGES = ['dashboard', 'providers', 'accounts', 'adapters', 'settings'];
 // ---------------------------------------------------------------------------------------------
 // Router
 
+/** The page the hash names, or null. */
 function pageFromHash() {
   const name = window.location.hash.replace(/^#\/?/, '');
   return PAGES.includes(name) ? name : null;
 }
 
-/** Shows the page the hash names; `focus` moves the keyboard to its heading (a user's choice). */
+/**
+ * The heading `selector` finds (`#page-<name> h1`, or the shown page's), where the keyboard goes.
+ * @param {string} selector
+ */
+function heading(selector) {
+  const el = document.querySelector(selector);
+  return el instanceof HTMLElement ? el : null;
+}
+
+/**
+ * Shows the page the hash names; `focus` moves the keyboard to its heading (a user's choice).
+ * @param {boolean} focus
+ */
 function route(focus) {
   const page = pageFromHash() || 'dashboard';
-  for (const section of document.querySelectorAll('.page')) section.hidden = section.dataset.page !== page;
+  for (const section of document.querySelectorAll('.page')) {
+    if (section instanceof HTMLElement) section.hidden = section.dataset.page !== page;
+  }
   for (const link of document.querySelectorAll('#nav a')) {
-    if (link.dataset.page === page) link.setAttribute('aria-current', 'page');
+    if (link instanceof HTMLElement && link.dataset.page === page) link.setAttribute('aria-current', 'page');
     else link.removeAttribute('aria-current');
   }
-  const title = document.querySelector(`#page-${page} h1`)?.textContent || 'FlexiProxy';
+  const title = heading(`#page-${page} h1`)?.textContent || 'FlexiProxy';
   document.title = `${title} · FlexiProxy`;
-  if (focus) document.querySelector(`#page-${page} h1`)?.focus({ preventScroll: true });
+  if (focus) heading(`#page-${page} h1`)?.focus({ preventScroll: true });
   window.scrollTo(0, 0);
   if (page === 'settings') settings.load();
 }
@@ -44,6 +61,7 @@ function route(focus) {
 // ---------------------------------------------------------------------------------------------
 // Top bar
 
+/** @param {import('./lib/state.js').Status | null} s */
 function renderStatus(s) {
   $('gateway-status').hidden = !s;
   if (!s) return;
@@ -67,6 +85,7 @@ function readStoredToken() {
   }
 }
 
+/** @param {string | null} token */
 function storeToken(token) {
   try {
     if (token) sessionStorage.setItem(TOKEN_KEY, token);
@@ -88,21 +107,25 @@ function clearData() {
   $('st-version').textContent = '';
 }
 
+/** @param {string} message */
 function showLogin(message) {
   live.stop();
   clearData();
-  for (const d of document.querySelectorAll('dialog[open]')) d.close();
+  for (const d of document.querySelectorAll('dialog[open]')) {
+    if (d instanceof HTMLDialogElement) d.close();
+  }
   $('main').hidden = true;
   $('nav').hidden = true;
   $('signout').hidden = true;
   $('login-view').hidden = false;
   showMsg($('login-msg'), message || '');
-  $('login-token').value = '';
-  $('login-token').focus();
+  $('login-token', HTMLInputElement).value = '';
+  $('login-token', HTMLInputElement).focus();
 }
 
 /** Loads everything the pages show; each failure is reported where it belongs. */
 async function loadAll() {
+  /** @type {[() => Promise<void>, (e: unknown) => void][]} */
   const jobs = [
     [loadStatus, (e) => showMsg($('status-error'), `Gateway status unavailable: ${errorText(e)}`)],
     [loadProviders, (e) => showMsg($('providers-msg'), `Could not load providers: ${errorText(e)}`)],
@@ -111,7 +134,7 @@ async function loadAll() {
     [loadSettings, (e) => showMsg($('settings-msg'), `Could not load settings: ${errorText(e)}`)],
   ];
   await Promise.all(jobs.map(([load, fail]) => load().catch((e) => {
-    if (e?.status !== 401) fail(e);
+    if (statusOf(e) !== 401) fail(e);
   })));
 }
 
@@ -141,6 +164,7 @@ async function showApp() {
   });
 }
 
+/** @param {string} message */
 function onUnauthorized(message) {
   if (!auth.token) return;
   const fromApp = auth.fromApp;
@@ -152,16 +176,17 @@ function onUnauthorized(message) {
     : `Signed out: ${message} Enter the management token again.`);
 }
 
+/** @param {SubmitEvent} ev */
 async function submitLogin(ev) {
   ev.preventDefault();
-  const token = $('login-token').value.trim();
+  const token = $('login-token', HTMLInputElement).value.trim();
   const msg = $('login-msg');
   if (!token) {
     showMsg(msg, 'Enter the management token.');
     return;
   }
   showMsg(msg, '');
-  await withBusy($('login-submit'), 'Signing in…', async () => {
+  await withBusy($('login-submit', HTMLButtonElement), 'Signing in…', async () => {
     auth.token = token;
     auth.fromApp = false;
     try {
@@ -169,13 +194,13 @@ async function submitLogin(ev) {
       await api('GET', '/api/status');
     } catch (e) {
       auth.token = null;
-      showMsg(msg, e.status === 401 ? 'That token was not accepted. Check it and try again.' : errorText(e));
-      $('login-token').focus();
+      showMsg(msg, e instanceof ApiError && e.status === 401 ? 'That token was not accepted. Check it and try again.' : errorText(e));
+      $('login-token', HTMLInputElement).focus();
       return;
     }
     storeToken(token);
     showApp();
-    document.querySelector('.page:not([hidden]) h1')?.focus({ preventScroll: true });
+    heading('.page:not([hidden]) h1')?.focus({ preventScroll: true });
   });
 }
 
@@ -190,7 +215,7 @@ function signOut() {
 // Start-up
 
 function init() {
-  const icon = $('brand-icon');
+  const icon = $('brand-icon', HTMLImageElement);
   const hideIcon = () => { icon.hidden = true; };
   icon.addEventListener('error', hideIcon);
   if (icon.complete && icon.naturalWidth === 0) hideIcon();
@@ -211,19 +236,21 @@ function init() {
   // Skip to the page's heading without touching the hash (which names the page).
   $('skip-link').addEventListener('click', (ev) => {
     ev.preventDefault();
-    const target = $('main').hidden ? $('login-token') : document.querySelector('.page:not([hidden]) h1');
+    const target = $('main').hidden ? $('login-token', HTMLInputElement) : heading('.page:not([hidden]) h1');
     target?.focus();
   });
 
   const baseUrlEl = $('st-base-url');
   const copyBase = copyButton(() => baseUrlEl.textContent, 'Copy', {
     aria: 'Copy base URL',
-    selectOnFail: () => window.getSelection().selectAllChildren(baseUrlEl),
+    selectOnFail: () => window.getSelection()?.selectAllChildren(baseUrlEl),
   });
   copyBase.id = 'copy-base-url';
   $('copy-base-url').replaceWith(copyBase);
 
-  const injected = window.__FLEXIPROXY__?.token;
+  // The desktop app defines this before the page loads (src-tauri/app/src/window.rs).
+  const fromApp = /** @type {{ __FLEXIPROXY__?: { token?: unknown } }} */ (window).__FLEXIPROXY__;
+  const injected = fromApp?.token;
   if (typeof injected === 'string' && injected) {
     auth.token = injected;
     auth.fromApp = true;

@@ -1,3 +1,4 @@
+// @ts-check
 // The Accounts page: subscriptions used through their own login (Claude Pro/Max, ChatGPT,
 // Gemini, Qwen, Copilot, iFlow) instead of an API key. One "Log in" button per kind the gateway
 // knows, a login dialog that follows one login (`/api/logins`) from start to the account it
@@ -10,15 +11,66 @@
 // (`POST /api/desktop/open`); a headless gateway cannot, so the dialog offers a plain link and a
 // field to paste the callback URL into (for a browser on another computer).
 
-import { api, apiOptional, errorText, ApiError } from './api.js';
+import { api, apiOptional, errorText, statusOf, ApiError } from './api.js';
+import { runAction } from './actions.js';
 import {
-  $, h, showMsg, withBusy, spinnerText, confirmDialog, copyButton, fmtDate,
+  $, $maybe, h, showMsg, withBusy, spinnerText, copyButton, fmtDate,
 } from './dom.js';
+
+/**
+ * A subscription account (`GET /api/accounts`, server/account_views.rs). No answer carries a token.
+ * @typedef {object} Account
+ * @property {string} id
+ * @property {string} kind e.g. `claude`, `codex`
+ * @property {string} kind_label
+ * @property {string} provider_id the provider its requests go through
+ * @property {string} label
+ * @property {string | null} email
+ * @property {string | null} account_id
+ * @property {string | null} plan
+ * @property {string | null} project
+ * @property {number} created_at
+ * @property {number | null} refreshed_at
+ * @property {number | null} expires_at
+ * @property {number | null} next_refresh_at
+ * @property {string | null} last_error
+ * @property {boolean} needs_login the provider no longer accepts the login
+ * @property {string | null} tokens_not_saved why the newest tokens (in use) are not in the keychain yet
+ * @property {QuotaWindow[]} quota what the provider reported of its usage windows (Codex)
+ */
+
+/**
+ * @typedef {object} QuotaWindow
+ * @property {string} name `primary`, `secondary`
+ * @property {number} used_percent
+ * @property {number | null} window_minutes
+ * @property {number | null} resets_at_ms
+ */
+
+/** A kind of subscription one can log in to. @typedef {{ kind: string, label: string, flow: 'pkce' | 'device' }} LoginKind */
+
+/**
+ * A login under way or ended (`/api/logins`), as the dialog follows it.
+ * @typedef {object} Login
+ * @property {string} id
+ * @property {string} kind
+ * @property {'pkce' | 'device'} flow
+ * @property {'waiting' | 'finishing' | 'done' | 'failed' | 'cancelled'} status
+ * @property {string} [authorize_url] pkce: the sign-in page
+ * @property {string} [redirect_uri] pkce: where the browser comes back to
+ * @property {string} [user_code] device: the code to enter
+ * @property {string} [verification_uri] device: where to enter it
+ * @property {string} [verification_uri_complete]
+ * @property {number} [expires_at]
+ * @property {string} [error]
+ * @property {Account} [account] the account it made, once done
+ * @property {boolean} [paste] set here: started to paste the callback URL (no local listener)
+ */
 
 const enc = encodeURIComponent;
 const POLL_MS = 1000;
 
-/** What each kind gives, in the words of the subscription it uses. */
+/** What each kind gives, in the words of the subscription it uses. @type {Record<string, string>} */
 const KIND_NOTES = {
   claude: 'Claude Pro/Max via your Anthropic login',
   codex: 'ChatGPT Plus/Pro (Codex) via your OpenAI login',
@@ -28,23 +80,30 @@ const KIND_NOTES = {
   iflow: 'iFlow models via your iFlow account',
 };
 
+/**
+ * @type {{ accounts: Account[], kinds: LoginKind[], loaded: boolean, clock: ReturnType<typeof setInterval> | undefined }}
+ */
 const page = {
   accounts: [],
   kinds: [],
   loaded: false,
   // Re-renders the relative times ("in 12 min") while the page is open; no request is made.
-  clock: null,
+  clock: undefined,
 };
 
 // ---------------------------------------------------------------------------------------------
 // Times
 
-/** "in 12 min", "3 h ago", "just now": how far `ms` is from now. */
+/**
+ * "in 12 min", "3 h ago", "just now": how far `ms` is from now.
+ * @param {unknown} ms
+ */
 export function fmtRelative(ms, now = Date.now()) {
   if (typeof ms !== 'number' || !Number.isFinite(ms)) return '—';
   const diff = ms - now;
   const abs = Math.abs(diff);
   if (abs < 45_000) return diff >= 0 ? 'in less than a minute' : 'just now';
+  /** @type {[string, number][]} */
   const units = [['day', 86_400_000], ['h', 3_600_000], ['min', 60_000]];
   const [unit, size] = units.find(([, s]) => abs >= s) || units[units.length - 1];
   const n = Math.round(abs / size);
@@ -52,7 +111,11 @@ export function fmtRelative(ms, now = Date.now()) {
   return diff >= 0 ? `in ${text}` : `${text} ago`;
 }
 
-/** Relative time with the exact time beside it (and in a <time> for screen readers). */
+/**
+ * Relative time with the exact time beside it (and in a <time> for screen readers).
+ * @param {number | null | undefined} ms
+ * @param {string} never what to say without a time
+ */
 function whenCell(ms, never) {
   if (typeof ms !== 'number') return h('span', { class: 'muted' }, never);
   const d = new Date(ms);
@@ -64,10 +127,12 @@ function whenCell(ms, never) {
 // ---------------------------------------------------------------------------------------------
 // The list
 
+/** @param {string | null} kind */
 function kindLabel(kind) {
   return page.kinds.find((k) => k.kind === kind)?.label || String(kind);
 }
 
+/** @param {Account} a */
 function healthBadge(a) {
   if (a.needs_login) return h('span', { class: 'badge', dataset: { kind: 'bad' } }, 'Needs login');
   if (a.last_error) return h('span', { class: 'badge', dataset: { kind: 'warn' } }, 'Refresh failed');
@@ -75,11 +140,18 @@ function healthBadge(a) {
   return h('span', { class: 'badge', dataset: { kind: 'ok' } }, 'Signed in');
 }
 
+/**
+ * @param {string} name
+ * @param {import('./dom.js').Child} value
+ */
 function fact(name, value) {
   return [h('dt', {}, name), h('dd', {}, value)];
 }
 
-// "5 h window: 37% used, resets in 2 h" for each window the provider reported.
+/**
+ * "5 h window: 37% used, resets in 2 h" for each window the provider reported.
+ * @param {QuotaWindow[]} windows
+ */
 function quotaCell(windows) {
   return h('ul', { class: 'plain-list' }, ...windows.map((w) => {
     const minutes = Number(w.window_minutes);
@@ -92,6 +164,7 @@ function quotaCell(windows) {
   }));
 }
 
+/** @param {Account} a */
 function accountCard(a) {
   const name = a.label || a.email || a.id;
   const actions = h('div', { class: 'row-actions' },
@@ -138,7 +211,7 @@ function accountCard(a) {
 
 function renderList() {
   const list = $('account-list');
-  const focused = document.activeElement?.dataset?.fkey;
+  const focused = document.activeElement instanceof HTMLElement ? document.activeElement.dataset.fkey : undefined;
   if (!page.loaded) return;
   if (page.accounts.length === 0) {
     list.replaceChildren(h('div', { class: 'card empty-card' },
@@ -147,7 +220,8 @@ function renderList() {
   } else {
     list.replaceChildren(...page.accounts.map(accountCard));
   }
-  if (focused) list.querySelector(`[data-fkey="${CSS.escape(focused)}"]`)?.focus();
+  const again = focused ? list.querySelector(`[data-fkey="${CSS.escape(focused)}"]`) : null;
+  if (again instanceof HTMLElement) again.focus();
   renderNavBadge();
 }
 
@@ -170,7 +244,8 @@ function renderNavBadge() {
   const link = document.querySelector('#nav a[data-page="accounts"]');
   if (!link) return;
   const n = page.accounts.filter((a) => a.needs_login).length;
-  let badge = link.querySelector('.nav-badge');
+  const found = link.querySelector('.nav-badge');
+  let badge = found instanceof HTMLElement ? found : null;
   if (n === 0) {
     badge?.remove();
     return;
@@ -186,7 +261,7 @@ function renderNavBadge() {
 
 /** Loads the accounts and the kinds of login; throws for the caller to report. */
 export async function load() {
-  const data = await apiOptional('GET', '/api/accounts');
+  const data = /** @type {{ accounts: Account[], kinds: LoginKind[] } | null} */ (await apiOptional('GET', '/api/accounts'));
   page.loaded = true;
   page.accounts = Array.isArray(data?.accounts) ? data.accounts : [];
   page.kinds = Array.isArray(data?.kinds) ? data.kinds : [];
@@ -200,61 +275,70 @@ export async function refresh() {
   try {
     await load();
   } catch (e) {
-    if (e?.status !== 401) showMsg($('accounts-msg'), `Could not load the accounts: ${errorText(e)}`);
+    if (statusOf(e) !== 401) showMsg($('accounts-msg'), `Could not load the accounts: ${errorText(e)}`);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Actions on an account
 
-async function refreshAccount(a, btn) {
-  const msg = $('accounts-msg');
+/**
+ * @param {Account} a
+ * @param {HTMLButtonElement} btn
+ */
+function refreshAccount(a, btn) {
   const name = a.label || a.email || a.id;
-  await withBusy(btn, 'Refreshing…', async () => {
-    try {
-      await api('POST', `/api/accounts/${enc(a.id)}/refresh`);
-      showMsg(msg, `The login of ${name} was refreshed.`, 'ok');
-    } catch (e) {
-      const hint = e instanceof ApiError && e.status === 409 ? ' Press Re-login to sign in again.' : '';
-      showMsg(msg, `Could not refresh ${name}: ${errorText(e)}${hint}`);
-    }
+  return runAction(btn, {
+    busy: 'Refreshing…',
+    call: () => api('POST', `/api/accounts/${enc(a.id)}/refresh`),
+    msg: $('accounts-msg'),
+    done: `The login of ${name} was refreshed.`,
+    failed: `Could not refresh ${name}`,
+    hint: (e) => (e instanceof ApiError && e.status === 409 ? ' Press Re-login to sign in again.' : ''),
+    reload: refresh,
   });
-  await refresh();
 }
 
-async function logOut(a, btn) {
+/**
+ * @param {Account} a
+ * @param {HTMLButtonElement} btn
+ */
+function logOut(a, btn) {
   const name = a.label || a.email || a.id;
-  const ok = await confirmDialog({
-    title: `Log out of ${name}?`,
-    text: 'Its tokens leave the keychain and requests stop using this subscription. You can log in again later.',
-    ok: 'Log out',
-    danger: true,
+  return runAction(btn, {
+    ask: {
+      title: `Log out of ${name}?`,
+      text: 'Its tokens leave the keychain and requests stop using this subscription. You can log in again later.',
+      ok: 'Log out',
+      danger: true,
+    },
+    busy: 'Logging out…',
+    call: () => api('DELETE', `/api/accounts/${enc(a.id)}`),
+    msg: $('accounts-msg'),
+    done: `Logged out of ${name}.`,
+    failed: `Could not log out of ${name}`,
+    reload: refresh,
+    after: () => $('accounts-h').focus(),
   });
-  if (!ok) {
-    btn.focus();
-    return;
-  }
-  const msg = $('accounts-msg');
-  await withBusy(btn, 'Logging out…', async () => {
-    try {
-      await api('DELETE', `/api/accounts/${enc(a.id)}`);
-      showMsg(msg, `Logged out of ${name}.`, 'ok');
-    } catch (e) {
-      showMsg(msg, `Could not log out of ${name}: ${errorText(e)}`);
-    }
-  });
-  await refresh();
-  $('accounts-h').focus();
 }
 
 // ---------------------------------------------------------------------------------------------
 // The login dialog
 
-/** The login the dialog follows; `seq` tells a stale poll answer from the current one. */
-const flow = { login: null, kind: null, relogin: null, seq: 0, timer: null, canOpen: null, shape: '' };
+/**
+ * The login the dialog follows (of `kind`, or for the account `relogin`); `seq` tells a stale
+ * poll answer from the current one; `canOpen`: whether the gateway can open the system
+ * browser (null: not asked yet); `shape`: what the dialog shows now (see renderLogin).
+ * @type {{ login: Login | null, kind: string | null, relogin: Account | null, seq: number, timer: ReturnType<typeof setTimeout> | undefined, canOpen: boolean | null, shape: string }}
+ */
+const flow = { login: null, kind: null, relogin: null, seq: 0, timer: undefined, canOpen: null, shape: '' };
 
 const FINISHED = ['done', 'failed', 'cancelled'];
 
+/**
+ * @param {unknown} url
+ * @returns {url is string}
+ */
 function isWebUrl(url) {
   return typeof url === 'string' && /^https?:\/\//i.test(url);
 }
@@ -263,7 +347,8 @@ function isWebUrl(url) {
 async function canOpenBrowser() {
   if (flow.canOpen == null) {
     try {
-      flow.canOpen = (await apiOptional('GET', '/api/desktop'))?.available === true;
+      const desktop = /** @type {import('./settings.js').DesktopView | null} */ (await apiOptional('GET', '/api/desktop'));
+      flow.canOpen = desktop?.available === true;
     } catch {
       flow.canOpen = false;
     }
@@ -271,12 +356,21 @@ async function canOpenBrowser() {
   return flow.canOpen;
 }
 
-/** A link that opens in a new tab, for a browser or a gateway that cannot open one itself. */
+/**
+ * A link that opens in a new tab, for a browser or a gateway that cannot open one itself.
+ * @param {string} url
+ * @param {string} text
+ * @param {string} cls
+ */
 function plainLink(url, text, cls) {
   return h('a', { href: url, target: '_blank', rel: 'noopener noreferrer', class: cls }, text);
 }
 
-/** "Open sign-in page": through the desktop app, or a plain link when the gateway cannot. */
+/**
+ * "Open sign-in page": through the desktop app, or a plain link when the gateway cannot.
+ * @param {string | undefined} url
+ * @param {string} text
+ */
 function openButton(url, text) {
   if (!isWebUrl(url)) return null;
   if (flow.canOpen === false) return plainLink(url, text, 'btn btn-primary open-link');
@@ -301,14 +395,16 @@ function openButton(url, text) {
   return btn;
 }
 
+/** @param {string} text */
 function setNote(text) {
-  const note = $('ld-note');
+  const note = $maybe('ld-note');
   if (note) {
     note.textContent = text;
     note.hidden = !text;
   }
 }
 
+/** @param {Login} l */
 function pkceContent(l) {
   const url = l.authorize_url;
   const paste = h('form', { class: 'paste-form', autocomplete: 'off' },
@@ -341,6 +437,7 @@ function pkceContent(l) {
   ];
 }
 
+/** @param {Login} l */
 function deviceContent(l) {
   const url = l.verification_uri_complete || l.verification_uri;
   const code = String(l.user_code || '');
@@ -360,8 +457,10 @@ function deviceContent(l) {
   ];
 }
 
+/** @param {Login} l */
 function resultContent(l) {
   if (l.status === 'done') {
+    /** @type {Partial<Account>} */
     const a = l.account || {};
     return [h('div', { class: 'test-ok login-result' },
       h('strong', {}, '✓ Logged in'),
@@ -376,34 +475,42 @@ function resultContent(l) {
     h('button', { type: 'button', class: 'btn btn-primary', id: 'ld-retry', onclick: () => startLogin(false) }, 'Try again'))];
 }
 
+/** @param {Login} l */
 function progressText(l) {
   if (l.status === 'finishing') return 'Finishing…';
   if (l.status === 'waiting') return l.flow === 'device' ? 'Waiting for you to enter the code in the browser…' : 'Waiting for the browser…';
   return '';
 }
 
-/** Shows the login: its steps once, then only the progress line until it ends. */
+/**
+ * Shows the login: its steps once, then only the progress line until it ends.
+ * @param {Login} l
+ */
 function renderLogin(l) {
   const shape = FINISHED.includes(l.status) ? `end:${l.status}` : `run:${l.flow}:${l.id}`;
   if (shape !== flow.shape) {
     flow.shape = shape;
     const content = FINISHED.includes(l.status) ? resultContent(l) : l.flow === 'device' ? deviceContent(l) : pkceContent(l);
-    $('ld-content').replaceChildren(...content.filter(Boolean));
+    $('ld-content').replaceChildren(...content.filter((c) => c !== null));
     const cancel = $('ld-cancel');
     const ended = FINISHED.includes(l.status);
     cancel.textContent = ended ? 'Close' : 'Cancel';
     cancel.className = ended && l.status === 'done' ? 'btn btn-primary' : 'btn';
-    if (ended) (l.status === 'done' ? cancel : $('ld-retry') || cancel).focus();
-    else $('ld-content').querySelector('.open-link')?.focus();
+    if (ended) {
+      (l.status === 'done' ? cancel : $maybe('ld-retry') || cancel).focus();
+    } else {
+      const link = $('ld-content').querySelector('.open-link');
+      if (link instanceof HTMLElement) link.focus();
+    }
   }
   const text = progressText(l);
   $('ld-status').replaceChildren(text ? spinnerText(text) : '');
-  $('login-dialog').dataset.status = l.status;
+  $('login-dialog', HTMLDialogElement).dataset.status = l.status;
 }
 
 function stopPolling() {
   clearTimeout(flow.timer);
-  flow.timer = null;
+  flow.timer = undefined;
 }
 
 function schedulePoll() {
@@ -412,11 +519,12 @@ function schedulePoll() {
   flow.timer = setTimeout(() => poll(seq), POLL_MS);
 }
 
+/** @param {number} seq the login's `flow.seq` when this poll was scheduled */
 async function poll(seq) {
   const l = flow.login;
   if (!l || seq !== flow.seq) return;
   try {
-    const next = await api('GET', `/api/logins/${enc(l.id)}`);
+    const next = /** @type {Login} */ (await api('GET', `/api/logins/${enc(l.id)}`));
     if (seq !== flow.seq) return;
     showMsg($('ld-msg'), '');
     took(next);
@@ -426,13 +534,16 @@ async function poll(seq) {
       took({ ...l, status: 'failed', error: 'The gateway no longer knows this login (it expired). Start again.' });
       return;
     }
-    if (e?.status === 401) return;
+    if (statusOf(e) === 401) return;
     showMsg($('ld-msg'), `${errorText(e)} Trying again…`);
     schedulePoll();
   }
 }
 
-/** Takes in the login's latest state: shows it, and polls again until it ends. */
+/**
+ * Takes in the login's latest state: shows it, and polls again until it ends.
+ * @param {Login} l
+ */
 function took(l) {
   flow.login = l;
   renderLogin(l);
@@ -444,10 +555,11 @@ function took(l) {
   }
 }
 
+/** @param {SubmitEvent} ev */
 async function submitCallback(ev) {
   ev.preventDefault();
   const l = flow.login;
-  const input = $('ld-callback');
+  const input = $('ld-callback', HTMLInputElement);
   const url = input.value.trim();
   if (!l) return;
   if (!/^https?:\/\/.+[?#].*code=/.test(url)) {
@@ -456,9 +568,9 @@ async function submitCallback(ev) {
     return;
   }
   const seq = flow.seq;
-  await withBusy($('ld-callback-submit'), 'Finishing…', async () => {
+  await withBusy($('ld-callback-submit', HTMLButtonElement), 'Finishing…', async () => {
     try {
-      const next = await api('POST', `/api/logins/${enc(l.id)}/callback`, { url });
+      const next = /** @type {Login} */ (await api('POST', `/api/logins/${enc(l.id)}/callback`, { url }));
       if (seq === flow.seq) {
         showMsg($('ld-msg'), '');
         took(next);
@@ -469,7 +581,10 @@ async function submitCallback(ev) {
   });
 }
 
-/** Starts a login of the dialog's kind; `paste` starts one without a local listener. */
+/**
+ * Starts a login of the dialog's kind; `paste` starts one without a local listener.
+ * @param {boolean} paste
+ */
 async function startLogin(paste) {
   stopPolling();
   flow.seq += 1;
@@ -483,11 +598,12 @@ async function startLogin(paste) {
   $('ld-content').replaceChildren();
   $('ld-status').replaceChildren(spinnerText('Starting the login…'));
   await canOpenBrowser();
+  /** @type {{ kind: string | null, relogin?: string, paste?: boolean }} */
   const body = { kind: flow.kind };
   if (flow.relogin) body.relogin = flow.relogin.id;
   if (paste) body.paste = true;
   try {
-    const l = await api('POST', '/api/logins', body);
+    const l = /** @type {Login} */ (await api('POST', '/api/logins', body));
     if (seq !== flow.seq) {
       // Closed or restarted meanwhile: this login is nobody's.
       api('DELETE', `/api/logins/${enc(l.id)}`).catch(() => {});
@@ -508,7 +624,11 @@ async function startLogin(paste) {
   }
 }
 
-/** Opens the dialog for a new login of `kind`, or a new login for `relogin` (an account). */
+/**
+ * Opens the dialog for a new login of `kind`, or a new login for `relogin` (an account).
+ * @param {string} kind
+ * @param {Account | null} relogin
+ */
 export function openLogin(kind, relogin) {
   flow.kind = kind;
   flow.relogin = relogin;
@@ -517,7 +637,7 @@ export function openLogin(kind, relogin) {
     ? `Log in again: ${relogin.label || relogin.email || label}`
     : `Log in: ${label}`;
   $('ld-kind-note').textContent = KIND_NOTES[kind] || '';
-  const dlg = $('login-dialog');
+  const dlg = $('login-dialog', HTMLDialogElement);
   if (!dlg.open) dlg.showModal();
   $('ld-cancel').focus();
   startLogin(false);
@@ -554,13 +674,13 @@ export function clear() {
 }
 
 export function init() {
-  $('ld-cancel').addEventListener('click', () => $('login-dialog').close());
+  $('ld-cancel').addEventListener('click', () => $('login-dialog', HTMLDialogElement).close());
   // Escape, Cancel and Close all end here.
-  $('login-dialog').addEventListener('close', () => {
+  $('login-dialog', HTMLDialogElement).addEventListener('close', () => {
     const relogin = flow.relogin;
     endLogin();
-    const back = relogin ? document.querySelector(`[data-fkey="relogin:${CSS.escape(relogin.id)}"]`) : $(`login-kind-${flow.kind}`);
-    (back || $('accounts-h')).focus();
+    const back = relogin ? document.querySelector(`[data-fkey="relogin:${CSS.escape(relogin.id)}"]`) : $maybe(`login-kind-${flow.kind}`);
+    (back instanceof HTMLElement ? back : $('accounts-h')).focus();
   });
   renderKinds();
   clearInterval(page.clock);

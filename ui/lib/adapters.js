@@ -1,3 +1,4 @@
+// @ts-check
 // The Adapters page: create an adapter from a provider and model (or one that routes by the
 // tool's model), then set up tools with it. Right after creating, the dialog shows the key once
 // and every tool's settings with the key filled in, with "Write to <config file>" for the tools
@@ -5,11 +6,74 @@
 // list, with the key as a placeholder.
 
 import { api, apiOptional, errorText } from './api.js';
+import { runAction } from './actions.js';
 import {
-  $, h, td, emptyRow, showMsg, withBusy, spinnerText, confirmDialog, copyButton, snippet, fmtDate, fmtWhen,
+  $, $maybe, h, td, emptyRow, showMsg, withBusy, spinnerText, copyButton, snippet, fmtDate, fmtWhen,
   selectTab, tabKeys,
 } from './dom.js';
 import { state, on, loadAdapters, loadStatus } from './state.js';
+
+/** @typedef {import('./state.js').Adapter} Adapter */
+
+/** `POST /api/adapters`: the adapter, with its key this once. @typedef {Adapter & { api_key: string }} CreatedAdapter */
+
+/**
+ * `GET /api/routes` (each): a model name the gateway routes (an alias or an `auto` model).
+ * @typedef {object} Route
+ * @property {string} name
+ * @property {string | null} strategy
+ * @property {boolean} auto
+ * @property {{ provider: string, model: string, priority: number }[]} candidates
+ * @property {import('./state.js').Source} source
+ */
+
+/**
+ * `GET /api/tools?adapter=` (each, server/tool_views.rs), or a built-in one (fallbackTools),
+ * which has no config file and no status.
+ * @typedef {object} Tool
+ * @property {string} id
+ * @property {string} name
+ * @property {string} [protocol]
+ * @property {boolean} writable whether FlexiProxy can write its config file
+ * @property {string | null} [config_path]
+ * @property {{ language: string, text: string }} snippet its settings, the key as `{{KEY}}`
+ * @property {ToolStatus} [status]
+ */
+
+/**
+ * Whether a tool's files point at this gateway (tool_setup/mod.rs).
+ * @typedef {object} ToolStatus
+ * @property {boolean} applied FlexiProxy wrote its settings and they were not undone
+ * @property {boolean} points_here
+ * @property {string | null} points_elsewhere the address they point at when it is another one
+ * @property {number | null} applied_at_ms
+ * @property {boolean} can_undo
+ * @property {number} undo_steps
+ */
+
+/**
+ * `POST /api/tools/{tool}/apply`.
+ * @typedef {object} Applied
+ * @property {string} tool
+ * @property {string | null} path the first file written
+ * @property {string | null} backup_path
+ * @property {string[]} changed the settings whose value changed
+ * @property {{ path: string, backup_path: string | null, changed: string[], created: boolean, private: boolean }[]} files
+ */
+
+/**
+ * `POST /api/tools/{tool}/undo`.
+ * @typedef {object} Undone
+ * @property {string} tool
+ * @property {string | null} path
+ * @property {string[]} paths
+ * @property {number} remaining earlier set-ups still on record
+ */
+
+/**
+ * What the last Write or Undo of a tool did, under its panel.
+ * @typedef {{ busy: string } | { error: string } | { undone: Partial<Undone> } | { applied: Applied }} ToolResult
+ */
 
 const ROUTING = '';
 const KEY_PLACEHOLDER = '<adapter key>';
@@ -18,6 +82,10 @@ function gatewayBase() {
   return (state.status?.base_url || window.location.origin).replace(/\/+$/, '');
 }
 
+/**
+ * What the adapter serves, for people: `name (provider · model)`.
+ * @param {Adapter} a
+ */
 export function adapterLabel(a) {
   const target = `${a.provider_id ?? 'any provider'} · ${a.model_id ?? "the tool's model"}`;
   return a.name ? `${a.name} (${target})` : target;
@@ -26,13 +94,13 @@ export function adapterLabel(a) {
 // ---------------------------------------------------------------------------------------------
 // Create form
 
-/** Route names (aliases and auto models), read once when "any provider" is first chosen. */
+/** Route names (aliases and auto models), read once when "any provider" is first chosen. @type {string[] | null} */
 let routeNames = null;
 
 async function loadRouteNames() {
   if (routeNames) return;
   try {
-    const routes = await api('GET', '/api/routes');
+    const routes = /** @type {Route[] | null} */ (await api('GET', '/api/routes'));
     routeNames = Array.isArray(routes) ? routes.map((r) => r.name) : [];
   } catch {
     // Suggestions only: without them the field still takes any model name.
@@ -41,6 +109,11 @@ async function loadRouteNames() {
   syncForm();
 }
 
+/**
+ * The model names to suggest for a provider (or, for ROUTING, every name a request can use).
+ * @param {string} id
+ * @returns {string[]}
+ */
 function providerModels(id) {
   if (id === ROUTING) {
     if (!routeNames) loadRouteNames();
@@ -53,11 +126,11 @@ function providerModels(id) {
 }
 
 function syncForm() {
-  const providerId = $('af-provider').value;
-  const model = $('af-model').value.trim();
+  const providerId = $('af-provider', HTMLSelectElement).value;
+  const model = $('af-model', HTMLInputElement).value.trim();
   $('af-models').replaceChildren(...providerModels(providerId).map((m) => h('option', { value: m })));
   const p = state.providers.find((x) => x.id === providerId);
-  $('af-model').placeholder = providerId === ROUTING
+  $('af-model', HTMLInputElement).placeholder = providerId === ROUTING
     ? "empty: the model the tool sends"
     : (p?.models?.[0] ? `e.g. ${p.models[0]}` : 'e.g. gpt-4o-mini');
   let note;
@@ -74,7 +147,7 @@ function syncForm() {
 }
 
 function renderProviderSelect() {
-  const sel = $('af-provider');
+  const sel = $('af-provider', HTMLSelectElement);
   const prev = sel.value;
   sel.replaceChildren(
     ...state.providers.map((p) => h('option', { value: p.id }, `${p.id}${p.models?.length ? ` (${p.models.length} models)` : ''}`)),
@@ -85,27 +158,29 @@ function renderProviderSelect() {
   syncForm();
 }
 
+/** @param {SubmitEvent} ev */
 async function submitAdapter(ev) {
   ev.preventDefault();
   const msg = $('adapter-form-msg');
-  const providerId = $('af-provider').value;
-  const model = $('af-model').value.trim();
-  const name = $('af-name').value.trim();
+  const providerId = $('af-provider', HTMLSelectElement).value;
+  const model = $('af-model', HTMLInputElement).value.trim();
+  const name = $('af-name', HTMLInputElement).value.trim();
   if (providerId === ROUTING && state.providers.length === 0) {
     showMsg(msg, 'Add a provider first (Providers page): an adapter needs somewhere to send requests.');
     return;
   }
+  /** @type {{ provider_id?: string, model_id?: string, name?: string }} */
   const body = {};
   if (providerId) body.provider_id = providerId;
   if (model) body.model_id = model;
   if (name) body.name = name;
   showMsg(msg, '');
-  await withBusy($('af-submit'), 'Creating…', async () => {
+  await withBusy($('af-submit', HTMLButtonElement), 'Creating…', async () => {
     try {
-      const created = await api('POST', '/api/adapters', body);
+      const created = /** @type {CreatedAdapter | null} */ (await api('POST', '/api/adapters', body));
       if (!created?.api_key) throw new Error('The gateway did not return the new key; delete this adapter and try again.');
-      $('af-model').value = '';
-      $('af-name').value = '';
+      $('af-model', HTMLInputElement).value = '';
+      $('af-name', HTMLInputElement).value = '';
       syncForm();
       showMsg(msg, `Adapter ${adapterLabel(created)} created.`, 'ok');
       loadAdapters().catch(() => {});
@@ -138,8 +213,8 @@ export function renderAdapters() {
       actions.push(del);
     }
     return h('tr', { dataset: { adapter: String(a.create_time) } },
-      td('Adapter', a.name ? h('strong', {}, a.name) : h('span', { class: 'muted' }, 'unnamed'),
-        a.source === 'config' ? h('span', { class: 'tag' }, 'config file') : null),
+      td('Adapter', [a.name ? h('strong', {}, a.name) : h('span', { class: 'muted' }, 'unnamed'),
+        a.source === 'config' ? h('span', { class: 'tag' }, 'config file') : null]),
       td('Provider', a.provider_id ? String(a.provider_id) : h('span', { class: 'muted' }, 'any (routing)')),
       td('Model', a.model_id ? h('span', { class: 'mono' }, a.model_id) : h('span', { class: 'muted' }, "the tool's model"), 'break'),
       td('Key', a.key_hint ? h('code', {}, String(a.key_hint)) : '—'),
@@ -149,37 +224,47 @@ export function renderAdapters() {
   }));
 }
 
-async function deleteAdapter(a, btn) {
-  const ok = await confirmDialog({
-    title: 'Delete this adapter?',
-    text: `Tools using the key ${a.key_hint || ''} (${adapterLabel(a)}) will get 401 errors. This cannot be undone.`,
-    ok: 'Delete adapter',
-    danger: true,
+/**
+ * @param {Adapter} a
+ * @param {HTMLButtonElement} btn
+ */
+function deleteAdapter(a, btn) {
+  return runAction(btn, {
+    ask: {
+      title: 'Delete this adapter?',
+      text: `Tools using the key ${a.key_hint || ''} (${adapterLabel(a)}) will get 401 errors. This cannot be undone.`,
+      ok: 'Delete adapter',
+      danger: true,
+    },
+    busy: 'Deleting…',
+    call: () => api('DELETE', '/api/adapters', { create_time: a.create_time }),
+    msg: $('adapters-msg'),
+    done: 'Adapter deleted.',
+    failed: 'Could not delete the adapter',
+    reload: () => Promise.allSettled([loadAdapters(), loadStatus()]),
+    after: () => {
+      const heading = $('adapter-list-h');
+      heading.setAttribute('tabindex', '-1');
+      heading.focus();
+    },
   });
-  if (!ok) {
-    btn.focus();
-    return;
-  }
-  const msg = $('adapters-msg');
-  await withBusy(btn, 'Deleting…', async () => {
-    try {
-      await api('DELETE', '/api/adapters', { create_time: a.create_time });
-      showMsg(msg, 'Adapter deleted.', 'ok');
-    } catch (e) {
-      showMsg(msg, `Could not delete the adapter: ${errorText(e)}`);
-    }
-  });
-  await Promise.allSettled([loadAdapters(), loadStatus()]);
-  $('adapter-list-h').setAttribute('tabindex', '-1');
-  $('adapter-list-h').focus();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Tool settings dialog
 
+/**
+ * The tool settings dialog: its adapter, the key when just created (else null: only its hash is
+ * kept), the tools, the one shown, and what each one's last Write or Undo did.
+ * @type {{ adapter: Adapter | null, key: string | null, list: Tool[], selected: string | null, results: Map<string, ToolResult> }}
+ */
 const tools = { adapter: null, key: null, list: [], selected: null, results: new Map() };
 
-/** Built-in settings for a gateway without /api/tools: the protocols' environment variables. */
+/**
+ * Built-in settings for a gateway without /api/tools: the protocols' environment variables.
+ * @param {Adapter} a
+ * @returns {Tool[]}
+ */
 function fallbackTools(a) {
   const base = gatewayBase();
   const model = a.model_id || 'any-model';
@@ -191,11 +276,14 @@ function fallbackTools(a) {
   ];
 }
 
+/** @param {string | undefined} text */
 function withKey(text) {
   return String(text ?? '').replaceAll('{{KEY}}', tools.key || KEY_PLACEHOLDER);
 }
 
+/** @param {Tool} t */
 function statusLine(t) {
+  /** @type {Partial<ToolStatus>} */
   const s = t.status || {};
   if (!t.writable) return h('p', { class: 'small muted' }, 'Copy these settings into the tool; FlexiProxy does not edit its configuration.');
   if (s.applied && s.points_here) {
@@ -207,12 +295,13 @@ function statusLine(t) {
   return h('p', { class: 'small muted' }, `Not set up yet. Writing changes only FlexiProxy's keys in ${t.config_path}, keeps a backup, and makes the file readable by you alone (0600), since it will hold the adapter key.`);
 }
 
+/** @param {Tool} t */
 function resultLine(t) {
   const r = tools.results.get(t.id);
   if (!r) return null;
-  if (r.busy) return spinnerText(r.busy);
-  if (r.error) return h('p', { class: 'msg' }, r.error);
-  if (r.undone) {
+  if ('busy' in r) return spinnerText(r.busy);
+  if ('error' in r) return h('p', { class: 'msg' }, r.error);
+  if ('undone' in r) {
     const more = r.undone.remaining || 0;
     return h('p', { class: 'msg', dataset: { kind: 'ok' } },
       `Restored ${r.undone.path || t.config_path} as it was before the last set-up.`,
@@ -228,6 +317,7 @@ function resultLine(t) {
     privateFiles.length ? ` ${privateFiles.join(' and ')} ${privateFiles.length === 1 ? 'holds' : 'hold'} the adapter key, so ${privateFiles.length === 1 ? 'it is' : 'they are'} readable by you alone (0600).` : '');
 }
 
+/** @param {Tool} t */
 function toolPanel(t) {
   const actions = [];
   if (t.writable && t.config_path) {
@@ -253,7 +343,7 @@ function toolPanel(t) {
 }
 
 function renderTools(focusTab = false) {
-  const box = $('tools-list');
+  const box = $maybe('tools-list');
   if (!box) return;
   if (tools.list.length === 0) {
     box.replaceChildren(h('p', { class: 'muted' }, 'No tool settings.'));
@@ -268,48 +358,53 @@ function renderTools(focusTab = false) {
     ? [h('span', { class: 'dot', title: 'set up', 'aria-hidden': 'true' }), h('span', { class: 'visually-hidden' }, '(set up)')]
     : null));
   const list = h('div', { class: 'tabs tool-tabs', role: 'tablist', 'aria-label': 'Tools' }, tabs);
+  /** @param {HTMLElement} tab */
   const choose = (tab) => {
     selectTab(tab);
-    tools.selected = tab.dataset.tool;
+    tools.selected = tab.dataset.tool ?? null;
     renderTools(true);
   };
   list.addEventListener('click', (ev) => {
-    const tab = ev.target.closest('[role="tab"]');
-    if (tab) choose(tab);
+    const tab = ev.target instanceof Element ? ev.target.closest('[role="tab"]') : null;
+    if (tab instanceof HTMLElement) choose(tab);
   });
   tabKeys(list, choose);
   box.replaceChildren(list, h('div', { id: 'tool-panel', role: 'tabpanel', 'aria-labelledby': `tooltab-${selected.id}` }, toolPanel(selected)));
-  if (focusTab) $(`tooltab-${selected.id}`)?.focus();
+  if (focusTab) $maybe(`tooltab-${selected.id}`)?.focus();
 }
 
 async function loadTools() {
   const a = tools.adapter;
+  if (!a) return;
   try {
-    const list = await apiOptional('GET', `/api/tools?adapter=${encodeURIComponent(a.create_time)}`);
+    const list = /** @type {Tool[] | null} */ (await apiOptional('GET', `/api/tools?adapter=${encodeURIComponent(a.create_time)}`));
     tools.list = Array.isArray(list) ? list : fallbackTools(a);
   } catch (e) {
     tools.list = fallbackTools(a);
-    $('tools-list')?.before(h('p', { class: 'msg' }, `Could not load the tool list (${errorText(e)}); showing the basic settings.`));
+    $maybe('tools-list')?.before(h('p', { class: 'msg' }, `Could not load the tool list (${errorText(e)}); showing the basic settings.`));
   }
   renderTools();
 }
 
 function currentKey() {
-  return tools.key || $('tools-key-input')?.value.trim() || '';
+  return tools.key || $maybe('tools-key-input', HTMLInputElement)?.value.trim() || '';
 }
 
+/** @param {Tool} t */
 async function applyTool(t) {
   const key = currentKey();
   if (!key) {
     tools.results.set(t.id, { error: "Paste the adapter's key above first: writing a config file needs it, and FlexiProxy keeps only its hash." });
     renderTools();
-    $('tools-key-input')?.focus();
+    $maybe('tools-key-input', HTMLInputElement)?.focus();
     return;
   }
+  const adapter = tools.adapter;
+  if (!adapter) return;
   tools.results.set(t.id, { busy: `Writing ${t.config_path}…` });
   renderTools();
   try {
-    const applied = await api('POST', `/api/tools/${encodeURIComponent(t.id)}/apply`, { adapter: tools.adapter.create_time, key });
+    const applied = /** @type {Applied} */ (await api('POST', `/api/tools/${encodeURIComponent(t.id)}/apply`, { adapter: adapter.create_time, key }));
     tools.results.set(t.id, { applied });
   } catch (e) {
     tools.results.set(t.id, { error: `Could not write ${t.config_path}: ${errorText(e)}` });
@@ -317,11 +412,12 @@ async function applyTool(t) {
   await refreshTools(t.id);
 }
 
+/** @param {Tool} t */
 async function undoTool(t) {
   tools.results.set(t.id, { busy: `Restoring ${t.config_path}…` });
   renderTools();
   try {
-    const undone = await api('POST', `/api/tools/${encodeURIComponent(t.id)}/undo`);
+    const undone = /** @type {Undone | null} */ (await api('POST', `/api/tools/${encodeURIComponent(t.id)}/undo`));
     tools.results.set(t.id, { undone: undone || {} });
   } catch (e) {
     tools.results.set(t.id, { error: `Could not undo: ${errorText(e)}` });
@@ -329,19 +425,31 @@ async function undoTool(t) {
   await refreshTools(t.id);
 }
 
+/**
+ * Reads the tools' status again after a Write or Undo of tool `id`, and shows it.
+ * @param {string} id
+ */
 async function refreshTools(id) {
   try {
-    const list = await apiOptional('GET', `/api/tools?adapter=${encodeURIComponent(tools.adapter.create_time)}`);
+    const adapter = tools.adapter;
+    const list = adapter
+      ? /** @type {Tool[] | null} */ (await apiOptional('GET', `/api/tools?adapter=${encodeURIComponent(adapter.create_time)}`))
+      : null;
     if (Array.isArray(list)) tools.list = list;
   } catch {
     // The result line already says what happened; the status refreshes next time.
   }
   tools.selected = id;
   renderTools();
-  const again = $(`apply-${id}`) || $(`tooltab-${id}`);
+  const again = $maybe(`apply-${id}`) || $maybe(`tooltab-${id}`);
   again?.focus();
 }
 
+/**
+ * Opens the tool settings of `adapter`; `key` when it was just created (shown this once).
+ * @param {Adapter} adapter
+ * @param {string | null} key
+ */
 export function openToolsDialog(adapter, key) {
   tools.adapter = adapter;
   tools.key = key || null;
@@ -376,19 +484,19 @@ export function openToolsDialog(adapter, key) {
     h('div', { id: 'tools-list', class: 'tools-list' }, spinnerText('Loading tool settings…')),
   );
   $('tools-dialog-content').replaceChildren(...content);
-  const dlg = $('tools-dialog');
+  const dlg = $('tools-dialog', HTMLDialogElement);
   // Drop the key from the page once the dialog closes, so it is really shown only once.
   dlg.addEventListener('close', () => {
     $('tools-dialog-content').replaceChildren();
     tools.key = null;
   }, { once: true });
   dlg.showModal();
-  if (key) $('new-key').focus();
+  if (key) $('new-key', HTMLInputElement).focus();
   else $('tools-done').focus();
   loadTools().then(() => {
-    const keyField = $('tools-key-field');
+    const keyField = $maybe('tools-key-field');
     if (keyField) keyField.hidden = !tools.list.some((t) => t.writable);
-    if (!key && dlg.open) $(`tooltab-${tools.selected}`)?.focus();
+    if (!key && dlg.open) $maybe(`tooltab-${tools.selected}`)?.focus();
   });
 }
 
@@ -403,9 +511,9 @@ export function clear() {
 
 export function init() {
   $('adapter-form').addEventListener('submit', submitAdapter);
-  $('af-provider').addEventListener('change', syncForm);
-  $('af-model').addEventListener('input', syncForm);
-  $('tools-done').addEventListener('click', () => $('tools-dialog').close());
+  $('af-provider', HTMLSelectElement).addEventListener('change', syncForm);
+  $('af-model', HTMLInputElement).addEventListener('input', syncForm);
+  $('tools-done').addEventListener('click', () => $('tools-dialog', HTMLDialogElement).close());
   on('providers', renderProviderSelect);
   on('adapters', renderAdapters);
 }

@@ -1,13 +1,24 @@
+// @ts-check
 // The dashboard's "tokens over time" chart: stacked bars (input below, output above) drawn as
 // inline SVG at the container's pixel width, so text stays crisp at any window size. For
 // screen readers the SVG is one labelled image and the numbers are in a hidden table beside it.
 
 import { h, svg, fmtInt, fmtCompact } from './dom.js';
 
+/** The chart's span: today by hour, or the last 7 days by day. @typedef {'today' | 'week'} Period */
+
+/**
+ * One bar: its start, its tokens, and whether it is still to come (later hours of today).
+ * @typedef {{ start_ms: number, input_tokens: number, output_tokens: number, future?: boolean }} ChartBucket
+ */
+
 const HEIGHT = 200;
 const PAD = { top: 10, right: 8, bottom: 24, left: 44 };
 
-/** A round axis maximum at or above `max` (1, 2, 2.5, 5 × 10^n). */
+/**
+ * A round axis maximum at or above `max` (1, 2, 2.5, 5 × 10^n).
+ * @param {number} max
+ */
 function niceMax(max) {
   if (max <= 0) return 4;
   const pow = 10 ** Math.floor(Math.log10(max));
@@ -17,6 +28,10 @@ function niceMax(max) {
   return 10 * pow;
 }
 
+/**
+ * @param {number} startMs
+ * @param {Period} period
+ */
 function bucketLabel(startMs, period) {
   const d = new Date(startMs);
   return period === 'today'
@@ -24,6 +39,10 @@ function bucketLabel(startMs, period) {
     : d.toLocaleDateString(undefined, { weekday: 'short', day: 'numeric' });
 }
 
+/**
+ * @param {number} startMs
+ * @param {Period} period
+ */
 function tickLabel(startMs, period) {
   const d = new Date(startMs);
   return period === 'today'
@@ -32,8 +51,10 @@ function tickLabel(startMs, period) {
 }
 
 /**
- * Draws `buckets` ([{start_ms, input_tokens, output_tokens}], already padded to the period)
- * into `container`. period: 'today' (by hour) or 'week' (by day).
+ * Draws `buckets` (already padded to the period) into `container`.
+ * @param {HTMLElement} container
+ * @param {ChartBucket[]} buckets
+ * @param {Period} period
  */
 export function renderChart(container, buckets, period) {
   const width = Math.max(280, Math.floor(container.clientWidth || 600));
@@ -41,7 +62,7 @@ export function renderChart(container, buckets, period) {
   const innerH = HEIGHT - PAD.top - PAD.bottom;
   const totals = buckets.map((b) => (b.input_tokens || 0) + (b.output_tokens || 0));
   const max = niceMax(Math.max(0, ...totals));
-  const y = (v) => PAD.top + innerH - (v / max) * innerH;
+  const y = (/** @type {number} */ v) => PAD.top + innerH - (v / max) * innerH;
   const slot = innerW / Math.max(1, buckets.length);
   const barW = Math.max(2, Math.min(slot * 0.7, 48));
 

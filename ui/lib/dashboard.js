@@ -1,3 +1,4 @@
+// @ts-check
 // The Dashboard page: the desktop app's first-run welcome (until dismissed), today's live tiles,
 // the tokens-over-time chart, usage per provider / adapter / model (today or the last 7 days),
 // and the last requests with their errors.
@@ -6,13 +7,86 @@
 // (`/api/usage/stats`, `/api/usage/recent`) are then refetched once per burst of events, which
 // also corrects the tiles. Requests per minute is counted here from the events of the last 60 s.
 
-import { api, apiOptional, errorText } from './api.js';
+import { api, apiOptional, errorText, statusOf } from './api.js';
 import { renderChart } from './chart.js';
 import {
-  $, h, td, emptyRow, showMsg, fmtInt, fmtMs, timeCell, fmtWhen, localMidnightMs, selectTab, tabKeys,
+  $, $maybe, h, td, emptyRow, showMsg, fmtInt, fmtMs, timeCell, fmtWhen, localMidnightMs, selectTab, tabKeys,
   copyButton, withBusy,
 } from './dom.js';
 import { state, on } from './state.js';
+
+/** @typedef {import('./chart.js').Period} Period */
+/** What the breakdown groups by. @typedef {'provider' | 'adapter' | 'model'} By */
+
+/**
+ * Requests and tokens since a point in time (usage.rs).
+ * @typedef {{ requests: number, input_tokens: number, output_tokens: number, cached_tokens: number, errors: number }} Totals
+ */
+
+/**
+ * One row of a breakdown: a provider id, an adapter id (`none` without one) or a model name.
+ * The older summary (legacyToday) gives no cached tokens, errors or latency.
+ * @typedef {object} Group
+ * @property {string} key
+ * @property {string} [label] adapters: what the adapter serves, for people
+ * @property {number} requests
+ * @property {number} input_tokens
+ * @property {number} output_tokens
+ * @property {number} [cached_tokens]
+ * @property {number} [errors]
+ * @property {number} [avg_latency_ms]
+ */
+
+/**
+ * What the tiles, the chart and the breakdown show for a period: `GET /api/usage/stats`
+ * (which also says its since_ms, until_ms and bucket_ms), or the older summary.
+ * @typedef {object} Stats
+ * @property {Totals} totals
+ * @property {Group[]} by_provider
+ * @property {Group[]} by_adapter
+ * @property {Group[]} by_model
+ * @property {({ start_ms: number } & Totals)[]} series every bucket, empty ones included
+ */
+
+/**
+ * `GET /api/usage/recent` (each): a recorded request, newest first.
+ * @typedef {object} RecentRow
+ * @property {number} ts_ms
+ * @property {number | null} adapter
+ * @property {string} adapter_label
+ * @property {string} provider_id
+ * @property {string | null} credential `<provider>/<credential>`
+ * @property {string} model
+ * @property {string} endpoint
+ * @property {boolean} stream
+ * @property {number} status 0 when no answer came
+ * @property {number | null} input_tokens
+ * @property {number | null} output_tokens
+ * @property {number | null} cached_tokens
+ * @property {number} latency_ms
+ * @property {number | null} ttfb_ms
+ * @property {string} outcome `completed`, `upstream_error`, `failed`, `client_closed`, `interrupted`, `shutdown`
+ * @property {string | null} error
+ */
+
+/**
+ * The `usage` event of `GET /api/events` (live.js): the record as written.
+ * @typedef {object} UsageRecord
+ * @property {number} ts_ms
+ * @property {number | null} adapter
+ * @property {string} adapter_label
+ * @property {string} provider_id
+ * @property {string | null} credential
+ * @property {string} model
+ * @property {string} endpoint
+ * @property {boolean} stream
+ * @property {number} status
+ * @property {{ input: number | null, output: number | null, cached: number | null, reasoning: number | null }} tokens
+ * @property {number} latency_ms
+ * @property {number | null} ttfb_ms
+ * @property {string} outcome
+ * @property {string | null} error
+ */
 
 /** The shortest gap between two refetches while requests stream in. */
 const REFRESH_GAP_MS = 300;
@@ -21,6 +95,13 @@ const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 const ERROR_OUTCOMES = new Set(['failed', 'upstream_error', 'interrupted']);
 
+/**
+ * @type {{
+ *   period: Period, by: By, stats: Record<Period, Stats | null>, statsMissing: boolean, recent: RecentRow[],
+ *   finished: number[], rpmTimer: ReturnType<typeof setInterval> | undefined,
+ *   refreshTimer: ReturnType<typeof setTimeout> | undefined, running: boolean, again: boolean,
+ * }}
+ */
 const view = {
   period: 'today',
   by: 'provider',
@@ -29,8 +110,8 @@ const view = {
   recent: [],
   /** When requests of the last minute finished (ms, this clock). */
   finished: [],
-  rpmTimer: null,
-  refreshTimer: null,
+  rpmTimer: undefined,
+  refreshTimer: undefined,
   running: false,
   again: false,
 };
@@ -38,6 +119,7 @@ const view = {
 // ---------------------------------------------------------------------------------------------
 // Welcome (first run of the desktop app)
 
+/** @param {import('./state.js').Status | null} s */
 function renderWelcome(s) {
   $('welcome-card').hidden = !s?.welcome;
   $('welcome-base-url').textContent = s?.base_url || '';
@@ -45,12 +127,12 @@ function renderWelcome(s) {
 
 async function dismissWelcome() {
   showMsg($('welcome-msg'), '');
-  await withBusy($('welcome-dismiss'), 'Closing…', async () => {
+  await withBusy($('welcome-dismiss', HTMLButtonElement), 'Closing…', async () => {
     try {
       await api('POST', '/api/welcome/dismiss');
       $('welcome-card').hidden = true;
       if (state.status) state.status.welcome = false;
-      $('dashboard-h')?.focus({ preventScroll: true });
+      $maybe('dashboard-h')?.focus({ preventScroll: true });
     } catch (e) {
       showMsg($('welcome-msg'), `Could not hide the welcome: ${errorText(e)}`);
     }
@@ -60,13 +142,14 @@ async function dismissWelcome() {
 // ---------------------------------------------------------------------------------------------
 // Tiles
 
+/** @param {Totals | null} t */
 function setTiles(t) {
   $('u-requests').textContent = fmtInt(t?.requests);
   $('u-input').textContent = fmtInt(t?.input_tokens);
   $('u-output').textContent = fmtInt(t?.output_tokens);
   $('u-cached').textContent = fmtInt(t?.cached_tokens);
   $('u-errors').textContent = fmtInt(t?.errors);
-  $('u-errors').closest('.tile').classList.toggle('tile-bad', (t?.errors || 0) > 0);
+  $('u-errors').closest('.tile')?.classList.toggle('tile-bad', (t?.errors || 0) > 0);
 }
 
 function renderRpm() {
@@ -78,11 +161,14 @@ function renderRpm() {
     view.rpmTimer = setInterval(renderRpm, 2000);
   } else if (view.finished.length === 0 && view.rpmTimer) {
     clearInterval(view.rpmTimer);
-    view.rpmTimer = null;
+    view.rpmTimer = undefined;
   }
 }
 
-/** Counts one request on the tiles at once, before the refetch confirms it. */
+/**
+ * Counts one request on the tiles at once, before the refetch confirms it.
+ * @param {UsageRecord} r
+ */
 function countRecord(r) {
   view.finished.push(Date.now());
   renderRpm();
@@ -99,7 +185,12 @@ function countRecord(r) {
 // ---------------------------------------------------------------------------------------------
 // Chart and breakdown
 
-/** The period's buckets, every one present (zeros included, later hours of today marked future). */
+/**
+ * The period's buckets, every one present (zeros included, later hours of today marked future).
+ * @param {Stats} stats
+ * @param {Period} period
+ * @returns {import('./chart.js').ChartBucket[]}
+ */
 function padded(stats, period) {
   const since = period === 'today' ? localMidnightMs() : localMidnightMs(6);
   const bucket = period === 'today' ? HOUR_MS : DAY_MS;
@@ -126,6 +217,11 @@ function renderChartNow() {
   renderChart(box, padded(stats, view.period), view.period);
 }
 
+/**
+ * An adapter of the breakdown, for people: its name, else what it serves.
+ * @param {string} key its id, or `none`
+ * @param {string | undefined} label
+ */
 function adapterName(key, label) {
   if (key === 'none') return h('span', { class: 'muted' }, 'no adapter (tests, management)');
   const a = state.adapters.find((x) => String(x.create_time) === String(key));
@@ -134,6 +230,7 @@ function adapterName(key, label) {
 }
 
 function renderBreakdown() {
+  /** @type {Record<By, string>} */
   const labels = { provider: 'Provider', adapter: 'Adapter', model: 'Model' };
   $('breakdown-key').textContent = labels[view.by];
   $('panel-breakdown').setAttribute('aria-labelledby', `tab-${view.by}`);
@@ -148,7 +245,7 @@ function renderBreakdown() {
     body.replaceChildren(emptyRow(7, 'Loading…'));
     return;
   }
-  const rows = stats[`by_${view.by}`] || [];
+  const rows = stats[/** @type {const} */ (`by_${view.by}`)] || [];
   if (rows.length === 0) {
     body.replaceChildren(emptyRow(7, view.period === 'today' ? 'No requests today yet.' : 'No requests in the last 7 days.'));
     return;
@@ -170,6 +267,7 @@ function renderBreakdown() {
 // ---------------------------------------------------------------------------------------------
 // Last requests
 
+/** @param {unknown} status */
 function statusKind(status) {
   if (typeof status !== 'number' || status === 0) return 'bad';
   if (status < 300) return 'ok';
@@ -177,6 +275,7 @@ function statusKind(status) {
   return 'bad';
 }
 
+/** @param {RecentRow} r */
 function adapterCell(r) {
   if (r.adapter == null) return h('span', { class: 'muted' }, '—');
   const a = state.adapters.find((x) => x.create_time === r.adapter);
@@ -184,6 +283,7 @@ function adapterCell(r) {
   return h('span', { class: 'ellipsis block', title: r.adapter_label || text }, text);
 }
 
+/** @param {RecentRow} r */
 function outcomeText(r) {
   const o = String(r.outcome ?? '');
   if (o === 'client_closed') return 'the client hung up';
@@ -194,6 +294,7 @@ function outcomeText(r) {
   return o;
 }
 
+/** @param {RecentRow[]} rows */
 function renderRecentErrors(rows) {
   const box = $('recent-errors');
   const errs = rows.filter((r) => r.error || ERROR_OUTCOMES.has(r.outcome)).slice(0, 3);
@@ -210,8 +311,10 @@ function renderRecentErrors(rows) {
   );
 }
 
+/** What renderRecent drew last, to skip drawing the same again. @type {string | null} */
 let lastRecentJson = null;
 
+/** @param {RecentRow[]} rows */
 function renderRecent(rows) {
   // Re-rendering identical rows would only steal keyboard focus and hover.
   const json = JSON.stringify(rows) + String(state.status?.usage_enabled) + state.adapters.length;
@@ -251,15 +354,21 @@ function renderRecent(rows) {
 // ---------------------------------------------------------------------------------------------
 // Loading
 
+/** @param {Period} period */
 function statsPath(period) {
   const since = period === 'today' ? localMidnightMs() : localMidnightMs(6);
   const bucket = period === 'today' ? HOUR_MS : DAY_MS;
   return `/api/usage/stats?since_ms=${since}&bucket_ms=${bucket}`;
 }
 
-/** Today's totals from the older summary endpoint, for a gateway without /api/usage/stats. */
+/**
+ * Today's totals from the older summary endpoint, for a gateway without /api/usage/stats.
+ * @returns {Promise<Stats>}
+ */
 async function legacyToday() {
-  const sum = await api('GET', `/api/usage/summary?since_ms=${localMidnightMs()}`);
+  const sum = /** @type {{ today: Totals, by_provider: ({ provider_id: string } & Totals)[] } | null} */ (
+    await api('GET', `/api/usage/summary?since_ms=${localMidnightMs()}`));
+  /** @type {Partial<Totals>} */
   const t = sum?.today || {};
   return {
     totals: { requests: t.requests || 0, input_tokens: t.input_tokens || 0, output_tokens: t.output_tokens || 0, cached_tokens: t.cached_tokens || 0, errors: t.errors || 0 },
@@ -270,16 +379,22 @@ async function legacyToday() {
   };
 }
 
+/**
+ * @param {Period} period
+ * @returns {Promise<Stats | null>}
+ */
 async function loadStats(period) {
   if (!view.statsMissing) {
-    const stats = await apiOptional('GET', statsPath(period));
+    const stats = /** @type {Stats | null} */ (await apiOptional('GET', statsPath(period)));
     if (stats) return stats;
     view.statsMissing = true;
   }
   return period === 'today' ? legacyToday() : null;
 }
 
+/** Fetches the summaries and the last requests again and shows them. */
 export async function refresh() {
+  /** @type {Period[]} */
   const periods = view.period === 'today' ? ['today'] : ['today', 'week'];
   const [recent, ...stats] = await Promise.allSettled([
     api('GET', `/api/usage/recent?limit=${RECENT_LIMIT}`),
@@ -296,7 +411,7 @@ export async function refresh() {
     renderRecent(view.recent);
   }
   const failed = [recent, ...stats].find((r) => r.status === 'rejected');
-  if (failed && failed.reason?.status !== 401) {
+  if (failed && statusOf(failed.reason) !== 401) {
     showMsg($('usage-msg'), `Could not refresh usage: ${errorText(failed.reason)}`);
   } else if (!failed) {
     showMsg($('usage-msg'), '');
@@ -316,7 +431,7 @@ export async function seedRpm() {
 export function refreshSoon() {
   if (view.refreshTimer) return;
   view.refreshTimer = setTimeout(async () => {
-    view.refreshTimer = null;
+    view.refreshTimer = undefined;
     if (view.running) {
       view.again = true;
       return;
@@ -334,12 +449,16 @@ export function refreshSoon() {
   }, REFRESH_GAP_MS);
 }
 
-/** A usage event from the live stream. */
+/**
+ * A usage event from the live stream (null when its data could not be read).
+ * @param {UsageRecord | null} record
+ */
 export function onUsage(record) {
   if (record) countRecord(record);
   refreshSoon();
 }
 
+/** @param {string} text `Live`, `Reconnecting in …`, or empty when stopped */
 export function setLiveState(text) {
   const el = $('usage-live');
   el.textContent = text;
@@ -352,9 +471,9 @@ export function clear() {
   view.recent = [];
   view.finished = [];
   clearInterval(view.rpmTimer);
-  view.rpmTimer = null;
+  view.rpmTimer = undefined;
   clearTimeout(view.refreshTimer);
-  view.refreshTimer = null;
+  view.refreshTimer = undefined;
   lastRecentJson = null;
   setTiles(null);
   $('u-rpm').textContent = '—';
@@ -368,23 +487,25 @@ export function clear() {
 
 export function init() {
   for (const radio of document.querySelectorAll('input[name="period"]')) {
+    if (!(radio instanceof HTMLInputElement)) continue;
     radio.addEventListener('change', () => {
       if (!radio.checked) return;
-      view.period = radio.value;
+      view.period = /** @type {Period} */ (radio.value);
       renderChartNow();
       renderBreakdown();
       refresh();
     });
   }
   const tabs = $('breakdown-tabs');
+  /** @param {HTMLElement} tab */
   const choose = (tab) => {
     selectTab(tab);
-    view.by = tab.dataset.by;
+    view.by = /** @type {By} */ (tab.dataset.by);
     renderBreakdown();
   };
   tabs.addEventListener('click', (ev) => {
-    const tab = ev.target.closest('[role="tab"]');
-    if (tab) choose(tab);
+    const tab = ev.target instanceof Element ? ev.target.closest('[role="tab"]') : null;
+    if (tab instanceof HTMLElement) choose(tab);
   });
   tabKeys(tabs, choose);
   // Redraw the chart at the new width (pixel units keep its text crisp).
@@ -403,11 +524,11 @@ export function init() {
   const baseUrl = $('welcome-base-url');
   const copy = copyButton(() => baseUrl.textContent, 'Copy', {
     aria: 'Copy the base URL',
-    selectOnFail: () => window.getSelection().selectAllChildren(baseUrl),
+    selectOnFail: () => window.getSelection()?.selectAllChildren(baseUrl),
   });
   copy.id = 'welcome-copy';
   $('welcome-copy').replaceWith(copy);
-  $('welcome-dismiss').addEventListener('click', dismissWelcome);
+  $('welcome-dismiss', HTMLButtonElement).addEventListener('click', dismissWelcome);
   on('adapters', () => {
     renderBreakdown();
     renderRecent(view.recent);

@@ -1,3 +1,4 @@
+// @ts-check
 // Live updates: the gateway's server-sent event stream (`GET /api/events`) announces each
 // request's usage record once it is written, and says when the subscription accounts changed
 // (`accounts`: a login, a log-out, a refresh). The dashboard counts a record at once and
@@ -7,12 +8,24 @@
 
 import { auth } from './api.js';
 
+/**
+ * What the pages do with the stream's events. `connected` fires on every (re)connection:
+ * whatever happened while away is in the summaries. `state` gets `Live`, `Reconnecting in …`,
+ * or an empty text once stopped.
+ * @typedef {object} Handlers
+ * @property {(record: import('./dashboard.js').UsageRecord | null) => void} usage a record (null: unreadable)
+ * @property {() => void} lagged some records were missed
+ * @property {() => void} connected
+ * @property {() => void} [accounts] the subscription accounts changed
+ * @property {(text: string) => void} state
+ */
+
+/** @type {{ active: boolean, controller: AbortController | null, retry: number, handlers: Handlers | null }} */
 const live = { active: false, controller: null, retry: 0, handlers: null };
 
 /**
- * Follows the stream until stop(). handlers: {usage(record), lagged(), connected(), accounts(),
- * state(text)}.
- * `connected` fires on every (re)connection: whatever happened while away is in the summaries.
+ * Follows the stream until stop().
+ * @param {Handlers} handlers
  */
 export function start(handlers) {
   if (live.active) return;
@@ -27,6 +40,10 @@ export function stop() {
   live.handlers?.state('');
 }
 
+/**
+ * Hands one event (the lines of an SSE block) to its handler.
+ * @param {string} block
+ */
 function dispatch(block) {
   let event = 'message';
   const data = [];
@@ -41,22 +58,23 @@ function dispatch(block) {
     } catch {
       record = null;
     }
-    live.handlers.usage(record);
+    live.handlers?.usage(record);
   } else if (event === 'lagged') {
-    live.handlers.lagged();
+    live.handlers?.lagged();
   } else if (event === 'accounts') {
-    live.handlers.accounts?.();
+    live.handlers?.accounts?.();
   }
 }
 
 async function follow() {
   while (live.active) {
-    live.controller = new AbortController();
+    const controller = new AbortController();
+    live.controller = controller;
     try {
       const res = await fetch('/api/events', {
         headers: { Authorization: `Bearer ${auth.token}`, Accept: 'text/event-stream' },
         cache: 'no-store',
-        signal: live.controller.signal,
+        signal: controller.signal,
       });
       if (res.status === 401) {
         auth.onUnauthorized('The gateway did not accept the management token.');
@@ -64,8 +82,8 @@ async function follow() {
       }
       if (!res.ok || !res.body) throw new Error(`${res.status} ${res.statusText}`);
       live.retry = 0;
-      live.handlers.state('Live');
-      live.handlers.connected();
+      live.handlers?.state('Live');
+      live.handlers?.connected();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = '';
       for (;;) {
@@ -86,7 +104,7 @@ async function follow() {
     if (!live.active) return;
     live.retry = Math.min(live.retry + 1, 6);
     const pause = 500 * 2 ** live.retry;
-    live.handlers.state(`Reconnecting in ${Math.round(pause / 1000)} s…`);
+    live.handlers?.state(`Reconnecting in ${Math.round(pause / 1000)} s…`);
     await new Promise((resolve) => setTimeout(resolve, pause));
   }
 }

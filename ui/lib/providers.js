@@ -1,23 +1,61 @@
+// @ts-check
 // The Providers page: add a provider from a preset (base URL and protocol filled in, key pasted
 // once into the keychain), test it with a real minimal call, list and refresh its models, and
 // manage its pool of keys with their health (ready, cooling down until …, key refused, at a
 // limit, disabled) and limits.
 
 import { api, apiOptional, errorText, ApiError } from './api.js';
+import { runAction } from './actions.js';
 import {
-  $, h, td, showMsg, withBusy, spinnerText, confirmDialog, fmtInt, fmtMs, fmtWhen, PROTOCOLS, protocolLabel,
+  $, $maybe, h, td, showMsg, withBusy, spinnerText, fmtInt, fmtMs, fmtWhen, PROTOCOLS, protocolLabel,
 } from './dom.js';
 import { state, on, loadProviders, loadStatus, putProvider } from './state.js';
+
+/** @typedef {import('./state.js').Provider} Provider */
+/** @typedef {import('./state.js').Credential} Credential */
+/** @typedef {import('./state.js').Preset} Preset */
+
+/**
+ * `POST /api/providers/{id}/test` (provider_test.rs): `ok` with the answer and its tokens, or
+ * not with `error`.
+ * @typedef {object} TestReport
+ * @property {boolean} ok
+ * @property {string} model
+ * @property {string} credential `<provider>/<credential>`
+ * @property {number | null} status the provider's HTTP status; null when no answer came
+ * @property {number} latency_ms
+ * @property {string} [answer]
+ * @property {number} [input_tokens]
+ * @property {number} [output_tokens]
+ * @property {string} [error]
+ */
+
+/**
+ * What a provider's card shows besides the provider itself: its last test (a report, or why
+ * none was made), whether one runs, the whole model list or its start, a discovery running,
+ * and the model picked for the test.
+ * @typedef {object} ProviderUi
+ * @property {{ kind: 'result', result: TestReport } | { kind: 'error', text: string } | null} test
+ * @property {boolean} testing
+ * @property {boolean} allModels
+ * @property {boolean} discovering
+ * @property {string} testModel
+ */
 
 const ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 const MODELS_SHOWN = 24;
 
-/** Per provider, what the page shows besides the provider itself (kept across re-renders). */
+/** Per provider, what the page shows besides the provider itself (kept across re-renders). @type {Map<string, ProviderUi>} */
 const ui = new Map();
 
+/** @param {string} id */
 function uiOf(id) {
-  if (!ui.has(id)) ui.set(id, { test: null, testing: false, allModels: false, discovering: false, testModel: '' });
-  return ui.get(id);
+  let u = ui.get(id);
+  if (!u) {
+    u = { test: null, testing: false, allModels: false, discovering: false, testModel: '' };
+    ui.set(id, u);
+  }
+  return u;
 }
 
 const enc = encodeURIComponent;
@@ -25,9 +63,12 @@ const enc = encodeURIComponent;
 // ---------------------------------------------------------------------------------------------
 // Rendering
 
+/** @param {Credential} c */
 function healthBadge(c) {
+  /** @type {Partial<import('./state.js').Health>} */
   const hl = c.health || {};
   const until = hl.available_at_ms ? ` until ${fmtWhen(hl.available_at_ms)}` : '';
+  /** @type {Record<string, [string, string]>} */
   const map = {
     ready: ['ok', 'Ready'],
     cooling_down: ['warn', `Cooling down${until}`],
@@ -36,15 +77,18 @@ function healthBadge(c) {
     disabled: ['muted', 'Disabled'],
     key_unavailable: ['bad', 'Key unavailable'],
   };
-  const [kind, text] = map[hl.state] || ['muted', String(hl.state || 'unknown')];
+  const [kind, text] = (hl.state && map[hl.state]) || ['muted', String(hl.state || 'unknown')];
   return h('span', { class: 'health' },
     h('span', { class: 'badge', dataset: { kind } }, text),
     hl.reason ? h('span', { class: 'sub block break' }, String(hl.reason)) : null);
 }
 
+/** @param {Credential} c */
 function limitsText(c) {
+  /** @type {import('./state.js').Limits} */
   const l = c.limits || {};
-  const w = c.windows || c.health?.windows || {};
+  /** @type {Partial<import('./state.js').Windows>} */
+  const w = c.windows || {};
   const parts = [];
   if (l.max_request_min) parts.push(`${fmtInt(w.req_min ?? 0)} / ${fmtInt(l.max_request_min)} req/min`);
   if (l.max_request_day) parts.push(`${fmtInt(w.req_day ?? 0)} / ${fmtInt(l.max_request_day)} req/day`);
@@ -53,6 +97,7 @@ function limitsText(c) {
   return h('span', {}, parts.map((p) => h('span', { class: 'block' }, p)));
 }
 
+/** @param {Credential} c */
 function keyText(c) {
   const source = c.key_source == null ? '' : String(c.key_source);
   if (source.startsWith('env:')) return h('span', {}, h('span', { class: 'muted' }, 'env '), h('code', {}, source.slice(4)));
@@ -60,6 +105,7 @@ function keyText(c) {
   return h('span', {}, c.key_hint ? h('code', {}, String(c.key_hint)) : 'set', source ? h('span', { class: 'sub block' }, source) : null);
 }
 
+/** @param {Provider} p */
 function credentialRows(p) {
   const readOnly = p.source === 'config';
   const list = p.credentials || [];
@@ -100,6 +146,7 @@ function credentialRows(p) {
   });
 }
 
+/** @param {Provider} p */
 function testResult(p) {
   const u = uiOf(p.id);
   if (u.testing) return spinnerText(`Sending a test request to ${p.id}${u.testModel ? ` with ${u.testModel}` : ''}…`);
@@ -120,13 +167,14 @@ function testResult(p) {
     h('span', { class: 'sub block' }, facts));
 }
 
+/** @param {Provider} p */
 function modelsBlock(p) {
   const u = uiOf(p.id);
   const models = p.models || [];
   const shown = u.allModels ? models : models.slice(0, MODELS_SHOWN);
   const refresh = h('button', {
     type: 'button', class: 'btn btn-small', 'aria-label': `Refresh the models of ${p.id}`, dataset: { fkey: `discover:${p.id}` },
-    onclick: (ev) => discover(p.id, ev.currentTarget),
+    onclick: () => discover(p.id),
   }, 'Refresh');
   if (u.discovering) {
     // aria-disabled, not disabled: the button keeps the keyboard focus across re-renders.
@@ -152,6 +200,7 @@ function modelsBlock(p) {
   );
 }
 
+/** @param {Provider} p */
 function providerCard(p) {
   const u = uiOf(p.id);
   const readOnly = p.source === 'config';
@@ -162,7 +211,7 @@ function providerCard(p) {
   modelSelect.addEventListener('change', () => { u.testModel = modelSelect.value; });
   const testBtn = h('button', {
     type: 'button', class: 'btn btn-small', 'aria-label': `Test provider ${p.id}`, dataset: { fkey: `test:${p.id}` },
-    onclick: (ev) => testProvider(p, ev.currentTarget),
+    onclick: () => testProvider(p),
   }, 'Test');
   if (u.testing) {
     testBtn.setAttribute('aria-disabled', 'true');
@@ -198,7 +247,7 @@ function providerCard(p) {
 
 export function renderProviders() {
   const list = $('provider-list');
-  const focused = document.activeElement?.dataset?.fkey;
+  const focused = document.activeElement instanceof HTMLElement ? document.activeElement.dataset.fkey : undefined;
   if (state.providers.length === 0) {
     list.replaceChildren(h('div', { class: 'card empty-card' },
       h('p', {}, 'No providers yet.'),
@@ -208,20 +257,23 @@ export function renderProviders() {
     list.replaceChildren(...state.providers.map(providerCard));
   }
   // A re-render replaces the buttons; keep the keyboard where it was.
-  if (focused) list.querySelector(`[data-fkey="${CSS.escape(focused)}"]`)?.focus();
+  const again = focused ? list.querySelector(`[data-fkey="${CSS.escape(focused)}"]`) : null;
+  if (again instanceof HTMLElement) again.focus();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Actions on a provider
 
+/** @param {string} id */
 async function reloadOne(id) {
   try {
-    putProvider(await api('GET', `/api/providers/${enc(id)}`));
+    putProvider(/** @type {Provider} */ (await api('GET', `/api/providers/${enc(id)}`)));
   } catch (e) {
     showMsg($('providers-msg'), `Could not reload provider ${id}: ${errorText(e)}`);
   }
 }
 
+/** @param {Provider} p */
 async function testProvider(p) {
   const u = uiOf(p.id);
   if (u.testing) return;
@@ -230,7 +282,7 @@ async function testProvider(p) {
   renderProviders();
   try {
     const body = u.testModel ? { model: u.testModel } : {};
-    const result = await apiOptional('POST', `/api/providers/${enc(p.id)}/test`, body);
+    const result = /** @type {TestReport | null} */ (await apiOptional('POST', `/api/providers/${enc(p.id)}/test`, body));
     u.test = result
       ? { kind: 'result', result }
       : { kind: 'error', text: 'this gateway cannot test providers yet; update FlexiProxy.' };
@@ -248,6 +300,10 @@ async function testProvider(p) {
   renderProviders();
 }
 
+/**
+ * Reads the provider's models again (its Refresh button; also right after a save).
+ * @param {string} id
+ */
 export async function discover(id) {
   const u = uiOf(id);
   if (u.discovering) return;
@@ -264,85 +320,122 @@ export async function discover(id) {
   renderProviders();
 }
 
-async function deleteProvider(p, btn) {
-  const ok = await confirmDialog({
-    title: `Delete provider ${p.id}?`,
-    text: `Adapters that use ${p.id} will fail until you add it again. Its keys are removed from the keychain.`,
-    ok: 'Delete provider',
-    danger: true,
-  });
-  if (!ok) {
-    btn.focus();
-    return;
-  }
-  const msg = $('providers-msg');
-  await withBusy(btn, 'Deleting…', async () => {
-    try {
+/**
+ * @param {Provider} p
+ * @param {HTMLButtonElement} btn
+ */
+function deleteProvider(p, btn) {
+  return runAction(btn, {
+    ask: {
+      title: `Delete provider ${p.id}?`,
+      text: `Adapters that use ${p.id} will fail until you add it again. Its keys are removed from the keychain.`,
+      ok: 'Delete provider',
+      danger: true,
+    },
+    busy: 'Deleting…',
+    call: async () => {
       await api('DELETE', `/api/providers/${enc(p.id)}`);
       ui.delete(p.id);
-      showMsg(msg, `Provider ${p.id} deleted.`, 'ok');
-    } catch (e) {
-      showMsg(msg, `Could not delete provider ${p.id}: ${errorText(e)}`);
-    }
+    },
+    msg: $('providers-msg'),
+    done: `Provider ${p.id} deleted.`,
+    failed: `Could not delete provider ${p.id}`,
+    reload: () => Promise.allSettled([loadProviders(), loadStatus()]),
+    after: () => $('providers-h').focus(),
   });
-  await Promise.allSettled([loadProviders(), loadStatus()]);
-  $('providers-h').focus();
 }
 
 // ---------------------------------------------------------------------------------------------
 // Actions on a key
 
-async function credentialCall(p, c, btn, label, method, suffix, body, done) {
-  const msg = $('providers-msg');
-  await withBusy(btn, label, async () => {
-    try {
-      await api(method, `/api/providers/${enc(p.id)}/credentials/${enc(c.id)}${suffix}`, body);
-      showMsg(msg, done, 'ok');
-    } catch (e) {
-      showMsg(msg, `Key ${p.id}/${c.id}: ${errorText(e)}`);
-    }
+/**
+ * A call on one key of `p` from a button of its row: `method` on the key's path plus `suffix`;
+ * then the provider is read again (the key's health may have changed).
+ * @param {Provider} p
+ * @param {Credential} c
+ * @param {HTMLButtonElement} btn
+ * @param {{ ask?: import('./dom.js').Question, busy: string, method: string, suffix?: string, body?: unknown, done: string, after?: () => void }} call
+ */
+function credentialAction(p, c, btn, { ask, busy, method, suffix = '', body, done, after }) {
+  return runAction(btn, {
+    ask,
+    busy,
+    call: () => api(method, `/api/providers/${enc(p.id)}/credentials/${enc(c.id)}${suffix}`, body),
+    msg: $('providers-msg'),
+    done,
+    failed: `Key ${p.id}/${c.id}`,
+    reload: () => reloadOne(p.id),
+    after,
   });
-  await reloadOne(p.id);
 }
 
+/**
+ * @param {Provider} p
+ * @param {Credential} c
+ * @param {HTMLButtonElement} btn
+ */
 function toggleCredential(p, c, btn) {
-  return credentialCall(p, c, btn, c.enabled ? 'Disabling…' : 'Enabling…', 'PATCH', '', { enabled: !c.enabled },
-    `Key ${p.id}/${c.id} ${c.enabled ? 'disabled' : 'enabled'}.`);
-}
-
-function resetCredential(p, c, btn) {
-  return credentialCall(p, c, btn, 'Resetting…', 'POST', '/reset', undefined, `Key ${p.id}/${c.id} is back in use.`);
-}
-
-async function deleteCredential(p, c, btn) {
-  const ok = await confirmDialog({
-    title: `Delete key ${c.label || c.id}?`,
-    text: `Provider ${p.id} stops using it and it is removed from the keychain.`,
-    ok: 'Delete key',
-    danger: true,
+  return credentialAction(p, c, btn, {
+    busy: c.enabled ? 'Disabling…' : 'Enabling…',
+    method: 'PATCH',
+    body: { enabled: !c.enabled },
+    done: `Key ${p.id}/${c.id} ${c.enabled ? 'disabled' : 'enabled'}.`,
   });
-  if (!ok) {
-    btn.focus();
-    return;
-  }
-  await credentialCall(p, c, btn, 'Deleting…', 'DELETE', '', undefined, `Key ${p.id}/${c.id} deleted.`);
-  $(`provider-h-${p.id}`)?.focus();
+}
+
+/**
+ * @param {Provider} p
+ * @param {Credential} c
+ * @param {HTMLButtonElement} btn
+ */
+function resetCredential(p, c, btn) {
+  return credentialAction(p, c, btn, {
+    busy: 'Resetting…', method: 'POST', suffix: '/reset', done: `Key ${p.id}/${c.id} is back in use.`,
+  });
+}
+
+/**
+ * @param {Provider} p
+ * @param {Credential} c
+ * @param {HTMLButtonElement} btn
+ */
+function deleteCredential(p, c, btn) {
+  return credentialAction(p, c, btn, {
+    ask: {
+      title: `Delete key ${c.label || c.id}?`,
+      text: `Provider ${p.id} stops using it and it is removed from the keychain.`,
+      ok: 'Delete key',
+      danger: true,
+    },
+    busy: 'Deleting…',
+    method: 'DELETE',
+    done: `Key ${p.id}/${c.id} deleted.`,
+    after: () => $maybe(`provider-h-${p.id}`)?.focus(),
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
 // Add / edit a provider
 
+/**
+ * The provider the dialog edits (null: a new one) and the preset picked for a new one.
+ * @type {{ editing: Provider | null, preset: Preset | null }}
+ */
 const dialogState = { editing: null, preset: null };
 
 async function loadPresets() {
   if (state.presets.length) return;
   try {
-    state.presets = (await apiOptional('GET', '/api/presets')) || [];
+    state.presets = /** @type {Preset[] | null} */ (await apiOptional('GET', '/api/presets')) || [];
   } catch (e) {
     showMsg($('provider-form-msg'), `Could not load the presets (${errorText(e)}); fill in the fields by hand.`);
   }
 }
 
+/**
+ * `base`, or `base-2`, `base-3`, … when a provider has it already.
+ * @param {string} base
+ */
 function freeId(base) {
   if (!state.providers.some((p) => p.id === base)) return base;
   for (let n = 2; ; n += 1) {
@@ -350,6 +443,11 @@ function freeId(base) {
   }
 }
 
+/**
+ * The note under the key field: where the key goes, and where to get one.
+ * @param {Preset | null} preset
+ * @param {Provider | null} editing
+ */
 function keyNote(preset, editing) {
   const readOnly = state.status?.secrets?.writable === false;
   const parts = [];
@@ -368,7 +466,10 @@ function keyNote(preset, editing) {
 /** The variables an env:NAME key may name (the gateway refuses others with a 400 that says so). */
 const ENV_NAMES = 'a variable whose name starts with FLEXIPROXY_, or one allowed with --allow-env';
 
-/** The origin (scheme, host, port) of an http(s) URL, or null: a provider's keys belong to it. */
+/**
+ * The origin (scheme, host, port) of an http(s) URL, or null: a provider's keys belong to it.
+ * @param {string} url
+ */
 function originOf(url) {
   try {
     const u = new URL(url);
@@ -378,7 +479,10 @@ function originOf(url) {
   }
 }
 
-/** The keys of a provider that moving it to another host clears (not subscription logins). */
+/**
+ * The keys of a provider that moving it to another host clears (not subscription logins).
+ * @param {Provider | null} p
+ */
 function clearableKeys(p) {
   return (p?.credentials || []).filter((c) => c.key_source && c.key_source !== 'account');
 }
@@ -388,7 +492,7 @@ function moveNote() {
   const editing = dialogState.editing;
   const note = $('pf-url-note');
   const from = editing ? originOf(editing.url || '') : null;
-  const to = originOf($('pf-url').value.trim());
+  const to = originOf($('pf-url', HTMLInputElement).value.trim());
   const keys = clearableKeys(editing);
   const moving = !!(from && to && from !== to && keys.length);
   note.hidden = !moving;
@@ -397,13 +501,14 @@ function moveNote() {
     : '';
 }
 
+/** @param {Preset} preset */
 function applyPreset(preset) {
   dialogState.preset = preset;
-  $('pf-id').value = freeId(preset.id);
-  $('pf-url').value = preset.url || '';
-  $('pf-protocol').value = preset.protocol || 'openai_chat';
+  $('pf-id', HTMLInputElement).value = freeId(preset.id);
+  $('pf-url', HTMLInputElement).value = preset.url || '';
+  $('pf-protocol', HTMLSelectElement).value = preset.protocol || 'openai_chat';
   $('pf-key-label').textContent = preset.needs_key ? 'API key' : 'API key (not needed)';
-  $('pf-key').placeholder = preset.needs_key ? 'paste the key' : 'leave empty';
+  $('pf-key', HTMLInputElement).placeholder = preset.needs_key ? 'paste the key' : 'leave empty';
   const note = $('pf-preset-note');
   note.textContent = preset.note || '';
   note.hidden = !preset.note;
@@ -425,31 +530,35 @@ function renderPresetGrid() {
   }));
 }
 
+/**
+ * Opens the Add provider dialog, or with `editing` the dialog that edits it.
+ * @param {Provider | null} editing
+ */
 export async function openProviderDialog(editing) {
   dialogState.editing = editing;
   dialogState.preset = null;
-  const dlg = $('provider-dialog');
-  $('provider-form').reset();
+  const dlg = $('provider-dialog', HTMLDialogElement);
+  $('provider-form', HTMLFormElement).reset();
   showMsg($('provider-form-msg'), '');
   $('pf-preset-note').hidden = true;
   $('provider-dialog-h').textContent = editing ? `Edit provider ${editing.id}` : 'Add a provider';
-  $('pf-submit').textContent = editing ? 'Save provider' : 'Add provider';
+  $('pf-submit', HTMLButtonElement).textContent = editing ? 'Save provider' : 'Add provider';
   $('preset-fieldset').hidden = !!editing;
-  $('pf-id').readOnly = !!editing;
+  $('pf-id', HTMLInputElement).readOnly = !!editing;
   $('pf-key-label').textContent = editing ? 'Replace the API key' : 'API key';
-  $('pf-key').placeholder = editing?.has_api_key ? 'leave empty to keep it' : 'paste the key';
+  $('pf-key', HTMLInputElement).placeholder = editing?.has_api_key ? 'leave empty to keep it' : 'paste the key';
   keyNote(null, editing);
   if (editing) {
-    $('pf-id').value = editing.id;
-    $('pf-url').value = editing.url || '';
-    $('pf-protocol').value = editing.protocol || 'openai_chat';
+    $('pf-id', HTMLInputElement).value = editing.id;
+    $('pf-url', HTMLInputElement).value = editing.url || '';
+    $('pf-protocol', HTMLSelectElement).value = editing.protocol || 'openai_chat';
   } else {
-    $('pf-protocol').value = 'openai_chat';
+    $('pf-protocol', HTMLSelectElement).value = 'openai_chat';
   }
   moveNote();
   dlg.showModal();
   if (editing) {
-    $('pf-url').focus();
+    $('pf-url', HTMLInputElement).focus();
   } else {
     const grid = $('preset-grid');
     if (!state.presets.length) grid.replaceChildren(spinnerText('Loading presets…'));
@@ -459,36 +568,38 @@ export async function openProviderDialog(editing) {
   }
 }
 
+/** @param {SubmitEvent} ev */
 async function submitProvider(ev) {
   ev.preventDefault();
   const msg = $('provider-form-msg');
   const editing = dialogState.editing;
-  const id = $('pf-id').value.trim();
-  const url = $('pf-url').value.trim();
+  const id = $('pf-id', HTMLInputElement).value.trim();
+  const url = $('pf-url', HTMLInputElement).value.trim();
   if (!ID_RE.test(id)) {
     showMsg(msg, 'The ID must be 1–64 letters, digits, dots, underscores or dashes.');
-    $('pf-id').focus();
+    $('pf-id', HTMLInputElement).focus();
     return;
   }
   if (!editing && state.providers.some((p) => p.id === id)) {
     showMsg(msg, `A provider ${id} exists already. Choose another ID, or close this and press Edit on it.`);
-    $('pf-id').focus();
+    $('pf-id', HTMLInputElement).focus();
     return;
   }
   if (!/^https?:\/\/[^/]+/.test(url)) {
     showMsg(msg, 'The base URL must start with http:// or https://, e.g. https://api.openai.com/v1.');
-    $('pf-url').focus();
+    $('pf-url', HTMLInputElement).focus();
     return;
   }
-  const body = { url, protocol: $('pf-protocol').value };
-  const key = $('pf-key').value.trim();
+  /** @type {{ url: string, protocol: string, api_key?: string }} */
+  const body = { url, protocol: $('pf-protocol', HTMLSelectElement).value };
+  const key = $('pf-key', HTMLInputElement).value.trim();
   if (key) body.api_key = key;
   showMsg(msg, '');
-  await withBusy($('pf-submit'), editing ? 'Saving…' : 'Adding…', async () => {
+  await withBusy($('pf-submit', HTMLButtonElement), editing ? 'Saving…' : 'Adding…', async () => {
     try {
-      const saved = await api('POST', `/api/providers/${enc(id)}`, body);
-      $('pf-key').value = '';
-      $('provider-dialog').close();
+      const saved = /** @type {Provider | null} */ (await api('POST', `/api/providers/${enc(id)}`, body));
+      $('pf-key', HTMLInputElement).value = '';
+      $('provider-dialog', HTMLDialogElement).close();
       if (saved?.id) putProvider(saved);
       if (saved?.keys_cleared?.length) {
         // The URL moved to another host: say which keys went, and that the new host needs its own.
@@ -497,7 +608,7 @@ async function submitProvider(ev) {
         showMsg($('providers-msg'), `Provider ${id} ${editing ? 'saved' : 'added'}.`, 'ok');
       }
       loadStatus().catch(() => {});
-      $(`provider-h-${id}`)?.focus();
+      $maybe(`provider-h-${id}`)?.focus();
       // Show what it serves right away (the gateway also reads it in the background).
       discover(id);
     } catch (e) {
@@ -509,64 +620,77 @@ async function submitProvider(ev) {
 // ---------------------------------------------------------------------------------------------
 // Add / edit a key
 
+/** The provider whose key the dialog adds or (`credential`) edits. @type {{ provider: Provider | null, credential: Credential | null }} */
 const credState = { provider: null, credential: null };
 
+/**
+ * @param {Provider} p
+ * @param {Credential | null} c null: a new key
+ */
 function openCredentialDialog(p, c) {
   credState.provider = p;
   credState.credential = c;
-  $('credential-form').reset();
+  $('credential-form', HTMLFormElement).reset();
   showMsg($('credential-form-msg'), '');
   $('credential-dialog-h').textContent = c ? `Edit key ${p.id}/${c.id}` : `Add a key to ${p.id}`;
-  $('cf-submit').textContent = c ? 'Save key' : 'Add key';
+  $('cf-submit', HTMLButtonElement).textContent = c ? 'Save key' : 'Add key';
   $('cf-key-label').textContent = c ? 'Replace the secret' : 'API key';
-  $('cf-key').placeholder = c?.key_hint ? `leave empty to keep ${c.key_hint}` : 'paste the key';
-  $('cf-label').value = c?.label || '';
-  $('cf-rpm').value = c?.limits?.max_request_min ?? '';
-  $('cf-rpd').value = c?.limits?.max_request_day ?? '';
-  $('cf-tpm').value = c?.limits?.max_token_min ?? '';
-  $('cf-priority').value = String(Math.min(3, c?.priority ?? 0));
-  $('credential-dialog').showModal();
-  (c ? $('cf-label') : $('cf-key')).focus();
+  $('cf-key', HTMLInputElement).placeholder = c?.key_hint ? `leave empty to keep ${c.key_hint}` : 'paste the key';
+  $('cf-label', HTMLInputElement).value = c?.label || '';
+  $('cf-rpm', HTMLInputElement).value = String(c?.limits?.max_request_min ?? '');
+  $('cf-rpd', HTMLInputElement).value = String(c?.limits?.max_request_day ?? '');
+  $('cf-tpm', HTMLInputElement).value = String(c?.limits?.max_token_min ?? '');
+  $('cf-priority', HTMLSelectElement).value = String(Math.min(3, c?.priority ?? 0));
+  $('credential-dialog', HTMLDialogElement).showModal();
+  (c ? $('cf-label', HTMLInputElement) : $('cf-key', HTMLInputElement)).focus();
 }
 
+/**
+ * A limit field's number; empty is none (null when editing: remove the limit).
+ * @param {string} id
+ * @param {boolean} editing
+ */
 function limitValue(id, editing) {
-  const raw = $(id).value.trim();
+  const raw = $(id, HTMLInputElement).value.trim();
   if (raw === '') return editing ? null : undefined;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 1) throw new Error('Limits are whole numbers of at least 1 (or empty for none).');
   return n;
 }
 
+/** @param {SubmitEvent} ev */
 async function submitCredential(ev) {
   ev.preventDefault();
   const p = credState.provider;
   const c = credState.credential;
+  if (!p) return;
   const msg = $('credential-form-msg');
+  /** @type {{ label?: string, priority: number, max_request_min?: number | null, max_request_day?: number | null, max_token_min?: number | null, api_key?: string }} */
   let body;
   try {
     body = {
-      label: $('cf-label').value.trim() || undefined,
-      priority: Number($('cf-priority').value),
+      label: $('cf-label', HTMLInputElement).value.trim() || undefined,
+      priority: Number($('cf-priority', HTMLSelectElement).value),
       max_request_min: limitValue('cf-rpm', !!c),
       max_request_day: limitValue('cf-rpd', !!c),
       max_token_min: limitValue('cf-tpm', !!c),
     };
   } catch (e) {
-    showMsg(msg, e.message);
+    showMsg(msg, errorText(e));
     return;
   }
-  const key = $('cf-key').value.trim();
+  const key = $('cf-key', HTMLInputElement).value.trim();
   if (key) body.api_key = key;
   else if (!c && !confirmKeyless()) return;
-  await withBusy($('cf-submit'), c ? 'Saving…' : 'Adding…', async () => {
+  await withBusy($('cf-submit', HTMLButtonElement), c ? 'Saving…' : 'Adding…', async () => {
     try {
       if (c) await api('PATCH', `/api/providers/${enc(p.id)}/credentials/${enc(c.id)}`, body);
       else await api('POST', `/api/providers/${enc(p.id)}/credentials`, body);
-      $('cf-key').value = '';
-      $('credential-dialog').close();
+      $('cf-key', HTMLInputElement).value = '';
+      $('credential-dialog', HTMLDialogElement).close();
       showMsg($('providers-msg'), c ? `Key ${p.id}/${c.id} saved.` : `Key added to ${p.id}.`, 'ok');
       await reloadOne(p.id);
-      $(`provider-h-${p.id}`)?.focus();
+      $maybe(`provider-h-${p.id}`)?.focus();
     } catch (e) {
       showMsg(msg, `Could not save the key: ${errorText(e)}`);
     }
@@ -575,7 +699,7 @@ async function submitCredential(ev) {
 
 function confirmKeyless() {
   showMsg($('credential-form-msg'), 'Paste the key the provider gave you (or env:NAME).');
-  $('cf-key').focus();
+  $('cf-key', HTMLInputElement).focus();
   return false;
 }
 
@@ -589,12 +713,12 @@ export function clear() {
 }
 
 export function init() {
-  $('pf-protocol').replaceChildren(...PROTOCOLS.map(([v, label]) => h('option', { value: v }, label)));
+  $('pf-protocol', HTMLSelectElement).replaceChildren(...PROTOCOLS.map(([v, label]) => h('option', { value: v }, label)));
   $('add-provider').addEventListener('click', () => openProviderDialog(null));
-  $('provider-form').addEventListener('submit', submitProvider);
-  $('pf-url').addEventListener('input', moveNote);
-  $('pf-cancel').addEventListener('click', () => $('provider-dialog').close());
-  $('credential-form').addEventListener('submit', submitCredential);
-  $('cf-cancel').addEventListener('click', () => $('credential-dialog').close());
+  $('provider-form', HTMLFormElement).addEventListener('submit', submitProvider);
+  $('pf-url', HTMLInputElement).addEventListener('input', moveNote);
+  $('pf-cancel').addEventListener('click', () => $('provider-dialog', HTMLDialogElement).close());
+  $('credential-form', HTMLFormElement).addEventListener('submit', submitCredential);
+  $('cf-cancel').addEventListener('click', () => $('credential-dialog', HTMLDialogElement).close());
   on('providers', renderProviders);
 }

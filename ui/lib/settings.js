@@ -1,3 +1,4 @@
+// @ts-check
 // The Settings page: the address the gateway listens on (saved for the next start, with a
 // warning when it leaves this computer), usage statistics on/off (turning them off asks whether
 // to keep or delete the history), start at login (only in the desktop app), "About FlexiProxy"
@@ -10,6 +11,15 @@ import {
 } from './dom.js';
 import { state, on, loadStatus, setSettings } from './state.js';
 
+/** @typedef {import('./state.js').Settings} Settings */
+
+/**
+ * `GET`/`PUT /api/desktop` (server/host_views.rs): whether a desktop app hosts this gateway,
+ * and whether it starts at login (null without one).
+ * @typedef {{ available: boolean, autostart: boolean | null }} DesktopView
+ */
+
+/** @param {unknown} bind */
 function isLoopback(bind) {
   const b = String(bind || '').trim().toLowerCase();
   return b === '' || b === 'localhost' || b === '::1' || b === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(b);
@@ -18,10 +28,11 @@ function isLoopback(bind) {
 // ---------------------------------------------------------------------------------------------
 // Address
 
+/** @param {Settings} s */
 function renderListen(s) {
   const listen = s?.listen;
   const form = $('listen-form');
-  const fields = [$('set-bind'), $('set-port'), $('listen-save')];
+  const fields = [$('set-bind', HTMLInputElement), $('set-port', HTMLInputElement), $('listen-save', HTMLButtonElement)];
   if (!listen) {
     $('listen-running').textContent = state.status?.listen
       ? `Listening on ${state.status.listen}. This gateway cannot change its address from here; use --bind and --port.`
@@ -32,8 +43,8 @@ function renderListen(s) {
   for (const f of fields) f.disabled = false;
   // Keep what the user is typing.
   if (!form.contains(document.activeElement)) {
-    $('set-bind').value = listen.saved_bind ?? listen.bind ?? '';
-    $('set-port').value = String(listen.saved_port ?? listen.port ?? '');
+    $('set-bind', HTMLInputElement).value = listen.saved_bind ?? listen.bind ?? '';
+    $('set-port', HTMLInputElement).value = String(listen.saved_port ?? listen.port ?? '');
   }
   const parts = [`Listening on ${listen.bind}:${listen.port}.`];
   if (listen.from_command_line) {
@@ -44,37 +55,43 @@ function renderListen(s) {
   syncBindWarning(s.warnings);
 }
 
+/**
+ * Shows the gateway's warnings about the saved address, or, while none came, one about the
+ * address being typed.
+ * @param {string[] | null | undefined} serverWarnings
+ */
 function syncBindWarning(serverWarnings) {
   const warn = $('listen-warning');
   const texts = Array.isArray(serverWarnings) ? [...serverWarnings] : [];
-  if (texts.length === 0 && !isLoopback($('set-bind').value)) {
-    texts.push(`Binding to ${$('set-bind').value.trim()} exposes the gateway to your network: anyone who can reach this computer can try adapter keys. Keep 127.0.0.1 unless you need that.`);
+  if (texts.length === 0 && !isLoopback($('set-bind', HTMLInputElement).value)) {
+    texts.push(`Binding to ${$('set-bind', HTMLInputElement).value.trim()} exposes the gateway to your network: anyone who can reach this computer can try adapter keys. Keep 127.0.0.1 unless you need that.`);
   }
   warn.textContent = texts.join(' ');
   warn.hidden = texts.length === 0;
 }
 
+/** @param {SubmitEvent} ev */
 async function saveListen(ev) {
   ev.preventDefault();
   const msg = $('listen-msg');
-  const bind = $('set-bind').value.trim();
-  const port = Number($('set-port').value);
+  const bind = $('set-bind', HTMLInputElement).value.trim();
+  const port = Number($('set-port', HTMLInputElement).value);
   if (!bind) {
     showMsg(msg, 'Enter an IP address to bind to, e.g. 127.0.0.1.');
-    $('set-bind').focus();
+    $('set-bind', HTMLInputElement).focus();
     return;
   }
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     showMsg(msg, 'The port is a whole number from 1 to 65535.');
-    $('set-port').focus();
+    $('set-port', HTMLInputElement).focus();
     return;
   }
   showMsg(msg, '');
-  await withBusy($('listen-save'), 'Saving…', async () => {
+  await withBusy($('listen-save', HTMLButtonElement), 'Saving…', async () => {
     try {
-      const saved = await api('PUT', '/api/settings', { listen: { bind, port } });
+      const saved = /** @type {Settings | null} */ (await api('PUT', '/api/settings', { listen: { bind, port } }));
       setSettings(saved);
-      const restart = saved?.listen?.restart_required ?? saved?.restart_required;
+      const restart = saved?.listen?.restart_required;
       showMsg(msg, restart
         ? `Saved ${bind}:${port}. Restart FlexiProxy to use it.`
         : `Saved ${bind}:${port}.`, 'ok');
@@ -88,15 +105,16 @@ async function saveListen(ev) {
 // ---------------------------------------------------------------------------------------------
 // Usage statistics
 
+/** @param {boolean} on */
 function renderUsage(on) {
-  const toggle = $('usage-toggle');
+  const toggle = $('usage-toggle', HTMLInputElement);
   toggle.checked = on;
   toggle.disabled = false;
   $('usage-toggle-state').textContent = on ? 'Recording' : 'Not recording';
 }
 
 async function onUsageToggle() {
-  const toggle = $('usage-toggle');
+  const toggle = $('usage-toggle', HTMLInputElement);
   const want = toggle.checked;
   const msg = $('usage-setting-msg');
   let remove = false;
@@ -123,11 +141,11 @@ async function onUsageToggle() {
   $('usage-toggle-state').replaceChildren(h('span', { class: 'spinner', 'aria-hidden': 'true' }), remove ? 'Turning off and deleting…' : 'Saving…');
   showMsg(msg, '');
   try {
-    const s = await api('PUT', '/api/settings', { usage_enabled: want });
+    const s = /** @type {Settings | null} */ (await api('PUT', '/api/settings', { usage_enabled: want }));
     setSettings(s);
     let text = want ? 'Usage statistics are on.' : 'Usage statistics are off. Existing records are kept.';
     if (remove) {
-      const gone = await api('DELETE', '/api/usage');
+      const gone = /** @type {{ deleted: number } | null} */ (await api('DELETE', '/api/usage'));
       text = `Usage statistics are off. ${Number(gone?.deleted ?? 0).toLocaleString()} records deleted.`;
     }
     showMsg(msg, text, 'ok');
@@ -142,11 +160,11 @@ async function onUsageToggle() {
 
 async function exportCsv() {
   const msg = $('usage-setting-msg');
-  const period = $('export-period').value;
+  const period = $('export-period', HTMLSelectElement).value;
   const since = period === 'today' ? localMidnightMs() : period === 'week' ? localMidnightMs(6) : null;
   const path = `/api/usage/export.csv${since == null ? '' : `?since_ms=${since}`}`;
   showMsg(msg, '');
-  await withBusy($('export-csv'), 'Exporting…', async () => {
+  await withBusy($('export-csv', HTMLButtonElement), 'Exporting…', async () => {
     try {
       const { name, bytes } = await download(path, 'flexiproxy-usage.csv');
       showMsg(msg, `Downloaded ${name} (${(bytes / 1024).toFixed(1)} KB).`, 'ok');
@@ -162,7 +180,7 @@ async function exportCsv() {
 async function loadDesktop() {
   const card = $('desktop-card');
   try {
-    const d = await apiOptional('GET', '/api/desktop');
+    const d = /** @type {DesktopView | null} */ (await apiOptional('GET', '/api/desktop'));
     card.hidden = !d?.available;
     if (d?.available) renderAutostart(!!d.autostart);
   } catch (e) {
@@ -171,21 +189,22 @@ async function loadDesktop() {
   }
 }
 
+/** @param {boolean} on */
 function renderAutostart(on) {
-  const toggle = $('autostart-toggle');
+  const toggle = $('autostart-toggle', HTMLInputElement);
   toggle.checked = on;
   toggle.disabled = false;
   $('autostart-state').textContent = on ? 'On' : 'Off';
 }
 
 async function onAutostartToggle() {
-  const toggle = $('autostart-toggle');
+  const toggle = $('autostart-toggle', HTMLInputElement);
   const want = toggle.checked;
   toggle.disabled = true;
   $('autostart-state').replaceChildren(h('span', { class: 'spinner', 'aria-hidden': 'true' }), 'Saving…');
   showMsg($('desktop-msg'), '');
   try {
-    const d = await api('PUT', '/api/desktop', { autostart: want });
+    const d = /** @type {DesktopView | null} */ (await api('PUT', '/api/desktop', { autostart: want }));
     renderAutostart(!!d?.autostart);
   } catch (e) {
     renderAutostart(!want);
@@ -201,10 +220,15 @@ function renderData() {
   const dir = state.settings?.data_dir || state.status?.data_dir;
   const db = state.settings?.database;
   const facts = $('data-facts');
+  /**
+   * A fact with a Copy button.
+   * @param {string} label
+   * @param {string} value
+   */
   const row = (label, value) => {
     const code = h('code', { class: 'break' }, value);
     return [h('dt', {}, label), h('dd', {}, code, copyButton(() => value, 'Copy', {
-      aria: `Copy ${label.toLowerCase()}`, selectOnFail: () => window.getSelection().selectAllChildren(code),
+      aria: `Copy ${label.toLowerCase()}`, selectOnFail: () => window.getSelection()?.selectAllChildren(code),
     }))];
   };
   const version = state.status?.version;
@@ -233,15 +257,15 @@ export async function load() {
 export function clear() {
   $('desktop-card').hidden = true;
   for (const id of ['settings-msg', 'listen-msg', 'usage-setting-msg', 'desktop-msg']) showMsg($(id), '');
-  $('usage-toggle').disabled = true;
+  $('usage-toggle', HTMLInputElement).disabled = true;
 }
 
 export function init() {
   $('listen-form').addEventListener('submit', saveListen);
-  $('set-bind').addEventListener('input', () => syncBindWarning(null));
-  $('usage-toggle').addEventListener('change', onUsageToggle);
-  $('autostart-toggle').addEventListener('change', onAutostartToggle);
-  $('export-csv').addEventListener('click', exportCsv);
+  $('set-bind', HTMLInputElement).addEventListener('input', () => syncBindWarning(null));
+  $('usage-toggle', HTMLInputElement).addEventListener('change', onUsageToggle);
+  $('autostart-toggle', HTMLInputElement).addEventListener('change', onAutostartToggle);
+  $('export-csv', HTMLButtonElement).addEventListener('click', exportCsv);
   on('settings', (s) => {
     if (!s) return;
     renderUsage(!!s.usage_enabled);

@@ -45,6 +45,10 @@ const MODULES: &[(&str, Asset)] = &[
         module(include_bytes!("../../../../ui/lib/accounts.js")),
     ),
     (
+        "actions.js",
+        module(include_bytes!("../../../../ui/lib/actions.js")),
+    ),
+    (
         "adapters.js",
         module(include_bytes!("../../../../ui/lib/adapters.js")),
     ),
