@@ -11,7 +11,6 @@
 use std::net::{IpAddr, TcpListener};
 
 use flexiproxy_gateway::config::SavedListen;
-use flexiproxy_gateway::store::Database;
 use tauri::{AppHandle, Manager};
 
 use crate::desktop::Shell;
@@ -75,15 +74,14 @@ fn accept(app: &AppHandle, port: u16, scope: PortScope) {
     crate::desktop::start(app);
 }
 
-/// Saves `port` as the listen port in the data folder's database (the gateway is not running,
-/// so nothing else has it open for writing).
+/// Saves `port` as the listen port in the data folder (the gateway is not running, so nothing
+/// else has its database open for writing; the gateway does the writing).
 fn save_port(data_dir: &std::path::Path, port: u16) -> Result<(), String> {
-    let db = Database::open(data_dir).map_err(|error| error.to_string())?;
     SavedListen {
         bind: None,
         port: Some(port),
     }
-    .save(&db)
+    .save_in(data_dir)
     .map_err(|error| error.to_string())
 }
 

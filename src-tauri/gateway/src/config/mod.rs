@@ -315,6 +315,12 @@ impl SavedListen {
         Ok(())
     }
 
+    /// Saves the fields that are set into the data folder's database while the gateway is not
+    /// running (the desktop app, before it starts the gateway on a port the user picked).
+    pub fn save_in(self, data_dir: &std::path::Path) -> Result<(), StoreError> {
+        self.save(&Database::open(data_dir)?)
+    }
+
     /// Checks an address from the API: an IP literal (no host names, which could change what
     /// they resolve to) and a port from 1 to 65535 (0 would move to a random port each start).
     pub fn parse(bind: Option<&str>, port: Option<i64>) -> Result<Self, ListenError> {

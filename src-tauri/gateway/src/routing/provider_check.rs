@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::header;
+use reqwest::header;
 use serde::Serialize;
 
 use crate::accounts::Accounts;

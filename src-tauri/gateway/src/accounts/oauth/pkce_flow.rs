@@ -21,10 +21,11 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::Html;
-use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
 use oauth2::{
     AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
 };
@@ -178,26 +179,15 @@ impl PkceLogin {
                 detail: "this login has already been waited for; log in again".to_owned(),
             });
         };
-        let router = axum::Router::new()
-            .route(&self.endpoints.redirect_path, get(callback))
-            .with_state(CallbackState {
-                sender: self.callbacks.clone(),
-                state: self.state.secret().clone(),
-            });
+        let hits = CallbackState {
+            sender: self.callbacks.clone(),
+            state: self.state.secret().clone(),
+            path: self.endpoints.redirect_path.clone(),
+        };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let servers: Vec<_> = std::mem::take(&mut self.listeners)
             .into_iter()
-            .map(|listener| {
-                let router = router.clone();
-                let mut stopped = stopped.clone();
-                tokio::spawn(async move {
-                    let _ = axum::serve(listener, router)
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
-                        })
-                        .await;
-                })
-            })
+            .map(|listener| tokio::spawn(serve_callback(listener, hits.clone(), stopped.clone())))
             .collect();
         // Dropping the wait (a cancelled login) drops `stop`, which stops the servers too.
         let received = tokio::time::timeout(timeout, receiver.recv()).await;
@@ -265,23 +255,86 @@ fn check_path(endpoints: &Endpoints) -> Result<(), OAuthError> {
 struct CallbackState {
     sender: mpsc::Sender<Callback>,
     state: String,
+    /// The redirect URI's path: the only address the listener answers.
+    path: String,
+}
+
+/// The loopback listener: plain HTTP/1 on hyper, one connection task each, until `stopped`
+/// flips (then it stops accepting; connections already open finish unless the caller aborts
+/// this task, which drops them all with it).
+async fn serve_callback(
+    listener: TcpListener,
+    hits: CallbackState,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let Ok((stream, _)) = accepted else { continue };
+        let hits = hits.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let answer = answer_callback(&hits, request.method(), request.uri());
+                async move { Ok::<_, std::convert::Infallible>(answer) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+}
+
+/// One hit on the listener: the callback path answered by [`callback`], anything else 404 (or
+/// 405 for the path with another method).
+fn answer_callback(
+    hits: &CallbackState,
+    method: &Method,
+    uri: &hyper::Uri,
+) -> hyper::Response<Full<Bytes>> {
+    let (status, page) = if uri.path() != hits.path {
+        (StatusCode::NOT_FOUND, "")
+    } else if method != Method::GET && method != Method::HEAD {
+        (StatusCode::METHOD_NOT_ALLOWED, "")
+    } else {
+        let params = uri
+            .query()
+            .map(|query| {
+                reqwest::Url::parse(&format!("http://callback/?{query}"))
+                    .map(|url| url.query_pairs().into_owned().collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        callback(hits, params)
+    };
+    let mut response = hyper::Response::new(Full::new(Bytes::from_static(page.as_bytes())));
+    *response.status_mut() = status;
+    if !page.is_empty() {
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    }
+    response
 }
 
 /// The loopback callback. Only a hit carrying this login's `state` reaches the login (the
 /// provider always sends it back, with a code or with its refusal); any other hit is some page
 /// or program guessing, and is turned away without ending the wait.
-async fn callback(
-    State(callback): State<CallbackState>,
-    Query(params): Query<HashMap<String, String>>,
-) -> (StatusCode, Html<&'static str>) {
+fn callback(
+    callback: &CallbackState,
+    params: HashMap<String, String>,
+) -> (StatusCode, &'static str) {
     if !state_matches(&params, &callback.state) {
         tracing::warn!("a callback without this login's state was ignored");
         return (
             StatusCode::BAD_REQUEST,
-            Html(
-                "<h1>Not this sign-in</h1><p>This address does not belong to the sign-in \
-                 FlexiProxy is waiting for; it was ignored.</p>",
-            ),
+            "<h1>Not this sign-in</h1><p>This address does not belong to the sign-in \
+             FlexiProxy is waiting for; it was ignored.</p>",
         );
     }
     let page = match check_callback(&params, &callback.state) {
@@ -289,7 +342,7 @@ async fn callback(
         Err(_) => "<h1>Sign-in did not finish</h1><p>Return to FlexiProxy to see why.</p>",
     };
     let _ = callback.sender.try_send(Ok(params));
-    (StatusCode::OK, Html(page))
+    (StatusCode::OK, page)
 }
 
 /// Whether the callback carries `expected` as its `state`, compared in constant time.

@@ -16,8 +16,8 @@
 //! The plan (Pro, Max) is read once after login from the OAuth profile ([`plan`]), for the
 //! accounts list only.
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};

@@ -12,7 +12,7 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use axum::http::HeaderMap;
+use reqwest::header::HeaderMap;
 
 use super::{
     AccountKind, BodyTransform, Call, QuotaWindow, ResponseTransform, ShapeError, Upstream,

@@ -19,7 +19,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::{HeaderMap, HeaderValue, header};
+use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use super::{AccountKind, BodyTransform, Call, Endpoints, ResponseTransform, ShapeError, Upstream};

@@ -5,7 +5,7 @@
 //! key is the bearer here. iFlow gives CLI-only models to requests whose `User-Agent` is the
 //! iFlow CLI's, so that is sent too.
 
-use axum::http::{HeaderValue, header};
+use reqwest::header::{self, HeaderValue};
 
 use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
 use crate::accounts::oauth::SideHttp;

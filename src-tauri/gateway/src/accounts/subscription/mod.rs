@@ -30,8 +30,8 @@ pub mod qwen;
 #[cfg(test)]
 mod test_upstream;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use bytes::Bytes;
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub use crate::accounts::oauth::AccountKind;
 use crate::store::secrets::Secret;
