@@ -1,0 +1,297 @@
+//! Streams both ways: the decoder's part indices, whole calls and error endings, the encoder's
+//! held calls and last chunk in both framings, and encoder output decoding back to the events
+//! it was given.
+
+use super::*;
+use crate::canonical::FinishReason;
+use crate::sse;
+
+fn sse(chunks: &[Value]) -> Vec<StreamEvent> {
+    let mut decoder = StreamDecoder::default();
+    let mut events = Vec::new();
+    for chunk in chunks {
+        let event = format!("data: {chunk}\r\n\r\n");
+        events.extend(decoder.decode(event.as_bytes()).unwrap());
+    }
+    events.extend(decoder.finish());
+    events
+}
+
+#[test]
+fn stream_parts_get_indices_and_calls_arrive_whole() {
+    let parts = |parts: Value| json!({"candidates": [{"content": {"role": "model", "parts": parts}, "index": 0}], "responseId": "r1", "modelVersion": "gemini-2.5-pro", "usageMetadata": {"promptTokenCount": 10}});
+    let events = sse(&[
+        parts(json!([{"text": "let me ", "thought": true}])),
+        parts(json!([{"text": "think", "thought": true}])),
+        parts(json!([
+            {"functionCall": {"name": "f", "args": {"a": 1}}, "thoughtSignature": "sig"},
+            {"functionCall": {"id": "x9", "name": "g", "args": {}}}
+        ])),
+        // Not right after a thought: nothing to give it to.
+        parts(json!([{"text": "Sure.", "thoughtSignature": "late"}])),
+        json!({"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP", "index": 0}],
+               "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5, "thoughtsTokenCount": 7, "totalTokenCount": 22}}),
+    ]);
+    assert_eq!(
+        events,
+        vec![
+            StreamEvent::MessageStart {
+                id: "r1".into(),
+                model: "gemini-2.5-pro".into()
+            },
+            StreamEvent::ReasoningDelta {
+                index: 0,
+                text: "let me ".into()
+            },
+            StreamEvent::Usage(TokenUsage {
+                input: Some(10),
+                ..TokenUsage::default()
+            }),
+            StreamEvent::ReasoningDelta {
+                index: 0,
+                text: "think".into()
+            },
+            // The call's signature completes the thought right before it.
+            StreamEvent::ReasoningSignature {
+                index: 0,
+                signature: "sig".into()
+            },
+            StreamEvent::ToolCallStart {
+                index: 1,
+                id: "gemini_fc_r1_0".into(),
+                name: "f".into()
+            },
+            StreamEvent::ToolCallArgsDelta {
+                index: 1,
+                fragment: r#"{"a":1}"#.into()
+            },
+            StreamEvent::ToolCallStart {
+                index: 2,
+                id: "x9".into(),
+                name: "g".into()
+            },
+            StreamEvent::ToolCallArgsDelta {
+                index: 2,
+                fragment: "{}".into()
+            },
+            StreamEvent::TextDelta {
+                index: 3,
+                text: "Sure.".into()
+            },
+            StreamEvent::Usage(TokenUsage {
+                input: Some(10),
+                output: Some(12),
+                cached: None,
+                reasoning: Some(7)
+            }),
+            StreamEvent::Finish(FinishReason::ToolCalls),
+        ]
+    );
+}
+
+#[test]
+fn cut_streams_and_error_chunks_end_in_errors() {
+    let mut decoder = StreamDecoder::default();
+    decoder
+        .decode(b"data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"a\"}]}}]}\r\n\r\n")
+        .unwrap();
+    assert!(!decoder.is_done());
+    assert!(matches!(
+        decoder.finish().as_slice(),
+        [StreamEvent::Error { .. }]
+    ));
+
+    let mut decoder = StreamDecoder::default();
+    let events = decoder
+        .decode(br#"data: {"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#)
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![StreamEvent::Error {
+            message: "UNAVAILABLE: overloaded".into()
+        }]
+    );
+    assert!(decoder.is_done() && decoder.finish().is_empty());
+    assert!(
+        StreamDecoder::default()
+            .decode(b"data: {nope}\n\n")
+            .is_err()
+    );
+    assert!(
+        StreamDecoder::default()
+            .decode(b": keep-alive\n\n")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+fn encode_all(framing: Framing, events: &[StreamEvent]) -> String {
+    let mut encoder = StreamEncoder::new("m", framing);
+    let mut out = Vec::new();
+    for event in events {
+        encoder.encode(event, &mut out);
+    }
+    encoder.finish(&mut out);
+    encoder.finish(&mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn the_encoder_holds_calls_until_complete_and_ends_with_usage() {
+    let events = [
+        StreamEvent::ReasoningDelta {
+            index: 0,
+            text: "hm".into(),
+        },
+        StreamEvent::ReasoningSignature {
+            index: 0,
+            signature: "foreign".into(),
+        },
+        StreamEvent::TextDelta {
+            index: 1,
+            text: "hi".into(),
+        },
+        StreamEvent::ToolCallStart {
+            index: 2,
+            id: "call_a".into(),
+            name: "f".into(),
+        },
+        StreamEvent::ToolCallStart {
+            index: 3,
+            id: "call_b".into(),
+            name: "g".into(),
+        },
+        StreamEvent::ToolCallArgsDelta {
+            index: 2,
+            fragment: "{\"x\":".into(),
+        },
+        StreamEvent::ToolCallArgsDelta {
+            index: 3,
+            fragment: "{}".into(),
+        },
+        StreamEvent::ToolCallArgsDelta {
+            index: 2,
+            fragment: "1}".into(),
+        },
+        StreamEvent::Finish(FinishReason::ToolCalls),
+        StreamEvent::Usage(TokenUsage {
+            input: Some(9),
+            output: Some(4),
+            cached: Some(2),
+            reasoning: Some(1),
+        }),
+    ];
+    let text = encode_all(Framing::Sse, &events);
+    let chunks: Vec<Value> = text
+        .split("\r\n\r\n")
+        .filter(|c| !c.is_empty())
+        .map(|c| serde_json::from_str(c.strip_prefix("data: ").unwrap()).unwrap())
+        .collect();
+    assert_eq!(chunks.len(), 4, "{text}");
+    assert!(!text.contains("foreign"));
+    assert_eq!(
+        chunks[0]["candidates"][0]["content"]["parts"],
+        json!([{"text": "hm", "thought": true}])
+    );
+    assert_eq!(
+        chunks[2]["candidates"][0]["content"]["parts"],
+        json!([
+            {"functionCall": {"id": "call_a", "name": "f", "args": {"x": 1}}},
+            {"functionCall": {"id": "call_b", "name": "g", "args": {}}}
+        ])
+    );
+    assert!(chunks[2].get("usageMetadata").is_none());
+    assert_eq!(chunks[3]["candidates"][0]["finishReason"], "STOP");
+    assert_eq!(
+        chunks[3]["usageMetadata"],
+        json!({"promptTokenCount": 9, "candidatesTokenCount": 3, "thoughtsTokenCount": 1, "cachedContentTokenCount": 2, "totalTokenCount": 13})
+    );
+    assert_eq!(chunks[3]["modelVersion"], "m");
+
+    // The same chunks as one JSON array.
+    let array = encode_all(Framing::JsonArray, &events);
+    assert!(array.starts_with("[{") && array.ends_with("}\n]"));
+    let parsed: Vec<Value> = serde_json::from_str(&array).unwrap();
+    assert_eq!(parsed, chunks);
+}
+
+#[test]
+fn an_error_ends_the_stream_in_either_framing() {
+    let events = [
+        StreamEvent::MessageStart {
+            id: "r".into(),
+            model: "up".into(),
+        },
+        StreamEvent::TextDelta {
+            index: 0,
+            text: "par".into(),
+        },
+        StreamEvent::Error {
+            message: "upstream broke".into(),
+        },
+        StreamEvent::TextDelta {
+            index: 0,
+            text: "ignored".into(),
+        },
+    ];
+    let text = encode_all(Framing::Sse, &events);
+    assert!(text.contains(r#""modelVersion":"up","responseId":"r""#));
+    assert!(text.ends_with(
+        "data: {\"error\":{\"code\":500,\"message\":\"upstream broke\",\"status\":\"INTERNAL\"}}\r\n\r\n"
+    ));
+    assert!(!text.contains("ignored") && !text.contains("finishReason"));
+    let array = encode_all(Framing::JsonArray, &events);
+    let parsed: Vec<Value> = serde_json::from_str(&array).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[1]["error"]["message"], "upstream broke");
+    let only_error = encode_all(Framing::JsonArray, &events[2..3]);
+    assert_eq!(
+        only_error,
+        "[{\"error\":{\"code\":500,\"message\":\"upstream broke\",\"status\":\"INTERNAL\"}}\n]"
+    );
+}
+
+#[test]
+fn encoder_output_decodes_to_the_same_content() {
+    let events = vec![
+        StreamEvent::MessageStart {
+            id: "r".into(),
+            model: "m".into(),
+        },
+        StreamEvent::ReasoningDelta {
+            index: 0,
+            text: "a".into(),
+        },
+        StreamEvent::TextDelta {
+            index: 1,
+            text: "b".into(),
+        },
+        StreamEvent::ToolCallStart {
+            index: 2,
+            id: "k1".into(),
+            name: "f".into(),
+        },
+        StreamEvent::ToolCallArgsDelta {
+            index: 2,
+            fragment: "{\"q\":2}".into(),
+        },
+        StreamEvent::Usage(TokenUsage {
+            input: Some(3),
+            output: Some(2),
+            cached: None,
+            reasoning: None,
+        }),
+        StreamEvent::Finish(FinishReason::ToolCalls),
+    ];
+    let text = encode_all(Framing::Sse, &events);
+    let mut splitter = sse::EventSplitter::default();
+    let mut decoder = StreamDecoder::default();
+    let mut decoded = Vec::new();
+    for event in splitter.push(bytes::Bytes::from(text)).unwrap() {
+        decoded.extend(decoder.decode(&event).unwrap());
+    }
+    assert!(decoder.is_done());
+    // Usage rides on the chunk with the calls (known by then) and is not repeated by the
+    // last chunk; everything else comes back as it went in.
+    assert_eq!(decoded, events);
+}
