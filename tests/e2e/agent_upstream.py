@@ -39,7 +39,9 @@ signed must come back with their signature (or Google's documented
 ``skip_thought_signature_validator``); Responses ``encrypted_content`` must be its own. That is
 what a gateway must carry through another protocol and back.
 
-Every request is kept (method, path, query, headers, parsed JSON) for the tests to inspect.
+Every request is kept (method, path, query, headers, parsed JSON) for the tests to inspect. The
+server, that record and the protocols' stream writers are :mod:`stand_in`'s; this module is the
+script and the replay checks.
 """
 
 from __future__ import annotations
@@ -48,14 +50,14 @@ import argparse
 import base64
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from stand_in import AnthropicStream, ChatStream, Exchange, GeminiStream, ResponsesStream, StandInHandler, StandInServer
+from stand_in import anthropic_error, chat_completion, gemini_error, openai_error, response_object, run_alone
 
 TRIGGER = "use tool"
 DEFAULT_COMMAND = "echo flexiproxy-tool-ran"
@@ -80,28 +82,14 @@ SHELL_TOOLS: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
 ]
 
 
-@dataclass
-class Recorded:
+@dataclass(kw_only=True)
+class Recorded(Exchange):
     """One request as the server received it, plus what it decided to answer."""
 
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: list[tuple[str, str]]
-    body: bytes
-    json: Any
     protocol: str = ""
     action: str = ""  # "tool_call:<name>", "final", "plain", "count", "models", "unknown"
     reply_call_id: str | None = None  # the id of the tool call answered, when the protocol has one
     result_call_ids: list[str | None] = field(default_factory=list)  # ids the request's tool results name
-    received_at: float = field(default_factory=time.time)
-
-    def header(self, name: str) -> str | None:
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-able digest for logs and reports."""
@@ -347,66 +335,30 @@ def check_gemini_signatures(contents: list[Any], issued: set[str]) -> None:
 # -- the server ----------------------------------------------------------------------------------
 
 
-class AgentUpstream:
+class AgentUpstream(StandInServer):
     """The server plus its record of requests. Use as a context manager or call start/stop."""
 
+    name = "agent-upstream"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, log_path: str | None = None):
-        self._lock = threading.Lock()
-        self._records: list[Recorded] = []
         self._log_path = log_path
         # Reasoning signatures / encrypted content this "model" handed out, for the replay checks.
         self.issued: set[str] = set()
-        upstream = self
-
-        class Handler(_Handler):
-            owner = upstream
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
+        super().__init__(_Handler, host, port)
 
     def base_url(self, protocol: str = "openai_chat") -> str:
         """The base URL a provider of `protocol` (or an agent pointed here directly) gets."""
-        return f"http://127.0.0.1:{self.port}" + ("/v1beta" if protocol == "gemini" else "/v1")
+        return self.url + ("/v1beta" if protocol == "gemini" else "/v1")
 
     @property
     def root(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.url
 
-    def start(self) -> AgentUpstream:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="agent-upstream", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> AgentUpstream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _record(self, rec: Recorded) -> None:
-        with self._lock:
-            self._records.append(rec)
-            if self._log_path:
-                with open(self._log_path, "a") as f:
-                    f.write(json.dumps(rec.summary()) + "\n")
-
-    @property
-    def requests(self) -> list[Recorded]:
-        with self._lock:
-            return list(self._records)
+    def _write_log(self, rec: Recorded) -> None:
+        """Appends a finished request (with what was decided) to the ``--log`` file, if any."""
+        if self._log_path:
+            with self._lock, open(self._log_path, "a") as f:
+                f.write(json.dumps(rec.summary()) + "\n")
 
     def issue(self, prefix: str) -> str:
         token = f"{prefix}{uuid.uuid4().hex}"
@@ -429,79 +381,22 @@ class AgentUpstream:
         return json.dumps([r.summary() for r in self.requests], indent=1)[:limit]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StandInHandler):
     owner: AgentUpstream
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
+    def new_record(self, **fields: Any) -> Recorded:
+        return Recorded(**fields)
 
-    # -- plumbing ----------------------------------------------------------------------------
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            data = b""
-            while True:
-                size = int(self.rfile.readline().strip().split(b";")[0], 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return data
-                data += self.rfile.read(size)
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-    def _start(self) -> Recorded:
-        url = urlsplit(self.path)
-        body = self._read_body() if self.command == "POST" else b""
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        return Recorded(self.command, url.path, parse_qs(url.query), list(self.headers.items()), body, parsed)
-
-    def _send_json(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _start_stream(self, content_type: str = "text/event-stream") -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def _event(self, payload: Any, name: str | None = None) -> None:
-        head = f"event: {name}\n" if name else ""
-        self._chunk(f"{head}data: {json.dumps(payload)}\n\n".encode())
-
-    def _end_stream(self) -> None:
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+    def end(self, rec: Recorded) -> None:
+        self.owner._write_log(rec)
+        super().end(rec)
 
     # -- routing -----------------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        rec = self._start()
-        rec.action = "models"
-        self.owner._record(rec)
-        if rec.path.startswith("/v1beta/models"):
-            self._send_json(200, {"models": [{"name": "models/agent-model", "displayName": "agent-model"}]})
-        elif rec.path.startswith("/v1/models"):
-            self._send_json(200, {"object": "list", "data": [{"id": "agent-model", "object": "model", "owned_by": "mock"}]})
-        else:
-            rec.action = "unknown"
-            self._send_json(404, {"error": {"message": f"no route {rec.path}"}})
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        rec = self._start()
+    def answer(self, rec: Recorded) -> None:
+        if self.command == "GET":
+            self._get(rec)
+            return
         body = rec.json if isinstance(rec.json, dict) else {}
         path = rec.path
         gemini = re.fullmatch(r"/v1(?:beta)?/models/([^/:]+):(\w+)", path)
@@ -511,7 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._openai_chat(rec, parse_openai_chat(body))
             elif path.endswith("/messages/count_tokens"):
                 rec.protocol, rec.action = "anthropic_messages", "count"
-                self._send_json(200, {"input_tokens": INPUT_TOKENS})
+                self.send_json(200, {"input_tokens": INPUT_TOKENS})
             elif path.endswith("/messages"):
                 rec.protocol = "anthropic_messages"
                 self._anthropic(rec, parse_anthropic(body, self.owner.issued))
@@ -520,20 +415,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self._responses(rec, parse_responses(body, self.owner.issued))
             elif gemini and gemini.group(2) == "countTokens":
                 rec.protocol, rec.action = "gemini", "count"
-                self._send_json(200, {"totalTokens": INPUT_TOKENS})
+                self.send_json(200, {"totalTokens": INPUT_TOKENS})
             elif gemini and gemini.group(2) in ("generateContent", "streamGenerateContent"):
                 rec.protocol = "gemini"
                 streaming = gemini.group(2) == "streamGenerateContent"
                 conv = parse_gemini(body, gemini.group(1), streaming, self.owner.issued)
-                self._gemini(rec, conv, sse=rec.query.get("alt") == ["sse"])
+                self._gemini(rec, conv, sse=rec.query.get("alt") == "sse")
             else:
                 rec.action = "unknown"
-                self._send_json(404, {"error": {"message": f"no route {path}"}})
+                self.send_json(404, {"error": {"message": f"no route {path}"}})
         except Refused as e:
             rec.action = f"refused: {e}"
-            self._send_json(400, error_body(rec.protocol, str(e)))
-        finally:
-            self.owner._record(rec)
+            self.send_json(400, error_body(rec.protocol, str(e)))
+
+    def _get(self, rec: Recorded) -> None:
+        rec.action = "models"
+        if rec.path.startswith("/v1beta/models"):
+            self.send_json(200, {"models": [{"name": "models/agent-model", "displayName": "agent-model"}]})
+        elif rec.path.startswith("/v1/models"):
+            self.send_json(200, {"object": "list", "data": [{"id": "agent-model", "object": "model", "owned_by": "mock"}]})
+        else:
+            rec.action = "unknown"
+            self.send_json(404, {"error": {"message": f"no route {rec.path}"}})
 
     # -- OpenAI Chat Completions -----------------------------------------------------------
 
@@ -560,56 +463,30 @@ class _Handler(BaseHTTPRequestHandler):
                 message["content"] = what
             if conv.reasoning:
                 message["reasoning_content"] = REASONING_TEXT
-            self._send_json(
-                200,
-                {
-                    "id": ident,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": conv.model,
-                    "choices": [
-                        {"index": 0, "message": message, "finish_reason": "tool_calls" if kind == "tool_call" else "stop"}
-                    ],
-                    "usage": usage,
-                },
-            )
+            finish = "tool_calls" if kind == "tool_call" else "stop"
+            self.send_json(200, chat_completion(ident, created, conv.model, message, finish, usage))
             return
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {
-                "id": ident,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": conv.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-
-        self._start_stream()
-        self._event(chunk({"role": "assistant", "content": ""}))
+        stream = ChatStream(self, ident, created, conv.model)
+        stream.delta({"role": "assistant", "content": ""})
         if conv.reasoning:
             # DeepSeek-style reasoning deltas before the answer.
             for piece in _pieces(REASONING_TEXT):
-                self._event(chunk({"reasoning_content": piece}))
+                stream.delta({"reasoning_content": piece})
         if kind == "tool_call":
             name, args = what
-            text = json.dumps(args)
-            self._event(
-                chunk({"tool_calls": [{"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]})
-            )
-            for piece in _pieces(text):
-                self._event(chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}))
-            self._event(chunk({}, "tool_calls"))
+            opening = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+            stream.delta({"tool_calls": [opening]})
+            for piece in _pieces(json.dumps(args)):
+                stream.delta({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
+            stream.delta({}, "tool_calls")
         else:
             for piece in _pieces(what):
-                self._event(chunk({"content": piece}))
-            self._event(chunk({}, "stop"))
+                stream.delta({"content": piece})
+            stream.delta({}, "stop")
         if (conv_opts := (rec.json or {}).get("stream_options")) and conv_opts.get("include_usage"):
-            last = chunk({})
-            last["choices"] = []
-            last["usage"] = usage
-            self._event(last)
-        self._chunk(b"data: [DONE]\n\n")
-        self._end_stream()
+            stream.usage(usage)
+        stream.done()
 
     # -- Anthropic Messages ----------------------------------------------------------------
 
@@ -631,77 +508,24 @@ class _Handler(BaseHTTPRequestHandler):
             block = {"type": "text", "text": what}
         signature = self.owner.issue("sig-agent-") if conv.reasoning else None
         thinking = [{"type": "thinking", "thinking": REASONING_TEXT, "signature": signature}] if signature else []
+        message = {
+            "id": ident,
+            "type": "message",
+            "role": "assistant",
+            "model": conv.model,
+            "content": [*thinking, block],
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
         if not conv.stream:
-            self._send_json(
-                200,
-                {
-                    "id": ident,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": conv.model,
-                    "content": [*thinking, block],
-                    "stop_reason": stop,
-                    "stop_sequence": None,
-                    "usage": usage,
-                },
-            )
+            self.send_json(200, message)
             return
-        self._start_stream()
-        start_usage = dict(usage, output_tokens=1)
-        self._event(
-            {
-                "type": "message_start",
-                "message": {
-                    "id": ident,
-                    "type": "message",
-                    "role": "assistant",
-                    "model": conv.model,
-                    "content": [],
-                    "stop_reason": None,
-                    "stop_sequence": None,
-                    "usage": start_usage,
-                },
-            },
-            "message_start",
-        )
-        self._event({"type": "ping"}, "ping")
-        index = 0
-        if signature:
-            self._event(
-                {"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": "", "signature": ""}},
-                "content_block_start",
-            )
-            for piece in _pieces(REASONING_TEXT):
-                self._event(
-                    {"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": piece}},
-                    "content_block_delta",
-                )
-            self._event(
-                {"type": "content_block_delta", "index": 0, "delta": {"type": "signature_delta", "signature": signature}},
-                "content_block_delta",
-            )
-            self._event({"type": "content_block_stop", "index": 0}, "content_block_stop")
-            index = 1
-        if kind == "tool_call":
-            start_block = {"type": "tool_use", "id": tool_id, "name": what[0], "input": {}}
-            deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(json.dumps(what[1]))]
-        else:
-            start_block = {"type": "text", "text": ""}
-            deltas = [{"type": "text_delta", "text": p} for p in _pieces(what)]
-        self._event({"type": "content_block_start", "index": index, "content_block": start_block}, "content_block_start")
-        for delta in deltas:
-            self._event({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
-        self._event({"type": "content_block_stop", "index": index}, "content_block_stop")
-        self._event(
-            {
-                "type": "message_delta",
-                "delta": {"stop_reason": stop, "stop_sequence": None},
-                "usage": {"output_tokens": OUTPUT_TOKENS},
-            },
-            "message_delta",
-        )
-        self._event({"type": "message_stop"}, "message_stop")
-        self._end_stream()
+        stream = AnthropicStream(self, split_text=_pieces)
+        stream.start(message, dict(usage, output_tokens=1), ping=True)
+        for index, each in enumerate(message["content"]):
+            stream.block(index, each)
+        stream.finish(stop, OUTPUT_TOKENS)
 
     # -- OpenAI Responses ------------------------------------------------------------------
 
@@ -747,101 +571,31 @@ class _Handler(BaseHTTPRequestHandler):
             if "reasoning.encrypted_content" in (body.get("include") or []):
                 reasoning["encrypted_content"] = self.owner.issue("enc-agent-")
         output = [reasoning, item] if reasoning else [item]
-        at = len(output) - 1  # the output_index of the answer item
 
         def response(status: str, output: list[Any], with_usage: bool) -> dict[str, Any]:
-            return {
-                "id": resp_id,
-                "object": "response",
-                "created_at": created,
-                "status": status,
-                "error": None,
-                "incomplete_details": None,
-                "instructions": body.get("instructions"),
-                "max_output_tokens": body.get("max_output_tokens"),
-                "model": conv.model,
-                "output": output,
-                "parallel_tool_calls": body.get("parallel_tool_calls", True),
-                "previous_response_id": None,
-                "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
-                "store": body.get("store", True),
-                "temperature": body.get("temperature", 1.0),
-                "text": body.get("text") or {"format": {"type": "text"}},
-                "tool_choice": body.get("tool_choice", "auto"),
-                "tools": body.get("tools") or [],
-                "top_p": body.get("top_p", 1.0),
-                "truncation": "disabled",
-                "usage": usage if with_usage else None,
-                "metadata": {},
-            }
+            # No conversation state here: no previous response, whatever the request names.
+            return response_object(
+                resp_id,
+                created,
+                conv.model,
+                status,
+                output,
+                usage if with_usage else None,
+                body,
+                previous_response_id=None,
+                truncation="disabled",
+                metadata={},
+            )
 
         if not conv.stream:
-            self._send_json(200, response("completed", output, True))
+            self.send_json(200, response("completed", output, True))
             return
-        seq = iter(range(1_000_000))
-
-        def emit(kind_: str, **fields: Any) -> None:
-            self._event({"type": kind_, "sequence_number": next(seq), **fields}, kind_)
-
-        self._start_stream()
-        emit("response.created", response=response("in_progress", [], False))
-        emit("response.in_progress", response=response("in_progress", [], False))
-        if reasoning:
-            rid = reasoning["id"]
-            emit("response.output_item.added", output_index=0, item={"id": rid, "type": "reasoning", "summary": []})
-            empty = {"type": "summary_text", "text": ""}
-            emit("response.reasoning_summary_part.added", item_id=rid, output_index=0, summary_index=0, part=empty)
-            for piece in _pieces(REASONING_TEXT):
-                emit("response.reasoning_summary_text.delta", item_id=rid, output_index=0, summary_index=0, delta=piece)
-            emit(
-                "response.reasoning_summary_text.done", item_id=rid, output_index=0, summary_index=0, text=REASONING_TEXT
-            )
-            emit(
-                "response.reasoning_summary_part.done",
-                item_id=rid,
-                output_index=0,
-                summary_index=0,
-                part=reasoning["summary"][0],
-            )
-            emit("response.output_item.done", output_index=0, item=reasoning)
-        if item["type"] == "function_call":
-            emit("response.output_item.added", output_index=at, item=dict(item, status="in_progress", arguments=""))
-            for piece in _pieces(item["arguments"]):
-                emit("response.function_call_arguments.delta", item_id=item["id"], output_index=at, delta=piece)
-            emit(
-                "response.function_call_arguments.done",
-                item_id=item["id"],
-                output_index=at,
-                name=item["name"],
-                arguments=item["arguments"],
-            )
-        else:
-            text = item["content"][0]["text"]
-            emit("response.output_item.added", output_index=at, item=dict(item, status="in_progress", content=[]))
-            empty_part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-            emit("response.content_part.added", item_id=item["id"], output_index=at, content_index=0, part=empty_part)
-            for piece in _pieces(text):
-                emit(
-                    "response.output_text.delta",
-                    item_id=item["id"],
-                    output_index=at,
-                    content_index=0,
-                    delta=piece,
-                    logprobs=[],
-                )
-            emit(
-                "response.output_text.done", item_id=item["id"], output_index=at, content_index=0, text=text, logprobs=[]
-            )
-            emit(
-                "response.content_part.done",
-                item_id=item["id"],
-                output_index=at,
-                content_index=0,
-                part=item["content"][0],
-            )
-        emit("response.output_item.done", output_index=at, item=item)
-        emit("response.completed", response=response("completed", output, True))
-        self._end_stream()
+        stream = ResponsesStream(self, split_text=_pieces)
+        stream.emit("response.created", response=response("in_progress", [], False))
+        stream.emit("response.in_progress", response=response("in_progress", [], False))
+        for index, each in enumerate(output):
+            stream.item(index, each)
+        stream.completed(response("completed", output, True))
 
     # -- Gemini ----------------------------------------------------------------------------
 
@@ -876,28 +630,21 @@ class _Handler(BaseHTTPRequestHandler):
         if not conv.stream:
             parts = [p for c in thought for p in c["candidates"][0]["content"]["parts"]]
             parts += [call] if kind == "tool_call" else [{"text": what}]
-            self._send_json(200, chunk(parts, "STOP", True))
+            self.send_json(200, chunk(parts, "STOP", True))
             return
-        if sse:
-            self._start_stream()
-            for c in chunks:
-                self._chunk(f"data: {json.dumps(c)}\r\n\r\n".encode())
-        else:
-            # Without alt=sse Gemini streams one JSON array, an element at a time.
-            self._start_stream("application/json")
-            for i, c in enumerate(chunks):
-                self._chunk((("[" if i == 0 else ",\r\n") + json.dumps(c)).encode())
-            self._chunk(b"]")
-        self._end_stream()
+        stream = GeminiStream(self, sse)
+        for c in chunks:
+            stream.send(c)
+        stream.end()
 
 
 def error_body(protocol: str, message: str) -> dict[str, Any]:
     """A 400 in the protocol's own error shape."""
     if protocol == "anthropic_messages":
-        return {"type": "error", "error": {"type": "invalid_request_error", "message": message}}
+        return anthropic_error(400, message)
     if protocol == "gemini":
-        return {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
-    return {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
+        return gemini_error(400, message)
+    return openai_error(400, message)
 
 
 def _pieces(text: str, size: int = 12) -> list[str]:
@@ -910,14 +657,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--log", help="append every request as one JSON line to this file")
     args = parser.parse_args()
-    server = AgentUpstream(port=args.port, log_path=args.log)
-    print(f"agent upstream on {server.root}", flush=True)
-    server.start()
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        server.stop()
+    run_alone(AgentUpstream(port=args.port, log_path=args.log), lambda server: f"agent upstream on {server.root}")
 
 
 if __name__ == "__main__":

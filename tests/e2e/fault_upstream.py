@@ -37,22 +37,21 @@ None = until ``clear``); ``ANY_KEY`` matches keys without a rule of their own. K
   over ``delay`` seconds; a plain answer is sent after ``delay`` seconds.
 
 Only generation requests (chat completions, messages) consume faults; model lists and the node
-table always answer. Run alone: ``python fault_upstream.py --port 9200 --model shared-model``.
+table always answer. The server, its record, the stream writers and the connection faults (cut,
+reset, waiting for a client to hang up) are :mod:`stand_in`'s. Run alone:
+``python fault_upstream.py --port 9200 --model shared-model``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import select
-import socket
-import struct
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from typing import Any
+
+from stand_in import AnthropicStream, ChatStream, ClientGone, Exchange, StandInHandler, StandInServer
+from stand_in import anthropic_error, chat_completion, openai_error, run_alone
 
 PROMPT_TOKENS = 10
 COMPLETION_TOKENS = 5
@@ -70,35 +69,30 @@ def answer_text(server: str, key: str | None) -> str:
     return f"served by {server} with {key or '<no key>'}"
 
 
-@dataclass
-class Request:
-    """One request as the server received it."""
+@dataclass(kw_only=True)
+class Request(Exchange):
+    """One request as the server received it. Its ``path`` is the target as sent, query included."""
 
-    at: float  # time.monotonic() on arrival
-    wall: float  # time.time() on arrival
-    method: str
-    path: str
-    key: str | None
-    model: str | None
-    stream: bool
-    protocol: str | None  # "openai_chat" | "anthropic_messages" | None for GETs
-    json: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
+    key: str | None = None
+    model: str | None = None
+    stream: bool = False
+    protocol: str | None = None  # "openai_chat" | "anthropic_messages" | None for GETs
     fault: str | None = None  # the fault kind applied, if any
-    status: int | None = None  # the status sent (None: reset, or the client left first)
     # A complete, successful answer was sent. Counted just before its last bytes leave, so a
     # client holding the whole answer always finds it counted (counting after the write raced
-    # with tests that compare `served` right after their request returned).
+    # with tests that compare `served` right after their request returned). `status` is None for
+    # a reset, or when the client left first.
     served: bool = False
     gave_up: bool = False  # the client hung up before the answer was sent
-    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def at(self) -> float:
+        """time.monotonic() on arrival."""
+        return self.received_at
 
     @property
     def generation(self) -> bool:
         return self.protocol is not None
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
 
 
 @dataclass
@@ -109,12 +103,9 @@ class _Rule:
     delay: float | None
 
 
-class _Cut(Exception):
-    """The client went away while we were answering."""
-
-
-class FaultUpstream:
-    """The server, its programmable faults and its record. A context manager, or start/stop."""
+class FaultUpstream(StandInServer):
+    """The server, its programmable faults and its record. A context manager, or start/stop;
+    ``stop`` is a provider going down: new connections are refused, open ones are cut."""
 
     def __init__(
         self,
@@ -133,68 +124,14 @@ class FaultUpstream:
         # wrong credential); None accepts any key.
         self.keys = set(keys) if keys is not None else None
         self.slow_seconds = slow_seconds
-        self._lock = threading.Condition()
         self._rules: dict[str, _Rule] = {}
-        self._records: list[Request] = []
         self._served = 0
-        self._open: set[socket.socket] = set()
-        upstream = self
-
-        class Handler(_Handler):
-            owner = upstream
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-        self.running = False
-
-    # -- lifecycle -------------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(_Handler, host, port)
 
     @property
     def base_url(self) -> str:
         """The provider URL to register: the gateway appends ``/chat/completions`` etc."""
         return f"{self.url}/v1"
-
-    def start(self) -> FaultUpstream:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"fault-{self.name}", daemon=True
-        )
-        self._thread.start()
-        self.running = True
-        return self
-
-    def stop(self) -> None:
-        """Stops listening: new connections are refused (a provider that is down)."""
-        if not self.running:
-            return
-        self.running = False
-        self._server.shutdown()
-        self._server.server_close()
-        # Kept-alive connections would go on being served by their handler threads; a
-        # provider that is down answers nothing, so they are cut too.
-        with self._lock:
-            open_sockets = list(self._open)
-        for sock in open_sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FaultUpstream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- faults ----------------------------------------------------------------------------------
 
@@ -243,22 +180,11 @@ class FaultUpstream:
 
     # -- the record ------------------------------------------------------------------------------
 
-    def _record(self, rec: Request) -> None:
-        with self._lock:
-            self._records.append(rec)
-            self._lock.notify_all()
-
     def _mark_served(self, rec: Request) -> None:
         with self._lock:
             rec.served = True
             self._served += 1
             self._lock.notify_all()
-
-    @property
-    def requests(self) -> list[Request]:
-        """Every request received, oldest first (GETs included)."""
-        with self._lock:
-            return list(self._records)
 
     @property
     def generations(self) -> list[Request]:
@@ -290,57 +216,45 @@ class FaultUpstream:
 
     def wait_for(self, count: int, timeout: float = 10.0, served: bool = False) -> list[Request]:
         """Waits until at least `count` generation requests arrived (or were served)."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                gens = [r for r in self._records if r.generation and (r.served or not served)]
-                if len(gens) >= count:
-                    return gens
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"{self.name}: expected {count} request(s) within {timeout}s, got {len(gens)}"
-                    )
-                self._lock.wait(remaining)
+
+        def gens(records: list[Request]) -> list[Request]:
+            return [r for r in records if r.generation and (r.served or not served)]
+
+        return self.wait_until(
+            lambda records: gens(records) if len(gens(records)) >= count else None,
+            timeout,
+            lambda: f"{self.name}: expected {count} request(s) within {timeout}s, got {len(gens(self._records))}",
+        )
 
 
-class _Handler(BaseHTTPRequestHandler):
+def _protocol(path: str) -> str | None:
+    """The generation protocol a POST to `path` speaks, by the path's ending; None for no route."""
+    path = path.rstrip("/")
+    if path.endswith("/chat/completions"):
+        return "openai_chat"
+    if path.endswith("/messages"):
+        return "anthropic_messages"
+    return None
+
+
+class _Handler(StandInHandler):
     owner: FaultUpstream
-    protocol_version = "HTTP/1.1"
     server_version = "FaultUpstream/1.0"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
+    def new_record(self, **fields: Any) -> Request:
+        obj = fields["json"] if isinstance(fields["json"], dict) else {}
+        model = obj.get("model")
+        return Request(
+            **{**fields, "path": self.path},
+            key=self._key(),
+            model=model if isinstance(model, str) else None,
+            stream=obj.get("stream") is True,
+            protocol=_protocol(fields["path"]) if self.command == "POST" else None,
+        )
 
-    def setup(self) -> None:
-        super().setup()
-        with self.owner._lock:
-            self.owner._open.add(self.connection)
-
-    def finish(self) -> None:
-        with self.owner._lock:
-            self.owner._open.discard(self.connection)
-        try:
-            super().finish()
-        except OSError:
-            pass
-
-    # -- plumbing --------------------------------------------------------------------------------
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(parts)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+    def client_left(self, rec: Request) -> None:
+        rec.gave_up = True
+        self.close_connection = True
 
     def _key(self) -> str | None:
         key = self.headers.get("x-api-key")
@@ -351,127 +265,19 @@ class _Handler(BaseHTTPRequestHandler):
             return auth[7:].strip() or None
         return None
 
-    def _begin(self, protocol: str | None) -> Request:
-        body = self._read_body() if self.command == "POST" else b""
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        obj = parsed if isinstance(parsed, dict) else {}
-        model = obj.get("model")
-        rec = Request(
-            at=time.monotonic(),
-            wall=time.time(),
-            method=self.command,
-            path=self.path,
-            key=self._key(),
-            model=model if isinstance(model, str) else None,
-            stream=obj.get("stream") is True,
-            protocol=protocol,
-            json=parsed,
-            headers={k.lower(): v for k, v in self.headers.items()},
-        )
-        self.owner._record(rec)
-        return rec
-
-    def _send_json(self, rec: Request, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        # Recorded before the body leaves: a client holding the whole answer must find the
-        # status recorded (setting it after the write raced with tests reading it at once).
-        rec.status = status
-        try:
-            self.wfile.write(data)
-            self.wfile.flush()
-        except OSError:
-            rec.status = None
-            raise
-
     def _send_error(self, rec: Request, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         if rec.protocol == "anthropic_messages":
-            kind = {401: "authentication_error", 429: "rate_limit_error", 404: "not_found_error"}.get(
-                status, "api_error" if status >= 500 else "invalid_request_error"
-            )
-            payload: Any = {"type": "error", "error": {"type": kind, "message": message}}
+            payload = anthropic_error(status, message)
         else:
-            kind = {401: "invalid_request_error", 429: "rate_limit_exceeded"}.get(
-                status, "server_error" if status >= 500 else "invalid_request_error"
-            )
-            payload = {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
-        self._send_json(rec, status, payload, headers)
-
-    def _start_sse(self, rec: Request) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        rec.status = 200
-        self.wfile.flush()
-
-    def _chunk(self, data: bytes) -> None:
-        try:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-        except OSError as e:
-            raise _Cut() from e
-
-    def _event(self, payload: Any, event: str | None = None) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
-        head = f"event: {event}\n" if event else ""
-        self._chunk(f"{head}data: {text}\n\n".encode())
-
-    def _end_chunks(self) -> None:
-        self._chunk(b"")
-
-    def _client_left_within(self, seconds: float) -> bool:
-        """Waits up to `seconds`; True as soon as the client closes the connection."""
-        sock: socket.socket = self.connection
-        deadline = time.monotonic() + min(seconds, WAIT_LIMIT_S)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            readable, _, errored = select.select([sock], [], [sock], min(remaining, 0.1))
-            if readable or errored:
-                try:
-                    if sock.recv(1, socket.MSG_PEEK) == b"":
-                        return True
-                except OSError:
-                    return True
-                time.sleep(0.05)  # bytes of a next request on a kept-alive connection: not a hang-up
-
-    def _cut(self) -> None:
-        """Ends the connection mid-answer, without the chunked terminator (a crashed provider)."""
-        self.close_connection = True
-        try:
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def _reset(self) -> None:
-        """Closes the connection with a TCP RST and no response."""
-        self.close_connection = True
-        try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            # The socket's fd stays open while rfile refers to it; close both so the RST goes now.
-            self.rfile.close()
-            self.connection.close()
-        except OSError:
-            pass
+            kind = {401: "invalid_request_error", 429: "rate_limit_exceeded"}.get(status)
+            payload = openai_error(status, message, code=str(status), kind=kind)
+        self.send_json(status, payload, headers)
 
     # -- dispatch --------------------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        rec = self._begin(None)
-        try:
-            path = self.path.split("?", 1)[0].rstrip("/")
+    def answer(self, rec: Request) -> None:
+        path = rec.path.split("?", 1)[0].rstrip("/")
+        if self.command == "GET":
             if self.owner.keys is not None and rec.key not in self.owner.keys and path.endswith("/models"):
                 self._send_error(rec, 401, "unknown key")
             elif path.endswith("/models"):
@@ -480,40 +286,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self._table(rec)
             else:
                 self._send_error(rec, 404, f"no route GET {self.path}")
-        finally:
-            rec.done.set()
-
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        path = self.path.split("?", 1)[0].rstrip("/")
-        protocol = (
-            "openai_chat"
-            if path.endswith("/chat/completions")
-            else "anthropic_messages"
-            if path.endswith("/messages")
-            else None
-        )
-        rec = self._begin(protocol)
-        try:
-            if protocol is None:
-                self._send_error(rec, 404, f"no route POST {self.path}")
+            return
+        if rec.protocol is None:
+            self._send_error(rec, 404, f"no route POST {self.path}")
+            return
+        if not isinstance(rec.json, dict) or not rec.model:
+            self._send_error(rec, 400, "the body must be a JSON object with a model")
+            return
+        if self.owner.keys is not None and rec.key not in self.owner.keys:
+            self._send_error(rec, 401, "unknown key")
+            return
+        rule = self.owner._take_rule(rec.key)
+        if rule is not None:
+            rec.fault = rule.kind
+            if self._apply(rec, rule):
                 return
-            if not isinstance(rec.json, dict) or not rec.model:
-                self._send_error(rec, 400, "the body must be a JSON object with a model")
-                return
-            if self.owner.keys is not None and rec.key not in self.owner.keys:
-                self._send_error(rec, 401, "unknown key")
-                return
-            rule = self.owner._take_rule(rec.key)
-            if rule is not None:
-                rec.fault = rule.kind
-                if self._apply(rec, rule):
-                    return
-            self._answer(rec, rule)
-        except _Cut:
-            rec.gave_up = True
-            self.close_connection = True
-        finally:
-            rec.done.set()
+        self._answer(rec, rule)
 
     def _apply(self, rec: Request, rule: _Rule) -> bool:
         """Carries out a fault; True when nothing more is to be sent."""
@@ -522,19 +310,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(rec, STATUS_OF[rule.kind], f"{FAIL_MESSAGE}: {rule.kind}", headers)
             return True
         if rule.kind == "reset":
-            self._reset()
+            self.reset()
             return True
-        if rule.kind == "slow":
-            if self._client_left_within(rule.delay if rule.delay is not None else self.owner.slow_seconds):
-                rec.gave_up = True
-                self.close_connection = True
-                return True
-            return False
-        if rule.kind == "slow_stream" and not rec.stream:
-            if self._client_left_within(rule.delay if rule.delay is not None else self.owner.slow_seconds):
-                rec.gave_up = True
-                self.close_connection = True
-                return True
+        delay = rule.delay if rule.delay is not None else self.owner.slow_seconds
+        if rule.kind == "slow" or (rule.kind == "slow_stream" and not rec.stream):
+            return self.hold(rec, min(delay, WAIT_LIMIT_S))
         return False
 
     # -- answers ---------------------------------------------------------------------------------
@@ -551,90 +331,47 @@ class _Handler(BaseHTTPRequestHandler):
             self._openai(rec, text, pieces, dying, pause)
 
     def _sleep(self, pause: float) -> None:
-        if pause > 0 and self._client_left_within(pause):
-            raise _Cut()
+        if pause > 0 and self.client_left_within(min(pause, WAIT_LIMIT_S)):
+            raise ClientGone()
 
     def _plain(self, rec: Request, payload: dict[str, Any], dying: bool) -> None:
         if not dying:
             self.owner._mark_served(rec)
-            self._send_json(rec, 200, payload)
+            self.send_json(200, payload)
             return
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        rec.status = 200
-        self.wfile.write(data[: len(data) // 2])
-        self._cut()
+        # The full length announced, half the body sent, then the connection cut.
+        data = self.encode(payload)
+        self.send_head(200, {"Content-Type": self.json_type, "Content-Length": str(len(data))})
+        self.write(data[: len(data) // 2])
+        self.cut()
 
     def _openai(self, rec: Request, text: str, pieces: list[str], dying: bool, pause: float) -> None:
-        ident = f"chatcmpl-{self.owner.name}-{len(self.owner._records)}"
+        ident = f"chatcmpl-{self.owner.name}-{len(self.owner.requests)}"
         created = int(time.time())
         usage = {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS, "total_tokens": TOTAL_TOKENS}
         if not rec.stream:
-            self._plain(
-                rec,
-                {
-                    "id": ident,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": rec.model,
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": text},
-                            "logprobs": None,
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": usage,
-                },
-                dying,
-            )
+            message = {"role": "assistant", "content": text}
+            self._plain(rec, chat_completion(ident, created, rec.model, message, "stop", usage, logprobs=True), dying)
             return
         opts = rec.json.get("stream_options")
         with_usage = isinstance(opts, dict) and opts.get("include_usage") is True
-
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            c: dict[str, Any] = {
-                "id": ident,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": rec.model,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            }
-            if with_usage:
-                c["usage"] = None
-            return c
-
-        self._start_sse(rec)
-        self._event(chunk({"role": "assistant", "content": pieces[0]}))
+        stream = ChatStream(self, ident, created, rec.model, with_usage=with_usage, logprobs=True)
+        stream.before_last = lambda: self.owner._mark_served(rec)
+        stream.delta({"role": "assistant", "content": pieces[0]})
         if dying:
-            self._cut()
+            self.cut()
             return
         for piece in pieces[1:]:
             self._sleep(pause)
-            self._event(chunk({"content": piece}))
-        self._event(chunk({}, "stop"))
+            stream.delta({"content": piece})
+        stream.delta({}, "stop")
         if with_usage:
-            self._event(
-                {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": rec.model,
-                    "choices": [],
-                    "usage": usage,
-                }
-            )
-        self.owner._mark_served(rec)
-        self._event("[DONE]")
-        self._end_chunks()
+            stream.usage(usage)
+        stream.done()
 
     def _anthropic(self, rec: Request, text: str, pieces: list[str], dying: bool, pause: float) -> None:
         message = {
-            "id": f"msg_{self.owner.name}_{len(self.owner._records)}",
+            "id": f"msg_{self.owner.name}_{len(self.owner.requests)}",
             "type": "message",
             "role": "assistant",
             "model": rec.model,
@@ -646,37 +383,19 @@ class _Handler(BaseHTTPRequestHandler):
         if not rec.stream:
             self._plain(rec, message, dying)
             return
-
-        def emit(kind: str, **payload: Any) -> None:
-            self._event({"type": kind, **payload}, event=kind)
-
-        self._start_sse(rec)
-        emit(
-            "message_start",
-            message={
-                **message,
-                "content": [],
-                "stop_reason": None,
-                "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1},
-            },
-        )
-        emit("content_block_start", index=0, content_block={"type": "text", "text": ""})
-        emit("content_block_delta", index=0, delta={"type": "text_delta", "text": pieces[0]})
+        stream = AnthropicStream(self)
+        stream.before_last = lambda: self.owner._mark_served(rec)
+        stream.start(message, {"input_tokens": PROMPT_TOKENS, "output_tokens": 1})
+        stream.emit("content_block_start", index=0, content_block={"type": "text", "text": ""})
+        stream.text_delta(0, pieces[0])
         if dying:
-            self._cut()
+            self.cut()
             return
         for piece in pieces[1:]:
             self._sleep(pause)
-            emit("content_block_delta", index=0, delta={"type": "text_delta", "text": piece})
-        emit("content_block_stop", index=0)
-        emit(
-            "message_delta",
-            delta={"stop_reason": "end_turn", "stop_sequence": None},
-            usage={"output_tokens": COMPLETION_TOKENS},
-        )
-        self.owner._mark_served(rec)
-        emit("message_stop")
-        self._end_chunks()
+            stream.text_delta(0, piece)
+        stream.emit("content_block_stop", index=0)
+        stream.finish("end_turn", COMPLETION_TOKENS)
 
     def _models(self, rec: Request) -> None:
         models = list(self.owner.models)
@@ -695,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "object": "list",
                 "data": [{"id": m, "object": "model", "created": 1700000000, "owned_by": self.owner.name} for m in models],
             }
-        self._send_json(rec, 200, payload)
+        self.send_json(200, payload)
 
     def _table(self, rec: Request) -> None:
         table = {}
@@ -726,7 +445,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "connected": True,
                 "load": [],
             }
-        self._send_json(rec, 200, table)
+        self.send_json(200, table)
 
 
 def main() -> None:
@@ -735,13 +454,10 @@ def main() -> None:
     parser.add_argument("--name", default="upstream")
     parser.add_argument("--model", action="append", default=None, help="a model to list (repeatable)")
     args = parser.parse_args()
-    up = FaultUpstream(name=args.name, models=args.model or ["shared-model"], port=args.port).start()
-    print(f"fault upstream {up.name} listening on {up.base_url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        up.stop()
+    run_alone(
+        FaultUpstream(name=args.name, models=args.model or ["shared-model"], port=args.port),
+        lambda up: f"fault upstream {up.name} listening on {up.base_url}",
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 It stands in for the providers' clouds in the protocol-matrix tests: the gateway is registered
 with one provider per protocol pointing here, real SDKs talk to the gateway, and this server
-answers like the real API would, then tells the tests what it received. Stdlib only.
+answers like the real API would, then tells the tests what it received. The server, its record
+and each protocol's stream writer are :mod:`stand_in`'s; this module validates requests and
+scripts the answers. Stdlib only.
 
 Endpoints (one port, all protocols):
 
@@ -58,13 +60,13 @@ import binascii
 import itertools
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+
+from stand_in import AnthropicStream, ChatStream, Exchange, GeminiStream, ResponsesStream, StandInHandler, StandInServer
+from stand_in import anthropic_error, chat_completion, gemini_error, openai_error, response_object, run_alone
 
 INPUT_TOKENS = 21
 CACHED_TOKENS = 4
@@ -89,30 +91,13 @@ EXAMPLE_STRINGS = {"city": ("Paris", "Berlin"), "location": ("Paris", "Berlin")}
 # -- the record ---------------------------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    """One request as the mock received it."""
+@dataclass(kw_only=True)
+class Received(Exchange):
+    """One request as the mock received it (``path`` without the query)."""
 
-    method: str
-    path: str  # without the query
-    query: dict[str, str]
-    headers: list[tuple[str, str]]
-    body: bytes
-    json: Any
-    received_at: float
     protocol: str | None = None  # openai_chat, openai_responses, anthropic_messages, gemini
     model: str | None = None  # from the body, or from the path for Gemini
-    status: int | None = None  # what the mock answered
     error: str | None = None  # the message of an error answer
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def header(self, name: str) -> str | None:
-        """The first value of a header, case-insensitively; None when absent."""
-        lname = name.lower()
-        for key, value in self.headers:
-            if key.lower() == lname:
-                return value
-        return None
 
 
 class Reject(Exception):
@@ -124,10 +109,6 @@ class Reject(Exception):
         self.message = message
         self.param = param
         self.code = code
-
-
-class _ClientGone(Exception):
-    pass
 
 
 # -- the scripted conversation ----------------------------------------------------------------
@@ -413,13 +394,15 @@ def chat_usage(plan: Plan) -> dict[str, Any]:
     }
 
 
-def openai_error(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    kind = {401: "invalid_request_error", 429: "requests", 404: "invalid_request_error"}.get(status)
-    if kind is None:
-        kind = "server_error" if status >= 500 else "invalid_request_error"
+# The error types OpenAI gives where they are not the generic ones (a 429's is "requests").
+OPENAI_ERROR_TYPES = {401: "invalid_request_error", 429: "requests", 404: "invalid_request_error"}
+
+
+def chat_error(status: int, message: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body (Chat and Responses), with the code OpenAI gives a 429."""
     if code is None and status == 429:
         code = "rate_limit_exceeded"
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return openai_error(status, message, param, code, OPENAI_ERROR_TYPES.get(status))
 
 
 # -- OpenAI Responses ------------------------------------------------------------------------------
@@ -728,18 +711,6 @@ def anthropic_conversation(body: dict[str, Any], count_only: bool = False) -> Co
     return conv
 
 
-ANTHROPIC_ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-    403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-    429: "rate_limit_error", 504: "timeout_error", 529: "overloaded_error",
-}  # fmt: skip
-
-
-def anthropic_error(status: int, message: str) -> dict[str, Any]:
-    kind = ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
-    return {"type": "error", "error": {"type": kind, "message": message}, "request_id": f"req_mock{_next_id()}"}
-
-
 def anthropic_usage(plan: Plan, output: int = OUTPUT_TOKENS) -> dict[str, Any]:
     return {
         "input_tokens": INPUT_TOKENS - CACHED_TOKENS,
@@ -775,13 +746,6 @@ GEMINI_SCHEMA_FIELDS = {
     "properties", "required", "minProperties", "maxProperties", "minLength", "maxLength", "pattern",
     "example", "anyOf", "propertyOrdering", "default", "items", "minimum", "maximum",
 }  # fmt: skip
-GEMINI_STATUS = {
-    400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-    409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED", 500: "INTERNAL",
-    501: "NOT_IMPLEMENTED", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED",
-}  # fmt: skip
-
-
 def camel(name: str) -> str:
     """Google's JSON accepts proto field names (snake_case) as well as lowerCamelCase."""
     head, *rest = name.split("_")
@@ -980,10 +944,6 @@ def gemini_conversation(body: dict[str, Any], prefix: str = "GenerateContentRequ
     return conv
 
 
-def gemini_error(status: int, message: str) -> dict[str, Any]:
-    return {"error": {"code": status, "message": message, "status": GEMINI_STATUS.get(status, "UNKNOWN")}}
-
-
 def gemini_usage(plan: Plan, produced: int | None = None) -> dict[str, Any]:
     out = OUTPUT_TOKENS if produced is None else produced
     usage: dict[str, Any] = {
@@ -1001,61 +961,26 @@ def gemini_usage(plan: Plan, produced: int | None = None) -> dict[str, Any]:
 # -- the server -----------------------------------------------------------------------------------
 
 
-class MockProviders:
+class MockProviders(StandInServer):
     """The server plus its record of requests. Use as a context manager or call start/stop.
 
     `key`: when set, every protocol refuses a request whose credential (Bearer, x-api-key,
     x-goog-api-key or ?key=) is not exactly this, with that protocol's auth error.
     """
 
+    name = "mock-providers"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, key: str | None = None):
         self.key = key
-        self._lock = threading.Lock()
-        self._records: list[Received] = []
-        self._new_record = threading.Condition(self._lock)
         # previous_response_id support: response id -> the whole conversation as input items.
         self.stored_responses: dict[str, list[Any]] = {}
         # Usage field name -> the value every answer reports instead (see report_usage).
         self.usage_override: dict[str, Any] = {}
-        mock = self
-
-        class Handler(_Handler):
-            owner = mock
-
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(_Handler, host, port)
 
     def base_url(self, protocol: str) -> str:
         """The provider URL to register for `protocol`: `<url>/v1`, or `<url>/v1beta` for gemini."""
         return f"{self.url}/v1beta" if protocol == "gemini" else f"{self.url}/v1"
-
-    def start(self) -> MockProviders:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="mock-providers", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> MockProviders:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def report_usage(self, **fields: Any) -> None:
         """From now on every answer reports these values in its usage fields of these names
@@ -1063,19 +988,8 @@ class MockProviders:
         wherever the protocol has them; no arguments goes back to the scripted counts."""
         self.usage_override = dict(fields)
 
-    def _record(self, rec: Received) -> None:
-        with self._new_record:
-            self._records.append(rec)
-            self._new_record.notify_all()
-
-    @property
-    def requests(self) -> list[Received]:
-        with self._lock:
-            return list(self._records)
-
     def clear(self) -> None:
-        with self._lock:
-            self._records.clear()
+        self.forget_requests()
 
     def matching(self, protocol: str | None = None, path: str | None = None, model: str | None = None) -> list[Received]:
         return [
@@ -1096,160 +1010,78 @@ class MockProviders:
         return found[-1]
 
     def wait_for(self, predicate: Callable[[Received], bool], timeout: float = 10.0) -> Received:
-        deadline = time.monotonic() + timeout
-        with self._new_record:
-            while True:
-                for rec in self._records:
-                    if predicate(rec):
-                        return rec
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(f"no matching request within {timeout}s")
-                self._new_record.wait(remaining)
+        return self.wait_for_request(predicate, timeout)
 
 
 GEMINI_PATH = re.compile(r"^/(v1beta|v1)/models/([^/:]+):(generateContent|streamGenerateContent|countTokens)$")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(StandInHandler):
     owner: MockProviders
-    protocol_version = "HTTP/1.1"
     server_version = "MockProviders/1.0"
+    json_type = "application/json; charset=utf-8"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
-
-    # -- plumbing --------------------------------------------------------------------------------
-
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            parts = []
-            while True:
-                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(parts)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
-    def _start(self) -> Received:
-        body = self._read_body() if self.command == "POST" else b""
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = None
-        split = urlsplit(self.path)
-        rec = Received(
-            method=self.command,
-            path=split.path,
-            query=dict(parse_qsl(split.query)),
-            headers=list(self.headers.items()),
-            body=body,
-            json=parsed,
-            received_at=time.monotonic(),
-        )
-        if isinstance(parsed, dict) and isinstance(parsed.get("model"), str):
-            rec.model = parsed["model"]
-        self.owner._record(rec)
+    def new_record(self, **fields: Any) -> Received:
+        rec = Received(**fields)
+        if isinstance(rec.json, dict) and isinstance(rec.json.get("model"), str):
+            rec.model = rec.json["model"]
         return rec
 
-    def _send_json(self, rec: Received, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(with_usage(payload, self.owner.usage_override)).encode()
-        rec.status = status  # before the answer leaves: a client may read the record at once
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-        self.wfile.flush()
+    def transform(self, payload: Any) -> Any:
+        return with_usage(payload, self.owner.usage_override)
 
     def _error(self, rec: Received, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
         rec.error = message
         if rec.protocol == "anthropic_messages":
-            self._send_json(rec, status, anthropic_error(status, message))
+            self.send_json(status, anthropic_error(status, message, request_id=f"req_mock{_next_id()}"))
         elif rec.protocol == "gemini":
-            self._send_json(rec, status, gemini_error(status, message))
+            self.send_json(status, gemini_error(status, message))
         else:
-            self._send_json(rec, status, openai_error(status, message, param, code))
-
-    def _start_stream(self, rec: Received, content_type: str = "text/event-stream") -> None:
-        rec.status = 200
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        self.wfile.flush()
-
-    def _chunk(self, data: bytes) -> None:
-        try:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError) as e:
-            raise _ClientGone() from e
-
-    def _end_stream(self) -> None:
-        try:
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError) as e:
-            raise _ClientGone() from e
-
-    def _sse(self, payload: Any, event: str | None = None, crlf: bool = False) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(with_usage(payload, self.owner.usage_override))
-        nl = "\r\n" if crlf else "\n"
-        head = f"event: {event}{nl}" if event else ""
-        self._chunk(f"{head}data: {text}{nl}{nl}".encode())
+            self.send_json(status, chat_error(status, message, param, code))
 
     # -- routing ---------------------------------------------------------------------------------
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib name
-        rec = self._start()
-        try:
-            gemini_key = rec.header("x-goog-api-key") or rec.query.get("key")
-            if rec.path.rstrip("/") in ("/v1beta/models", "/v1/models") and gemini_key and not rec.header("Authorization"):
-                # Google serves its list under both versions (google-genai 3 uses /v1).
-                rec.protocol = "gemini"
-                if self._gemini_auth(rec):
-                    self._send_json(rec, 200, {"models": [self._gemini_model(m) for m in GEMINI_MODELS]})
-            elif rec.path.rstrip("/") == "/v1/models":
-                if rec.header("anthropic-version") is not None:
-                    rec.protocol = "anthropic_messages"
-                    if self._anthropic_auth(rec):
-                        data = [
-                            {"type": "model", "id": m, "display_name": m.replace("-", " ").title(), "created_at": "2025-01-01T00:00:00Z"}
-                            for m in ANTHROPIC_MODELS
-                        ]
-                        self._send_json(rec, 200, {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
-                else:
-                    rec.protocol = "openai_chat"
-                    if self._openai_auth(rec):
-                        data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "mock"} for m in CHAT_MODELS]
-                        self._send_json(rec, 200, {"object": "list", "data": data})
-            elif rec.path.rstrip("/") == "/v1beta/models":
-                rec.protocol = "gemini"
-                if self._gemini_auth(rec):
-                    self._send_json(rec, 200, {"models": [self._gemini_model(m) for m in GEMINI_MODELS]})
-            elif rec.path.startswith(("/v1beta/models/", "/v1/models/")):
-                rec.protocol = "gemini"
-                name = rec.path.split("/models/", 1)[1]
-                if self._gemini_auth(rec):
-                    if name in GEMINI_MODELS:
-                        self._send_json(rec, 200, self._gemini_model(name))
-                    else:
-                        self._error(rec, 404, f"models/{name} is not found for API version v1beta.")
+    def answer(self, rec: Received) -> None:
+        if self.command == "GET":
+            self._get(rec)
+        else:
+            self._post(rec)
+
+    def _get(self, rec: Received) -> None:
+        gemini_key = rec.header("x-goog-api-key") or rec.query.get("key")
+        if rec.path.rstrip("/") in ("/v1beta/models", "/v1/models") and gemini_key and not rec.header("Authorization"):
+            # Google serves its list under both versions (google-genai 3 uses /v1).
+            rec.protocol = "gemini"
+            if self._gemini_auth(rec):
+                self.send_json(200, {"models": [self._gemini_model(m) for m in GEMINI_MODELS]})
+        elif rec.path.rstrip("/") == "/v1/models":
+            if rec.header("anthropic-version") is not None:
+                rec.protocol = "anthropic_messages"
+                if self._anthropic_auth(rec):
+                    data = [
+                        {"type": "model", "id": m, "display_name": m.replace("-", " ").title(), "created_at": "2025-01-01T00:00:00Z"}
+                        for m in ANTHROPIC_MODELS
+                    ]
+                    self.send_json(200, {"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
             else:
-                self._error(rec, 404, f"no route GET {rec.path}")
-        except _ClientGone:
-            pass
-        finally:
-            rec.done.set()
+                rec.protocol = "openai_chat"
+                if self._openai_auth(rec):
+                    data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "mock"} for m in CHAT_MODELS]
+                    self.send_json(200, {"object": "list", "data": data})
+        elif rec.path.rstrip("/") == "/v1beta/models":
+            rec.protocol = "gemini"
+            if self._gemini_auth(rec):
+                self.send_json(200, {"models": [self._gemini_model(m) for m in GEMINI_MODELS]})
+        elif rec.path.startswith(("/v1beta/models/", "/v1/models/")):
+            rec.protocol = "gemini"
+            name = rec.path.split("/models/", 1)[1]
+            if self._gemini_auth(rec):
+                if name in GEMINI_MODELS:
+                    self.send_json(200, self._gemini_model(name))
+                else:
+                    self._error(rec, 404, f"models/{name} is not found for API version v1beta.")
+        else:
+            self._error(rec, 404, f"no route GET {rec.path}")
 
     @staticmethod
     def _gemini_model(name: str) -> dict[str, Any]:
@@ -1268,59 +1100,51 @@ class _Handler(BaseHTTPRequestHandler):
             "thinking": True,
         }
 
-    def do_POST(self) -> None:  # noqa: N802 - stdlib name
-        rec = self._start()
-        try:
-            path = rec.path.rstrip("/")
-            gemini = GEMINI_PATH.match(path)
-            routes: dict[str, tuple[str, Callable[[Received], None]]] = {
-                "/v1/chat/completions": ("openai_chat", self._chat),
-                "/v1/responses": ("openai_responses", self._responses),
-                "/v1/responses/input_tokens": ("openai_responses", self._responses_input_tokens),
-                "/v1/messages": ("anthropic_messages", self._messages),
-                "/v1/messages/count_tokens": ("anthropic_messages", self._count_tokens),
-            }
-            if gemini:
-                rec.protocol = "gemini"
-                rec.model = gemini.group(2)
-                handler = {
-                    "generateContent": self._generate,
-                    "streamGenerateContent": self._generate,
-                    "countTokens": self._count_tokens_gemini,
-                }[gemini.group(3)]
-                if not self._gemini_auth(rec):
-                    return
-            elif path in routes:
-                rec.protocol, handler = routes[path]
-                auth = self._anthropic_auth if rec.protocol == "anthropic_messages" else self._openai_auth
-                if not auth(rec):
-                    return
-            else:
-                self._error(rec, 404, f"no route POST {rec.path}")
+    def _post(self, rec: Received) -> None:
+        path = rec.path.rstrip("/")
+        gemini = GEMINI_PATH.match(path)
+        routes: dict[str, tuple[str, Callable[[Received], None]]] = {
+            "/v1/chat/completions": ("openai_chat", self._chat),
+            "/v1/responses": ("openai_responses", self._responses),
+            "/v1/responses/input_tokens": ("openai_responses", self._responses_input_tokens),
+            "/v1/messages": ("anthropic_messages", self._messages),
+            "/v1/messages/count_tokens": ("anthropic_messages", self._count_tokens),
+        }
+        if gemini:
+            rec.protocol = "gemini"
+            rec.model = gemini.group(2)
+            handler = {
+                "generateContent": self._generate,
+                "streamGenerateContent": self._generate,
+                "countTokens": self._count_tokens_gemini,
+            }[gemini.group(3)]
+            if not self._gemini_auth(rec):
                 return
-            if not isinstance(rec.json, dict):
-                message = (
-                    "Invalid JSON payload received." if rec.protocol == "gemini" else "We could not parse the JSON body of your request."
-                )
-                self._error(rec, 400, message)
+        elif path in routes:
+            rec.protocol, handler = routes[path]
+            auth = self._anthropic_auth if rec.protocol == "anthropic_messages" else self._openai_auth
+            if not auth(rec):
                 return
-            if rec.model and rec.model.startswith("fail-"):
-                try:
-                    status = int(rec.model.split("-", 1)[1])
-                except ValueError:
-                    status = 500
-                self._error(rec, status, FAIL_MESSAGE)
-                return
+        else:
+            self._error(rec, 404, f"no route POST {rec.path}")
+            return
+        if not isinstance(rec.json, dict):
+            message = (
+                "Invalid JSON payload received." if rec.protocol == "gemini" else "We could not parse the JSON body of your request."
+            )
+            self._error(rec, 400, message)
+            return
+        if rec.model and rec.model.startswith("fail-"):
             try:
-                handler(rec)
-            except Reject as e:
-                self._error(rec, e.status, e.message, e.param, e.code)
-        except _ClientGone:
-            pass
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        finally:
-            rec.done.set()
+                status = int(rec.model.split("-", 1)[1])
+            except ValueError:
+                status = 500
+            self._error(rec, status, FAIL_MESSAGE)
+            return
+        try:
+            handler(rec)
+        except Reject as e:
+            self._error(rec, e.status, e.message, e.param, e.code)
 
     # -- auth ------------------------------------------------------------------------------------
 
@@ -1387,64 +1211,37 @@ class _Handler(BaseHTTPRequestHandler):
                 message["tool_calls"] = tool_calls
             if plan.reasoning:
                 message["reasoning_content"] = plan.reasoning
-            self._send_json(
-                rec,
-                200,
-                {
-                    "id": ident,
-                    "object": "chat.completion",
-                    "created": created,
-                    "model": model,
-                    "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-                    "usage": chat_usage(plan),
-                    "service_tier": "default",
-                    "system_fingerprint": "fp_mock",
-                },
+            completion = chat_completion(
+                ident,
+                created,
+                model,
+                message,
+                finish,
+                chat_usage(plan),
+                logprobs=True,
+                service_tier="default",
+                system_fingerprint="fp_mock",
             )
+            self.send_json(200, completion)
             return
         opts = body.get("stream_options")
         with_usage = isinstance(opts, dict) and opts.get("include_usage") is True
-
-        def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-            c: dict[str, Any] = {
-                "id": ident,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "fp_mock",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-            }
-            if with_usage:
-                c["usage"] = None
-            return c
-
-        self._start_stream(rec)
-        self._sse(chunk({"role": "assistant", "content": "", "refusal": None}))
+        stream = ChatStream(self, ident, created, model, with_usage=with_usage, fingerprint="fp_mock", logprobs=True)
+        stream.delta({"role": "assistant", "content": "", "refusal": None})
         if plan.reasoning:
             for piece in pieces(plan.reasoning):
-                self._sse(chunk({"reasoning_content": piece}))
+                stream.delta({"reasoning_content": piece})
         if plan.text:
             for piece in pieces(plan.text):
-                self._sse(chunk({"content": piece}))
+                stream.delta({"content": piece})
         for index, call in enumerate(plan.calls):
-            self._sse(chunk({"tool_calls": [{"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]}))
+            stream.delta({"tool_calls": [{"index": index, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]})
             for piece in _split_json(call.arguments_json):
-                self._sse(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))
-        self._sse(chunk({}, finish))
+                stream.delta({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+        stream.delta({}, finish)
         if with_usage:
-            self._sse(
-                {
-                    "id": ident,
-                    "object": "chat.completion.chunk",
-                    "created": created,
-                    "model": model,
-                    "system_fingerprint": "fp_mock",
-                    "choices": [],
-                    "usage": chat_usage(plan),
-                }
-            )
-        self._sse("[DONE]")
-        self._end_stream()
+            stream.usage(chat_usage(plan))
+        stream.done()
 
     # -- OpenAI Responses ------------------------------------------------------------------------
 
@@ -1461,7 +1258,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = dict(rec.json)
         body.pop("stream", None)
         responses_conversation(body, self._responses_history(body))
-        self._send_json(rec, 200, {"object": "response.input_tokens", "input_tokens": COUNT_TOKENS})
+        self.send_json(200, {"object": "response.input_tokens", "input_tokens": COUNT_TOKENS})
 
     def _responses(self, rec: Received) -> None:
         body = rec.json
@@ -1502,33 +1299,19 @@ class _Handler(BaseHTTPRequestHandler):
         reasoning = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
 
         def response(status: str, out: list[Any], usage: dict[str, Any] | None) -> dict[str, Any]:
-            return {
-                "id": ident,
-                "object": "response",
-                "created_at": int(time.time()),
-                "status": status,
-                "background": False,
-                "error": None,
-                "incomplete_details": None,
-                "instructions": body.get("instructions"),
-                "max_output_tokens": body.get("max_output_tokens"),
-                "model": model,
-                "output": out,
-                "parallel_tool_calls": body.get("parallel_tool_calls", True),
-                "previous_response_id": body.get("previous_response_id"),
-                "reasoning": {"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
-                "service_tier": "default",
-                "store": body.get("store", True),
-                "temperature": body.get("temperature", 1.0),
-                "text": body.get("text") or {"format": {"type": "text"}},
-                "tool_choice": body.get("tool_choice", "auto"),
-                "tools": body.get("tools") or [],
-                "top_p": body.get("top_p", 1.0),
-                "truncation": body.get("truncation", "disabled"),
-                "usage": usage,
-                "user": body.get("user"),
-                "metadata": body.get("metadata") or {},
-            }
+            return response_object(
+                ident,
+                int(time.time()),
+                model,
+                status,
+                out,
+                usage,
+                body,
+                background=False,
+                reasoning={"effort": reasoning.get("effort"), "summary": reasoning.get("summary")},
+                service_tier="default",
+                user=body.get("user"),
+            )
 
         if body.get("store", True):
             stored = history + responses_items(body)
@@ -1539,50 +1322,21 @@ class _Handler(BaseHTTPRequestHandler):
                     stored.append({k: v for k, v in item.items() if k != "status"})
             self.owner.stored_responses[ident] = stored
         if not body.get("stream"):
-            self._send_json(rec, 200, response("completed", output, responses_usage(plan)))
+            self.send_json(200, response("completed", output, responses_usage(plan)))
             return
 
-        seq = itertools.count()
-
-        def emit(kind: str, **payload: Any) -> None:
-            self._sse({"type": kind, "sequence_number": next(seq), **payload}, event=kind)
-
-        self._start_stream(rec)
-        emit("response.created", response=response("in_progress", [], None))
-        emit("response.in_progress", response=response("in_progress", [], None))
+        stream = ResponsesStream(self, split_text=pieces, split_json=_split_json)
+        stream.emit("response.created", response=response("in_progress", [], None))
+        stream.emit("response.in_progress", response=response("in_progress", [], None))
         for index, item in enumerate(output):
-            if item["type"] == "reasoning":
-                emit("response.output_item.added", output_index=index, item={**item, "summary": []})
-                part = {"type": "summary_text", "text": ""}
-                emit("response.reasoning_summary_part.added", item_id=item["id"], output_index=index, summary_index=0, part=part)
-                for piece in pieces(plan.reasoning or ""):
-                    emit("response.reasoning_summary_text.delta", item_id=item["id"], output_index=index, summary_index=0, delta=piece)
-                emit("response.reasoning_summary_text.done", item_id=item["id"], output_index=index, summary_index=0, text=plan.reasoning)
-                emit("response.reasoning_summary_part.done", item_id=item["id"], output_index=index, summary_index=0, part={"type": "summary_text", "text": plan.reasoning})
-                emit("response.output_item.done", output_index=index, item=item)
-            elif item["type"] == "message":
-                emit("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "content": []})
-                empty = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-                emit("response.content_part.added", item_id=item["id"], output_index=index, content_index=0, part=empty)
-                for piece in pieces(plan.text or ""):
-                    emit("response.output_text.delta", item_id=item["id"], output_index=index, content_index=0, delta=piece, logprobs=[])
-                emit("response.output_text.done", item_id=item["id"], output_index=index, content_index=0, text=plan.text, logprobs=[])
-                emit("response.content_part.done", item_id=item["id"], output_index=index, content_index=0, part=item["content"][0])
-                emit("response.output_item.done", output_index=index, item=item)
-            else:
-                emit("response.output_item.added", output_index=index, item={**item, "status": "in_progress", "arguments": ""})
-                for piece in _split_json(item["arguments"]):
-                    emit("response.function_call_arguments.delta", item_id=item["id"], output_index=index, delta=piece)
-                emit("response.function_call_arguments.done", item_id=item["id"], output_index=index, name=item["name"], arguments=item["arguments"])
-                emit("response.output_item.done", output_index=index, item=item)
-        emit("response.completed", response=response("completed", output, responses_usage(plan)))
-        self._end_stream()
+            stream.item(index, item)
+        stream.completed(response("completed", output, responses_usage(plan)))
 
     # -- Anthropic Messages ----------------------------------------------------------------------
 
     def _count_tokens(self, rec: Received) -> None:
         anthropic_conversation(rec.json, count_only=True)
-        self._send_json(rec, 200, {"input_tokens": COUNT_TOKENS})
+        self.send_json(200, {"input_tokens": COUNT_TOKENS})
 
     def _messages(self, rec: Received) -> None:
         body = rec.json
@@ -1609,33 +1363,13 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": anthropic_usage(plan),
         }
         if not body.get("stream"):
-            self._send_json(rec, 200, message)
+            self.send_json(200, message)
             return
-        self._start_stream(rec)
-
-        def emit(kind: str, **payload: Any) -> None:
-            self._sse({"type": kind, **payload}, event=kind)
-
-        emit("message_start", message={**message, "content": [], "stop_reason": None, "usage": anthropic_usage(plan, output=1)})
-        emit("ping")
+        stream = AnthropicStream(self, split_text=pieces, split_json=_split_json)
+        stream.start(message, anthropic_usage(plan, output=1), ping=True)
         for index, block in enumerate(blocks):
-            if block["type"] == "thinking":
-                emit("content_block_start", index=index, content_block={"type": "thinking", "thinking": "", "signature": ""})
-                for piece in pieces(block["thinking"]):
-                    emit("content_block_delta", index=index, delta={"type": "thinking_delta", "thinking": piece})
-                emit("content_block_delta", index=index, delta={"type": "signature_delta", "signature": ANTHROPIC_SIGNATURE})
-            elif block["type"] == "text":
-                emit("content_block_start", index=index, content_block={"type": "text", "text": ""})
-                for piece in pieces(block["text"]):
-                    emit("content_block_delta", index=index, delta={"type": "text_delta", "text": piece})
-            else:
-                emit("content_block_start", index=index, content_block={"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}})
-                for piece in _split_json(json.dumps(block["input"], separators=(",", ":"))):
-                    emit("content_block_delta", index=index, delta={"type": "input_json_delta", "partial_json": piece})
-            emit("content_block_stop", index=index)
-        emit("message_delta", delta={"stop_reason": stop, "stop_sequence": None}, usage={"output_tokens": OUTPUT_TOKENS})
-        emit("message_stop")
-        self._end_stream()
+            stream.block(index, block)
+        stream.finish(stop, OUTPUT_TOKENS)
 
     # -- Gemini ----------------------------------------------------------------------------------
 
@@ -1653,7 +1387,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             contents = next((v for k, v in body.items() if camel(k) == "contents"), None)
             gemini_contents(contents, "CountTokensRequest.", Conversation())
-        self._send_json(rec, 200, {"totalTokens": COUNT_TOKENS, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": COUNT_TOKENS}]})
+        self.send_json(200, {"totalTokens": COUNT_TOKENS, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": COUNT_TOKENS}]})
 
     def _generate(self, rec: Received) -> None:
         body = rec.json
@@ -1678,7 +1412,7 @@ class _Handler(BaseHTTPRequestHandler):
             return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": f"mockresp{n}"}
 
         if not rec.path.endswith(":streamGenerateContent"):
-            self._send_json(rec, 200, envelope(thoughts + answer, True, gemini_usage(plan)))
+            self.send_json(200, envelope(thoughts + answer, True, gemini_usage(plan)))
             return
         chunks: list[dict[str, Any]] = []
         produced = 0
@@ -1699,17 +1433,10 @@ class _Handler(BaseHTTPRequestHandler):
         last = chunks[-1]["candidates"][0]
         last["finishReason"] = "STOP"
         chunks[-1]["usageMetadata"] = gemini_usage(plan)
-        if rec.query.get("alt") == "sse":
-            self._start_stream(rec)
-            for c in chunks:
-                self._sse(c, crlf=True)
-        else:
-            self._start_stream(rec, "application/json; charset=UTF-8")
-            for k, c in enumerate(chunks):
-                c = with_usage(c, self.owner.usage_override)
-                self._chunk((b"[" if k == 0 else b"\n,\r\n") + json.dumps(c, indent=2).encode())
-            self._chunk(b"\n]")
-        self._end_stream()
+        stream = GeminiStream(self, sse=rec.query.get("alt") == "sse")
+        for c in chunks:
+            stream.send(c)
+        stream.end()
 
     @staticmethod
     def _include_thoughts(body: dict[str, Any]) -> bool:
@@ -1758,13 +1485,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--key", default=None, help="refuse requests whose provider key is not this")
     args = parser.parse_args()
-    mock = MockProviders(host=args.host, port=args.port, key=args.key).start()
-    print(f"mock providers listening on {mock.url}", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        mock.stop()
+    run_alone(
+        MockProviders(host=args.host, port=args.port, key=args.key),
+        lambda mock: f"mock providers listening on {mock.url}",
+    )
 
 
 if __name__ == "__main__":

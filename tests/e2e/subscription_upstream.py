@@ -1,7 +1,8 @@
 """A local stand-in for the six subscription APIs FlexiProxy's accounts talk to, on one loopback
 port: Anthropic (Claude accounts), ChatGPT's Codex backend, Google Code Assist (Gemini CLI),
 Qwen's and iFlow's OpenAI-compatible chat, GitHub's Copilot token mint and the Copilot API, and
-iFlow's user info. Stdlib only, like the other mocks in this folder.
+iFlow's user info. Stdlib only, like the other mocks in this folder; the server, its record and
+the protocols' stream writers are :mod:`stand_in`'s.
 
 Each kind lives under its own path prefix, so a request that went to the wrong kind's API shows
 up as a 404 here (point ``subscription::Endpoints`` at :meth:`SubscriptionUpstream.api_roots`):
@@ -51,14 +52,15 @@ import argparse
 import hashlib
 import json
 import secrets
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from stand_in import AnthropicStream, ChatStream, GeminiStream, ResponsesStream, StandInHandler, StandInServer
+from stand_in import anthropic_error, chat_completion, gemini_error, openai_error, run_alone
 
 INPUT_TOKENS = 13
 OUTPUT_TOKENS = 5
@@ -77,6 +79,8 @@ IFLOW_USER_AGENT = "iFlow-Cli"
 FREE_TIER = "free-tier"
 COPILOT_EDITOR_HEADERS = ("editor-version", "editor-plugin-version", "copilot-integration-id", "openai-intent")
 MINT_EDITOR_HEADERS = ("editor-version", "editor-plugin-version")
+# The pause after each streamed event, so that a stream really arrives in pieces.
+PACE_S = 0.005
 # How long a minted Copilot token lives: long enough that a test never sees a second mint unless
 # the gateway was told the first one is bad.
 COPILOT_TOKEN_TTL_S = 1800
@@ -105,7 +109,7 @@ class Refused(Exception):
         self.message = message
 
 
-class SubscriptionUpstream:
+class SubscriptionUpstream(StandInServer):
     """The server; use as a context manager. ``validate`` maps an access token to the account
     (``sub``) it belongs to, or None; by default it asks ``{issuer}/me``."""
 
@@ -117,26 +121,14 @@ class SubscriptionUpstream:
     ):
         self.issuer = issuer
         self._validate = validate or self._userinfo
-        self._lock = threading.Lock()
-        self.requests: list[dict[str, Any]] = []
         self._fail: list[dict[str, Any]] = []  # [{"status", "count", "kind"}]
         self._api_keys: dict[str, str] = {}  # iFlow API key -> sub
         self._iflow_key_of: dict[str, str] = {}  # sub -> its iFlow API key
         self._copilot: dict[str, str] = {}  # minted Copilot token -> sub
         self._projects: dict[str, str] = {}  # sub -> Code Assist project after onboarding
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._server.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        super().__init__(_Handler, "127.0.0.1", port)
 
     # -- life ------------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._server.server_address[1]
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     def api_roots(self) -> dict[str, str]:
         """The ``api`` part of ``PUT /api/accounts/endpoints`` (``subscription::Endpoints``)."""
@@ -151,21 +143,6 @@ class SubscriptionUpstream:
             "copilot_default": f"{self.url}/copilot-default",
         }
 
-    def start(self) -> SubscriptionUpstream:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="subscription-upstream", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> SubscriptionUpstream:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- for tests ---------------------------------------------------------------------------
 
     def fail_next(self, status: int = 401, count: int = 1, kind: str | None = None) -> None:
@@ -174,15 +151,14 @@ class SubscriptionUpstream:
 
     def reset(self) -> None:
         with self._lock:
-            self.requests.clear()
+            self._records.clear()
             self._fail.clear()
 
     def recorded(self, kind: str | None = None, path_suffix: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = list(self.requests)
+        """The record's rows (``requests``) of that kind, and whose path ends so."""
         return [
             r
-            for r in rows
+            for r in self.requests
             if (kind is None or r["kind"] == kind) and (path_suffix is None or r["path"].endswith(path_suffix))
         ]
 
@@ -211,83 +187,72 @@ class SubscriptionUpstream:
                     return int(rule["status"])
         return None
 
-    # -- HTTP --------------------------------------------------------------------------------
+    # -- test hooks ----------------------------------------------------------------------------
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        upstream = self
+    def _test_hook(self, method: str, path: str, query: dict[str, str]) -> tuple[int, Any]:
+        if path == "/test/requests" and method == "GET":
+            return 200, self.requests
+        if path == "/test/reset" and method == "POST":
+            self.reset()
+            return 200, {"ok": True}
+        if path == "/test/fail" and method == "POST":
+            self.fail_next(int(query.get("status", "401")), int(query.get("count", "1")), query.get("kind"))
+            return 200, {"ok": True}
+        return 404, {"error": "no such test hook"}
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-                pass
+class _Handler(StandInHandler):
+    """Records each request as a JSON-able row (auth values hashed) and answers through an
+    :class:`_Exchange`; the ``/test/`` hooks are answered without a row."""
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                upstream._serve(self)
+    owner: SubscriptionUpstream
 
-            def do_POST(self) -> None:  # noqa: N802
-                upstream._serve(self)
-
-        return Handler
-
-    def _serve(self, h: BaseHTTPRequestHandler) -> None:
-        parts = urlsplit(h.path)
-        path, query = parts.path, dict(parse_qsl(parts.query))
-        length = int(h.headers.get("Content-Length") or 0)
-        raw = h.rfile.read(length) if length else b""
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
-        if path.startswith("/test/"):
-            return self._test_hook(h, path, query)
-        record: dict[str, Any] = {
+    def new_record(self, **fields: Any) -> dict[str, Any] | None:
+        if fields["path"].startswith("/test/"):
+            return None
+        headers: dict[str, str] = {}
+        for name, value in fields["headers"]:
+            lname = name.lower()
+            if lname in ("authorization", "x-api-key", "x-goog-api-key"):
+                scheme, _, rest = value.partition(" ")
+                value = f"{scheme} {token_hash(rest)}" if rest else token_hash(value)
+            headers[lname] = value
+        return {
             "kind": None,
-            "method": h.command,
-            "path": path,
-            "query": {k: (token_hash(v) if k == "accessToken" else v) for k, v in query.items()},
-            "headers": {},
-            "body": body,
+            "method": fields["method"],
+            "path": fields["path"],
+            "query": {k: (token_hash(v) if k == "accessToken" else v) for k, v in fields["query"].items()},
+            "headers": headers,
+            "body": fields["json"],
             "status": None,
             "token": None,
             "sub": None,
             "at": time.time(),
         }
-        for name, value in h.headers.items():
-            lname = name.lower()
-            if lname in ("authorization", "x-api-key", "x-goog-api-key"):
-                scheme, _, rest = value.partition(" ")
-                value = f"{scheme} {token_hash(rest)}" if rest else token_hash(value)
-            record["headers"][lname] = value
-        with self._lock:
-            self.requests.append(record)
-        ctx = _Exchange(self, h, path, query, body, record)
+
+    def note_status(self, status: int | None) -> None:
+        if self.record is not None:
+            self.record["status"] = status
+
+    def answer(self, rec: dict[str, Any] | None) -> None:
+        split = urlsplit(self.path)
+        query = dict(parse_qsl(split.query))
+        if rec is None:
+            self.send_json(*self.owner._test_hook(self.command, split.path, query))
+            return
+        ctx = _Exchange(self.owner, self, split.path, query, rec["body"], rec)
         try:
             ctx.route()
         except Refused as refused:
             ctx.error(refused.status, refused.message)
-        except (BrokenPipeError, ConnectionResetError):
-            record["status"] = record["status"] or 499
 
-    def _test_hook(self, h: BaseHTTPRequestHandler, path: str, query: dict[str, str]) -> None:
-        if path == "/test/requests" and h.command == "GET":
-            with self._lock:
-                payload: Any = list(self.requests)
-        elif path == "/test/reset" and h.command == "POST":
-            self.reset()
-            payload = {"ok": True}
-        elif path == "/test/fail" and h.command == "POST":
-            self.fail_next(int(query.get("status", "401")), int(query.get("count", "1")), query.get("kind"))
-            payload = {"ok": True}
-        else:
-            payload = {"error": "no such test hook"}
-        data = json.dumps(payload).encode()
-        h.send_response(200 if "error" not in payload else 404)
-        h.send_header("Content-Type", "application/json")
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
+    def client_left(self, rec: dict[str, Any] | None) -> None:
+        if rec is not None:
+            rec["status"] = rec["status"] or 499
+        self.close_connection = True
+
+    def end(self, rec: dict[str, Any]) -> None:
+        pass  # a row has no done event: the tests read the status it records
 
 
 class _Exchange:
@@ -296,7 +261,7 @@ class _Exchange:
     def __init__(
         self,
         up: SubscriptionUpstream,
-        h: BaseHTTPRequestHandler,
+        h: StandInHandler,
         path: str,
         query: dict[str, str],
         body: Any,
@@ -309,36 +274,25 @@ class _Exchange:
 
     def route(self) -> None:
         p, method = self.path, self.h.command
-        if p == "/claude/v1/messages" and method == "POST":
-            self._kind("claude")
-            return self.claude()
-        if p == "/claude/api/oauth/profile" and method == "GET":
-            self._kind("claude_profile")
-            return self.claude_profile()
-        if p == "/codex/responses" and method == "POST":
-            self._kind("codex")
-            return self.codex()
         if p.startswith("/code-assist/v1internal"):
             self._kind("gemini_cli")
             return self.code_assist(p[len("/code-assist/v1internal") :])
-        if p == "/qwen/v1/chat/completions" and method == "POST":
-            self._kind("qwen")
-            sub = self.bearer_account()
-            return self.chat(sub)
-        if p == "/github/copilot_internal/v2/token" and method == "GET":
-            self._kind("copilot_mint")
-            return self.copilot_mint()
-        if p == "/copilot-api/chat/completions" and method == "POST":
-            self._kind("copilot")
-            return self.copilot_chat()
-        if p == "/iflow/api/oauth/getUserInfo" and method == "GET":
-            self._kind("iflow_user_info")
-            return self.iflow_user_info()
-        if p == "/iflow/v1/chat/completions" and method == "POST":
-            self._kind("iflow")
-            return self.iflow_chat()
-        self.protocol = "chat"
-        raise Refused(404, f"no such endpoint here: {method} {p}")
+        routes: dict[tuple[str, str], tuple[str, Callable[[], None]]] = {
+            ("POST", "/claude/v1/messages"): ("claude", self.claude),
+            ("GET", "/claude/api/oauth/profile"): ("claude_profile", self.claude_profile),
+            ("POST", "/codex/responses"): ("codex", self.codex),
+            ("POST", "/qwen/v1/chat/completions"): ("qwen", lambda: self.chat(self.bearer_account())),
+            ("GET", "/github/copilot_internal/v2/token"): ("copilot_mint", self.copilot_mint),
+            ("POST", "/copilot-api/chat/completions"): ("copilot", self.copilot_chat),
+            ("GET", "/iflow/api/oauth/getUserInfo"): ("iflow_user_info", self.iflow_user_info),
+            ("POST", "/iflow/v1/chat/completions"): ("iflow", self.iflow_chat),
+        }
+        if (method, p) not in routes:
+            self.protocol = "chat"
+            raise Refused(404, f"no such endpoint here: {method} {p}")
+        kind, answer = routes[(method, p)]
+        self._kind(kind)
+        return answer()
 
     def _kind(self, kind: str) -> None:
         self.record["kind"] = kind
@@ -366,6 +320,19 @@ class _Exchange:
         self.record["sub"] = sub
         return sub
 
+    def issued_bearer(self, issued: dict[str, str], refusal: str) -> str:
+        """The account of the request's bearer token when this server issued it (a minted Copilot
+        token, an iFlow API key: `issued` maps them to accounts); 401 with `refusal` otherwise."""
+        auth = self.header("Authorization")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        self.record["token"] = token_hash(token)
+        with self.up._lock:
+            sub = issued.get(token)
+        if sub is None:
+            raise Refused(401, refusal)
+        self.record["sub"] = sub
+        return sub
+
     # -- Claude --------------------------------------------------------------------------------
 
     def claude(self) -> None:
@@ -387,28 +354,17 @@ class _Exchange:
             raise Refused(400, "max_tokens: Field required")
         text = f"claude says: {last_user_text(body.get('messages'), 'anthropic')}"
         model = body.get("model") or ""
+        message = {
+            "id": "msg_mock1", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS},
+        }
         if not body.get("stream"):
-            return self.json(200, {
-                "id": "msg_mock1", "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-                "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": OUTPUT_TOKENS},
-            })
-        events: list[tuple[str | None, Any]] = [
-            ("message_start", {"type": "message_start", "message": {
-                "id": "msg_mock1", "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": None, "stop_sequence": None,
-                "usage": {"input_tokens": INPUT_TOKENS, "output_tokens": 1}}}),
-            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-        ]
-        for piece in halves(text):
-            events.append(("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}))
-        events += [
-            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-            ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                               "usage": {"output_tokens": OUTPUT_TOKENS}}),
-            ("message_stop", {"type": "message_stop"}),
-        ]
-        self.sse(events)
+            return self.json(200, message)
+        stream = AnthropicStream(self.h, split_text=halves, pace=PACE_S)
+        stream.start(message, {"input_tokens": INPUT_TOKENS, "output_tokens": 1})
+        stream.block(0, message["content"][0])
+        stream.finish("end_turn", OUTPUT_TOKENS)
 
     def claude_profile(self) -> None:
         sub = self.bearer_account()
@@ -450,26 +406,11 @@ class _Exchange:
             "input_tokens": INPUT_TOKENS, "input_tokens_details": {"cached_tokens": 0},
             "output_tokens": OUTPUT_TOKENS, "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}}
-        item_open = {**message, "status": "in_progress", "content": []}
-        part_open = {"type": "output_text", "text": "", "annotations": []}
-        events: list[dict[str, Any]] = [
-            {"type": "response.created", "response": base},
-            {"type": "response.in_progress", "response": base},
-            {"type": "response.output_item.added", "output_index": 0, "item": item_open},
-            {"type": "response.content_part.added", "item_id": "msg_codex1", "output_index": 0, "content_index": 0, "part": part_open},
-        ]
-        for piece in halves(text):
-            events.append({"type": "response.output_text.delta", "item_id": "msg_codex1", "output_index": 0, "content_index": 0, "delta": piece})
-        events += [
-            {"type": "response.output_text.done", "item_id": "msg_codex1", "output_index": 0, "content_index": 0, "text": text},
-            {"type": "response.content_part.done", "item_id": "msg_codex1", "output_index": 0, "content_index": 0,
-             "part": message["content"][0]},
-            {"type": "response.output_item.done", "output_index": 0, "item": message},
-            {"type": "response.completed", "response": done},
-        ]
-        for n, event in enumerate(events):
-            event["sequence_number"] = n
-        self.sse([(e["type"], e) for e in events], headers=CODEX_QUOTA_HEADERS)
+        stream = ResponsesStream(self.h, split_text=halves, pace=PACE_S, headers=CODEX_QUOTA_HEADERS)
+        stream.emit("response.created", response=base)
+        stream.emit("response.in_progress", response=base)
+        stream.item(0, message)
+        stream.completed(done)
 
     # -- Code Assist ---------------------------------------------------------------------------
 
@@ -529,15 +470,15 @@ class _Exchange:
                     "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
                     "usageMetadata": usage, "modelVersion": body["model"], "responseId": "ca-1"}, "traceId": "trace-1"})
             pieces = halves(text)
-            events: list[tuple[str | None, Any]] = []
+            stream = GeminiStream(self.h, sse=True, pace=PACE_S)
             for n, piece in enumerate(pieces):
                 candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0}
                 inner: dict[str, Any] = {"candidates": [candidate], "modelVersion": body["model"], "responseId": "ca-1"}
                 if n == len(pieces) - 1:
                     candidate["finishReason"] = "STOP"
                     inner["usageMetadata"] = usage
-                events.append((None, {"response": inner, "traceId": "trace-1"}))
-            return self.sse(events, crlf=True)
+                stream.send({"response": inner, "traceId": "trace-1"})
+            return stream.end()
         raise Refused(404, f"no Code Assist method {rest!r}")
 
     # -- OpenAI chat (Qwen, Copilot, iFlow) ---------------------------------------------------
@@ -551,22 +492,17 @@ class _Exchange:
         usage = {"prompt_tokens": INPUT_TOKENS, "completion_tokens": OUTPUT_TOKENS, "total_tokens": INPUT_TOKENS + OUTPUT_TOKENS}
         created = int(time.time())
         if not body.get("stream"):
-            return self.json(200, {"id": "chatcmpl-mock1", "object": "chat.completion", "created": created, "model": model,
-                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                                   "usage": usage})
+            message = {"role": "assistant", "content": text}
+            return self.json(200, chat_completion("chatcmpl-mock1", created, model, message, "stop", usage))
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {"id": "chatcmpl-mock1", "object": "chat.completion.chunk", "created": created, "model": model,
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-        events: list[tuple[str | None, Any]] = [(None, chunk({"role": "assistant", "content": ""}))]
-        events += [(None, chunk({"content": piece})) for piece in halves(text)]
-        events.append((None, chunk({}, "stop")))
+        stream = ChatStream(self.h, "chatcmpl-mock1", created, model, pace=PACE_S)
+        stream.delta({"role": "assistant", "content": ""})
+        for piece in halves(text):
+            stream.delta({"content": piece})
+        stream.delta({}, "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
-            events.append((None, {"id": "chatcmpl-mock1", "object": "chat.completion.chunk", "created": created,
-                                  "model": model, "choices": [], "usage": usage}))
-        events.append((None, "[DONE]"))
-        self.sse(events)
+            stream.usage(usage)
+        stream.done()
 
     def copilot_mint(self) -> None:
         auth = self.header("Authorization")
@@ -584,14 +520,7 @@ class _Exchange:
                         "endpoints": {"api": f"{self.up.url}/copilot-api"}, "sku": "free_limited_copilot"})
 
     def copilot_chat(self) -> None:
-        auth = self.header("Authorization")
-        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
-        self.record["token"] = token_hash(token)
-        with self.up._lock:
-            sub = self.up._copilot.get(token)
-        if sub is None:
-            raise Refused(401, "unauthorized: the token is not a minted Copilot token")
-        self.record["sub"] = sub
+        sub = self.issued_bearer(self.up._copilot, "unauthorized: the token is not a minted Copilot token")
         missing = [h for h in COPILOT_EDITOR_HEADERS if not self.header(h)]
         if missing:
             raise Refused(400, f"missing Copilot editor headers {missing}")
@@ -618,15 +547,8 @@ class _Exchange:
     def iflow_chat(self) -> None:
         if self.header("User-Agent") != IFLOW_USER_AGENT:
             raise Refused(403, f"User-Agent {self.header('User-Agent')!r} is not the iFlow CLI's")
-        auth = self.header("Authorization")
-        key = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
-        self.record["token"] = token_hash(key)
-        with self.up._lock:
-            sub = self.up._api_keys.get(key)
-        if sub is None:
-            raise Refused(401, "invalid API key (iFlow takes the key from the user info, not the OAuth token)")
-        self.record["sub"] = sub
-        self.chat(sub)
+        refusal = "invalid API key (iFlow takes the key from the user info, not the OAuth token)"
+        self.chat(self.issued_bearer(self.up._api_keys, refusal))
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -636,53 +558,20 @@ class _Exchange:
         return self.body
 
     def json(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.record["status"] = status
-        self.h.send_response(status)
-        self.h.send_header("Content-Type", "application/json")
-        self.h.send_header("Content-Length", str(len(data)))
-        self.h.end_headers()
-        self.h.wfile.write(data)
-
-    def sse(self, events: list[tuple[str | None, Any]], crlf: bool = False,
-            headers: dict[str, str] | None = None) -> None:
-        self.record["status"] = 200
-        self.h.send_response(200)
-        for name, value in (headers or {}).items():
-            self.h.send_header(name, value)
-        self.h.send_header("Content-Type", "text/event-stream")
-        self.h.send_header("Cache-Control", "no-cache")
-        self.h.send_header("Transfer-Encoding", "chunked")
-        self.h.end_headers()
-        nl = "\r\n" if crlf else "\n"
-        for name, data in events:
-            text = data if isinstance(data, str) else json.dumps(data)
-            frame = (f"event: {name}{nl}" if name else "") + f"data: {text}{nl}{nl}"
-            self._chunk(frame.encode())
-            time.sleep(0.005)  # so the stream really arrives in pieces
-        self._chunk(b"")
-
-    def _chunk(self, data: bytes) -> None:
-        self.h.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.h.wfile.flush()
+        self.h.send_json(status, payload)
 
     def error(self, status: int, message: str) -> None:
         """`status` with the error body of the request's protocol."""
         if self.protocol == "anthropic":
-            kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-                    429: "rate_limit_error"}.get(status, "invalid_request_error" if status < 500 else "api_error")
-            payload: Any = {"type": "error", "error": {"type": kind, "message": message}}
+            payload: Any = anthropic_error(status, message)
         elif self.protocol == "google":
-            name = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                    429: "RESOURCE_EXHAUSTED"}.get(status, "INTERNAL")
-            payload = {"error": {"code": status, "message": message, "status": name}}
+            payload = gemini_error(status, message)
         elif self.protocol == "github":
             payload = {"message": message, "documentation_url": "https://docs.github.com/rest"}
         elif self.protocol == "responses":
             payload = {"detail": message} if status == 401 else {"error": {"message": message, "type": "invalid_request_error"}}
         else:
-            payload = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
-                                 "code": "invalid_api_key" if status == 401 else None}}
+            payload = openai_error(status, message, code="invalid_api_key" if status == 401 else None)
         self.record["error"] = message
         self.json(status, payload)
 
@@ -733,9 +622,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9200)
     parser.add_argument("--issuer", required=True)
     args = parser.parse_args()
-    with SubscriptionUpstream(args.issuer, args.port) as up:
-        print(json.dumps({"url": up.url, "api": up.api_roots()}), flush=True)
-        threading.Event().wait()
+    run_alone(
+        SubscriptionUpstream(args.issuer, args.port),
+        lambda up: json.dumps({"url": up.url, "api": up.api_roots()}),
+    )
 
 
 if __name__ == "__main__":
