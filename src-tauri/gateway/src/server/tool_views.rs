@@ -39,7 +39,8 @@ impl From<ToolSetupError> for GatewayError {
             ToolSetupError::InvalidFile { .. }
             | ToolSetupError::BackupMissing { .. }
             | ToolSetupError::DanglingLink { .. }
-            | ToolSetupError::ChangedSince { .. } => Self::Conflict(error.to_string()),
+            | ToolSetupError::ChangedSince { .. }
+            | ToolSetupError::UnreadableRecord { .. } => Self::Conflict(error.to_string()),
             ToolSetupError::NoHome | ToolSetupError::Io { .. } => Self::Internal(error.to_string()),
         }
     }

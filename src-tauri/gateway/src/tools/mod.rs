@@ -430,6 +430,24 @@ pub enum ToolSetupError {
     #[error("FlexiProxy has not set up {0}, so there is nothing to undo")]
     NothingToUndo(&'static str),
     #[error(
+        "FlexiProxy's record of its change to {path} cannot be read ({reason}), so undo cannot \
+         tell what it wrote and left the file alone. {}",
+        match .backup {
+            Some(backup) => format!(
+                "The file as it was before FlexiProxy's change is kept at {}: copy back what you \
+                 need by hand",
+                backup.display()
+            ),
+            None => "Remove FlexiProxy's settings from it by hand if you no longer want them"
+                .to_owned(),
+        }
+    )]
+    UnreadableRecord {
+        path: PathBuf,
+        reason: String,
+        backup: Option<PathBuf>,
+    },
+    #[error(
         "{path} is a symbolic link to {target}, which does not exist; FlexiProxy does not replace \
          a link with a file. Create {target} (it will be written through the link), or remove \
          the link, then try again",
@@ -780,7 +798,14 @@ fn plan_undo(tool: Tool, record: &ToolSetupRow, path: &Path) -> Result<UndoStep,
         path: path.to_owned(),
         backup: record.backup_path.clone().unwrap_or_default(),
     };
-    let previous: Previous = serde_json::from_str(&record.previous).unwrap_or_default();
+    // A record that cannot be read must not pass for one that says "nothing to restore": undo
+    // would then skip the file (or remove one FlexiProxy did not create) without a word.
+    let previous: Previous =
+        serde_json::from_str(&record.previous).map_err(|e| ToolSetupError::UnreadableRecord {
+            path: path.to_owned(),
+            reason: e.to_string(),
+            backup: backup_path.clone(),
+        })?;
     // Records from before per-key digests may stand for several applies (the first one's
     // backup, the last one's hash): restoring that backup whole could drop what changed between
     // them, so such records are undone key by key.

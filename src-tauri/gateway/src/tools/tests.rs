@@ -809,6 +809,31 @@ fn records_from_before_digests_are_undone_key_by_key() {
     );
 }
 
+/// A record whose `previous` cannot be read (hand-edited, cut short by a full disk) must not
+/// pass for one with nothing to restore: undo refuses, names the backup, and leaves the file.
+#[test]
+fn an_unreadable_record_stops_undo_and_names_the_backup() {
+    let s = Scratch::new();
+    s.write(".claude/settings.json", CLAUDE_SETTINGS);
+    let changes = s.apply(Tool::ClaudeCode, KEY, None);
+    let backup = changes[0].backup_path.clone().unwrap();
+    s.db.write(|c| {
+        c.execute("UPDATE tool_setups SET previous = '{\"keys\": [tru'", [])
+            .map(drop)
+    })
+    .unwrap();
+    let applied = s.read(".claude/settings.json");
+    let err = undo(s.ws(), Tool::ClaudeCode).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, ToolSetupError::UnreadableRecord { .. }),
+        "{message}"
+    );
+    assert!(message.contains(&backup.display().to_string()), "{message}");
+    assert_eq!(s.read(".claude/settings.json"), applied, "nothing touched");
+    assert!(s.status(Tool::ClaudeCode).can_undo);
+}
+
 #[test]
 fn points_elsewhere_hides_credentials_in_the_url() {
     let s = Scratch::new();
