@@ -93,7 +93,7 @@ impl Shared {
         let Some(provider) = snapshot.provider(id).cloned() else {
             return Ok(());
         };
-        let kind: DiscoveryKind = provider.discovery.parse().unwrap_or_default();
+        let kind = provider.discovery;
         if kind == DiscoveryKind::Off {
             return Ok(());
         }

@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use flexiproxy_gateway::routing::Limits;
+use flexiproxy_gateway::routing::discovery::DiscoveryKind;
 use flexiproxy_gateway::store::secrets::{MemoryStore, Secret, SecretStore};
 use flexiproxy_gateway::store::{AccountRow, CredentialRow, Database, ProviderRow};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
@@ -226,8 +227,8 @@ async fn start(access: &str, valid: &str) -> Fixture {
             db.upsert_provider(&ProviderRow {
                 id: provider.into(),
                 url: base.clone(),
-                protocol: protocol.into(),
-                discovery: "off".into(),
+                protocol: protocol.parse().unwrap(),
+                discovery: DiscoveryKind::Off,
                 models: vec![model.into()],
                 created_at: 1,
                 updated_at: 1,

@@ -69,6 +69,13 @@ impl Protocol {
     }
 }
 
+/// A protocol equals its wire name (`"openai_chat"`, …): how it is stored and shown.
+impl PartialEq<&str> for Protocol {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

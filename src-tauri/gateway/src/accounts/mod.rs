@@ -44,6 +44,7 @@ use crate::accounts::subscription::{copilot::CopilotTokens, gemini_cli};
 use crate::config::destination::{
     UrlRefusal, check_account_endpoint, check_loopback_host, same_origin,
 };
+use crate::routing::discovery::DiscoveryKind;
 use crate::store::secrets::{Secret, SecretError, SharedSecretStore};
 use crate::store::{AccountRow, CredentialRow, Database, ProviderRow, StoreError, now_ms};
 
@@ -747,8 +748,8 @@ impl Accounts {
         let provider = ProviderRow {
             id: provider_id(kind).to_owned(),
             url: api_root(kind, &api),
-            protocol: kind.protocol().to_string(),
-            discovery: "off".to_owned(),
+            protocol: kind.protocol(),
+            discovery: DiscoveryKind::Off,
             models: default_models(kind)
                 .iter()
                 .map(|m| (*m).to_owned())

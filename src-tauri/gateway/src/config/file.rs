@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use sha2::{Digest, Sha256};
 
+use crate::routing::discovery::DiscoveryKind;
 use crate::routing::registry::valid_id;
 use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
 use crate::store::secrets::{SecretRef, valid_env_name};
@@ -61,8 +62,8 @@ pub struct DeclaredProvider {
     /// Without a trailing slash.
     pub url: String,
     pub protocol: Protocol,
-    /// `auto`, `ocf` or `off` (one of [`DISCOVERY_KINDS`]).
-    pub discovery: String,
+    /// How its models are discovered (`auto`, `ocf` or `off` in the file).
+    pub discovery: DiscoveryKind,
     /// Models the provider serves besides those discovered, in file order without repeats.
     pub models: Vec<String>,
     pub credentials: Vec<DeclaredCredential>,
@@ -681,8 +682,8 @@ impl Validator {
                 .map_err(|e| self.invalid(format!("{at}.protocol"), e.to_string()))?,
         };
         let discovery = match raw.discovery.as_deref() {
-            None => "auto".to_owned(),
-            Some(kind) if DISCOVERY_KINDS.contains(&kind) => kind.to_owned(),
+            None => DiscoveryKind::Auto,
+            Some(kind) if let Ok(kind) = kind.parse::<DiscoveryKind>() => kind,
             Some(kind) => {
                 return Err(self.invalid(
                     format!("{at}.discovery"),

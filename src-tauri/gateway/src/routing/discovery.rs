@@ -77,6 +77,13 @@ impl fmt::Display for DiscoveryKind {
     }
 }
 
+/// A discovery kind equals its name (`"auto"`, `"ocf"`, `"off"`): how it is stored and shown.
+impl PartialEq<&str> for DiscoveryKind {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
 /// A discovery name that is not one of [`DiscoveryKind::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown discovery `{0}`; use one of auto, ocf, off")]

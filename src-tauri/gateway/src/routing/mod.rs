@@ -580,7 +580,7 @@ mod tests {
             id: id.into(),
             url: "http://127.0.0.1:1/v1".into(),
             protocol: Protocol::OpenAiChat,
-            discovery: "off".into(),
+            discovery: discovery::DiscoveryKind::Off,
             declared_models: vec![],
             discovered: Default::default(),
             credentials: keys

@@ -398,7 +398,7 @@ mod tests {
             id: "p".into(),
             url,
             protocol,
-            discovery: "off".into(),
+            discovery: crate::routing::discovery::DiscoveryKind::Off,
             declared_models: Vec::new(),
             discovered: DiscoveredModels::default(),
             credentials,

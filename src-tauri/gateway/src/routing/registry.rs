@@ -13,7 +13,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use serde::Serialize;
 
 use crate::config::file::Declared;
-use crate::routing::discovery::OcfPeer;
+use crate::routing::discovery::{DiscoveryKind, OcfPeer};
 use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
 use crate::server::access::{KeyHash, hash_hex, hash_key, parse_hash_hex};
 use crate::store::secrets::{EnvOnly, Secret, SecretRef, SecretStore};
@@ -88,8 +88,7 @@ pub struct Provider {
     /// The base URL, without a trailing slash (`https://api.deepseek.com/v1`).
     pub url: String,
     pub protocol: Protocol,
-    /// `auto`, `ocf` or `off`.
-    pub discovery: String,
+    pub discovery: DiscoveryKind,
     /// Models the user declared.
     pub declared_models: Vec<String>,
     pub discovered: DiscoveredModels,
@@ -234,8 +233,8 @@ impl Layer {
                 let row = ProviderRow {
                     id: p.id.clone(),
                     url: p.url.clone(),
-                    protocol: p.protocol.as_str().to_owned(),
-                    discovery: p.discovery.clone(),
+                    protocol: p.protocol,
+                    discovery: p.discovery,
                     models: p.models.clone(),
                     created_at: 0,
                     updated_at: 0,
@@ -590,10 +589,7 @@ fn load_provider(
     discovered: DiscoveredModels,
     secrets: &dyn SecretStore,
 ) -> Provider {
-    let protocol = row.protocol.parse().unwrap_or_else(|e| {
-        tracing::warn!(provider = %row.id, error = %e, "unknown protocol; treated as openai_chat");
-        Protocol::OpenAiChat
-    });
+    let protocol = row.protocol;
     let mut credentials: Vec<Arc<Credential>> = pool
         .into_iter()
         .map(|c| Arc::new(load_credential(c, source, secrets)))

@@ -265,7 +265,7 @@ fn provider_view(state: &AppState, provider: &Provider) -> ProviderView {
         id: provider.id.clone(),
         url: provider.url.clone(),
         protocol: provider.protocol.as_str().to_owned(),
-        discovery: provider.discovery.clone(),
+        discovery: provider.discovery.as_str().to_owned(),
         models: provider.models(),
         declared_models: provider.declared_models.clone(),
         discovered_at_ms: provider.discovered.refreshed_at,
@@ -435,10 +435,12 @@ async fn put_provider(
         None | Some("") => Protocol::OpenAiChat,
         Some(p) => p.parse::<Protocol>().map_err(|e| invalid(e.to_string()))?,
     };
-    if let Some(kind) = &input.discovery {
-        kind.parse::<DiscoveryKind>()
-            .map_err(|e| invalid(e.to_string()))?;
-    }
+    let discovery = input
+        .discovery
+        .as_deref()
+        .map(|kind| kind.parse::<DiscoveryKind>())
+        .transpose()
+        .map_err(|e| invalid(e.to_string()))?;
 
     let db = state.db.clone();
     let secrets = state.secrets.clone();
@@ -453,11 +455,10 @@ async fn put_provider(
         let new_default_key = matches!(&input.api_key, Some(Some(key)) if !key.is_empty());
         let row = ProviderRow {
             url: input.url.trim_end_matches('/').to_owned(),
-            protocol: protocol.as_str().to_owned(),
-            discovery: input
-                .discovery
-                .or_else(|| existing.as_ref().map(|p| p.discovery.clone()))
-                .unwrap_or_else(|| DiscoveryKind::default().as_str().to_owned()),
+            protocol,
+            discovery: discovery
+                .or_else(|| existing.as_ref().map(|p| p.discovery))
+                .unwrap_or_default(),
             models: input
                 .models
                 .or_else(|| existing.as_ref().map(|p| p.models.clone()))

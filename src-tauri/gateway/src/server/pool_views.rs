@@ -78,7 +78,7 @@ fn endpoint_view<'a>(state: &AppState, provider: &'a Provider, now: i64) -> Endp
         id: &provider.id,
         url: &provider.url,
         protocol: provider.protocol.as_str(),
-        discovery: &provider.discovery,
+        discovery: provider.discovery.as_str(),
         models: provider.models(),
         peers: &provider.discovered.peers,
         discovered_at_ms: provider.discovered.refreshed_at,

@@ -16,7 +16,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::routing::discovery::{DiscoveryKind, UnknownDiscoveryKind};
 use crate::routing::{Candidate, Limits};
+use flexiproxy_protocol::{Protocol, UnknownProtocol};
 
 /// Each entry moves the schema from version `index` to `index + 1`. Append only: a released
 /// migration is never edited.
@@ -292,6 +294,19 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    /// A stored value this version cannot read (edited by hand, or written by a newer
+    /// version): an error rather than a guess, which would quietly change what is served.
+    #[error(
+        "the {table} row `{id}` in {path} has a {column} this version cannot read: {reason}; \
+         fix the value or remove the row"
+    )]
+    Unreadable {
+        path: PathBuf,
+        table: &'static str,
+        id: String,
+        column: &'static str,
+        reason: String,
+    },
 }
 
 /// Why the copy taken before a schema upgrade could not be written.
@@ -308,9 +323,9 @@ pub enum BackupError {
 pub struct ProviderRow {
     pub id: String,
     pub url: String,
-    pub protocol: String,
-    /// How models are discovered: `auto`, `ocf` or `off`.
-    pub discovery: String,
+    pub protocol: Protocol,
+    /// How models are discovered.
+    pub discovery: DiscoveryKind,
     /// Models the user declared, in addition to discovered ones.
     pub models: Vec<String>,
     pub created_at: i64,
@@ -520,18 +535,40 @@ impl Database {
             .map_err(|e| self.wrap(e))?;
         let rows = stmt
             .query_map([], |row| {
-                Ok(ProviderRow {
-                    id: row.get(0)?,
-                    url: row.get(1)?,
-                    protocol: row.get(2)?,
-                    discovery: row.get(3)?,
-                    models: json_list(&row.get::<_, String>(4)?),
-                    created_at: row.get(5)?,
-                    updated_at: row.get(6)?,
-                })
+                Ok((
+                    ProviderRow {
+                        id: row.get(0)?,
+                        url: row.get(1)?,
+                        protocol: Protocol::OpenAiChat,
+                        discovery: DiscoveryKind::default(),
+                        models: json_list(&row.get::<_, String>(4)?),
+                        created_at: row.get(5)?,
+                        updated_at: row.get(6)?,
+                    },
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
             })
             .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+        let mut providers = Vec::new();
+        for read in rows {
+            let (mut provider, protocol, discovery) = read.map_err(|e| self.wrap(e))?;
+            let unreadable = |column, reason: String| StoreError::Unreadable {
+                path: self.path.clone(),
+                table: "providers",
+                id: provider.id.clone(),
+                column,
+                reason,
+            };
+            provider.protocol = protocol
+                .parse()
+                .map_err(|e: UnknownProtocol| unreadable("protocol", e.to_string()))?;
+            provider.discovery = discovery
+                .parse()
+                .map_err(|e: UnknownDiscoveryKind| unreadable("discovery", e.to_string()))?;
+            providers.push(provider);
+        }
+        Ok(providers)
     }
 
     /// Inserts or replaces a provider, keeping its original `created_at`.
@@ -546,8 +583,8 @@ impl Database {
                 params![
                     row.id,
                     row.url,
-                    row.protocol,
-                    row.discovery,
+                    row.protocol.as_str(),
+                    row.discovery.as_str(),
                     to_json_list(&row.models),
                     row.created_at,
                     row.updated_at
@@ -1331,8 +1368,8 @@ mod tests {
         let provider = ProviderRow {
             id: "openai".into(),
             url: "http://127.0.0.1:1/v1".into(),
-            protocol: "openai_chat".into(),
-            discovery: "auto".into(),
+            protocol: Protocol::OpenAiChat,
+            discovery: DiscoveryKind::Auto,
             models: vec!["gpt-4o".into()],
             created_at: 1,
             updated_at: 1,
@@ -1524,6 +1561,52 @@ mod tests {
         assert_eq!(db.active_tool_setups(None).unwrap()[0].id, first);
         db.mark_tool_setup_undone(first, 13).unwrap();
         assert!(db.active_tool_setups(None).unwrap().is_empty());
+    }
+
+    /// A protocol or discovery kind this version cannot read is an error naming the row and
+    /// the column, never a guess (it used to be served as openai_chat with a log line).
+    #[test]
+    fn an_unreadable_provider_kind_is_an_error_naming_the_row() {
+        let dir = scratch();
+        let db = Database::open(&dir).unwrap();
+        db.write(|c| {
+            c.execute_batch(
+                "INSERT INTO providers (id, url, protocol, discovery, models, created_at, updated_at)
+                 VALUES ('fine', 'http://x/v1', 'gemini', 'off', '[]', 1, 1),
+                        ('odd', 'http://y/v1', 'openai', 'auto', '[]', 1, 1);",
+            )
+        })
+        .unwrap();
+        let error = db.providers().unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(&error, StoreError::Unreadable { id, column: "protocol", .. } if id == "odd"),
+            "{message}"
+        );
+        assert!(message.contains("unknown protocol `openai`"), "{message}");
+        db.write(|c| {
+            c.execute_batch(
+                "UPDATE providers SET protocol = 'openai_chat', discovery = 'sometimes'
+                 WHERE id = 'odd'",
+            )
+        })
+        .unwrap();
+        let error = db.providers().unwrap_err();
+        assert!(
+            matches!(
+                &error,
+                StoreError::Unreadable {
+                    column: "discovery",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        db.write(|c| c.execute_batch("UPDATE providers SET discovery = 'ocf' WHERE id = 'odd'"))
+            .unwrap();
+        let read = db.providers().unwrap();
+        assert_eq!(read[0].protocol, Protocol::Gemini);
+        assert_eq!(read[1].discovery, DiscoveryKind::Ocf);
     }
 
     #[test]
