@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::response::{InError, finish_from_anthropic};
 use super::wire::InUsage;
 use crate::canonical::{DecodeError, StreamEvent, TokenUsage, merge_usage};
+use crate::codec::DecodeStream;
 use crate::sse;
 
 // ---------------------------------------------------------------------------------------------
@@ -94,14 +95,14 @@ pub struct StreamDecoder {
     usage: TokenUsage,
 }
 
-impl StreamDecoder {
+impl DecodeStream for StreamDecoder {
     /// Whether the upstream has said its last word; the caller can finish the client's stream.
-    pub fn is_done(&self) -> bool {
+    fn is_done(&self) -> bool {
         self.done
     }
 
     /// Decodes one whole SSE event.
-    pub fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         let Some(data) = sse::data(event) else {
             return Ok(Vec::new());
         };
@@ -215,7 +216,7 @@ impl StreamDecoder {
     }
 
     /// Called when the upstream body ends: an error event if it ended before `message_stop`.
-    pub fn finish(&mut self) -> Vec<StreamEvent> {
+    fn finish(&mut self) -> Vec<StreamEvent> {
         if self.done {
             return Vec::new();
         }

@@ -3,13 +3,14 @@
 //! Every event is a whole response chunk, so its parts decode through `request_decode`'s part
 //! decoder and its finish reason through `response`, exactly as a whole answer's would. What
 //! is particular to a stream lives here: part indices that last while text or a thought
-//! continues, and signatures that complete the thought before them. `mod.rs` plugs
-//! [`StreamDecoder`] into the codec's `DecodeStream`.
+//! continues, and signatures that complete the thought before them. [`StreamDecoder`]'s
+//! methods are the codec's `DecodeStream` itself, so the gateway reaches it through `mod.rs`.
 
 use super::request_decode::{Calls, decode_part};
 use super::response::{finish_from_gemini, first_candidate};
 use super::wire::{InResponse, InUsage};
 use crate::canonical::{DecodeError, FinishReason, Part, StreamEvent, TokenUsage};
+use crate::codec::DecodeStream;
 use crate::sse;
 
 // ---------------------------------------------------------------------------------------------
@@ -46,19 +47,77 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    /// Whether the chunk with the finish reason (or an error) was seen.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
     fn allocate(&mut self) -> usize {
         let index = self.next;
         self.next += 1;
         index
     }
 
+    fn part(&mut self, part: Part, out: &mut Vec<StreamEvent>) {
+        match part {
+            Part::Reasoning(reasoning) if reasoning.text.is_empty() => {
+                // A signature riding on the part right after a thought completes that thought.
+                if let (Some(signature), Some(Current::Reasoning(index)), Some((_, false))) = (
+                    reasoning.encrypted.or(reasoning.signature),
+                    self.current,
+                    self.last_reasoning,
+                ) {
+                    self.last_reasoning = Some((index, true));
+                    out.push(StreamEvent::ReasoningSignature { index, signature });
+                }
+            }
+            Part::Reasoning(reasoning) => {
+                let index = match self.current {
+                    Some(Current::Reasoning(index)) => index,
+                    _ => self.allocate(),
+                };
+                self.current = Some(Current::Reasoning(index));
+                let signed = reasoning.signature.is_some();
+                self.last_reasoning = Some((index, signed));
+                out.push(StreamEvent::ReasoningDelta {
+                    index,
+                    text: reasoning.text,
+                });
+                if let Some(signature) = reasoning.signature {
+                    out.push(StreamEvent::ReasoningSignature { index, signature });
+                }
+            }
+            Part::Text { text } => {
+                let index = match self.current {
+                    Some(Current::Text(index)) => index,
+                    _ => self.allocate(),
+                };
+                self.current = Some(Current::Text(index));
+                out.push(StreamEvent::TextDelta { index, text });
+            }
+            Part::ToolCall {
+                id,
+                name,
+                arguments,
+            } => {
+                let index = self.allocate();
+                self.current = Some(Current::Tool);
+                self.saw_calls = true;
+                out.push(StreamEvent::ToolCallStart { index, id, name });
+                out.push(StreamEvent::ToolCallArgsDelta {
+                    index,
+                    fragment: arguments,
+                });
+            }
+            // Images, results and unknown parts have no stream event.
+            _ => {}
+        }
+    }
+}
+
+impl DecodeStream for StreamDecoder {
+    /// Whether the chunk with the finish reason (or an error) was seen.
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
     /// Decodes one whole SSE event.
-    pub fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         let Some(data) = sse::data(event) else {
             return Ok(Vec::new());
         };
@@ -117,65 +176,9 @@ impl StreamDecoder {
         Ok(out)
     }
 
-    fn part(&mut self, part: Part, out: &mut Vec<StreamEvent>) {
-        match part {
-            Part::Reasoning(reasoning) if reasoning.text.is_empty() => {
-                // A signature riding on the part right after a thought completes that thought.
-                if let (Some(signature), Some(Current::Reasoning(index)), Some((_, false))) = (
-                    reasoning.encrypted.or(reasoning.signature),
-                    self.current,
-                    self.last_reasoning,
-                ) {
-                    self.last_reasoning = Some((index, true));
-                    out.push(StreamEvent::ReasoningSignature { index, signature });
-                }
-            }
-            Part::Reasoning(reasoning) => {
-                let index = match self.current {
-                    Some(Current::Reasoning(index)) => index,
-                    _ => self.allocate(),
-                };
-                self.current = Some(Current::Reasoning(index));
-                let signed = reasoning.signature.is_some();
-                self.last_reasoning = Some((index, signed));
-                out.push(StreamEvent::ReasoningDelta {
-                    index,
-                    text: reasoning.text,
-                });
-                if let Some(signature) = reasoning.signature {
-                    out.push(StreamEvent::ReasoningSignature { index, signature });
-                }
-            }
-            Part::Text { text } => {
-                let index = match self.current {
-                    Some(Current::Text(index)) => index,
-                    _ => self.allocate(),
-                };
-                self.current = Some(Current::Text(index));
-                out.push(StreamEvent::TextDelta { index, text });
-            }
-            Part::ToolCall {
-                id,
-                name,
-                arguments,
-            } => {
-                let index = self.allocate();
-                self.current = Some(Current::Tool);
-                self.saw_calls = true;
-                out.push(StreamEvent::ToolCallStart { index, id, name });
-                out.push(StreamEvent::ToolCallArgsDelta {
-                    index,
-                    fragment: arguments,
-                });
-            }
-            // Images, results and unknown parts have no stream event.
-            _ => {}
-        }
-    }
-
     /// Called when the upstream body ends: an error event unless a finish reason (or an error)
     /// was seen.
-    pub fn finish(&mut self) -> Vec<StreamEvent> {
+    fn finish(&mut self) -> Vec<StreamEvent> {
         if self.done {
             return Vec::new();
         }

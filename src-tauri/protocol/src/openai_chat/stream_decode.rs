@@ -42,58 +42,10 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    /// Whether `[DONE]` (or an error) was seen.
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
     fn allocate(&mut self) -> usize {
         let index = self.next;
         self.next += 1;
         index
-    }
-
-    /// Decodes one whole SSE event.
-    pub fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let Some(data) = crate::sse::data(event) else {
-            return Ok(Vec::new());
-        };
-        if data.trim_ascii() == b"[DONE]" {
-            self.done = true;
-            return Ok(Vec::new());
-        }
-        let chunk: InChunk = serde_json::from_slice(&data)?;
-        let mut out = Vec::new();
-        if let Some(error) = chunk.error {
-            self.done = true;
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .map_or_else(|| error.to_string(), str::to_owned);
-            out.push(StreamEvent::Error { message });
-            return Ok(out);
-        }
-        if !self.started {
-            self.started = true;
-            self.response_id.clone_from(&chunk.id);
-            out.push(StreamEvent::MessageStart {
-                id: chunk.id,
-                model: chunk.model,
-            });
-        }
-        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
-            if let Some(delta) = choice.delta {
-                self.delta(delta, &mut out);
-            }
-            if let Some(reason) = choice.finish_reason {
-                self.finished = true;
-                out.push(StreamEvent::Finish(finish_from_openai(&reason)));
-            }
-        }
-        if let Some(usage) = chunk.usage {
-            out.push(StreamEvent::Usage(usage.into()));
-        }
-        Ok(out)
     }
 
     fn delta(&mut self, delta: InChunkDelta, out: &mut Vec<StreamEvent>) {
@@ -159,10 +111,60 @@ impl StreamDecoder {
             }
         }
     }
+}
+
+impl DecodeStream for StreamDecoder {
+    /// Whether `[DONE]` (or an error) was seen.
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Decodes one whole SSE event.
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        let Some(data) = crate::sse::data(event) else {
+            return Ok(Vec::new());
+        };
+        if data.trim_ascii() == b"[DONE]" {
+            self.done = true;
+            return Ok(Vec::new());
+        }
+        let chunk: InChunk = serde_json::from_slice(&data)?;
+        let mut out = Vec::new();
+        if let Some(error) = chunk.error {
+            self.done = true;
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .map_or_else(|| error.to_string(), str::to_owned);
+            out.push(StreamEvent::Error { message });
+            return Ok(out);
+        }
+        if !self.started {
+            self.started = true;
+            self.response_id.clone_from(&chunk.id);
+            out.push(StreamEvent::MessageStart {
+                id: chunk.id,
+                model: chunk.model,
+            });
+        }
+        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+            if let Some(delta) = choice.delta {
+                self.delta(delta, &mut out);
+            }
+            if let Some(reason) = choice.finish_reason {
+                self.finished = true;
+                out.push(StreamEvent::Finish(finish_from_openai(&reason)));
+            }
+        }
+        if let Some(usage) = chunk.usage {
+            out.push(StreamEvent::Usage(usage.into()));
+        }
+        Ok(out)
+    }
 
     /// Called when the upstream body ends: an error event unless the stream was complete
     /// (`[DONE]`, or at least a finish reason from hosts that omit `[DONE]`).
-    pub fn finish(&mut self) -> Vec<StreamEvent> {
+    fn finish(&mut self) -> Vec<StreamEvent> {
         if self.done || self.finished {
             self.done = true;
             return Vec::new();
@@ -171,17 +173,5 @@ impl StreamDecoder {
         vec![StreamEvent::Error {
             message: "the provider's stream ended before its last chunk ([DONE])".into(),
         }]
-    }
-}
-
-impl DecodeStream for StreamDecoder {
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        Self::decode(self, event)
-    }
-    fn is_done(&self) -> bool {
-        Self::is_done(self)
-    }
-    fn finish(&mut self) -> Vec<StreamEvent> {
-        Self::finish(self)
     }
 }

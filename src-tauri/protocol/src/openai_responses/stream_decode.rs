@@ -79,148 +79,10 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    /// Whether the upstream has said its last word (`response.completed`, `response.incomplete`,
-    /// `response.failed` or `error`).
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
     fn allocate(&mut self) -> usize {
         let index = self.next;
         self.next += 1;
         index
-    }
-
-    /// Decodes one whole SSE event.
-    pub fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let Some(data) = sse::data(event) else {
-            return Ok(Vec::new());
-        };
-        // Some Responses-compatible servers end with Chat Completions' marker; the terminal
-        // `response.*` event is what counts.
-        if data.trim_ascii() == b"[DONE]" {
-            return Ok(Vec::new());
-        }
-        let wire: InEvent = serde_json::from_slice(&data)?;
-        let mut out = Vec::new();
-        match wire {
-            InEvent::Created { response } | InEvent::InProgress { response } => {
-                if !self.started {
-                    self.started = true;
-                    out.push(StreamEvent::MessageStart {
-                        id: response.id,
-                        model: response.model,
-                    });
-                }
-            }
-            InEvent::ItemAdded { output_index, item } => {
-                self.item_added(output_index, &item, &mut out);
-            }
-            InEvent::ItemDone { output_index, item } => {
-                self.item_done(output_index, &item, &mut out)?;
-            }
-            InEvent::TextDelta {
-                output_index,
-                content_index,
-                delta,
-            } => self.text(output_index, content_index, delta, &mut out),
-            InEvent::RefusalDelta {
-                output_index,
-                content_index,
-                delta,
-            } => {
-                self.seen.refusal = true;
-                self.text(output_index, content_index, delta, &mut out);
-            }
-            InEvent::ArgsDelta {
-                output_index,
-                delta,
-            } => {
-                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
-                if !delta.is_empty() {
-                    self.mark_streamed(output_index);
-                    out.push(StreamEvent::ToolCallArgsDelta {
-                        index,
-                        fragment: delta,
-                    });
-                }
-            }
-            InEvent::ArgsDone {
-                output_index,
-                arguments,
-            } => {
-                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
-                let streamed = self.items.get(&output_index).is_some_and(|i| i.streamed);
-                if !streamed && !arguments.is_empty() {
-                    self.mark_streamed(output_index);
-                    out.push(StreamEvent::ToolCallArgsDelta {
-                        index,
-                        fragment: arguments,
-                    });
-                }
-            }
-            InEvent::CustomInputDelta {
-                output_index,
-                delta,
-            } => {
-                let index = self.call_index(output_index, ItemKind::CustomToolCall)?;
-                if !delta.is_empty() {
-                    self.mark_streamed(output_index);
-                    out.push(StreamEvent::ToolCallArgsDelta {
-                        index,
-                        fragment: json_string_body(&delta),
-                    });
-                }
-            }
-            InEvent::SummaryDelta {
-                output_index,
-                summary_index,
-                delta,
-            } => self.reasoning(output_index, (true, summary_index), delta, &mut out),
-            InEvent::ReasoningTextDelta {
-                output_index,
-                content_index,
-                delta,
-            } => self.reasoning(output_index, (false, content_index), delta, &mut out),
-            InEvent::Completed { response } | InEvent::Incomplete { response } => {
-                self.done = true;
-                if let Some(usage) = response.usage {
-                    out.push(StreamEvent::Usage(usage.into()));
-                }
-                let reason = response.incomplete_details.and_then(|d| d.reason);
-                if let Some(finish) =
-                    finish_from_status(response.status.as_deref(), reason.as_deref(), &self.seen)
-                {
-                    out.push(StreamEvent::Finish(finish));
-                }
-            }
-            InEvent::Failed { response } => {
-                self.done = true;
-                if let Some(usage) = response.usage {
-                    out.push(StreamEvent::Usage(usage.into()));
-                }
-                let message = response
-                    .error
-                    .as_ref()
-                    .and_then(error_message)
-                    .unwrap_or_else(|| "the provider's response failed".to_owned());
-                out.push(StreamEvent::Error { message });
-            }
-            InEvent::Error {
-                message,
-                code,
-                error,
-            } => {
-                self.done = true;
-                let message = message
-                    .or_else(|| error.as_ref().and_then(error_message))
-                    .or(code)
-                    .unwrap_or_else(|| "the provider's stream reported an error".to_owned());
-                out.push(StreamEvent::Error { message });
-            }
-            InEvent::Other => {}
-        }
-        Ok(out)
     }
 
     fn item_added(&mut self, output_index: usize, item: &Value, out: &mut Vec<StreamEvent>) {
@@ -466,10 +328,150 @@ impl StreamDecoder {
             item.streamed = true;
         }
     }
+}
+
+impl DecodeStream for StreamDecoder {
+    /// Whether the upstream has said its last word (`response.completed`, `response.incomplete`,
+    /// `response.failed` or `error`).
+    fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Decodes one whole SSE event.
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        let Some(data) = sse::data(event) else {
+            return Ok(Vec::new());
+        };
+        // Some Responses-compatible servers end with Chat Completions' marker; the terminal
+        // `response.*` event is what counts.
+        if data.trim_ascii() == b"[DONE]" {
+            return Ok(Vec::new());
+        }
+        let wire: InEvent = serde_json::from_slice(&data)?;
+        let mut out = Vec::new();
+        match wire {
+            InEvent::Created { response } | InEvent::InProgress { response } => {
+                if !self.started {
+                    self.started = true;
+                    out.push(StreamEvent::MessageStart {
+                        id: response.id,
+                        model: response.model,
+                    });
+                }
+            }
+            InEvent::ItemAdded { output_index, item } => {
+                self.item_added(output_index, &item, &mut out);
+            }
+            InEvent::ItemDone { output_index, item } => {
+                self.item_done(output_index, &item, &mut out)?;
+            }
+            InEvent::TextDelta {
+                output_index,
+                content_index,
+                delta,
+            } => self.text(output_index, content_index, delta, &mut out),
+            InEvent::RefusalDelta {
+                output_index,
+                content_index,
+                delta,
+            } => {
+                self.seen.refusal = true;
+                self.text(output_index, content_index, delta, &mut out);
+            }
+            InEvent::ArgsDelta {
+                output_index,
+                delta,
+            } => {
+                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
+                if !delta.is_empty() {
+                    self.mark_streamed(output_index);
+                    out.push(StreamEvent::ToolCallArgsDelta {
+                        index,
+                        fragment: delta,
+                    });
+                }
+            }
+            InEvent::ArgsDone {
+                output_index,
+                arguments,
+            } => {
+                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
+                let streamed = self.items.get(&output_index).is_some_and(|i| i.streamed);
+                if !streamed && !arguments.is_empty() {
+                    self.mark_streamed(output_index);
+                    out.push(StreamEvent::ToolCallArgsDelta {
+                        index,
+                        fragment: arguments,
+                    });
+                }
+            }
+            InEvent::CustomInputDelta {
+                output_index,
+                delta,
+            } => {
+                let index = self.call_index(output_index, ItemKind::CustomToolCall)?;
+                if !delta.is_empty() {
+                    self.mark_streamed(output_index);
+                    out.push(StreamEvent::ToolCallArgsDelta {
+                        index,
+                        fragment: json_string_body(&delta),
+                    });
+                }
+            }
+            InEvent::SummaryDelta {
+                output_index,
+                summary_index,
+                delta,
+            } => self.reasoning(output_index, (true, summary_index), delta, &mut out),
+            InEvent::ReasoningTextDelta {
+                output_index,
+                content_index,
+                delta,
+            } => self.reasoning(output_index, (false, content_index), delta, &mut out),
+            InEvent::Completed { response } | InEvent::Incomplete { response } => {
+                self.done = true;
+                if let Some(usage) = response.usage {
+                    out.push(StreamEvent::Usage(usage.into()));
+                }
+                let reason = response.incomplete_details.and_then(|d| d.reason);
+                if let Some(finish) =
+                    finish_from_status(response.status.as_deref(), reason.as_deref(), &self.seen)
+                {
+                    out.push(StreamEvent::Finish(finish));
+                }
+            }
+            InEvent::Failed { response } => {
+                self.done = true;
+                if let Some(usage) = response.usage {
+                    out.push(StreamEvent::Usage(usage.into()));
+                }
+                let message = response
+                    .error
+                    .as_ref()
+                    .and_then(error_message)
+                    .unwrap_or_else(|| "the provider's response failed".to_owned());
+                out.push(StreamEvent::Error { message });
+            }
+            InEvent::Error {
+                message,
+                code,
+                error,
+            } => {
+                self.done = true;
+                let message = message
+                    .or_else(|| error.as_ref().and_then(error_message))
+                    .or(code)
+                    .unwrap_or_else(|| "the provider's stream reported an error".to_owned());
+                out.push(StreamEvent::Error { message });
+            }
+            InEvent::Other => {}
+        }
+        Ok(out)
+    }
 
     /// Called when the upstream body ends: an error event if it ended before its terminal
     /// `response.*` event.
-    pub fn finish(&mut self) -> Vec<StreamEvent> {
+    fn finish(&mut self) -> Vec<StreamEvent> {
         if self.done {
             return Vec::new();
         }
@@ -515,16 +517,4 @@ fn error_message(error: &Value) -> Option<String> {
         .get("message")
         .and_then(Value::as_str)
         .map(str::to_owned)
-}
-
-impl DecodeStream for StreamDecoder {
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        Self::decode(self, event)
-    }
-    fn is_done(&self) -> bool {
-        Self::is_done(self)
-    }
-    fn finish(&mut self) -> Vec<StreamEvent> {
-        Self::finish(self)
-    }
 }
