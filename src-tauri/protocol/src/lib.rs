@@ -22,6 +22,7 @@ pub mod openai_chat;
 pub mod openai_responses;
 pub mod rewrite;
 pub mod sse;
+mod stream_progress;
 
 use std::fmt;
 use std::str::FromStr;

@@ -13,6 +13,7 @@ use super::wire::InUsage;
 use crate::canonical::{DecodeError, StreamEvent, TokenUsage, merge_usage};
 use crate::codec::DecodeStream;
 use crate::sse;
+use crate::stream_progress::StreamEnd;
 
 // ---------------------------------------------------------------------------------------------
 // Stream: Anthropic SSE -> canonical events.
@@ -90,7 +91,7 @@ struct InMessageDelta {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     /// `message_stop` or `error` was seen: the stream ended properly.
-    done: bool,
+    end: StreamEnd,
     /// Input usage from `message_start`, kept to fill in what `message_delta` leaves out.
     usage: TokenUsage,
 }
@@ -98,7 +99,7 @@ pub struct StreamDecoder {
 impl DecodeStream for StreamDecoder {
     /// Whether the upstream has said its last word; the caller can finish the client's stream.
     fn is_done(&self) -> bool {
-        self.done
+        self.end.is_done()
     }
 
     /// Decodes one whole SSE event.
@@ -203,9 +204,9 @@ impl DecodeStream for StreamDecoder {
                     out.push(StreamEvent::Finish(finish_from_anthropic(&reason)));
                 }
             }
-            InEvent::MessageStop => self.done = true,
+            InEvent::MessageStop => self.end.mark_done(),
             InEvent::Error { error } => {
-                self.done = true;
+                self.end.mark_done();
                 out.push(StreamEvent::Error {
                     message: format!("{}: {}", error.kind, error.message),
                 });
@@ -217,12 +218,6 @@ impl DecodeStream for StreamDecoder {
 
     /// Called when the upstream body ends: an error event if it ended before `message_stop`.
     fn finish(&mut self) -> Vec<StreamEvent> {
-        if self.done {
-            return Vec::new();
-        }
-        self.done = true;
-        vec![StreamEvent::Error {
-            message: "the provider's stream ended before its last event (message_stop)".into(),
-        }]
+        self.end.finish("its last event (message_stop)")
     }
 }

@@ -12,6 +12,7 @@ use super::wire::{InResponse, InUsage};
 use crate::canonical::{DecodeError, FinishReason, Part, StreamEvent, TokenUsage};
 use crate::codec::DecodeStream;
 use crate::sse;
+use crate::stream_progress::{PartIndices, StreamEnd};
 
 // ---------------------------------------------------------------------------------------------
 // Stream: Gemini SSE -> canonical events.
@@ -36,8 +37,8 @@ enum Current {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
-    done: bool,
-    next: usize,
+    end: StreamEnd,
+    parts: PartIndices,
     current: Option<Current>,
     /// The last reasoning part and whether it has its signature.
     last_reasoning: Option<(usize, bool)>,
@@ -47,12 +48,6 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    fn allocate(&mut self) -> usize {
-        let index = self.next;
-        self.next += 1;
-        index
-    }
-
     fn part(&mut self, part: Part, out: &mut Vec<StreamEvent>) {
         match part {
             Part::Reasoning(reasoning) if reasoning.text.is_empty() => {
@@ -69,7 +64,7 @@ impl StreamDecoder {
             Part::Reasoning(reasoning) => {
                 let index = match self.current {
                     Some(Current::Reasoning(index)) => index,
-                    _ => self.allocate(),
+                    _ => self.parts.allocate(),
                 };
                 self.current = Some(Current::Reasoning(index));
                 let signed = reasoning.signature.is_some();
@@ -85,7 +80,7 @@ impl StreamDecoder {
             Part::Text { text } => {
                 let index = match self.current {
                     Some(Current::Text(index)) => index,
-                    _ => self.allocate(),
+                    _ => self.parts.allocate(),
                 };
                 self.current = Some(Current::Text(index));
                 out.push(StreamEvent::TextDelta { index, text });
@@ -95,7 +90,7 @@ impl StreamDecoder {
                 name,
                 arguments,
             } => {
-                let index = self.allocate();
+                let index = self.parts.allocate();
                 self.current = Some(Current::Tool);
                 self.saw_calls = true;
                 out.push(StreamEvent::ToolCallStart { index, id, name });
@@ -113,7 +108,7 @@ impl StreamDecoder {
 impl DecodeStream for StreamDecoder {
     /// Whether the chunk with the finish reason (or an error) was seen.
     fn is_done(&self) -> bool {
-        self.done
+        self.end.is_done()
     }
 
     /// Decodes one whole SSE event.
@@ -127,7 +122,7 @@ impl DecodeStream for StreamDecoder {
         let chunk: InResponse = serde_json::from_slice(&data)?;
         let mut out = Vec::new();
         if let Some(error) = chunk.error {
-            self.done = true;
+            self.end.mark_done();
             let message = if error.status.is_empty() {
                 error.message
             } else {
@@ -170,7 +165,7 @@ impl DecodeStream for StreamDecoder {
             out.push(StreamEvent::Usage(usage));
         }
         if let Some(reason) = finish {
-            self.done = true;
+            self.end.mark_done();
             out.push(StreamEvent::Finish(reason));
         }
         Ok(out)
@@ -179,13 +174,6 @@ impl DecodeStream for StreamDecoder {
     /// Called when the upstream body ends: an error event unless a finish reason (or an error)
     /// was seen.
     fn finish(&mut self) -> Vec<StreamEvent> {
-        if self.done {
-            return Vec::new();
-        }
-        self.done = true;
-        vec![StreamEvent::Error {
-            message: "the provider's stream ended before its last chunk (one with finishReason)"
-                .into(),
-        }]
+        self.end.finish("its last chunk (one with finishReason)")
     }
 }

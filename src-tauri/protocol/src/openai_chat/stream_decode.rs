@@ -13,6 +13,7 @@ use super::response::finish_from_openai;
 use super::wire::{InChunk, InChunkDelta};
 use crate::canonical::{DecodeError, StreamEvent};
 use crate::codec::DecodeStream;
+use crate::stream_progress::{PartIndices, StreamEnd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Current {
@@ -32,9 +33,9 @@ enum Current {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
-    done: bool,
+    end: StreamEnd,
     finished: bool,
-    next: usize,
+    parts: PartIndices,
     current: Option<Current>,
     /// OpenAI tool-call index -> (canonical index, call id).
     tools: HashMap<usize, (usize, String)>,
@@ -42,12 +43,6 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    fn allocate(&mut self) -> usize {
-        let index = self.next;
-        self.next += 1;
-        index
-    }
-
     fn delta(&mut self, delta: InChunkDelta, out: &mut Vec<StreamEvent>) {
         if let Some(text) = delta
             .reasoning_content
@@ -56,7 +51,7 @@ impl StreamDecoder {
         {
             let index = match self.current {
                 Some(Current::Reasoning(index)) => index,
-                _ => self.allocate(),
+                _ => self.parts.allocate(),
             };
             self.current = Some(Current::Reasoning(index));
             out.push(StreamEvent::ReasoningDelta { index, text });
@@ -68,7 +63,7 @@ impl StreamDecoder {
         {
             let index = match self.current {
                 Some(Current::Text(index)) => index,
-                _ => self.allocate(),
+                _ => self.parts.allocate(),
             };
             self.current = Some(Current::Text(index));
             out.push(StreamEvent::TextDelta { index, text });
@@ -91,7 +86,7 @@ impl StreamDecoder {
             let index = match known {
                 Some(index) => index,
                 None => {
-                    let index = self.allocate();
+                    let index = self.parts.allocate();
                     let id = call
                         .id
                         .filter(|id| !id.is_empty())
@@ -116,7 +111,7 @@ impl StreamDecoder {
 impl DecodeStream for StreamDecoder {
     /// Whether `[DONE]` (or an error) was seen.
     fn is_done(&self) -> bool {
-        self.done
+        self.end.is_done()
     }
 
     /// Decodes one whole SSE event.
@@ -125,13 +120,13 @@ impl DecodeStream for StreamDecoder {
             return Ok(Vec::new());
         };
         if data.trim_ascii() == b"[DONE]" {
-            self.done = true;
+            self.end.mark_done();
             return Ok(Vec::new());
         }
         let chunk: InChunk = serde_json::from_slice(&data)?;
         let mut out = Vec::new();
         if let Some(error) = chunk.error {
-            self.done = true;
+            self.end.mark_done();
             let message = error
                 .get("message")
                 .and_then(Value::as_str)
@@ -165,13 +160,10 @@ impl DecodeStream for StreamDecoder {
     /// Called when the upstream body ends: an error event unless the stream was complete
     /// (`[DONE]`, or at least a finish reason from hosts that omit `[DONE]`).
     fn finish(&mut self) -> Vec<StreamEvent> {
-        if self.done || self.finished {
-            self.done = true;
-            return Vec::new();
+        // A finish reason without `[DONE]` counts as complete: some hosts omit the marker.
+        if self.finished {
+            self.end.mark_done();
         }
-        self.done = true;
-        vec![StreamEvent::Error {
-            message: "the provider's stream ended before its last chunk ([DONE])".into(),
-        }]
+        self.end.finish("its last chunk ([DONE])")
     }
 }

@@ -17,6 +17,7 @@ use super::wire::{InEvent, InOutputMessage, InReasoningItem};
 use crate::canonical::{DecodeError, Part, StreamEvent};
 use crate::codec::DecodeStream;
 use crate::sse;
+use crate::stream_progress::{PartIndices, StreamEnd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ItemKind {
@@ -69,8 +70,8 @@ impl DecodedItem {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
-    done: bool,
-    next: usize,
+    end: StreamEnd,
+    parts: PartIndices,
     /// Output index -> item.
     items: HashMap<usize, DecodedItem>,
     /// (output index, content index) -> canonical part of a text content part.
@@ -79,12 +80,6 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    fn allocate(&mut self) -> usize {
-        let index = self.next;
-        self.next += 1;
-        index
-    }
-
     fn item_added(&mut self, output_index: usize, item: &Value, out: &mut Vec<StreamEvent>) {
         let kind = item_kind(item);
         let mut decoded = DecodedItem::new(kind);
@@ -119,7 +114,7 @@ impl StreamDecoder {
                     });
                 }
             }
-            ItemKind::Reasoning => decoded.index = Some(self.allocate()),
+            ItemKind::Reasoning => decoded.index = Some(self.parts.allocate()),
             ItemKind::Message | ItemKind::Other => {}
         }
         self.items.insert(output_index, decoded);
@@ -133,7 +128,7 @@ impl StreamDecoder {
         out: &mut Vec<StreamEvent>,
     ) -> usize {
         self.seen.tool_calls = true;
-        let index = self.allocate();
+        let index = self.parts.allocate();
         let text = |key: &str| {
             item.get(key)
                 .and_then(Value::as_str)
@@ -264,7 +259,7 @@ impl StreamDecoder {
         let index = match self.texts.get(&(output_index, content_index)) {
             Some(&index) => index,
             None => {
-                let index = self.allocate();
+                let index = self.parts.allocate();
                 self.texts.insert((output_index, content_index), index);
                 index
             }
@@ -288,7 +283,7 @@ impl StreamDecoder {
         }
         if !self.items.contains_key(&output_index) {
             let mut item = DecodedItem::new(ItemKind::Reasoning);
-            item.index = Some(self.allocate());
+            item.index = Some(self.parts.allocate());
             self.items.insert(output_index, item);
         }
         let Some(item) = self.items.get_mut(&output_index) else {
@@ -334,7 +329,7 @@ impl DecodeStream for StreamDecoder {
     /// Whether the upstream has said its last word (`response.completed`, `response.incomplete`,
     /// `response.failed` or `error`).
     fn is_done(&self) -> bool {
-        self.done
+        self.end.is_done()
     }
 
     /// Decodes one whole SSE event.
@@ -429,7 +424,7 @@ impl DecodeStream for StreamDecoder {
                 delta,
             } => self.reasoning(output_index, (false, content_index), delta, &mut out),
             InEvent::Completed { response } | InEvent::Incomplete { response } => {
-                self.done = true;
+                self.end.mark_done();
                 if let Some(usage) = response.usage {
                     out.push(StreamEvent::Usage(usage.into()));
                 }
@@ -441,7 +436,7 @@ impl DecodeStream for StreamDecoder {
                 }
             }
             InEvent::Failed { response } => {
-                self.done = true;
+                self.end.mark_done();
                 if let Some(usage) = response.usage {
                     out.push(StreamEvent::Usage(usage.into()));
                 }
@@ -457,7 +452,7 @@ impl DecodeStream for StreamDecoder {
                 code,
                 error,
             } => {
-                self.done = true;
+                self.end.mark_done();
                 let message = message
                     .or_else(|| error.as_ref().and_then(error_message))
                     .or(code)
@@ -472,14 +467,7 @@ impl DecodeStream for StreamDecoder {
     /// Called when the upstream body ends: an error event if it ended before its terminal
     /// `response.*` event.
     fn finish(&mut self) -> Vec<StreamEvent> {
-        if self.done {
-            return Vec::new();
-        }
-        self.done = true;
-        vec![StreamEvent::Error {
-            message: "the provider's stream ended before its last event (response.completed)"
-                .into(),
-        }]
+        self.end.finish("its last event (response.completed)")
     }
 }
 
