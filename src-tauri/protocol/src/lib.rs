@@ -23,6 +23,7 @@ pub mod openai_responses;
 pub mod rewrite;
 pub mod sse;
 mod stream_progress;
+mod tool_arguments;
 
 use std::fmt;
 use std::str::FromStr;

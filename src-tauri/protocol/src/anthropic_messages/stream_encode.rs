@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::response::{ErrorObject, OutUsage, finish_to_anthropic};
-use super::wire::{EmptyObject, tool_id};
+use super::wire::tool_id;
 use crate::canonical::{FinishReason, StreamEvent, TokenUsage, merge_usage};
 use crate::codec::EncodeStream;
+use crate::tool_arguments::EmptyObject;
 
 // ---------------------------------------------------------------------------------------------
 // Stream: canonical events -> Anthropic SSE.

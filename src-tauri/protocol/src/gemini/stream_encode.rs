@@ -12,10 +12,11 @@ use super::request_encode::signature_only;
 use super::response::{
     OutCandidate, OutError, OutErrorBody, OutUsage, error_status, finish_to_gemini,
 };
-use super::wire::{OutContent, OutFields, OutFunctionCall, OutPart, args};
+use super::wire::{OutContent, OutFields, OutFunctionCall, OutPart};
 use crate::canonical::{FinishReason, StreamEvent, TokenUsage, merge_usage, untag_proof};
 use crate::codec::EncodeStream;
 use crate::to_json;
+use crate::tool_arguments::ArgumentsObject;
 
 // ---------------------------------------------------------------------------------------------
 // Stream: canonical events -> Gemini chunks.
@@ -103,7 +104,7 @@ impl StreamEncoder {
                     function_call: Some(OutFunctionCall {
                         id: Some(&call.id),
                         name: &call.name,
-                        args: args(&call.arguments),
+                        args: ArgumentsObject::of(&call.arguments),
                     }),
                     ..OutFields::default()
                 })
