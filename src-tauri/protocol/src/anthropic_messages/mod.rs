@@ -46,6 +46,11 @@ use crate::json_schema::SchemaTooLarge;
 
 const PROTOCOL: Protocol = Protocol::AnthropicMessages;
 
+/// The Messages API version (`anthropic-version`) the gateway sends when it talks to Anthropic
+/// itself: relaying a client that named none, listing models, and Claude subscription
+/// accounts. One constant, so moving to a newer version is one edit.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
 /// `max_tokens` is required by Anthropic and optional everywhere else. 4096 is the largest
 /// output every Claude model accepts (the oldest cap at 4096), so a default never makes the
 /// provider reject the request; clients that want longer answers say so.
