@@ -22,6 +22,8 @@ pub mod openai_chat;
 pub mod openai_responses;
 pub mod rewrite;
 pub mod sse;
+mod stream_progress;
+mod tool_arguments;
 
 use std::fmt;
 use std::str::FromStr;

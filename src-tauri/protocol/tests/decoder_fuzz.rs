@@ -38,6 +38,7 @@ use bytes::Bytes;
 use flexiproxy_protocol::canonical::TokenUsage;
 use flexiproxy_protocol::canonical::{DecodeError, FinishReason, Request, Response, StreamEvent};
 use flexiproxy_protocol::codec;
+use flexiproxy_protocol::codec::{DecodeStream as _, EncodeStream as _};
 use flexiproxy_protocol::error_message::error_detail;
 use flexiproxy_protocol::sse::{self, EventSplitter};
 use flexiproxy_protocol::{Protocol, anthropic_messages, gemini, openai_chat, openai_responses};

@@ -16,6 +16,7 @@
 
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::canonical::{FinishReason, Part, StreamEvent};
+use flexiproxy_protocol::codec::{DecodeStream as _, EncodeStream as _};
 use flexiproxy_protocol::{anthropic_messages as anthropic, openai_chat as openai};
 use serde_json::{Value, json};
 

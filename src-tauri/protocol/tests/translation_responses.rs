@@ -23,6 +23,7 @@ use flexiproxy_protocol::canonical::{
     Effort, FinishReason, Part, ProofKind, Reasoning, Role, StreamEvent, ToolChoice, tag_proof,
     untag_proof,
 };
+use flexiproxy_protocol::codec::{DecodeStream as _, EncodeStream as _};
 use flexiproxy_protocol::sse::{self, EventSplitter};
 use flexiproxy_protocol::{
     anthropic_messages as anthropic, openai_chat as openai, openai_responses as responses,

@@ -42,6 +42,7 @@ use crate::state::AppState;
 use crate::store::now_ms;
 use crate::store::usage::{Outcome, Recorder, UsageRecord};
 use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::anthropic_messages::ANTHROPIC_VERSION;
 use flexiproxy_protocol::canonical::TokenUsage;
 use flexiproxy_protocol::canonical::merge_usage;
 use flexiproxy_protocol::codec;
@@ -102,9 +103,6 @@ impl KeyStyle {
         }
     }
 }
-
-/// The Anthropic API version sent when the client named none.
-const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// Where a provider's endpoint is, below its base URL, and how it takes its key.
 #[derive(Debug, Clone, PartialEq, Eq)]

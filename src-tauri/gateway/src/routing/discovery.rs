@@ -21,6 +21,7 @@ use serde_json::Value;
 use crate::proxy::relay::{KeyStyle, describe};
 use crate::store::secrets::Secret;
 use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::anthropic_messages::ANTHROPIC_VERSION;
 
 /// Most pages [`discover`] reads from one provider; a server that keeps answering with a next
 /// page is cut off here rather than followed forever.
@@ -39,9 +40,6 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// How many characters of an error answer's message an error keeps.
 const MAX_DETAIL_CHARS: usize = 200;
-
-/// The Anthropic API version the model list is asked for in (as `relay` sends by default).
-const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// The path of an OCF node's distributed node table, below the node's origin.
 const DNT_TABLE_PATH: &str = "/v1/dnt/table";

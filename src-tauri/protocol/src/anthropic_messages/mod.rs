@@ -40,11 +40,16 @@ pub use stream_decode::StreamDecoder;
 pub use stream_encode::StreamEncoder;
 
 use crate::Protocol;
-use crate::canonical::{DecodeError, Request, Response, StreamEvent, TokenUsage};
+use crate::canonical::{DecodeError, Request, Response, TokenUsage};
 use crate::codec::{ClientView, DecodeStream, EncodeStream, ErrorReport, Wire};
 use crate::json_schema::SchemaTooLarge;
 
 const PROTOCOL: Protocol = Protocol::AnthropicMessages;
+
+/// The Messages API version (`anthropic-version`) the gateway sends when it talks to Anthropic
+/// itself: relaying a client that named none, listing models, and Claude subscription
+/// accounts. One constant, so moving to a newer version is one edit.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// `max_tokens` is required by Anthropic and optional everywhere else. 4096 is the largest
 /// output every Claude model accepts (the oldest cap at 4096), so a default never makes the
@@ -85,26 +90,5 @@ impl Wire for AnthropicMessages {
     }
     fn error_body(&self, report: &ErrorReport<'_>) -> Vec<u8> {
         error_body(error_type(report.status), report.message)
-    }
-}
-
-impl DecodeStream for StreamDecoder {
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        Self::decode(self, event)
-    }
-    fn is_done(&self) -> bool {
-        Self::is_done(self)
-    }
-    fn finish(&mut self) -> Vec<StreamEvent> {
-        Self::finish(self)
-    }
-}
-
-impl EncodeStream for StreamEncoder {
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        Self::encode(self, event, out);
-    }
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        Self::finish(self, out);
     }
 }

@@ -13,13 +13,14 @@ use serde_json::Value;
 use super::wire::{
     InBlock, InContent, InImageSource, InRequest, InThinking, InTool, InToolChoice, KNOWN_BLOCKS,
     OutBlock, OutImageSource, OutMessage, OutPart, OutRequest, OutThinking, OutTool, OutToolChoice,
-    input, tool_id,
+    tool_id,
 };
 use super::{DEFAULT_MAX_TOKENS, DEFAULT_THINKING_BUDGET, PROTOCOL};
 use crate::canonical::{
     DecodeError, Image, Message, Part, Reasoning, ReasoningConfig, Request, ResponseFormat, Role,
     Tool, ToolChoice,
 };
+use crate::tool_arguments::ArgumentsObject;
 use crate::{json_schema, to_json};
 
 // ---------------------------------------------------------------------------------------------
@@ -388,7 +389,7 @@ pub(super) fn part_out(part: &Part, native: bool) -> Option<OutPart<'_>> {
         } => OutBlock::ToolUse {
             id: tool_id(id),
             name,
-            input: input(arguments),
+            input: ArgumentsObject::of(arguments),
         },
         Part::ToolResult {
             call_id,

@@ -11,7 +11,9 @@ use serde_json::Value;
 use super::response::{InError, finish_from_anthropic};
 use super::wire::InUsage;
 use crate::canonical::{DecodeError, StreamEvent, TokenUsage, merge_usage};
+use crate::codec::DecodeStream;
 use crate::sse;
+use crate::stream_progress::StreamEnd;
 
 // ---------------------------------------------------------------------------------------------
 // Stream: Anthropic SSE -> canonical events.
@@ -89,19 +91,19 @@ struct InMessageDelta {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     /// `message_stop` or `error` was seen: the stream ended properly.
-    done: bool,
+    end: StreamEnd,
     /// Input usage from `message_start`, kept to fill in what `message_delta` leaves out.
     usage: TokenUsage,
 }
 
-impl StreamDecoder {
+impl DecodeStream for StreamDecoder {
     /// Whether the upstream has said its last word; the caller can finish the client's stream.
-    pub fn is_done(&self) -> bool {
-        self.done
+    fn is_done(&self) -> bool {
+        self.end.is_done()
     }
 
     /// Decodes one whole SSE event.
-    pub fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         let Some(data) = sse::data(event) else {
             return Ok(Vec::new());
         };
@@ -202,9 +204,9 @@ impl StreamDecoder {
                     out.push(StreamEvent::Finish(finish_from_anthropic(&reason)));
                 }
             }
-            InEvent::MessageStop => self.done = true,
+            InEvent::MessageStop => self.end.mark_done(),
             InEvent::Error { error } => {
-                self.done = true;
+                self.end.mark_done();
                 out.push(StreamEvent::Error {
                     message: format!("{}: {}", error.kind, error.message),
                 });
@@ -215,13 +217,7 @@ impl StreamDecoder {
     }
 
     /// Called when the upstream body ends: an error event if it ended before `message_stop`.
-    pub fn finish(&mut self) -> Vec<StreamEvent> {
-        if self.done {
-            return Vec::new();
-        }
-        self.done = true;
-        vec![StreamEvent::Error {
-            message: "the provider's stream ended before its last event (message_stop)".into(),
-        }]
+    fn finish(&mut self) -> Vec<StreamEvent> {
+        self.end.finish("its last event (message_stop)")
     }
 }

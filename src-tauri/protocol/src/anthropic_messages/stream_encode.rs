@@ -12,8 +12,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::response::{ErrorObject, OutUsage, finish_to_anthropic};
-use super::wire::{EmptyObject, tool_id};
+use super::wire::tool_id;
 use crate::canonical::{FinishReason, StreamEvent, TokenUsage, merge_usage};
+use crate::codec::EncodeStream;
+use crate::tool_arguments::EmptyObject;
 
 // ---------------------------------------------------------------------------------------------
 // Stream: canonical events -> Anthropic SSE.
@@ -153,108 +155,6 @@ impl StreamEncoder {
         }
     }
 
-    /// Appends the SSE bytes for `event` to `out`.
-    pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        match event {
-            StreamEvent::MessageStart { id, model } => {
-                if !self.started {
-                    let model = if model.is_empty() { None } else { Some(model) };
-                    self.start(id, model.map(String::as_str), out);
-                }
-            }
-            StreamEvent::TextDelta { index, text } => {
-                let block = self.block(*index, BlockKind::Text, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::Text { text },
-                    },
-                );
-            }
-            StreamEvent::ToolCallStart { index, id, name } => {
-                self.ensure_started(out);
-                self.open_block(*index, BlockKind::ToolUse, Some((id, name)), out);
-            }
-            StreamEvent::ToolCallArgsDelta { index, fragment } => {
-                let block = self.block(*index, BlockKind::ToolUse, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::InputJson {
-                            partial_json: fragment,
-                        },
-                    },
-                );
-            }
-            StreamEvent::ReasoningDelta { index, text } => {
-                let block = self.block(*index, BlockKind::Thinking, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::Thinking { thinking: text },
-                    },
-                );
-            }
-            StreamEvent::ReasoningSignature { index, signature } => {
-                let block = self.block(*index, BlockKind::Thinking, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::Signature { signature },
-                    },
-                );
-            }
-            StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
-            StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
-            StreamEvent::Error { message } => {
-                self.ensure_started(out);
-                self.ended = true;
-                write_event(
-                    out,
-                    &OutEvent::Error {
-                        error: ErrorObject {
-                            kind: Cow::Borrowed("api_error"),
-                            message: Cow::Borrowed(message),
-                        },
-                    },
-                );
-            }
-        }
-    }
-
-    /// Ends the client's stream: closes the open block, sends `message_delta` (stop reason and
-    /// usage) and `message_stop`. Does nothing after an error event.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        self.ensure_started(out);
-        self.close_open(out);
-        self.ended = true;
-        let stop_reason = self
-            .finish
-            .as_ref()
-            .map_or("end_turn", |f| finish_to_anthropic(f, None));
-        write_event(
-            out,
-            &OutEvent::MessageDelta {
-                delta: OutMessageDelta {
-                    stop_reason,
-                    stop_sequence: None,
-                },
-                usage: OutUsage::from_canonical(&self.usage),
-            },
-        );
-        write_event(out, &OutEvent::MessageStop);
-    }
-
     fn ensure_started(&mut self, out: &mut Vec<u8>) {
         if !self.started {
             self.start("msg_flexiproxy", None, out);
@@ -339,6 +239,110 @@ impl StreamEncoder {
         if let Some(block) = self.open.take() {
             write_event(out, &OutEvent::ContentBlockStop { index: block });
         }
+    }
+}
+
+impl EncodeStream for StreamEncoder {
+    /// Appends the SSE bytes for `event` to `out`.
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        if self.ended {
+            return;
+        }
+        match event {
+            StreamEvent::MessageStart { id, model } => {
+                if !self.started {
+                    let model = if model.is_empty() { None } else { Some(model) };
+                    self.start(id, model.map(String::as_str), out);
+                }
+            }
+            StreamEvent::TextDelta { index, text } => {
+                let block = self.block(*index, BlockKind::Text, out);
+                write_event(
+                    out,
+                    &OutEvent::ContentBlockDelta {
+                        index: block,
+                        delta: OutDelta::Text { text },
+                    },
+                );
+            }
+            StreamEvent::ToolCallStart { index, id, name } => {
+                self.ensure_started(out);
+                self.open_block(*index, BlockKind::ToolUse, Some((id, name)), out);
+            }
+            StreamEvent::ToolCallArgsDelta { index, fragment } => {
+                let block = self.block(*index, BlockKind::ToolUse, out);
+                write_event(
+                    out,
+                    &OutEvent::ContentBlockDelta {
+                        index: block,
+                        delta: OutDelta::InputJson {
+                            partial_json: fragment,
+                        },
+                    },
+                );
+            }
+            StreamEvent::ReasoningDelta { index, text } => {
+                let block = self.block(*index, BlockKind::Thinking, out);
+                write_event(
+                    out,
+                    &OutEvent::ContentBlockDelta {
+                        index: block,
+                        delta: OutDelta::Thinking { thinking: text },
+                    },
+                );
+            }
+            StreamEvent::ReasoningSignature { index, signature } => {
+                let block = self.block(*index, BlockKind::Thinking, out);
+                write_event(
+                    out,
+                    &OutEvent::ContentBlockDelta {
+                        index: block,
+                        delta: OutDelta::Signature { signature },
+                    },
+                );
+            }
+            StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
+            StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
+            StreamEvent::Error { message } => {
+                self.ensure_started(out);
+                self.ended = true;
+                write_event(
+                    out,
+                    &OutEvent::Error {
+                        error: ErrorObject {
+                            kind: Cow::Borrowed("api_error"),
+                            message: Cow::Borrowed(message),
+                        },
+                    },
+                );
+            }
+        }
+    }
+
+    /// Ends the client's stream: closes the open block, sends `message_delta` (stop reason and
+    /// usage) and `message_stop`. Does nothing after an error event.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.ended {
+            return;
+        }
+        self.ensure_started(out);
+        self.close_open(out);
+        self.ended = true;
+        let stop_reason = self
+            .finish
+            .as_ref()
+            .map_or("end_turn", |f| finish_to_anthropic(f, None));
+        write_event(
+            out,
+            &OutEvent::MessageDelta {
+                delta: OutMessageDelta {
+                    stop_reason,
+                    stop_sequence: None,
+                },
+                usage: OutUsage::from_canonical(&self.usage),
+            },
+        );
+        write_event(out, &OutEvent::MessageStop);
     }
 }
 

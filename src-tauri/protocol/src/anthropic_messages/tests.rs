@@ -8,7 +8,9 @@ use serde_json::{Map, Value, json};
 
 use super::response::{finish_from_anthropic, finish_to_anthropic};
 use super::*;
-use crate::canonical::{FinishReason, Message, Part, Reasoning, ReasoningConfig, Role, ToolChoice};
+use crate::canonical::{
+    FinishReason, Message, Part, Reasoning, ReasoningConfig, Role, StreamEvent, ToolChoice,
+};
 use crate::sse;
 
 fn decode(value: &Value) -> Request {

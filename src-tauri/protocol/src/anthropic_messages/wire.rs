@@ -9,12 +9,11 @@
 
 use std::borrow::Cow;
 
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::canonical::TokenUsage;
+use crate::tool_arguments::ArgumentsObject;
 
 // ---------------------------------------------------------------------------------------------
 // Wire types: what we read.
@@ -262,7 +261,7 @@ pub(super) enum OutBlock<'a> {
     ToolUse {
         id: Cow<'a, str>,
         name: &'a str,
-        input: Input<'a>,
+        input: ArgumentsObject<'a>,
     },
     ToolResult {
         tool_use_id: Cow<'a, str>,
@@ -284,30 +283,6 @@ pub(super) enum OutBlock<'a> {
 pub(super) enum OutImageSource<'a> {
     Base64 { media_type: &'a str, data: &'a str },
     Url { url: &'a str },
-}
-
-/// A tool call's arguments as a JSON object: the model's text verbatim when it is one, `{}`
-/// otherwise (Anthropic requires an object; an unfinished or invalid call has nothing usable).
-#[derive(Serialize)]
-#[serde(untagged)]
-pub(super) enum Input<'a> {
-    Raw(&'a RawValue),
-    Empty(EmptyObject),
-}
-
-pub(super) struct EmptyObject;
-
-impl Serialize for EmptyObject {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_map(Some(0))?.end()
-    }
-}
-
-pub(super) fn input(arguments: &str) -> Input<'_> {
-    match serde_json::from_str::<&RawValue>(arguments) {
-        Ok(raw) if raw.get().starts_with('{') => Input::Raw(raw),
-        _ => Input::Empty(EmptyObject),
-    }
 }
 
 #[derive(Serialize)]

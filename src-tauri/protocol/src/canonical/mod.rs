@@ -113,10 +113,17 @@ pub enum Image {
     Url { url: String },
 }
 
-/// The media type and base64 data of a `data:<type>;base64,<data>` URL.
+/// The media type and base64 data of a `data:<type>;base64,<data>` URL; [`data_url`] is its
+/// inverse. These two are the only places that read or write `data:` URLs: OpenAI's image
+/// URLs go through [`Image::from_url`] / [`Image::to_url`], Gemini's encoder through this.
 pub fn parse_data_url(url: &str) -> Option<(&str, &str)> {
     let (meta, data) = url.strip_prefix("data:")?.split_once(',')?;
     Some((meta.strip_suffix(";base64")?, data))
+}
+
+/// The `data:<type>;base64,<data>` URL of inline base64 data ([`parse_data_url`] reads it).
+pub fn data_url(media_type: &str, data: &str) -> String {
+    format!("data:{media_type};base64,{data}")
 }
 
 impl Image {
@@ -136,7 +143,7 @@ impl Image {
     /// The image as a URL, inline data as a `data:` URL.
     pub fn to_url(&self) -> String {
         match self {
-            Self::Base64 { media_type, data } => format!("data:{media_type};base64,{data}"),
+            Self::Base64 { media_type, data } => data_url(media_type, data),
             Self::Url { url } => url.clone(),
         }
     }

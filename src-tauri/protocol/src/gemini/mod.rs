@@ -73,7 +73,7 @@ pub use stream_decode::StreamDecoder;
 pub use stream_encode::{Framing, StreamEncoder};
 
 use crate::Protocol;
-use crate::canonical::{DecodeError, Request, Response, StreamEvent, TokenUsage};
+use crate::canonical::{DecodeError, Request, Response, TokenUsage};
 use crate::codec::{ClientView, DecodeStream, EncodeStream, ErrorReport, Wire};
 use crate::json_schema::SchemaTooLarge;
 
@@ -167,26 +167,5 @@ impl Wire for Gemini {
     }
     fn error_body(&self, report: &ErrorReport<'_>) -> Vec<u8> {
         error_body(report.status, report.message)
-    }
-}
-
-impl DecodeStream for StreamDecoder {
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        Self::decode(self, event)
-    }
-    fn is_done(&self) -> bool {
-        Self::is_done(self)
-    }
-    fn finish(&mut self) -> Vec<StreamEvent> {
-        Self::finish(self)
-    }
-}
-
-impl EncodeStream for StreamEncoder {
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        Self::encode(self, event, out);
-    }
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        Self::finish(self, out);
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::request_decode::image_type;
 use super::wire::{
     OutBlob, OutContent, OutDeclaration, OutFields, OutFileData, OutFunctionCall,
-    OutFunctionResponse, OutPart, OutRequest, OutResult, OutSystem, OutText, OutTool, args,
+    OutFunctionResponse, OutPart, OutRequest, OutResult, OutSystem, OutText, OutTool,
     gemini_issued,
 };
 use super::{MAX_THINKING_BUDGET, OWN_FIELDS, PROTOCOL, SKIP_SIGNATURE};
@@ -20,6 +20,7 @@ use crate::canonical::{
     Image, Message, Part, Request, ResponseFormat, Role, ToolChoice, parse_data_url, untag_proof,
 };
 use crate::json_schema::SchemaTooLarge;
+use crate::tool_arguments::ArgumentsObject;
 use crate::{ExtraFields, json_schema, to_json};
 
 // ---------------------------------------------------------------------------------------------
@@ -302,7 +303,7 @@ pub(super) fn parts_out<'a>(
                     function_call: Some(OutFunctionCall {
                         id,
                         name,
-                        args: args(arguments),
+                        args: ArgumentsObject::of(arguments),
                     }),
                     ..OutFields::default()
                 }));

@@ -3,14 +3,16 @@
 //! Every event is a whole response chunk, so its parts decode through `request_decode`'s part
 //! decoder and its finish reason through `response`, exactly as a whole answer's would. What
 //! is particular to a stream lives here: part indices that last while text or a thought
-//! continues, and signatures that complete the thought before them. `mod.rs` plugs
-//! [`StreamDecoder`] into the codec's `DecodeStream`.
+//! continues, and signatures that complete the thought before them. [`StreamDecoder`]'s
+//! methods are the codec's `DecodeStream` itself, so the gateway reaches it through `mod.rs`.
 
 use super::request_decode::{Calls, decode_part};
 use super::response::{finish_from_gemini, first_candidate};
 use super::wire::{InResponse, InUsage};
 use crate::canonical::{DecodeError, FinishReason, Part, StreamEvent, TokenUsage};
+use crate::codec::DecodeStream;
 use crate::sse;
+use crate::stream_progress::{PartIndices, StreamEnd};
 
 // ---------------------------------------------------------------------------------------------
 // Stream: Gemini SSE -> canonical events.
@@ -35,8 +37,8 @@ enum Current {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
-    done: bool,
-    next: usize,
+    end: StreamEnd,
+    parts: PartIndices,
     current: Option<Current>,
     /// The last reasoning part and whether it has its signature.
     last_reasoning: Option<(usize, bool)>,
@@ -46,19 +48,71 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    /// Whether the chunk with the finish reason (or an error) was seen.
-    pub fn is_done(&self) -> bool {
-        self.done
+    fn part(&mut self, part: Part, out: &mut Vec<StreamEvent>) {
+        match part {
+            Part::Reasoning(reasoning) if reasoning.text.is_empty() => {
+                // A signature riding on the part right after a thought completes that thought.
+                if let (Some(signature), Some(Current::Reasoning(index)), Some((_, false))) = (
+                    reasoning.encrypted.or(reasoning.signature),
+                    self.current,
+                    self.last_reasoning,
+                ) {
+                    self.last_reasoning = Some((index, true));
+                    out.push(StreamEvent::ReasoningSignature { index, signature });
+                }
+            }
+            Part::Reasoning(reasoning) => {
+                let index = match self.current {
+                    Some(Current::Reasoning(index)) => index,
+                    _ => self.parts.allocate(),
+                };
+                self.current = Some(Current::Reasoning(index));
+                let signed = reasoning.signature.is_some();
+                self.last_reasoning = Some((index, signed));
+                out.push(StreamEvent::ReasoningDelta {
+                    index,
+                    text: reasoning.text,
+                });
+                if let Some(signature) = reasoning.signature {
+                    out.push(StreamEvent::ReasoningSignature { index, signature });
+                }
+            }
+            Part::Text { text } => {
+                let index = match self.current {
+                    Some(Current::Text(index)) => index,
+                    _ => self.parts.allocate(),
+                };
+                self.current = Some(Current::Text(index));
+                out.push(StreamEvent::TextDelta { index, text });
+            }
+            Part::ToolCall {
+                id,
+                name,
+                arguments,
+            } => {
+                let index = self.parts.allocate();
+                self.current = Some(Current::Tool);
+                self.saw_calls = true;
+                out.push(StreamEvent::ToolCallStart { index, id, name });
+                out.push(StreamEvent::ToolCallArgsDelta {
+                    index,
+                    fragment: arguments,
+                });
+            }
+            // Images, results and unknown parts have no stream event.
+            _ => {}
+        }
     }
+}
 
-    fn allocate(&mut self) -> usize {
-        let index = self.next;
-        self.next += 1;
-        index
+impl DecodeStream for StreamDecoder {
+    /// Whether the chunk with the finish reason (or an error) was seen.
+    fn is_done(&self) -> bool {
+        self.end.is_done()
     }
 
     /// Decodes one whole SSE event.
-    pub fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         let Some(data) = sse::data(event) else {
             return Ok(Vec::new());
         };
@@ -68,7 +122,7 @@ impl StreamDecoder {
         let chunk: InResponse = serde_json::from_slice(&data)?;
         let mut out = Vec::new();
         if let Some(error) = chunk.error {
-            self.done = true;
+            self.end.mark_done();
             let message = if error.status.is_empty() {
                 error.message
             } else {
@@ -111,78 +165,15 @@ impl StreamDecoder {
             out.push(StreamEvent::Usage(usage));
         }
         if let Some(reason) = finish {
-            self.done = true;
+            self.end.mark_done();
             out.push(StreamEvent::Finish(reason));
         }
         Ok(out)
     }
 
-    fn part(&mut self, part: Part, out: &mut Vec<StreamEvent>) {
-        match part {
-            Part::Reasoning(reasoning) if reasoning.text.is_empty() => {
-                // A signature riding on the part right after a thought completes that thought.
-                if let (Some(signature), Some(Current::Reasoning(index)), Some((_, false))) = (
-                    reasoning.encrypted.or(reasoning.signature),
-                    self.current,
-                    self.last_reasoning,
-                ) {
-                    self.last_reasoning = Some((index, true));
-                    out.push(StreamEvent::ReasoningSignature { index, signature });
-                }
-            }
-            Part::Reasoning(reasoning) => {
-                let index = match self.current {
-                    Some(Current::Reasoning(index)) => index,
-                    _ => self.allocate(),
-                };
-                self.current = Some(Current::Reasoning(index));
-                let signed = reasoning.signature.is_some();
-                self.last_reasoning = Some((index, signed));
-                out.push(StreamEvent::ReasoningDelta {
-                    index,
-                    text: reasoning.text,
-                });
-                if let Some(signature) = reasoning.signature {
-                    out.push(StreamEvent::ReasoningSignature { index, signature });
-                }
-            }
-            Part::Text { text } => {
-                let index = match self.current {
-                    Some(Current::Text(index)) => index,
-                    _ => self.allocate(),
-                };
-                self.current = Some(Current::Text(index));
-                out.push(StreamEvent::TextDelta { index, text });
-            }
-            Part::ToolCall {
-                id,
-                name,
-                arguments,
-            } => {
-                let index = self.allocate();
-                self.current = Some(Current::Tool);
-                self.saw_calls = true;
-                out.push(StreamEvent::ToolCallStart { index, id, name });
-                out.push(StreamEvent::ToolCallArgsDelta {
-                    index,
-                    fragment: arguments,
-                });
-            }
-            // Images, results and unknown parts have no stream event.
-            _ => {}
-        }
-    }
-
     /// Called when the upstream body ends: an error event unless a finish reason (or an error)
     /// was seen.
-    pub fn finish(&mut self) -> Vec<StreamEvent> {
-        if self.done {
-            return Vec::new();
-        }
-        self.done = true;
-        vec![StreamEvent::Error {
-            message: "the provider's stream ended before its last chunk (one with finishReason)"
-                .into(),
-        }]
+    fn finish(&mut self) -> Vec<StreamEvent> {
+        self.end.finish("its last chunk (one with finishReason)")
     }
 }

@@ -4,7 +4,7 @@
 //! Chunks are `response`'s candidate and usage shapes, their parts written by
 //! `request_encode`'s part encoder for a client. What this file adds is the holding back of
 //! function calls until their arguments are whole, since Gemini sends each call in one piece.
-//! `mod.rs` plugs [`StreamEncoder`] into the codec's `EncodeStream`.
+//! [`StreamEncoder`]'s methods are the codec's `EncodeStream` itself.
 
 use serde::Serialize;
 
@@ -12,9 +12,11 @@ use super::request_encode::signature_only;
 use super::response::{
     OutCandidate, OutError, OutErrorBody, OutUsage, error_status, finish_to_gemini,
 };
-use super::wire::{OutContent, OutFields, OutFunctionCall, OutPart, args};
+use super::wire::{OutContent, OutFields, OutFunctionCall, OutPart};
 use crate::canonical::{FinishReason, StreamEvent, TokenUsage, merge_usage, untag_proof};
+use crate::codec::EncodeStream;
 use crate::to_json;
+use crate::tool_arguments::ArgumentsObject;
 
 // ---------------------------------------------------------------------------------------------
 // Stream: canonical events -> Gemini chunks.
@@ -86,8 +88,86 @@ impl StreamEncoder {
         }
     }
 
+    fn call(&mut self, index: usize) -> Option<&mut PendingCall> {
+        self.calls.iter_mut().find(|c| c.index == index)
+    }
+
+    fn flush_calls(&mut self, out: &mut Vec<u8>) {
+        if self.calls.is_empty() {
+            return;
+        }
+        let calls = std::mem::take(&mut self.calls);
+        let parts = calls
+            .iter()
+            .map(|call| {
+                OutPart::Typed(OutFields {
+                    function_call: Some(OutFunctionCall {
+                        id: Some(&call.id),
+                        name: &call.name,
+                        args: ArgumentsObject::of(&call.arguments),
+                    }),
+                    ..OutFields::default()
+                })
+            })
+            .collect();
+        self.chunk(parts, None, out);
+    }
+
+    fn chunk(&mut self, parts: Vec<OutPart<'_>>, finish: Option<&'static str>, out: &mut Vec<u8>) {
+        let chunk = OutChunk {
+            candidates: [OutCandidate {
+                content: OutContent {
+                    role: "model",
+                    parts,
+                },
+                finish_reason: finish,
+                index: 0,
+            }],
+            usage_metadata: self
+                .usage_known
+                .then(|| OutUsage::from_canonical(&self.usage)),
+            model_version: &self.model,
+            response_id: &self.id,
+        };
+        let bytes = to_json(&chunk);
+        self.write_bytes(&bytes, out);
+    }
+
+    fn write(&mut self, value: &impl Serialize, out: &mut Vec<u8>) {
+        let bytes = to_json(value);
+        self.write_bytes(&bytes, out);
+    }
+
+    fn write_bytes(&mut self, json: &[u8], out: &mut Vec<u8>) {
+        match self.framing {
+            Framing::Sse => {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(json);
+                out.extend_from_slice(b"\r\n\r\n");
+            }
+            Framing::JsonArray => {
+                out.push(if self.chunks == 0 { b'[' } else { b',' });
+                out.extend_from_slice(json);
+                out.push(b'\n');
+            }
+        }
+        self.chunks += 1;
+    }
+
+    /// Closes a JSON array (SSE needs nothing).
+    fn close(&mut self, out: &mut Vec<u8>) {
+        if self.framing == Framing::JsonArray {
+            if self.chunks == 0 {
+                out.push(b'[');
+            }
+            out.push(b']');
+        }
+    }
+}
+
+impl EncodeStream for StreamEncoder {
     /// Appends the bytes for `event` to `out`.
-    pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
@@ -175,7 +255,7 @@ impl StreamEncoder {
 
     /// Ends the client's stream: held function calls, then the last chunk with the finish
     /// reason and usage (and the closing `]` of a JSON array). Does nothing after an error.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    fn finish(&mut self, out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
@@ -189,81 +269,5 @@ impl StreamEncoder {
         self.chunk(vec![part], Some(reason), out);
         self.ended = true;
         self.close(out);
-    }
-
-    fn call(&mut self, index: usize) -> Option<&mut PendingCall> {
-        self.calls.iter_mut().find(|c| c.index == index)
-    }
-
-    fn flush_calls(&mut self, out: &mut Vec<u8>) {
-        if self.calls.is_empty() {
-            return;
-        }
-        let calls = std::mem::take(&mut self.calls);
-        let parts = calls
-            .iter()
-            .map(|call| {
-                OutPart::Typed(OutFields {
-                    function_call: Some(OutFunctionCall {
-                        id: Some(&call.id),
-                        name: &call.name,
-                        args: args(&call.arguments),
-                    }),
-                    ..OutFields::default()
-                })
-            })
-            .collect();
-        self.chunk(parts, None, out);
-    }
-
-    fn chunk(&mut self, parts: Vec<OutPart<'_>>, finish: Option<&'static str>, out: &mut Vec<u8>) {
-        let chunk = OutChunk {
-            candidates: [OutCandidate {
-                content: OutContent {
-                    role: "model",
-                    parts,
-                },
-                finish_reason: finish,
-                index: 0,
-            }],
-            usage_metadata: self
-                .usage_known
-                .then(|| OutUsage::from_canonical(&self.usage)),
-            model_version: &self.model,
-            response_id: &self.id,
-        };
-        let bytes = to_json(&chunk);
-        self.write_bytes(&bytes, out);
-    }
-
-    fn write(&mut self, value: &impl Serialize, out: &mut Vec<u8>) {
-        let bytes = to_json(value);
-        self.write_bytes(&bytes, out);
-    }
-
-    fn write_bytes(&mut self, json: &[u8], out: &mut Vec<u8>) {
-        match self.framing {
-            Framing::Sse => {
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(json);
-                out.extend_from_slice(b"\r\n\r\n");
-            }
-            Framing::JsonArray => {
-                out.push(if self.chunks == 0 { b'[' } else { b',' });
-                out.extend_from_slice(json);
-                out.push(b'\n');
-            }
-        }
-        self.chunks += 1;
-    }
-
-    /// Closes a JSON array (SSE needs nothing).
-    fn close(&mut self, out: &mut Vec<u8>) {
-        if self.framing == Framing::JsonArray {
-            if self.chunks == 0 {
-                out.push(b'[');
-            }
-            out.push(b']');
-        }
     }
 }

@@ -9,14 +9,13 @@
 //! The few functions here decide a field's shape rather than its meaning: a call's arguments
 //! as the JSON object Gemini requires, and which tool-call ids Gemini may be sent.
 
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::{FOREIGN_IDS, GENERATED_ID};
 use crate::ExtraFields;
 use crate::canonical::TokenUsage;
+use crate::tool_arguments::ArgumentsObject;
 
 // ---------------------------------------------------------------------------------------------
 // Wire types: what we read.
@@ -304,7 +303,7 @@ pub(super) struct OutFunctionCall<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) id: Option<&'a str>,
     pub(super) name: &'a str,
-    pub(super) args: Args<'a>,
+    pub(super) args: ArgumentsObject<'a>,
 }
 
 #[derive(Serialize)]
@@ -321,30 +320,6 @@ pub(super) struct OutFunctionResponse<'a> {
 pub(super) enum OutResult {
     Output(String),
     Error(String),
-}
-
-/// A tool call's arguments as a JSON object: the model's text verbatim when it is one, `{}`
-/// otherwise (Gemini requires an object; invalid or unfinished JSON has nothing usable).
-#[derive(Serialize)]
-#[serde(untagged)]
-pub(super) enum Args<'a> {
-    Raw(&'a RawValue),
-    Empty(EmptyObject),
-}
-
-pub(super) struct EmptyObject;
-
-impl Serialize for EmptyObject {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_map(Some(0))?.end()
-    }
-}
-
-pub(super) fn args(arguments: &str) -> Args<'_> {
-    match serde_json::from_str::<&RawValue>(arguments) {
-        Ok(raw) if raw.get().starts_with('{') => Args::Raw(raw),
-        _ => Args::Empty(EmptyObject),
-    }
 }
 
 #[derive(Serialize)]

@@ -13,6 +13,7 @@ use super::response::finish_from_openai;
 use super::wire::{InChunk, InChunkDelta};
 use crate::canonical::{DecodeError, StreamEvent};
 use crate::codec::DecodeStream;
+use crate::stream_progress::{PartIndices, StreamEnd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Current {
@@ -32,9 +33,9 @@ enum Current {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
-    done: bool,
+    end: StreamEnd,
     finished: bool,
-    next: usize,
+    parts: PartIndices,
     current: Option<Current>,
     /// OpenAI tool-call index -> (canonical index, call id).
     tools: HashMap<usize, (usize, String)>,
@@ -42,30 +43,90 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    /// Whether `[DONE]` (or an error) was seen.
-    pub fn is_done(&self) -> bool {
-        self.done
+    fn delta(&mut self, delta: InChunkDelta, out: &mut Vec<StreamEvent>) {
+        if let Some(text) = delta
+            .reasoning_content
+            .or(delta.reasoning)
+            .filter(|t| !t.is_empty())
+        {
+            let index = match self.current {
+                Some(Current::Reasoning(index)) => index,
+                _ => self.parts.allocate(),
+            };
+            self.current = Some(Current::Reasoning(index));
+            out.push(StreamEvent::ReasoningDelta { index, text });
+        }
+        for text in [delta.content, delta.refusal]
+            .into_iter()
+            .flatten()
+            .filter(|t| !t.is_empty())
+        {
+            let index = match self.current {
+                Some(Current::Text(index)) => index,
+                _ => self.parts.allocate(),
+            };
+            self.current = Some(Current::Text(index));
+            out.push(StreamEvent::TextDelta { index, text });
+        }
+        for (position, call) in delta.tool_calls.into_iter().flatten().enumerate() {
+            let key = call.index.unwrap_or(position);
+            let (name, arguments) = match call.function {
+                Some(f) => (f.name, f.arguments),
+                None => (None, None),
+            };
+            let known = self
+                .tools
+                .get(&key)
+                .filter(|(_, id)| {
+                    call.id
+                        .as_ref()
+                        .is_none_or(|new| new.is_empty() || new == id)
+                })
+                .map(|(index, _)| *index);
+            let index = match known {
+                Some(index) => index,
+                None => {
+                    let index = self.parts.allocate();
+                    let id = call
+                        .id
+                        .filter(|id| !id.is_empty())
+                        .unwrap_or_else(|| format!("call_{}_{key}", self.response_id));
+                    self.tools.insert(key, (index, id.clone()));
+                    self.current = Some(Current::Tool);
+                    out.push(StreamEvent::ToolCallStart {
+                        index,
+                        id,
+                        name: name.unwrap_or_default(),
+                    });
+                    index
+                }
+            };
+            if let Some(fragment) = arguments.filter(|a| !a.is_empty()) {
+                out.push(StreamEvent::ToolCallArgsDelta { index, fragment });
+            }
+        }
     }
+}
 
-    fn allocate(&mut self) -> usize {
-        let index = self.next;
-        self.next += 1;
-        index
+impl DecodeStream for StreamDecoder {
+    /// Whether `[DONE]` (or an error) was seen.
+    fn is_done(&self) -> bool {
+        self.end.is_done()
     }
 
     /// Decodes one whole SSE event.
-    pub fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         let Some(data) = crate::sse::data(event) else {
             return Ok(Vec::new());
         };
         if data.trim_ascii() == b"[DONE]" {
-            self.done = true;
+            self.end.mark_done();
             return Ok(Vec::new());
         }
         let chunk: InChunk = serde_json::from_slice(&data)?;
         let mut out = Vec::new();
         if let Some(error) = chunk.error {
-            self.done = true;
+            self.end.mark_done();
             let message = error
                 .get("message")
                 .and_then(Value::as_str)
@@ -96,92 +157,13 @@ impl StreamDecoder {
         Ok(out)
     }
 
-    fn delta(&mut self, delta: InChunkDelta, out: &mut Vec<StreamEvent>) {
-        if let Some(text) = delta
-            .reasoning_content
-            .or(delta.reasoning)
-            .filter(|t| !t.is_empty())
-        {
-            let index = match self.current {
-                Some(Current::Reasoning(index)) => index,
-                _ => self.allocate(),
-            };
-            self.current = Some(Current::Reasoning(index));
-            out.push(StreamEvent::ReasoningDelta { index, text });
-        }
-        for text in [delta.content, delta.refusal]
-            .into_iter()
-            .flatten()
-            .filter(|t| !t.is_empty())
-        {
-            let index = match self.current {
-                Some(Current::Text(index)) => index,
-                _ => self.allocate(),
-            };
-            self.current = Some(Current::Text(index));
-            out.push(StreamEvent::TextDelta { index, text });
-        }
-        for (position, call) in delta.tool_calls.into_iter().flatten().enumerate() {
-            let key = call.index.unwrap_or(position);
-            let (name, arguments) = match call.function {
-                Some(f) => (f.name, f.arguments),
-                None => (None, None),
-            };
-            let known = self
-                .tools
-                .get(&key)
-                .filter(|(_, id)| {
-                    call.id
-                        .as_ref()
-                        .is_none_or(|new| new.is_empty() || new == id)
-                })
-                .map(|(index, _)| *index);
-            let index = match known {
-                Some(index) => index,
-                None => {
-                    let index = self.allocate();
-                    let id = call
-                        .id
-                        .filter(|id| !id.is_empty())
-                        .unwrap_or_else(|| format!("call_{}_{key}", self.response_id));
-                    self.tools.insert(key, (index, id.clone()));
-                    self.current = Some(Current::Tool);
-                    out.push(StreamEvent::ToolCallStart {
-                        index,
-                        id,
-                        name: name.unwrap_or_default(),
-                    });
-                    index
-                }
-            };
-            if let Some(fragment) = arguments.filter(|a| !a.is_empty()) {
-                out.push(StreamEvent::ToolCallArgsDelta { index, fragment });
-            }
-        }
-    }
-
     /// Called when the upstream body ends: an error event unless the stream was complete
     /// (`[DONE]`, or at least a finish reason from hosts that omit `[DONE]`).
-    pub fn finish(&mut self) -> Vec<StreamEvent> {
-        if self.done || self.finished {
-            self.done = true;
-            return Vec::new();
-        }
-        self.done = true;
-        vec![StreamEvent::Error {
-            message: "the provider's stream ended before its last chunk ([DONE])".into(),
-        }]
-    }
-}
-
-impl DecodeStream for StreamDecoder {
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        Self::decode(self, event)
-    }
-    fn is_done(&self) -> bool {
-        Self::is_done(self)
-    }
     fn finish(&mut self) -> Vec<StreamEvent> {
-        Self::finish(self)
+        // A finish reason without `[DONE]` counts as complete: some hosts omit the marker.
+        if self.finished {
+            self.end.mark_done();
+        }
+        self.end.finish("its last chunk ([DONE])")
     }
 }

@@ -51,8 +51,46 @@ impl StreamEncoder {
         }
     }
 
+    /// The first chunk, as OpenAI sends it: the role and empty content.
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        self.chunk(
+            out,
+            OutChunkDelta {
+                role: Some("assistant"),
+                content: Some(""),
+                ..OutChunkDelta::default()
+            },
+            None,
+        );
+    }
+
+    fn chunk(&self, out: &mut Vec<u8>, delta: OutChunkDelta<'_>, finish: Option<&'static str>) {
+        write_data(
+            out,
+            &OutChunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: vec![OutChunkChoice {
+                    index: 0,
+                    delta,
+                    logprobs: None,
+                    finish_reason: finish,
+                }],
+                usage: None,
+            },
+        );
+    }
+}
+
+impl EncodeStream for StreamEncoder {
     /// Appends the SSE bytes for `event` to `out`.
-    pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
@@ -159,7 +197,7 @@ impl StreamEncoder {
 
     /// Ends the client's stream: the finish chunk if none was sent, the usage chunk if asked
     /// for, and `data: [DONE]`. Does nothing after an error event.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
+    fn finish(&mut self, out: &mut Vec<u8>) {
         if self.ended {
             return;
         }
@@ -184,42 +222,6 @@ impl StreamEncoder {
         self.ended = true;
         out.extend_from_slice(b"data: [DONE]\n\n");
     }
-
-    /// The first chunk, as OpenAI sends it: the role and empty content.
-    fn start(&mut self, out: &mut Vec<u8>) {
-        if self.started {
-            return;
-        }
-        self.started = true;
-        self.chunk(
-            out,
-            OutChunkDelta {
-                role: Some("assistant"),
-                content: Some(""),
-                ..OutChunkDelta::default()
-            },
-            None,
-        );
-    }
-
-    fn chunk(&self, out: &mut Vec<u8>, delta: OutChunkDelta<'_>, finish: Option<&'static str>) {
-        write_data(
-            out,
-            &OutChunk {
-                id: &self.id,
-                object: "chat.completion.chunk",
-                created: self.created,
-                model: &self.model,
-                choices: vec![OutChunkChoice {
-                    index: 0,
-                    delta,
-                    logprobs: None,
-                    finish_reason: finish,
-                }],
-                usage: None,
-            },
-        );
-    }
 }
 
 fn tool_delta(call: OutToolCallDelta<'_>) -> OutChunkDelta<'_> {
@@ -234,13 +236,4 @@ fn write_data(out: &mut Vec<u8>, value: &impl Serialize) {
     // Writing our wire types into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
     out.extend_from_slice(b"\n\n");
-}
-
-impl EncodeStream for StreamEncoder {
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        Self::encode(self, event, out);
-    }
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        Self::finish(self, out);
-    }
 }

@@ -17,6 +17,7 @@ use super::wire::{InEvent, InOutputMessage, InReasoningItem};
 use crate::canonical::{DecodeError, Part, StreamEvent};
 use crate::codec::DecodeStream;
 use crate::sse;
+use crate::stream_progress::{PartIndices, StreamEnd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ItemKind {
@@ -69,8 +70,8 @@ impl DecodedItem {
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
-    done: bool,
-    next: usize,
+    end: StreamEnd,
+    parts: PartIndices,
     /// Output index -> item.
     items: HashMap<usize, DecodedItem>,
     /// (output index, content index) -> canonical part of a text content part.
@@ -79,150 +80,6 @@ pub struct StreamDecoder {
 }
 
 impl StreamDecoder {
-    /// Whether the upstream has said its last word (`response.completed`, `response.incomplete`,
-    /// `response.failed` or `error`).
-    pub fn is_done(&self) -> bool {
-        self.done
-    }
-
-    fn allocate(&mut self) -> usize {
-        let index = self.next;
-        self.next += 1;
-        index
-    }
-
-    /// Decodes one whole SSE event.
-    pub fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let Some(data) = sse::data(event) else {
-            return Ok(Vec::new());
-        };
-        // Some Responses-compatible servers end with Chat Completions' marker; the terminal
-        // `response.*` event is what counts.
-        if data.trim_ascii() == b"[DONE]" {
-            return Ok(Vec::new());
-        }
-        let wire: InEvent = serde_json::from_slice(&data)?;
-        let mut out = Vec::new();
-        match wire {
-            InEvent::Created { response } | InEvent::InProgress { response } => {
-                if !self.started {
-                    self.started = true;
-                    out.push(StreamEvent::MessageStart {
-                        id: response.id,
-                        model: response.model,
-                    });
-                }
-            }
-            InEvent::ItemAdded { output_index, item } => {
-                self.item_added(output_index, &item, &mut out);
-            }
-            InEvent::ItemDone { output_index, item } => {
-                self.item_done(output_index, &item, &mut out)?;
-            }
-            InEvent::TextDelta {
-                output_index,
-                content_index,
-                delta,
-            } => self.text(output_index, content_index, delta, &mut out),
-            InEvent::RefusalDelta {
-                output_index,
-                content_index,
-                delta,
-            } => {
-                self.seen.refusal = true;
-                self.text(output_index, content_index, delta, &mut out);
-            }
-            InEvent::ArgsDelta {
-                output_index,
-                delta,
-            } => {
-                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
-                if !delta.is_empty() {
-                    self.mark_streamed(output_index);
-                    out.push(StreamEvent::ToolCallArgsDelta {
-                        index,
-                        fragment: delta,
-                    });
-                }
-            }
-            InEvent::ArgsDone {
-                output_index,
-                arguments,
-            } => {
-                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
-                let streamed = self.items.get(&output_index).is_some_and(|i| i.streamed);
-                if !streamed && !arguments.is_empty() {
-                    self.mark_streamed(output_index);
-                    out.push(StreamEvent::ToolCallArgsDelta {
-                        index,
-                        fragment: arguments,
-                    });
-                }
-            }
-            InEvent::CustomInputDelta {
-                output_index,
-                delta,
-            } => {
-                let index = self.call_index(output_index, ItemKind::CustomToolCall)?;
-                if !delta.is_empty() {
-                    self.mark_streamed(output_index);
-                    out.push(StreamEvent::ToolCallArgsDelta {
-                        index,
-                        fragment: json_string_body(&delta),
-                    });
-                }
-            }
-            InEvent::SummaryDelta {
-                output_index,
-                summary_index,
-                delta,
-            } => self.reasoning(output_index, (true, summary_index), delta, &mut out),
-            InEvent::ReasoningTextDelta {
-                output_index,
-                content_index,
-                delta,
-            } => self.reasoning(output_index, (false, content_index), delta, &mut out),
-            InEvent::Completed { response } | InEvent::Incomplete { response } => {
-                self.done = true;
-                if let Some(usage) = response.usage {
-                    out.push(StreamEvent::Usage(usage.into()));
-                }
-                let reason = response.incomplete_details.and_then(|d| d.reason);
-                if let Some(finish) =
-                    finish_from_status(response.status.as_deref(), reason.as_deref(), &self.seen)
-                {
-                    out.push(StreamEvent::Finish(finish));
-                }
-            }
-            InEvent::Failed { response } => {
-                self.done = true;
-                if let Some(usage) = response.usage {
-                    out.push(StreamEvent::Usage(usage.into()));
-                }
-                let message = response
-                    .error
-                    .as_ref()
-                    .and_then(error_message)
-                    .unwrap_or_else(|| "the provider's response failed".to_owned());
-                out.push(StreamEvent::Error { message });
-            }
-            InEvent::Error {
-                message,
-                code,
-                error,
-            } => {
-                self.done = true;
-                let message = message
-                    .or_else(|| error.as_ref().and_then(error_message))
-                    .or(code)
-                    .unwrap_or_else(|| "the provider's stream reported an error".to_owned());
-                out.push(StreamEvent::Error { message });
-            }
-            InEvent::Other => {}
-        }
-        Ok(out)
-    }
-
     fn item_added(&mut self, output_index: usize, item: &Value, out: &mut Vec<StreamEvent>) {
         let kind = item_kind(item);
         let mut decoded = DecodedItem::new(kind);
@@ -257,7 +114,7 @@ impl StreamDecoder {
                     });
                 }
             }
-            ItemKind::Reasoning => decoded.index = Some(self.allocate()),
+            ItemKind::Reasoning => decoded.index = Some(self.parts.allocate()),
             ItemKind::Message | ItemKind::Other => {}
         }
         self.items.insert(output_index, decoded);
@@ -271,7 +128,7 @@ impl StreamDecoder {
         out: &mut Vec<StreamEvent>,
     ) -> usize {
         self.seen.tool_calls = true;
-        let index = self.allocate();
+        let index = self.parts.allocate();
         let text = |key: &str| {
             item.get(key)
                 .and_then(Value::as_str)
@@ -402,7 +259,7 @@ impl StreamDecoder {
         let index = match self.texts.get(&(output_index, content_index)) {
             Some(&index) => index,
             None => {
-                let index = self.allocate();
+                let index = self.parts.allocate();
                 self.texts.insert((output_index, content_index), index);
                 index
             }
@@ -426,7 +283,7 @@ impl StreamDecoder {
         }
         if !self.items.contains_key(&output_index) {
             let mut item = DecodedItem::new(ItemKind::Reasoning);
-            item.index = Some(self.allocate());
+            item.index = Some(self.parts.allocate());
             self.items.insert(output_index, item);
         }
         let Some(item) = self.items.get_mut(&output_index) else {
@@ -466,18 +323,151 @@ impl StreamDecoder {
             item.streamed = true;
         }
     }
+}
+
+impl DecodeStream for StreamDecoder {
+    /// Whether the upstream has said its last word (`response.completed`, `response.incomplete`,
+    /// `response.failed` or `error`).
+    fn is_done(&self) -> bool {
+        self.end.is_done()
+    }
+
+    /// Decodes one whole SSE event.
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        let Some(data) = sse::data(event) else {
+            return Ok(Vec::new());
+        };
+        // Some Responses-compatible servers end with Chat Completions' marker; the terminal
+        // `response.*` event is what counts.
+        if data.trim_ascii() == b"[DONE]" {
+            return Ok(Vec::new());
+        }
+        let wire: InEvent = serde_json::from_slice(&data)?;
+        let mut out = Vec::new();
+        match wire {
+            InEvent::Created { response } | InEvent::InProgress { response } => {
+                if !self.started {
+                    self.started = true;
+                    out.push(StreamEvent::MessageStart {
+                        id: response.id,
+                        model: response.model,
+                    });
+                }
+            }
+            InEvent::ItemAdded { output_index, item } => {
+                self.item_added(output_index, &item, &mut out);
+            }
+            InEvent::ItemDone { output_index, item } => {
+                self.item_done(output_index, &item, &mut out)?;
+            }
+            InEvent::TextDelta {
+                output_index,
+                content_index,
+                delta,
+            } => self.text(output_index, content_index, delta, &mut out),
+            InEvent::RefusalDelta {
+                output_index,
+                content_index,
+                delta,
+            } => {
+                self.seen.refusal = true;
+                self.text(output_index, content_index, delta, &mut out);
+            }
+            InEvent::ArgsDelta {
+                output_index,
+                delta,
+            } => {
+                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
+                if !delta.is_empty() {
+                    self.mark_streamed(output_index);
+                    out.push(StreamEvent::ToolCallArgsDelta {
+                        index,
+                        fragment: delta,
+                    });
+                }
+            }
+            InEvent::ArgsDone {
+                output_index,
+                arguments,
+            } => {
+                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
+                let streamed = self.items.get(&output_index).is_some_and(|i| i.streamed);
+                if !streamed && !arguments.is_empty() {
+                    self.mark_streamed(output_index);
+                    out.push(StreamEvent::ToolCallArgsDelta {
+                        index,
+                        fragment: arguments,
+                    });
+                }
+            }
+            InEvent::CustomInputDelta {
+                output_index,
+                delta,
+            } => {
+                let index = self.call_index(output_index, ItemKind::CustomToolCall)?;
+                if !delta.is_empty() {
+                    self.mark_streamed(output_index);
+                    out.push(StreamEvent::ToolCallArgsDelta {
+                        index,
+                        fragment: json_string_body(&delta),
+                    });
+                }
+            }
+            InEvent::SummaryDelta {
+                output_index,
+                summary_index,
+                delta,
+            } => self.reasoning(output_index, (true, summary_index), delta, &mut out),
+            InEvent::ReasoningTextDelta {
+                output_index,
+                content_index,
+                delta,
+            } => self.reasoning(output_index, (false, content_index), delta, &mut out),
+            InEvent::Completed { response } | InEvent::Incomplete { response } => {
+                self.end.mark_done();
+                if let Some(usage) = response.usage {
+                    out.push(StreamEvent::Usage(usage.into()));
+                }
+                let reason = response.incomplete_details.and_then(|d| d.reason);
+                if let Some(finish) =
+                    finish_from_status(response.status.as_deref(), reason.as_deref(), &self.seen)
+                {
+                    out.push(StreamEvent::Finish(finish));
+                }
+            }
+            InEvent::Failed { response } => {
+                self.end.mark_done();
+                if let Some(usage) = response.usage {
+                    out.push(StreamEvent::Usage(usage.into()));
+                }
+                let message = response
+                    .error
+                    .as_ref()
+                    .and_then(error_message)
+                    .unwrap_or_else(|| "the provider's response failed".to_owned());
+                out.push(StreamEvent::Error { message });
+            }
+            InEvent::Error {
+                message,
+                code,
+                error,
+            } => {
+                self.end.mark_done();
+                let message = message
+                    .or_else(|| error.as_ref().and_then(error_message))
+                    .or(code)
+                    .unwrap_or_else(|| "the provider's stream reported an error".to_owned());
+                out.push(StreamEvent::Error { message });
+            }
+            InEvent::Other => {}
+        }
+        Ok(out)
+    }
 
     /// Called when the upstream body ends: an error event if it ended before its terminal
     /// `response.*` event.
-    pub fn finish(&mut self) -> Vec<StreamEvent> {
-        if self.done {
-            return Vec::new();
-        }
-        self.done = true;
-        vec![StreamEvent::Error {
-            message: "the provider's stream ended before its last event (response.completed)"
-                .into(),
-        }]
+    fn finish(&mut self) -> Vec<StreamEvent> {
+        self.end.finish("its last event (response.completed)")
     }
 }
 
@@ -515,16 +505,4 @@ fn error_message(error: &Value) -> Option<String> {
         .get("message")
         .and_then(Value::as_str)
         .map(str::to_owned)
-}
-
-impl DecodeStream for StreamDecoder {
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        Self::decode(self, event)
-    }
-    fn is_done(&self) -> bool {
-        Self::is_done(self)
-    }
-    fn finish(&mut self) -> Vec<StreamEvent> {
-        Self::finish(self)
-    }
 }

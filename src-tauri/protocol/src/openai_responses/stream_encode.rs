@@ -188,149 +188,6 @@ impl StreamEncoder {
         self
     }
 
-    /// Appends the SSE bytes for `event` to `out`.
-    pub fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        match event {
-            StreamEvent::MessageStart { id, model } => {
-                if !self.started {
-                    if !id.is_empty() {
-                        self.id = response_id(id);
-                    }
-                    if !model.is_empty() {
-                        self.model.clone_from(model);
-                    }
-                    self.start(out);
-                }
-            }
-            StreamEvent::TextDelta { index, text } => {
-                if text.is_empty() {
-                    return;
-                }
-                let at = self.streaming_item(*index, EncKind::Message, out);
-                let item = &mut self.items[at];
-                item.text.push_str(text);
-                write_event(
-                    out,
-                    &mut self.sequence,
-                    &OutEvent::TextDelta {
-                        item_id: &item.id,
-                        output_index: at,
-                        content_index: 0,
-                        delta: text,
-                        logprobs: [],
-                    },
-                );
-            }
-            StreamEvent::ReasoningDelta { index, text } => {
-                if text.is_empty() {
-                    return;
-                }
-                let at = self.streaming_item(*index, EncKind::Reasoning, out);
-                let item = &mut self.items[at];
-                if item.text.is_empty() {
-                    write_event(
-                        out,
-                        &mut self.sequence,
-                        &OutEvent::SummaryPartAdded {
-                            item_id: &item.id,
-                            output_index: at,
-                            summary_index: 0,
-                            part: OutSummary {
-                                kind: "summary_text",
-                                text: "",
-                            },
-                        },
-                    );
-                }
-                item.text.push_str(text);
-                write_event(
-                    out,
-                    &mut self.sequence,
-                    &OutEvent::SummaryTextDelta {
-                        item_id: &item.id,
-                        output_index: at,
-                        summary_index: 0,
-                        delta: text,
-                    },
-                );
-            }
-            // Responses has one slot for reasoning proof; the translated path has tagged it
-            // with its issuer, so it finds its way back to the provider that made it.
-            StreamEvent::ReasoningSignature { index, signature } => {
-                let at = self.streaming_item(*index, EncKind::Reasoning, out);
-                self.items[at].encrypted = Some(signature.clone());
-            }
-            StreamEvent::ToolCallStart { index, id, name } => {
-                if !self.parts.contains_key(index) {
-                    self.open_call(*index, id.clone(), name.clone(), out);
-                }
-            }
-            StreamEvent::ToolCallArgsDelta { index, fragment } => {
-                let at = match self.parts.get(index) {
-                    Some(&at) => at,
-                    // Arguments before their start: the provider skipped the start event.
-                    None => self.open_call(
-                        *index,
-                        format!("call_flexiproxy_{index}"),
-                        String::new(),
-                        out,
-                    ),
-                };
-                let item = &mut self.items[at];
-                if item.done || fragment.is_empty() {
-                    return;
-                }
-                item.text.push_str(fragment);
-                // A custom tool's text is only known once its JSON is complete.
-                if item.kind == EncKind::FunctionCall {
-                    write_event(
-                        out,
-                        &mut self.sequence,
-                        &OutEvent::ArgsDelta {
-                            item_id: &item.id,
-                            output_index: at,
-                            delta: fragment,
-                        },
-                    );
-                }
-            }
-            StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
-            StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
-            StreamEvent::Error { message } => {
-                self.start(out);
-                self.ended = true;
-                write_event(
-                    out,
-                    &mut self.sequence,
-                    &OutEvent::Error {
-                        code: "server_error",
-                        message,
-                        param: None,
-                    },
-                );
-                self.lifecycle(Lifecycle::Failed(message), out);
-            }
-        }
-    }
-
-    /// Ends the client's stream: finishes every open item and sends `response.completed` (or
-    /// `response.incomplete`) with the whole response and its usage. Does nothing after an
-    /// error event.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
-        self.start(out);
-        for at in 0..self.items.len() {
-            self.close(at, out);
-        }
-        self.ended = true;
-        self.lifecycle(Lifecycle::Terminal, out);
-    }
-
     /// Writes an event carrying the whole response object.
     fn lifecycle(&mut self, kind: Lifecycle<'_>, out: &mut Vec<u8>) {
         let (status, incomplete_details) = match kind {
@@ -593,10 +450,146 @@ impl StreamEncoder {
 }
 
 impl EncodeStream for StreamEncoder {
+    /// Appends the SSE bytes for `event` to `out`.
     fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        Self::encode(self, event, out);
+        if self.ended {
+            return;
+        }
+        match event {
+            StreamEvent::MessageStart { id, model } => {
+                if !self.started {
+                    if !id.is_empty() {
+                        self.id = response_id(id);
+                    }
+                    if !model.is_empty() {
+                        self.model.clone_from(model);
+                    }
+                    self.start(out);
+                }
+            }
+            StreamEvent::TextDelta { index, text } => {
+                if text.is_empty() {
+                    return;
+                }
+                let at = self.streaming_item(*index, EncKind::Message, out);
+                let item = &mut self.items[at];
+                item.text.push_str(text);
+                write_event(
+                    out,
+                    &mut self.sequence,
+                    &OutEvent::TextDelta {
+                        item_id: &item.id,
+                        output_index: at,
+                        content_index: 0,
+                        delta: text,
+                        logprobs: [],
+                    },
+                );
+            }
+            StreamEvent::ReasoningDelta { index, text } => {
+                if text.is_empty() {
+                    return;
+                }
+                let at = self.streaming_item(*index, EncKind::Reasoning, out);
+                let item = &mut self.items[at];
+                if item.text.is_empty() {
+                    write_event(
+                        out,
+                        &mut self.sequence,
+                        &OutEvent::SummaryPartAdded {
+                            item_id: &item.id,
+                            output_index: at,
+                            summary_index: 0,
+                            part: OutSummary {
+                                kind: "summary_text",
+                                text: "",
+                            },
+                        },
+                    );
+                }
+                item.text.push_str(text);
+                write_event(
+                    out,
+                    &mut self.sequence,
+                    &OutEvent::SummaryTextDelta {
+                        item_id: &item.id,
+                        output_index: at,
+                        summary_index: 0,
+                        delta: text,
+                    },
+                );
+            }
+            // Responses has one slot for reasoning proof; the translated path has tagged it
+            // with its issuer, so it finds its way back to the provider that made it.
+            StreamEvent::ReasoningSignature { index, signature } => {
+                let at = self.streaming_item(*index, EncKind::Reasoning, out);
+                self.items[at].encrypted = Some(signature.clone());
+            }
+            StreamEvent::ToolCallStart { index, id, name } => {
+                if !self.parts.contains_key(index) {
+                    self.open_call(*index, id.clone(), name.clone(), out);
+                }
+            }
+            StreamEvent::ToolCallArgsDelta { index, fragment } => {
+                let at = match self.parts.get(index) {
+                    Some(&at) => at,
+                    // Arguments before their start: the provider skipped the start event.
+                    None => self.open_call(
+                        *index,
+                        format!("call_flexiproxy_{index}"),
+                        String::new(),
+                        out,
+                    ),
+                };
+                let item = &mut self.items[at];
+                if item.done || fragment.is_empty() {
+                    return;
+                }
+                item.text.push_str(fragment);
+                // A custom tool's text is only known once its JSON is complete.
+                if item.kind == EncKind::FunctionCall {
+                    write_event(
+                        out,
+                        &mut self.sequence,
+                        &OutEvent::ArgsDelta {
+                            item_id: &item.id,
+                            output_index: at,
+                            delta: fragment,
+                        },
+                    );
+                }
+            }
+            StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
+            StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
+            StreamEvent::Error { message } => {
+                self.start(out);
+                self.ended = true;
+                write_event(
+                    out,
+                    &mut self.sequence,
+                    &OutEvent::Error {
+                        code: "server_error",
+                        message,
+                        param: None,
+                    },
+                );
+                self.lifecycle(Lifecycle::Failed(message), out);
+            }
+        }
     }
+
+    /// Ends the client's stream: finishes every open item and sends `response.completed` (or
+    /// `response.incomplete`) with the whole response and its usage. Does nothing after an
+    /// error event.
     fn finish(&mut self, out: &mut Vec<u8>) {
-        Self::finish(self, out);
+        if self.ended {
+            return;
+        }
+        self.start(out);
+        for at in 0..self.items.len() {
+            self.close(at, out);
+        }
+        self.ended = true;
+        self.lifecycle(Lifecycle::Terminal, out);
     }
 }

@@ -17,6 +17,7 @@
 //! accounts list only.
 
 use bytes::Bytes;
+use flexiproxy_protocol::anthropic_messages::ANTHROPIC_VERSION;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
@@ -26,8 +27,6 @@ use crate::store::secrets::Secret;
 
 /// The public API root.
 pub const DEFAULT_BASE: &str = "https://api.anthropic.com";
-/// The Messages API version sent with every request.
-pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// The beta that lets the Messages API accept an OAuth access token.
 pub const OAUTH_BETA: &str = "oauth-2025-04-20";
 /// The first system block a subscription request must carry (see the module docs).

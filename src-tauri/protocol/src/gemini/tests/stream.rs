@@ -3,7 +3,7 @@
 //! it was given.
 
 use super::*;
-use crate::canonical::FinishReason;
+use crate::canonical::{FinishReason, StreamEvent};
 use crate::sse;
 
 fn sse(chunks: &[Value]) -> Vec<StreamEvent> {
