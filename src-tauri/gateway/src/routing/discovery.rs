@@ -5,7 +5,7 @@
 //! model list at `{base url}/models` in the shape of its [`Protocol`] (OpenAI-compatible hosts,
 //! Anthropic and Gemini, following their pages), and `ocf` reads an Open Compute Framework
 //! node's distributed node table (`/v1/dnt/table`), where every peer announces the models its
-//! services run. [`discover`] does the HTTP (with the provider's auth, as `relay` sends it) and
+//! services run. [`discover`] does the HTTP (with the provider's auth, as `proxy` sends it) and
 //! the parsers turn bodies into names; the registry and the management API call it and keep
 //! the result next to the models a provider declares. Nothing here runs on the request path.
 
@@ -18,7 +18,8 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::proxy::relay::{KeyStyle, describe};
+use crate::proxy::classify::describe;
+use crate::proxy::send::KeyStyle;
 use crate::store::secrets::Secret;
 use flexiproxy_protocol::Protocol;
 
@@ -40,7 +41,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// How many characters of an error answer's message an error keeps.
 const MAX_DETAIL_CHARS: usize = 200;
 
-/// The Anthropic API version the model list is asked for in (as `relay` sends by default).
+/// The Anthropic API version the model list is asked for in (as `proxy::send` sends by default).
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 /// The path of an OCF node's distributed node table, below the node's origin.
@@ -625,7 +626,7 @@ async fn fetch(
         return Err(DiscoveryError::Status {
             url: shown,
             status: status.as_u16(),
-            detail: crate::proxy::relay::redirect_detail(&response),
+            detail: crate::proxy::classify::redirect_detail(&response),
         });
     }
     if !status.is_success() {
