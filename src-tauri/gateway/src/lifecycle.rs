@@ -327,7 +327,7 @@ impl Gateway {
             .tcp_nodelay(true)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             // A redirect would carry the provider's key (header or `?key=`) to wherever the
-            // provider points: `relay` answers 502 naming the redirect instead.
+            // provider points: `proxy::classify` makes it a 502 naming the redirect instead.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("FlexiProxy/", env!("CARGO_PKG_VERSION")))
             .build()

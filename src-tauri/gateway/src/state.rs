@@ -1,5 +1,5 @@
 //! The state every request handler shares: built once by `lifecycle`, read by `server`,
-//! `relay` and the management API through an `Arc`.
+//! `proxy` and the management API through an `Arc`.
 
 use std::sync::{Arc, PoisonError};
 

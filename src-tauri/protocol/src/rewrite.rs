@@ -4,7 +4,7 @@
 //! passing every other byte through untouched: unknown fields, key order, number formatting and
 //! whitespace stay as the client wrote them. [`TopLevel::scan`] validates the body and records
 //! where each top-level value sits; [`splice`] then builds the new body from slices of the old
-//! one and the few replacement values. `relay` uses this; protocol modules read fields with
+//! one and the few replacement values. the fast path uses this; protocol modules read fields with
 //! [`TopLevel::get`].
 
 use std::borrow::Cow;

@@ -3,7 +3,7 @@
 //! Upstreams write SSE in arbitrary TCP-sized pieces; an event may span many chunks and one
 //! chunk may hold many events. [`EventSplitter`] turns chunks into whole events (each ending in
 //! its blank line) without copying when a chunk holds only whole events, which is the common
-//! case. `relay` uses it to read usage from a stream while relaying it, `translate` to decode
+//! case. the gateway uses it to read usage from a stream while relaying it, `translate` to decode
 //! a provider's stream; protocol modules read an event's `data` with [`data`].
 //!
 //! The framing follows the WHATWG HTML "event stream interpretation": a line ends in CRLF, LF

@@ -1,5 +1,5 @@
 //! The subscription accounts the gateway serves requests with: the bridge between a finished
-//! login (`oauth`), the request path (`relay`, through `subscription`'s shaping) and what the
+//! login (`oauth`), the request path (`proxy`, through `subscription`'s shaping) and what the
 //! window shows about each account's health.
 //!
 //! A logged-in account is a credential like an API key: it sits in the pool of its kind's

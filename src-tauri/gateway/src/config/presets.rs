@@ -1,6 +1,6 @@
 //! Provider presets: the well-known providers a user can add with one click in the window
 //! ("Add provider" → OpenAI, Anthropic, Gemini, …), each with the base URL in the form the
-//! relay appends endpoint paths to (`relay::upstream_url`: base + `/chat/completions`,
+//! relay appends endpoint paths to (`send::upstream_url`: base + `/chat/completions`,
 //! `/messages`, `/models/…:generateContent`), the protocol it speaks, and where to get a key.
 //!
 //! Served as `GET /api/presets`; the UI only fills its form from them, so a user can still edit
@@ -256,7 +256,7 @@ mod tests {
             ("ollama", "/models", "http://127.0.0.1:11434/v1/models"),
         ];
         for (id, path, want) in cases {
-            // The same joining rule as `relay::upstream_url`.
+            // The same joining rule as `send::upstream_url`.
             let got = format!("{}{path}", find(id).url.trim_end_matches('/'));
             assert_eq!(got, want);
         }

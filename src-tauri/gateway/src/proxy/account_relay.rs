@@ -1,7 +1,7 @@
-//! One attempt's send for a subscription account: the part of `relay`'s request path that
+//! One attempt's send for a subscription account: the part of the request path that
 //! differs when the credential is a login (`registry::ProviderKey::Account`) instead of a key.
 //!
-//! `relay` prepares the body in the protocol of the account's kind as for any provider (bytes
+//! `prepare` shapes the body in the protocol of the account's kind as for any provider (bytes
 //! on the same-protocol path, `translate` otherwise). Here the account's current tokens come
 //! from `accounts`, `subscription::upstream` says where the request goes and what it carries,
 //! and the body gets its envelope (Code Assist) or adjustments (Codex). A 401 from the
@@ -11,7 +11,7 @@
 //!
 //! On the way back, [`reshape`] takes the Code Assist envelope off the answer (per SSE event as
 //! it streams) and, for endpoints that only stream (Codex), collects the stream into the whole
-//! answer a non-streaming client asked for, before `relay` or `translate` read it.
+//! answer a non-streaming client asked for, before `deliver` or `translate` read it.
 
 use std::sync::Arc;
 
@@ -22,7 +22,8 @@ use futures_util::StreamExt as _;
 use crate::accounts::Accounts;
 use crate::accounts::subscription::{self, AccountKind, Call, ResponseTransform, gemini_cli};
 use crate::error::GatewayError;
-use crate::proxy::relay::{self, Meter, Opened};
+use crate::proxy::meter::Meter;
+use crate::proxy::send::{self, Opened};
 use crate::routing::{Failure, Target};
 use crate::state::AppState;
 use flexiproxy_protocol::sse::{self, EventSplitter};
@@ -157,7 +158,7 @@ pub(crate) async fn send(
                 return Sent::Failed(failure, error);
             }
         };
-        let response = match relay::send(state, request, url.clone(), meter).await {
+        let response = match send::send(state, request, url.clone(), meter).await {
             Ok(response) => response,
             Err(error) => {
                 let failure = if matches!(error, GatewayError::UpstreamTimeout { .. }) {

@@ -7,7 +7,7 @@
 //! through [`PathSegment`]: it becomes exactly one percent-encoded segment (everything but
 //! RFC 3986's unreserved characters is escaped, so no `/`, `?`, `#`, `:` or `%` is left to
 //! mean anything), or it is refused when no segment can stand for it (empty, `.`, `..`,
-//! control characters, absurdly long). `relay::UpstreamPath` (and through it `provider_test`
+//! control characters, absurdly long). `send::UpstreamPath` (and through it `provider_test`
 //! and `token_count`) and the Gemini CLI login's operation polling build their URLs with it.
 
 use std::fmt;

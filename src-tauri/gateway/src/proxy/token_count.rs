@@ -14,8 +14,11 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::error::GatewayError;
-use crate::proxy::relay::{self, UpstreamPath};
-use crate::proxy::translate::{self, ClientRequest};
+use crate::proxy::ClientRequest;
+use crate::proxy::authenticate::authenticate;
+use crate::proxy::classify::redirect_error;
+use crate::proxy::send::{self, Opened, UpstreamPath};
+use crate::proxy::translate;
 use crate::proxy::upstream_body::Silence;
 use crate::routing;
 use crate::routing::registry::{Provider, ProviderKey};
@@ -51,7 +54,7 @@ pub(crate) async fn count(
     client: ClientRequest,
 ) -> Result<Response, GatewayError> {
     let snapshot = state.registry.snapshot();
-    let adapter = relay::authenticate(&snapshot, headers)?;
+    let adapter = authenticate(&snapshot, headers)?;
     let plan = routing::plan(&snapshot, &adapter, || client.requested_model())?;
     // Counting is not a generation: it takes the target a request would use now, without
     // counting against its limits, and does not fail over.
@@ -80,8 +83,8 @@ pub(crate) async fn count(
         request.model.clone_from(&chosen.model);
         translated_body(provider.protocol, &request)?
     };
-    let url = relay::upstream_url(&adapter, &provider, &endpoint.path);
-    let http = relay::upstream_request(
+    let url = send::upstream_url(&adapter, &provider, &endpoint.path);
+    let http = send::upstream_request(
         state,
         &chosen,
         &url,
@@ -94,15 +97,15 @@ pub(crate) async fn count(
     let limit = state.settings.response_timeout.min(COUNT_TIMEOUT);
     let exchange = async {
         let upstream =
-            relay::send_unmetered(state, http.body(outgoing), url.clone(), &provider.id).await?;
-        if let Some(error) = relay::redirect_error(&provider.id, &upstream) {
+            send::send_unmetered(state, http.body(outgoing), url.clone(), &provider.id).await?;
+        if let Some(error) = redirect_error(&provider.id, &upstream) {
             return Err(error);
         }
         let silence = Silence {
             first: limit,
             between: limit,
         };
-        let mut opened = relay::Opened::new(upstream, silence);
+        let mut opened = Opened::new(upstream, silence);
         let body = opened.read_capped(COUNT_BODY_CAP).await.map_err(|e| {
             GatewayError::UpstreamInvalid {
                 provider: provider.id.clone(),

@@ -1,18 +1,18 @@
 //! The translated path: a client and a provider that speak different protocols, bridged
 //! through `canonical`. Any of the four client protocols reaches any of the four provider
-//! protocols this way (the same-protocol pairs take `relay`'s byte fast path instead).
+//! protocols this way (the same-protocol pairs take `prepare`'s byte fast path instead).
 //!
 //! The request is decoded by the client's protocol module, its model replaced by the adapter's,
 //! and encoded by the provider's (via `protocol::codec`). A whole answer is decoded and
 //! re-encoded at once. A stream goes through [`Translate`]: each upstream chunk is split into
 //! SSE events, decoded into canonical events, encoded in the client's protocol and sent on at
 //! once, so the client sees tokens as the provider produces them. Usage from the stream is
-//! merged as it arrives and recorded by `relay::Meter` when the stream ends, breaks off or the
+//! merged as it arrives and recorded by `meter::Meter` when the stream ends, breaks off or the
 //! client hangs up. A provider that breaks off mid-stream gets the client its protocol's error
 //! event, never a silent truncation.
 //!
-//! Sending, provider keys, timeouts and the usage record are `relay`'s, shared with the
-//! same-protocol fast path.
+//! Sending, provider keys and timeouts are `send`'s and the usage record `meter`'s, shared
+//! with the same-protocol fast path.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -24,7 +24,10 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use crate::error::GatewayError;
-use crate::proxy::relay::{self, Meter, Opened};
+use crate::proxy::ClientRequest;
+use crate::proxy::deliver;
+use crate::proxy::meter::Meter;
+use crate::proxy::send::Opened;
 use crate::routing::Target;
 use crate::routing::registry::Provider;
 use crate::store::usage::Outcome;
@@ -47,35 +50,6 @@ pub(crate) fn bad_request(error: DecodeError) -> GatewayError {
         DecodeError::Json(reason) => GatewayError::BadJson(reason),
         DecodeError::Invalid(reason) => GatewayError::Invalid(reason),
     }
-}
-
-/// A client's request as it arrived, before decoding.
-pub(crate) struct ClientRequest {
-    pub protocol: Protocol,
-    /// The name recorded in usage rows.
-    pub endpoint: &'static str,
-    pub body: Bytes,
-    /// Gemini clients name the model and whether they stream in the URL, not the body.
-    pub gemini: Option<GeminiCall>,
-}
-
-impl ClientRequest {
-    /// The model the client named (in the body, or in a Gemini URL), if any.
-    pub(crate) fn requested_model(&self) -> Result<Option<String>, GatewayError> {
-        if let Some(call) = &self.gemini {
-            return Ok(Some(relay::gemini_model(&call.model).to_owned()));
-        }
-        flexiproxy_protocol::rewrite::body_model(&self.body)
-            .map_err(|e| GatewayError::BadJson(e.to_string()))
-    }
-}
-
-/// What a Gemini client's URL says.
-#[derive(Debug, Clone)]
-pub(crate) struct GeminiCall {
-    pub model: String,
-    pub stream: bool,
-    pub framing: flexiproxy_protocol::gemini::Framing,
 }
 
 /// Decodes a client request into the canonical model, with the facts from its URL applied.
@@ -394,7 +368,7 @@ impl Stream for Translate {
                     if complete {
                         this.end(Outcome::Completed, &mut out);
                     } else {
-                        let message = relay::cut_message(&this.meter.record.provider_id, &e);
+                        let message = deliver::cut_message(&this.meter.record.provider_id, &e);
                         this.encode(&[StreamEvent::Error { message }], &mut out);
                         this.end(Outcome::Interrupted, &mut out);
                     }

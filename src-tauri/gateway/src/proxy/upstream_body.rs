@@ -31,7 +31,7 @@ impl BodyError {
     /// A short reason a user can act on.
     pub(crate) fn describe(&self) -> String {
         match self {
-            Self::Transport(error) => crate::proxy::relay::describe(error),
+            Self::Transport(error) => crate::proxy::classify::describe(error),
             Self::Silent {
                 waited,
                 begun: true,

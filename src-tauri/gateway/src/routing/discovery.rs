@@ -5,7 +5,7 @@
 //! model list at `{base url}/models` in the shape of its [`Protocol`] (OpenAI-compatible hosts,
 //! Anthropic and Gemini, following their pages), and `ocf` reads an Open Compute Framework
 //! node's distributed node table (`/v1/dnt/table`), where every peer announces the models its
-//! services run. [`discover`] does the HTTP (with the provider's auth, as `relay` sends it) and
+//! services run. [`discover`] does the HTTP (with the provider's auth, as `proxy` sends it) and
 //! the parsers turn bodies into names; the registry and the management API call it and keep
 //! the result next to the models a provider declares. Nothing here runs on the request path.
 
@@ -18,7 +18,8 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::proxy::relay::{KeyStyle, describe};
+use crate::proxy::classify::describe;
+use crate::proxy::send::KeyStyle;
 use crate::store::secrets::Secret;
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::anthropic_messages::ANTHROPIC_VERSION;
@@ -630,7 +631,7 @@ async fn fetch(
         return Err(DiscoveryError::Status {
             url: shown,
             status: status.as_u16(),
-            detail: crate::proxy::relay::redirect_detail(&response),
+            detail: crate::proxy::classify::redirect_detail(&response),
         });
     }
     if !status.is_success() {

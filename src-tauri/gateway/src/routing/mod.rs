@@ -1,6 +1,6 @@
 //! Which provider, model and credential serve a request, and what happens when one fails.
 //!
-//! `relay::answer` asks [`plan`] for the candidates of a request (from the adapter and the
+//! `proxy::plan` asks [`plan`] for the candidates of a request (from the adapter and the
 //! model the client named: a pinned provider and model, a route, a `provider/model` prefix, or
 //! the providers that serve a model), then asks the [`Router`] for one target at a time. The
 //! router applies the strategy (`policy::Strategy`) within the best priority tier that has an

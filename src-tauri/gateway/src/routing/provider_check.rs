@@ -4,7 +4,7 @@
 //! [`choose`] and calls [`run`], which sends one short user message (at most
 //! [`MAX_OUTPUT_TOKENS`] tokens back, not streamed) in the provider's own protocol: the body is
 //! written by the same `protocol` encoders the translated path uses, the URL and the key's
-//! header by `relay`'s helpers, so the test exercises what real requests will. It runs beside
+//! header by `proxy::send`'s helpers, so the test exercises what real requests will. It runs beside
 //! the request path, not through it: no usage row is written and a failure puts no credential
 //! into cooldown. Whatever the provider answers comes back as a [`TestReport`] whose `error`
 //! is a sentence for the user.
@@ -19,7 +19,8 @@ use crate::accounts::Accounts;
 use crate::accounts::subscription::Call;
 use crate::error::GatewayError;
 use crate::proxy::account_relay;
-use crate::proxy::relay::{UpstreamPath, describe, with_key};
+use crate::proxy::classify::describe;
+use crate::proxy::send::{UpstreamPath, with_key};
 use crate::routing::registry::{Credential, Provider, ProviderKey};
 use flexiproxy_protocol::canonical::{Message, Part, Request, Role};
 use flexiproxy_protocol::codec;
@@ -204,7 +205,7 @@ pub async fn run(
         if status.is_redirection() {
             return Ok((
                 status,
-                crate::proxy::relay::redirect_detail(&response).into_bytes(),
+                crate::proxy::classify::redirect_detail(&response).into_bytes(),
             ));
         }
         let mut body = Vec::new();

@@ -5,7 +5,7 @@
 //! `models/{model}:generateContent|streamGenerateContent|countTokens` under `/v1beta` and `/v1`
 //! for Gemini CLI and the google-genai SDKs; model lists in each protocol's shape.
 //!
-//! Handlers only turn axum's extractors into `relay` / `token_count` calls and render failures
+//! Handlers only turn axum's extractors into `proxy` / `token_count` calls and render failures
 //! in the caller's error shape; body-size and body-read rejections become 413/400 with a
 //! message that says what went wrong.
 
@@ -19,9 +19,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::{ErrorShape, GatewayError, Rendered};
-use crate::proxy::relay;
+use crate::proxy;
 use crate::proxy::token_count;
-use crate::proxy::translate::{ClientRequest, GeminiCall};
+use crate::proxy::{ClientRequest, GeminiCall};
 use crate::routing::registry::{Adapter, Snapshot};
 use crate::server::access::presented_key;
 use crate::state::AppState;
@@ -53,7 +53,7 @@ async fn forward(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Rendered> {
     let body = body_or_error(&state, ErrorShape::OpenAi, body)?;
-    relay::forward(&state, endpoint, &headers, body)
+    proxy::forward(&state, endpoint, &headers, body)
         .await
         .map_err(Rendered::openai)
 }
@@ -83,7 +83,7 @@ pub async fn embeddings(
 }
 
 /// A request of `protocol` (its endpoint named `endpoint` in usage rows), answered through
-/// `relay` and refused in the protocol's own error shape.
+/// `proxy::answer` and refused in the protocol's own error shape.
 async fn answer_in(
     state: &AppState,
     headers: &HeaderMap,
@@ -99,7 +99,7 @@ async fn answer_in(
         body,
         gemini: None,
     };
-    relay::answer(state, headers, client)
+    proxy::answer(state, headers, client)
         .await
         .map_err(|e| Rendered::new(shape, e))
 }
@@ -222,7 +222,7 @@ pub async fn gemini_action(
     let result = if is_count {
         token_count::count(&state, &headers, client).await
     } else {
-        relay::answer(&state, &headers, client).await
+        proxy::answer(&state, &headers, client).await
     };
     result.map_err(gemini_error)
 }
@@ -253,7 +253,7 @@ pub async fn models(
         ErrorShape::OpenAi
     };
     let snapshot = state.registry.snapshot();
-    let adapter = relay::authenticate(&snapshot, &headers).map_err(|e| Rendered::new(shape, e))?;
+    let adapter = proxy::authenticate(&snapshot, &headers).map_err(|e| Rendered::new(shape, e))?;
     let offered = offered_models(&snapshot, &adapter);
     Ok(Json(if anthropic {
         let data: Vec<Value> = offered
@@ -329,7 +329,7 @@ pub async fn model(
         ErrorShape::OpenAi
     };
     let snapshot = state.registry.snapshot();
-    let adapter = relay::authenticate(&snapshot, &headers).map_err(|e| Rendered::new(shape, e))?;
+    let adapter = proxy::authenticate(&snapshot, &headers).map_err(|e| Rendered::new(shape, e))?;
     let offered = named_model(&snapshot, &adapter, &requested.0);
     Ok(Json(if anthropic {
         anthropic_model(&adapter, &offered)
@@ -347,7 +347,7 @@ pub async fn gemini_models(
 ) -> Result<Json<Value>, Rendered> {
     let headers = with_query_key(headers, &query);
     let snapshot = state.registry.snapshot();
-    let adapter = relay::authenticate(&snapshot, &headers)
+    let adapter = proxy::authenticate(&snapshot, &headers)
         .map_err(|e| Rendered::new(ErrorShape::Gemini, e))?;
     let gemini = |m: &Offered| {
         json!({

@@ -6,7 +6,7 @@
 //! middleware on every route (`server::router`): a handler still waiting for its upstream is
 //! dropped and answers 503 in its client's protocol, and a response still streaming ends (an
 //! event stream with its protocol's error event, any other body broken off). Either way the
-//! `relay::Meter` inside is dropped while the usage writer is still running, and records the
+//! `meter::Meter` inside is dropped while the usage writer is still running, and records the
 //! request as `shutdown` with the tokens seen so far (it asks [`Drain::is_cut`] to tell a cut
 //! from a client hanging up).
 
@@ -121,7 +121,7 @@ pub async fn guard(State(drain): State<Arc<Drain>>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let farewell = match protocol {
-        Some(protocol) if is_events => Some(crate::proxy::relay::stream_error_event(
+        Some(protocol) if is_events => Some(crate::proxy::deliver::stream_error_event(
             protocol,
             &drain.cut_error().to_string(),
             true,

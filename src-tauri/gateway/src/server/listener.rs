@@ -12,7 +12,7 @@
 //!   previous answer: a socket that sends nothing, or trickles a partial head, is dropped;
 //! - with nothing in flight and no new bytes, it is closed after the idle timeout;
 //! - a request in flight is never cut by either (long streams are bounded by the upstream's
-//!   own timeouts in `relay`).
+//!   own timeouts in `proxy`).
 //!
 //! With TLS, the handshake comes first and must end within the header timeout too.
 //!

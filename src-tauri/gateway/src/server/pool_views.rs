@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{GatewayError, Rendered};
-use crate::proxy::relay;
+use crate::proxy;
 use crate::routing::registry::Provider;
 use crate::state::AppState;
 use crate::store::now_ms;
@@ -22,7 +22,7 @@ use crate::store::now_ms;
 /// An adapter key or the management token (the management API's Host/Origin guard applies
 /// to the token, as it does under `/api`).
 fn allowed(state: &AppState, headers: &HeaderMap) -> Result<(), Rendered> {
-    if relay::authenticate(&state.registry.snapshot(), headers).is_ok() {
+    if proxy::authenticate(&state.registry.snapshot(), headers).is_ok() {
         return Ok(());
     }
     state

@@ -1,9 +1,9 @@
 //! Usage recording: one row per request, written off the request path.
 //!
-//! `relay` hands a finished [`UsageRecord`] to the [`Recorder`], which only puts it on a bounded
-//! channel (microseconds). A dedicated writer thread with its own SQLite connection drains the
-//! channel in batches, one transaction each, so a slow disk never delays a response. When usage
-//! statistics are switched off nothing is enqueued at all.
+//! `proxy::meter` hands a finished [`UsageRecord`] to the [`Recorder`], which only puts it on a
+//! bounded channel (microseconds). A dedicated writer thread with its own SQLite connection
+//! drains the channel in batches, one transaction each, so a slow disk never delays a response.
+//! When usage statistics are switched off nothing is enqueued at all.
 //!
 //! What a crash can lose: a record is committed at most [`GATHER`] (plus the time of one
 //! commit) after it is handed over, so `kill -9` loses the records of about the last 50 ms.
@@ -106,7 +106,7 @@ pub const KEEP: usize = 65_536;
 /// logs how many records were lost), so a broken disk cannot hold the exit forever.
 pub const STOP_RETRY: Duration = Duration::from_secs(2);
 
-/// The handle `relay` records through. Cheap to clone.
+/// The handle `proxy::meter` records through. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Recorder {
     inner: Arc<RecorderInner>,

@@ -4,7 +4,7 @@
 //! [`Request`], encoded from there into the provider's format, and the provider's answer comes
 //! back the same way as a [`Response`] or a sequence of [`StreamEvent`]s. With N protocols that
 //! is 2N conversions instead of N×N. Requests whose client and provider speak the same protocol
-//! never come here: `relay` forwards their bytes (the same-protocol fast path).
+//! never come here: the gateway forwards their bytes (the same-protocol fast path).
 //!
 //! What the model does not know is kept rather than dropped: unknown content parts as
 //! [`Part::Unknown`], top-level fields as [`Request::extra`], provider-native tools as

@@ -1,6 +1,6 @@
 //! The OpenAI-compatible API family (Chat Completions, legacy Completions, Embeddings).
 //!
-//! Two uses. On the same-protocol path `relay` forwards the body as bytes and this module only
+//! Two uses. On the same-protocol path the gateway forwards the body as bytes and this module only
 //! says which endpoints exist and reads token usage from a response body or stream chunk
 //! without building the whole message ([`response_usage`], [`chunk_usage`]). On a translated
 //! path it converts Chat Completions to and from `canonical`: [`request_to_canonical`],

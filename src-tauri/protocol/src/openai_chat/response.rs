@@ -1,6 +1,6 @@
 //! Whole (non-streaming) Chat Completions answers, and the usage they report.
 //!
-//! [`response_usage`] and [`chunk_usage`] serve the same-protocol fast path: `relay` forwards
+//! [`response_usage`] and [`chunk_usage`] serve the same-protocol fast path: the gateway forwards
 //! the bytes and only needs the token counts, read without building the message.
 //! [`response_to_canonical`] and [`response_from_canonical`] serve the translated path; the
 //! finish-reason mapping here is also what the two stream files use, so a finish reads the

@@ -49,7 +49,7 @@ pub(super) fn upstream(
         url: method_url(base, method),
         headers,
         body: BodyTransform::CodeAssistWrap {
-            model: crate::proxy::relay::gemini_model(call.model).to_owned(),
+            model: crate::proxy::send::gemini_model(call.model).to_owned(),
             project: project.to_owned(),
         },
         response: ResponseTransform::CodeAssistUnwrap,
