@@ -126,9 +126,20 @@ class DesktopSession:
 
     # --- windows and screenshots ---------------------------------------------------------------
 
+    def window_tree(self) -> str:
+        """`xwininfo -root -tree`. A window that goes away while xwininfo walks the tree (a
+        toolkit's short-lived helper, a dialog closing) makes it fail with BadWindow; that is
+        a moment, not an answer, so it is asked again."""
+        for _ in range(20):
+            tree = self.run("xwininfo", "-root", "-tree", check=False)
+            if tree.returncode == 0:
+                return tree.stdout
+            time.sleep(0.05)
+        return self.run("xwininfo", "-root", "-tree").stdout
+
     def find_window(self, title: str = WINDOW_TITLE) -> Window | None:
         """The top-level window with this exact title (the biggest, if toolkits add helpers)."""
-        tree = self.run("xwininfo", "-root", "-tree").stdout
+        tree = self.window_tree()
         ids = re.findall(r"^\s+(0x[0-9a-f]+) \"" + re.escape(title) + r"\"", tree, re.MULTILINE)
         found: list[Window] = []
         for wid in ids:
@@ -612,7 +623,7 @@ def wait_painted(session: DesktopSession, window: Window, name: str, colours_at_
 
 def viewable_windows(session: DesktopSession, title: str) -> list[str]:
     """The ids of the mapped top-level windows with exactly this title (native dialogs included)."""
-    tree = session.run("xwininfo", "-root", "-tree").stdout
+    tree = session.window_tree()
     ids = re.findall(r"^\s+(0x[0-9a-f]+) \"" + re.escape(title) + r"\"", tree, re.MULTILINE)
     return [
         wid for wid in ids
