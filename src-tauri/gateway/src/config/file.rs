@@ -33,9 +33,6 @@ use flexiproxy_protocol::Protocol;
 /// so anything bigger is most likely the wrong file.
 pub const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// The values `discovery` accepts.
-pub const DISCOVERY_KINDS: [&str; 3] = ["auto", "ocf", "off"];
-
 /// Everything a config file declares, validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Declared {
