@@ -16,6 +16,11 @@ use crate::store::secrets::SecretError;
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::codec::{self, ErrorReport};
 
+/// The most bytes of a provider's error answer read to tell the client what went wrong (the
+/// rest is not waited for): enough for any real error, small enough that a hostile provider
+/// cannot make the gateway hold a large body per failed attempt.
+pub(crate) const ERROR_BODY_CAP: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error(

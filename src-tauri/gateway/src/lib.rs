@@ -27,6 +27,8 @@
 //! The wire protocols and the canonical model live in the `flexiproxy-protocol` crate.
 
 pub mod accounts;
+pub mod blocking;
+pub mod clock;
 pub mod config;
 pub mod embedder;
 pub mod error;

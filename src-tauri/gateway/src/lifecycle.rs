@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::blocking::{self, TaskFailed};
 use crate::config::{DEFAULT_BIND, MANAGEMENT_TOKEN_ENV, SavedListen, SecretsMode, Settings};
 use crate::routing::Router;
 use crate::routing::registry::Registry;
@@ -76,8 +77,8 @@ pub enum StartError {
     Tls(#[from] crate::server::tls::TlsError),
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(String),
-    #[error("start-up task failed: {0}")]
-    Task(String),
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
 }
 
 /// Which secret store is in use, and what the user should know about it.
@@ -153,17 +154,17 @@ struct Foundation {
 impl Foundation {
     async fn open(settings: &Settings) -> Result<Self, StartError> {
         let data_dir = settings.data_dir.clone();
-        let db = Arc::new(blocking(move || Database::open(&data_dir)).await??);
+        let db = Arc::new(blocking::run(move || Database::open(&data_dir)).await??);
         let (secrets, status) = {
             let db = db.clone();
             let mode = settings.secrets.clone();
-            blocking(move || choose_secrets(&db, &mode)).await??
+            blocking::run(move || choose_secrets(&db, &mode)).await??
         };
         let management_token = match &settings.management_token {
             Some(token) => Some(token.clone()),
             None => {
                 let secrets = secrets.clone();
-                blocking(move || management_token(&*secrets)).await??
+                blocking::run(move || management_token(&*secrets)).await??
             }
         };
         Ok(Self {
@@ -198,7 +199,7 @@ impl Gateway {
         } = Foundation::open(&settings).await?;
         if !settings.listen_given {
             let db = db.clone();
-            settings.apply_saved_listen(blocking(move || SavedListen::load(&db)).await??);
+            settings.apply_saved_listen(blocking::run(move || SavedListen::load(&db)).await??);
             // Saved from the UI, where a stolen management token could have put it: it takes
             // the flag at start too. The desktop user keeps a gateway, on loopback, and the
             // settings view says why (`ListenStatus::warnings`).
@@ -218,7 +219,7 @@ impl Gateway {
             Some(forced) => forced,
             None => {
                 let db = db.clone();
-                blocking(move || db.setting("usage_enabled"))
+                blocking::run(move || db.setting("usage_enabled"))
                     .await??
                     .is_none_or(|v| v != "false")
             }
@@ -231,7 +232,7 @@ impl Gateway {
             None => None,
             Some(path) => {
                 let path = path.clone();
-                let declared = blocking(move || crate::config::file::load(&path)).await??;
+                let declared = blocking::run(move || crate::config::file::load(&path)).await??;
                 let warnings = registry.set_config(&declared);
                 Some(ConfigStatus::loaded(
                     settings.config_file.clone().unwrap_or_default(),
@@ -243,7 +244,7 @@ impl Gateway {
             let db = db.clone();
             let secrets = secrets.clone();
             let router = router.clone();
-            blocking(move || {
+            blocking::run(move || {
                 registry.load_discovered(&db)?;
                 registry.reload(&db, &*secrets)?;
                 let now = crate::store::now_ms();
@@ -343,7 +344,9 @@ impl Gateway {
                 settings.response_timeout,
             )
             .map_err(|e| StartError::HttpClient(e.to_string()))?;
-            Arc::new(blocking(move || crate::accounts::Accounts::new(db, secrets, side)).await??)
+            Arc::new(
+                blocking::run(move || crate::accounts::Accounts::new(db, secrets, side)).await??,
+            )
         };
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let refresher = tokio::spawn(accounts.clone().run_refresher(closing_rx.clone()));
@@ -543,14 +546,6 @@ impl RunningGateway {
         let recorder = self.recorder.clone();
         let _ = tokio::task::spawn_blocking(move || recorder.flush_and_stop()).await;
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, StartError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StartError::Task(e.to_string()))
 }
 
 fn choose_secrets(

@@ -13,6 +13,7 @@
 
 mod scratch;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -23,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use flexiproxy_gateway::routing::Limits;
 use flexiproxy_gateway::routing::discovery::DiscoveryKind;
-use flexiproxy_gateway::store::secrets::{MemoryStore, Secret, SecretStore};
+use flexiproxy_gateway::store::secrets::{MemoryStore, Secret, SecretError, SecretStore};
 use flexiproxy_gateway::store::{AccountRow, CredentialRow, Database, ProviderRow};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::Method;
@@ -181,9 +182,45 @@ struct Fixture {
     token: String,
     http: reqwest::Client,
     seen: Shared,
-    secrets: Arc<MemoryStore>,
+    secrets: Arc<Keyring>,
     dir: TempDir,
     keys: std::collections::HashMap<&'static str, String>,
+}
+
+/// A secret store that can be locked, as a desktop keychain is until the session unlocks it.
+#[derive(Debug, Default)]
+struct Keyring {
+    entries: MemoryStore,
+    locked: AtomicBool,
+}
+
+impl Keyring {
+    fn check(&self) -> Result<(), SecretError> {
+        if self.locked.load(Ordering::SeqCst) {
+            return Err(SecretError::Locked {
+                detail: "the collection is locked".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl SecretStore for Keyring {
+    fn kind(&self) -> &'static str {
+        "test keyring"
+    }
+    fn get(&self, name: &str) -> Result<Option<Secret>, SecretError> {
+        self.check()?;
+        self.entries.get(name)
+    }
+    fn set(&self, name: &str, value: &Secret) -> Result<(), SecretError> {
+        self.check()?;
+        self.entries.set(name, value)
+    }
+    fn delete(&self, name: &str) -> Result<(), SecretError> {
+        self.check()?;
+        self.entries.delete(name)
+    }
 }
 
 /// (kind, account id, provider, protocol, model)
@@ -219,7 +256,7 @@ async fn start(access: &str, valid: &str) -> Fixture {
     let base = stand_in(seen.clone()).await;
     let scratch = TempDir::new("accounts");
     let dir = scratch.path().to_path_buf();
-    let secrets = Arc::new(MemoryStore::default());
+    let secrets = Arc::new(Keyring::default());
     {
         let db = Database::open(&dir).unwrap();
         let mut login = serde_json::Map::new();
@@ -599,4 +636,77 @@ async fn a_logins_credential_takes_no_key_and_deleting_its_provider_logs_out() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(f.secrets.get("oauth:codex-ada").unwrap().is_none());
     assert!(db.account("codex-ada").unwrap().is_none());
+}
+
+/// A body the gateway cannot shape for an account is the client's fault (or ours), never the
+/// account's: the client gets a 400, and the account serves the next request at once instead of
+/// resting in a cooldown as if its endpoint had failed.
+#[tokio::test]
+async fn a_body_that_cannot_be_shaped_does_not_rest_the_account() {
+    let f = start("good", "good").await;
+    for bad in ["not json", "[1, 2]", "\"text\""] {
+        let response = f
+            .http
+            .post(format!(
+                "{}/v1beta/models/gemini-x:generateContent",
+                f.gateway.base_url()
+            ))
+            .header("x-goog-api-key", &f.keys["gemini_cli"])
+            .header("content-type", "application/json")
+            .body(bad)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}: {body}");
+    }
+    let (status, provider) = f
+        .manage(Method::GET, "/api/providers/gemini-cli-account", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{provider}");
+    assert_eq!(
+        provider["credentials"][0]["health"]["state"], "ready",
+        "{provider}"
+    );
+    let good = json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]});
+    let (status, body) = f
+        .post(
+            "gemini_cli",
+            "/v1beta/models/gemini-x:generateContent",
+            good,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("hello from gemini"), "{body}");
+    // Nothing malformed reached the account's endpoint.
+    assert_eq!(f.requests().len(), 1);
+}
+
+/// A keychain that cannot be read is the gateway's trouble, not the account's: the client is
+/// told why, and once the keychain opens the account serves at once, never having rested as if
+/// its endpoint had failed.
+#[tokio::test]
+async fn a_locked_keychain_does_not_rest_the_account() {
+    let f = start("good", "good").await;
+    f.secrets.locked.store(true, Ordering::SeqCst);
+    let (status, body) = f
+        .post("claude", "/v1/chat/completions", chat("m", false))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body.contains("locked"), "{body}");
+    let (_, provider) = f
+        .manage(Method::GET, "/api/providers/claude-account", None)
+        .await;
+    assert_eq!(
+        provider["credentials"][0]["health"]["state"], "ready",
+        "{provider}"
+    );
+    assert!(f.requests().is_empty());
+
+    f.secrets.locked.store(false, Ordering::SeqCst);
+    let (status, body) = f
+        .post("claude", "/v1/chat/completions", chat("m", false))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use flexiproxy_gateway::accounts::oauth::device_flow::DeviceLogin;
 use flexiproxy_gateway::accounts::oauth::pkce_flow::PkceLogin;
-use flexiproxy_gateway::accounts::oauth::{Flow, OAuthError, SideHttp, TokenStore, now_ms};
+use flexiproxy_gateway::accounts::oauth::{Flow, OAuthError, SideHttp, TokenStore};
+use flexiproxy_gateway::clock::now_ms;
 use flexiproxy_gateway::store::secrets::{MemoryStore, SharedSecretStore};
 use support::{OidcServer, browser, start};
 

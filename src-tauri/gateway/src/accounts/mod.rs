@@ -41,12 +41,14 @@ use crate::accounts::oauth::{
     AccountKind, OAuthError, SideHttp, TokenSet, TokenStore, token_store,
 };
 use crate::accounts::subscription::{copilot::CopilotTokens, gemini_cli};
+use crate::blocking::{self, TaskFailed};
+use crate::clock::now_ms;
 use crate::config::destination::{
     UrlRefusal, check_account_endpoint, check_loopback_host, same_origin,
 };
 use crate::routing::discovery::DiscoveryKind;
 use crate::store::secrets::{Secret, SecretError, SharedSecretStore};
-use crate::store::{AccountRow, CredentialRow, Database, ProviderRow, StoreError, now_ms};
+use crate::store::{AccountRow, CredentialRow, Database, ProviderRow, StoreError};
 
 /// The settings key of [`EndpointSettings`] (JSON).
 pub const ENDPOINTS_SETTING: &str = "account_endpoints";
@@ -204,6 +206,8 @@ pub enum AccountError {
     Store(#[from] StoreError),
     #[error("the account's secrets could not be kept: {0}")]
     Secret(#[from] SecretError),
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
 }
 
 impl AccountError {
@@ -517,7 +521,7 @@ impl Accounts {
                 }
                 let mut row = row;
                 row.refreshed_at = Some(now_ms());
-                row.expires_at = tokens.expires_at_ms.and_then(|t| i64::try_from(t).ok());
+                row.expires_at = tokens.expires_at_ms;
                 row.last_error = None;
                 row.needs_login = false;
                 if let Some(plan) = tokens.facts.plan.clone() {
@@ -574,7 +578,7 @@ impl Accounts {
     ) -> Result<TokenSet, AccountError> {
         let tokens = self.stored_tokens(id).await?;
         // GitHub's tokens do not expire; Copilot's short-lived token is minted from them.
-        if kind != AccountKind::Copilot && tokens.needs_refresh(oauth::now_ms()) {
+        if kind != AccountKind::Copilot && tokens.needs_refresh(now_ms()) {
             self.refresh(id).await?;
             return self.stored_tokens(id).await;
         }
@@ -631,7 +635,7 @@ impl Accounts {
         }
         let secrets = self.secrets.clone();
         let name = Self::api_key_entry(id);
-        let stored = blocking(move || secrets.get(&name)).await??;
+        let stored = blocking::run(move || secrets.get(&name)).await??;
         let key = stored.ok_or_else(|| AccountError::NeedsLogin {
             account: id.to_owned(),
             detail: "its iFlow API key is missing; log in again".to_owned(),
@@ -655,7 +659,7 @@ impl Accounts {
         let secrets = self.secrets.clone();
         let name = Self::api_key_entry(id);
         let key = info.api_key.clone();
-        blocking(move || secrets.set(&name, &key)).await??;
+        blocking::run(move || secrets.set(&name, &key)).await??;
         self.live().entry(id.to_owned()).or_default().api_key = Some(info.api_key.clone());
         Ok(info)
     }
@@ -737,7 +741,7 @@ impl Accounts {
             project,
             created_at: existing.as_ref().map_or(now, |r| r.created_at),
             refreshed_at: Some(now),
-            expires_at: tokens.expires_at_ms.and_then(|t| i64::try_from(t).ok()),
+            expires_at: tokens.expires_at_ms,
             last_error: None,
             needs_login: false,
         };
@@ -757,7 +761,7 @@ impl Accounts {
             created_at: now,
             updated_at: now,
         };
-        blocking(move || {
+        blocking::run(move || {
             if !db.providers()?.iter().any(|p| p.id == provider.id) {
                 db.upsert_provider(&provider)?;
             }
@@ -799,10 +803,10 @@ impl Accounts {
             })?;
         let secrets = self.secrets.clone();
         let name = Self::api_key_entry(id);
-        blocking(move || secrets.delete(&name)).await??;
+        blocking::run(move || secrets.delete(&name)).await??;
         self.live().remove(id);
         let db = self.db.clone();
-        blocking(move || {
+        blocking::run(move || {
             db.delete_credential(&row.provider_id, &row.id)?;
             db.delete_account(&row.id)?;
             let others = db
@@ -846,7 +850,7 @@ impl Accounts {
             .collect();
         let base = format!("{}-{}", kind.id().replace('_', "-"), slug.trim_matches('-'));
         let db = self.db.clone();
-        let taken: Vec<String> = blocking(move || db.accounts())
+        let taken: Vec<String> = blocking::run(move || db.accounts())
             .await??
             .into_iter()
             .map(|a| a.id)
@@ -872,7 +876,7 @@ impl Accounts {
         }
         let db = self.db.clone();
         let key = id.to_owned();
-        let row = blocking(move || db.account(&key))
+        let row = blocking::run(move || db.account(&key))
             .await??
             .ok_or_else(|| AccountError::Unknown(id.to_owned()))?;
         self.cache_row(row.clone());
@@ -887,7 +891,7 @@ impl Accounts {
     async fn put_row(&self, row: AccountRow) -> Result<(), AccountError> {
         let db = self.db.clone();
         let stored = row.clone();
-        blocking(move || db.put_account(&stored)).await??;
+        blocking::run(move || db.put_account(&stored)).await??;
         self.cache_row(row);
         self.notify();
         Ok(())
@@ -899,7 +903,7 @@ impl Accounts {
     pub async fn refresh_due(self: &Arc<Self>) -> Duration {
         let rows = {
             let db = self.db.clone();
-            match blocking(move || db.accounts()).await {
+            match blocking::run(move || db.accounts()).await {
                 Ok(Ok(rows)) => rows,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "accounts unreadable; refresh postponed");
@@ -912,7 +916,7 @@ impl Accounts {
             }
         };
         let mut next = MAX_SLEEP;
-        let ahead = i64::try_from(token_store::REFRESH_AHEAD_MS).unwrap_or(i64::MAX);
+        let ahead = token_store::REFRESH_AHEAD_MS;
         for row in rows {
             let Some(expires_at) = row.expires_at else {
                 continue;
@@ -973,18 +977,6 @@ fn copilot_error(id: &str, error: &subscription::copilot::MintError) -> AccountE
 /// Whether a credential's key reference names an account, and which.
 pub fn account_of_key_ref(key_ref: &str) -> Option<&str> {
     key_ref.strip_prefix(KEY_REF_PREFIX)
-}
-
-/// Runs a blocking call (SQLite, the keychain) off the async threads.
-async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, AccountError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .map_err(|e| AccountError::Upstream {
-            account: String::new(),
-            detail: format!("internal task failed: {e}"),
-        })
 }
 
 #[cfg(test)]
@@ -1097,7 +1089,7 @@ mod tests {
         }
     }
 
-    fn tokens(access: &str, expires_at_ms: Option<u64>) -> TokenSet {
+    fn tokens(access: &str, expires_at_ms: Option<i64>) -> TokenSet {
         TokenSet {
             access: Secret::new(access),
             refresh: Some(Secret::new("rt-1")),
@@ -1261,12 +1253,12 @@ mod tests {
     #[tokio::test]
     async fn tokens_near_expiry_are_refreshed_in_the_background_and_on_demand() {
         let f = fixture().await;
-        let soon = oauth::now_ms() + 60_000;
+        let soon = now_ms() + 60_000;
         f.accounts
             .add(AccountKind::Claude, tokens("a-1", Some(soon)), None)
             .await
             .unwrap();
-        let later = oauth::now_ms() + 3_600_000;
+        let later = now_ms() + 3_600_000;
         let codex = f
             .accounts
             .add(AccountKind::Codex, tokens("c-1", Some(later)), None)
@@ -1279,7 +1271,7 @@ mod tests {
         assert_eq!(f.refreshes.load(Ordering::SeqCst), 1);
         assert_eq!(next, MAX_SLEEP);
         let row = f.db.account("claude-ada").unwrap().unwrap();
-        assert!(row.expires_at.unwrap() > i64::try_from(later).unwrap() - 5_000);
+        assert!(row.expires_at.unwrap() > later - 5_000);
         assert!(row.refreshed_at.is_some());
         match f.accounts.for_request("claude-ada").await.unwrap() {
             subscription::Account::Claude { access } => assert_eq!(access.expose(), "fresh-1"),
@@ -1292,7 +1284,7 @@ mod tests {
         assert_eq!(f.refreshes.load(Ordering::SeqCst), 1);
 
         // The refresher task does the same on its own and stops when told.
-        let mut expiring = tokens("a-9", Some(oauth::now_ms() + 1_000));
+        let mut expiring = tokens("a-9", Some(now_ms() + 1_000));
         expiring.refresh = Some(Secret::new("rt-9"));
         f.accounts
             .add(AccountKind::Claude, expiring, Some("claude-ada"))
@@ -1326,7 +1318,7 @@ mod tests {
         accounts
             .add(
                 AccountKind::Claude,
-                tokens("a-1", Some(oauth::now_ms() + 60_000)),
+                tokens("a-1", Some(now_ms() + 60_000)),
                 None,
             )
             .await

@@ -1,5 +1,6 @@
-//! One attempt's send for a subscription account: the part of the request path that
-//! differs when the credential is a login (`registry::ProviderKey::Account`) instead of a key.
+//! One attempt's send for a subscription account ([`Login`], the second implementation of
+//! `send::Upstream`): the part of the request path that differs when the credential is a login
+//! (`registry::ProviderKey::Account`) instead of a key.
 //!
 //! `prepare` shapes the body in the protocol of the account's kind as for any provider (bytes
 //! on the same-protocol path, `translate` otherwise). Here the account's current tokens come
@@ -19,11 +20,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use crate::accounts::Accounts;
+use crate::accounts::oauth::OAuthError;
 use crate::accounts::subscription::{self, AccountKind, Call, ResponseTransform, gemini_cli};
+use crate::accounts::{AccountError, Accounts};
 use crate::error::GatewayError;
+use crate::proxy::classify::Origin;
 use crate::proxy::meter::Meter;
-use crate::proxy::send::{self, Opened};
+use crate::proxy::prepare::Outgoing;
+use crate::proxy::request::Job;
+use crate::proxy::send::{self, Answered, Opened, SendFailure, Upstream};
+use crate::routing::registry::Adapter;
 use crate::routing::{Failure, Target};
 use crate::state::AppState;
 use flexiproxy_protocol::sse::{self, EventSplitter};
@@ -39,17 +45,6 @@ pub(crate) struct Shaping {
     collect: bool,
 }
 
-/// What one send for an account came to.
-pub(crate) enum Sent {
-    Answered {
-        response: reqwest::Response,
-        url: String,
-        shaping: Shaping,
-    },
-    /// Nothing usable was sent or received: rest the credential as `failure` says.
-    Failed(Failure, GatewayError),
-}
-
 /// A request for an account, ready to send.
 pub(crate) struct Prepared {
     pub kind: AccountKind,
@@ -58,10 +53,44 @@ pub(crate) struct Prepared {
     pub shaping: Shaping,
 }
 
-/// Why a request for an account could not be prepared, and how its credential should rest.
+/// Why a request for an account could not be prepared, and whose fault that was.
 pub(crate) struct Unprepared {
-    pub failure: Failure,
+    pub origin: Origin,
     pub reason: String,
+}
+
+/// Whose fault it is that an account's tokens could not be had for a request: the provider's
+/// when it refused the login or its login server failed, ours when our own records, settings
+/// or secret store (a locked keychain) failed.
+fn origin_of(error: &AccountError) -> Origin {
+    if error.needs_login() {
+        return Origin::Provider(Failure::Auth(401));
+    }
+    match error {
+        AccountError::OAuth { source, .. } => match source {
+            OAuthError::Provider { .. }
+            | OAuthError::Unreachable { .. }
+            | OAuthError::Redirected { .. }
+            | OAuthError::TooLarge { .. }
+            | OAuthError::NeedsLogin { .. }
+            | OAuthError::Denied { .. } => Origin::Provider(Failure::Connection),
+            OAuthError::Storage { .. }
+            | OAuthError::Config { .. }
+            | OAuthError::PortBusy { .. }
+            | OAuthError::Listen { .. }
+            | OAuthError::StateMismatch
+            | OAuthError::TimedOut { .. }
+            | OAuthError::Expired
+            | OAuthError::BadCallback { .. } => Origin::Local,
+        },
+        AccountError::Upstream { .. } => Origin::Provider(Failure::Connection),
+        AccountError::NeedsLogin { .. }
+        | AccountError::Unknown(_)
+        | AccountError::Setup { .. }
+        | AccountError::Store(_)
+        | AccountError::Secret(_)
+        | AccountError::Task(_) => Origin::Local,
+    }
 }
 
 /// Addresses, signs and wraps `body` (encoded in the kind's protocol) for `account`, with its
@@ -78,17 +107,14 @@ pub(crate) async fn prepare(
         .for_request(account)
         .await
         .map_err(|e| Unprepared {
-            failure: if e.needs_login() {
-                Failure::Auth(401)
-            } else {
-                Failure::Connection
-            },
+            origin: origin_of(&e),
             reason: e.to_string(),
         })?;
+    // The login's own data cannot address or sign a request: only a new login helps.
     let mut upstream =
         subscription::upstream(&shaped, &accounts.api_endpoints(), call).map_err(|e| {
             Unprepared {
-                failure: Failure::Auth(401),
+                origin: Origin::Provider(Failure::Auth(401)),
                 reason: e.to_string(),
             }
         })?;
@@ -96,7 +122,7 @@ pub(crate) async fn prepare(
         subscription::claude::merge_client_headers(&mut upstream, client);
     }
     let outgoing = upstream.body.apply(body.clone()).map_err(|e| Unprepared {
-        failure: Failure::Connection,
+        origin: Origin::Local,
         reason: e.to_string(),
     })?;
     let shaping = Shaping {
@@ -115,77 +141,89 @@ pub(crate) async fn prepare(
     })
 }
 
-/// Sends `body` (encoded in the kind's protocol) for `account`, refreshing and retrying once
-/// after a 401.
-pub(crate) async fn send(
-    state: &AppState,
-    account: &str,
-    target: &Target,
-    body: &Bytes,
-    stream: bool,
-    client_headers: Option<&HeaderMap>,
-    meter: &mut Meter,
-) -> Sent {
-    let unusable = |reason: String| GatewayError::ProviderKey {
-        provider: target.provider.id.clone(),
-        reason,
-    };
-    let call = Call {
-        model: &target.model,
-        stream,
-    };
-    let mut retried = false;
-    loop {
-        let prepared = prepare(
-            &state.accounts,
-            &state.http,
-            account,
-            call,
-            body,
-            client_headers,
-        )
-        .await;
-        let Prepared {
-            kind,
-            request,
-            url,
-            shaping,
-        } = match prepared {
-            Ok(prepared) => prepared,
-            Err(Unprepared { failure, reason }) => {
-                let error = unusable(reason);
-                meter.fail(&error);
-                return Sent::Failed(failure, error);
-            }
+/// A credential that is a subscription login: the request goes to the account kind's endpoint
+/// with the login's current tokens, and a 401 is answered by refreshing the login and sending
+/// once more.
+pub(super) struct Login<'a> {
+    pub account: &'a str,
+}
+
+impl Upstream for Login<'_> {
+    fn refuses(&self, job: &Job, target: &Target) -> Option<GatewayError> {
+        match job {
+            Job::Generate(_) => None,
+            Job::Forward(endpoint, _) => Some(GatewayError::Unsupported(format!(
+                "{} are not served by subscription logins; provider `{}` is one",
+                endpoint.upstream_path().trim_start_matches('/'),
+                target.provider.id
+            ))),
+        }
+    }
+
+    async fn send(
+        &self,
+        state: &AppState,
+        _adapter: &Adapter,
+        target: &Target,
+        outgoing: &Outgoing,
+        client_headers: Option<&HeaderMap>,
+        meter: &mut Meter,
+    ) -> Result<Answered, SendFailure> {
+        let account = self.account;
+        let unusable = |reason: String| GatewayError::ProviderKey {
+            provider: target.provider.id.clone(),
+            reason,
         };
-        let response = match send::send(state, request, url.clone(), meter).await {
-            Ok(response) => response,
-            Err(error) => {
-                let failure = if matches!(error, GatewayError::UpstreamTimeout { .. }) {
-                    Failure::Timeout
-                } else {
-                    Failure::Connection
-                };
-                return Sent::Failed(failure, error);
-            }
+        let call = Call {
+            model: &target.model,
+            stream: outgoing.stream,
         };
-        state
-            .accounts
-            .note_quota(account, subscription::quota(kind, response.headers()));
-        if response.status() != StatusCode::UNAUTHORIZED || retried {
-            return Sent::Answered {
-                response,
+        let mut retried = false;
+        loop {
+            let prepared = prepare(
+                &state.accounts,
+                &state.http,
+                account,
+                call,
+                &outgoing.body,
+                client_headers,
+            )
+            .await;
+            let Prepared {
+                kind,
+                request,
                 url,
                 shaping,
+            } = match prepared {
+                Ok(prepared) => prepared,
+                Err(Unprepared { origin, reason }) => {
+                    let error = unusable(reason);
+                    meter.fail(&error);
+                    return Err(SendFailure { error, origin });
+                }
             };
-        }
-        drop(response);
-        retried = true;
-        tracing::info!(%account, "the account's endpoint answered 401; refreshing its login");
-        if let Err(e) = state.accounts.rejected(account).await {
-            let error = unusable(e.to_string());
-            meter.fail(&error);
-            return Sent::Failed(Failure::Auth(401), error);
+            let response = send::send(state, request, url.clone(), meter).await?;
+            state
+                .accounts
+                .note_quota(account, subscription::quota(kind, response.headers()));
+            if response.status() != StatusCode::UNAUTHORIZED || retried {
+                return Ok(Answered {
+                    response,
+                    url,
+                    shaping: Some(shaping),
+                });
+            }
+            drop(response);
+            retried = true;
+            tracing::info!(%account, "the account's endpoint answered 401; refreshing its login");
+            if let Err(e) = state.accounts.rejected(account).await {
+                let error = unusable(e.to_string());
+                meter.fail(&error);
+                return Err(SendFailure {
+                    error,
+                    origin: Origin::Provider(Failure::Auth(401)),
+                });
+            }
         }
     }
 }

@@ -1,8 +1,8 @@
-//! Reading what an upstream answered, before anything reaches the client: whether a status
-//! means "try another candidate" and how the credential rests ([`retryable`]), a redirect
-//! that is never followed (it would carry the key elsewhere), and transport errors as reasons
-//! a user can act on. `plan` acts on the verdicts; discovery and the provider test reuse the
-//! wording.
+//! Reading what an upstream answered, before anything reaches the client: whose fault a
+//! failed attempt was ([`Origin`]), whether a status means "try another candidate" and how the
+//! credential rests ([`retryable`]), a redirect that is never followed (it would carry the key
+//! elsewhere), and transport errors as reasons a user can act on. `plan` acts on the verdicts;
+//! discovery and the provider test reuse the wording.
 
 use std::error::Error as _;
 
@@ -11,6 +11,19 @@ use axum::http::header;
 use crate::error::GatewayError;
 use crate::routing::{self, Failure};
 use crate::store::now_ms;
+
+/// Whose fault a failed attempt was, decided where the failure is built. Either way another
+/// candidate is tried; only a provider's failure rests the credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The provider, or the way to it: the credential rests as the failure says (a redirect
+    /// skips the provider's other keys instead).
+    Provider(Failure),
+    /// The gateway could not build or shape the request (a key it could not read, a body it
+    /// could not wrap, its own token store failing): nothing is wrong with the credential, so
+    /// it neither rests nor counts as an outage of its provider.
+    Local,
+}
 
 /// The error for an upstream answer that is a redirect, which is never followed: it would
 /// carry the provider's key (in a header or the query) to wherever the redirect points.

@@ -2,11 +2,13 @@
 //! family) authenticates the client (`authenticate`), asks `routing` for the request's
 //! candidates (provider, model, credential) and tries them one at a time. Each [`attempt`]
 //! reads top to bottom: `prepare` the body for the candidate (the same-protocol fast path or
-//! `translate`), `send` it (`account_relay` for a subscription login), `classify` the answer,
-//! and `deliver` it, with a `meter::Meter` timing the exchange throughout.
+//! `translate`), `send` it through the credential's `send::Upstream` (`send::ApiKey` for a key,
+//! `account_relay::Login` for a subscription login), `classify` the answer, and `deliver` it,
+//! with a `meter::Meter` timing the exchange throughout.
 //!
 //! An attempt that fails with 429, 5xx, 401/403, a timeout, a refused connection or a body
-//! that breaks before its first byte rests its credential and the next candidate is tried;
+//! that breaks before its first byte rests its credential and the next candidate is tried; one
+//! that fails on our side (`classify::Origin::Local`) tries the next without resting anything;
 //! nothing reaches the client until an upstream's first chunk is in, so the client never sees
 //! the failed attempts. A redirect skips the provider's other keys (its base URL is wrong, not
 //! the key). When no candidate serves the request, the last failure is the client's answer:
@@ -20,15 +22,15 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 
-use crate::error::GatewayError;
-use crate::proxy::account_relay::{self, Sent};
+use crate::error::{ERROR_BODY_CAP, GatewayError};
+use crate::proxy::account_relay::{self, Login};
 use crate::proxy::authenticate::authenticate;
-use crate::proxy::classify::{redirect_error, retryable};
+use crate::proxy::classify::{Origin, redirect_error, retryable};
 use crate::proxy::deliver::{copy_headers, relay_response};
 use crate::proxy::meter::Meter;
 use crate::proxy::prepare::{self, AnswerPath};
 use crate::proxy::request::{ClientRequest, Job};
-use crate::proxy::send::{Opened, send, upstream_request, upstream_url};
+use crate::proxy::send::{Answered, ApiKey, Opened, SendFailure, Upstream};
 use crate::proxy::translate;
 use crate::proxy::upstream_body::Silence;
 use crate::routing::registry::{Adapter, ProviderKey};
@@ -38,9 +40,6 @@ use crate::store::now_ms;
 use crate::store::usage::Outcome;
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::openai_chat::Endpoint;
-
-/// The most bytes of an upstream error body kept while deciding whether to try elsewhere.
-const ERROR_BODY_CAP: usize = 64 * 1024;
 
 /// The failure a request ends with when no other candidate serves it.
 #[allow(
@@ -103,8 +102,9 @@ impl Held {
 enum Attempt {
     /// The client's answer: a success, or an error no other candidate would fix.
     Done(Result<Response, GatewayError>),
-    /// The candidate failed in a way another may not: rest it and try the next.
-    Failed(Failure, Box<Held>),
+    /// The candidate failed in a way another may not: try the next (resting this one when
+    /// its provider was at fault).
+    Failed(Origin, Box<Held>),
 }
 
 /// Answers one client request: forwarded as bytes when the provider speaks the client's
@@ -182,7 +182,7 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
                         }
                         return result;
                     }
-                    Attempt::Failed(Failure::Redirected, failed) => {
+                    Attempt::Failed(Origin::Provider(Failure::Redirected), failed) => {
                         // The provider's base URL is wrong, not this key: its other keys would
                         // meet the same redirect, so only other providers are tried.
                         skip_provider(&plan, &target.provider.id, &mut tried);
@@ -190,10 +190,15 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
                             previous.superseded();
                         }
                     }
-                    Attempt::Failed(failure, failed) => {
-                        state
-                            .router
-                            .fail(&target.credential.key_id, failure, &settings, now_ms());
+                    Attempt::Failed(origin, failed) => {
+                        if let Origin::Provider(failure) = origin {
+                            state.router.fail(
+                                &target.credential.key_id,
+                                failure,
+                                &settings,
+                                now_ms(),
+                            );
+                        }
                         if let Some(previous) = held.replace(*failed) {
                             previous.superseded();
                         }
@@ -247,8 +252,7 @@ fn skip_provider(plan: &routing::Plan, provider: &str, tried: &mut Vec<usize>) {
     }
 }
 
-/// One try of one target: send, and decide from the status (and the first chunk) whether the
-/// client gets this answer or another candidate is tried.
+/// One try of one target, through the upstream its credential calls for.
 async fn attempt(
     state: &AppState,
     headers: &HeaderMap,
@@ -258,91 +262,110 @@ async fn attempt(
     started: Instant,
     decoded: &mut Option<flexiproxy_protocol::canonical::Request>,
 ) -> Attempt {
-    let outgoing = match prepare::outgoing(job, target, decoded) {
-        Ok(outgoing) => outgoing,
-        Err(error) => return Attempt::Done(Err(error)),
-    };
-    let same_protocol_headers =
-        matches!(outgoing.answer, AnswerPath::Relay { .. }).then_some(headers);
-    let account = match &target.credential.key {
-        ProviderKey::Account(account) => Some(account.as_str()),
-        ProviderKey::None | ProviderKey::Ready(_) | ProviderKey::Unavailable(_) => None,
-    };
-    let endpoint_name = match job {
-        Job::Generate(client) => client.endpoint,
-        Job::Forward(endpoint, _) => {
-            if account.is_some() {
-                return Attempt::Done(Err(GatewayError::Unsupported(format!(
-                    "{} are not served by subscription logins; provider `{}` is one",
-                    endpoint.upstream_path().trim_start_matches('/'),
-                    target.provider.id
-                ))));
-            }
-            endpoint.name()
-        }
-    };
-    let mut meter = Meter::new(
+    let try_once = Try {
         state,
-        started,
+        headers,
         adapter,
         target,
-        endpoint_name,
-        outgoing.stream,
-    );
-    let (upstream, url, shaping) = match account {
-        Some(account) => {
-            let sent = account_relay::send(
+        job,
+        started,
+    };
+    match &target.credential.key {
+        ProviderKey::Account(account) => try_once.through(&Login { account }, decoded).await,
+        ProviderKey::None | ProviderKey::Ready(_) | ProviderKey::Unavailable(_) => {
+            try_once.through(&ApiKey, decoded).await
+        }
+    }
+}
+
+/// What one attempt works on.
+struct Try<'a> {
+    state: &'a AppState,
+    headers: &'a HeaderMap,
+    adapter: &'a Adapter,
+    target: &'a Target,
+    job: &'a Job,
+    started: Instant,
+}
+
+impl Try<'_> {
+    /// Sends through `upstream`, and decides from the status (and the first chunk) whether the
+    /// client gets this answer or another candidate is tried.
+    async fn through(
+        self,
+        upstream: &impl Upstream,
+        decoded: &mut Option<flexiproxy_protocol::canonical::Request>,
+    ) -> Attempt {
+        let Self {
+            state,
+            headers,
+            adapter,
+            target,
+            job,
+            started,
+        } = self;
+        let outgoing = match prepare::outgoing(job, target, decoded) {
+            Ok(outgoing) => outgoing,
+            Err(error) => return Attempt::Done(Err(error)),
+        };
+        if let Some(error) = upstream.refuses(job, target) {
+            return Attempt::Done(Err(error));
+        }
+        let same_protocol_headers =
+            matches!(outgoing.answer, AnswerPath::Relay { .. }).then_some(headers);
+        let endpoint_name = match job {
+            Job::Generate(client) => client.endpoint,
+            Job::Forward(endpoint, _) => endpoint.name(),
+        };
+        let mut meter = Meter::new(
+            state,
+            started,
+            adapter,
+            target,
+            endpoint_name,
+            outgoing.stream,
+        );
+        let sent = upstream
+            .send(
                 state,
-                account,
+                adapter,
                 target,
-                &outgoing.body,
-                outgoing.stream,
+                &outgoing,
                 same_protocol_headers,
                 &mut meter,
             )
             .await;
-            match sent {
-                Sent::Answered {
-                    response,
-                    url,
-                    shaping,
-                } => (response, url, Some(shaping)),
-                Sent::Failed(failure, error) => {
-                    return Attempt::Failed(failure, Box::new(Held::Error(error)));
-                }
+        let Answered {
+            response: upstream,
+            url,
+            shaping,
+        } = match sent {
+            Ok(answered) => answered,
+            Err(SendFailure { error, origin }) => {
+                return Attempt::Failed(origin, Box::new(Held::Error(error)));
             }
-        }
-        None => {
-            let url = upstream_url(adapter, &target.provider, &outgoing.endpoint.path);
-            let request = match upstream_request(
-                state,
-                target,
-                &url,
-                outgoing.endpoint.style,
-                outgoing.stream,
-                same_protocol_headers,
-            ) {
-                Ok(request) => request,
-                Err(error) => {
-                    return Attempt::Failed(Failure::Connection, Box::new(Held::Error(error)));
-                }
-            };
-            match send(state, request.body(outgoing.body), url.clone(), &mut meter).await {
-                Ok(upstream) => (upstream, url, None),
-                Err(error) => {
-                    let failure = if matches!(error, GatewayError::UpstreamTimeout { .. }) {
-                        Failure::Timeout
-                    } else {
-                        Failure::Connection
-                    };
-                    return Attempt::Failed(failure, Box::new(Held::Error(error)));
-                }
-            }
-        }
-    };
+        };
+        answered(state, target, outgoing, upstream, url, shaping, meter).await
+    }
+}
+
+/// Reads an upstream's answer: a redirect, a status worth trying elsewhere, a success that
+/// breaks before its first byte, or the answer the client gets.
+async fn answered(
+    state: &AppState,
+    target: &Target,
+    outgoing: prepare::Outgoing,
+    upstream: reqwest::Response,
+    url: String,
+    shaping: Option<account_relay::Shaping>,
+    mut meter: Meter,
+) -> Attempt {
     if let Some(error) = redirect_error(&target.provider.id, &upstream) {
         meter.fail(&error);
-        return Attempt::Failed(Failure::Redirected, Box::new(Held::Error(error)));
+        return Attempt::Failed(
+            Origin::Provider(Failure::Redirected),
+            Box::new(Held::Error(error)),
+        );
     }
     let status = upstream.status();
     let silence = Silence::of(&state.settings);
@@ -360,7 +383,7 @@ async fn attempt(
             }
             AnswerPath::Translate(_) => Held::Error(translate::upstream_error(opened, meter).await),
         };
-        return Attempt::Failed(failure, Box::new(held));
+        return Attempt::Failed(Origin::Provider(failure), Box::new(held));
     }
     let opened = if status.is_success() {
         match Opened::peeked(upstream, silence).await {
@@ -376,7 +399,7 @@ async fn attempt(
                     },
                 };
                 meter.fail(&error);
-                return Attempt::Failed(failure, Box::new(Held::Error(error)));
+                return Attempt::Failed(Origin::Provider(failure), Box::new(Held::Error(error)));
             }
         }
     } else {

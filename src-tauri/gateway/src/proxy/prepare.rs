@@ -4,7 +4,7 @@
 //! When the provider speaks the client's protocol the body takes the same-protocol fast path:
 //! it is validated and edited in place by `protocol::rewrite` (only `model` changes, plus
 //! `stream_options.include_usage` on OpenAI streams; a Gemini request names its model in the
-//! URL and goes unchanged), and the answer is relayed as bytes by `deliver`. Otherwise
+//! URL and goes unchanged once validated), and the answer is relayed as bytes by `deliver`. Otherwise
 //! `translate` decodes it once (kept for the next candidate of a failover) and encodes it for
 //! the provider, and the answer is translated back on the way out.
 
@@ -84,6 +84,9 @@ fn same_protocol(client: &ClientRequest, target: &Target) -> Result<Outgoing, Ga
         return openai_family(Endpoint::ChatCompletions, &client.body, target);
     }
     if let (Some(call), Protocol::Gemini) = (&client.gemini, protocol) {
+        // Nothing in the body changes, but what is not a JSON object is the client's mistake
+        // to hear about now, not a provider's (or a login's envelope's) to fail on.
+        TopLevel::scan(&client.body).map_err(|e| GatewayError::BadJson(e.to_string()))?;
         let mut endpoint = UpstreamPath::generate(protocol, &target.model, call.stream)?;
         if call.framing == Framing::JsonArray {
             // The client reads the streamed JSON array; the provider writes it the same.

@@ -1,16 +1,23 @@
-//! Sending one request upstream: where a provider's endpoints are (`UpstreamPath`, below the
-//! adapter's or the provider's base URL), how it takes its key (`KeyStyle`), and the timed
-//! send that waits for the answer's headers. The result is an [`Opened`] answer for
-//! `classify` and `deliver`. Subscription logins are addressed and signed by `account_relay`,
-//! which sends through the same [`send`]. `token_count`, discovery and the provider test use
-//! these pieces outside the failover loop.
+//! Sending one request upstream. [`Upstream`] is the shape of the send phase: a credential
+//! that is an API key ([`ApiKey`], here) and one that is a subscription login
+//! (`account_relay::Login`) are its two implementations, and `plan` runs an attempt through
+//! either the same way. A send that produces no answer says where it failed ([`SendFailure`]
+//! with its `classify::Origin`), so only a provider's failure rests a credential.
+//!
+//! Also here: where a provider's endpoints are (`UpstreamPath`, below the adapter's or the
+//! provider's base URL), how it takes its key (`KeyStyle`), and the timed send that waits for
+//! the answer's headers. The answer becomes an [`Opened`] one for `classify` and `deliver`.
+//! `token_count`, discovery and the provider check use these pieces outside the failover loop.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::error::GatewayError;
-use crate::proxy::classify::describe;
+use crate::proxy::account_relay::Shaping;
+use crate::proxy::classify::{Origin, describe};
 use crate::proxy::meter::Meter;
 use crate::proxy::path_segment::PathSegment;
+use crate::proxy::prepare::Outgoing;
+use crate::proxy::request::Job;
 use crate::proxy::upstream_body::{self, BodyError, BodyStream, Silence};
 use crate::routing::Failure;
 use crate::routing::Target;
@@ -18,6 +25,97 @@ use crate::routing::registry::{Adapter, Provider, ProviderKey};
 use crate::state::AppState;
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::anthropic_messages::ANTHROPIC_VERSION;
+
+/// One way of putting a prepared request before a provider: the send phase of an attempt.
+pub(super) trait Upstream {
+    /// The client's error when this credential cannot serve `job` at all (checked before
+    /// anything is sent or metered).
+    fn refuses(&self, job: &Job, target: &Target) -> Option<GatewayError>;
+
+    /// Sends `outgoing` to `target` and waits for the answer's headers. `client_headers` are
+    /// the client's when it speaks the provider's protocol (its version headers go along).
+    async fn send(
+        &self,
+        state: &AppState,
+        adapter: &Adapter,
+        target: &Target,
+        outgoing: &Outgoing,
+        client_headers: Option<&HeaderMap>,
+        meter: &mut Meter,
+    ) -> Result<Answered, SendFailure>;
+}
+
+/// An upstream answer whose headers are in.
+pub(super) struct Answered {
+    pub response: reqwest::Response,
+    /// Where the request went, for error messages.
+    pub url: String,
+    /// How a subscription endpoint's answer must change before it is read.
+    pub shaping: Option<Shaping>,
+}
+
+/// A send that produced no answer: the error the client may get, and whose fault it was.
+#[derive(Debug)]
+pub(crate) struct SendFailure {
+    pub error: GatewayError,
+    pub origin: Origin,
+}
+
+impl SendFailure {
+    /// The gateway's own fault (see [`Origin::Local`]).
+    pub(crate) fn local(error: GatewayError) -> Self {
+        Self {
+            error,
+            origin: Origin::Local,
+        }
+    }
+}
+
+/// A credential that is an API key (or none): the request goes to the provider's endpoint
+/// below the adapter's or provider's base URL, with the key as the provider takes it.
+pub(super) struct ApiKey;
+
+impl Upstream for ApiKey {
+    fn refuses(&self, _job: &Job, _target: &Target) -> Option<GatewayError> {
+        None
+    }
+
+    async fn send(
+        &self,
+        state: &AppState,
+        adapter: &Adapter,
+        target: &Target,
+        outgoing: &Outgoing,
+        client_headers: Option<&HeaderMap>,
+        meter: &mut Meter,
+    ) -> Result<Answered, SendFailure> {
+        let url = upstream_url(adapter, &target.provider, &outgoing.endpoint.path);
+        let request = upstream_request(
+            state,
+            target,
+            &url,
+            outgoing.endpoint.style,
+            outgoing.stream,
+            client_headers,
+        )
+        .map_err(|error| {
+            meter.fail(&error);
+            SendFailure::local(error)
+        })?;
+        let response = send(
+            state,
+            request.body(outgoing.body.clone()),
+            url.clone(),
+            meter,
+        )
+        .await?;
+        Ok(Answered {
+            response,
+            url,
+            shaping: None,
+        })
+    }
+}
 
 /// `path` (starting with `/`) below the adapter's base URL, or else the provider's.
 pub(crate) fn upstream_url(adapter: &Adapter, provider: &Provider, path: &str) -> String {
@@ -200,15 +298,15 @@ pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     url: String,
     meter: &mut Meter,
-) -> Result<reqwest::Response, GatewayError> {
-    match send_unmetered(state, request, url, &meter.record.provider_id).await {
+) -> Result<reqwest::Response, SendFailure> {
+    match timed_send(state, request, url, &meter.record.provider_id).await {
         Ok(response) => {
             meter.record.status = response.status().as_u16();
             Ok(response)
         }
-        Err(error) => {
-            meter.fail(&error);
-            Err(error)
+        Err(failure) => {
+            meter.fail(&failure.error);
+            Err(failure)
         }
     }
 }
@@ -220,19 +318,38 @@ pub(crate) async fn send_unmetered(
     url: String,
     provider: &str,
 ) -> Result<reqwest::Response, GatewayError> {
+    timed_send(state, request, url, provider)
+        .await
+        .map_err(|failure| failure.error)
+}
+
+/// The one place a transport failure gets its rest: a timeout is a timeout, anything else a
+/// failed connection.
+async fn timed_send(
+    state: &AppState,
+    request: reqwest::RequestBuilder,
+    url: String,
+    provider: &str,
+) -> Result<reqwest::Response, SendFailure> {
     let timeout = state.settings.response_timeout;
     let provider = provider.to_owned();
     match tokio::time::timeout(timeout, request.send()).await {
         Ok(Ok(response)) => Ok(response),
-        Ok(Err(e)) => Err(GatewayError::UpstreamUnreachable {
-            provider,
-            url,
-            reason: describe(&e),
+        Ok(Err(e)) => Err(SendFailure {
+            error: GatewayError::UpstreamUnreachable {
+                provider,
+                url,
+                reason: describe(&e),
+            },
+            origin: Origin::Provider(Failure::Connection),
         }),
-        Err(_) => Err(GatewayError::UpstreamTimeout {
-            provider,
-            url,
-            seconds: timeout.as_secs(),
+        Err(_) => Err(SendFailure {
+            error: GatewayError::UpstreamTimeout {
+                provider,
+                url,
+                seconds: timeout.as_secs(),
+            },
+            origin: Origin::Provider(Failure::Timeout),
         }),
     }
 }

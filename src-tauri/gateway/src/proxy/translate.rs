@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::error::GatewayError;
+use crate::error::{ERROR_BODY_CAP, GatewayError};
 use crate::proxy::ClientRequest;
 use crate::proxy::deliver;
 use crate::proxy::meter::Meter;
@@ -40,8 +40,6 @@ use flexiproxy_protocol::error_message::error_detail;
 use flexiproxy_protocol::openai_chat;
 use flexiproxy_protocol::sse::EventSplitter;
 
-/// The most bytes of an upstream error body read to find its message.
-const ERROR_BODY_CAP: usize = 64 * 1024;
 /// The most bytes of a non-streaming upstream answer accepted for translation.
 const ANSWER_CAP: usize = 64 * 1024 * 1024;
 

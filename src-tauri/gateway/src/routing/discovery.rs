@@ -18,6 +18,7 @@ use reqwest::header::{ACCEPT, HeaderValue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::ERROR_BODY_CAP;
 use crate::proxy::classify::describe;
 use crate::proxy::send::KeyStyle;
 use crate::store::secrets::Secret;
@@ -35,9 +36,6 @@ const PAGE_SIZE: &str = "1000";
 /// The largest model list read. OpenRouter's full list with descriptions is about 1 MiB; this
 /// only stops a wrong URL from streaming something unbounded into memory.
 const MAX_BODY: usize = 16 * 1024 * 1024;
-
-/// How much of an error answer is read to find its message.
-const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// How many characters of an error answer's message an error keeps.
 const MAX_DETAIL_CHARS: usize = 200;
@@ -637,7 +635,7 @@ async fn fetch(
     if !status.is_success() {
         // The error body only adds detail: a broken or huge one still leaves the status.
         let mut body = Vec::new();
-        while body.len() < MAX_ERROR_BODY {
+        while body.len() < ERROR_BODY_CAP {
             match response.chunk().await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) | Err(_) => break,

@@ -82,7 +82,7 @@ impl AccountView {
 
 impl From<AccountRow> for AccountView {
     fn from(row: AccountRow) -> Self {
-        let ahead = i64::try_from(token_store::REFRESH_AHEAD_MS).unwrap_or(i64::MAX);
+        let ahead = token_store::REFRESH_AHEAD_MS;
         let kind_label = AccountKind::from_id(&row.kind)
             .map_or_else(|| row.kind.clone(), |k| k.label().to_owned());
         Self {
@@ -225,6 +225,7 @@ fn account_error(error: AccountError) -> GatewayError {
         AccountError::Unknown(_) => GatewayError::NotFound(error.to_string()),
         AccountError::Store(e) => GatewayError::Store(e),
         AccountError::Secret(e) => GatewayError::Secret(e),
+        AccountError::Task(e) => GatewayError::Internal(e.to_string()),
         AccountError::NeedsLogin { .. }
         | AccountError::OAuth { .. }
         | AccountError::Upstream { .. }

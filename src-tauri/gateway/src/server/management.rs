@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::blocking;
 use crate::config::{ListenStatus, SavedListen};
 use crate::error::{GatewayError, Rendered};
 use crate::routing::discovery::DiscoveryKind;
@@ -124,7 +125,7 @@ async fn guard(State(state): State<AppState>, request: Request, next: Next) -> R
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
 ) -> ApiResult<T> {
-    tokio::task::spawn_blocking(f)
+    blocking::run(f)
         .await
         .map_err(|e| Rendered::management(GatewayError::Internal(e.to_string())))?
         .map_err(Rendered::management)

@@ -22,9 +22,8 @@ use oauth2::url::form_urlencoded;
 use oauth2::{DeviceCodeErrorResponse, DeviceCodeErrorResponseType};
 use oauth2::{HttpRequest, PkceCodeChallenge, Scope, StandardDeviceAuthorizationResponse};
 
-use super::{
-    Endpoints, OAuthError, ProviderTokenResponse, SideHttp, TokenSet, http, now_ms, token_error,
-};
+use super::{Endpoints, OAuthError, ProviderTokenResponse, SideHttp, TokenSet, http, token_error};
+use crate::clock::now_ms;
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// What `slow_down` adds to the polling interval (RFC 8628 section 3.5).

@@ -16,8 +16,6 @@ pub mod http;
 pub mod pkce_flow;
 pub mod token_store;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use oauth2::basic::{
     BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
     BasicTokenType,
@@ -452,14 +450,6 @@ pub(crate) fn token_error(
             description: Some(detail),
         },
     }
-}
-
-/// Milliseconds since the Unix epoch, the clock of `expires_at_ms`.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -33,9 +33,10 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::{
-    Endpoints, OAuthError, REDIRECT_URI_PLACEHOLDER, SideHttp, TokenBody, TokenSet, http, now_ms,
+    Endpoints, OAuthError, REDIRECT_URI_PLACEHOLDER, SideHttp, TokenBody, TokenSet, http,
     token_error,
 };
+use crate::clock::now_ms;
 
 /// How many times a random callback port is drawn again when its IPv6 twin is taken.
 const RANDOM_PORT_TRIES: usize = 8;

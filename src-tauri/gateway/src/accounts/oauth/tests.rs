@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::clock::now_ms;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -1053,7 +1054,7 @@ fn refresh_is_due_ahead_of_expiry() {
         expires_at_ms: None,
         ..tokens
     };
-    assert!(!forever.needs_refresh(u64::MAX));
+    assert!(!forever.needs_refresh(i64::MAX));
 }
 
 #[test]

@@ -27,13 +27,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oauth2::{RefreshToken, TokenResponse as _};
 use serde::{Deserialize, Serialize};
 
-use super::{Endpoints, OAuthError, ProviderTokenResponse, SideHttp, http, now_ms, token_error};
+use super::{Endpoints, OAuthError, ProviderTokenResponse, SideHttp, http, token_error};
 use crate::accounts::single_flight::SingleFlight;
+use crate::blocking::{self, TaskFailed};
+use crate::clock::now_ms;
 use crate::store::secrets::{Secret, SecretError, SharedSecretStore};
 
 /// How long before expiry a token counts as due for refresh: long enough that a request
 /// started now does not outlive its token.
-pub const REFRESH_AHEAD_MS: u64 = 5 * 60 * 1000;
+pub const REFRESH_AHEAD_MS: i64 = 5 * 60 * 1000;
 
 /// What the provider said about the account, for the accounts list. Not secret.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,19 +72,19 @@ pub struct TokenSet {
     pub refresh: Option<Secret>,
     /// When the access token expires, in ms since the Unix epoch; `None` when the provider did
     /// not say (GitHub's tokens do not expire).
-    pub expires_at_ms: Option<u64>,
+    pub expires_at_ms: Option<i64>,
     pub facts: AccountFacts,
 }
 
 impl TokenSet {
     /// Whether the access token expires within [`REFRESH_AHEAD_MS`] of `now_ms` (or already has).
-    pub fn needs_refresh(&self, now_ms: u64) -> bool {
+    pub fn needs_refresh(&self, now_ms: i64) -> bool {
         self.expires_at_ms
             .is_some_and(|at| at <= now_ms.saturating_add(REFRESH_AHEAD_MS))
     }
 
     /// The tokens of a token-endpoint answer received at `now_ms`.
-    pub(crate) fn from_response(response: &ProviderTokenResponse, now_ms: u64) -> Self {
+    pub(crate) fn from_response(response: &ProviderTokenResponse, now_ms: i64) -> Self {
         let extra = response.extra_fields();
         let mut facts = extra
             .id_token
@@ -102,7 +104,7 @@ impl TokenSet {
                 .map(|r| Secret::new(r.secret().clone())),
             expires_at_ms: response
                 .expires_in()
-                .map(|d| now_ms.saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+                .map(|d| now_ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))),
             facts,
         }
     }
@@ -268,8 +270,8 @@ impl TokenStore {
         inner.held().remove(account);
         let secrets = inner.secrets.clone();
         let name = Self::entry_name(account);
-        blocking(move || secrets.delete(&name))
-            .await
+        blocking::run(move || secrets.delete(&name))
+            .await?
             .map_err(OAuthError::from)
     }
 
@@ -293,7 +295,7 @@ impl TokenStore {
         &self,
         account: &str,
         endpoints: &Endpoints,
-        now_ms: u64,
+        now_ms: i64,
     ) -> Result<TokenSet, OAuthError> {
         match self.load(account).await? {
             Some(tokens) if !tokens.needs_refresh(now_ms) => Ok(tokens),
@@ -575,8 +577,8 @@ async fn refresh_once(inner: Arc<Inner>, account: String, endpoints: Endpoints) 
 async fn read(secrets: &SharedSecretStore, account: &str) -> Result<Option<TokenSet>, OAuthError> {
     let store = secrets.clone();
     let name = TokenStore::entry_name(account);
-    let Some(secret) = blocking(move || store.get(&name))
-        .await
+    let Some(secret) = blocking::run(move || store.get(&name))
+        .await?
         .map_err(OAuthError::from)?
     else {
         return Ok(None);
@@ -589,7 +591,11 @@ async fn read(secrets: &SharedSecretStore, account: &str) -> Result<Option<Token
     Ok(Some(TokenSet {
         access: Secret::new(stored.access),
         refresh: stored.refresh.map(Secret::new),
-        expires_at_ms: stored.expires_at_ms,
+        // Written unsigned by earlier releases, which let a provider's huge `expires_in`
+        // saturate it: such an expiry is still "never" here.
+        expires_at_ms: stored
+            .expires_at_ms
+            .map(|at| i64::try_from(at).unwrap_or(i64::MAX)),
         facts: stored.facts,
     }))
 }
@@ -602,7 +608,10 @@ async fn write(
     let stored = Stored {
         access: tokens.access.expose().to_owned(),
         refresh: tokens.refresh.as_ref().map(|r| r.expose().to_owned()),
-        expires_at_ms: tokens.expires_at_ms,
+        // A time before 1970 is as expired as 1970.
+        expires_at_ms: tokens
+            .expires_at_ms
+            .map(|at| u64::try_from(at).unwrap_or(0)),
         facts: tokens.facts.clone(),
     };
     let json = serde_json::to_string(&stored).map_err(|e| SecretError::Backend {
@@ -612,7 +621,20 @@ async fn write(
     let secret = Secret::new(json);
     let store = secrets.clone();
     let name = TokenStore::entry_name(account);
-    blocking(move || store.set(&name, &secret)).await
+    blocking::run(move || store.set(&name, &secret))
+        .await
+        .map_err(|e| SecretError::Backend {
+            name: TokenStore::entry_name(account),
+            detail: e.to_string(),
+        })?
+}
+
+impl From<TaskFailed> for OAuthError {
+    fn from(error: TaskFailed) -> Self {
+        Self::Storage {
+            detail: error.to_string(),
+        }
+    }
 }
 
 impl From<SecretError> for OAuthError {
@@ -621,16 +643,4 @@ impl From<SecretError> for OAuthError {
             detail: error.to_string(),
         }
     }
-}
-
-/// Runs a secret-store call off the async threads (the keychain talks to D-Bus).
-async fn blocking<T: Send + 'static>(
-    call: impl FnOnce() -> Result<T, SecretError> + Send + 'static,
-) -> Result<T, SecretError> {
-    tokio::task::spawn_blocking(call)
-        .await
-        .map_err(|e| SecretError::Backend {
-            name: "oauth".to_owned(),
-            detail: e.to_string(),
-        })?
 }

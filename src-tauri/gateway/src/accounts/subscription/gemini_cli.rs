@@ -13,6 +13,7 @@
 //! `onboardUser` enrols them in the default tier (the free tier gets a Google-managed
 //! project), a long-running operation polled until done.
 
+use flexiproxy_protocol::error_message::error_detail;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -29,8 +30,6 @@ use flexiproxy_protocol::sse::{self, EventSplitter};
 pub const DEFAULT_BASE: &str = "https://cloudcode-pa.googleapis.com";
 /// The API version path segment.
 pub const API_VERSION: &str = "v1internal";
-/// The most bytes of an error answer read for its message.
-const ERROR_BODY_CAP: usize = 16 * 1024;
 
 pub(super) fn upstream(
     base: &str,
@@ -391,30 +390,13 @@ async fn call<T: for<'de> Deserialize<'de>>(
         return Err(SetupError::Refused {
             method,
             status: status.as_u16(),
-            message: error_message(&bytes),
+            message: error_detail(&bytes),
         });
     }
     serde_json::from_slice(&bytes).map_err(|e| SetupError::BadAnswer {
         method,
         detail: e.to_string(),
     })
-}
-
-/// The `error.message` of a Google error body, or its first bytes.
-fn error_message(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct Body {
-        error: Inner,
-    }
-    #[derive(Deserialize)]
-    struct Inner {
-        message: String,
-    }
-    serde_json::from_slice::<Body>(body)
-        .map(|b| b.error.message)
-        .unwrap_or_else(|_| {
-            String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_CAP)]).into_owned()
-        })
 }
 
 /// `loadCodeAssist`: the user's current tier and project, if any.
