@@ -1,7 +1,7 @@
 //! Unit tests of `openai_responses`: request decoding and encoding (custom tools, reasoning
 //! proof, what a client of another protocol gets), answers and their finish reasons, usage and
 //! error bodies, and the stream decoder and encoder. The translation's round trips against
-//! other protocols are in the crate's `tests/` (translation_responses, decoder_fuzz).
+//! other protocols are in the crate's `tests/` (translation, decoder_fuzz).
 
 use serde_json::{Map, Value, json};
 

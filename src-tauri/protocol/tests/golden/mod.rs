@@ -1,7 +1,8 @@
-//! What the golden-fixture tests (`translation*.rs`) share: reading and blessing fixtures under
+//! What the golden-fixture table (`translation.rs`) and the malformed-input checks on the same
+//! fixtures (`malformed_input.rs`) share: reading and blessing fixtures under
 //! `tests/fixtures/translation/`, feeding streams the way TCP delivers them, decoding and
-//! encoding streams of any protocol through `protocol::codec`, and the mangled inputs the
-//! malformed-input checks feed the decoders.
+//! encoding streams of any protocol through `protocol::codec`, and reading back a Responses
+//! stream.
 //!
 //! Each test file uses part of it; what one file does not use is not dead code.
 #![allow(
@@ -13,8 +14,7 @@ use bytes::Bytes;
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::canonical::StreamEvent;
 use flexiproxy_protocol::codec::{ClientView, StreamDecoder, StreamEncoder};
-use flexiproxy_protocol::gemini::Framing;
-use flexiproxy_protocol::sse::EventSplitter;
+use flexiproxy_protocol::sse::{self, EventSplitter};
 use serde_json::Value;
 
 /// `(name, text)` of a fixture under `tests/fixtures/translation/`.
@@ -30,6 +30,9 @@ macro_rules! fixture {
         )
     };
 }
+
+/// `(name, text)` of a fixture, as `fixture!` gives it.
+pub type Fixture = (&'static str, &'static str);
 
 /// `created` for OpenAI encoders: fixed, so outputs are byte-stable.
 pub const CREATED: u64 = 1_700_000_000;
@@ -75,113 +78,42 @@ pub fn canonical_stream(protocol: Protocol, text: &str) -> Vec<StreamEvent> {
     events
 }
 
-/// Decodes a possibly broken stream; a garbled event is an `Err` (the relay would end the
-/// client's stream with an error there), anything else goes on.
-pub fn feed_stream(protocol: Protocol, input: &[u8]) -> Vec<StreamEvent> {
-    let mut splitter = EventSplitter::default();
-    let mut decoder = StreamDecoder::new(protocol);
-    let mut chunks = splitter
-        .push(Bytes::copy_from_slice(input))
-        .unwrap_or_default();
-    chunks.extend(splitter.finish());
-    let mut events = Vec::new();
-    for event in chunks {
-        if let Ok(decoded) = decoder.decode(&event) {
-            events.extend(decoded);
-        }
-    }
-    events.extend(decoder.finish());
-    events
-}
-
-/// Encodes `events` for a client of every protocol (Responses with a custom tool, Gemini in
-/// both framings); each encoder must take whatever a decoder let through.
-pub fn encode_everywhere(events: &[StreamEvent]) {
+/// Canonical events, encoded as the stream a client of `client` reads.
+pub fn encode_stream(client: Protocol, view: &ClientView, events: &[StreamEvent]) -> String {
+    let mut encoder = StreamEncoder::new(client, view);
     let mut out = Vec::new();
-    for protocol in Protocol::ALL {
-        let framings: &[Framing] = if protocol == Protocol::Gemini {
-            &[Framing::Sse, Framing::JsonArray]
-        } else {
-            &[Framing::Sse]
-        };
-        for &framing in framings {
-            let view = ClientView {
-                model: "m".to_owned(),
-                created: CREATED,
-                include_usage: true,
-                gemini_framing: framing,
-                custom_tools: vec!["apply_patch".to_owned()],
-            };
-            let mut encoder = StreamEncoder::new(protocol, &view);
-            for event in events {
-                encoder.encode(event, &mut out);
-            }
-            encoder.finish(&mut out);
-        }
+    for event in events {
+        encoder.encode(event, &mut out);
     }
+    encoder.finish(&mut out);
+    String::from_utf8(out).unwrap()
 }
 
-/// A small deterministic generator (no extra dependency for randomness).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.0 >> 33
+/// The `data` of every event of an encoded Responses stream, checking the framing: each event
+/// names its type in `event:` and in `data.type`, and `sequence_number` counts from 0.
+pub fn responses_events(text: &str) -> Vec<Value> {
+    let mut values = Vec::new();
+    for event in EventSplitter::default()
+        .push(Bytes::copy_from_slice(text.as_bytes()))
+        .unwrap()
+    {
+        let name = std::str::from_utf8(&event)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("event: ")
+            .unwrap()
+            .to_owned();
+        let data: Value = serde_json::from_slice(&sse::data(&event).unwrap()).unwrap();
+        assert_eq!(data["type"], name.as_str());
+        assert_eq!(data["sequence_number"], values.len());
+        values.push(data);
     }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next()).unwrap() % n.max(1)
-    }
+    values
 }
 
-/// Truncations at every 3rd byte and garbled copies (bytes replaced, removed, duplicated).
-pub fn mangled(input: &str, seed: u64) -> Vec<Vec<u8>> {
-    let bytes = input.as_bytes();
-    let mut out: Vec<Vec<u8>> = (0..bytes.len())
-        .step_by(3)
-        .map(|n| bytes[..n].to_vec())
-        .collect();
-    let mut rng = Lcg(seed);
-    const NASTY: &[u8] = b"{}[]\":,\\\n 0-e\xff\x00nulltrue";
-    for _ in 0..300 {
-        let mut copy = bytes.to_vec();
-        for _ in 0..=rng.below(4) {
-            let at = rng.below(copy.len());
-            match rng.below(3) {
-                0 => copy[at] = NASTY[rng.below(NASTY.len())],
-                1 => {
-                    copy.remove(at);
-                }
-                _ => {
-                    let end = (at + rng.below(40)).min(copy.len());
-                    let dup = copy[at..end].to_vec();
-                    copy.splice(at..at, dup);
-                }
-            }
-        }
-        out.push(copy);
-    }
-    out
-}
-
-/// Decodes a body and encodes it for other sides; whether decoding succeeded.
-pub type Translate = fn(&[u8]) -> bool;
-
-/// Runs each case on mangled copies of its input (seeds from `first_seed`): some must fail to
-/// decode (the mangling is real), none may panic, and the intact input must decode.
-pub fn check_mangled(cases: &[(&str, Translate)], first_seed: u64) {
-    for (seed, (input, run)) in (first_seed..).zip(cases) {
-        let mut errors = 0;
-        for body in mangled(input, seed) {
-            if !run(&body) {
-                errors += 1;
-            }
-        }
-        assert!(errors > 0, "mangling must produce some errors");
-        assert!(run(input.as_bytes()));
-    }
+/// The events of `kind` among a Responses stream's.
+pub fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
 }

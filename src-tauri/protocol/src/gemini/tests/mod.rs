@@ -1,7 +1,7 @@
 //! Unit tests of the Gemini codec, one file per part of the module: `request`, `response`,
 //! `count_tokens` and `stream`. The helpers below decode and encode a request through the
 //! public functions, as a caller would. Translations between protocols are tested in the
-//! crate's `tests/translation_gemini.rs`.
+//! crate's `tests/translation.rs`.
 
 use serde_json::{Value, json};
 
