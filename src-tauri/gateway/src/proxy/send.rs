@@ -23,6 +23,7 @@ use crate::routing::Failure;
 use crate::routing::Target;
 use crate::routing::registry::{Adapter, Provider, ProviderKey};
 use crate::state::AppState;
+use crate::store::secrets::Secret;
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::anthropic_messages::ANTHROPIC_VERSION;
 
@@ -142,6 +143,35 @@ impl KeyStyle {
             Protocol::Gemini => Self::GoogApiKey,
         }
     }
+
+    /// Adds `key` (when there is one) the way the provider takes it, and for Anthropic the
+    /// version headers: the client's own `anthropic-version` and `anthropic-beta` when
+    /// `client_headers` are given (a same-protocol client), else [`ANTHROPIC_VERSION`].
+    pub(crate) fn sign(
+        self,
+        mut request: reqwest::RequestBuilder,
+        key: Option<&Secret>,
+        client_headers: Option<&HeaderMap>,
+    ) -> reqwest::RequestBuilder {
+        if let Some(key) = key {
+            request = match self {
+                Self::Bearer => request.bearer_auth(key.expose()),
+                Self::XApiKey => request.header("x-api-key", key.expose()),
+                Self::GoogApiKey => request.header("x-goog-api-key", key.expose()),
+            };
+        }
+        if self == Self::XApiKey {
+            let version = client_headers
+                .and_then(|h| h.get("anthropic-version"))
+                .cloned()
+                .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
+            request = request.header("anthropic-version", version);
+            if let Some(beta) = client_headers.and_then(|h| h.get("anthropic-beta")) {
+                request = request.header("anthropic-beta", beta.clone());
+            }
+        }
+        request
+    }
 }
 
 /// Where a provider's endpoint is, below its base URL, and how it takes its key.
@@ -246,28 +276,22 @@ pub(crate) fn upstream_request(
 /// Adds a credential's key to `request` the way the provider expects it (plus the Anthropic
 /// version headers). Also used by `provider_test`, which calls outside the request path.
 pub(crate) fn with_key(
-    mut request: reqwest::RequestBuilder,
+    request: reqwest::RequestBuilder,
     provider: &str,
     key: &ProviderKey,
     style: KeyStyle,
     same_protocol_headers: Option<&HeaderMap>,
 ) -> Result<reqwest::RequestBuilder, GatewayError> {
-    match key {
-        ProviderKey::None => {}
-        ProviderKey::Ready(key) => {
-            request = match style {
-                KeyStyle::Bearer => request.bearer_auth(key.expose()),
-                KeyStyle::XApiKey => request.header("x-api-key", key.expose()),
-                KeyStyle::GoogApiKey => request.header("x-goog-api-key", key.expose()),
-            };
-        }
+    let key = match key {
+        ProviderKey::None => None,
+        ProviderKey::Ready(key) => Some(key),
         ProviderKey::Unavailable(reason) => {
             return Err(GatewayError::ProviderKey {
                 provider: provider.to_owned(),
                 reason: reason.clone(),
             });
         }
-        // Account requests are addressed and signed by `subscription`, never here.
+        // Account requests are addressed and signed by `account_relay`, never here.
         ProviderKey::Account(account) => {
             return Err(GatewayError::ProviderKey {
                 provider: provider.to_owned(),
@@ -276,19 +300,8 @@ pub(crate) fn with_key(
                 ),
             });
         }
-    }
-    if style == KeyStyle::XApiKey {
-        let client = same_protocol_headers;
-        let version = client
-            .and_then(|h| h.get("anthropic-version"))
-            .cloned()
-            .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
-        request = request.header("anthropic-version", version);
-        if let Some(beta) = client.and_then(|h| h.get("anthropic-beta")) {
-            request = request.header("anthropic-beta", beta.clone());
-        }
-    }
-    Ok(request)
+    };
+    Ok(style.sign(request, key, same_protocol_headers))
 }
 
 /// Sends `request` and waits (at most the response timeout) for the upstream's headers. A

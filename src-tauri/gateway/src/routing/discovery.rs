@@ -23,7 +23,6 @@ use crate::proxy::classify::describe;
 use crate::proxy::send::KeyStyle;
 use crate::store::secrets::Secret;
 use flexiproxy_protocol::Protocol;
-use flexiproxy_protocol::anthropic_messages::ANTHROPIC_VERSION;
 
 /// Most pages [`discover`] reads from one provider; a server that keeps answering with a next
 /// page is cut off here rather than followed forever.
@@ -606,19 +605,12 @@ async fn fetch(
     what: &'static str,
 ) -> Result<Vec<u8>, DiscoveryError> {
     let shown = shown(&url);
-    let mut request = http
-        .get(url)
-        .header(ACCEPT, HeaderValue::from_static("application/json"));
-    if let Some(key) = key {
-        request = match style {
-            KeyStyle::Bearer => request.bearer_auth(key.expose()),
-            KeyStyle::XApiKey => request.header("x-api-key", key.expose()),
-            KeyStyle::GoogApiKey => request.header("x-goog-api-key", key.expose()),
-        };
-    }
-    if style == KeyStyle::XApiKey {
-        request = request.header("anthropic-version", ANTHROPIC_VERSION);
-    }
+    let request = style.sign(
+        http.get(url)
+            .header(ACCEPT, HeaderValue::from_static("application/json")),
+        key,
+        None,
+    );
     let unreachable = |error: &reqwest::Error| DiscoveryError::Unreachable {
         url: shown.clone(),
         reason: describe(error),
