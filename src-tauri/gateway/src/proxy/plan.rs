@@ -1,7 +1,7 @@
 //! Where every client request goes. [`answer`] (and [`forward`] for the OpenAI-compatible
 //! family) authenticates the client (`authenticate`), asks `routing` for the request's
-//! candidates (provider, model, credential) and tries them one at a time. Each [`attempt`]
-//! reads top to bottom: `prepare` the body for the candidate (the same-protocol fast path or
+//! candidates (provider, model, credential) and tries them one at a time. Each attempt
+//! reads top to bottom (`Try`): `prepare` the body for the candidate (the same-protocol fast path or
 //! `translate`), `send` it through the credential's `send::Upstream` (`send::ApiKey` for a key,
 //! `account_relay::Login` for a subscription login), `classify` the answer, and `deliver` it,
 //! with a `meter::Meter` timing the exchange throughout.
@@ -165,15 +165,15 @@ async fn route(state: &AppState, headers: &HeaderMap, job: Job) -> Result<Respon
                 attempts += 1;
                 tried.push(index);
                 let target = &plan.targets[index];
-                let outcome = attempt(
+                let outcome = Try {
                     state,
                     headers,
-                    &adapter,
+                    adapter: &adapter,
                     target,
-                    &job,
+                    job: &job,
                     started,
-                    &mut decoded,
-                )
+                }
+                .run(&mut decoded)
                 .await;
                 match outcome {
                     Attempt::Done(result) => {
@@ -252,33 +252,7 @@ fn skip_provider(plan: &routing::Plan, provider: &str, tried: &mut Vec<usize>) {
     }
 }
 
-/// One try of one target, through the upstream its credential calls for.
-async fn attempt(
-    state: &AppState,
-    headers: &HeaderMap,
-    adapter: &Adapter,
-    target: &Target,
-    job: &Job,
-    started: Instant,
-    decoded: &mut Option<flexiproxy_protocol::canonical::Request>,
-) -> Attempt {
-    let try_once = Try {
-        state,
-        headers,
-        adapter,
-        target,
-        job,
-        started,
-    };
-    match &target.credential.key {
-        ProviderKey::Account(account) => try_once.through(&Login { account }, decoded).await,
-        ProviderKey::None | ProviderKey::Ready(_) | ProviderKey::Unavailable(_) => {
-            try_once.through(&ApiKey, decoded).await
-        }
-    }
-}
-
-/// What one attempt works on.
+/// One try of one target: what it works on.
 struct Try<'a> {
     state: &'a AppState,
     headers: &'a HeaderMap,
@@ -289,10 +263,20 @@ struct Try<'a> {
 }
 
 impl Try<'_> {
+    /// Runs the try through the upstream its credential calls for.
+    async fn run(self, decoded: &mut Option<flexiproxy_protocol::canonical::Request>) -> Attempt {
+        match &self.target.credential.key {
+            ProviderKey::Account(account) => self.through(&Login { account }, decoded).await,
+            ProviderKey::None | ProviderKey::Ready(_) | ProviderKey::Unavailable(_) => {
+                self.through(&ApiKey, decoded).await
+            }
+        }
+    }
+
     /// Sends through `upstream`, and decides from the status (and the first chunk) whether the
     /// client gets this answer or another candidate is tried.
     async fn through(
-        self,
+        &self,
         upstream: &impl Upstream,
         decoded: &mut Option<flexiproxy_protocol::canonical::Request>,
     ) -> Attempt {
@@ -303,7 +287,7 @@ impl Try<'_> {
             target,
             job,
             started,
-        } = self;
+        } = *self;
         let outgoing = match prepare::outgoing(job, target, decoded) {
             Ok(outgoing) => outgoing,
             Err(error) => return Attempt::Done(Err(error)),
