@@ -12,6 +12,7 @@ use super::{
     ConfigFileError, Declared, DeclaredAdapter, DeclaredCredential, DeclaredProvider,
     DeclaredRoute, Format,
 };
+use crate::config::destination::{UrlRefusal, parse_http};
 use crate::routing::discovery::DiscoveryKind;
 use crate::routing::registry::valid_id;
 use crate::routing::{Candidate, Limits, RoutingSettings};
@@ -40,27 +41,33 @@ impl Validator {
         for (i, raw) in raw.providers.into_iter().enumerate() {
             let at = format!("providers[{i}]");
             let provider = self.provider(&at, raw)?;
-            if let Some(first) = provider_at.insert(provider.id.clone(), i) {
-                return Err(self.invalid(
-                    format!("{at}.id"),
-                    format!(
-                        "provider id `{}` is already used by providers[{first}]; give each \
-                         provider its own id",
-                        provider.id
-                    ),
-                ));
-            }
+            self.first_use(&mut provider_at, &provider.id, i, format!("{at}.id"), |first| {
+                format!(
+                    "provider id `{}` is already used by providers[{first}]; give each provider \
+                     its own id",
+                    provider.id
+                )
+            })?;
             providers.push(provider);
         }
-        let known = |id: &str| provider_at.contains_key(id);
-        let known_list = || {
+        // Routes and adapters may only name providers this file declares.
+        let declared = |at: String, id: &str, advice: &str| {
+            if provider_at.contains_key(id) {
+                return Ok(());
+            }
             let mut ids: Vec<&str> = providers.iter().map(|p| p.id.as_str()).collect();
             ids.sort_unstable();
-            if ids.is_empty() {
+            let known = if ids.is_empty() {
                 "this file declares no providers".to_owned()
             } else {
                 format!("declared: {}", ids.join(", "))
-            }
+            };
+            Err(self.invalid(
+                at,
+                format!(
+                    "names provider `{id}`, which this file does not declare ({known}); {advice}"
+                ),
+            ))
         };
 
         let mut routes: Vec<DeclaredRoute> = Vec::with_capacity(raw.routes.len());
@@ -69,28 +76,25 @@ impl Validator {
             let at = format!("routes[{i}]");
             let route = self.route(&at, raw)?;
             for (c, candidate) in route.candidates.iter().enumerate() {
-                if !known(&candidate.provider) {
-                    return Err(self.invalid(
-                        format!("{at}.candidates[{c}]"),
-                        format!(
-                            "names provider `{}`, which this file does not declare ({}); add a \
-                             [[providers]] entry with that id or fix the name",
-                            candidate.provider,
-                            known_list()
-                        ),
-                    ));
-                }
+                declared(
+                    format!("{at}.candidates[{c}]"),
+                    &candidate.provider,
+                    "add a [[providers]] entry with that id or fix the name",
+                )?;
             }
-            if let Some(first) = route_at.insert(route.name.clone(), i) {
-                return Err(self.invalid(
-                    format!("{at}.name"),
+            self.first_use(
+                &mut route_at,
+                &route.name,
+                i,
+                format!("{at}.name"),
+                |first| {
                     format!(
-                        "route `{}` is already defined by routes[{first}]; merge their \
-                         candidates into one route or rename one",
+                        "route `{}` is already defined by routes[{first}]; merge their candidates \
+                     into one route or rename one",
                         route.name
-                    ),
-                ));
-            }
+                    )
+                },
+            )?;
             routes.push(route);
         }
 
@@ -100,38 +104,34 @@ impl Validator {
         for (i, raw) in raw.adapters.into_iter().enumerate() {
             let at = format!("adapters[{i}]");
             let adapter = self.adapter(&at, raw)?;
-            if let Some(provider) = &adapter.provider
-                && !known(provider)
-            {
-                return Err(self.invalid(
+            if let Some(provider) = &adapter.provider {
+                declared(
                     format!("{at}.provider"),
-                    format!(
-                        "names provider `{provider}`, which this file does not declare ({}); \
-                         add a [[providers]] entry with that id, fix the name, or leave \
-                         `provider` out to route by the client's model",
-                        known_list()
-                    ),
-                ));
+                    provider,
+                    "add a [[providers]] entry with that id, fix the name, or leave `provider` \
+                     out to route by the client's model",
+                )?;
             }
-            if let Some(first) = adapter_at.insert(adapter.name.clone(), i) {
-                return Err(self.invalid(
-                    format!("{at}.name"),
+            self.first_use(
+                &mut adapter_at,
+                &adapter.name,
+                i,
+                format!("{at}.name"),
+                |first| {
                     format!(
-                        "adapter name `{}` is already used by adapters[{first}]; give each \
-                         adapter its own name",
+                        "adapter name `{}` is already used by adapters[{first}]; give each adapter \
+                     its own name",
                         adapter.name
-                    ),
-                ));
-            }
-            if let Some(first) = adapter_key_at.insert(adapter.key.to_db(), i) {
-                return Err(self.invalid(
-                    format!("{at}.key"),
-                    format!(
-                        "adapters[{first}] already uses this key; a key identifies one adapter, \
-                         so give each adapter its own environment variable"
-                    ),
-                ));
-            }
+                    )
+                },
+            )?;
+            let key = adapter.key.to_db();
+            self.first_use(&mut adapter_key_at, &key, i, format!("{at}.key"), |first| {
+                format!(
+                    "adapters[{first}] already uses this key; a key identifies one adapter, so \
+                     give each adapter its own environment variable"
+                )
+            })?;
             adapters.push(adapter);
         }
 
@@ -170,6 +170,22 @@ impl Validator {
             adapters,
             allowed_env,
         })
+    }
+
+    /// Refuses a second use of a name that must be unique in its list: `first_at` maps each
+    /// name to the index that used it first, which `message` is given to name.
+    fn first_use(
+        &self,
+        first_at: &mut HashMap<String, usize>,
+        name: &str,
+        index: usize,
+        at: String,
+        message: impl FnOnce(usize) -> String,
+    ) -> Result<(), ConfigFileError> {
+        match first_at.insert(name.to_owned(), index) {
+            Some(first) => Err(self.invalid(at, message(first))),
+            None => Ok(()),
+        }
     }
 
     fn routing(&self, raw: RawRouting) -> Result<RoutingSettings, ConfigFileError> {
@@ -267,22 +283,18 @@ impl Validator {
         })
     }
 
+    /// A provider's URL receives its keys, so it follows `destination`'s rule for such URLs
+    /// (http(s), a host, no user info); the messages here speak of the file.
     fn url(&self, at: &str, raw: &str) -> Result<String, ConfigFileError> {
-        let trimmed = raw.trim();
         // The URL is not echoed: it may carry a user name and password.
-        match reqwest::Url::parse(trimmed) {
-            Ok(url) if !url.username().is_empty() || url.password().is_some() => Err(self.invalid(
+        match parse_http(at, raw, "https://api.openai.com/v1") {
+            Ok(_) => Ok(raw.trim().trim_end_matches('/').to_owned()),
+            Err(UrlRefusal::UserInfo { .. }) => Err(self.invalid(
                 at,
                 "carries a user name or password; keys do not belong in the file: remove \
-                     them from the URL and give the key as a credential with key = \"env:NAME\"",
+                 them from the URL and give the key as a credential with key = \"env:NAME\"",
             )),
-            Ok(url)
-                if matches!(url.scheme(), "http" | "https")
-                    && url.host_str().is_some_and(|h| !h.is_empty()) =>
-            {
-                Ok(trimmed.trim_end_matches('/').to_owned())
-            }
-            _ => Err(self.invalid(
+            Err(_) => Err(self.invalid(
                 at,
                 "must be an http(s) URL with a host, such as https://api.openai.com/v1 or \
                  http://127.0.0.1:11434/v1",

@@ -239,12 +239,19 @@ mod tests {
         std::fs::rename(&temp, path).unwrap();
     }
 
-    #[test]
-    fn watcher_reports_content_changes_only() {
-        let dir = scratch("poll");
+    /// A watcher on a `config.toml` that declares provider `a`, in a fresh scratch folder;
+    /// returns the folder, the file and the watcher.
+    fn watching(name: &str) -> (PathBuf, PathBuf, Watcher) {
+        let dir = scratch(name);
         let path = dir.join("config.toml");
         std::fs::write(&path, config_with("a")).unwrap();
-        let mut watcher = Watcher::new(path.clone());
+        let watcher = Watcher::new(path.clone());
+        (dir, path, watcher)
+    }
+
+    #[test]
+    fn watcher_reports_content_changes_only() {
+        let (dir, path, mut watcher) = watching("poll");
         assert!(watcher.poll().is_none(), "the baseline is not a change");
 
         std::fs::write(&path, config_with("a")).unwrap();
@@ -283,10 +290,7 @@ mod tests {
 
     #[test]
     fn watcher_tolerates_a_brief_absence() {
-        let dir = scratch("absence");
-        let path = dir.join("config.toml");
-        std::fs::write(&path, config_with("a")).unwrap();
-        let mut watcher = Watcher::new(path.clone());
+        let (dir, path, mut watcher) = watching("absence");
 
         std::fs::remove_file(&path).unwrap();
         assert!(watcher.poll().is_none(), "missing once: maybe mid-save");
