@@ -52,14 +52,12 @@ pub(super) struct RawProvider {
     pub(super) credentials: Vec<RawCredential>,
 }
 
-/// `Debug` is derived for the lints' sake only; `key` holds a reference or a refused literal,
-/// and the literal never reaches an error or a log because the raw form is never printed.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCredential {
     pub(super) id: Option<String>,
     pub(super) label: Option<String>,
-    pub(super) key: Option<String>,
+    pub(super) key: Option<KeyText>,
     pub(super) enabled: Option<bool>,
     #[serde(default)]
     pub(super) priority: u32,
@@ -68,12 +66,16 @@ pub(super) struct RawCredential {
     pub(super) max_token_min: Option<u64>,
 }
 
-impl fmt::Debug for RawCredential {
+/// A `key` as written: an `env:NAME` reference, or a literal key that validation refuses
+/// without echoing it. Its `Debug` never shows the text, so the raw types that hold one can
+/// derive theirs.
+#[derive(Deserialize)]
+#[serde(transparent)]
+pub(super) struct KeyText(pub(super) String);
+
+impl fmt::Debug for KeyText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawCredential")
-            .field("id", &self.id)
-            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
+        f.write_str("<redacted>")
     }
 }
 
@@ -131,21 +133,30 @@ impl<'de> Deserialize<'de> for RawCandidate {
     }
 }
 
-/// `Debug` by hand for the same reason as [`RawCredential`].
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAdapter {
     pub(super) name: String,
-    pub(super) key: String,
+    pub(super) key: KeyText,
     pub(super) provider: Option<String>,
     pub(super) model: Option<String>,
     pub(super) strategy: Option<Strategy>,
 }
 
-impl fmt::Debug for RawAdapter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawAdapter")
-            .field("name", &self.name)
-            .finish_non_exhaustive()
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_a_key() {
+        let raw: RawFile = toml::from_str(
+            "[[providers]]\nid = \"x\"\nurl = \"http://h\"\n[[providers.credentials]]\n\
+             key = \"sk-live-41\"\n[[adapters]]\nname = \"a\"\nkey = \"sk-live-42\"\n",
+        )
+        .unwrap();
+        let shown = format!("{raw:?}");
+        assert!(!shown.contains("sk-live-4"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
     }
 }

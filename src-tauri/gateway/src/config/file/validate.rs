@@ -334,7 +334,7 @@ impl Validator {
         };
         let key = raw
             .key
-            .map(|key| self.env_key(&format!("{at}.key"), &key, true))
+            .map(|key| self.env_key(&format!("{at}.key"), &key.0, true))
             .transpose()?;
         let limits = Limits {
             max_request_min: self.limit(at, "max_request_min", raw.max_request_min)?,
@@ -477,7 +477,7 @@ impl Validator {
                  \"claude-code\")",
             ));
         }
-        let key = self.env_key(&format!("{at}.key"), &raw.key, false)?;
+        let key = self.env_key(&format!("{at}.key"), &raw.key.0, false)?;
         if let Some(model) = &raw.model
             && model.trim().is_empty()
         {
