@@ -1,6 +1,6 @@
 //! The store: what the gateway keeps between runs, behind the storage seam.
 //!
-//! [`seam`] is the seam: one trait per table group (settings, providers with their
+//! `seam` is the seam: one trait per table group (settings, providers with their
 //! credentials, routes and discovered models, adapters, accounts, tool set-ups, usage) with the
 //! row types each speaks, and [`Storage`] over all of them. Callers outside `store/` hold an
 //! `Arc<dyn Storage>` (or the one trait they need) and never see SQL. [`Database`] (`sqlite`) is

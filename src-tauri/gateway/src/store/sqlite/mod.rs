@@ -26,7 +26,7 @@ use crate::store::{Storage, StoreError};
 use schema::migrate;
 
 /// The open database. One connection behind a mutex serves the management API, which is
-/// low-volume; the usage writer opens its own connection with [`Database::open_connection`].
+/// low-volume; the usage writer opens its own connection (see `usage.rs`).
 #[derive(Debug)]
 pub struct Database {
     path: PathBuf,
