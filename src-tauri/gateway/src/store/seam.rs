@@ -254,6 +254,7 @@ mod tests {
     use super::*;
     use crate::store::Database;
     use crate::store::sqlite::scratch;
+    use crate::store::sqlite::usage::tests::record_for_tests;
 
     /// Writes one row of each group through the seam alone and reads each back, checking that
     /// every group sees its own rows and no other group's: what any backend must do.
@@ -342,6 +343,30 @@ mod tests {
         assert!(store.routes().unwrap().is_empty());
         assert!(store.discovered().unwrap().is_empty());
         assert_eq!(store.usage_summary(i64::MIN).unwrap().today.requests, 0);
+
+        // Usage goes in through the writer the recorder would own, and comes back out of every
+        // read: the summary, the recent list, the export's pages, the routing windows.
+        let mut record = record_for_tests("deepseek", 5);
+        record.credential = Some("deepseek/k1".into());
+        store
+            .usage_writer()
+            .unwrap()
+            .append(std::slice::from_ref(&record))
+            .unwrap();
+        assert_eq!(store.usage_summary(i64::MIN).unwrap().today.input_tokens, 5);
+        assert_eq!(store.recent_usage(10).unwrap()[0].provider_id, "deepseek");
+        let (page, _) = store.usage_page(Cursor::start(0), i64::MAX).unwrap();
+        assert_eq!(page.len(), 1);
+        assert_eq!(
+            store.credential_history(0).unwrap(),
+            [("deepseek/k1".to_owned(), record.ts_ms, 7)]
+        );
+        let stats = store
+            .usage_stats(Window::new(0, 2_000, 1_000).unwrap())
+            .unwrap();
+        assert_eq!(stats.totals.requests, 1);
+        assert_eq!(store.delete_usage(None).unwrap(), 1);
+        assert!(store.recent_usage(10).unwrap().is_empty());
 
         // Deleting in one group leaves the others as they were.
         assert!(store.delete_account("claude-ada").unwrap());
