@@ -18,54 +18,46 @@ impl AccountStore for Database {
 
     /// Inserts or replaces an account (a new login, or a re-login of the same account).
     fn put_account(&self, row: &AccountRow) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT OR REPLACE INTO accounts (id, kind, provider_id, label, email, account_id,
-                     plan, project, created_at, refreshed_at, expires_at, last_error, needs_login)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-                params![
-                    row.id,
-                    row.kind,
-                    row.provider_id,
-                    row.label,
-                    row.email,
-                    row.account_id,
-                    row.plan,
-                    row.project,
-                    row.created_at,
-                    row.refreshed_at,
-                    row.expires_at,
-                    row.last_error,
-                    row.needs_login
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.wrap(e))
+        self.execute(
+            "INSERT OR REPLACE INTO accounts (id, kind, provider_id, label, email, account_id,
+                 plan, project, created_at, refreshed_at, expires_at, last_error, needs_login)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                row.id,
+                row.kind,
+                row.provider_id,
+                row.label,
+                row.email,
+                row.account_id,
+                row.plan,
+                row.project,
+                row.created_at,
+                row.refreshed_at,
+                row.expires_at,
+                row.last_error,
+                row.needs_login
+            ],
+        )
+        .map(drop)
     }
 
     /// Deletes an account; returns whether it existed.
     fn delete_account(&self, id: &str) -> Result<bool, StoreError> {
-        self.conn()
-            .execute("DELETE FROM accounts WHERE id = ?1", [id])
+        self.execute("DELETE FROM accounts WHERE id = ?1", [id])
             .map(|n| n > 0)
-            .map_err(|e| self.wrap(e))
     }
 }
 
 impl Database {
     /// One account (`Some(id)`) or all of them.
     fn account_rows(&self, id: Option<&str>) -> Result<Vec<AccountRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, kind, provider_id, label, email, account_id, plan, project,
-                        created_at, refreshed_at, expires_at, last_error, needs_login
-                 FROM accounts WHERE (?1 IS NULL OR id = ?1)
-                 ORDER BY created_at, id",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([id], |row| {
+        self.query(
+            "SELECT id, kind, provider_id, label, email, account_id, plan, project,
+                    created_at, refreshed_at, expires_at, last_error, needs_login
+             FROM accounts WHERE (?1 IS NULL OR id = ?1)
+             ORDER BY created_at, id",
+            [id],
+            |row| {
                 Ok(AccountRow {
                     id: row.get(0)?,
                     kind: row.get(1)?,
@@ -81,9 +73,8 @@ impl Database {
                     last_error: row.get(11)?,
                     needs_login: row.get(12)?,
                 })
-            })
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+            },
+        )
     }
 }
 

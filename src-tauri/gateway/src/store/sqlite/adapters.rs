@@ -7,16 +7,12 @@ use crate::store::{AdapterRow, AdapterStore, StoreError};
 
 impl AdapterStore for Database {
     fn adapters(&self) -> Result<Vec<AdapterRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT create_time, name, provider_id, model_id, base_url, strategy, key_hash,
-                        key_hint
-                 FROM adapters ORDER BY create_time",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([], |row| {
+        self.query(
+            "SELECT create_time, name, provider_id, model_id, base_url, strategy, key_hash,
+                    key_hint
+             FROM adapters ORDER BY create_time",
+            [],
+            |row| {
                 Ok(AdapterRow {
                     create_time: row.get(0)?,
                     name: row.get(1)?,
@@ -27,9 +23,8 @@ impl AdapterStore for Database {
                     key_hash: row.get(6)?,
                     key_hint: row.get(7)?,
                 })
-            })
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+            },
+        )
     }
 
     /// Inserts an adapter. `create_time` identifies it, so when two adapters are created in the
@@ -65,9 +60,7 @@ impl AdapterStore for Database {
 
     /// Deletes an adapter; returns whether it existed.
     fn delete_adapter(&self, create_time: i64) -> Result<bool, StoreError> {
-        self.conn()
-            .execute("DELETE FROM adapters WHERE create_time = ?1", [create_time])
+        self.execute("DELETE FROM adapters WHERE create_time = ?1", [create_time])
             .map(|n| n > 0)
-            .map_err(|e| self.wrap(e))
     }
 }

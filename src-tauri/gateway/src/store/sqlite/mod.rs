@@ -96,6 +96,25 @@ impl Database {
         }
     }
 
+    /// Runs `sql` on the shared connection and reads every row it returns with `read`.
+    fn query<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        read: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(sql)?;
+            let rows = stmt.query_map(params, read)?;
+            rows.collect()
+        })
+    }
+
+    /// Runs a statement that changes rows on the shared connection; returns how many changed.
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize, StoreError> {
+        self.write(|conn| conn.execute(sql, params))
+    }
+
     /// Runs a read-only query on the shared connection (usage summaries).
     pub(in crate::store) fn read<T>(
         &self,

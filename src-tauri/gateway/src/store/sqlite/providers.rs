@@ -13,15 +13,11 @@ use flexiproxy_protocol::{Protocol, UnknownProtocol};
 
 impl ProviderStore for Database {
     fn providers(&self) -> Result<Vec<ProviderRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, url, protocol, discovery, models, created_at, updated_at
-                 FROM providers ORDER BY id",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([], |row| {
+        let rows = self.query(
+            "SELECT id, url, protocol, discovery, models, created_at, updated_at
+             FROM providers ORDER BY id",
+            [],
+            |row| {
                 Ok((
                     ProviderRow {
                         id: row.get(0)?,
@@ -35,11 +31,10 @@ impl ProviderStore for Database {
                     row.get::<_, String>(2)?,
                     row.get::<_, String>(3)?,
                 ))
-            })
-            .map_err(|e| self.wrap(e))?;
+            },
+        )?;
         let mut providers = Vec::new();
-        for read in rows {
-            let (mut provider, protocol, discovery) = read.map_err(|e| self.wrap(e))?;
+        for (mut provider, protocol, discovery) in rows {
             let unreadable = |column, reason: String| StoreError::Unreadable {
                 path: self.path.clone(),
                 table: "providers",
@@ -60,48 +55,40 @@ impl ProviderStore for Database {
 
     /// Inserts or replaces a provider, keeping its original `created_at`.
     fn upsert_provider(&self, row: &ProviderRow) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT INTO providers (id, url, protocol, discovery, models, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (id) DO UPDATE SET url = excluded.url, protocol = excluded.protocol,
-                     discovery = excluded.discovery, models = excluded.models,
-                     updated_at = excluded.updated_at",
-                params![
-                    row.id,
-                    row.url,
-                    row.protocol.as_str(),
-                    row.discovery.as_str(),
-                    to_json_list(&row.models),
-                    row.created_at,
-                    row.updated_at
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.wrap(e))
+        self.execute(
+            "INSERT INTO providers (id, url, protocol, discovery, models, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (id) DO UPDATE SET url = excluded.url, protocol = excluded.protocol,
+                 discovery = excluded.discovery, models = excluded.models,
+                 updated_at = excluded.updated_at",
+            params![
+                row.id,
+                row.url,
+                row.protocol.as_str(),
+                row.discovery.as_str(),
+                to_json_list(&row.models),
+                row.created_at,
+                row.updated_at
+            ],
+        )
+        .map(drop)
     }
 
     /// Deletes a provider with its credentials and discovered models; returns whether it
     /// existed.
     fn delete_provider(&self, id: &str) -> Result<bool, StoreError> {
-        self.conn()
-            .execute("DELETE FROM providers WHERE id = ?1", [id])
+        self.execute("DELETE FROM providers WHERE id = ?1", [id])
             .map(|n| n > 0)
-            .map_err(|e| self.wrap(e))
     }
 
     /// Every provider's credentials, in pool order (priority, then age).
     fn credentials(&self) -> Result<Vec<CredentialRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT provider_id, id, label, key_ref, key_hint, enabled, priority,
-                        max_request_min, max_request_day, max_token_min, created_at
-                 FROM credentials ORDER BY provider_id, priority, created_at, id",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([], |row| {
+        self.query(
+            "SELECT provider_id, id, label, key_ref, key_hint, enabled, priority,
+                    max_request_min, max_request_day, max_token_min, created_at
+             FROM credentials ORDER BY provider_id, priority, created_at, id",
+            [],
+            |row| {
                 Ok(CredentialRow {
                     provider_id: row.get(0)?,
                     id: row.get(1)?,
@@ -119,64 +106,55 @@ impl ProviderStore for Database {
                     },
                     created_at: row.get(10)?,
                 })
-            })
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+            },
+        )
     }
 
     /// Inserts or replaces a credential, keeping its original `created_at`.
     fn upsert_credential(&self, row: &CredentialRow) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "INSERT INTO credentials (provider_id, id, label, key_ref, key_hint, enabled,
-                     priority, max_request_min, max_request_day, max_token_min, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-                 ON CONFLICT (provider_id, id) DO UPDATE SET label = excluded.label,
-                     key_ref = excluded.key_ref, key_hint = excluded.key_hint,
-                     enabled = excluded.enabled, priority = excluded.priority,
-                     max_request_min = excluded.max_request_min,
-                     max_request_day = excluded.max_request_day,
-                     max_token_min = excluded.max_token_min",
-                params![
-                    row.provider_id,
-                    row.id,
-                    row.label,
-                    row.key_ref,
-                    row.key_hint,
-                    row.enabled,
-                    row.priority,
-                    row.limits.max_request_min,
-                    row.limits.max_request_day,
-                    row.limits
-                        .max_token_min
-                        .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
-                    row.created_at
-                ],
-            )
-            .map(drop)
-            .map_err(|e| self.wrap(e))
+        self.execute(
+            "INSERT INTO credentials (provider_id, id, label, key_ref, key_hint, enabled,
+                 priority, max_request_min, max_request_day, max_token_min, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (provider_id, id) DO UPDATE SET label = excluded.label,
+                 key_ref = excluded.key_ref, key_hint = excluded.key_hint,
+                 enabled = excluded.enabled, priority = excluded.priority,
+                 max_request_min = excluded.max_request_min,
+                 max_request_day = excluded.max_request_day,
+                 max_token_min = excluded.max_token_min",
+            params![
+                row.provider_id,
+                row.id,
+                row.label,
+                row.key_ref,
+                row.key_hint,
+                row.enabled,
+                row.priority,
+                row.limits.max_request_min,
+                row.limits.max_request_day,
+                row.limits
+                    .max_token_min
+                    .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+                row.created_at
+            ],
+        )
+        .map(drop)
     }
 
     /// Deletes one credential; returns whether it existed.
     fn delete_credential(&self, provider_id: &str, id: &str) -> Result<bool, StoreError> {
-        self.conn()
-            .execute(
-                "DELETE FROM credentials WHERE provider_id = ?1 AND id = ?2",
-                [provider_id, id],
-            )
-            .map(|n| n > 0)
-            .map_err(|e| self.wrap(e))
+        self.execute(
+            "DELETE FROM credentials WHERE provider_id = ?1 AND id = ?2",
+            [provider_id, id],
+        )
+        .map(|n| n > 0)
     }
 
     fn routes(&self) -> Result<Vec<RouteRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT name, strategy, auto, candidates, updated_at FROM routes ORDER BY name",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([], |row| {
+        self.query(
+            "SELECT name, strategy, auto, candidates, updated_at FROM routes ORDER BY name",
+            [],
+            |row| {
                 let candidates: String = row.get(3)?;
                 Ok(RouteRow {
                     name: row.get(0)?,
@@ -185,42 +163,33 @@ impl ProviderStore for Database {
                     candidates: serde_json::from_str(&candidates).unwrap_or_default(),
                     updated_at: row.get(4)?,
                 })
-            })
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+            },
+        )
     }
 
     fn upsert_route(&self, row: &RouteRow) -> Result<(), StoreError> {
         let candidates = serde_json::to_string(&row.candidates).unwrap_or_else(|_| "[]".into());
-        self.conn()
-            .execute(
-                "INSERT INTO routes (name, strategy, auto, candidates, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (name) DO UPDATE SET strategy = excluded.strategy,
-                     auto = excluded.auto, candidates = excluded.candidates,
-                     updated_at = excluded.updated_at",
-                params![row.name, row.strategy, row.auto, candidates, row.updated_at],
-            )
-            .map(drop)
-            .map_err(|e| self.wrap(e))
+        self.execute(
+            "INSERT INTO routes (name, strategy, auto, candidates, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (name) DO UPDATE SET strategy = excluded.strategy,
+                 auto = excluded.auto, candidates = excluded.candidates,
+                 updated_at = excluded.updated_at",
+            params![row.name, row.strategy, row.auto, candidates, row.updated_at],
+        )
+        .map(drop)
     }
 
     fn delete_route(&self, name: &str) -> Result<bool, StoreError> {
-        self.conn()
-            .execute("DELETE FROM routes WHERE name = ?1", [name])
+        self.execute("DELETE FROM routes WHERE name = ?1", [name])
             .map(|n| n > 0)
-            .map_err(|e| self.wrap(e))
     }
 
     fn discovered(&self) -> Result<Vec<DiscoveredRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT provider_id, models, peers, refreshed_at, error FROM discovered_models",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([], |row| {
+        self.query(
+            "SELECT provider_id, models, peers, refreshed_at, error FROM discovered_models",
+            [],
+            |row| {
                 Ok(DiscoveredRow {
                     provider_id: row.get(0)?,
                     models: json_list(&row.get::<_, String>(1)?),
@@ -228,9 +197,8 @@ impl ProviderStore for Database {
                     refreshed_at: row.get(3)?,
                     error: row.get(4)?,
                 })
-            })
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+            },
+        )
     }
 
     /// Saves a discovery result. A failed refresh keeps the models found last time and only

@@ -9,18 +9,14 @@ use crate::store::{StoreError, ToolSetupRow, ToolSetupStore};
 impl ToolSetupStore for Database {
     /// The set-ups not undone yet, oldest first; for one tool, or all with `None`.
     fn active_tool_setups(&self, tool: Option<&str>) -> Result<Vec<ToolSetupRow>, StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare(
-                "SELECT id, tool, path, adapter, previous, created_file, backup_path,
-                        written_sha256, applied_at, undone_at
-                 FROM tool_setups
-                 WHERE undone_at IS NULL AND (?1 IS NULL OR tool = ?1)
-                 ORDER BY id",
-            )
-            .map_err(|e| self.wrap(e))?;
-        let rows = stmt
-            .query_map([tool], |row| {
+        self.query(
+            "SELECT id, tool, path, adapter, previous, created_file, backup_path,
+                    written_sha256, applied_at, undone_at
+             FROM tool_setups
+             WHERE undone_at IS NULL AND (?1 IS NULL OR tool = ?1)
+             ORDER BY id",
+            [tool],
+            |row| {
                 Ok(ToolSetupRow {
                     id: row.get(0)?,
                     tool: row.get(1)?,
@@ -33,9 +29,8 @@ impl ToolSetupStore for Database {
                     applied_at: row.get(8)?,
                     undone_at: row.get(9)?,
                 })
-            })
-            .map_err(|e| self.wrap(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.wrap(e))
+            },
+        )
     }
 
     /// Records one apply's write into a tool's file; returns its id.
@@ -62,12 +57,10 @@ impl ToolSetupStore for Database {
     }
 
     fn mark_tool_setup_undone(&self, id: i64, undone_at: i64) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE tool_setups SET undone_at = ?2 WHERE id = ?1",
-                params![id, undone_at],
-            )
-            .map(drop)
-            .map_err(|e| self.wrap(e))
+        self.execute(
+            "UPDATE tool_setups SET undone_at = ?2 WHERE id = ?1",
+            params![id, undone_at],
+        )
+        .map(drop)
     }
 }
