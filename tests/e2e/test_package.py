@@ -27,8 +27,8 @@ upstream (``mock_upstream`` from ``conftest.py``).
 The upgrade is a newer package made from the built one (``dpkg-deb -R``, ``Version: <v>+1`` in
 ``DEBIAN/control``, ``dpkg-deb -b``) installed over the old one while the user's data, keychain entries
 and settings stay where they are. The database migration is checked on a database seeded at an older
-schema (the SQL of the earlier migrations, read from ``store/mod.rs``, so the seed is exactly what an older
-release wrote).
+schema (the SQL of the earlier migrations, read from ``store/sqlite/schema.rs``, so the seed is exactly
+what an older release wrote).
 """
 
 from __future__ import annotations
@@ -386,10 +386,10 @@ def newer_package(deb: Path, tmp_path: Path) -> Path:
 def older_schema(db_path: Path) -> int:
     """Writes a database as the release before the newest migration left it, with one provider and a
     setting in it; returns its schema version (the current one minus one)."""
-    source = (REPO / "src-tauri/gateway/src/store/mod.rs").read_text()
+    source = (REPO / "src-tauri/gateway/src/store/sqlite/schema.rs").read_text()
     block = source.split("const MIGRATIONS: &[&str] = &[", 1)[1].split("\n];", 1)[0]
     migrations = re.findall(r'^\s*"((?:[^"\\]|\\.)*)",\s*$', block, re.MULTILINE | re.DOTALL)
-    assert len(migrations) >= 2, "could not read the migrations from store/mod.rs"
+    assert len(migrations) >= 2, "could not read the migrations from store/sqlite/schema.rs"
     old = len(migrations) - 1
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(db_path) as conn:

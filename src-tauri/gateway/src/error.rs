@@ -196,6 +196,12 @@ impl GatewayError {
     }
 }
 
+impl From<crate::blocking::TaskFailed> for GatewayError {
+    fn from(error: crate::blocking::TaskFailed) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
 /// Who is reading the error, and so which JSON shape it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorShape {

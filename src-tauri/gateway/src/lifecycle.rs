@@ -24,7 +24,7 @@ use crate::state::ConfigStatus;
 use crate::state::{AppState, Shared};
 use crate::store::secrets::{EnvOnly, Keychain, Secret, SecretError, SharedSecretStore};
 use crate::store::usage::Recorder;
-use crate::store::{Database, StoreError};
+use crate::store::{Database, SettingStore, Storage, StoreError};
 
 /// The keychain entry holding the management token.
 pub const MANAGEMENT_TOKEN_ENTRY: &str = "management-token";
@@ -35,12 +35,12 @@ const DESKTOP_STARTED_SETTING: &str = "desktop_first_started_ms";
 const WELCOME_DISMISSED_SETTING: &str = "welcome_dismissed";
 
 /// Whether the dashboard of a desktop gateway still shows its first-run welcome.
-pub fn welcome_pending(db: &Database) -> Result<bool, StoreError> {
+pub fn welcome_pending(db: &dyn SettingStore) -> Result<bool, StoreError> {
     Ok(db.setting(WELCOME_DISMISSED_SETTING)?.is_none())
 }
 
 /// Hides the first-run welcome for good.
-pub fn dismiss_welcome(db: &Database) -> Result<(), StoreError> {
+pub fn dismiss_welcome(db: &dyn SettingStore) -> Result<(), StoreError> {
     db.set_setting(WELCOME_DISMISSED_SETTING, "true")
 }
 
@@ -145,7 +145,7 @@ pub struct Gateway;
 
 /// The parts that hold state across restarts: the database, the secret store, the token.
 struct Foundation {
-    db: Arc<Database>,
+    db: Arc<dyn Storage>,
     secrets: SharedSecretStore,
     status: SecretsStatus,
     management_token: Option<Secret>,
@@ -154,11 +154,12 @@ struct Foundation {
 impl Foundation {
     async fn open(settings: &Settings) -> Result<Self, StartError> {
         let data_dir = settings.data_dir.clone();
-        let db = Arc::new(blocking::run(move || Database::open(&data_dir)).await??);
+        let db: Arc<dyn Storage> =
+            Arc::new(blocking::run(move || Database::open(&data_dir)).await??);
         let (secrets, status) = {
             let db = db.clone();
             let mode = settings.secrets.clone();
-            blocking::run(move || choose_secrets(&db, &mode)).await??
+            blocking::run(move || choose_secrets(&*db, &mode)).await??
         };
         let management_token = match &settings.management_token {
             Some(token) => Some(token.clone()),
@@ -199,7 +200,7 @@ impl Gateway {
         } = Foundation::open(&settings).await?;
         if !settings.listen_given {
             let db = db.clone();
-            settings.apply_saved_listen(blocking::run(move || SavedListen::load(&db)).await??);
+            settings.apply_saved_listen(blocking::run(move || SavedListen::load(&*db)).await??);
             // Saved from the UI, where a stolen management token could have put it: it takes
             // the flag at start too. The desktop user keeps a gateway, on loopback, and the
             // settings view says why (`ListenStatus::warnings`).
@@ -224,7 +225,7 @@ impl Gateway {
                     .is_none_or(|v| v != "false")
             }
         };
-        let recorder = Recorder::start(&db, usage_enabled)?;
+        let recorder = Recorder::start(&*db, usage_enabled)?;
 
         let registry = Registry::default();
         let router = Arc::new(Router::default());
@@ -245,14 +246,11 @@ impl Gateway {
             let secrets = secrets.clone();
             let router = router.clone();
             blocking::run(move || {
-                registry.load_discovered(&db)?;
-                registry.reload(&db, &*secrets)?;
-                let now = crate::store::now_ms();
+                registry.load_discovered(&*db)?;
+                registry.reload(&*db, &*secrets)?;
+                let now = crate::clock::now_ms();
                 router.seed(
-                    crate::store::usage::credential_history(
-                        &db,
-                        now - crate::routing::ledger::DAY_MS,
-                    )?,
+                    db.credential_history(now - crate::routing::ledger::DAY_MS)?,
                     now,
                 );
                 Ok::<_, StoreError>(registry)
@@ -432,7 +430,7 @@ pub struct RunningGateway {
     secrets_status: SecretsStatus,
     recorder: Recorder,
     /// For the few summary reads the embedding app makes (the tray's seed of today's tokens).
-    db: Arc<Database>,
+    db: Arc<dyn Storage>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     /// Stops watching the config file when the gateway goes.
@@ -461,7 +459,7 @@ impl RunningGateway {
     /// [`RunningGateway::subscribe_usage`], so it never reads SQLite per request. Blocks for
     /// one query: call it off the async runtime.
     pub fn usage_since(&self, since_ms: i64) -> Result<crate::store::usage::Totals, StoreError> {
-        Ok(crate::store::usage::summary(&self.db, since_ms)?.today)
+        Ok(self.db.usage_summary(since_ms)?.today)
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -500,11 +498,11 @@ impl RunningGateway {
     /// is over, dismissed or not. Blocking (SQLite).
     pub fn record_desktop_start(&self) -> Result<bool, StoreError> {
         if self.db.setting(DESKTOP_STARTED_SETTING)?.is_some() {
-            dismiss_welcome(&self.db)?;
+            dismiss_welcome(&*self.db)?;
             Ok(false)
         } else {
             self.db
-                .set_setting(DESKTOP_STARTED_SETTING, &crate::store::now_ms().to_string())?;
+                .set_setting(DESKTOP_STARTED_SETTING, &crate::clock::now_ms().to_string())?;
             Ok(true)
         }
     }
@@ -544,12 +542,12 @@ impl RunningGateway {
             }
         }
         let recorder = self.recorder.clone();
-        let _ = tokio::task::spawn_blocking(move || recorder.flush_and_stop()).await;
+        let _ = blocking::run(move || recorder.flush_and_stop()).await;
     }
 }
 
 fn choose_secrets(
-    db: &Database,
+    db: &dyn SettingStore,
     mode: &SecretsMode,
 ) -> Result<(SharedSecretStore, SecretsStatus), StartError> {
     let env_only = |reason: String, keychain_problem: Option<KeychainProblem>| {
@@ -604,7 +602,7 @@ fn choose_secrets(
 
 /// A random id for this data directory, so two data directories on one machine keep separate
 /// keychain entries.
-fn instance_id(db: &Database) -> Result<String, StartError> {
+fn instance_id(db: &dyn SettingStore) -> Result<String, StartError> {
     if let Some(id) = db.setting("instance_id")? {
         return Ok(id);
     }

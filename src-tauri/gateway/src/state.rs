@@ -3,20 +3,20 @@
 
 use std::sync::{Arc, PoisonError};
 
+use crate::clock::now_ms;
 use crate::config::Settings;
 use crate::lifecycle::SecretsStatus;
 use crate::routing::Router;
 use crate::routing::discovery::{self, DiscoveryKind};
 use crate::routing::registry::{DiscoveredModels, ProviderKey, Registry, Source};
 use crate::server::access::{HostGuard, ManagementAuth};
-use crate::store::Database;
 use crate::store::secrets::SharedSecretStore;
 use crate::store::usage::Recorder;
-use crate::store::{DiscoveredRow, now_ms};
+use crate::store::{DiscoveredRow, Storage};
 
 #[derive(Debug)]
 pub struct Shared {
-    pub db: Arc<Database>,
+    pub db: Arc<dyn Storage>,
     pub registry: Registry,
     /// Credential windows, cooldowns and strategy positions (shared with usage meters).
     pub router: Arc<Router>,
@@ -72,9 +72,8 @@ impl Shared {
     /// Rebuilds the registry after a management change (blocking work moved off the runtime).
     pub async fn reload_registry(self: &Arc<Self>) -> Result<(), crate::error::GatewayError> {
         let state = self.clone();
-        tokio::task::spawn_blocking(move || state.registry.reload(&state.db, &*state.secrets))
-            .await
-            .map_err(|e| crate::error::GatewayError::Internal(e.to_string()))?
+        crate::blocking::run(move || state.registry.reload(&*state.db, &*state.secrets))
+            .await?
             .map_err(Into::into)
     }
 
@@ -139,9 +138,7 @@ impl Shared {
                 refreshed_at: now,
                 error: found.error,
             };
-            tokio::task::spawn_blocking(move || db.save_discovered(&row))
-                .await
-                .map_err(|e| crate::error::GatewayError::Internal(e.to_string()))??;
+            crate::blocking::run(move || db.save_discovered(&row)).await??;
         }
         Ok(())
     }

@@ -25,7 +25,9 @@ use axum::routing::post;
 use flexiproxy_gateway::routing::Limits;
 use flexiproxy_gateway::routing::discovery::DiscoveryKind;
 use flexiproxy_gateway::store::secrets::{MemoryStore, Secret, SecretError, SecretStore};
-use flexiproxy_gateway::store::{AccountRow, CredentialRow, Database, ProviderRow};
+use flexiproxy_gateway::store::{
+    AccountRow, AccountStore, CredentialRow, Database, ProviderRow, ProviderStore, SettingStore,
+};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::Method;
 use scratch::TempDir;

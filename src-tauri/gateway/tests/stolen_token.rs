@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use flexiproxy_gateway::store::secrets::{MemoryStore, SecretStore};
-use flexiproxy_gateway::store::{AccountRow, Database};
+use flexiproxy_gateway::store::{AccountRow, AccountStore, Database};
 use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use serde_json::{Value, json};
 

@@ -20,8 +20,9 @@ use serde::Serialize;
 use crate::accounts::oauth::device_flow::DeviceLogin;
 use crate::accounts::oauth::pkce_flow::{PasteSlot, PkceLogin};
 use crate::accounts::oauth::{AccountKind, Flow, OAuthError, TokenSet};
+use crate::clock::now_ms;
 use crate::state::AppState;
-use crate::store::{AccountRow, now_ms};
+use crate::store::AccountRow;
 
 /// How long a browser login waits for the browser (or a paste).
 pub const PKCE_WAIT: Duration = Duration::from_secs(5 * 60);

@@ -48,7 +48,7 @@ use crate::config::destination::{
 };
 use crate::routing::discovery::DiscoveryKind;
 use crate::store::secrets::{Secret, SecretError, SharedSecretStore};
-use crate::store::{AccountRow, CredentialRow, Database, ProviderRow, StoreError};
+use crate::store::{AccountRow, CredentialRow, ProviderRow, Storage, StoreError};
 
 /// The settings key of [`EndpointSettings`] (JSON).
 pub const ENDPOINTS_SETTING: &str = "account_endpoints";
@@ -234,7 +234,7 @@ struct Live {
 
 /// The subscription accounts of one gateway. Shared through `state::Shared`.
 pub struct Accounts {
-    db: Arc<Database>,
+    db: Arc<dyn Storage>,
     secrets: SharedSecretStore,
     tokens: TokenStore,
     side: SideHttp,
@@ -255,7 +255,7 @@ impl Accounts {
     /// Reads the endpoint settings. Blocking (SQLite). `side` carries every call of the
     /// logins and accounts besides the model requests.
     pub fn new(
-        db: Arc<Database>,
+        db: Arc<dyn Storage>,
         secrets: SharedSecretStore,
         side: SideHttp,
     ) -> Result<Self, StoreError> {
@@ -993,6 +993,7 @@ mod tests {
     use super::*;
     use crate::accounts::oauth::AccountFacts;
     use crate::store::secrets::{MemoryStore, SecretStore as _};
+    use crate::store::{AccountStore, Database, ProviderStore};
 
     /// Stand-ins for the token endpoint, Code Assist, iFlow's user info and the Copilot mint.
     async fn stand_in(refreshes: Arc<AtomicUsize>) -> String {

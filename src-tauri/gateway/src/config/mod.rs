@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::config::cli::{Args, SecretsArg, UsageArg};
 use crate::embedder::Embedder;
 use crate::store::secrets::{Secret, SharedSecretStore};
-use crate::store::{Database, StoreError};
+use crate::store::{Database, SettingStore, StoreError};
 
 /// The port FlexiProxy listens on unless told otherwise.
 pub const DEFAULT_PORT: u16 = 8317;
@@ -286,7 +286,7 @@ pub enum ListenError {
 impl SavedListen {
     /// Reads the saved address. A value that does not parse (edited by hand) counts as not
     /// saved, with a warning, so the gateway still starts.
-    pub fn load(db: &Database) -> Result<Self, StoreError> {
+    pub fn load(db: &dyn SettingStore) -> Result<Self, StoreError> {
         let bind = db.setting(LISTEN_BIND_SETTING)?.and_then(|text| {
             let parsed = text.parse().ok();
             if parsed.is_none() {
@@ -305,7 +305,7 @@ impl SavedListen {
     }
 
     /// Saves the fields that are set; the others keep their saved value.
-    pub fn save(self, db: &Database) -> Result<(), StoreError> {
+    pub fn save(self, db: &dyn SettingStore) -> Result<(), StoreError> {
         if let Some(bind) = self.bind {
             db.set_setting(LISTEN_BIND_SETTING, &bind.to_string())?;
         }

@@ -8,9 +8,9 @@ use std::error::Error as _;
 
 use axum::http::header;
 
+use crate::clock::now_ms;
 use crate::error::GatewayError;
 use crate::routing::{self, Failure};
-use crate::store::now_ms;
 
 /// Whose fault a failed attempt was, decided where the failure is built. Either way another
 /// candidate is tried; only a provider's failure rests the credential.

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::clock::now_ms;
 use crate::error::GatewayError;
 use crate::routing::registry::Adapter;
 use crate::routing::{Router, Target};
 use crate::state::AppState;
-use crate::store::now_ms;
 use crate::store::usage::{Outcome, Recorder, UsageRecord};
 use flexiproxy_protocol::canonical::TokenUsage;
 

@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
 
+use crate::clock::now_ms;
 use crate::error::{ERROR_BODY_CAP, GatewayError};
 use crate::proxy::account_relay::{self, Login};
 use crate::proxy::authenticate::authenticate;
@@ -36,7 +37,6 @@ use crate::proxy::upstream_body::Silence;
 use crate::routing::registry::{Adapter, ProviderKey};
 use crate::routing::{self, Failure, Pick, Target};
 use crate::state::AppState;
-use crate::store::now_ms;
 use crate::store::usage::Outcome;
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::openai_chat::Endpoint;

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::clock::now_ms;
 use crate::error::GatewayError;
 use crate::proxy::ClientRequest;
 use crate::proxy::authenticate::authenticate;
@@ -23,7 +24,6 @@ use crate::proxy::upstream_body::Silence;
 use crate::routing;
 use crate::routing::registry::{Provider, ProviderKey};
 use crate::state::AppState;
-use crate::store::now_ms;
 use flexiproxy_protocol::Protocol;
 use flexiproxy_protocol::canonical::{Part, Request};
 use flexiproxy_protocol::rewrite::{TopLevel, json_string, splice};

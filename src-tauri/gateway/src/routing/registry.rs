@@ -17,7 +17,9 @@ use crate::routing::discovery::{DiscoveryKind, OcfPeer};
 use crate::routing::{Candidate, Limits, RoutingSettings, Strategy};
 use crate::server::access::{KeyHash, hash_hex, hash_key, parse_hash_hex};
 use crate::store::secrets::{EnvOnly, Secret, SecretRef, SecretStore};
-use crate::store::{AdapterRow, CredentialRow, Database, ProviderRow, RouteRow, StoreError};
+use crate::store::{
+    AdapterRow, ConfigStore, CredentialRow, ProviderRow, ProviderStore, RouteRow, StoreError,
+};
 use flexiproxy_protocol::Protocol;
 
 /// Whether `id` has the form provider and credential ids take: 1–64 letters, digits, `.`, `_`
@@ -408,7 +410,7 @@ impl Registry {
     }
 
     /// Loads the discovery results saved in the database (at start).
-    pub fn load_discovered(&self, db: &Database) -> Result<(), StoreError> {
+    pub fn load_discovered(&self, db: &dyn ProviderStore) -> Result<(), StoreError> {
         let rows = db.discovered()?;
         let mut discovered = self
             .discovered
@@ -430,7 +432,11 @@ impl Registry {
 
     /// Rebuilds the snapshot from the database and the config layer. Blocking (SQLite and the
     /// keychain): run it on a blocking thread.
-    pub fn reload(&self, db: &Database, secrets: &dyn SecretStore) -> Result<(), StoreError> {
+    pub fn reload(
+        &self,
+        db: &dyn ConfigStore,
+        secrets: &dyn SecretStore,
+    ) -> Result<(), StoreError> {
         let _rebuilding = self
             .rebuilding
             .lock()

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::blocking;
+use crate::clock::now_ms;
 use crate::config::{ListenStatus, SavedListen};
 use crate::error::{GatewayError, Rendered};
 use crate::routing::discovery::DiscoveryKind;
@@ -36,7 +37,7 @@ use crate::routing::{Candidate, Health, Limits, RoutingSettings, Strategy, Windo
 use crate::server::access::{hash_hex, new_adapter_key};
 use crate::state::AppState;
 use crate::store::secrets::{EnvAllowlist, Secret, SecretRef, SecretStore};
-use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow, now_ms};
+use crate::store::{AdapterRow, CredentialRow, ProviderRow, RouteRow};
 use flexiproxy_protocol::Protocol;
 
 use super::{account_views, host_views};
@@ -127,7 +128,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 ) -> ApiResult<T> {
     blocking::run(f)
         .await
-        .map_err(|e| Rendered::management(GatewayError::Internal(e.to_string())))?
+        .map_err(|e| Rendered::management(GatewayError::from(e)))?
         .map_err(Rendered::management)
 }
 
@@ -154,7 +155,7 @@ async fn status(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     // The first-run welcome belongs to the desktop app's window; a headless gateway has none.
     let welcome = if state.settings.host.is_some() {
         let db = state.db.clone();
-        blocking(move || crate::lifecycle::welcome_pending(&db).map_err(Into::into)).await?
+        blocking(move || crate::lifecycle::welcome_pending(&*db).map_err(Into::into)).await?
     } else {
         false
     };
@@ -175,7 +176,7 @@ async fn status(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
 /// `POST /api/welcome/dismiss`: the first-run welcome is not shown again.
 async fn dismiss_welcome(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let db = state.db.clone();
-    blocking(move || crate::lifecycle::dismiss_welcome(&db).map_err(Into::into)).await?;
+    blocking(move || crate::lifecycle::dismiss_welcome(&*db).map_err(Into::into)).await?;
     tracing::info!("the welcome was dismissed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -777,8 +778,8 @@ struct SettingsView {
     routing_from_config: bool,
     listen: ListenStatus,
     data_dir: std::path::PathBuf,
-    /// The SQLite file (in `data_dir`).
-    database: std::path::PathBuf,
+    /// Where the store keeps its data: the SQLite file (in `data_dir`).
+    database: String,
     /// What the user should know about these settings (an exposed listen address).
     warnings: Vec<String>,
 }
@@ -807,7 +808,7 @@ struct ListenInput {
 
 async fn settings_view(state: &AppState) -> ApiResult<SettingsView> {
     let db = state.db.clone();
-    let saved = blocking(move || SavedListen::load(&db).map_err(Into::into)).await?;
+    let saved = blocking(move || SavedListen::load(&*db).map_err(Into::into)).await?;
     let listen = ListenStatus::new(
         state.listen,
         saved,
@@ -821,7 +822,7 @@ async fn settings_view(state: &AppState) -> ApiResult<SettingsView> {
         warnings: listen.warnings(),
         listen,
         data_dir: state.settings.data_dir.clone(),
-        database: state.db.path().to_owned(),
+        database: state.db.location(),
     })
 }
 
@@ -860,7 +861,7 @@ async fn put_settings(State(state): State<AppState>, body: Bytes) -> ApiResult<i
     let usage = input.usage_enabled;
     blocking(move || {
         if let Some(listen) = listen {
-            listen.save(&db)?;
+            listen.save(&*db)?;
         }
         if let Some(enabled) = usage {
             db.set_setting("usage_enabled", if enabled { "true" } else { "false" })?;

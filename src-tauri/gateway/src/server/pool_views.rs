@@ -13,11 +13,11 @@ use axum::http::HeaderMap;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::clock::now_ms;
 use crate::error::{GatewayError, Rendered};
 use crate::proxy;
 use crate::routing::registry::Provider;
 use crate::state::AppState;
-use crate::store::now_ms;
 
 /// An adapter key or the management token (the management API's Host/Origin guard applies
 /// to the token, as it does under `/api`).

@@ -108,7 +108,7 @@ pub async fn list(
     let base_url = state.base_url.clone();
     let statuses = {
         let home = home.clone();
-        blocking(move || Ok(tools::statuses(&db, &home, &base_url)?)).await?
+        blocking(move || Ok(tools::statuses(&*db, &home, &base_url)?)).await?
     };
     let target = Target {
         base_url: &state.base_url,
@@ -213,7 +213,7 @@ pub async fn apply(
             model: model.as_deref(),
         };
         let ws = Workspace {
-            db: &db,
+            db: &*db,
             data_dir: &data_dir,
             home: &home,
         };
@@ -238,7 +238,7 @@ pub async fn undo(State(state): State<AppState>, Path(id): Path<String>) -> ApiR
     let data_dir = state.settings.data_dir.clone();
     let undone = blocking(move || {
         let ws = Workspace {
-            db: &db,
+            db: &*db,
             data_dir: &data_dir,
             home: &home,
         };

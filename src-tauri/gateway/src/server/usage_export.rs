@@ -1,6 +1,6 @@
 //! The usage history as CSV, for spreadsheets and scripts (`GET /api/usage/export.csv`).
 //!
-//! `server::usage_views` reads the rows a page at a time through `usage::page` and turns each
+//! `server::usage_views` reads the rows a page at a time through `usage_page` and turns each
 //! page into text here, so the download is streamed and never held whole in memory. Fields are
 //! quoted as RFC 4180 says: only when they contain a comma, a quote or a line break, with
 //! quotes doubled; lines end in CRLF. Times are written twice, as ISO 8601 UTC for people and as

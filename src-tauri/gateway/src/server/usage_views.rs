@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::management::{ApiResult, blocking};
+use crate::clock::now_ms;
 use crate::error::{GatewayError, Rendered};
 use crate::routing::registry::{Adapter, Snapshot};
 use crate::server::usage_export;
 use crate::state::AppState;
-use crate::store::now_ms;
 use crate::store::usage::{self, UsageRecord, Window};
 
 pub fn routes() -> Router<AppState> {
@@ -103,7 +103,7 @@ async fn usage_summary(
 ) -> ApiResult<impl IntoResponse> {
     let db = state.db.clone();
     let since = query.since_ms.unwrap_or_else(utc_midnight_ms);
-    let summary = blocking(move || usage::summary(&db, since).map_err(Into::into)).await?;
+    let summary = blocking(move || db.usage_summary(since).map_err(Into::into)).await?;
     Ok(axum::Json(summary))
 }
 
@@ -119,7 +119,7 @@ async fn usage_recent(
 ) -> ApiResult<impl IntoResponse> {
     let db = state.db.clone();
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
-    let mut rows = blocking(move || usage::recent(&db, limit).map_err(Into::into)).await?;
+    let mut rows = blocking(move || db.recent_usage(limit).map_err(Into::into)).await?;
     let labels = AdapterLabels::of(&state.registry.snapshot());
     for row in &mut rows {
         row.adapter_label = labels.get(row.adapter);
@@ -151,7 +151,7 @@ async fn usage_stats(
     )
     .map_err(|e| Rendered::management(GatewayError::Invalid(e.to_string())))?;
     let db = state.db.clone();
-    let mut stats = blocking(move || usage::stats(&db, window).map_err(Into::into)).await?;
+    let mut stats = blocking(move || db.usage_stats(window).map_err(Into::into)).await?;
     let labels = AdapterLabels::of(&state.registry.snapshot());
     for group in &mut stats.by_adapter {
         group.label = Some(labels.for_key(&group.key));
@@ -194,7 +194,7 @@ async fn usage_export(State(state): State<AppState>, Query(query): Query<ExportQ
         }
         let db = export.state.db.clone();
         let (after, until) = (export.cursor, export.until_ms);
-        let page = tokio::task::spawn_blocking(move || usage::page(&db, after, until))
+        let page = crate::blocking::run(move || db.usage_page(after, until))
             .await
             .map_err(|e| e.to_string())
             .and_then(|read| read.map_err(|e| e.to_string()));
@@ -254,7 +254,7 @@ async fn delete_usage(
     Query(query): Query<DeleteQuery>,
 ) -> ApiResult<impl IntoResponse> {
     let db = state.db.clone();
-    let deleted = blocking(move || usage::delete(&db, query.before_ms).map_err(Into::into)).await?;
+    let deleted = blocking(move || db.delete_usage(query.before_ms).map_err(Into::into)).await?;
     tracing::info!(deleted, before_ms = ?query.before_ms, "usage history cleared");
     Ok(axum::Json(Deleted { deleted }))
 }

@@ -38,7 +38,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::store::{Database, StoreError, ToolSetupRow, now_ms};
+use crate::clock::now_ms;
+use crate::store::{StoreError, ToolSetupRow, ToolSetupStore};
 use flexiproxy_protocol::Protocol;
 
 pub use files::BACKUP_DIR;
@@ -594,7 +595,7 @@ static EDITS: Mutex<()> = Mutex::new(());
 /// backups, and the user's home.
 #[derive(Debug, Clone, Copy)]
 pub struct Workspace<'a> {
-    pub db: &'a Database,
+    pub db: &'a dyn ToolSetupStore,
     pub data_dir: &'a Path,
     pub home: &'a Home,
 }
@@ -932,7 +933,7 @@ pub struct Status {
 
 /// The status of every writable tool at once (one database read).
 pub fn statuses(
-    db: &Database,
+    db: &dyn ToolSetupStore,
     home: &Home,
     base_url: &str,
 ) -> Result<Vec<(Tool, Status)>, ToolSetupError> {

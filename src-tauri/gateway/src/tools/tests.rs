@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 use super::*;
+use crate::store::Database;
 
 const BASE: &str = "http://127.0.0.1:8317";
 const KEY: &str = "fp-test-key-0123456789abcdef";
@@ -79,7 +80,7 @@ impl Scratch {
     /// Everything the database holds about set-ups, as text.
     fn records(&self) -> String {
         self.db
-            .read(|c| {
+            .raw_for_tests(|c| {
                 let mut stmt = c.prepare("SELECT * FROM tool_setups")?;
                 let count = stmt.column_count();
                 let rows = stmt.query_map([], |row| {
@@ -778,7 +779,7 @@ fn records_from_before_digests_are_undone_key_by_key() {
     let s = Scratch::new();
     s.write(".claude/settings.json", CLAUDE_SETTINGS);
     s.apply(Tool::ClaudeCode, KEY, None);
-    s.db.write(|c| {
+    s.db.raw_for_tests(|c| {
         let previous: String = c.query_row("SELECT previous FROM tool_setups", [], |r| r.get(0))?;
         let mut previous: Value = serde_json::from_str(&previous).unwrap();
         for key in previous["keys"].as_array_mut().unwrap() {
@@ -797,7 +798,7 @@ fn records_from_before_digests_are_undone_key_by_key() {
     s.write(".claude/settings.json", &edited);
     // The old code's second apply updated the row's hash to the file as it now is.
     let now = sha256_hex(edited.as_bytes());
-    s.db.write(|c| {
+    s.db.raw_for_tests(|c| {
         c.execute("UPDATE tool_setups SET written_sha256 = ?1", [now])
             .map(drop)
     })
@@ -817,7 +818,7 @@ fn an_unreadable_record_stops_undo_and_names_the_backup() {
     s.write(".claude/settings.json", CLAUDE_SETTINGS);
     let changes = s.apply(Tool::ClaudeCode, KEY, None);
     let backup = changes[0].backup_path.clone().unwrap();
-    s.db.write(|c| {
+    s.db.raw_for_tests(|c| {
         c.execute("UPDATE tool_setups SET previous = '{\"keys\": [tru'", [])
             .map(drop)
     })

@@ -176,7 +176,7 @@ pub fn watch(
         loop {
             ticks.tick().await;
             // File reads and parsing stay off the async workers.
-            let polled = tokio::task::spawn_blocking(move || {
+            let polled = crate::blocking::run(move || {
                 let change = watcher.poll();
                 (watcher, change)
             })
