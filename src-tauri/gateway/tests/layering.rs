@@ -229,6 +229,48 @@ fn nothing_outside_the_store_runs_sql() {
     assert_none("SQL outside gateway/src/store", &found);
 }
 
+/// Whether code uses the SQLite backend's type (`store::Database`) rather than the seam.
+fn names_sqlite_backend(code: &str) -> bool {
+    const USES: &[&str] = &[
+        "Database::open",
+        "store::Database",
+        "&Database",
+        "Arc<Database>",
+        "<Database>",
+    ];
+    let imported = code.starts_with("use crate::store::{")
+        && code.contains("Database")
+        && code
+            .split(['{', '}', ',', ' '])
+            .any(|item| item.trim() == "Database");
+    imported || USES.iter().any(|u| code.contains(u))
+}
+
+#[test]
+fn only_start_up_picks_the_storage_backend() {
+    let src = src_tauri().join("gateway/src");
+    // Start-up opens the backend (`lifecycle`), and so does saving the listen address before
+    // a gateway runs (`config::SavedListen::save_in`); everything else reads and writes
+    // through the storage seam (`store::Storage` and its per-group traits), so a second
+    // backend slots in without touching them.
+    let allowed = [
+        src.join("store"),
+        src.join("lifecycle.rs"),
+        src.join("config/mod.rs"),
+    ];
+    let found: Vec<String> = offences(&src, names_sqlite_backend)
+        .into_iter()
+        .filter(|place| {
+            let file = Path::new(place.split(':').next().unwrap_or(""));
+            !allowed.iter().any(|a| file.starts_with(a))
+        })
+        .collect();
+    assert_none(
+        "the SQLite backend named outside start-up (use the store::Storage seam)",
+        &found,
+    );
+}
+
 #[test]
 fn routing_and_accounts_know_no_axum() {
     for wing in ["routing", "accounts"] {
