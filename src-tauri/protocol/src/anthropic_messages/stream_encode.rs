@@ -244,10 +244,7 @@ impl StreamEncoder {
 
 impl EncodeStream for StreamEncoder {
     /// Appends the SSE bytes for `event` to `out`.
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    fn encode_open(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
             StreamEvent::MessageStart { id, model } => {
                 if !self.started {
@@ -320,11 +317,8 @@ impl EncodeStream for StreamEncoder {
     }
 
     /// Ends the client's stream: closes the open block, sends `message_delta` (stop reason and
-    /// usage) and `message_stop`. Does nothing after an error event.
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    /// usage) and `message_stop`.
+    fn end_stream(&mut self, out: &mut Vec<u8>) {
         self.ensure_started(out);
         self.close_open(out);
         self.ended = true;
@@ -343,6 +337,10 @@ impl EncodeStream for StreamEncoder {
             },
         );
         write_event(out, &OutEvent::MessageStop);
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended
     }
 }
 

@@ -11,7 +11,6 @@ use super::response::{finish_from_gemini, first_candidate};
 use super::wire::{InResponse, InUsage};
 use crate::canonical::{DecodeError, FinishReason, Part, StreamEvent, TokenUsage};
 use crate::codec::DecodeStream;
-use crate::sse;
 use crate::stream_progress::{PartIndices, StreamEnd};
 
 // ---------------------------------------------------------------------------------------------
@@ -25,7 +24,8 @@ enum Current {
 }
 
 /// Turns a provider's `?alt=sse` stream into canonical events. Feed it whole SSE events (from
-/// [`sse::EventSplitter`]); call [`StreamDecoder::finish`] when the upstream body ends.
+/// [`sse::EventSplitter`](crate::sse::EventSplitter)); call [`StreamDecoder::finish`] when the
+/// upstream body ends.
 ///
 /// Every event is a whole `GenerateContentResponse` chunk. Text and thoughts keep one part
 /// index while they continue; each function call (Gemini sends them whole) gets its own and
@@ -111,15 +111,12 @@ impl DecodeStream for StreamDecoder {
         self.end.is_done()
     }
 
-    /// Decodes one whole SSE event.
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let Some(data) = sse::data(event) else {
-            return Ok(Vec::new());
-        };
+    /// Decodes one event's data.
+    fn decode_data(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         if data.trim_ascii().is_empty() {
             return Ok(Vec::new());
         }
-        let chunk: InResponse = serde_json::from_slice(&data)?;
+        let chunk: InResponse = serde_json::from_slice(data)?;
         let mut out = Vec::new();
         if let Some(error) = chunk.error {
             self.end.mark_done();

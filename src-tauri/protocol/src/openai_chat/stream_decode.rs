@@ -114,16 +114,13 @@ impl DecodeStream for StreamDecoder {
         self.end.is_done()
     }
 
-    /// Decodes one whole SSE event.
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let Some(data) = crate::sse::data(event) else {
-            return Ok(Vec::new());
-        };
+    /// Decodes one event's data.
+    fn decode_data(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         if data.trim_ascii() == b"[DONE]" {
             self.end.mark_done();
             return Ok(Vec::new());
         }
-        let chunk: InChunk = serde_json::from_slice(&data)?;
+        let chunk: InChunk = serde_json::from_slice(data)?;
         let mut out = Vec::new();
         if let Some(error) = chunk.error {
             self.end.mark_done();

@@ -90,10 +90,7 @@ impl StreamEncoder {
 
 impl EncodeStream for StreamEncoder {
     /// Appends the SSE bytes for `event` to `out`.
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    fn encode_open(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
             StreamEvent::MessageStart { id, model } => {
                 if !self.started {
@@ -196,11 +193,8 @@ impl EncodeStream for StreamEncoder {
     }
 
     /// Ends the client's stream: the finish chunk if none was sent, the usage chunk if asked
-    /// for, and `data: [DONE]`. Does nothing after an error event.
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    /// for, and `data: [DONE]`.
+    fn end_stream(&mut self, out: &mut Vec<u8>) {
         self.start(out);
         if !self.finish_sent {
             self.finish_sent = true;
@@ -221,6 +215,10 @@ impl EncodeStream for StreamEncoder {
         }
         self.ended = true;
         out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended
     }
 }
 
