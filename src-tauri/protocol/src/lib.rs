@@ -16,6 +16,8 @@ pub mod anthropic_messages;
 pub mod canonical;
 pub mod codec;
 pub mod error_message;
+#[cfg(test)]
+mod fixtures;
 pub mod gemini;
 pub mod json_schema;
 pub mod openai_chat;
