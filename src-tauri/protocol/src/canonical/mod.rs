@@ -104,6 +104,26 @@ impl Part {
     pub fn text(text: impl Into<String>) -> Self {
         Self::Text { text: text.into() }
     }
+
+    /// The text of a tool result's `content` as a protocol with plain-text results sends it:
+    /// its text parts, concatenated. Images are the caller's to place ([`Part::images`]).
+    pub(crate) fn joined_text(content: &[Part]) -> String {
+        content
+            .iter()
+            .filter_map(|part| match part {
+                Part::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The images among `content`, in order.
+    pub(crate) fn images(content: &[Part]) -> impl Iterator<Item = &Image> {
+        content.iter().filter_map(|part| match part {
+            Part::Image(image) => Some(image),
+            _ => None,
+        })
+    }
 }
 
 /// An image, inline or by reference.

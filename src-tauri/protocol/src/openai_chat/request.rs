@@ -393,12 +393,7 @@ fn assistant_out(parts: &[Part]) -> Option<OutChatMessage<'_>> {
                 }
                 text.push_str(t);
             }
-            Part::ToolCall {
-                id,
-                name,
-                arguments,
-            } => tool_calls.push(OutToolCall::function(id, name, arguments)),
-            _ => {}
+            _ => tool_calls.extend(OutToolCall::of(part)),
         }
     }
     let content = (!text.is_empty()).then_some(OutChatContent::Text(text));
@@ -429,13 +424,8 @@ fn user_out<'a>(parts: &'a [Part], native: bool, messages: &mut Vec<OutChatMessa
                 if *is_error {
                     text.push_str("Error: ");
                 }
-                for inner in content {
-                    match inner {
-                        Part::Text { text: t } => text.push_str(t),
-                        Part::Image(image) => rest.push(image_part(image)),
-                        _ => {}
-                    }
-                }
+                text.push_str(&Part::joined_text(content));
+                rest.extend(Part::images(content).map(image_part));
                 messages.push(OutChatMessage {
                     role: "tool",
                     content: Some(OutChatContent::Text(text)),

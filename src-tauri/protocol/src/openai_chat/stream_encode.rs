@@ -69,6 +69,22 @@ impl StreamEncoder {
     }
 
     fn chunk(&self, out: &mut Vec<u8>, delta: OutChunkDelta<'_>, finish: Option<&'static str>) {
+        let choice = OutChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason: finish,
+        };
+        self.write_chunk(out, vec![choice], None);
+    }
+
+    /// A `chat.completion.chunk` with this stream's id, time and model.
+    fn write_chunk(
+        &self,
+        out: &mut Vec<u8>,
+        choices: Vec<OutChunkChoice<'_>>,
+        usage: Option<OutChatUsage>,
+    ) {
         write_data(
             out,
             &OutChunk {
@@ -76,13 +92,8 @@ impl StreamEncoder {
                 object: "chat.completion.chunk",
                 created: self.created,
                 model: &self.model,
-                choices: vec![OutChunkChoice {
-                    index: 0,
-                    delta,
-                    logprobs: None,
-                    finish_reason: finish,
-                }],
-                usage: None,
+                choices,
+                usage,
             },
         );
     }
@@ -201,17 +212,8 @@ impl EncodeStream for StreamEncoder {
             self.chunk(out, OutChunkDelta::default(), Some("stop"));
         }
         if self.include_usage {
-            write_data(
-                out,
-                &OutChunk {
-                    id: &self.id,
-                    object: "chat.completion.chunk",
-                    created: self.created,
-                    model: &self.model,
-                    choices: Vec::new(),
-                    usage: Some(OutChatUsage::from_canonical(&self.usage)),
-                },
-            );
+            let usage = OutChatUsage::from_canonical(&self.usage);
+            self.write_chunk(out, Vec::new(), Some(usage));
         }
         self.ended = true;
         out.extend_from_slice(b"data: [DONE]\n\n");

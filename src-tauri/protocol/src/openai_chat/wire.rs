@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::ExtraFields;
-use crate::canonical::TokenUsage;
+use crate::canonical::{Part, TokenUsage};
 use crate::openai_usage::{
     self, InCachedTokens, InReasoningTokens, OutCachedTokens, OutReasoningTokens,
 };
@@ -232,8 +232,17 @@ pub(super) struct OutFunctionCall<'a> {
 }
 
 impl<'a> OutToolCall<'a> {
-    pub(super) fn function(id: &'a str, name: &'a str, arguments: &'a str) -> Self {
-        Self {
+    /// The call a canonical [`Part::ToolCall`] is; `None` for any other part.
+    pub(super) fn of(part: &'a Part) -> Option<Self> {
+        let Part::ToolCall {
+            id,
+            name,
+            arguments,
+        } = part
+        else {
+            return None;
+        };
+        Some(Self {
             id,
             kind: "function",
             function: OutFunctionCall {
@@ -245,7 +254,7 @@ impl<'a> OutToolCall<'a> {
                     arguments
                 },
             },
-        }
+        })
     }
 }
 

@@ -757,11 +757,7 @@ fn tool_output<'a>(part: &'a Part, custom_calls: &HashSet<&'a str>, items: &mut 
         if *is_error {
             text.push_str("Error: ");
         }
-        for inner in content {
-            if let Part::Text { text: t } = inner {
-                text.push_str(t);
-            }
-        }
+        text.push_str(&Part::joined_text(content));
         OutToolOutput::Text(text)
     };
     items.push(OutItem::Typed(if custom_calls.contains(call_id.as_str()) {
