@@ -73,6 +73,17 @@ impl StreamEvent {
     }
 }
 
+/// The arguments text of tool call `wanted`: its fragments among `events`, joined.
+pub(crate) fn arguments_of(events: &[StreamEvent], wanted: usize) -> String {
+    let fragments = events.iter().filter_map(|event| match event {
+        StreamEvent::ToolCallArgsDelta { index, fragment } if *index == wanted => {
+            Some(fragment.as_str())
+        }
+        _ => None,
+    });
+    fragments.collect()
+}
+
 /// Token counts in the canonical model's order: input, output, cached, reasoning.
 pub(crate) fn usage(
     input: Option<u64>,

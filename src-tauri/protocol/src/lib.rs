@@ -7,7 +7,7 @@
 //! (OpenAI Responses), `anthropic_messages` (Anthropic Messages) and `gemini` (Google's
 //! `generateContent`); each converts its requests, responses and streams to and from
 //! [`canonical`] (the translated path), and `codec` picks the module for a [`Protocol`].
-//! `openai_usage` holds the usage details both OpenAI APIs share. `json_schema` cleans tool schemas into what each target accepts. `sse` splits event
+//! `openai_function` and `openai_usage` hold the function definitions and usage details both OpenAI APIs share. `json_schema` cleans tool schemas into what each target accepts. `sse` splits event
 //! streams; `rewrite` edits a JSON body's top-level fields in place for the same-protocol fast
 //! path. [`Protocol`] names the protocol a provider speaks (stored with the provider and shown
 //! in the API).
@@ -21,6 +21,7 @@ mod fixtures;
 pub mod gemini;
 pub mod json_schema;
 pub mod openai_chat;
+mod openai_function;
 pub mod openai_responses;
 mod openai_usage;
 pub mod rewrite;

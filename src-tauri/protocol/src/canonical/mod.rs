@@ -261,6 +261,19 @@ pub fn untag_proof(value: &str) -> Option<(Protocol, ProofKind, String)> {
 }
 
 impl Request {
+    /// Appends the parts of a client's system (or developer) message to [`Request::system`].
+    /// Only text belongs there: the first other part stops it and is handed back, for the
+    /// decoder's error.
+    pub(crate) fn push_system(&mut self, parts: Vec<Part>) -> Result<(), Part> {
+        for part in parts {
+            match part {
+                Part::Text { text } => self.system.push(text),
+                other => return Err(other),
+            }
+        }
+        Ok(())
+    }
+
     /// Applies [`Reasoning::adopt_tag`] to every reasoning part of the conversation.
     pub fn adopt_signature_tags(&mut self) {
         for message in &mut self.messages {
@@ -298,6 +311,14 @@ pub struct Tool {
     pub description: Option<String>,
     /// JSON schema of the arguments object.
     pub parameters: Value,
+}
+
+impl Tool {
+    /// The parameters schema of a tool that takes no arguments: what a tool declared without
+    /// any gets, since every target wants a schema.
+    pub(crate) fn no_parameters() -> Value {
+        serde_json::json!({"type": "object", "properties": {}})
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -78,6 +78,30 @@ impl StreamEncoder {
         self.write_chunk(out, vec![choice], None);
     }
 
+    /// A tool-call delta for canonical part `index`: the call's id, type and name when it
+    /// starts (`call` holds the id and name), an arguments fragment after that.
+    fn tool_chunk(
+        &mut self,
+        index: usize,
+        call: Option<(&str, &str)>,
+        arguments: &str,
+        out: &mut Vec<u8>,
+    ) {
+        self.start(out);
+        let next = self.tools.len();
+        let tool = *self.tools.entry(index).or_insert(next);
+        let delta = OutToolCallDelta {
+            index: tool,
+            id: call.map(|(id, _)| id),
+            kind: call.map(|_| "function"),
+            function: OutFunctionDelta {
+                name: call.map(|(_, name)| name),
+                arguments,
+            },
+        };
+        self.chunk(out, tool_delta(delta), None);
+    }
+
     /// A `chat.completion.chunk` with this stream's id, time and model.
     fn write_chunk(
         &self,
@@ -139,40 +163,10 @@ impl EncodeStream for StreamEncoder {
             // Signatures are only meaningful to the provider that made them.
             StreamEvent::ReasoningSignature { .. } => {}
             StreamEvent::ToolCallStart { index, id, name } => {
-                self.start(out);
-                let next = self.tools.len();
-                let tool = *self.tools.entry(*index).or_insert(next);
-                self.chunk(
-                    out,
-                    tool_delta(OutToolCallDelta {
-                        index: tool,
-                        id: Some(id),
-                        kind: Some("function"),
-                        function: OutFunctionDelta {
-                            name: Some(name),
-                            arguments: "",
-                        },
-                    }),
-                    None,
-                );
+                self.tool_chunk(*index, Some((id, name)), "", out);
             }
             StreamEvent::ToolCallArgsDelta { index, fragment } => {
-                self.start(out);
-                let next = self.tools.len();
-                let tool = *self.tools.entry(*index).or_insert(next);
-                self.chunk(
-                    out,
-                    tool_delta(OutToolCallDelta {
-                        index: tool,
-                        id: None,
-                        kind: None,
-                        function: OutFunctionDelta {
-                            name: None,
-                            arguments: fragment,
-                        },
-                    }),
-                    None,
-                );
+                self.tool_chunk(*index, None, fragment, out);
             }
             StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
             StreamEvent::Finish(reason) => {

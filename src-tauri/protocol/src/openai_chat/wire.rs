@@ -131,15 +131,6 @@ pub(super) struct InFunction {
     pub(super) arguments: String,
 }
 
-#[derive(Deserialize)]
-pub(super) struct InFunctionTool {
-    pub(super) name: String,
-    #[serde(default)]
-    pub(super) description: Option<String>,
-    #[serde(default)]
-    pub(super) parameters: Option<Value>,
-}
-
 // ---------------------------------------------------------------------------------------------
 // Requests: what a provider is sent.
 

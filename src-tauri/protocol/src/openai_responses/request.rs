@@ -17,14 +17,15 @@ use serde_json::{Map, Value, json};
 
 use super::PROTOCOL;
 use super::wire::{
-    InContent, InCustomTool, InCustomToolCall, InFunctionCall, InFunctionTool, InInput,
-    InMessageItem, InReasoningItem, InRequest, InToolOutput, OutContent, OutItem, OutRequest,
-    OutTool, OutToolOutput, OutTypedContent, OutTypedItem, summary,
+    InContent, InCustomTool, InCustomToolCall, InFunctionCall, InInput, InMessageItem,
+    InReasoningItem, InRequest, InToolOutput, OutContent, OutItem, OutRequest, OutTool,
+    OutToolOutput, OutTypedContent, OutTypedItem, summary,
 };
 use crate::canonical::{
     DecodeError, Effort, Image, Message, Part, ProofKind, Reasoning, ReasoningConfig, Request,
     ResponseFormat, Role, Tool, ToolChoice, tag_proof, untag_proof,
 };
+use crate::openai_function::FunctionDefinition;
 use crate::{ExtraFields, to_json};
 
 // ---------------------------------------------------------------------------------------------
@@ -71,17 +72,9 @@ pub fn request_to_canonical(body: &[u8]) -> Result<Request, DecodeError> {
     for (i, tool) in wire.tools.unwrap_or_default().into_iter().enumerate() {
         match tool.get("type").and_then(Value::as_str) {
             Some("function") => {
-                let def = InFunctionTool::deserialize(&tool)
+                let def = FunctionDefinition::deserialize(&tool)
                     .map_err(|e| DecodeError::Invalid(format!("tools[{i}]: {e}")))?;
-                request.tools.push(Tool {
-                    name: def.name,
-                    description: def.description,
-                    // A tool without parameters takes none; every target wants a schema.
-                    parameters: def
-                        .parameters
-                        .filter(|p| !p.is_null())
-                        .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                });
+                request.tools.push(def.into());
             }
             Some("custom") => {
                 let def = InCustomTool::deserialize(&tool)
@@ -271,18 +264,13 @@ fn input_item(item: Value, at: &str, request: &mut Request) -> Result<(), Decode
             let message = InMessageItem::deserialize(&item).map_err(invalid)?;
             let at = format!("{at}.content");
             match message.role.as_str() {
-                "system" | "developer" => {
-                    for part in content_parts(message.content, &at)? {
-                        match part {
-                            Part::Text { text } => request.system.push(text),
-                            _ => {
-                                return Err(DecodeError::Invalid(format!(
-                                    "{at}: system and developer messages may only hold text"
-                                )));
-                            }
-                        }
-                    }
-                }
+                "system" | "developer" => request
+                    .push_system(content_parts(message.content, &at)?)
+                    .map_err(|_| {
+                        DecodeError::Invalid(format!(
+                            "{at}: system and developer messages may only hold text"
+                        ))
+                    })?,
                 "user" => {
                     let content = content_parts(message.content, &at)?;
                     request.messages.push(Message {

@@ -13,7 +13,7 @@ use crate::canonical::{
     FinishReason, Image, Message, Part, ProofKind, Reasoning, ReasoningConfig, ResponseFormat,
     Role, StreamEvent, ToolChoice, untag_proof,
 };
-use crate::fixtures::{decode_stream, encode_stream, usage};
+use crate::fixtures::{arguments_of, decode_stream, encode_stream, usage};
 
 fn decode(value: &Value) -> Result<Request, DecodeError> {
     request_to_canonical(value.to_string().as_bytes())
@@ -408,18 +408,6 @@ fn decode_events(events: &[Value]) -> (Vec<StreamEvent>, StreamDecoder) {
     (out, decoder)
 }
 
-fn args_of(events: &[StreamEvent], wanted: usize) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::ToolCallArgsDelta { index, fragment } if *index == wanted => {
-                Some(fragment.as_str())
-            }
-            _ => None,
-        })
-        .collect()
-}
-
 #[test]
 fn custom_tool_input_streams_as_json_and_done_only_items_decode() {
     let (events, decoder) = decode_events(&[
@@ -436,13 +424,13 @@ fn custom_tool_input_streams_as_json_and_done_only_items_decode() {
         json!({"type": "response.completed", "response": {"id": "r", "status": "completed"}}),
     ]);
     assert!(decoder.is_done());
-    let input: Value = serde_json::from_str(&args_of(&events, 0)).unwrap();
+    let input: Value = serde_json::from_str(&arguments_of(&events, 0)).unwrap();
     assert_eq!(input, json!({"input": "line \"1\"\nline 2"}));
     assert!(events.contains(&StreamEvent::reasoning(1, "a\n\nb")));
     assert!(events.contains(&StreamEvent::signature(1, "enc")));
     assert!(events.contains(&StreamEvent::text(2, "hello")));
     assert!(events.contains(&StreamEvent::tool_call(3, "c2", "f")));
-    assert_eq!(args_of(&events, 3), r#"{"a":1}"#);
+    assert_eq!(arguments_of(&events, 3), r#"{"a":1}"#);
     assert_eq!(
         events.last(),
         Some(&StreamEvent::Finish(FinishReason::ToolCalls))

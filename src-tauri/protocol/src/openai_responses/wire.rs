@@ -148,15 +148,6 @@ pub(super) struct InText {
 }
 
 #[derive(Deserialize)]
-pub(super) struct InFunctionTool {
-    pub(super) name: String,
-    #[serde(default)]
-    pub(super) description: Option<String>,
-    #[serde(default)]
-    pub(super) parameters: Option<Value>,
-}
-
-#[derive(Deserialize)]
 pub(super) struct InCustomTool {
     pub(super) name: String,
     #[serde(default)]
