@@ -261,6 +261,18 @@ pub fn untag_proof(value: &str) -> Option<(Protocol, ProofKind, String)> {
 }
 
 impl Request {
+    /// The system instructions as the one string a protocol with a single system text sends:
+    /// the non-empty ones joined by blank lines; `None` when there are none.
+    pub(crate) fn system_text(&self) -> Option<String> {
+        let system: Vec<&str> = self
+            .system
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!system.is_empty()).then(|| system.join("\n\n"))
+    }
+
     /// Appends the parts of a client's system (or developer) message to [`Request::system`].
     /// Only text belongs there: the first other part stops it and is handed back, for the
     /// decoder's error.

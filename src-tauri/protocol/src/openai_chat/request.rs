@@ -263,16 +263,10 @@ pub fn client_wants_usage(request: &Request) -> bool {
 pub fn request_from_canonical(request: &Request) -> Vec<u8> {
     let native = request.origin == Some(Protocol::OpenAiChat);
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
-    let system: Vec<&str> = request
-        .system
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if !system.is_empty() {
+    if let Some(system) = request.system_text() {
         messages.push(OutChatMessage {
             role: "system",
-            content: Some(OutChatContent::Text(system.join("\n\n"))),
+            content: Some(OutChatContent::Text(system)),
             tool_calls: Vec::new(),
             tool_call_id: None,
         });

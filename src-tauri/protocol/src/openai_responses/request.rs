@@ -462,12 +462,6 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
     } else {
         HashSet::new()
     };
-    let system: Vec<&str> = request
-        .system
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.is_empty())
-        .collect();
 
     let mut input = Vec::with_capacity(request.messages.len());
     let mut custom_calls: HashSet<&str> = HashSet::new();
@@ -523,7 +517,7 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
 
     let wire = OutRequest {
         model: &request.model,
-        instructions: (!system.is_empty()).then(|| system.join("\n\n")),
+        instructions: request.system_text(),
         input,
         tools,
         tool_choice,
