@@ -183,6 +183,18 @@ impl StreamEncoder {
     }
 
     /// The block for part `index`, opened (with an empty start) if this is its first event.
+    /// A `content_block_delta` for canonical part `index`, opening its block if needed.
+    fn delta(&mut self, index: usize, kind: BlockKind, delta: OutDelta<'_>, out: &mut Vec<u8>) {
+        let block = self.block(index, kind, out);
+        write_event(
+            out,
+            &OutEvent::ContentBlockDelta {
+                index: block,
+                delta,
+            },
+        );
+    }
+
     fn block(&mut self, index: usize, kind: BlockKind, out: &mut Vec<u8>) -> usize {
         self.ensure_started(out);
         match self.blocks.get(&index) {
@@ -253,50 +265,25 @@ impl EncodeStream for StreamEncoder {
                 }
             }
             StreamEvent::TextDelta { index, text } => {
-                let block = self.block(*index, BlockKind::Text, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::Text { text },
-                    },
-                );
+                self.delta(*index, BlockKind::Text, OutDelta::Text { text }, out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.ensure_started(out);
                 self.open_block(*index, BlockKind::ToolUse, Some((id, name)), out);
             }
             StreamEvent::ToolCallArgsDelta { index, fragment } => {
-                let block = self.block(*index, BlockKind::ToolUse, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::InputJson {
-                            partial_json: fragment,
-                        },
-                    },
-                );
+                let delta = OutDelta::InputJson {
+                    partial_json: fragment,
+                };
+                self.delta(*index, BlockKind::ToolUse, delta, out);
             }
             StreamEvent::ReasoningDelta { index, text } => {
-                let block = self.block(*index, BlockKind::Thinking, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::Thinking { thinking: text },
-                    },
-                );
+                let delta = OutDelta::Thinking { thinking: text };
+                self.delta(*index, BlockKind::Thinking, delta, out);
             }
             StreamEvent::ReasoningSignature { index, signature } => {
-                let block = self.block(*index, BlockKind::Thinking, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::Signature { signature },
-                    },
-                );
+                let delta = OutDelta::Signature { signature };
+                self.delta(*index, BlockKind::Thinking, delta, out);
             }
             StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
             StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),

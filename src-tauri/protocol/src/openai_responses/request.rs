@@ -4,7 +4,8 @@
 //!
 //! Input items become canonical messages and back, and custom tools become functions taking
 //! `{"input": …}` for other protocols. The item and content-part conversions here
-//! (`content_part`, `reasoning_part` and `custom_arguments` towards canonical;
+//! (`content_part`, `reasoning_part`, `custom_arguments` and the `Part`s of function and
+//! custom tool calls towards canonical;
 //! `custom_input`, `client_encrypted` and `is_content_part` back) are shared with `response`
 //! and the two stream files: a provider's output items take the same forms as the input items
 //! a client sends back.
@@ -296,21 +297,11 @@ fn input_item(item: Value, at: &str, request: &mut Request) -> Result<(), Decode
         }
         Some("function_call") => {
             let call = InFunctionCall::deserialize(&item).map_err(invalid)?;
-            let call = Part::ToolCall {
-                id: call.call_id,
-                name: call.name,
-                arguments: call.arguments,
-            };
-            push_to_turn(&mut request.messages, Role::Assistant, [call]);
+            push_to_turn(&mut request.messages, Role::Assistant, [call.into()]);
         }
         Some("custom_tool_call") => {
             let call = InCustomToolCall::deserialize(&item).map_err(invalid)?;
-            let call = Part::ToolCall {
-                id: call.call_id,
-                name: call.name,
-                arguments: custom_arguments(&call.input),
-            };
-            push_to_turn(&mut request.messages, Role::Assistant, [call]);
+            push_to_turn(&mut request.messages, Role::Assistant, [call.into()]);
         }
         Some("function_call_output" | "custom_tool_call_output") => {
             let output = InToolOutput::deserialize(&item).map_err(invalid)?;
@@ -339,6 +330,27 @@ fn input_item(item: Value, at: &str, request: &mut Request) -> Result<(), Decode
         }
     }
     Ok(())
+}
+
+impl From<InFunctionCall> for Part {
+    fn from(call: InFunctionCall) -> Self {
+        Part::ToolCall {
+            id: call.call_id,
+            name: call.name,
+            arguments: call.arguments,
+        }
+    }
+}
+
+/// A custom tool's call carries text; canonically it is a call with `{"input": text}`.
+impl From<InCustomToolCall> for Part {
+    fn from(call: InCustomToolCall) -> Self {
+        Part::ToolCall {
+            id: call.call_id,
+            name: call.name,
+            arguments: custom_arguments(&call.input),
+        }
+    }
 }
 
 /// Canonical arguments of a custom tool call: its text as the `input` of a JSON object.
