@@ -99,6 +99,18 @@ pub(crate) fn usage(
     }
 }
 
+/// The events `decoder` reads when fed `events`, each one whole SSE event.
+pub(crate) fn feed(
+    decoder: &mut impl DecodeStream,
+    events: impl IntoIterator<Item = String>,
+) -> Vec<StreamEvent> {
+    let mut decoded = Vec::new();
+    for event in events {
+        decoded.extend(decoder.decode(event.as_bytes()).unwrap());
+    }
+    decoded
+}
+
 /// The events `decoder` reads from the SSE text `sse_text`, which must be a whole stream
 /// (its decoder is done at the end); [`DecodeStream::finish`] adds nothing then.
 pub(crate) fn decode_stream(mut decoder: impl DecodeStream, sse_text: &str) -> Vec<StreamEvent> {

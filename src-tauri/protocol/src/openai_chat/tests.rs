@@ -12,7 +12,7 @@ use crate::Protocol;
 use crate::canonical::{
     Effort, FinishReason, Image, Message, Part, ReasoningConfig, Role, StreamEvent, ToolChoice,
 };
-use crate::fixtures::usage;
+use crate::fixtures::{feed, usage};
 
 #[test]
 fn reads_usage_with_details() {
@@ -167,12 +167,9 @@ fn client_stream_options_are_not_copied_over_the_gateways_own() {
 
 fn decode_stream(chunks: &[Value]) -> Vec<StreamEvent> {
     let mut decoder = StreamDecoder::default();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        let event = format!("data: {chunk}\n\n");
-        events.extend(decoder.decode(event.as_bytes()).unwrap());
-    }
-    events.extend(decoder.decode(b"data: [DONE]\n\n").unwrap());
+    let sse_events = chunks.iter().map(|chunk| format!("data: {chunk}\n\n"));
+    let done = "data: [DONE]\n\n".to_owned();
+    let mut events = feed(&mut decoder, sse_events.chain([done]));
     assert!(decoder.is_done());
     events.extend(decoder.finish());
     events

@@ -13,7 +13,7 @@ use crate::canonical::{
     FinishReason, Image, Message, Part, ProofKind, Reasoning, ReasoningConfig, ResponseFormat,
     Role, StreamEvent, ToolChoice, untag_proof,
 };
-use crate::fixtures::{arguments_of, decode_stream, encode_stream, usage};
+use crate::fixtures::{arguments_of, decode_stream, encode_stream, feed, usage};
 
 fn decode(value: &Value) -> Result<Request, DecodeError> {
     request_to_canonical(value.to_string().as_bytes())
@@ -397,14 +397,11 @@ fn usage_is_read_on_the_side_and_errors_have_openai_shape() {
 
 fn decode_events(events: &[Value]) -> (Vec<StreamEvent>, StreamDecoder) {
     let mut decoder = StreamDecoder::default();
-    let mut out = Vec::new();
-    for event in events {
-        let raw = format!(
-            "event: {}\ndata: {event}\n\n",
-            event["type"].as_str().unwrap_or("")
-        );
-        out.extend(decoder.decode(raw.as_bytes()).unwrap());
-    }
+    let sse_events = events.iter().map(|event| {
+        let kind = event["type"].as_str().unwrap_or("");
+        format!("event: {kind}\ndata: {event}\n\n")
+    });
+    let out = feed(&mut decoder, sse_events);
     (out, decoder)
 }
 

@@ -4,15 +4,12 @@
 
 use super::*;
 use crate::canonical::{FinishReason, StreamEvent};
-use crate::fixtures::{decode_stream, encode_stream, usage};
+use crate::fixtures::{decode_stream, encode_stream, feed, usage};
 
 fn sse(chunks: &[Value]) -> Vec<StreamEvent> {
     let mut decoder = StreamDecoder::default();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        let event = format!("data: {chunk}\r\n\r\n");
-        events.extend(decoder.decode(event.as_bytes()).unwrap());
-    }
+    let sse_events = chunks.iter().map(|chunk| format!("data: {chunk}\r\n\r\n"));
+    let mut events = feed(&mut decoder, sse_events);
     events.extend(decoder.finish());
     events
 }
