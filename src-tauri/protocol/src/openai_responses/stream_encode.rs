@@ -455,9 +455,8 @@ impl EncodeStream for StreamEncoder {
         match event {
             StreamEvent::MessageStart { id, model } => {
                 if !self.started {
-                    if !id.is_empty() {
-                        self.id = response_id(id);
-                    }
+                    // An empty id keeps the default: `response_id` gives it for "".
+                    self.id = response_id(id);
                     if !model.is_empty() {
                         self.model.clone_from(model);
                     }
