@@ -10,7 +10,7 @@ use std::fmt::Debug;
 
 use crate::canonical::{DecodeError, Request, Response, StreamEvent, TokenUsage};
 use crate::json_schema::SchemaTooLarge;
-use crate::{Protocol, gemini};
+use crate::{Protocol, gemini, sse};
 
 /// One wire protocol: how its requests, answers, streams, usage and errors look.
 pub trait Wire: Sync {
@@ -42,8 +42,16 @@ pub trait Wire: Sync {
 
 /// A provider's stream, decoded into canonical events one whole SSE event at a time.
 pub trait DecodeStream: Debug + Send {
-    /// Decodes one whole SSE event.
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError>;
+    /// Decodes one whole SSE event: its `data` (an event without any, such as a comment or a
+    /// bare `event:` line, decodes to nothing).
+    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        match sse::data(event) {
+            Some(data) => self.decode_data(&data),
+            None => Ok(Vec::new()),
+        }
+    }
+    /// Decodes the `data` of one SSE event, its lines joined.
+    fn decode_data(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError>;
     /// Whether the stream's last event (or an error) was seen.
     fn is_done(&self) -> bool;
     /// The upstream body ended: nothing if the stream was complete, else one error event.
@@ -51,10 +59,31 @@ pub trait DecodeStream: Debug + Send {
 }
 
 /// Canonical events, encoded as a client's stream.
+///
+/// A client's stream has ended once its protocol's closing events or an error event were
+/// written; after that [`encode`](Self::encode) and [`finish`](Self::finish) write nothing,
+/// so a client never reads past the end it was shown. Each protocol's encoder writes the
+/// events ([`encode_open`](Self::encode_open), [`end_stream`](Self::end_stream)) and says
+/// when its stream ended ([`has_ended`](Self::has_ended)).
 pub trait EncodeStream: Debug + Send {
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
-    /// Ends the client's stream with its protocol's closing events.
-    fn finish(&mut self, out: &mut Vec<u8>);
+    /// Appends the bytes for `event` to `out`, unless the stream has ended.
+    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
+        if !self.has_ended() {
+            self.encode_open(event, out);
+        }
+    }
+    /// Ends the client's stream with its protocol's closing events, unless it has ended.
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        if !self.has_ended() {
+            self.end_stream(out);
+        }
+    }
+    /// Whether the stream has ended (closing events or an error event written).
+    fn has_ended(&self) -> bool;
+    /// Appends the bytes for `event` to a stream that has not ended; an error event ends it.
+    fn encode_open(&mut self, event: &StreamEvent, out: &mut Vec<u8>);
+    /// Writes the protocol's closing events to a stream that has not ended, and ends it.
+    fn end_stream(&mut self, out: &mut Vec<u8>);
 }
 
 /// An error on its way to a client, before it takes the client's protocol's shape.

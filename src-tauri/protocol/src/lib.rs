@@ -7,19 +7,24 @@
 //! (OpenAI Responses), `anthropic_messages` (Anthropic Messages) and `gemini` (Google's
 //! `generateContent`); each converts its requests, responses and streams to and from
 //! [`canonical`] (the translated path), and `codec` picks the module for a [`Protocol`].
-//! `json_schema` cleans tool schemas into what each target accepts. `sse` splits event
-//! streams; `rewrite` edits a JSON body's top-level fields in place for the same-protocol fast
-//! path. [`Protocol`] names the protocol a provider speaks (stored with the provider and shown
-//! in the API).
+//! `openai_function` and `openai_usage` hold the tool definitions and usage details both
+//! OpenAI APIs share; `stream_progress` what every stream decoder keeps. `json_schema` cleans
+//! tool schemas into what each target accepts. `sse` splits event streams; `rewrite` edits a
+//! JSON body's top-level fields in place for the same-protocol fast path. [`Protocol`] names
+//! the protocol a provider speaks (stored with the provider and shown in the API).
 
 pub mod anthropic_messages;
 pub mod canonical;
 pub mod codec;
 pub mod error_message;
+#[cfg(test)]
+mod fixtures;
 pub mod gemini;
 pub mod json_schema;
 pub mod openai_chat;
+mod openai_function;
 pub mod openai_responses;
+mod openai_usage;
 pub mod rewrite;
 pub mod sse;
 mod stream_progress;

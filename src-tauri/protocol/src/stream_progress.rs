@@ -1,6 +1,7 @@
 //! What every provider-stream decoder keeps besides its protocol's own state: whether the
 //! stream has said its last word ([`StreamEnd`]) and which canonical part index comes next
-//! ([`PartIndices`]).
+//! ([`PartIndices`], and [`DeltaParts`] for wires whose text and reasoning deltas carry no
+//! part index).
 //!
 //! Each protocol's `StreamDecoder` (`<protocol>/stream_decode.rs`) embeds these and answers
 //! the codec's `DecodeStream::is_done` and `DecodeStream::finish` through [`StreamEnd`], so the
@@ -54,5 +55,58 @@ impl PartIndices {
         let index = self.next;
         self.next += 1;
         index
+    }
+}
+
+/// Canonical part indices for a wire that streams text and reasoning as bare deltas (Chat
+/// Completions, Gemini): a delta continues the part of its kind that came last, and opens a
+/// new part once another part came between; a tool call is a part of its own.
+#[derive(Debug, Default)]
+pub(crate) struct DeltaParts {
+    indices: PartIndices,
+    /// The kind and index of the part the last delta went to; `None` after a tool call.
+    continuing: Option<(Delta, usize)>,
+}
+
+/// What a bare delta carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delta {
+    Text,
+    Reasoning,
+}
+
+impl DeltaParts {
+    /// The index of a text delta's part.
+    pub(crate) fn text(&mut self) -> usize {
+        self.delta(Delta::Text)
+    }
+
+    /// The index of a reasoning delta's part.
+    pub(crate) fn reasoning(&mut self) -> usize {
+        self.delta(Delta::Reasoning)
+    }
+
+    /// The index of a new tool call; text or reasoning after it open new parts.
+    pub(crate) fn tool_call(&mut self) -> usize {
+        self.continuing = None;
+        self.indices.allocate()
+    }
+
+    /// The reasoning part the last delta went to, if the last delta was reasoning.
+    pub(crate) fn reasoning_in_progress(&self) -> Option<usize> {
+        self.continuing
+            .filter(|(kind, _)| *kind == Delta::Reasoning)
+            .map(|(_, index)| index)
+    }
+
+    fn delta(&mut self, kind: Delta) -> usize {
+        match self.continuing {
+            Some((last, index)) if last == kind => index,
+            _ => {
+                let index = self.indices.allocate();
+                self.continuing = Some((kind, index));
+                index
+            }
+        }
     }
 }

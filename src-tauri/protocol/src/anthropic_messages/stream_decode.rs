@@ -12,7 +12,6 @@ use super::response::{InError, finish_from_anthropic};
 use super::wire::InUsage;
 use crate::canonical::{DecodeError, StreamEvent, TokenUsage, merge_usage};
 use crate::codec::DecodeStream;
-use crate::sse;
 use crate::stream_progress::StreamEnd;
 
 // ---------------------------------------------------------------------------------------------
@@ -87,7 +86,8 @@ struct InMessageDelta {
 }
 
 /// Turns a provider's Anthropic SSE events into canonical events. Feed it whole events (from
-/// [`sse::EventSplitter`]); call [`StreamDecoder::finish`] when the upstream body ends.
+/// [`sse::EventSplitter`](crate::sse::EventSplitter)); call [`StreamDecoder::finish`] when the
+/// upstream body ends.
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     /// `message_stop` or `error` was seen: the stream ended properly.
@@ -102,12 +102,9 @@ impl DecodeStream for StreamDecoder {
         self.end.is_done()
     }
 
-    /// Decodes one whole SSE event.
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let Some(data) = sse::data(event) else {
-            return Ok(Vec::new());
-        };
-        let wire: InEvent = serde_json::from_slice(&data)?;
+    /// Decodes one event's data.
+    fn decode_data(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
+        let wire: InEvent = serde_json::from_slice(data)?;
         let mut out = Vec::new();
         match wire {
             InEvent::MessageStart { message } => {

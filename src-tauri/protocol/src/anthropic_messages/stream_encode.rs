@@ -183,6 +183,18 @@ impl StreamEncoder {
     }
 
     /// The block for part `index`, opened (with an empty start) if this is its first event.
+    /// A `content_block_delta` for canonical part `index`, opening its block if needed.
+    fn delta(&mut self, index: usize, kind: BlockKind, delta: OutDelta<'_>, out: &mut Vec<u8>) {
+        let block = self.block(index, kind, out);
+        write_event(
+            out,
+            &OutEvent::ContentBlockDelta {
+                index: block,
+                delta,
+            },
+        );
+    }
+
     fn block(&mut self, index: usize, kind: BlockKind, out: &mut Vec<u8>) -> usize {
         self.ensure_started(out);
         match self.blocks.get(&index) {
@@ -244,10 +256,7 @@ impl StreamEncoder {
 
 impl EncodeStream for StreamEncoder {
     /// Appends the SSE bytes for `event` to `out`.
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    fn encode_open(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
             StreamEvent::MessageStart { id, model } => {
                 if !self.started {
@@ -256,50 +265,25 @@ impl EncodeStream for StreamEncoder {
                 }
             }
             StreamEvent::TextDelta { index, text } => {
-                let block = self.block(*index, BlockKind::Text, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::Text { text },
-                    },
-                );
+                self.delta(*index, BlockKind::Text, OutDelta::Text { text }, out);
             }
             StreamEvent::ToolCallStart { index, id, name } => {
                 self.ensure_started(out);
                 self.open_block(*index, BlockKind::ToolUse, Some((id, name)), out);
             }
             StreamEvent::ToolCallArgsDelta { index, fragment } => {
-                let block = self.block(*index, BlockKind::ToolUse, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::InputJson {
-                            partial_json: fragment,
-                        },
-                    },
-                );
+                let delta = OutDelta::InputJson {
+                    partial_json: fragment,
+                };
+                self.delta(*index, BlockKind::ToolUse, delta, out);
             }
             StreamEvent::ReasoningDelta { index, text } => {
-                let block = self.block(*index, BlockKind::Thinking, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::Thinking { thinking: text },
-                    },
-                );
+                let delta = OutDelta::Thinking { thinking: text };
+                self.delta(*index, BlockKind::Thinking, delta, out);
             }
             StreamEvent::ReasoningSignature { index, signature } => {
-                let block = self.block(*index, BlockKind::Thinking, out);
-                write_event(
-                    out,
-                    &OutEvent::ContentBlockDelta {
-                        index: block,
-                        delta: OutDelta::Signature { signature },
-                    },
-                );
+                let delta = OutDelta::Signature { signature };
+                self.delta(*index, BlockKind::Thinking, delta, out);
             }
             StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
             StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
@@ -320,11 +304,8 @@ impl EncodeStream for StreamEncoder {
     }
 
     /// Ends the client's stream: closes the open block, sends `message_delta` (stop reason and
-    /// usage) and `message_stop`. Does nothing after an error event.
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    /// usage) and `message_stop`.
+    fn end_stream(&mut self, out: &mut Vec<u8>) {
         self.ensure_started(out);
         self.close_open(out);
         self.ended = true;
@@ -343,6 +324,10 @@ impl EncodeStream for StreamEncoder {
             },
         );
         write_event(out, &OutEvent::MessageStop);
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended
     }
 }
 

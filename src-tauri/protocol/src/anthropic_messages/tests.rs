@@ -9,9 +9,9 @@ use serde_json::{Map, Value, json};
 use super::response::{finish_from_anthropic, finish_to_anthropic};
 use super::*;
 use crate::canonical::{
-    FinishReason, Message, Part, Reasoning, ReasoningConfig, Role, StreamEvent, ToolChoice,
+    FinishReason, Message, Part, ReasoningConfig, Role, StreamEvent, ToolChoice,
 };
-use crate::sse;
+use crate::fixtures::{decode_stream, encode_stream, usage};
 
 fn decode(value: &Value) -> Request {
     request_to_canonical(value.to_string().as_bytes()).unwrap()
@@ -133,12 +133,7 @@ fn foreign_requests_get_defaults_and_no_foreign_signatures() {
             Message {
                 role: Role::Assistant,
                 content: vec![
-                    Part::Reasoning(Reasoning {
-                        text: "t".into(),
-                        signature: Some("openai-sig".into()),
-                        encrypted: None,
-                        issuer: Some(Protocol::OpenAiResponses),
-                    }),
+                    Part::signed_reasoning("t", "openai-sig", Protocol::OpenAiResponses),
                     Part::ToolCall {
                         id: "functions.read:0".into(),
                         name: "read".into(),
@@ -234,85 +229,29 @@ fn error_body_has_anthropic_shape() {
 }
 
 fn encode_all(events: &[StreamEvent]) -> String {
-    let mut encoder = StreamEncoder::new("m");
-    let mut out = Vec::new();
-    for event in events {
-        encoder.encode(event, &mut out);
-    }
-    encoder.finish(&mut out);
-    String::from_utf8(out).unwrap()
-}
-
-fn decode_all(sse_text: &str) -> Vec<StreamEvent> {
-    let mut splitter = sse::EventSplitter::default();
-    let mut decoder = StreamDecoder::default();
-    let mut events = Vec::new();
-    for event in splitter
-        .push(bytes::Bytes::copy_from_slice(sse_text.as_bytes()))
-        .unwrap()
-    {
-        events.extend(decoder.decode(&event).unwrap());
-    }
-    assert!(decoder.is_done());
-    events.extend(decoder.finish());
-    events
+    encode_stream(StreamEncoder::new("m"), events)
 }
 
 #[test]
 fn encoder_output_decodes_to_the_same_events() {
     let events = vec![
-        StreamEvent::MessageStart {
-            id: "msg_1".into(),
-            model: "m".into(),
-        },
-        StreamEvent::ReasoningDelta {
-            index: 0,
-            text: "think".into(),
-        },
-        StreamEvent::ReasoningSignature {
-            index: 0,
-            signature: "sig".into(),
-        },
-        StreamEvent::TextDelta {
-            index: 1,
-            text: "hi".into(),
-        },
-        StreamEvent::ToolCallStart {
-            index: 2,
-            id: "toolu_a".into(),
-            name: "f".into(),
-        },
-        StreamEvent::ToolCallArgsDelta {
-            index: 2,
-            fragment: "{\"a\":".into(),
-        },
-        StreamEvent::ToolCallArgsDelta {
-            index: 2,
-            fragment: "1}".into(),
-        },
+        StreamEvent::start("msg_1", "m"),
+        StreamEvent::reasoning(0, "think"),
+        StreamEvent::signature(0, "sig"),
+        StreamEvent::text(1, "hi"),
+        StreamEvent::tool_call(2, "toolu_a", "f"),
+        StreamEvent::arguments(2, "{\"a\":"),
+        StreamEvent::arguments(2, "1}"),
         StreamEvent::Finish(FinishReason::ToolCalls),
-        StreamEvent::Usage(TokenUsage {
-            input: Some(9),
-            output: Some(4),
-            cached: None,
-            reasoning: None,
-        }),
+        StreamEvent::Usage(usage(Some(9), Some(4), None, None)),
     ];
     let text = encode_all(&events);
     assert!(text.starts_with("event: message_start\ndata: {\"type\":\"message_start\""));
     assert!(text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
-    let decoded = decode_all(&text);
+    let decoded = decode_stream(StreamDecoder::default(), &text);
     let mut expected = events;
     // The decoder reports usage where Anthropic puts it: zero at the start, all at the end.
-    expected.insert(
-        1,
-        StreamEvent::Usage(TokenUsage {
-            input: Some(0),
-            output: Some(0),
-            cached: None,
-            reasoning: None,
-        }),
-    );
+    expected.insert(1, StreamEvent::Usage(usage(Some(0), Some(0), None, None)));
     expected.swap(8, 9);
     assert_eq!(decoded, expected);
 }
@@ -321,13 +260,7 @@ fn encoder_output_decodes_to_the_same_events() {
 fn an_error_ends_the_stream_with_an_error_event() {
     let mut encoder = StreamEncoder::new("m");
     let mut out = Vec::new();
-    encoder.encode(
-        &StreamEvent::TextDelta {
-            index: 0,
-            text: "par".into(),
-        },
-        &mut out,
-    );
+    encoder.encode(&StreamEvent::text(0, "par"), &mut out);
     encoder.encode(
         &StreamEvent::Error {
             message: "upstream broke".into(),
@@ -408,15 +341,9 @@ fn thinking_stays_off_after_an_unsigned_tool_turn() {
     assert!(body.get("thinking").is_none(), "{body}");
 
     // With Anthropic's own signed thinking before the call, thinking stays on.
-    request.messages[1].content.insert(
-        0,
-        Part::Reasoning(Reasoning {
-            text: "hm".into(),
-            signature: Some("sig".into()),
-            encrypted: None,
-            issuer: Some(PROTOCOL),
-        }),
-    );
+    request.messages[1]
+        .content
+        .insert(0, Part::signed_reasoning("hm", "sig", PROTOCOL));
     let body: Value = serde_json::from_slice(&request_from_canonical(&request)).unwrap();
     assert_eq!(body["thinking"]["type"], "enabled", "{body}");
 }

@@ -104,6 +104,26 @@ impl Part {
     pub fn text(text: impl Into<String>) -> Self {
         Self::Text { text: text.into() }
     }
+
+    /// The text of a tool result's `content` as a protocol with plain-text results sends it:
+    /// its text parts, concatenated. Images are the caller's to place ([`Part::images`]).
+    pub(crate) fn joined_text(content: &[Part]) -> String {
+        content
+            .iter()
+            .filter_map(|part| match part {
+                Part::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The images among `content`, in order.
+    pub(crate) fn images(content: &[Part]) -> impl Iterator<Item = &Image> {
+        content.iter().filter_map(|part| match part {
+            Part::Image(image) => Some(image),
+            _ => None,
+        })
+    }
 }
 
 /// An image, inline or by reference.
@@ -241,6 +261,31 @@ pub fn untag_proof(value: &str) -> Option<(Protocol, ProofKind, String)> {
 }
 
 impl Request {
+    /// The system instructions as the one string a protocol with a single system text sends:
+    /// the non-empty ones joined by blank lines; `None` when there are none.
+    pub(crate) fn system_text(&self) -> Option<String> {
+        let system: Vec<&str> = self
+            .system
+            .iter()
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+            .collect();
+        (!system.is_empty()).then(|| system.join("\n\n"))
+    }
+
+    /// Appends the parts of a client's system (or developer) message to [`Request::system`].
+    /// Only text belongs there: the first other part stops it and is handed back, for the
+    /// decoder's error.
+    pub(crate) fn push_system(&mut self, parts: Vec<Part>) -> Result<(), Part> {
+        for part in parts {
+            match part {
+                Part::Text { text } => self.system.push(text),
+                other => return Err(other),
+            }
+        }
+        Ok(())
+    }
+
     /// Applies [`Reasoning::adopt_tag`] to every reasoning part of the conversation.
     pub fn adopt_signature_tags(&mut self) {
         for message in &mut self.messages {
@@ -278,6 +323,14 @@ pub struct Tool {
     pub description: Option<String>,
     /// JSON schema of the arguments object.
     pub parameters: Value,
+}
+
+impl Tool {
+    /// The parameters schema of a tool that takes no arguments: what a tool declared without
+    /// any gets, since every target wants a schema.
+    pub(crate) fn no_parameters() -> Value {
+        serde_json::json!({"type": "object", "properties": {}})
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

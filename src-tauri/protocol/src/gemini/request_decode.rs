@@ -89,7 +89,7 @@ pub(super) fn request_from_wire(wire: InRequest) -> Result<Request, DecodeError>
                 parameters: match (d.parameters_json_schema, d.parameters) {
                     (Some(schema), _) => schema,
                     (None, Some(schema)) => json_schema::from_gemini(&schema),
-                    (None, None) => serde_json::json!({"type": "object", "properties": {}}),
+                    (None, None) => Tool::no_parameters(),
                 },
             }));
         }

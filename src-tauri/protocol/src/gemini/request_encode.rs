@@ -313,15 +313,7 @@ pub(super) fn parts_out<'a>(
                 content,
                 is_error,
             } => {
-                let mut text = String::new();
-                let mut images = Vec::new();
-                for inner in content {
-                    match inner {
-                        Part::Text { text: t } => text.push_str(t),
-                        Part::Image(image) => images.push(OutPart::Typed(image_out(image))),
-                        _ => {}
-                    }
-                }
+                let text = Part::joined_text(content);
                 out.push(OutPart::Typed(OutFields {
                     function_response: Some(OutFunctionResponse {
                         id: Some(call_id.as_str()).filter(|id| gemini_issued(id)),
@@ -335,7 +327,7 @@ pub(super) fn parts_out<'a>(
                     ..OutFields::default()
                 }));
                 // Images a tool returned follow its response as ordinary parts.
-                out.extend(images);
+                out.extend(Part::images(content).map(|image| OutPart::Typed(image_out(image))));
             }
             Part::Unknown(raw) if audience == (Audience::Provider { native: true }) => {
                 out.push(OutPart::Raw(raw));

@@ -11,21 +11,14 @@ use super::response::{finish_from_gemini, first_candidate};
 use super::wire::{InResponse, InUsage};
 use crate::canonical::{DecodeError, FinishReason, Part, StreamEvent, TokenUsage};
 use crate::codec::DecodeStream;
-use crate::sse;
-use crate::stream_progress::{PartIndices, StreamEnd};
+use crate::stream_progress::{DeltaParts, StreamEnd};
 
 // ---------------------------------------------------------------------------------------------
 // Stream: Gemini SSE -> canonical events.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Current {
-    Text(usize),
-    Reasoning(usize),
-    Tool,
-}
-
 /// Turns a provider's `?alt=sse` stream into canonical events. Feed it whole SSE events (from
-/// [`sse::EventSplitter`]); call [`StreamDecoder::finish`] when the upstream body ends.
+/// [`sse::EventSplitter`](crate::sse::EventSplitter)); call [`StreamDecoder::finish`] when the
+/// upstream body ends.
 ///
 /// Every event is a whole `GenerateContentResponse` chunk. Text and thoughts keep one part
 /// index while they continue; each function call (Gemini sends them whole) gets its own and
@@ -38,8 +31,7 @@ enum Current {
 pub struct StreamDecoder {
     started: bool,
     end: StreamEnd,
-    parts: PartIndices,
-    current: Option<Current>,
+    parts: DeltaParts,
     /// The last reasoning part and whether it has its signature.
     last_reasoning: Option<(usize, bool)>,
     calls: Option<Calls>,
@@ -52,9 +44,9 @@ impl StreamDecoder {
         match part {
             Part::Reasoning(reasoning) if reasoning.text.is_empty() => {
                 // A signature riding on the part right after a thought completes that thought.
-                if let (Some(signature), Some(Current::Reasoning(index)), Some((_, false))) = (
+                if let (Some(signature), Some(index), Some((_, false))) = (
                     reasoning.encrypted.or(reasoning.signature),
-                    self.current,
+                    self.parts.reasoning_in_progress(),
                     self.last_reasoning,
                 ) {
                     self.last_reasoning = Some((index, true));
@@ -62,11 +54,7 @@ impl StreamDecoder {
                 }
             }
             Part::Reasoning(reasoning) => {
-                let index = match self.current {
-                    Some(Current::Reasoning(index)) => index,
-                    _ => self.parts.allocate(),
-                };
-                self.current = Some(Current::Reasoning(index));
+                let index = self.parts.reasoning();
                 let signed = reasoning.signature.is_some();
                 self.last_reasoning = Some((index, signed));
                 out.push(StreamEvent::ReasoningDelta {
@@ -78,11 +66,7 @@ impl StreamDecoder {
                 }
             }
             Part::Text { text } => {
-                let index = match self.current {
-                    Some(Current::Text(index)) => index,
-                    _ => self.parts.allocate(),
-                };
-                self.current = Some(Current::Text(index));
+                let index = self.parts.text();
                 out.push(StreamEvent::TextDelta { index, text });
             }
             Part::ToolCall {
@@ -90,8 +74,7 @@ impl StreamDecoder {
                 name,
                 arguments,
             } => {
-                let index = self.parts.allocate();
-                self.current = Some(Current::Tool);
+                let index = self.parts.tool_call();
                 self.saw_calls = true;
                 out.push(StreamEvent::ToolCallStart { index, id, name });
                 out.push(StreamEvent::ToolCallArgsDelta {
@@ -111,15 +94,12 @@ impl DecodeStream for StreamDecoder {
         self.end.is_done()
     }
 
-    /// Decodes one whole SSE event.
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let Some(data) = sse::data(event) else {
-            return Ok(Vec::new());
-        };
+    /// Decodes one event's data.
+    fn decode_data(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         if data.trim_ascii().is_empty() {
             return Ok(Vec::new());
         }
-        let chunk: InResponse = serde_json::from_slice(&data)?;
+        let chunk: InResponse = serde_json::from_slice(data)?;
         let mut out = Vec::new();
         if let Some(error) = chunk.error {
             self.end.mark_done();

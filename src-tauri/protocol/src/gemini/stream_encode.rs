@@ -167,10 +167,7 @@ impl StreamEncoder {
 
 impl EncodeStream for StreamEncoder {
     /// Appends the bytes for `event` to `out`.
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    fn encode_open(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
             StreamEvent::MessageStart { id, model } => {
                 if self.chunks == 0 {
@@ -254,11 +251,8 @@ impl EncodeStream for StreamEncoder {
     }
 
     /// Ends the client's stream: held function calls, then the last chunk with the finish
-    /// reason and usage (and the closing `]` of a JSON array). Does nothing after an error.
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    /// reason and usage (and the closing `]` of a JSON array).
+    fn end_stream(&mut self, out: &mut Vec<u8>) {
         self.flush_calls(out);
         let reason = self.finish.as_ref().map_or("STOP", finish_to_gemini);
         let part = OutPart::Typed(OutFields {
@@ -269,5 +263,9 @@ impl EncodeStream for StreamEncoder {
         self.chunk(vec![part], Some(reason), out);
         self.ended = true;
         self.close(out);
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended
     }
 }

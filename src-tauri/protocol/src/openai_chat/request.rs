@@ -12,14 +12,15 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::wire::{
-    InChatContent, InChatMessage, InChatRequest, InFunctionTool, InStop, IncludeUsage,
-    OutChatContent, OutChatMessage, OutChatPart, OutChatRequest, OutChatTool, OutChatToolChoice,
-    OutFunctionDef, OutImageUrl, OutNamed, OutToolCall, OutTypedPart,
+    InChatContent, InChatMessage, InChatRequest, InStop, IncludeUsage, OutChatContent,
+    OutChatMessage, OutChatPart, OutChatRequest, OutChatTool, OutChatToolChoice, OutFunctionDef,
+    OutImageUrl, OutNamed, OutToolCall, OutTypedPart,
 };
 use crate::canonical::{
     DecodeError, Effort, Image, Message, Part, Reasoning, ReasoningConfig, Request, ResponseFormat,
-    Role, Tool, ToolChoice,
+    Role, ToolChoice,
 };
+use crate::openai_function::FunctionDefinition;
 use crate::{ExtraFields, Protocol, json_schema, to_json};
 
 /// Fields this module writes itself when encoding, so a client's copy in `extra` is not merged.
@@ -58,18 +59,11 @@ pub fn request_to_canonical(body: &[u8]) -> Result<Request, DecodeError> {
     for (i, message) in wire.messages.into_iter().enumerate() {
         let at = format!("messages[{i}]");
         match message.role.as_str() {
-            "system" | "developer" => {
-                for part in chat_content(message.content, &at)? {
-                    match part {
-                        Part::Text { text } => request.system.push(text),
-                        _ => {
-                            return Err(DecodeError::Invalid(format!(
-                                "{at}: system messages may only hold text"
-                            )));
-                        }
-                    }
-                }
-            }
+            "system" | "developer" => request
+                .push_system(chat_content(message.content, &at)?)
+                .map_err(|_| {
+                    DecodeError::Invalid(format!("{at}: system messages may only hold text"))
+                })?,
             "user" => request.messages.push(Message {
                 role: Role::User,
                 content: chat_content(message.content, &at)?,
@@ -103,16 +97,9 @@ pub fn request_to_canonical(body: &[u8]) -> Result<Request, DecodeError> {
             let function = tool.get("function").ok_or_else(|| {
                 DecodeError::Invalid(format!("tools[{i}]: a function tool needs `function`"))
             })?;
-            let def = InFunctionTool::deserialize(function)
+            let def = FunctionDefinition::deserialize(function)
                 .map_err(|e| DecodeError::Invalid(format!("tools[{i}].function: {e}")))?;
-            request.tools.push(Tool {
-                name: def.name,
-                description: def.description,
-                // A tool without parameters takes none; every target wants a schema.
-                parameters: def
-                    .parameters
-                    .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
-            });
+            request.tools.push(def.into());
         } else {
             request.native_tools.push(tool);
         }
@@ -276,16 +263,10 @@ pub fn client_wants_usage(request: &Request) -> bool {
 pub fn request_from_canonical(request: &Request) -> Vec<u8> {
     let native = request.origin == Some(Protocol::OpenAiChat);
     let mut messages = Vec::with_capacity(request.messages.len() + 1);
-    let system: Vec<&str> = request
-        .system
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.is_empty())
-        .collect();
-    if !system.is_empty() {
+    if let Some(system) = request.system_text() {
         messages.push(OutChatMessage {
             role: "system",
-            content: Some(OutChatContent::Text(system.join("\n\n"))),
+            content: Some(OutChatContent::Text(system)),
             tool_calls: Vec::new(),
             tool_call_id: None,
         });
@@ -393,12 +374,7 @@ fn assistant_out(parts: &[Part]) -> Option<OutChatMessage<'_>> {
                 }
                 text.push_str(t);
             }
-            Part::ToolCall {
-                id,
-                name,
-                arguments,
-            } => tool_calls.push(OutToolCall::function(id, name, arguments)),
-            _ => {}
+            _ => tool_calls.extend(OutToolCall::of(part)),
         }
     }
     let content = (!text.is_empty()).then_some(OutChatContent::Text(text));
@@ -429,13 +405,8 @@ fn user_out<'a>(parts: &'a [Part], native: bool, messages: &mut Vec<OutChatMessa
                 if *is_error {
                     text.push_str("Error: ");
                 }
-                for inner in content {
-                    match inner {
-                        Part::Text { text: t } => text.push_str(t),
-                        Part::Image(image) => rest.push(image_part(image)),
-                        _ => {}
-                    }
-                }
+                text.push_str(&Part::joined_text(content));
+                rest.extend(Part::images(content).map(image_part));
                 messages.push(OutChatMessage {
                     role: "tool",
                     content: Some(OutChatContent::Text(text)),

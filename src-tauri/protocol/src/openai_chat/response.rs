@@ -105,12 +105,7 @@ pub fn response_from_canonical(response: &Response, created: u64) -> Vec<u8> {
             Part::Text { text: t } => text.push_str(t),
             // Reasoning text is shown; its signature never leaves for an OpenAI client.
             Part::Reasoning(r) => reasoning.push_str(&r.text),
-            Part::ToolCall {
-                id,
-                name,
-                arguments,
-            } => tool_calls.push(OutToolCall::function(id, name, arguments)),
-            _ => {}
+            _ => tool_calls.extend(OutToolCall::of(part)),
         }
     }
     let wire = OutChatResponse {

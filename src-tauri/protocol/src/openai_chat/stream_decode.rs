@@ -13,14 +13,7 @@ use super::response::finish_from_openai;
 use super::wire::{InChunk, InChunkDelta};
 use crate::canonical::{DecodeError, StreamEvent};
 use crate::codec::DecodeStream;
-use crate::stream_progress::{PartIndices, StreamEnd};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Current {
-    Text(usize),
-    Reasoning(usize),
-    Tool,
-}
+use crate::stream_progress::{DeltaParts, StreamEnd};
 
 /// Turns a provider's Chat Completions chunks into canonical events. Feed it whole SSE events
 /// (from [`sse::EventSplitter`](crate::sse::EventSplitter)); call [`StreamDecoder::finish`]
@@ -35,8 +28,7 @@ pub struct StreamDecoder {
     started: bool,
     end: StreamEnd,
     finished: bool,
-    parts: PartIndices,
-    current: Option<Current>,
+    parts: DeltaParts,
     /// OpenAI tool-call index -> (canonical index, call id).
     tools: HashMap<usize, (usize, String)>,
     response_id: String,
@@ -49,11 +41,7 @@ impl StreamDecoder {
             .or(delta.reasoning)
             .filter(|t| !t.is_empty())
         {
-            let index = match self.current {
-                Some(Current::Reasoning(index)) => index,
-                _ => self.parts.allocate(),
-            };
-            self.current = Some(Current::Reasoning(index));
+            let index = self.parts.reasoning();
             out.push(StreamEvent::ReasoningDelta { index, text });
         }
         for text in [delta.content, delta.refusal]
@@ -61,11 +49,7 @@ impl StreamDecoder {
             .flatten()
             .filter(|t| !t.is_empty())
         {
-            let index = match self.current {
-                Some(Current::Text(index)) => index,
-                _ => self.parts.allocate(),
-            };
-            self.current = Some(Current::Text(index));
+            let index = self.parts.text();
             out.push(StreamEvent::TextDelta { index, text });
         }
         for (position, call) in delta.tool_calls.into_iter().flatten().enumerate() {
@@ -86,13 +70,12 @@ impl StreamDecoder {
             let index = match known {
                 Some(index) => index,
                 None => {
-                    let index = self.parts.allocate();
+                    let index = self.parts.tool_call();
                     let id = call
                         .id
                         .filter(|id| !id.is_empty())
                         .unwrap_or_else(|| format!("call_{}_{key}", self.response_id));
                     self.tools.insert(key, (index, id.clone()));
-                    self.current = Some(Current::Tool);
                     out.push(StreamEvent::ToolCallStart {
                         index,
                         id,
@@ -114,16 +97,13 @@ impl DecodeStream for StreamDecoder {
         self.end.is_done()
     }
 
-    /// Decodes one whole SSE event.
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let Some(data) = crate::sse::data(event) else {
-            return Ok(Vec::new());
-        };
+    /// Decodes one event's data.
+    fn decode_data(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         if data.trim_ascii() == b"[DONE]" {
             self.end.mark_done();
             return Ok(Vec::new());
         }
-        let chunk: InChunk = serde_json::from_slice(&data)?;
+        let chunk: InChunk = serde_json::from_slice(data)?;
         let mut out = Vec::new();
         if let Some(error) = chunk.error {
             self.end.mark_done();

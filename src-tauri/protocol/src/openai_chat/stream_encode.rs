@@ -69,6 +69,46 @@ impl StreamEncoder {
     }
 
     fn chunk(&self, out: &mut Vec<u8>, delta: OutChunkDelta<'_>, finish: Option<&'static str>) {
+        let choice = OutChunkChoice {
+            index: 0,
+            delta,
+            logprobs: None,
+            finish_reason: finish,
+        };
+        self.write_chunk(out, vec![choice], None);
+    }
+
+    /// A tool-call delta for canonical part `index`: the call's id, type and name when it
+    /// starts (`call` holds the id and name), an arguments fragment after that.
+    fn tool_chunk(
+        &mut self,
+        index: usize,
+        call: Option<(&str, &str)>,
+        arguments: &str,
+        out: &mut Vec<u8>,
+    ) {
+        self.start(out);
+        let next = self.tools.len();
+        let tool = *self.tools.entry(index).or_insert(next);
+        let delta = OutToolCallDelta {
+            index: tool,
+            id: call.map(|(id, _)| id),
+            kind: call.map(|_| "function"),
+            function: OutFunctionDelta {
+                name: call.map(|(_, name)| name),
+                arguments,
+            },
+        };
+        self.chunk(out, tool_delta(delta), None);
+    }
+
+    /// A `chat.completion.chunk` with this stream's id, time and model.
+    fn write_chunk(
+        &self,
+        out: &mut Vec<u8>,
+        choices: Vec<OutChunkChoice<'_>>,
+        usage: Option<OutChatUsage>,
+    ) {
         write_data(
             out,
             &OutChunk {
@@ -76,13 +116,8 @@ impl StreamEncoder {
                 object: "chat.completion.chunk",
                 created: self.created,
                 model: &self.model,
-                choices: vec![OutChunkChoice {
-                    index: 0,
-                    delta,
-                    logprobs: None,
-                    finish_reason: finish,
-                }],
-                usage: None,
+                choices,
+                usage,
             },
         );
     }
@@ -90,10 +125,7 @@ impl StreamEncoder {
 
 impl EncodeStream for StreamEncoder {
     /// Appends the SSE bytes for `event` to `out`.
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    fn encode_open(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
             StreamEvent::MessageStart { id, model } => {
                 if !self.started {
@@ -131,40 +163,10 @@ impl EncodeStream for StreamEncoder {
             // Signatures are only meaningful to the provider that made them.
             StreamEvent::ReasoningSignature { .. } => {}
             StreamEvent::ToolCallStart { index, id, name } => {
-                self.start(out);
-                let next = self.tools.len();
-                let tool = *self.tools.entry(*index).or_insert(next);
-                self.chunk(
-                    out,
-                    tool_delta(OutToolCallDelta {
-                        index: tool,
-                        id: Some(id),
-                        kind: Some("function"),
-                        function: OutFunctionDelta {
-                            name: Some(name),
-                            arguments: "",
-                        },
-                    }),
-                    None,
-                );
+                self.tool_chunk(*index, Some((id, name)), "", out);
             }
             StreamEvent::ToolCallArgsDelta { index, fragment } => {
-                self.start(out);
-                let next = self.tools.len();
-                let tool = *self.tools.entry(*index).or_insert(next);
-                self.chunk(
-                    out,
-                    tool_delta(OutToolCallDelta {
-                        index: tool,
-                        id: None,
-                        kind: None,
-                        function: OutFunctionDelta {
-                            name: None,
-                            arguments: fragment,
-                        },
-                    }),
-                    None,
-                );
+                self.tool_chunk(*index, None, fragment, out);
             }
             StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
             StreamEvent::Finish(reason) => {
@@ -196,31 +198,23 @@ impl EncodeStream for StreamEncoder {
     }
 
     /// Ends the client's stream: the finish chunk if none was sent, the usage chunk if asked
-    /// for, and `data: [DONE]`. Does nothing after an error event.
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    /// for, and `data: [DONE]`.
+    fn end_stream(&mut self, out: &mut Vec<u8>) {
         self.start(out);
         if !self.finish_sent {
             self.finish_sent = true;
             self.chunk(out, OutChunkDelta::default(), Some("stop"));
         }
         if self.include_usage {
-            write_data(
-                out,
-                &OutChunk {
-                    id: &self.id,
-                    object: "chat.completion.chunk",
-                    created: self.created,
-                    model: &self.model,
-                    choices: Vec::new(),
-                    usage: Some(OutChatUsage::from_canonical(&self.usage)),
-                },
-            );
+            let usage = OutChatUsage::from_canonical(&self.usage);
+            self.write_chunk(out, Vec::new(), Some(usage));
         }
         self.ended = true;
         out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended
     }
 }
 

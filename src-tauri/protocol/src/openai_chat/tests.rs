@@ -10,9 +10,9 @@ use super::request::is_openai_reasoning_model;
 use super::*;
 use crate::Protocol;
 use crate::canonical::{
-    Effort, FinishReason, Image, Message, Part, Reasoning, ReasoningConfig, Role, StreamEvent,
-    ToolChoice,
+    Effort, FinishReason, Image, Message, Part, ReasoningConfig, Role, StreamEvent, ToolChoice,
 };
+use crate::fixtures::{feed, usage};
 
 #[test]
 fn reads_usage_with_details() {
@@ -120,12 +120,7 @@ fn foreign_requests_drop_signatures_and_foreign_fields() {
         messages: vec![Message {
             role: Role::Assistant,
             content: vec![
-                Part::Reasoning(Reasoning {
-                    text: "t".into(),
-                    signature: Some("sig".into()),
-                    encrypted: None,
-                    issuer: Some(Protocol::AnthropicMessages),
-                }),
+                Part::signed_reasoning("t", "sig", Protocol::AnthropicMessages),
                 Part::ToolCall {
                     id: "toolu_1".into(),
                     name: "f".into(),
@@ -172,12 +167,9 @@ fn client_stream_options_are_not_copied_over_the_gateways_own() {
 
 fn decode_stream(chunks: &[Value]) -> Vec<StreamEvent> {
     let mut decoder = StreamDecoder::default();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        let event = format!("data: {chunk}\n\n");
-        events.extend(decoder.decode(event.as_bytes()).unwrap());
-    }
-    events.extend(decoder.decode(b"data: [DONE]\n\n").unwrap());
+    let sse_events = chunks.iter().map(|chunk| format!("data: {chunk}\n\n"));
+    let done = "data: [DONE]\n\n".to_owned();
+    let mut events = feed(&mut decoder, sse_events.chain([done]));
     assert!(decoder.is_done());
     events.extend(decoder.finish());
     events
@@ -199,43 +191,15 @@ fn interleaved_parallel_calls_keep_their_parts_and_missing_ids_are_made() {
     assert_eq!(
         events,
         vec![
-            StreamEvent::MessageStart {
-                id: "c1".into(),
-                model: "m".into()
-            },
-            StreamEvent::ToolCallStart {
-                index: 0,
-                id: "call_a".into(),
-                name: "f".into()
-            },
-            StreamEvent::ToolCallArgsDelta {
-                index: 0,
-                fragment: "{\"x\"".into()
-            },
-            StreamEvent::ToolCallStart {
-                index: 1,
-                id: "call_c1_1".into(),
-                name: "g".into()
-            },
-            StreamEvent::ToolCallArgsDelta {
-                index: 1,
-                fragment: "{".into()
-            },
-            StreamEvent::ToolCallArgsDelta {
-                index: 0,
-                fragment: ":1}".into()
-            },
-            StreamEvent::ToolCallArgsDelta {
-                index: 1,
-                fragment: "}".into()
-            },
+            StreamEvent::start("c1", "m"),
+            StreamEvent::tool_call(0, "call_a", "f"),
+            StreamEvent::arguments(0, "{\"x\""),
+            StreamEvent::tool_call(1, "call_c1_1", "g"),
+            StreamEvent::arguments(1, "{"),
+            StreamEvent::arguments(0, ":1}"),
+            StreamEvent::arguments(1, "}"),
             StreamEvent::Finish(FinishReason::ToolCalls),
-            StreamEvent::Usage(TokenUsage {
-                input: Some(5),
-                output: Some(2),
-                cached: None,
-                reasoning: None
-            }),
+            StreamEvent::Usage(usage(Some(5), Some(2), None, None)),
         ]
     );
 }
@@ -280,24 +244,10 @@ fn text_after_a_tool_call_is_a_new_part_and_errors_end_the_stream() {
 #[test]
 fn the_encoder_sends_usage_only_when_asked_and_drops_signatures() {
     let events = [
-        StreamEvent::MessageStart {
-            id: "msg_1".into(),
-            model: "claude".into(),
-        },
-        StreamEvent::ReasoningSignature {
-            index: 0,
-            signature: "sig".into(),
-        },
-        StreamEvent::TextDelta {
-            index: 1,
-            text: "hi".into(),
-        },
-        StreamEvent::Usage(TokenUsage {
-            input: Some(3),
-            output: Some(1),
-            cached: None,
-            reasoning: None,
-        }),
+        StreamEvent::start("msg_1", "claude"),
+        StreamEvent::signature(0, "sig"),
+        StreamEvent::text(1, "hi"),
+        StreamEvent::Usage(usage(Some(3), Some(1), None, None)),
         StreamEvent::Finish(FinishReason::Length),
     ];
     for include_usage in [false, true] {

@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::ExtraFields;
-use crate::canonical::TokenUsage;
+use crate::canonical::{Part, TokenUsage};
+use crate::openai_usage::{
+    self, InCachedTokens, InReasoningTokens, OutCachedTokens, OutReasoningTokens,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Usage, in answers and chunks.
@@ -26,33 +29,19 @@ pub(super) struct WireUsage {
     #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     pub(super) completion_tokens: Option<u64>,
     #[serde(default)]
-    pub(super) prompt_tokens_details: Option<PromptDetails>,
+    pub(super) prompt_tokens_details: Option<InCachedTokens>,
     #[serde(default)]
-    pub(super) completion_tokens_details: Option<CompletionDetails>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct PromptDetails {
-    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
-    pub(super) cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct CompletionDetails {
-    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
-    pub(super) reasoning_tokens: Option<u64>,
+    pub(super) completion_tokens_details: Option<InReasoningTokens>,
 }
 
 impl From<WireUsage> for TokenUsage {
     fn from(wire: WireUsage) -> Self {
-        Self {
-            input: wire.prompt_tokens,
-            output: wire.completion_tokens,
-            cached: wire.prompt_tokens_details.and_then(|d| d.cached_tokens),
-            reasoning: wire
-                .completion_tokens_details
-                .and_then(|d| d.reasoning_tokens),
-        }
+        openai_usage::to_canonical(
+            wire.prompt_tokens,
+            wire.completion_tokens,
+            wire.prompt_tokens_details,
+            wire.completion_tokens_details,
+        )
     }
 }
 
@@ -140,15 +129,6 @@ pub(super) struct InFunction {
     pub(super) name: String,
     #[serde(default)]
     pub(super) arguments: String,
-}
-
-#[derive(Deserialize)]
-pub(super) struct InFunctionTool {
-    pub(super) name: String,
-    #[serde(default)]
-    pub(super) description: Option<String>,
-    #[serde(default)]
-    pub(super) parameters: Option<Value>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,8 +223,17 @@ pub(super) struct OutFunctionCall<'a> {
 }
 
 impl<'a> OutToolCall<'a> {
-    pub(super) fn function(id: &'a str, name: &'a str, arguments: &'a str) -> Self {
-        Self {
+    /// The call a canonical [`Part::ToolCall`] is; `None` for any other part.
+    pub(super) fn of(part: &'a Part) -> Option<Self> {
+        let Part::ToolCall {
+            id,
+            name,
+            arguments,
+        } = part
+        else {
+            return None;
+        };
+        Some(Self {
             id,
             kind: "function",
             function: OutFunctionCall {
@@ -256,7 +245,7 @@ impl<'a> OutToolCall<'a> {
                     arguments
                 },
             },
-        }
+        })
     }
 }
 
@@ -350,35 +339,21 @@ pub(super) struct OutChatUsage {
     pub(super) completion_tokens: u64,
     pub(super) total_tokens: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) prompt_tokens_details: Option<OutCached>,
+    pub(super) prompt_tokens_details: Option<OutCachedTokens>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) completion_tokens_details: Option<OutReasoningTokens>,
 }
 
-#[derive(Serialize)]
-pub(super) struct OutCached {
-    pub(super) cached_tokens: u64,
-}
-
-#[derive(Serialize)]
-pub(super) struct OutReasoningTokens {
-    pub(super) reasoning_tokens: u64,
-}
-
 impl OutChatUsage {
+    /// Chat Completions leaves out the details it has no count for.
     pub(super) fn from_canonical(usage: &TokenUsage) -> Self {
-        let prompt = usage.input.unwrap_or(0);
-        let completion = usage.output.unwrap_or(0);
+        let (prompt_tokens, completion_tokens, total_tokens) = openai_usage::totals(usage);
         Self {
-            prompt_tokens: prompt,
-            completion_tokens: completion,
-            total_tokens: prompt.saturating_add(completion),
-            prompt_tokens_details: usage
-                .cached
-                .map(|cached_tokens| OutCached { cached_tokens }),
-            completion_tokens_details: usage
-                .reasoning
-                .map(|reasoning_tokens| OutReasoningTokens { reasoning_tokens }),
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+            prompt_tokens_details: usage.cached.map(OutCachedTokens::new),
+            completion_tokens_details: usage.reasoning.map(OutReasoningTokens::new),
         }
     }
 }

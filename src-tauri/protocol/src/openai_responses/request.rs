@@ -4,7 +4,8 @@
 //!
 //! Input items become canonical messages and back, and custom tools become functions taking
 //! `{"input": …}` for other protocols. The item and content-part conversions here
-//! (`content_part`, `reasoning_part` and `custom_arguments` towards canonical;
+//! (`content_part`, `reasoning_part`, `custom_arguments` and the `Part`s of function and
+//! custom tool calls towards canonical;
 //! `custom_input`, `client_encrypted` and `is_content_part` back) are shared with `response`
 //! and the two stream files: a provider's output items take the same forms as the input items
 //! a client sends back.
@@ -17,14 +18,15 @@ use serde_json::{Map, Value, json};
 
 use super::PROTOCOL;
 use super::wire::{
-    InContent, InCustomTool, InCustomToolCall, InFunctionCall, InFunctionTool, InInput,
-    InMessageItem, InReasoningItem, InRequest, InToolOutput, OutContent, OutItem, OutRequest,
-    OutTool, OutToolOutput, OutTypedContent, OutTypedItem, summary,
+    InContent, InCustomTool, InCustomToolCall, InFunctionCall, InInput, InMessageItem,
+    InReasoningItem, InRequest, InToolOutput, OutContent, OutItem, OutRequest, OutTool,
+    OutToolOutput, OutTypedContent, OutTypedItem, summary,
 };
 use crate::canonical::{
     DecodeError, Effort, Image, Message, Part, ProofKind, Reasoning, ReasoningConfig, Request,
     ResponseFormat, Role, Tool, ToolChoice, tag_proof, untag_proof,
 };
+use crate::openai_function::FunctionDefinition;
 use crate::{ExtraFields, to_json};
 
 // ---------------------------------------------------------------------------------------------
@@ -71,17 +73,9 @@ pub fn request_to_canonical(body: &[u8]) -> Result<Request, DecodeError> {
     for (i, tool) in wire.tools.unwrap_or_default().into_iter().enumerate() {
         match tool.get("type").and_then(Value::as_str) {
             Some("function") => {
-                let def = InFunctionTool::deserialize(&tool)
+                let def = FunctionDefinition::deserialize(&tool)
                     .map_err(|e| DecodeError::Invalid(format!("tools[{i}]: {e}")))?;
-                request.tools.push(Tool {
-                    name: def.name,
-                    description: def.description,
-                    // A tool without parameters takes none; every target wants a schema.
-                    parameters: def
-                        .parameters
-                        .filter(|p| !p.is_null())
-                        .unwrap_or_else(|| json!({"type": "object", "properties": {}})),
-                });
+                request.tools.push(def.into());
             }
             Some("custom") => {
                 let def = InCustomTool::deserialize(&tool)
@@ -271,18 +265,13 @@ fn input_item(item: Value, at: &str, request: &mut Request) -> Result<(), Decode
             let message = InMessageItem::deserialize(&item).map_err(invalid)?;
             let at = format!("{at}.content");
             match message.role.as_str() {
-                "system" | "developer" => {
-                    for part in content_parts(message.content, &at)? {
-                        match part {
-                            Part::Text { text } => request.system.push(text),
-                            _ => {
-                                return Err(DecodeError::Invalid(format!(
-                                    "{at}: system and developer messages may only hold text"
-                                )));
-                            }
-                        }
-                    }
-                }
+                "system" | "developer" => request
+                    .push_system(content_parts(message.content, &at)?)
+                    .map_err(|_| {
+                        DecodeError::Invalid(format!(
+                            "{at}: system and developer messages may only hold text"
+                        ))
+                    })?,
                 "user" => {
                     let content = content_parts(message.content, &at)?;
                     request.messages.push(Message {
@@ -308,21 +297,11 @@ fn input_item(item: Value, at: &str, request: &mut Request) -> Result<(), Decode
         }
         Some("function_call") => {
             let call = InFunctionCall::deserialize(&item).map_err(invalid)?;
-            let call = Part::ToolCall {
-                id: call.call_id,
-                name: call.name,
-                arguments: call.arguments,
-            };
-            push_to_turn(&mut request.messages, Role::Assistant, [call]);
+            push_to_turn(&mut request.messages, Role::Assistant, [call.into()]);
         }
         Some("custom_tool_call") => {
             let call = InCustomToolCall::deserialize(&item).map_err(invalid)?;
-            let call = Part::ToolCall {
-                id: call.call_id,
-                name: call.name,
-                arguments: custom_arguments(&call.input),
-            };
-            push_to_turn(&mut request.messages, Role::Assistant, [call]);
+            push_to_turn(&mut request.messages, Role::Assistant, [call.into()]);
         }
         Some("function_call_output" | "custom_tool_call_output") => {
             let output = InToolOutput::deserialize(&item).map_err(invalid)?;
@@ -351,6 +330,27 @@ fn input_item(item: Value, at: &str, request: &mut Request) -> Result<(), Decode
         }
     }
     Ok(())
+}
+
+impl From<InFunctionCall> for Part {
+    fn from(call: InFunctionCall) -> Self {
+        Part::ToolCall {
+            id: call.call_id,
+            name: call.name,
+            arguments: call.arguments,
+        }
+    }
+}
+
+/// A custom tool's call carries text; canonically it is a call with `{"input": text}`.
+impl From<InCustomToolCall> for Part {
+    fn from(call: InCustomToolCall) -> Self {
+        Part::ToolCall {
+            id: call.call_id,
+            name: call.name,
+            arguments: custom_arguments(&call.input),
+        }
+    }
 }
 
 /// Canonical arguments of a custom tool call: its text as the `input` of a JSON object.
@@ -474,12 +474,6 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
     } else {
         HashSet::new()
     };
-    let system: Vec<&str> = request
-        .system
-        .iter()
-        .map(String::as_str)
-        .filter(|s| !s.is_empty())
-        .collect();
 
     let mut input = Vec::with_capacity(request.messages.len());
     let mut custom_calls: HashSet<&str> = HashSet::new();
@@ -535,7 +529,7 @@ pub fn request_from_canonical(request: &Request) -> Vec<u8> {
 
     let wire = OutRequest {
         model: &request.model,
-        instructions: (!system.is_empty()).then(|| system.join("\n\n")),
+        instructions: request.system_text(),
         input,
         tools,
         tool_choice,
@@ -757,11 +751,7 @@ fn tool_output<'a>(part: &'a Part, custom_calls: &HashSet<&'a str>, items: &mut 
         if *is_error {
             text.push_str("Error: ");
         }
-        for inner in content {
-            if let Part::Text { text: t } = inner {
-                text.push_str(t);
-            }
-        }
+        text.push_str(&Part::joined_text(content));
         OutToolOutput::Text(text)
     };
     items.push(OutItem::Typed(if custom_calls.contains(call_id.as_str()) {

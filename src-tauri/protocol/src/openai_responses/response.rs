@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::PROTOCOL;
 use super::request::{
-    client_encrypted, content_part, custom_arguments, custom_input, is_content_part, reasoning_part,
+    client_encrypted, content_part, custom_input, is_content_part, reasoning_part,
 };
 use super::wire::{
     InCustomToolCall, InFunctionCall, InOutputMessage, InReasoningItem, InResponse, OutError,
@@ -105,20 +105,12 @@ fn output_item_parts(
         Some("function_call") => {
             let call = InFunctionCall::deserialize(&item).map_err(invalid)?;
             seen.tool_calls = true;
-            content.push(Part::ToolCall {
-                id: call.call_id,
-                name: call.name,
-                arguments: call.arguments,
-            });
+            content.push(call.into());
         }
         Some("custom_tool_call") => {
             let call = InCustomToolCall::deserialize(&item).map_err(invalid)?;
             seen.tool_calls = true;
-            content.push(Part::ToolCall {
-                id: call.call_id,
-                name: call.name,
-                arguments: custom_arguments(&call.input),
-            });
+            content.push(call.into());
         }
         _ => content.push(Part::Unknown(item)),
     }

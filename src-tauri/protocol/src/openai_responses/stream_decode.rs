@@ -16,7 +16,6 @@ use super::response::{OutputSeen, finish_from_status};
 use super::wire::{InEvent, InOutputMessage, InReasoningItem};
 use crate::canonical::{DecodeError, Part, StreamEvent};
 use crate::codec::DecodeStream;
-use crate::sse;
 use crate::stream_progress::{PartIndices, StreamEnd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +54,8 @@ impl DecodedItem {
 }
 
 /// Turns a provider's Responses SSE events into canonical events. Feed it whole events (from
-/// [`sse::EventSplitter`]); call [`StreamDecoder::finish`] when the upstream body ends.
+/// [`sse::EventSplitter`](crate::sse::EventSplitter)); call [`StreamDecoder::finish`] when the
+/// upstream body ends.
 ///
 /// Canonical parts are numbered in order of appearance: one per text (or refusal) content part
 /// of a message item, one per reasoning item (its summary parts are joined by blank lines, as
@@ -332,17 +332,14 @@ impl DecodeStream for StreamDecoder {
         self.end.is_done()
     }
 
-    /// Decodes one whole SSE event.
-    fn decode(&mut self, event: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
-        let Some(data) = sse::data(event) else {
-            return Ok(Vec::new());
-        };
+    /// Decodes one event's data.
+    fn decode_data(&mut self, data: &[u8]) -> Result<Vec<StreamEvent>, DecodeError> {
         // Some Responses-compatible servers end with Chat Completions' marker; the terminal
         // `response.*` event is what counts.
         if data.trim_ascii() == b"[DONE]" {
             return Ok(Vec::new());
         }
-        let wire: InEvent = serde_json::from_slice(&data)?;
+        let wire: InEvent = serde_json::from_slice(data)?;
         let mut out = Vec::new();
         match wire {
             InEvent::Created { response } | InEvent::InProgress { response } => {

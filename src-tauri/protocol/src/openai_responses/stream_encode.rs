@@ -451,16 +451,12 @@ impl StreamEncoder {
 
 impl EncodeStream for StreamEncoder {
     /// Appends the SSE bytes for `event` to `out`.
-    fn encode(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    fn encode_open(&mut self, event: &StreamEvent, out: &mut Vec<u8>) {
         match event {
             StreamEvent::MessageStart { id, model } => {
                 if !self.started {
-                    if !id.is_empty() {
-                        self.id = response_id(id);
-                    }
+                    // An empty id keeps the default: `response_id` gives it for "".
+                    self.id = response_id(id);
                     if !model.is_empty() {
                         self.model.clone_from(model);
                     }
@@ -579,17 +575,17 @@ impl EncodeStream for StreamEncoder {
     }
 
     /// Ends the client's stream: finishes every open item and sends `response.completed` (or
-    /// `response.incomplete`) with the whole response and its usage. Does nothing after an
-    /// error event.
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.ended {
-            return;
-        }
+    /// `response.incomplete`) with the whole response and its usage.
+    fn end_stream(&mut self, out: &mut Vec<u8>) {
         self.start(out);
         for at in 0..self.items.len() {
             self.close(at, out);
         }
         self.ended = true;
         self.lifecycle(Lifecycle::Terminal, out);
+    }
+
+    fn has_ended(&self) -> bool {
+        self.ended
     }
 }

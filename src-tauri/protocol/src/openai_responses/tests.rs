@@ -13,7 +13,7 @@ use crate::canonical::{
     FinishReason, Image, Message, Part, ProofKind, Reasoning, ReasoningConfig, ResponseFormat,
     Role, StreamEvent, ToolChoice, untag_proof,
 };
-use crate::sse;
+use crate::fixtures::{arguments_of, decode_stream, encode_stream, feed, usage};
 
 fn decode(value: &Value) -> Result<Request, DecodeError> {
     request_to_canonical(value.to_string().as_bytes())
@@ -172,12 +172,7 @@ fn foreign_requests_get_safe_defaults() {
             Message {
                 role: Role::Assistant,
                 content: vec![
-                    Part::Reasoning(Reasoning {
-                        text: "t".into(),
-                        signature: Some("sig".into()),
-                        encrypted: None,
-                        issuer: Some(Protocol::AnthropicMessages),
-                    }),
+                    Part::signed_reasoning("t", "sig", Protocol::AnthropicMessages),
                     Part::Reasoning(Reasoning {
                         text: "summary only".into(),
                         signature: None,
@@ -402,27 +397,12 @@ fn usage_is_read_on_the_side_and_errors_have_openai_shape() {
 
 fn decode_events(events: &[Value]) -> (Vec<StreamEvent>, StreamDecoder) {
     let mut decoder = StreamDecoder::default();
-    let mut out = Vec::new();
-    for event in events {
-        let raw = format!(
-            "event: {}\ndata: {event}\n\n",
-            event["type"].as_str().unwrap_or("")
-        );
-        out.extend(decoder.decode(raw.as_bytes()).unwrap());
-    }
+    let sse_events = events.iter().map(|event| {
+        let kind = event["type"].as_str().unwrap_or("");
+        format!("event: {kind}\ndata: {event}\n\n")
+    });
+    let out = feed(&mut decoder, sse_events);
     (out, decoder)
-}
-
-fn args_of(events: &[StreamEvent], wanted: usize) -> String {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            StreamEvent::ToolCallArgsDelta { index, fragment } if *index == wanted => {
-                Some(fragment.as_str())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
@@ -441,26 +421,13 @@ fn custom_tool_input_streams_as_json_and_done_only_items_decode() {
         json!({"type": "response.completed", "response": {"id": "r", "status": "completed"}}),
     ]);
     assert!(decoder.is_done());
-    let input: Value = serde_json::from_str(&args_of(&events, 0)).unwrap();
+    let input: Value = serde_json::from_str(&arguments_of(&events, 0)).unwrap();
     assert_eq!(input, json!({"input": "line \"1\"\nline 2"}));
-    assert!(events.contains(&StreamEvent::ReasoningDelta {
-        index: 1,
-        text: "a\n\nb".into()
-    }));
-    assert!(events.contains(&StreamEvent::ReasoningSignature {
-        index: 1,
-        signature: "enc".into()
-    }));
-    assert!(events.contains(&StreamEvent::TextDelta {
-        index: 2,
-        text: "hello".into()
-    }));
-    assert!(events.contains(&StreamEvent::ToolCallStart {
-        index: 3,
-        id: "c2".into(),
-        name: "f".into()
-    }));
-    assert_eq!(args_of(&events, 3), r#"{"a":1}"#);
+    assert!(events.contains(&StreamEvent::reasoning(1, "a\n\nb")));
+    assert!(events.contains(&StreamEvent::signature(1, "enc")));
+    assert!(events.contains(&StreamEvent::text(2, "hello")));
+    assert!(events.contains(&StreamEvent::tool_call(3, "c2", "f")));
+    assert_eq!(arguments_of(&events, 3), r#"{"a":1}"#);
     assert_eq!(
         events.last(),
         Some(&StreamEvent::Finish(FinishReason::ToolCalls))
@@ -514,14 +481,7 @@ fn provider_errors_end_the_stream() {
 }
 
 fn encode_all(events: &[StreamEvent], encoder: StreamEncoder) -> (String, Vec<Value>) {
-    let mut encoder = encoder;
-    let mut out = Vec::new();
-    for event in events {
-        encoder.encode(event, &mut out);
-    }
-    encoder.finish(&mut out);
-    encoder.finish(&mut out);
-    let text = String::from_utf8(out).unwrap();
+    let text = encode_stream(encoder, events);
     let values = text
         .split("\n\n")
         .filter(|e| !e.is_empty())
@@ -533,25 +493,11 @@ fn encode_all(events: &[StreamEvent], encoder: StreamEncoder) -> (String, Vec<Va
 #[test]
 fn the_encoder_copes_with_a_missing_start_late_usage_and_signatures() {
     let events = [
-        StreamEvent::ReasoningDelta {
-            index: 0,
-            text: "think".into(),
-        },
-        StreamEvent::ReasoningSignature {
-            index: 0,
-            signature: "sig".into(),
-        },
-        StreamEvent::TextDelta {
-            index: 1,
-            text: "hi".into(),
-        },
+        StreamEvent::reasoning(0, "think"),
+        StreamEvent::signature(0, "sig"),
+        StreamEvent::text(1, "hi"),
         StreamEvent::Finish(FinishReason::Stop),
-        StreamEvent::Usage(TokenUsage {
-            input: Some(3),
-            output: Some(1),
-            cached: None,
-            reasoning: None,
-        }),
+        StreamEvent::Usage(usage(Some(3), Some(1), None, None)),
     ];
     let (text, values) = encode_all(&events, StreamEncoder::new("m", 5));
     assert!(
@@ -584,24 +530,15 @@ fn the_encoder_copes_with_a_missing_start_late_usage_and_signatures() {
 
     // Our decoder reads the encoder's stream back into the same parts.
     let (text, _) = encode_all(&events, StreamEncoder::new("m", 5));
-    let mut splitter = sse::EventSplitter::default();
-    let mut decoder = StreamDecoder::default();
-    let mut decoded = Vec::new();
-    for event in splitter.push(bytes::Bytes::from(text)).unwrap() {
-        decoded.extend(decoder.decode(&event).unwrap());
-    }
-    assert!(decoder.is_done());
-    let mut expected = vec![StreamEvent::MessageStart {
-        id: "resp_flexiproxy".into(),
-        model: "m".into(),
-    }];
+    let decoded = decode_stream(StreamDecoder::default(), &text);
+    let mut expected = vec![StreamEvent::start("resp_flexiproxy", "m")];
     expected.extend(events[..3].iter().cloned());
-    expected.push(StreamEvent::Usage(TokenUsage {
-        input: Some(3),
-        output: Some(1),
-        cached: Some(0),
-        reasoning: Some(0),
-    }));
+    expected.push(StreamEvent::Usage(usage(
+        Some(3),
+        Some(1),
+        Some(0),
+        Some(0),
+    )));
     expected.push(StreamEvent::Finish(FinishReason::Stop));
     assert_eq!(decoded, expected);
 }
@@ -609,22 +546,12 @@ fn the_encoder_copes_with_a_missing_start_late_usage_and_signatures() {
 #[test]
 fn an_error_ends_the_stream_with_error_and_response_failed() {
     let events = [
-        StreamEvent::ToolCallStart {
-            index: 0,
-            id: "call_1".into(),
-            name: "f".into(),
-        },
-        StreamEvent::ToolCallArgsDelta {
-            index: 0,
-            fragment: "{\"a\"".into(),
-        },
+        StreamEvent::tool_call(0, "call_1", "f"),
+        StreamEvent::arguments(0, "{\"a\""),
         StreamEvent::Error {
             message: "upstream broke".into(),
         },
-        StreamEvent::TextDelta {
-            index: 1,
-            text: "ignored".into(),
-        },
+        StreamEvent::text(1, "ignored"),
     ];
     let (text, values) = encode_all(&events, StreamEncoder::new("m", 5));
     assert!(!text.contains("ignored") && !text.contains("response.completed"));
@@ -659,14 +586,8 @@ fn length_and_filter_stops_end_incomplete() {
     ] {
         let (_, values) = encode_all(
             &[
-                StreamEvent::MessageStart {
-                    id: "msg_9".into(),
-                    model: String::new(),
-                },
-                StreamEvent::TextDelta {
-                    index: 0,
-                    text: "cut".into(),
-                },
+                StreamEvent::start("msg_9", String::new()),
+                StreamEvent::text(0, "cut"),
                 StreamEvent::Finish(finish),
             ],
             StreamEncoder::new("fallback", 5),

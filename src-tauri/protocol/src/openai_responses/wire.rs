@@ -17,6 +17,9 @@ use serde_json::{Map, Value};
 
 use crate::ExtraFields;
 use crate::canonical::TokenUsage;
+use crate::openai_usage::{
+    self, InCachedTokens, InReasoningTokens, OutCachedTokens, OutReasoningTokens,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Usage, in answers and in the stream's terminal events.
@@ -28,33 +31,19 @@ pub(super) struct InUsage {
     #[serde(default, deserialize_with = "crate::canonical::wire_count")]
     pub(super) output_tokens: Option<u64>,
     #[serde(default)]
-    pub(super) input_tokens_details: Option<InInputDetails>,
+    pub(super) input_tokens_details: Option<InCachedTokens>,
     #[serde(default)]
-    pub(super) output_tokens_details: Option<InOutputDetails>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct InInputDetails {
-    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
-    pub(super) cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-pub(super) struct InOutputDetails {
-    #[serde(default, deserialize_with = "crate::canonical::wire_count")]
-    pub(super) reasoning_tokens: Option<u64>,
+    pub(super) output_tokens_details: Option<InReasoningTokens>,
 }
 
 impl From<InUsage> for TokenUsage {
-    /// Responses counts like the canonical model: input includes cached tokens, output
-    /// includes reasoning tokens.
     fn from(wire: InUsage) -> Self {
-        Self {
-            input: wire.input_tokens,
-            output: wire.output_tokens,
-            cached: wire.input_tokens_details.and_then(|d| d.cached_tokens),
-            reasoning: wire.output_tokens_details.and_then(|d| d.reasoning_tokens),
-        }
+        openai_usage::to_canonical(
+            wire.input_tokens,
+            wire.output_tokens,
+            wire.input_tokens_details,
+            wire.output_tokens_details,
+        )
     }
 }
 
@@ -156,15 +145,6 @@ pub(super) struct InReasoningItem {
 pub(super) struct InText {
     #[serde(default)]
     pub(super) text: String,
-}
-
-#[derive(Deserialize)]
-pub(super) struct InFunctionTool {
-    pub(super) name: String,
-    #[serde(default)]
-    pub(super) description: Option<String>,
-    #[serde(default)]
-    pub(super) parameters: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -436,36 +416,22 @@ pub(super) fn output_text(text: &str) -> OutOutputText<'_> {
 #[derive(Serialize)]
 pub(super) struct OutUsage {
     pub(super) input_tokens: u64,
-    pub(super) input_tokens_details: OutCached,
+    pub(super) input_tokens_details: OutCachedTokens,
     pub(super) output_tokens: u64,
     pub(super) output_tokens_details: OutReasoningTokens,
     pub(super) total_tokens: u64,
 }
 
-#[derive(Serialize)]
-pub(super) struct OutCached {
-    pub(super) cached_tokens: u64,
-}
-
-#[derive(Serialize)]
-pub(super) struct OutReasoningTokens {
-    pub(super) reasoning_tokens: u64,
-}
-
 impl OutUsage {
+    /// Responses always writes both details, 0 where there is no count.
     pub(super) fn from_canonical(usage: &TokenUsage) -> Self {
-        let input = usage.input.unwrap_or(0);
-        let output = usage.output.unwrap_or(0);
+        let (input_tokens, output_tokens, total_tokens) = openai_usage::totals(usage);
         Self {
-            input_tokens: input,
-            input_tokens_details: OutCached {
-                cached_tokens: usage.cached.unwrap_or(0),
-            },
-            output_tokens: output,
-            output_tokens_details: OutReasoningTokens {
-                reasoning_tokens: usage.reasoning.unwrap_or(0),
-            },
-            total_tokens: input.saturating_add(output),
+            input_tokens,
+            input_tokens_details: OutCachedTokens::new(usage.cached.unwrap_or(0)),
+            output_tokens,
+            output_tokens_details: OutReasoningTokens::new(usage.reasoning.unwrap_or(0)),
+            total_tokens,
         }
     }
 }

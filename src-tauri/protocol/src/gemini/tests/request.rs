@@ -6,8 +6,7 @@ use serde_json::Map;
 
 use super::*;
 use crate::canonical::{
-    Effort, Image, Message, Part, Reasoning, ReasoningConfig, ResponseFormat, Role, Tool,
-    ToolChoice,
+    Effort, Image, Message, Part, ReasoningConfig, ResponseFormat, Role, Tool, ToolChoice,
 };
 use crate::gemini::request_encode::parameters;
 use crate::gemini::wire::gemini_issued;
@@ -211,12 +210,7 @@ fn foreign_requests_get_gemini_shapes_and_no_foreign_state() {
             Message {
                 role: Role::Assistant,
                 content: vec![
-                    Part::Reasoning(Reasoning {
-                        text: "hm".into(),
-                        signature: Some("anthropic-sig".into()),
-                        encrypted: None,
-                        issuer: Some(Protocol::AnthropicMessages),
-                    }),
+                    Part::signed_reasoning("hm", "anthropic-sig", Protocol::AnthropicMessages),
                     Part::ToolCall {
                         id: "toolu_1".into(),
                         name: "read".into(),

@@ -92,12 +92,7 @@ fn foreign_answers_show_reasoning_without_foreign_signatures() {
         id: "msg_1".into(),
         model: "claude".into(),
         content: vec![
-            Part::Reasoning(Reasoning {
-                text: "why".into(),
-                signature: Some("anthropic-sig".into()),
-                encrypted: None,
-                issuer: Some(Protocol::AnthropicMessages),
-            }),
+            Part::signed_reasoning("why", "anthropic-sig", Protocol::AnthropicMessages),
             Part::Reasoning(Reasoning {
                 text: String::new(),
                 signature: None,

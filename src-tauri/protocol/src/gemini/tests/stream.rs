@@ -4,15 +4,12 @@
 
 use super::*;
 use crate::canonical::{FinishReason, StreamEvent};
-use crate::sse;
+use crate::fixtures::{decode_stream, encode_stream, feed, usage};
 
 fn sse(chunks: &[Value]) -> Vec<StreamEvent> {
     let mut decoder = StreamDecoder::default();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        let event = format!("data: {chunk}\r\n\r\n");
-        events.extend(decoder.decode(event.as_bytes()).unwrap());
-    }
+    let sse_events = chunks.iter().map(|chunk| format!("data: {chunk}\r\n\r\n"));
+    let mut events = feed(&mut decoder, sse_events);
     events.extend(decoder.finish());
     events
 }
@@ -35,55 +32,21 @@ fn stream_parts_get_indices_and_calls_arrive_whole() {
     assert_eq!(
         events,
         vec![
-            StreamEvent::MessageStart {
-                id: "r1".into(),
-                model: "gemini-2.5-pro".into()
-            },
-            StreamEvent::ReasoningDelta {
-                index: 0,
-                text: "let me ".into()
-            },
+            StreamEvent::start("r1", "gemini-2.5-pro"),
+            StreamEvent::reasoning(0, "let me "),
             StreamEvent::Usage(TokenUsage {
                 input: Some(10),
                 ..TokenUsage::default()
             }),
-            StreamEvent::ReasoningDelta {
-                index: 0,
-                text: "think".into()
-            },
+            StreamEvent::reasoning(0, "think"),
             // The call's signature completes the thought right before it.
-            StreamEvent::ReasoningSignature {
-                index: 0,
-                signature: "sig".into()
-            },
-            StreamEvent::ToolCallStart {
-                index: 1,
-                id: "gemini_fc_r1_0".into(),
-                name: "f".into()
-            },
-            StreamEvent::ToolCallArgsDelta {
-                index: 1,
-                fragment: r#"{"a":1}"#.into()
-            },
-            StreamEvent::ToolCallStart {
-                index: 2,
-                id: "x9".into(),
-                name: "g".into()
-            },
-            StreamEvent::ToolCallArgsDelta {
-                index: 2,
-                fragment: "{}".into()
-            },
-            StreamEvent::TextDelta {
-                index: 3,
-                text: "Sure.".into()
-            },
-            StreamEvent::Usage(TokenUsage {
-                input: Some(10),
-                output: Some(12),
-                cached: None,
-                reasoning: Some(7)
-            }),
+            StreamEvent::signature(0, "sig"),
+            StreamEvent::tool_call(1, "gemini_fc_r1_0", "f"),
+            StreamEvent::arguments(1, r#"{"a":1}"#),
+            StreamEvent::tool_call(2, "x9", "g"),
+            StreamEvent::arguments(2, "{}"),
+            StreamEvent::text(3, "Sure."),
+            StreamEvent::Usage(usage(Some(10), Some(12), None, Some(7))),
             StreamEvent::Finish(FinishReason::ToolCalls),
         ]
     );
@@ -126,60 +89,22 @@ fn cut_streams_and_error_chunks_end_in_errors() {
 }
 
 fn encode_all(framing: Framing, events: &[StreamEvent]) -> String {
-    let mut encoder = StreamEncoder::new("m", framing);
-    let mut out = Vec::new();
-    for event in events {
-        encoder.encode(event, &mut out);
-    }
-    encoder.finish(&mut out);
-    encoder.finish(&mut out);
-    String::from_utf8(out).unwrap()
+    encode_stream(StreamEncoder::new("m", framing), events)
 }
 
 #[test]
 fn the_encoder_holds_calls_until_complete_and_ends_with_usage() {
     let events = [
-        StreamEvent::ReasoningDelta {
-            index: 0,
-            text: "hm".into(),
-        },
-        StreamEvent::ReasoningSignature {
-            index: 0,
-            signature: "foreign".into(),
-        },
-        StreamEvent::TextDelta {
-            index: 1,
-            text: "hi".into(),
-        },
-        StreamEvent::ToolCallStart {
-            index: 2,
-            id: "call_a".into(),
-            name: "f".into(),
-        },
-        StreamEvent::ToolCallStart {
-            index: 3,
-            id: "call_b".into(),
-            name: "g".into(),
-        },
-        StreamEvent::ToolCallArgsDelta {
-            index: 2,
-            fragment: "{\"x\":".into(),
-        },
-        StreamEvent::ToolCallArgsDelta {
-            index: 3,
-            fragment: "{}".into(),
-        },
-        StreamEvent::ToolCallArgsDelta {
-            index: 2,
-            fragment: "1}".into(),
-        },
+        StreamEvent::reasoning(0, "hm"),
+        StreamEvent::signature(0, "foreign"),
+        StreamEvent::text(1, "hi"),
+        StreamEvent::tool_call(2, "call_a", "f"),
+        StreamEvent::tool_call(3, "call_b", "g"),
+        StreamEvent::arguments(2, "{\"x\":"),
+        StreamEvent::arguments(3, "{}"),
+        StreamEvent::arguments(2, "1}"),
         StreamEvent::Finish(FinishReason::ToolCalls),
-        StreamEvent::Usage(TokenUsage {
-            input: Some(9),
-            output: Some(4),
-            cached: Some(2),
-            reasoning: Some(1),
-        }),
+        StreamEvent::Usage(usage(Some(9), Some(4), Some(2), Some(1))),
     ];
     let text = encode_all(Framing::Sse, &events);
     let chunks: Vec<Value> = text
@@ -218,21 +143,12 @@ fn the_encoder_holds_calls_until_complete_and_ends_with_usage() {
 #[test]
 fn an_error_ends_the_stream_in_either_framing() {
     let events = [
-        StreamEvent::MessageStart {
-            id: "r".into(),
-            model: "up".into(),
-        },
-        StreamEvent::TextDelta {
-            index: 0,
-            text: "par".into(),
-        },
+        StreamEvent::start("r", "up"),
+        StreamEvent::text(0, "par"),
         StreamEvent::Error {
             message: "upstream broke".into(),
         },
-        StreamEvent::TextDelta {
-            index: 0,
-            text: "ignored".into(),
-        },
+        StreamEvent::text(0, "ignored"),
     ];
     let text = encode_all(Framing::Sse, &events);
     assert!(text.contains(r#""modelVersion":"up","responseId":"r""#));
@@ -254,43 +170,16 @@ fn an_error_ends_the_stream_in_either_framing() {
 #[test]
 fn encoder_output_decodes_to_the_same_content() {
     let events = vec![
-        StreamEvent::MessageStart {
-            id: "r".into(),
-            model: "m".into(),
-        },
-        StreamEvent::ReasoningDelta {
-            index: 0,
-            text: "a".into(),
-        },
-        StreamEvent::TextDelta {
-            index: 1,
-            text: "b".into(),
-        },
-        StreamEvent::ToolCallStart {
-            index: 2,
-            id: "k1".into(),
-            name: "f".into(),
-        },
-        StreamEvent::ToolCallArgsDelta {
-            index: 2,
-            fragment: "{\"q\":2}".into(),
-        },
-        StreamEvent::Usage(TokenUsage {
-            input: Some(3),
-            output: Some(2),
-            cached: None,
-            reasoning: None,
-        }),
+        StreamEvent::start("r", "m"),
+        StreamEvent::reasoning(0, "a"),
+        StreamEvent::text(1, "b"),
+        StreamEvent::tool_call(2, "k1", "f"),
+        StreamEvent::arguments(2, "{\"q\":2}"),
+        StreamEvent::Usage(usage(Some(3), Some(2), None, None)),
         StreamEvent::Finish(FinishReason::ToolCalls),
     ];
     let text = encode_all(Framing::Sse, &events);
-    let mut splitter = sse::EventSplitter::default();
-    let mut decoder = StreamDecoder::default();
-    let mut decoded = Vec::new();
-    for event in splitter.push(bytes::Bytes::from(text)).unwrap() {
-        decoded.extend(decoder.decode(&event).unwrap());
-    }
-    assert!(decoder.is_done());
+    let decoded = decode_stream(StreamDecoder::default(), &text);
     // Usage rides on the chunk with the calls (known by then) and is not repeated by the
     // last chunk; everything else comes back as it went in.
     assert_eq!(decoded, events);
