@@ -18,18 +18,18 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flexiproxy_gateway::RunningGateway;
 use flexiproxy_gateway::accounts::oauth::{Flow, SideHttp, TokenStore};
 use flexiproxy_gateway::store::secrets::{MemoryStore, SecretStore, SharedSecretStore};
-use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::StatusCode;
 use scratch::TempDir;
 use serde_json::{Value, json};
-use support::{OidcServer, browser, browser_stopping_at_callback, start};
+use support::in_process::{self, Management};
+use support::oidc::{OidcServer, browser, browser_stopping_at_callback, start};
 
 struct Fixture {
     gateway: RunningGateway,
-    token: String,
-    http: reqwest::Client,
+    manage: Management,
     secrets: Arc<MemoryStore>,
     server: OidcServer,
     _dir: TempDir,
@@ -40,20 +40,16 @@ struct Fixture {
 async fn fixture(client_id: &str) -> Option<Fixture> {
     let server = start().await?;
     let scratch = TempDir::new("logins");
-    let dir = scratch.path().to_path_buf();
     let secrets = Arc::new(MemoryStore::default());
-    let mut settings = Settings::new(dir.clone());
-    settings.port = 0;
-    settings.secrets = SecretsMode::Store(secrets.clone());
-    let gateway = Gateway::start(settings).await.unwrap();
-    let token = gateway.management_token().unwrap().expose().to_owned();
+    let (gateway, token) =
+        in_process::start(in_process::settings(scratch.path(), secrets.clone())).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
     let fixture = Fixture {
+        manage: Management::new(http, &gateway, &token),
         gateway,
-        token,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap(),
         secrets,
         _dir: scratch,
         server,
@@ -76,37 +72,56 @@ async fn fixture(client_id: &str) -> Option<Fixture> {
 }
 
 impl Fixture {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.gateway.base_url())
-    }
-
     async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        (status, value)
+        self.manage.call(method, path, body).await
     }
 
     async fn start_login(&self, body: Value) -> (StatusCode, Value) {
         self.call(reqwest::Method::POST, "/api/logins", Some(body))
             .await
+    }
+
+    /// Starts a login that must be accepted (201); returns it.
+    async fn login_started(&self, body: Value) -> Value {
+        let (status, login) = self.start_login(body).await;
+        assert_eq!(status, StatusCode::CREATED, "{login}");
+        login
+    }
+
+    /// `POST /api/accounts/{id}/refresh`.
+    async fn refresh(&self, id: &str) -> (StatusCode, Value) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/accounts/{id}/refresh"),
+            None,
+        )
+        .await
+    }
+
+    /// `DELETE /api/accounts/{id}`: logging the account out.
+    async fn log_out(&self, id: &str) -> StatusCode {
+        self.call(
+            reqwest::Method::DELETE,
+            &format!("/api/accounts/{id}"),
+            None,
+        )
+        .await
+        .0
+    }
+
+    /// Hands login `id` the callback address `url` as the user pastes it.
+    async fn paste_callback(&self, id: &str, url: &str) -> (StatusCode, Value) {
+        self.call(
+            reqwest::Method::POST,
+            &format!("/api/logins/{id}/callback"),
+            Some(json!({"url": url})),
+        )
+        .await
     }
 
     /// Polls the login until it is done, failed or cancelled.
@@ -146,9 +161,8 @@ impl Fixture {
     /// The live event stream, opened.
     async fn events(&self) -> reqwest::Response {
         let response = self
-            .http
-            .get(self.url("/api/events"))
-            .bearer_auth(&self.token)
+            .manage
+            .request(reqwest::Method::GET, "/api/events")
             .send()
             .await
             .unwrap();
@@ -176,8 +190,7 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
     };
     let mut events = fixture.events().await;
 
-    let (status, login) = fixture.start_login(json!({"kind": "claude"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let login = fixture.login_started(json!({"kind": "claude"})).await;
     assert_eq!(login["status"], "waiting");
     assert_eq!(login["flow"], "pkce");
     assert_eq!(login["kind"], "claude");
@@ -233,13 +246,7 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
     );
 
     // A refresh gives new tokens; a refresh token the provider has seen before is refused.
-    let (status, refreshed) = fixture
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/accounts/{id}/refresh"),
-            None,
-        )
-        .await;
+    let (status, refreshed) = fixture.refresh(&id).await;
     assert_eq!(status, StatusCode::OK, "{refreshed}");
     assert_eq!(refreshed["id"], id);
     assert_eq!(refreshed["needs_login"], false);
@@ -251,13 +258,7 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
     assert_ne!(stale.access, stored.access);
     stale.refresh = stored.refresh.clone();
     store.save(&id, &stale).await.unwrap();
-    let (status, refused) = fixture
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/accounts/{id}/refresh"),
-            None,
-        )
-        .await;
+    let (status, refused) = fixture.refresh(&id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
     assert!(
         refused["error"]["message"]
@@ -270,14 +271,7 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
     assert_eq!(account["needs_login"], true, "{account}");
     assert!(account["last_error"].as_str().unwrap().contains("again"));
 
-    let (status, _) = fixture
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/accounts/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(fixture.log_out(&id).await, StatusCode::NO_CONTENT);
     assert!(
         fixture
             .secrets
@@ -292,14 +286,7 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
             .await
             .contains(&"claude-account".to_owned())
     );
-    let (status, _) = fixture
-        .call(
-            reqwest::Method::DELETE,
-            &format!("/api/accounts/{id}"),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(fixture.log_out(&id).await, StatusCode::NOT_FOUND);
     fixture.gateway.shutdown().await;
 }
 
@@ -308,8 +295,7 @@ async fn device_login_approved_and_denied() {
     let Some(fixture) = fixture("flexiproxy").await else {
         return;
     };
-    let (status, login) = fixture.start_login(json!({"kind": "qwen"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let login = fixture.login_started(json!({"kind": "qwen"})).await;
     assert_eq!(login["flow"], "device");
     assert_eq!(login["status"], "waiting");
     assert!(login.get("authorize_url").is_none());
@@ -335,21 +321,13 @@ async fn device_login_approved_and_denied() {
             .contains(&"qwen-account".to_owned())
     );
 
-    let (status, login) = fixture.start_login(json!({"kind": "qwen"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let login = fixture.login_started(json!({"kind": "qwen"})).await;
     fixture
         .server
         .decide_device(login["user_code"].as_str().unwrap(), "deny")
         .await;
     let failed = fixture.settled(login["id"].as_str().unwrap()).await;
-    assert_eq!(failed["status"], "failed", "{failed}");
-    assert!(
-        failed["error"]
-            .as_str()
-            .unwrap()
-            .contains("the sign-in was declined"),
-        "{failed}"
-    );
+    assert_declined(&failed);
     assert!(failed.get("account").is_none());
 
     // A device login takes no pasted callback.
@@ -365,14 +343,20 @@ async fn browser_denial_is_reported() {
     let Some(fixture) = fixture("flexiproxy-deny").await else {
         return;
     };
-    let (status, login) = fixture.start_login(json!({"kind": "claude"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let login = fixture.login_started(json!({"kind": "claude"})).await;
     let _ = browser()
         .get(login["authorize_url"].as_str().unwrap())
         .send()
         .await
         .unwrap();
     let failed = fixture.settled(login["id"].as_str().unwrap()).await;
+    assert_declined(&failed);
+    assert_eq!(fixture.accounts().await["accounts"], json!([]));
+    fixture.gateway.shutdown().await;
+}
+
+/// A login the user declined: failed, and saying so.
+fn assert_declined(failed: &Value) {
     assert_eq!(failed["status"], "failed", "{failed}");
     assert!(
         failed["error"]
@@ -381,8 +365,6 @@ async fn browser_denial_is_reported() {
             .contains("the sign-in was declined"),
         "{failed}"
     );
-    assert_eq!(fixture.accounts().await["accounts"], json!([]));
-    fixture.gateway.shutdown().await;
 }
 
 /// Where the browser was sent back to, as the user would copy it from the address bar.
@@ -401,10 +383,9 @@ async fn pasted_callbacks_finish_or_fail_the_login() {
         return;
     };
     // Headless: no listener, a callback with someone else's state.
-    let (status, login) = fixture
-        .start_login(json!({"kind": "claude", "paste": true}))
+    let login = fixture
+        .login_started(json!({"kind": "claude", "paste": true}))
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{login}");
     let address = callback_address(login["authorize_url"].as_str().unwrap()).await;
     let mut foreign = reqwest::Url::parse(&address).unwrap();
     let code = foreign
@@ -419,26 +400,14 @@ async fn pasted_callbacks_finish_or_fail_the_login() {
         .append_pair("code", &code)
         .append_pair("state", "someone-elses");
     let id = login["id"].as_str().unwrap();
-    let (status, failed) = fixture
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/logins/{id}/callback"),
-            Some(json!({"url": foreign.as_str()})),
-        )
-        .await;
+    let (status, failed) = fixture.paste_callback(id, foreign.as_str()).await;
     assert_eq!(status, StatusCode::OK, "{failed}");
     assert_eq!(failed["status"], "failed", "{failed}");
     assert!(
         failed["error"].as_str().unwrap().contains("state mismatch"),
         "{failed}"
     );
-    let (status, _) = fixture
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/logins/{id}/callback"),
-            Some(json!({"url": address})),
-        )
-        .await;
+    let (status, _) = fixture.paste_callback(id, &address).await;
     assert_eq!(
         status,
         StatusCode::CONFLICT,
@@ -446,17 +415,10 @@ async fn pasted_callbacks_finish_or_fail_the_login() {
     );
 
     // The listener waits, but the browser ran elsewhere: the pasted address finishes it.
-    let (status, login) = fixture.start_login(json!({"kind": "claude"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let login = fixture.login_started(json!({"kind": "claude"})).await;
     let address = callback_address(login["authorize_url"].as_str().unwrap()).await;
     let id = login["id"].as_str().unwrap();
-    let (status, done) = fixture
-        .call(
-            reqwest::Method::POST,
-            &format!("/api/logins/{id}/callback"),
-            Some(json!({"url": address})),
-        )
-        .await;
+    let (status, done) = fixture.paste_callback(id, &address).await;
     assert_eq!(status, StatusCode::OK, "{done}");
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["account"]["email"], "ada@example.com");
@@ -500,11 +462,9 @@ async fn busy_port_is_a_conflict_and_cancel_lets_the_port_go() {
     );
 
     drop(taken);
-    let (status, login) = fixture.start_login(json!({"kind": "claude"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let login = fixture.login_started(json!({"kind": "claude"})).await;
     // A second login of the kind replaces the first, on the same fixed port.
-    let (status, second) = fixture.start_login(json!({"kind": "claude"})).await;
-    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let second = fixture.login_started(json!({"kind": "claude"})).await;
     let first = fixture.settled(login["id"].as_str().unwrap()).await;
     assert_eq!(first["status"], "cancelled");
 

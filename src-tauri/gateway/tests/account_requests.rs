@@ -12,6 +12,7 @@
 )]
 
 mod scratch;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,16 +23,17 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use flexiproxy_gateway::RunningGateway;
 use flexiproxy_gateway::routing::Limits;
 use flexiproxy_gateway::routing::discovery::DiscoveryKind;
 use flexiproxy_gateway::store::secrets::{MemoryStore, Secret, SecretError, SecretStore};
 use flexiproxy_gateway::store::{
     AccountRow, AccountStore, CredentialRow, Database, ProviderRow, ProviderStore, SettingStore,
 };
-use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::Method;
 use scratch::TempDir;
 use serde_json::{Value, json};
+use support::in_process::{self, Management};
 
 /// What the stand-in saw and which access token is current.
 #[derive(Default)]
@@ -181,7 +183,7 @@ async fn stand_in(seen: Shared) -> String {
 
 struct Fixture {
     gateway: RunningGateway,
-    token: String,
+    manage: Management,
     http: reqwest::Client,
     seen: Shared,
     secrets: Arc<Keyring>,
@@ -324,29 +326,16 @@ async fn start(access: &str, valid: &str) -> Fixture {
         db.set_setting("account_endpoints", &settings.to_string())
             .unwrap();
     }
-    let mut settings = Settings::new(dir.clone());
-    settings.port = 0;
-    settings.secrets = SecretsMode::Store(secrets.clone());
-    let gateway = Gateway::start(settings).await.unwrap();
-    let token = gateway.management_token().unwrap().expose().to_owned();
+    let (gateway, token) = in_process::start(in_process::settings(&dir, secrets.clone())).await;
     let http = reqwest::Client::new();
+    let manage = Management::new(http.clone(), &gateway, &token);
     let mut keys = std::collections::HashMap::new();
     for (kind, _, provider, _, model) in ACCOUNTS {
-        let adapter: Value = http
-            .post(format!("{}/api/adapters", gateway.base_url()))
-            .bearer_auth(&token)
-            .json(&json!({"provider_id": provider, "model_id": model}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        keys.insert(kind, adapter["api_key"].as_str().unwrap().to_owned());
+        keys.insert(kind, manage.adapter_key(provider, model).await);
     }
     Fixture {
         gateway,
-        token,
+        manage,
         http,
         seen,
         secrets,
@@ -370,19 +359,16 @@ impl Fixture {
         (status, response.text().await.unwrap())
     }
 
+    /// An OpenAI chat client's request, through the account of `kind`.
+    async fn chat(&self, kind: &str, stream: bool) -> (StatusCode, String) {
+        let body = json!({"model": "m", "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]});
+        self.post(kind, "/v1/chat/completions", body).await
+    }
+
     /// A management call with the token: its status and JSON answer (`null` when none).
     async fn manage(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.gateway.base_url()))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.manage.call(method, path, body).await
     }
 
     fn requests(&self) -> Vec<(String, String, HeaderMap, Value)> {
@@ -390,18 +376,12 @@ impl Fixture {
     }
 }
 
-fn chat(model: &str, stream: bool) -> Value {
-    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
-}
-
 #[tokio::test]
 async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
     let f = start("good", "good").await;
 
     // OpenAI chat client → Claude account (translated to Messages).
-    let (status, body) = f
-        .post("claude", "/v1/chat/completions", chat("m", false))
-        .await;
+    let (status, body) = f.chat("claude", false).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("hello from claude"), "{body}");
     let (path, auth, headers, _) = f.requests().pop().unwrap();
@@ -469,9 +449,7 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
     assert!(body.contains("hello from codex"), "{body}");
 
     // OpenAI chat client → Gemini CLI account: wrapped for Code Assist, unwrapped back.
-    let (status, body) = f
-        .post("gemini_cli", "/v1/chat/completions", chat("m", false))
-        .await;
+    let (status, body) = f.chat("gemini_cli", false).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("hello from gemini"), "{body}");
     let (path, _, _, sent) = f.requests().pop().unwrap();
@@ -531,9 +509,7 @@ async fn each_kind_is_addressed_signed_and_wrapped_for_its_endpoint() {
 #[tokio::test]
 async fn a_401_refreshes_the_login_once_and_the_request_goes_through() {
     let f = start("stale", "not-yet").await;
-    let (status, body) = f
-        .post("claude", "/v1/chat/completions", chat("m", false))
-        .await;
+    let (status, body) = f.chat("claude", false).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("hello from claude"), "{body}");
     let requests = f.requests();
@@ -548,9 +524,7 @@ async fn a_401_refreshes_the_login_once_and_the_request_goes_through() {
     assert_eq!(stored["refresh"], "r-1");
 
     // The next request uses the new token straight away.
-    let (status, _) = f
-        .post("claude", "/v1/chat/completions", chat("m", true))
-        .await;
+    let (status, _) = f.chat("claude", true).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(f.requests().len(), 3);
     assert_eq!(f.seen.lock().unwrap().refreshes.len(), 1);
@@ -564,9 +538,7 @@ async fn a_refused_refresh_marks_the_account_and_tells_the_client_to_log_in() {
         .unwrap()
         .revoked
         .push("r0-claude-ada".to_owned());
-    let (status, body) = f
-        .post("claude", "/v1/chat/completions", chat("m", false))
-        .await;
+    let (status, body) = f.chat("claude", false).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     let error: Value = serde_json::from_str(&body).unwrap();
     let message = error["error"]["message"].as_str().unwrap();
@@ -584,9 +556,7 @@ async fn a_refused_refresh_marks_the_account_and_tells_the_client_to_log_in() {
     assert_eq!(f.gateway.accounts_needing_login(), vec!["ada@example.com"]);
 
     // Later requests do not hammer the token endpoint: the account waits for a new login.
-    let (status, _) = f
-        .post("claude", "/v1/chat/completions", chat("m", false))
-        .await;
+    let (status, _) = f.chat("claude", false).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(f.seen.lock().unwrap().refreshes.len(), 1);
 }
@@ -609,9 +579,7 @@ async fn a_logins_credential_takes_no_key_and_deleting_its_provider_logs_out() {
         .manage(Method::PATCH, credential, Some(json!({"enabled": false})))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = f
-        .post("claude", "/v1/chat/completions", chat("m", false))
-        .await;
+    let (status, _) = f.chat("claude", false).await;
     assert_ne!(status, StatusCode::OK, "a disabled login serves nothing");
 
     let (status, _) = f
@@ -692,9 +660,7 @@ async fn a_body_that_cannot_be_shaped_does_not_rest_the_account() {
 async fn a_locked_keychain_does_not_rest_the_account() {
     let f = start("good", "good").await;
     f.secrets.locked.store(true, Ordering::SeqCst);
-    let (status, body) = f
-        .post("claude", "/v1/chat/completions", chat("m", false))
-        .await;
+    let (status, body) = f.chat("claude", false).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body.contains("locked"), "{body}");
     let (_, provider) = f
@@ -707,8 +673,6 @@ async fn a_locked_keychain_does_not_rest_the_account() {
     assert!(f.requests().is_empty());
 
     f.secrets.locked.store(false, Ordering::SeqCst);
-    let (status, body) = f
-        .post("claude", "/v1/chat/completions", chat("m", false))
-        .await;
+    let (status, body) = f.chat("claude", false).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }

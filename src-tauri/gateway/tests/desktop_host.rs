@@ -10,16 +10,18 @@
 )]
 
 mod scratch;
+mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use flexiproxy_gateway::RunningGateway;
 use flexiproxy_gateway::embedder::{Embedder, HostError};
 use flexiproxy_gateway::store::secrets::MemoryStore;
-use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use reqwest::StatusCode;
 use scratch::TempDir;
 use serde_json::{Value, json};
+use support::in_process::{self, Management, assert_error_says};
 
 /// A desktop app in memory: the flag, how often it was set, and a switch that makes it fail.
 #[derive(Debug, Default)]
@@ -54,69 +56,47 @@ impl Embedder for FakeHost {
 
 struct Fixture {
     gateway: RunningGateway,
-    token: String,
+    manage: Management,
+    /// A client without the token.
     http: reqwest::Client,
     _dir: TempDir,
 }
 
 async fn start(host: Option<Arc<dyn Embedder>>) -> Fixture {
     let scratch = TempDir::new("host");
-    let dir = scratch.path().to_path_buf();
-    let mut settings = Settings::new(dir.clone());
-    settings.port = 0;
-    settings.secrets = SecretsMode::Store(Arc::new(MemoryStore::default()));
+    let mut settings = in_process::settings(scratch.path(), Arc::new(MemoryStore::default()));
     settings.host = host;
-    let gateway = Gateway::start(settings).await.unwrap();
-    let token = gateway.management_token().unwrap().expose().to_owned();
+    let (gateway, token) = in_process::start(settings).await;
+    let http = reqwest::Client::new();
     Fixture {
+        manage: Management::new(http.clone(), &gateway, &token),
+        http,
         gateway,
-        token,
-        http: reqwest::Client::new(),
         _dir: scratch,
     }
 }
 
 impl Fixture {
     async fn get(&self) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}/api/desktop", self.gateway.base_url()))
-            .bearer_auth(&self.token)
-            .send()
+        self.manage
+            .call(reqwest::Method::GET, "/api/desktop", None)
             .await
-            .unwrap();
-        (response.status(), response.json().await.unwrap())
     }
 
     async fn open(&self, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .post(format!("{}/api/desktop/open", self.gateway.base_url()))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
+        self.manage
+            .call(
+                reqwest::Method::POST,
+                "/api/desktop/open",
+                Some(body.clone()),
+            )
             .await
-            .unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        (status, body)
     }
 
     async fn put(&self, body: &Value) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .put(format!("{}/api/desktop", self.gateway.base_url()))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
+        self.manage
+            .call(reqwest::Method::PUT, "/api/desktop", Some(body.clone()))
             .await
-            .unwrap();
-        (response.status(), response.json().await.unwrap())
     }
 }
 
@@ -132,13 +112,7 @@ async fn headless_has_no_desktop_and_refuses_changes() {
     );
     let (status, body) = fixture.put(&json!({"autostart": true})).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("headless"),
-        "{body}"
-    );
+    assert_error_says(&body, "headless");
     fixture.gateway.shutdown().await;
 }
 
@@ -184,13 +158,7 @@ async fn the_host_reads_and_sets_autostart() {
     host.broken.store(true, Ordering::SeqCst);
     let (status, body) = fixture.put(&json!({"autostart": true})).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("permission denied"),
-        "{body}"
-    );
+    assert_error_says(&body, "permission denied");
     fixture.gateway.shutdown().await;
 }
 
@@ -214,13 +182,7 @@ async fn the_host_opens_web_addresses_only() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad} → {body}");
     }
     let (_, body) = fixture.open(&json!({"url": "file:///x"})).await;
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("https://"),
-        "{body}"
-    );
+    assert_error_says(&body, "https://");
     assert_eq!(*host.opened.lock().unwrap(), vec![page.to_owned()]);
     fixture.gateway.shutdown().await;
 }
@@ -230,13 +192,7 @@ async fn headless_cannot_open_a_browser() {
     let fixture = start(None).await;
     let (status, body) = fixture.open(&json!({"url": "https://example.com/"})).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("headless"),
-        "{body}"
-    );
+    assert_error_says(&body, "headless");
     fixture.gateway.shutdown().await;
 }
 
@@ -276,15 +232,12 @@ async fn usage_since_starts_at_zero() {
 
 impl Fixture {
     async fn status(&self) -> Value {
-        let response = self
-            .http
-            .get(format!("{}/api/status", self.gateway.base_url()))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
+        let (status, body) = self
+            .manage
+            .call(reqwest::Method::GET, "/api/status", None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        body
     }
 }
 
@@ -307,17 +260,11 @@ async fn the_welcome_belongs_to_the_desktop_apps_first_run() {
 async fn the_welcome_can_be_dismissed() {
     let desktop = start(Some(Arc::new(FakeHost::default()))).await;
     assert_eq!(desktop.status().await["welcome"], true);
-    let response = desktop
-        .http
-        .post(format!(
-            "{}/api/welcome/dismiss",
-            desktop.gateway.base_url()
-        ))
-        .bearer_auth(&desktop.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let (status, _) = desktop
+        .manage
+        .call(reqwest::Method::POST, "/api/welcome/dismiss", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(desktop.status().await["welcome"], false);
     let refused = desktop
         .http

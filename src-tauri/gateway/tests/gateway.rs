@@ -11,6 +11,9 @@
     reason = "test fixtures: a failed unwrap is a failed test, with its location"
 )]
 
+mod scratch;
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,10 +22,14 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
+use flexiproxy_gateway::RunningGateway;
 use flexiproxy_gateway::store::secrets::MemoryStore;
-use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
 use futures_util::StreamExt;
+use reqwest::Method;
+use scratch::TempDir;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use support::in_process::{self, Management};
 
 #[derive(Default)]
 struct Seen {
@@ -36,22 +43,49 @@ struct Seen {
 
 type SeenRef = Arc<Mutex<Seen>>;
 
+impl Seen {
+    /// Keeps the JSON body an upstream received; returns it for the answer.
+    fn keep(&mut self, body: &Bytes) -> Value {
+        let value: Value = serde_json::from_slice(body).unwrap();
+        self.bodies.push(value.clone());
+        value
+    }
+}
+
+/// A request header as the upstream received it, empty when missing.
+fn header_text(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+/// An upstream's whole JSON answer.
+fn json_reply(reply: &Value) -> Response {
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(reply.to_string()))
+        .unwrap()
+}
+
+/// An upstream's streamed answer.
+fn event_stream(body: Body) -> Response {
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .body(body)
+        .unwrap()
+}
+
 async fn upstream_chat(
     axum::extract::State(seen): axum::extract::State<SeenRef>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let value: Value = serde_json::from_slice(&body).unwrap();
-    {
+    let value = {
         let mut seen = seen.lock().unwrap();
-        seen.bodies.push(value.clone());
-        seen.auth.push(
-            headers
-                .get("authorization")
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default(),
-        );
-    }
+        seen.auth.push(header_text(&headers, "authorization"));
+        seen.keep(&body)
+    };
     let usage = json!({"prompt_tokens": 11, "completion_tokens": 7,
         "prompt_tokens_details": {"cached_tokens": 3}});
     let last = &value["messages"]
@@ -79,18 +113,15 @@ async fn upstream_chat(
             Ok(format!("data: {chunk}\n\n")),
             Err(std::io::Error::other("upstream crashed")),
         ];
-        return Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(Body::from_stream(futures_util::stream::iter(parts).then(
-                |part| async move {
-                    // Let the first chunk go out before the break.
-                    if part.is_err() {
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    part
-                },
-            )))
-            .unwrap();
+        return event_stream(Body::from_stream(futures_util::stream::iter(parts).then(
+            |part| async move {
+                // Let the first chunk go out before the break.
+                if part.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                part
+            },
+        )));
     }
     if value["tools"].is_array() && last["role"] == "user" && value["stream"] == true {
         let start = json!({"id": "c3", "model": value["model"], "choices": [{"index": 0,
@@ -105,10 +136,7 @@ async fn upstream_chat(
             .map(|chunk| format!("data: {chunk}\n\n"))
             .chain(["data: [DONE]\n\n".to_owned()])
             .collect();
-        return Response::builder()
-            .header("content-type", "text/event-stream")
-            .body(Body::from(text))
-            .unwrap();
+        return event_stream(Body::from(text));
     }
     if value["tools"].is_array() && last["role"] == "user" {
         let call = json!({"id": "call_abc", "type": "function",
@@ -116,19 +144,13 @@ async fn upstream_chat(
         let reply = json!({"id": "c2", "object": "chat.completion", "model": value["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
             "tool_calls": [call]}, "finish_reason": "tool_calls"}], "usage": usage});
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Body::from(reply.to_string()))
-            .unwrap();
+        return json_reply(&reply);
     }
     if value["stream"] != true {
         let reply = json!({"id": "c1", "object": "chat.completion", "model": value["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
             "finish_reason": "stop"}], "usage": usage});
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Body::from(reply.to_string()))
-            .unwrap();
+        return json_reply(&reply);
     }
     let include_usage = value["stream_options"]["include_usage"] == true;
     let slow = value["messages"][0]["content"] == "slow";
@@ -153,10 +175,7 @@ async fn upstream_chat(
         tx.send("data: [DONE]\n\n".to_owned()).await.ok();
         guard.1 = true;
     });
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from_stream(stream))
-        .unwrap()
+    event_stream(Body::from_stream(stream))
 }
 
 /// The Anthropic events of a streamed answer with one content block in two deltas.
@@ -209,32 +228,9 @@ struct Fixture {
     gateway: RunningGateway,
     seen: SeenRef,
     http: reqwest::Client,
+    manage: Management,
     adapter_key: String,
-    token: String,
-    _dir: tempdir::Dir,
-}
-
-mod tempdir {
-    pub struct Dir(pub std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Self {
-            let path = std::env::temp_dir().join(format!(
-                "flexiproxy-it-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_nanos()
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    _dir: TempDir,
 }
 
 /// A minimal Anthropic Messages upstream: a fixed answer, streamed or whole.
@@ -243,33 +239,22 @@ async fn upstream_messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let value: Value = serde_json::from_slice(&body).unwrap();
-    {
+    let value = {
         let mut seen = seen.lock().unwrap();
-        seen.bodies.push(value.clone());
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-                .unwrap_or_default()
-        };
-        seen.anthropic_headers
-            .push((header("x-api-key"), header("anthropic-version")));
-    }
+        seen.anthropic_headers.push((
+            header_text(&headers, "x-api-key"),
+            header_text(&headers, "anthropic-version"),
+        ));
+        seen.keep(&body)
+    };
     if value["stream"] != true {
         let reply = json!({"id": "msg_1", "type": "message", "role": "assistant",
             "model": value["model"], "content": [{"type": "text", "text": "hi"}],
             "stop_reason": "end_turn", "stop_sequence": null, "x_unknown": 1,
             "usage": {"input_tokens": 20, "output_tokens": 5, "cache_read_input_tokens": 4}});
-        return Response::builder()
-            .header("content-type", "application/json")
-            .body(Body::from(reply.to_string()))
-            .unwrap();
+        return json_reply(&reply);
     }
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from(ANTHROPIC_STREAM))
-        .unwrap()
+    event_stream(Body::from(ANTHROPIC_STREAM))
 }
 
 /// Anthropic's token count: a fixed number, so a test can tell it from an estimate.
@@ -277,8 +262,7 @@ async fn upstream_count_tokens(
     axum::extract::State(seen): axum::extract::State<SeenRef>,
     body: Bytes,
 ) -> axum::Json<Value> {
-    let value: Value = serde_json::from_slice(&body).unwrap();
-    seen.lock().unwrap().bodies.push(value);
+    seen.lock().unwrap().keep(&body);
     axum::Json(json!({"input_tokens": 42}))
 }
 
@@ -304,40 +288,33 @@ async fn start_upstream(seen: SeenRef) -> String {
 async fn fixture() -> Fixture {
     let seen = SeenRef::default();
     let upstream = start_upstream(seen.clone()).await;
-    let dir = tempdir::Dir::new();
-    let mut settings = Settings::new(dir.0.clone());
-    settings.port = 0;
-    settings.secrets = SecretsMode::Store(Arc::new(MemoryStore::default()));
-    let gateway = Gateway::start(settings).await.unwrap();
-    let token = gateway.management_token().unwrap().expose().to_owned();
+    let dir = TempDir::new("it");
+    let (gateway, token) = in_process::start(in_process::settings(
+        dir.path(),
+        Arc::new(MemoryStore::default()),
+    ))
+    .await;
     let http = reqwest::Client::new();
-    let base = gateway.base_url();
-    let response = http
-        .post(format!("{base}/api/providers/local"))
-        .bearer_auth(&token)
-        .json(&json!({"url": upstream, "api_key": "sk-upstream-secret-123456"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let adapter: Value = http
-        .post(format!("{base}/api/adapters"))
-        .bearer_auth(&token)
-        .json(&json!({"provider_id": "local", "model_id": "upstream-model"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let manage = Management::new(http.clone(), &gateway, &token);
+    manage
+        .provider(
+            "local",
+            json!({"url": upstream, "api_key": "sk-upstream-secret-123456"}),
+        )
+        .await;
     Fixture {
-        adapter_key: adapter["api_key"].as_str().unwrap().to_owned(),
+        adapter_key: manage.adapter_key("local", "upstream-model").await,
         gateway,
         seen,
         http,
-        token,
+        manage,
         _dir: dir,
     }
+}
+
+/// The JSON answer to `request`, whatever its status.
+async fn answer_json<T: DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
+    request.send().await.unwrap().json().await.unwrap()
 }
 
 impl Fixture {
@@ -347,26 +324,18 @@ impl Fixture {
 
     /// Ends every cooldown of provider `local`'s credentials.
     async fn reset_credentials(&self) {
-        let credentials: Value = self
-            .http
-            .get(self.url("/api/providers/local/credentials"))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let credentials: Value = self.manage.get("/api/providers/local/credentials").await;
         for credential in credentials.as_array().unwrap() {
             let id = credential["id"].as_str().unwrap();
-            let response = self
-                .http
-                .post(self.url(&format!("/api/providers/local/credentials/{id}/reset")))
-                .bearer_auth(&self.token)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
+            let (status, _) = self
+                .manage
+                .call(
+                    Method::POST,
+                    &format!("/api/providers/local/credentials/{id}/reset"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
         }
     }
 
@@ -375,15 +344,12 @@ impl Fixture {
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = closed.local_addr().unwrap().port();
         drop(closed);
-        let response = self
-            .http
-            .post(self.url("/api/providers/local"))
-            .bearer_auth(&self.token)
-            .json(&json!({"url": format!("http://127.0.0.1:{port}/v1")}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        self.manage
+            .provider(
+                "local",
+                json!({"url": format!("http://127.0.0.1:{port}/v1")}),
+            )
+            .await;
     }
 
     /// POSTs `body` to the chat endpoint with `key` as a bearer token.
@@ -399,15 +365,7 @@ impl Fixture {
 
     /// The usage rows recorded so far.
     async fn recent_now(&self) -> Vec<Value> {
-        self.http
-            .get(self.url("/api/usage/recent"))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.manage.get("/api/usage/recent").await
     }
 
     async fn recent(&self) -> Vec<Value> {
@@ -569,33 +527,22 @@ async fn management_api_refuses_foreign_hosts_and_missing_tokens() {
     let no_token = f.http.get(f.url("/api/providers")).send().await.unwrap();
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
     let foreign = f
-        .http
-        .get(f.url("/api/providers"))
-        .bearer_auth(&f.token)
+        .manage
+        .request(Method::GET, "/api/providers")
         .header("host", "attacker.example")
         .send()
         .await
         .unwrap();
     assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
     let cross_site = f
-        .http
-        .get(f.url("/api/providers"))
-        .bearer_auth(&f.token)
+        .manage
+        .request(Method::GET, "/api/providers")
         .header("origin", "https://attacker.example")
         .send()
         .await
         .unwrap();
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
-    let listed: Value = f
-        .http
-        .get(f.url("/api/providers"))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = f.manage.get("/api/providers").await;
     assert_eq!(listed[0]["key_hint"], "sk-u…(25 chars)");
     assert!(!listed.to_string().contains("secret-123456"));
 }
@@ -934,41 +881,16 @@ impl Fixture {
     /// Registers the test upstream again as an `anthropic_messages` provider; returns the key
     /// of an adapter for it.
     async fn anthropic_provider_key(&self) -> String {
-        let upstream = self
-            .http
-            .get(self.url("/api/providers"))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()[0]["url"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let response = self
-            .http
-            .post(self.url("/api/providers/claude"))
-            .bearer_auth(&self.token)
-            .json(&json!({"url": upstream, "api_key": "sk-ant-upstream-7890",
-                "protocol": "anthropic_messages"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let adapter: Value = self
-            .http
-            .post(self.url("/api/adapters"))
-            .bearer_auth(&self.token)
-            .json(&json!({"provider_id": "claude", "model_id": "claude-up"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        adapter["api_key"].as_str().unwrap().to_owned()
+        let providers: Value = self.manage.get("/api/providers").await;
+        let upstream = providers[0]["url"].as_str().unwrap();
+        self.manage
+            .provider(
+                "claude",
+                json!({"url": upstream, "api_key": "sk-ant-upstream-7890",
+                "protocol": "anthropic_messages"}),
+            )
+            .await;
+        self.manage.adapter_key("claude", "claude-up").await
     }
 }
 
@@ -1006,19 +928,15 @@ async fn anthropic_client_on_anthropic_provider_is_forwarded_as_bytes() {
 async fn openai_client_on_anthropic_provider_is_translated() {
     let f = fixture().await;
     let key = f.anthropic_provider_key().await;
-    let whole: Value = f
-        .http
-        .post(f.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&json!({"model": "gpt-4o", "messages": [
-            {"role": "system", "content": "be brief"},
-            {"role": "user", "content": "hi"}]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let whole: Value = answer_json(
+        f.http
+            .post(f.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .json(&json!({"model": "gpt-4o", "messages": [
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": "hi"}]})),
+    )
+    .await;
     assert_eq!(whole["object"], "chat.completion");
     assert_eq!(whole["choices"][0]["message"]["content"], "hi");
     assert_eq!(whole["choices"][0]["finish_reason"], "stop");
@@ -1110,30 +1028,18 @@ async fn token_counts_are_forwarded_or_estimated() {
 #[tokio::test]
 async fn model_lists_come_in_each_protocols_shape() {
     let f = fixture().await;
-    let openai: Value = f
-        .http
-        .get(f.url("/v1/models"))
-        .bearer_auth(&f.adapter_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openai: Value =
+        answer_json(f.http.get(f.url("/v1/models")).bearer_auth(&f.adapter_key)).await;
     assert_eq!(openai["object"], "list");
     assert_eq!(openai["data"][0]["id"], "upstream-model");
 
-    let anthropic: Value = f
-        .http
-        .get(f.url("/v1/models"))
-        .header("x-api-key", &f.adapter_key)
-        .header("anthropic-version", "2023-06-01")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let anthropic: Value = answer_json(
+        f.http
+            .get(f.url("/v1/models"))
+            .header("x-api-key", &f.adapter_key)
+            .header("anthropic-version", "2023-06-01"),
+    )
+    .await;
     assert_eq!(anthropic["data"][0]["type"], "model");
     assert_eq!(anthropic["has_more"], false);
     assert!(
@@ -1154,16 +1060,12 @@ async fn model_lists_come_in_each_protocols_shape() {
     assert_eq!(gemini["models"][0]["name"], "models/upstream-model");
 
     // google-genai lists under /v1 by default, with its key in x-goog-api-key.
-    let under_v1: Value = f
-        .http
-        .get(f.url("/v1/models"))
-        .header("x-goog-api-key", &f.adapter_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let under_v1: Value = answer_json(
+        f.http
+            .get(f.url("/v1/models"))
+            .header("x-goog-api-key", &f.adapter_key),
+    )
+    .await;
     assert_eq!(under_v1["models"][0]["name"], "models/upstream-model");
 
     let refused = f
@@ -1194,16 +1096,7 @@ async fn the_window_loads_its_modules_and_presets() {
     }
     let no_token = f.http.get(f.url("/api/presets")).send().await.unwrap();
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
-    let presets: Value = f
-        .http
-        .get(f.url("/api/presets"))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let presets: Value = f.manage.get("/api/presets").await;
     let ids: Vec<&str> = presets
         .as_array()
         .unwrap()

@@ -6,6 +6,9 @@
     reason = "test fixtures: a failed unwrap is a failed test, with its location"
 )]
 
+mod scratch;
+mod support;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -13,9 +16,10 @@ use axum::body::Body;
 use axum::response::Response as HttpResponse;
 use axum::routing::post;
 use flexiproxy_gateway::store::secrets::MemoryStore;
-use flexiproxy_gateway::{Gateway, SecretsMode, Settings};
 use flexiproxy_protocol::anthropic_messages;
+use scratch::TempDir;
 use serde_json::{Value, json};
+use support::in_process::{self, Management};
 
 macro_rules! fixture {
     ($name:literal) => {
@@ -104,47 +108,46 @@ fn malformed_chat() -> Vec<Vec<u8>> {
     .collect()
 }
 
+/// Sends JSON `body` with `request` to `endpoint` and checks that the gateway refuses it with a
+/// 4xx; returns the error answer and the start of the body, as messages show it.
+async fn refused(request: reqwest::RequestBuilder, endpoint: &str, body: &[u8]) -> (Value, String) {
+    let answer = request
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await;
+    let shown = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+    let answer = answer
+        .map_err(|err| format!("{endpoint} {shown:?}: {err}"))
+        .unwrap();
+    let status = answer.status();
+    let error: Value = answer.json().await.unwrap();
+    assert!(
+        status.is_client_error(),
+        "{endpoint} {shown:?}: {status} {error}"
+    );
+    (error, shown)
+}
+
 #[tokio::test]
 async fn gateway_answers_malformed_bodies_with_4xx_in_the_clients_shape() {
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let upstream = start_upstream(Arc::clone(&calls)).await;
-    let dir = std::env::temp_dir().join(format!(
-        "flexiproxy-fuzz-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut settings = Settings::new(dir.clone());
-    settings.port = 0;
-    settings.secrets = SecretsMode::Store(Arc::new(MemoryStore::default()));
+    let dir = TempDir::new("fuzz");
+    let mut settings = in_process::settings(dir.path(), Arc::new(MemoryStore::default()));
     // Small enough that a test body can exceed it.
     settings.max_body_bytes = 256 * 1024;
-    let gateway = Gateway::start(settings).await.unwrap();
-    let token = gateway.management_token().unwrap().expose().to_owned();
+    let (gateway, token) = in_process::start(settings).await;
     let base = gateway.base_url();
     let http = reqwest::Client::new();
-    let registered = http
-        .post(format!("{base}/api/providers/local"))
-        .bearer_auth(&token)
-        .json(&json!({"url": upstream, "protocol": "openai_chat", "api_key": "sk-up"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(registered.status().is_success());
-    let adapter: Value = http
-        .post(format!("{base}/api/adapters"))
-        .bearer_auth(&token)
-        .json(&json!({"provider_id": "local", "model_id": "upstream-model"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = adapter["api_key"].as_str().unwrap().to_owned();
+    let manage = Management::new(http.clone(), &gateway, &token);
+    manage
+        .provider(
+            "local",
+            json!({"url": upstream, "protocol": "openai_chat", "api_key": "sk-up"}),
+        )
+        .await;
+    let key = manage.adapter_key("local", "upstream-model").await;
 
     let too_large = [
         b"{\"model\":\"m\",\"x\":\"".as_slice(),
@@ -169,24 +172,11 @@ async fn gateway_answers_malformed_bodies_with_4xx_in_the_clients_shape() {
                 String::from_utf8_lossy(&body[..body.len().min(200)])
             );
         }
-        let answer = http
+        let request = http
             .post(format!("{base}/v1/messages"))
             .header("x-api-key", &key)
-            .header("anthropic-version", "2023-06-01")
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await;
-        let shown = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
-        let answer = answer
-            .map_err(|err| format!("/v1/messages {shown:?}: {err}"))
-            .unwrap();
-        let status = answer.status();
-        let error: Value = answer.json().await.unwrap();
-        assert!(
-            status.is_client_error(),
-            "/v1/messages {shown:?}: {status} {error}"
-        );
+            .header("anthropic-version", "2023-06-01");
+        let (error, shown) = refused(request, "/v1/messages", body).await;
         assert_eq!(error["type"], "error", "/v1/messages {shown:?}: {error}");
         assert!(
             error["error"]["type"].is_string() && error["error"]["message"].is_string(),
@@ -194,23 +184,10 @@ async fn gateway_answers_malformed_bodies_with_4xx_in_the_clients_shape() {
         );
     }
     for body in &openai_bodies {
-        let answer = http
+        let request = http
             .post(format!("{base}/v1/chat/completions"))
-            .bearer_auth(&key)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await;
-        let shown = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
-        let answer = answer
-            .map_err(|err| format!("/v1/chat/completions {shown:?}: {err}"))
-            .unwrap();
-        let status = answer.status();
-        let error: Value = answer.json().await.unwrap();
-        assert!(
-            status.is_client_error(),
-            "/v1/chat/completions {shown:?}: {status} {error}"
-        );
+            .bearer_auth(&key);
+        let (error, shown) = refused(request, "/v1/chat/completions", body).await;
         assert!(
             error["error"]["message"].is_string() && error["error"]["type"].is_string(),
             "/v1/chat/completions {shown:?}: {error}"
@@ -246,5 +223,4 @@ async fn gateway_answers_malformed_bodies_with_4xx_in_the_clients_shape() {
         .unwrap();
     assert_eq!(fine.status(), 200);
     drop(gateway);
-    let _ = std::fs::remove_dir_all(dir);
 }

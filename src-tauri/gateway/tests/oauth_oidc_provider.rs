@@ -19,7 +19,7 @@ use flexiproxy_gateway::accounts::oauth::pkce_flow::PkceLogin;
 use flexiproxy_gateway::accounts::oauth::{Flow, OAuthError, SideHttp, TokenStore};
 use flexiproxy_gateway::clock::now_ms;
 use flexiproxy_gateway::store::secrets::{MemoryStore, SharedSecretStore};
-use support::{OidcServer, browser, start};
+use support::oidc::{OidcServer, browser, start};
 
 async fn browser_login(
     server: &OidcServer,
@@ -100,7 +100,7 @@ async fn pkce_pasted_callback_with_a_foreign_state_is_refused() {
     .unwrap();
     let url = login.authorize_url().to_owned();
     // The browser's last hop is to 127.0.0.1:0, which it cannot open: the user copies it.
-    let answer = support::browser_stopping_at_callback()
+    let answer = support::oidc::browser_stopping_at_callback()
         .get(&url)
         .send()
         .await

@@ -9,6 +9,7 @@
 #![allow(clippy::unwrap_used, reason = "tests")]
 
 mod scratch;
+mod support;
 
 use std::sync::{Arc, Mutex};
 
@@ -18,8 +19,10 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use flexiproxy_gateway::store::secrets::{MemoryStore, SecretStore};
 use flexiproxy_gateway::store::{AccountRow, AccountStore, Database};
-use flexiproxy_gateway::{Gateway, RunningGateway, SecretsMode, Settings};
+use flexiproxy_gateway::{RunningGateway, Settings};
+use scratch::TempDir;
 use serde_json::{Value, json};
+use support::in_process::{self, Management, assert_error_says};
 
 const HOME_KEY: &str = "sk-home-secret-0123456789abcdef";
 const SECOND_KEY: &str = "sk-second-secret-0123456789abcd";
@@ -103,12 +106,12 @@ struct Fixture {
     gateway: RunningGateway,
     secrets: Arc<MemoryStore>,
     http: reqwest::Client,
-    token: String,
+    manage: Management,
     home: String,
     home_seen: Recorder,
     attacker: String,
     attacker_seen: Recorder,
-    dir: scratch::TempDir,
+    dir: TempDir,
 }
 
 async fn fixture_with(configure: impl FnOnce(&mut Settings, &std::path::Path)) -> Fixture {
@@ -116,20 +119,18 @@ async fn fixture_with(configure: impl FnOnce(&mut Settings, &std::path::Path)) -
     let attacker_seen = Recorder::default();
     let home = recording_server(home_seen.clone()).await;
     let attacker = recording_server(attacker_seen.clone()).await;
-    let dir = scratch::TempDir::new("stolen-token");
+    let dir = TempDir::new("stolen-token");
     std::fs::create_dir_all(dir.path()).unwrap();
     let secrets = Arc::new(MemoryStore::default());
-    let mut settings = Settings::new(dir.path().join("data"));
-    settings.port = 0;
-    settings.secrets = SecretsMode::Store(secrets.clone());
+    let mut settings = in_process::settings(&dir.path().join("data"), secrets.clone());
     configure(&mut settings, dir.path());
-    let gateway = Gateway::start(settings).await.unwrap();
-    let token = gateway.management_token().unwrap().expose().to_owned();
+    let (gateway, token) = in_process::start(settings).await;
+    let http = reqwest::Client::new();
     Fixture {
+        manage: Management::new(http.clone(), &gateway, &token),
         gateway,
         secrets,
-        http: reqwest::Client::new(),
-        token,
+        http,
         home,
         home_seen,
         attacker,
@@ -144,25 +145,24 @@ async fn fixture() -> Fixture {
 
 impl Fixture {
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.gateway.base_url()))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+        self.manage.call(method, path, body).await
+    }
+
+    /// `PUT /api/accounts/endpoints` with `body`.
+    async fn put_endpoints(&self, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, "/api/accounts/endpoints", Some(body))
+            .await
     }
 
     async fn put_provider(&self, id: &str, body: Value) -> Value {
-        let (status, view) = self
-            .call(Method::PUT, &format!("/api/providers/{id}"), Some(body))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{view}");
-        view
+        self.manage
+            .expect(
+                Method::PUT,
+                &format!("/api/providers/{id}"),
+                Some(body),
+                StatusCode::OK,
+            )
+            .await
     }
 
     /// A provider `p` at the real host with two keys (`default` and `k2`), and an adapter.
@@ -172,23 +172,15 @@ impl Fixture {
             json!({"url": self.home, "api_key": HOME_KEY, "discovery": "off", "models": ["m"]}),
         )
         .await;
-        let (status, view) = self
-            .call(
+        self.manage
+            .expect(
                 Method::POST,
                 "/api/providers/p/credentials",
                 Some(json!({"id": "k2", "api_key": SECOND_KEY})),
+                StatusCode::CREATED,
             )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{view}");
-        let (status, adapter) = self
-            .call(
-                Method::POST,
-                "/api/adapters",
-                Some(json!({"provider_id": "p", "model_id": "m"})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{adapter}");
-        adapter["api_key"].as_str().unwrap().to_owned()
+        self.manage.adapter_key("p", "m").await
     }
 
     async fn chat(&self, adapter_key: &str) -> StatusCode {
@@ -203,15 +195,14 @@ impl Fixture {
     }
 
     async fn test_provider(&self, credential: &str) -> Value {
-        let (status, report) = self
-            .call(
+        self.manage
+            .expect(
                 Method::POST,
                 "/api/providers/p/test",
                 Some(json!({"model": "m", "credential": credential})),
+                StatusCode::OK,
             )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{report}");
-        report
+            .await
     }
 }
 
@@ -339,13 +330,7 @@ async fn adapter_urls_stay_on_their_providers_host() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("must be on the host of provider `p`"),
-        "{body}"
-    );
+    assert_error_says(&body, "must be on the host of provider `p`");
 
     // On the provider's host it is fine (another path of the same server).
     let (status, adapter) = f
@@ -547,9 +532,7 @@ async fn account_endpoints_are_https_or_this_machine() {
         ),
     ];
     for (body, field) in refused {
-        let (status, answer) = f
-            .call(Method::PUT, "/api/accounts/endpoints", Some(body))
-            .await;
+        let (status, answer) = f.put_endpoints(body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {answer}");
         let message = answer["error"]["message"].as_str().unwrap();
         assert!(message.contains(field), "{message}");
@@ -562,9 +545,7 @@ async fn account_endpoints_are_https_or_this_machine() {
         login("token_url", "https://auth.example/token"),
         api("claude", "http://[::1]:9"),
     ] {
-        let (status, answer) = f
-            .call(Method::PUT, "/api/accounts/endpoints", Some(ok))
-            .await;
+        let (status, answer) = f.put_endpoints(ok).await;
         assert_eq!(status, StatusCode::OK, "{answer}");
     }
 }
@@ -579,26 +560,14 @@ async fn moving_where_an_accounts_tokens_go_signs_it_out() {
     // Same server, another client id: nobody is signed out.
     let mut claude = current["login"]["claude"].clone();
     claude["client_id"] = json!("another-client");
-    let (status, answer) = f
-        .call(
-            Method::PUT,
-            "/api/accounts/endpoints",
-            Some(json!({"login": {"claude": claude}})),
-        )
-        .await;
+    let (status, answer) = f.put_endpoints(json!({"login": {"claude": claude}})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["signed_out"], json!([]), "{answer}");
 
     // The GitHub API root (where Copilot's GitHub token goes) moves to another https server.
     let mut api = current["api"].clone();
     api["github_api"] = json!("https://attacker.example");
-    let (status, answer) = f
-        .call(
-            Method::PUT,
-            "/api/accounts/endpoints",
-            Some(json!({"api": api})),
-        )
-        .await;
+    let (status, answer) = f.put_endpoints(json!({"api": api})).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["signed_out"], json!(["copilot-ada"]), "{answer}");
     assert!(answer["notice"].as_str().unwrap().contains("copilot-ada"));
@@ -608,13 +577,7 @@ async fn moving_where_an_accounts_tokens_go_signs_it_out() {
     // The claude token endpoint moves: claude's account goes too.
     let mut claude = current["login"]["claude"].clone();
     claude["token_url"] = json!("https://attacker.example/token");
-    let (_, answer) = f
-        .call(
-            Method::PUT,
-            "/api/accounts/endpoints",
-            Some(json!({"login": {"claude": claude}})),
-        )
-        .await;
+    let (_, answer) = f.put_endpoints(json!({"login": {"claude": claude}})).await;
     assert_eq!(answer["signed_out"], json!(["claude-bob"]), "{answer}");
     let (_, accounts) = f.call(Method::GET, "/api/accounts", None).await;
     assert_eq!(accounts["accounts"], json!([]), "{accounts}");
