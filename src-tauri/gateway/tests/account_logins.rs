@@ -24,7 +24,7 @@ use flexiproxy_gateway::store::secrets::{MemoryStore, SecretStore, SharedSecretS
 use reqwest::StatusCode;
 use scratch::TempDir;
 use serde_json::{Value, json};
-use support::in_process::{self, Management};
+use support::in_process::{self, Management, assert_error_says};
 use support::oidc::{OidcServer, browser, browser_stopping_at_callback, start};
 
 struct Fixture {
@@ -260,13 +260,7 @@ async fn browser_login_adds_a_served_account_refreshes_and_logs_out() {
     store.save(&id, &stale).await.unwrap();
     let (status, refused) = fixture.refresh(&id).await;
     assert_eq!(status, StatusCode::CONFLICT, "{refused}");
-    assert!(
-        refused["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("log in to it again"),
-        "{refused}"
-    );
+    assert_error_says(&refused, "log in to it again");
     let account = &fixture.accounts().await["accounts"][0];
     assert_eq!(account["needs_login"], true, "{account}");
     assert!(account["last_error"].as_str().unwrap().contains("again"));
@@ -453,13 +447,7 @@ async fn busy_port_is_a_conflict_and_cancel_lets_the_port_go() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (status, busy) = fixture.start_login(json!({"kind": "claude"})).await;
     assert_eq!(status, StatusCode::CONFLICT, "{busy}");
-    assert!(
-        busy["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("port {port} on 127.0.0.1 is taken")),
-        "{busy}"
-    );
+    assert_error_says(&busy, &format!("port {port} on 127.0.0.1 is taken"));
 
     drop(taken);
     let login = fixture.login_started(json!({"kind": "claude"})).await;

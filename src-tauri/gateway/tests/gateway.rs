@@ -355,7 +355,7 @@ impl Fixture {
     /// POSTs `body` to the chat endpoint with `key` as a bearer token.
     async fn chat(&self, key: &str, body: &'static str) -> reqwest::Response {
         self.http
-            .post(self.url("/v1/chat/completions"))
+            .post(self.url(CHAT))
             .bearer_auth(key)
             .body(body)
             .send()
@@ -381,13 +381,23 @@ impl Fixture {
     }
 }
 
+/// The OpenAI chat endpoint.
+const CHAT: &str = "/v1/chat/completions";
+
+/// Checks that an error answer names provider `local` and does not carry its key.
+fn assert_names_the_provider_not_its_key(error: &Value) {
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("`local`"), "{message}");
+    assert!(!message.contains("sk-upstream"), "{message}");
+}
+
 #[tokio::test]
 async fn chat_is_forwarded_with_model_and_key_rewritten() {
     let f = fixture().await;
     let body = r#"{"model":"whatever","messages":[{"role":"user","content":"hi"}],"x_vendor":{"keep":[1,2]}}"#;
     let response = f
         .http
-        .post(f.url("/v1/chat/completions"))
+        .post(f.url(CHAT))
         .bearer_auth(&f.adapter_key)
         .header("content-type", "application/json")
         .body(body)
@@ -416,7 +426,7 @@ async fn stream_usage_is_recorded_and_hidden_unless_asked() {
     let f = fixture().await;
     let text = f
         .http
-        .post(f.url("/v1/chat/completions"))
+        .post(f.url(CHAT))
         .header("x-api-key", &f.adapter_key)
         .body(r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#)
         .send()
@@ -486,13 +496,7 @@ async fn streams_are_relayed_as_they_arrive_and_cancelled_on_hang_up() {
 #[tokio::test]
 async fn errors_are_in_openai_shape_and_name_the_provider() {
     let f = fixture().await;
-    let missing = f
-        .http
-        .post(f.url("/v1/chat/completions"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let missing = f.http.post(f.url(CHAT)).body("{}").send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "missing_api_key");
@@ -516,9 +520,7 @@ async fn errors_are_in_openai_shape_and_name_the_provider() {
         .await;
     assert_eq!(down.status(), StatusCode::BAD_GATEWAY);
     let body: Value = down.json().await.unwrap();
-    let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("`local`"), "{message}");
-    assert!(!message.contains("sk-upstream"), "{message}");
+    assert_names_the_provider_not_its_key(&body);
 }
 
 #[tokio::test]
@@ -526,22 +528,20 @@ async fn management_api_refuses_foreign_hosts_and_missing_tokens() {
     let f = fixture().await;
     let no_token = f.http.get(f.url("/api/providers")).send().await.unwrap();
     assert_eq!(no_token.status(), StatusCode::UNAUTHORIZED);
-    let foreign = f
-        .manage
-        .request(Method::GET, "/api/providers")
-        .header("host", "attacker.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
-    let cross_site = f
-        .manage
-        .request(Method::GET, "/api/providers")
-        .header("origin", "https://attacker.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
+    // A foreign host, then a cross-site origin, each with the right token.
+    for (name, value) in [
+        ("host", "attacker.example"),
+        ("origin", "https://attacker.example"),
+    ] {
+        let refused = f
+            .manage
+            .request(Method::GET, "/api/providers")
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN, "{name}: {value}");
+    }
     let listed: Value = f.manage.get("/api/providers").await;
     assert_eq!(listed[0]["key_hint"], "sk-u…(25 chars)");
     assert!(!listed.to_string().contains("secret-123456"));
@@ -825,9 +825,7 @@ async fn anthropic_errors_are_in_anthropic_shape() {
     let error: Value = down.json().await.unwrap();
     assert_eq!(error["type"], "error");
     assert_eq!(error["error"]["type"], "api_error");
-    let message = error["error"]["message"].as_str().unwrap();
-    assert!(message.contains("`local`"), "{message}");
-    assert!(!message.contains("sk-upstream"), "{message}");
+    assert_names_the_provider_not_its_key(&error);
 }
 
 #[tokio::test]
@@ -928,14 +926,11 @@ async fn anthropic_client_on_anthropic_provider_is_forwarded_as_bytes() {
 async fn openai_client_on_anthropic_provider_is_translated() {
     let f = fixture().await;
     let key = f.anthropic_provider_key().await;
-    let whole: Value = answer_json(
-        f.http
-            .post(f.url("/v1/chat/completions"))
-            .bearer_auth(&key)
-            .json(&json!({"model": "gpt-4o", "messages": [
+    let whole: Value = answer_json(f.http.post(f.url(CHAT)).bearer_auth(&key).json(
+        &json!({"model": "gpt-4o", "messages": [
                 {"role": "system", "content": "be brief"},
-                {"role": "user", "content": "hi"}]})),
-    )
+                {"role": "user", "content": "hi"}]}),
+    ))
     .await;
     assert_eq!(whole["object"], "chat.completion");
     assert_eq!(whole["choices"][0]["message"]["content"], "hi");
@@ -957,7 +952,7 @@ async fn openai_client_on_anthropic_provider_is_translated() {
 
     let text = f
         .http
-        .post(f.url("/v1/chat/completions"))
+        .post(f.url(CHAT))
         .bearer_auth(&key)
         .json(&json!({"model": "gpt-4o", "stream": true,
             "stream_options": {"include_usage": true},

@@ -183,6 +183,16 @@ impl Fixture {
         self.manage.adapter_key("p", "m").await
     }
 
+    /// Asks for an adapter for `m` of provider `p` with its own `base_url`.
+    async fn adapter_at(&self, base_url: &str) -> (StatusCode, Value) {
+        self.call(
+            Method::POST,
+            "/api/adapters",
+            Some(json!({"provider_id": "p", "model_id": "m", "base_url": base_url})),
+        )
+        .await
+    }
+
     async fn chat(&self, adapter_key: &str) -> StatusCode {
         self.http
             .post(format!("{}/v1/chat/completions", self.gateway.base_url()))
@@ -322,24 +332,12 @@ async fn provider_urls_carry_no_password() {
 async fn adapter_urls_stay_on_their_providers_host() {
     let f = fixture().await;
     f.provider_with_two_keys().await;
-    let (status, body) = f
-        .call(
-            Method::POST,
-            "/api/adapters",
-            Some(json!({"provider_id": "p", "model_id": "m", "base_url": f.attacker})),
-        )
-        .await;
+    let (status, body) = f.adapter_at(&f.attacker).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_error_says(&body, "must be on the host of provider `p`");
 
     // On the provider's host it is fine (another path of the same server).
-    let (status, adapter) = f
-        .call(
-            Method::POST,
-            "/api/adapters",
-            Some(json!({"provider_id": "p", "model_id": "m", "base_url": f.home})),
-        )
-        .await;
+    let (status, adapter) = f.adapter_at(&f.home).await;
     assert_eq!(status, StatusCode::CREATED, "{adapter}");
     let key = adapter["api_key"].as_str().unwrap();
     // The provider moves, with a key for its new host: the adapter's old URL must not get it.
