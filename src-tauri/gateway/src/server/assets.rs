@@ -30,60 +30,33 @@ const ICON: Asset = Asset {
     content_type: "image/png",
 };
 
-/// A script module the UI imports.
-const fn module(bytes: &'static [u8]) -> Asset {
-    Asset {
-        bytes,
-        content_type: "text/javascript; charset=utf-8",
-    }
+/// The table of `ui/lib/` script modules, each named once: the name it is served under is
+/// also the file it is read from.
+macro_rules! modules {
+    ($($name:literal),* $(,)?) => {
+        &[$((
+            $name,
+            Asset {
+                bytes: include_bytes!(concat!("../../../../ui/lib/", $name)),
+                content_type: "text/javascript; charset=utf-8",
+            },
+        )),*]
+    };
 }
 
 /// `ui/lib/*.js`, by file name.
-const MODULES: &[(&str, Asset)] = &[
-    (
-        "accounts.js",
-        module(include_bytes!("../../../../ui/lib/accounts.js")),
-    ),
-    (
-        "actions.js",
-        module(include_bytes!("../../../../ui/lib/actions.js")),
-    ),
-    (
-        "adapters.js",
-        module(include_bytes!("../../../../ui/lib/adapters.js")),
-    ),
-    (
-        "api.js",
-        module(include_bytes!("../../../../ui/lib/api.js")),
-    ),
-    (
-        "chart.js",
-        module(include_bytes!("../../../../ui/lib/chart.js")),
-    ),
-    (
-        "dashboard.js",
-        module(include_bytes!("../../../../ui/lib/dashboard.js")),
-    ),
-    (
-        "dom.js",
-        module(include_bytes!("../../../../ui/lib/dom.js")),
-    ),
-    (
-        "live.js",
-        module(include_bytes!("../../../../ui/lib/live.js")),
-    ),
-    (
-        "providers.js",
-        module(include_bytes!("../../../../ui/lib/providers.js")),
-    ),
-    (
-        "settings.js",
-        module(include_bytes!("../../../../ui/lib/settings.js")),
-    ),
-    (
-        "state.js",
-        module(include_bytes!("../../../../ui/lib/state.js")),
-    ),
+const MODULES: &[(&str, Asset)] = modules![
+    "accounts.js",
+    "actions.js",
+    "adapters.js",
+    "api.js",
+    "chart.js",
+    "dashboard.js",
+    "dom.js",
+    "live.js",
+    "providers.js",
+    "settings.js",
+    "state.js",
 ];
 
 fn serve(asset: &Asset) -> Response {

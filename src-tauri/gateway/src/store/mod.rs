@@ -22,4 +22,6 @@ pub use seam::{
     ProviderRow, ProviderStore, RouteRow, SettingStore, Storage, ToolSetupRow, ToolSetupStore,
     UsageStore, UsageWriter,
 };
+#[cfg(test)]
+pub(crate) use sqlite::scratch_dir;
 pub use sqlite::{BACKUP_DIR, DB_FILE, Database, SCHEMA_VERSION, backup_path};

@@ -241,24 +241,29 @@ impl ProviderStore for Database {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::store) mod tests {
     use super::*;
     use crate::routing::Candidate;
-    use crate::store::sqlite::scratch;
+    use crate::store::sqlite::scratch_db;
     use crate::store::{AdapterRow, AdapterStore};
 
-    #[test]
-    fn providers_credentials_routes_and_adapters_round_trip() {
-        let db = Database::open(&scratch()).unwrap();
-        let provider = ProviderRow {
-            id: "openai".into(),
+    /// An OpenAI-compatible provider at a local address serving `model`, created at 1.
+    pub(in crate::store) fn provider_for_tests(id: &str, model: &str) -> ProviderRow {
+        ProviderRow {
+            id: id.into(),
             url: "http://127.0.0.1:1/v1".into(),
             protocol: Protocol::OpenAiChat,
             discovery: DiscoveryKind::Auto,
-            models: vec!["gpt-4o".into()],
+            models: vec![model.into()],
             created_at: 1,
             updated_at: 1,
-        };
+        }
+    }
+
+    #[test]
+    fn providers_credentials_routes_and_adapters_round_trip() {
+        let db = scratch_db("providers");
+        let provider = provider_for_tests("openai", "gpt-4o");
         db.upsert_provider(&provider).unwrap();
         db.upsert_provider(&ProviderRow {
             url: "http://127.0.0.1:2/v1".into(),
@@ -362,8 +367,7 @@ mod tests {
     /// the column, never a guess (it used to be served as openai_chat with a log line).
     #[test]
     fn an_unreadable_provider_kind_is_an_error_naming_the_row() {
-        let dir = scratch();
-        let db = Database::open(&dir).unwrap();
+        let db = scratch_db("provider-kinds");
         db.write(|c| {
             c.execute_batch(
                 "INSERT INTO providers (id, url, protocol, discovery, models, created_at, updated_at)
