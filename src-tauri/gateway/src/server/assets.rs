@@ -13,22 +13,20 @@ struct Asset {
     content_type: &'static str,
 }
 
-const INDEX: Asset = Asset {
-    bytes: include_bytes!("../../../../ui/index.html"),
-    content_type: "text/html; charset=utf-8",
-};
-const SCRIPT: Asset = Asset {
-    bytes: include_bytes!("../../../../ui/app.js"),
-    content_type: "text/javascript; charset=utf-8",
-};
-const STYLE: Asset = Asset {
-    bytes: include_bytes!("../../../../ui/style.css"),
-    content_type: "text/css; charset=utf-8",
-};
-const ICON: Asset = Asset {
-    bytes: include_bytes!("../../../../icons/icon.png"),
-    content_type: "image/png",
-};
+/// A file of the repository (path from its root) compiled in, served as `content_type`.
+macro_rules! asset {
+    ($path:expr, $content_type:literal) => {
+        Asset {
+            bytes: include_bytes!(concat!("../../../../", $path)),
+            content_type: $content_type,
+        }
+    };
+}
+
+const INDEX: Asset = asset!("ui/index.html", "text/html; charset=utf-8");
+const SCRIPT: Asset = asset!("ui/app.js", "text/javascript; charset=utf-8");
+const STYLE: Asset = asset!("ui/style.css", "text/css; charset=utf-8");
+const ICON: Asset = asset!("icons/icon.png", "image/png");
 
 /// The table of `ui/lib/` script modules, each named once: the name it is served under is
 /// also the file it is read from.
@@ -36,10 +34,7 @@ macro_rules! modules {
     ($($name:literal),* $(,)?) => {
         &[$((
             $name,
-            Asset {
-                bytes: include_bytes!(concat!("../../../../ui/lib/", $name)),
-                content_type: "text/javascript; charset=utf-8",
-            },
+            asset!(concat!("ui/lib/", $name), "text/javascript; charset=utf-8"),
         )),*]
     };
 }

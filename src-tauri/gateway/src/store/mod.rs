@@ -10,6 +10,8 @@
 
 mod error;
 mod files;
+#[cfg(test)]
+mod fixtures;
 mod seam;
 pub mod secrets;
 mod sqlite;

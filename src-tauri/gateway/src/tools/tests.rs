@@ -82,6 +82,26 @@ impl Scratch {
         assert_eq!(self.read(relative), original.replace(from, to));
     }
 
+    /// FlexiProxy creates Claude Code's settings, then the user adds `"model": "opus"` and
+    /// saves the file as `render` lays it out.
+    fn claude_settings_made_then_given_a_model(
+        &self,
+        render: fn(&Value) -> serde_json::Result<String>,
+    ) {
+        self.apply(Tool::ClaudeCode, KEY, None);
+        let mut doc = self.read_json(".claude/settings.json");
+        doc["model"] = "opus".into();
+        self.write(".claude/settings.json", &render(&doc).unwrap());
+    }
+
+    /// The user's own Claude Code settings, then FlexiProxy's apply over them; returns where
+    /// the user's file was backed up.
+    fn claude_code_applied_over_the_users_settings(&self) -> PathBuf {
+        self.write(".claude/settings.json", CLAUDE_SETTINGS);
+        let changes = self.apply(Tool::ClaudeCode, KEY, None);
+        changes[0].backup_path.clone().unwrap()
+    }
+
     fn read_json(&self, relative: &str) -> Value {
         serde_json::from_str(&self.read(relative)).unwrap()
     }
@@ -268,13 +288,7 @@ fn claude_code_undo_keeps_the_users_later_edits() {
 #[test]
 fn claude_code_created_file_with_later_edits_stays_without_our_keys() {
     let s = Scratch::new();
-    s.apply(Tool::ClaudeCode, KEY, None);
-    let mut doc: Value = s.read_json(".claude/settings.json");
-    doc["model"] = "opus".into();
-    s.write(
-        ".claude/settings.json",
-        &serde_json::to_string(&doc).unwrap(),
-    );
+    s.claude_settings_made_then_given_a_model(serde_json::to_string);
     undo(s.ws(), Tool::ClaudeCode).unwrap();
     let left: Value = s.read_json(".claude/settings.json");
     assert_eq!(
@@ -584,13 +598,7 @@ fn same_origin_ignores_v1_slashes_and_localhost() {
 #[test]
 fn undo_after_a_second_apply_keeps_what_changed_in_between() {
     let s = Scratch::new();
-    s.apply(Tool::ClaudeCode, KEY, None);
-    let mut doc: Value = s.read_json(".claude/settings.json");
-    doc["model"] = "opus".into();
-    s.write(
-        ".claude/settings.json",
-        &serde_json::to_string_pretty(&doc).unwrap(),
-    );
+    s.claude_settings_made_then_given_a_model(serde_json::to_string_pretty);
     s.apply(Tool::ClaudeCode, OTHER_KEY, None);
 
     let undone = undo(s.ws(), Tool::ClaudeCode).unwrap();
@@ -616,9 +624,7 @@ fn undo_after_a_second_apply_keeps_what_changed_in_between() {
 #[test]
 fn undo_refuses_when_an_owned_key_was_changed_since_and_names_the_backup() {
     let s = Scratch::new();
-    s.write(".claude/settings.json", CLAUDE_SETTINGS);
-    let changes = s.apply(Tool::ClaudeCode, KEY, None);
-    let backup = changes[0].backup_path.clone().unwrap();
+    let backup = s.claude_code_applied_over_the_users_settings();
     // Someone (the user, the tool) points it elsewhere after FlexiProxy's write.
     let edited = s.edit(".claude/settings.json", BASE, "https://other-proxy.example");
     let err = undo(s.ws(), Tool::ClaudeCode).unwrap_err();
@@ -783,9 +789,7 @@ fn records_from_before_digests_are_undone_key_by_key() {
 #[test]
 fn an_unreadable_record_stops_undo_and_names_the_backup() {
     let s = Scratch::new();
-    s.write(".claude/settings.json", CLAUDE_SETTINGS);
-    let changes = s.apply(Tool::ClaudeCode, KEY, None);
-    let backup = changes[0].backup_path.clone().unwrap();
+    let backup = s.claude_code_applied_over_the_users_settings();
     s.db.raw_for_tests(|c| {
         c.execute("UPDATE tool_setups SET previous = '{\"keys\": [tru'", [])
             .map(drop)

@@ -8,7 +8,7 @@
 
 mod accounts;
 mod adapters;
-pub(super) mod providers;
+mod providers;
 mod schema;
 mod settings;
 mod tool_setups;

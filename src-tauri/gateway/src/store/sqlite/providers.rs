@@ -241,29 +241,17 @@ impl ProviderStore for Database {
 }
 
 #[cfg(test)]
-pub(in crate::store) mod tests {
+mod tests {
     use super::*;
     use crate::routing::Candidate;
+    use crate::store::fixtures::{adapter_row, provider_row};
     use crate::store::sqlite::scratch_db;
     use crate::store::{AdapterRow, AdapterStore};
-
-    /// An OpenAI-compatible provider at a local address serving `model`, created at 1.
-    pub(in crate::store) fn provider_for_tests(id: &str, model: &str) -> ProviderRow {
-        ProviderRow {
-            id: id.into(),
-            url: "http://127.0.0.1:1/v1".into(),
-            protocol: Protocol::OpenAiChat,
-            discovery: DiscoveryKind::Auto,
-            models: vec![model.into()],
-            created_at: 1,
-            updated_at: 1,
-        }
-    }
 
     #[test]
     fn providers_credentials_routes_and_adapters_round_trip() {
         let db = scratch_db("providers");
-        let provider = provider_for_tests("openai", "gpt-4o");
+        let provider = provider_row("openai", "gpt-4o");
         db.upsert_provider(&provider).unwrap();
         db.upsert_provider(&ProviderRow {
             url: "http://127.0.0.1:2/v1".into(),
@@ -335,14 +323,8 @@ pub(in crate::store) mod tests {
         assert_eq!(found[0].error.as_deref(), Some("down"));
 
         let adapter = AdapterRow {
-            create_time: 100,
-            name: None,
-            provider_id: Some("openai".into()),
             model_id: Some("gpt-4o".into()),
-            base_url: None,
-            strategy: None,
-            key_hash: "h1".into(),
-            key_hint: "fp-1…".into(),
+            ..adapter_row(100, "openai", "h1")
         };
         assert_eq!(db.insert_adapter(&adapter).unwrap(), 100);
         let second = AdapterRow {

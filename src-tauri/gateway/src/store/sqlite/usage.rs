@@ -405,7 +405,6 @@ pub(in crate::store) mod tests {
         }
     }
 
-
     #[test]
     fn records_are_written_and_summarised() {
         let db = scratch_db("unit");
