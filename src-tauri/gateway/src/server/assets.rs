@@ -13,77 +13,45 @@ struct Asset {
     content_type: &'static str,
 }
 
-const INDEX: Asset = Asset {
-    bytes: include_bytes!("../../../../ui/index.html"),
-    content_type: "text/html; charset=utf-8",
-};
-const SCRIPT: Asset = Asset {
-    bytes: include_bytes!("../../../../ui/app.js"),
-    content_type: "text/javascript; charset=utf-8",
-};
-const STYLE: Asset = Asset {
-    bytes: include_bytes!("../../../../ui/style.css"),
-    content_type: "text/css; charset=utf-8",
-};
-const ICON: Asset = Asset {
-    bytes: include_bytes!("../../../../icons/icon.png"),
-    content_type: "image/png",
-};
+/// A file of the repository (path from its root) compiled in, served as `content_type`.
+macro_rules! asset {
+    ($path:expr, $content_type:literal) => {
+        Asset {
+            bytes: include_bytes!(concat!("../../../../", $path)),
+            content_type: $content_type,
+        }
+    };
+}
 
-/// A script module the UI imports.
-const fn module(bytes: &'static [u8]) -> Asset {
-    Asset {
-        bytes,
-        content_type: "text/javascript; charset=utf-8",
-    }
+const INDEX: Asset = asset!("ui/index.html", "text/html; charset=utf-8");
+const SCRIPT: Asset = asset!("ui/app.js", "text/javascript; charset=utf-8");
+const STYLE: Asset = asset!("ui/style.css", "text/css; charset=utf-8");
+const ICON: Asset = asset!("icons/icon.png", "image/png");
+
+/// The table of `ui/lib/` script modules, each named once: the name it is served under is
+/// also the file it is read from.
+macro_rules! modules {
+    ($($name:literal),* $(,)?) => {
+        &[$((
+            $name,
+            asset!(concat!("ui/lib/", $name), "text/javascript; charset=utf-8"),
+        )),*]
+    };
 }
 
 /// `ui/lib/*.js`, by file name.
-const MODULES: &[(&str, Asset)] = &[
-    (
-        "accounts.js",
-        module(include_bytes!("../../../../ui/lib/accounts.js")),
-    ),
-    (
-        "actions.js",
-        module(include_bytes!("../../../../ui/lib/actions.js")),
-    ),
-    (
-        "adapters.js",
-        module(include_bytes!("../../../../ui/lib/adapters.js")),
-    ),
-    (
-        "api.js",
-        module(include_bytes!("../../../../ui/lib/api.js")),
-    ),
-    (
-        "chart.js",
-        module(include_bytes!("../../../../ui/lib/chart.js")),
-    ),
-    (
-        "dashboard.js",
-        module(include_bytes!("../../../../ui/lib/dashboard.js")),
-    ),
-    (
-        "dom.js",
-        module(include_bytes!("../../../../ui/lib/dom.js")),
-    ),
-    (
-        "live.js",
-        module(include_bytes!("../../../../ui/lib/live.js")),
-    ),
-    (
-        "providers.js",
-        module(include_bytes!("../../../../ui/lib/providers.js")),
-    ),
-    (
-        "settings.js",
-        module(include_bytes!("../../../../ui/lib/settings.js")),
-    ),
-    (
-        "state.js",
-        module(include_bytes!("../../../../ui/lib/state.js")),
-    ),
+const MODULES: &[(&str, Asset)] = modules![
+    "accounts.js",
+    "actions.js",
+    "adapters.js",
+    "api.js",
+    "chart.js",
+    "dashboard.js",
+    "dom.js",
+    "live.js",
+    "providers.js",
+    "settings.js",
+    "state.js",
 ];
 
 fn serve(asset: &Asset) -> Response {

@@ -9,12 +9,15 @@
 //! in the caller's error shape; body-size and body-read rejections become 413/400 with a
 //! message that says what went wrong.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
+use axum::routing::{MethodRouter, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -58,28 +61,27 @@ async fn forward(
         .map_err(Rendered::openai)
 }
 
-pub async fn chat_completions(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Rendered> {
-    forward(state, Endpoint::ChatCompletions, headers, body).await
+/// `POST` for an OpenAI endpoint relayed as it is: Chat Completions, completions, embeddings.
+pub fn relayed(endpoint: Endpoint) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              headers: HeaderMap,
+              body: Result<Bytes, BytesRejection>| async move {
+            forward(state, endpoint, headers, body).await
+        },
+    )
 }
 
-pub async fn completions(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Rendered> {
-    forward(state, Endpoint::Completions, headers, body).await
-}
-
-pub async fn embeddings(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Rendered> {
-    forward(state, Endpoint::Embeddings, headers, body).await
+/// `POST` for a request of `protocol`, answered by a provider of any protocol (Anthropic
+/// Messages, OpenAI Responses); `endpoint` names it in usage rows.
+pub fn answered(protocol: Protocol, endpoint: &'static str) -> MethodRouter<AppState> {
+    post(
+        move |State(state): State<AppState>,
+              headers: HeaderMap,
+              body: Result<Bytes, BytesRejection>| async move {
+            answer_in(&state, &headers, body, protocol, endpoint).await
+        },
+    )
 }
 
 /// A request of `protocol` (its endpoint named `endpoint` in usage rows), answered through
@@ -104,22 +106,6 @@ async fn answer_in(
         .map_err(|e| Rendered::new(shape, e))
 }
 
-/// Anthropic Messages, for a provider of any protocol.
-pub async fn messages(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Rendered> {
-    answer_in(
-        &state,
-        &headers,
-        body,
-        Protocol::AnthropicMessages,
-        "messages",
-    )
-    .await
-}
-
 /// Anthropic's token count, forwarded or estimated.
 pub async fn count_tokens(
     State(state): State<AppState>,
@@ -136,22 +122,6 @@ pub async fn count_tokens(
     token_count::count(&state, &headers, client)
         .await
         .map_err(Rendered::anthropic)
-}
-
-/// OpenAI Responses, for a provider of any protocol.
-pub async fn responses(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Rendered> {
-    answer_in(
-        &state,
-        &headers,
-        body,
-        Protocol::OpenAiResponses,
-        "responses",
-    )
-    .await
 }
 
 /// Gemini's query parameters: `alt=sse` picks SSE framing, `key` carries the API key.
@@ -235,6 +205,34 @@ fn gemini_client(headers: &HeaderMap, query: &GeminiQuery) -> bool {
         && (headers.contains_key("x-goog-api-key") || query.key.is_some())
 }
 
+/// Who asks for an OpenAI- or Anthropic-shaped model list: the adapter its key names, and
+/// whether it speaks Anthropic (it sends `anthropic-version`), which is also the shape a
+/// refusal takes.
+struct ListCaller {
+    snapshot: Arc<Snapshot>,
+    adapter: Arc<Adapter>,
+    anthropic: bool,
+}
+
+impl ListCaller {
+    fn of(state: &AppState, headers: &HeaderMap) -> Result<Self, Rendered> {
+        let anthropic = headers.contains_key("anthropic-version");
+        let shape = if anthropic {
+            ErrorShape::Anthropic
+        } else {
+            ErrorShape::OpenAi
+        };
+        let snapshot = state.registry.snapshot();
+        let adapter =
+            proxy::authenticate(&snapshot, headers).map_err(|e| Rendered::new(shape, e))?;
+        Ok(Self {
+            snapshot,
+            adapter,
+            anthropic,
+        })
+    }
+}
+
 /// `GET /v1/models`: OpenAI's list, Anthropic's when the client sends `anthropic-version` (the
 /// Anthropic SDKs always do), Gemini's for a Gemini client.
 pub async fn models(
@@ -245,15 +243,11 @@ pub async fn models(
     if gemini_client(&headers, &query) {
         return gemini_models(state, None, query, headers).await;
     }
-    let State(state) = state;
-    let anthropic = headers.contains_key("anthropic-version");
-    let shape = if anthropic {
-        ErrorShape::Anthropic
-    } else {
-        ErrorShape::OpenAi
-    };
-    let snapshot = state.registry.snapshot();
-    let adapter = proxy::authenticate(&snapshot, &headers).map_err(|e| Rendered::new(shape, e))?;
+    let ListCaller {
+        snapshot,
+        adapter,
+        anthropic,
+    } = ListCaller::of(&state, &headers)?;
     let offered = offered_models(&snapshot, &adapter);
     Ok(Json(if anthropic {
         let data: Vec<Value> = offered
@@ -321,15 +315,11 @@ pub async fn model(
     if gemini_client(&headers, &query) {
         return gemini_models(state, Some(requested), query, headers).await;
     }
-    let State(state) = state;
-    let anthropic = headers.contains_key("anthropic-version");
-    let shape = if anthropic {
-        ErrorShape::Anthropic
-    } else {
-        ErrorShape::OpenAi
-    };
-    let snapshot = state.registry.snapshot();
-    let adapter = proxy::authenticate(&snapshot, &headers).map_err(|e| Rendered::new(shape, e))?;
+    let ListCaller {
+        snapshot,
+        adapter,
+        anthropic,
+    } = ListCaller::of(&state, &headers)?;
     let offered = named_model(&snapshot, &adapter, &requested.0);
     Ok(Json(if anthropic {
         anthropic_model(&adapter, &offered)

@@ -29,14 +29,25 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::state::AppState;
+use flexiproxy_protocol::Protocol;
+use flexiproxy_protocol::openai_chat::Endpoint;
 
 pub fn router(state: AppState) -> Router {
     let limit = state.settings.max_body_bytes;
     Router::new()
-        .route("/v1/chat/completions", post(client_api::chat_completions))
-        .route("/v1/completions", post(client_api::completions))
-        .route("/v1/embeddings", post(client_api::embeddings))
-        .route("/v1/responses", post(client_api::responses))
+        .route(
+            "/v1/chat/completions",
+            client_api::relayed(Endpoint::ChatCompletions),
+        )
+        .route(
+            "/v1/completions",
+            client_api::relayed(Endpoint::Completions),
+        )
+        .route("/v1/embeddings", client_api::relayed(Endpoint::Embeddings))
+        .route(
+            "/v1/responses",
+            client_api::answered(Protocol::OpenAiResponses, "responses"),
+        )
         .route("/v1/models", get(client_api::models))
         .route(
             "/v1/models/{*rest}",
@@ -44,7 +55,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/endpoints", get(pool_views::endpoints))
         .route("/v1/usage", get(pool_views::usage))
-        .route("/v1/messages", post(client_api::messages))
+        .route(
+            "/v1/messages",
+            client_api::answered(Protocol::AnthropicMessages, "messages"),
+        )
         .route("/v1/messages/count_tokens", post(client_api::count_tokens))
         .route("/v1beta/models", get(client_api::gemini_models))
         .route(

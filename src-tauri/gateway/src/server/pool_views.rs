@@ -7,6 +7,8 @@
 //! appear only by their public id (`<provider>/<credential>`), never by value. The numbers come
 //! from `routing::Router`'s live windows, the same ones that decide where a request goes.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -16,23 +18,25 @@ use serde_json::{Map, Value, json};
 use crate::clock::now_ms;
 use crate::error::{GatewayError, Rendered};
 use crate::proxy;
-use crate::routing::registry::Provider;
+use crate::routing::registry::{Provider, Snapshot};
 use crate::state::AppState;
 
-/// An adapter key or the management token (the management API's Host/Origin guard applies
-/// to the token, as it does under `/api`).
-fn allowed(state: &AppState, headers: &HeaderMap) -> Result<(), Rendered> {
-    if proxy::authenticate(&state.registry.snapshot(), headers).is_ok() {
-        return Ok(());
+/// The routing state and the time the view reads it at, for a caller with an adapter key or
+/// the management token (the management API's Host/Origin guard applies to the token, as it
+/// does under `/api`).
+fn pool_now(state: &AppState, headers: &HeaderMap) -> Result<(Arc<Snapshot>, i64), Rendered> {
+    let snapshot = state.registry.snapshot();
+    if proxy::authenticate(&snapshot, headers).is_err() {
+        state
+            .guard
+            .check(headers)
+            .and_then(|()| state.auth.check(headers))
+            .map_err(|e| match e {
+                GatewayError::Unauthorized => Rendered::openai(GatewayError::MissingKey),
+                other => Rendered::openai(other),
+            })?;
     }
-    state
-        .guard
-        .check(headers)
-        .and_then(|()| state.auth.check(headers))
-        .map_err(|e| match e {
-            GatewayError::Unauthorized => Rendered::openai(GatewayError::MissingKey),
-            other => Rendered::openai(other),
-        })
+    Ok((snapshot, now_ms()))
 }
 
 #[derive(Debug, Serialize)]
@@ -57,9 +61,7 @@ pub async fn endpoints(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Rendered> {
-    allowed(&state, &headers)?;
-    let snapshot = state.registry.snapshot();
-    let now = now_ms();
+    let (snapshot, now) = pool_now(&state, &headers)?;
     let views: Vec<EndpointView<'_>> = snapshot
         .providers()
         .into_iter()
@@ -94,9 +96,7 @@ pub async fn usage(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, Rendered> {
-    allowed(&state, &headers)?;
-    let snapshot = state.registry.snapshot();
-    let now = now_ms();
+    let (snapshot, now) = pool_now(&state, &headers)?;
     let mut overview = Map::new();
     let mut details = Map::new();
     for provider in snapshot.providers() {

@@ -10,6 +10,8 @@
 
 mod error;
 mod files;
+#[cfg(test)]
+mod fixtures;
 mod seam;
 pub mod secrets;
 mod sqlite;
@@ -22,4 +24,6 @@ pub use seam::{
     ProviderRow, ProviderStore, RouteRow, SettingStore, Storage, ToolSetupRow, ToolSetupStore,
     UsageStore, UsageWriter,
 };
+#[cfg(test)]
+pub(crate) use sqlite::scratch_dir;
 pub use sqlite::{BACKUP_DIR, DB_FILE, Database, SCHEMA_VERSION, backup_path};

@@ -252,22 +252,14 @@ pub trait UsageWriter: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Database;
-    use crate::store::sqlite::scratch;
+    use crate::store::fixtures::{adapter_row, provider_row};
+    use crate::store::sqlite::scratch_db;
     use crate::store::sqlite::usage::tests::record_for_tests;
 
     /// Writes one row of each group through the seam alone and reads each back, checking that
     /// every group sees its own rows and no other group's: what any backend must do.
     fn each_group_keeps_its_own_rows(store: &dyn Storage) {
-        let provider = ProviderRow {
-            id: "deepseek".into(),
-            url: "http://127.0.0.1:1/v1".into(),
-            protocol: Protocol::OpenAiChat,
-            discovery: DiscoveryKind::Auto,
-            models: vec!["deepseek-chat".into()],
-            created_at: 1,
-            updated_at: 1,
-        };
+        let provider = provider_row("deepseek", "deepseek-chat");
         store.upsert_provider(&provider).unwrap();
         let credential = CredentialRow {
             provider_id: "deepseek".into(),
@@ -282,14 +274,8 @@ mod tests {
         };
         store.upsert_credential(&credential).unwrap();
         let adapter = AdapterRow {
-            create_time: 10,
             name: Some("chat".into()),
-            provider_id: Some("deepseek".into()),
-            model_id: None,
-            base_url: None,
-            strategy: None,
-            key_hash: "hash".into(),
-            key_hint: "fp-…".into(),
+            ..adapter_row(10, "deepseek", "hash")
         };
         assert_eq!(store.insert_adapter(&adapter).unwrap(), 10);
         let account = AccountRow {
@@ -381,7 +367,7 @@ mod tests {
 
     #[test]
     fn the_sqlite_database_keeps_each_group_through_the_seam() {
-        let db = Database::open(&scratch()).unwrap();
+        let db = scratch_db("seam");
         each_group_keeps_its_own_rows(&db);
     }
 }

@@ -10,42 +10,32 @@ pub fn snippet(tool: Tool, target: &Target<'_>) -> Snippet {
     let key = target.key;
     let model = target.model_or_placeholder();
     match tool {
-        Tool::OpenAiSdk => Snippet {
-            language: "text",
-            text: format!(
-                "# Environment (both SDKs read it)\n\
-                 export OPENAI_BASE_URL={v1}\n\
-                 export OPENAI_API_KEY={key}\n\
-                 \n\
-                 # Python\n\
-                 from openai import OpenAI\n\
+        Tool::OpenAiSdk => sdk_pair(
+            [("OPENAI_BASE_URL", &v1), ("OPENAI_API_KEY", key)],
+            &format!(
+                "from openai import OpenAI\n\
                  client = OpenAI(base_url=\"{v1}\", api_key=\"{key}\")\n\
-                 reply = client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}])\n\
-                 \n\
-                 // JavaScript\n\
-                 import OpenAI from \"openai\";\n\
+                 reply = client.chat.completions.create(model=\"{model}\", messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}])\n"
+            ),
+            &format!(
+                "import OpenAI from \"openai\";\n\
                  const client = new OpenAI({{ baseURL: \"{v1}\", apiKey: \"{key}\" }});\n\
                  const reply = await client.chat.completions.create({{ model: \"{model}\", messages: [{{ role: \"user\", content: \"Hello\" }}] }});\n"
             ),
-        },
-        Tool::AnthropicSdk => Snippet {
-            language: "text",
-            text: format!(
-                "# Environment (both SDKs read it)\n\
-                 export ANTHROPIC_BASE_URL={base}\n\
-                 export ANTHROPIC_API_KEY={key}\n\
-                 \n\
-                 # Python\n\
-                 import anthropic\n\
+        ),
+        Tool::AnthropicSdk => sdk_pair(
+            [("ANTHROPIC_BASE_URL", base), ("ANTHROPIC_API_KEY", key)],
+            &format!(
+                "import anthropic\n\
                  client = anthropic.Anthropic(base_url=\"{base}\", api_key=\"{key}\")\n\
-                 reply = client.messages.create(model=\"{model}\", max_tokens=1024, messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}])\n\
-                 \n\
-                 // JavaScript\n\
-                 import Anthropic from \"@anthropic-ai/sdk\";\n\
+                 reply = client.messages.create(model=\"{model}\", max_tokens=1024, messages=[{{\"role\": \"user\", \"content\": \"Hello\"}}])\n"
+            ),
+            &format!(
+                "import Anthropic from \"@anthropic-ai/sdk\";\n\
                  const client = new Anthropic({{ baseURL: \"{base}\", apiKey: \"{key}\" }});\n\
                  const reply = await client.messages.create({{ model: \"{model}\", max_tokens: 1024, messages: [{{ role: \"user\", content: \"Hello\" }}] }});\n"
             ),
-        },
+        ),
         Tool::GoogleGenai => Snippet {
             language: "text",
             text: format!(
@@ -99,5 +89,25 @@ pub fn snippet(tool: Tool, target: &Target<'_>) -> Snippet {
         Tool::ClaudeCode | Tool::Codex | Tool::GeminiCli | Tool::Aider => {
             super::snippet(tool, target)
         }
+    }
+}
+
+/// A vendor's SDKs for Python and JavaScript: the two environment variables both read (the
+/// address, then the key), then a first call in each language.
+fn sdk_pair(env: [(&str, &str); 2], python: &str, javascript: &str) -> Snippet {
+    let [(base_var, base), (key_var, key)] = env;
+    Snippet {
+        language: "text",
+        text: format!(
+            "# Environment (both SDKs read it)\n\
+             export {base_var}={base}\n\
+             export {key_var}={key}\n\
+             \n\
+             # Python\n\
+             {python}\
+             \n\
+             // JavaScript\n\
+             {javascript}"
+        ),
     }
 }

@@ -9,6 +9,13 @@ const BASE: &str = "http://127.0.0.1:8317";
 const KEY: &str = "fp-test-key-0123456789abcdef";
 const OTHER_KEY: &str = "fp-other-key-9876543210";
 
+/// FlexiProxy's own key and no model: what a routing adapter writes.
+const PLAIN: Target<'static> = Target {
+    base_url: BASE,
+    key: KEY,
+    model: None,
+};
+
 struct Scratch {
     root: PathBuf,
     home: Home,
@@ -17,13 +24,7 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Self {
-        static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let root = std::env::temp_dir().join(format!(
-            "flexiproxy-tools-{}-{}-{}",
-            std::process::id(),
-            now_ms(),
-            COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
+        let root = crate::store::scratch_dir("tools");
         std::fs::create_dir_all(root.join("home")).unwrap();
         let db = Database::open(&root.join("data")).unwrap();
         Self {
@@ -57,6 +58,52 @@ impl Scratch {
 
     fn read(&self, relative: &str) -> String {
         std::fs::read_to_string(self.file(relative)).unwrap()
+    }
+
+    /// A later edit by someone else: `from` becomes `to` in the file; returns the new text.
+    fn edit(&self, relative: &str, from: &str, to: &str) -> String {
+        let edited = self.read(relative).replace(from, to);
+        self.write(relative, &edited);
+        edited
+    }
+
+    /// After an apply, the user edits `from` into `to`; undo must leave `original` with that
+    /// same edit.
+    fn check_undo_keeps_an_edit(
+        &self,
+        tool: Tool,
+        relative: &str,
+        original: &str,
+        from: &str,
+        to: &str,
+    ) {
+        self.edit(relative, from, to);
+        undo(self.ws(), tool).unwrap();
+        assert_eq!(self.read(relative), original.replace(from, to));
+    }
+
+    /// FlexiProxy creates Claude Code's settings, then the user adds `"model": "opus"` and
+    /// saves the file as `render` lays it out.
+    fn claude_settings_made_then_given_a_model(
+        &self,
+        render: fn(&Value) -> serde_json::Result<String>,
+    ) {
+        self.apply(Tool::ClaudeCode, KEY, None);
+        let mut doc = self.read_json(".claude/settings.json");
+        doc["model"] = "opus".into();
+        self.write(".claude/settings.json", &render(&doc).unwrap());
+    }
+
+    /// The user's own Claude Code settings, then FlexiProxy's apply over them; returns where
+    /// the user's file was backed up.
+    fn claude_code_applied_over_the_users_settings(&self) -> PathBuf {
+        self.write(".claude/settings.json", CLAUDE_SETTINGS);
+        let changes = self.apply(Tool::ClaudeCode, KEY, None);
+        changes[0].backup_path.clone().unwrap()
+    }
+
+    fn read_json(&self, relative: &str) -> Value {
+        serde_json::from_str(&self.read(relative)).unwrap()
     }
 
     fn apply(&self, tool: Tool, key: &str, model: Option<&str>) -> Vec<FileChange> {
@@ -110,6 +157,12 @@ fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
 // -- Claude Code ---------------------------------------------------------------------------
 
 #[test]
@@ -122,7 +175,7 @@ fn claude_code_into_a_missing_file_and_back() {
     );
     assert!(changes[0].created);
     assert!(changes[0].backup_path.is_none());
-    let written: Value = serde_json::from_str(&s.read(".claude/settings.json")).unwrap();
+    let written: Value = s.read_json(".claude/settings.json");
     assert_eq!(
         written,
         serde_json::json!({"env": {"ANTHROPIC_BASE_URL": BASE, "ANTHROPIC_AUTH_TOKEN": KEY}})
@@ -159,14 +212,7 @@ fn claude_code_keeps_other_settings_and_undoes_to_the_same_bytes() {
     let s = Scratch::new();
     s.write(".claude/settings.json", CLAUDE_SETTINGS);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(
-            s.file(".claude/settings.json"),
-            std::fs::Permissions::from_mode(0o640),
-        )
-        .unwrap();
-    }
+    set_mode(&s.file(".claude/settings.json"), 0o640);
     let status = s.status(Tool::ClaudeCode);
     assert_eq!(
         status.points_elsewhere.as_deref(),
@@ -230,29 +276,21 @@ fn claude_code_undo_keeps_the_users_later_edits() {
     let s = Scratch::new();
     s.write(".claude/settings.json", CLAUDE_SETTINGS);
     s.apply(Tool::ClaudeCode, KEY, None);
-    let edited = s
-        .read(".claude/settings.json")
-        .replace("\"opus\"", "\"sonnet\"");
-    s.write(".claude/settings.json", &edited);
-    undo(s.ws(), Tool::ClaudeCode).unwrap();
-    assert_eq!(
-        s.read(".claude/settings.json"),
-        CLAUDE_SETTINGS.replace("\"opus\"", "\"sonnet\"")
+    s.check_undo_keeps_an_edit(
+        Tool::ClaudeCode,
+        ".claude/settings.json",
+        CLAUDE_SETTINGS,
+        "\"opus\"",
+        "\"sonnet\"",
     );
 }
 
 #[test]
 fn claude_code_created_file_with_later_edits_stays_without_our_keys() {
     let s = Scratch::new();
-    s.apply(Tool::ClaudeCode, KEY, None);
-    let mut doc: Value = serde_json::from_str(&s.read(".claude/settings.json")).unwrap();
-    doc["model"] = "opus".into();
-    s.write(
-        ".claude/settings.json",
-        &serde_json::to_string(&doc).unwrap(),
-    );
+    s.claude_settings_made_then_given_a_model(serde_json::to_string);
     undo(s.ws(), Tool::ClaudeCode).unwrap();
-    let left: Value = serde_json::from_str(&s.read(".claude/settings.json")).unwrap();
+    let left: Value = s.read_json(".claude/settings.json");
     assert_eq!(
         left,
         serde_json::json!({"model": "opus"}),
@@ -265,12 +303,7 @@ fn invalid_json_is_refused_with_its_line_and_left_alone() {
     let s = Scratch::new();
     let broken = "{\n  \"model\": \"opus\"\n  \"env\": {}\n}\n";
     s.write(".claude/settings.json", broken);
-    let target = Target {
-        base_url: BASE,
-        key: KEY,
-        model: None,
-    };
-    let err = apply(s.ws(), Tool::ClaudeCode, &target, Some(1)).unwrap_err();
+    let err = apply(s.ws(), Tool::ClaudeCode, &PLAIN, Some(1)).unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(err, ToolSetupError::InvalidFile { line: Some(3), .. }),
@@ -290,13 +323,8 @@ fn invalid_json_is_refused_with_its_line_and_left_alone() {
 #[test]
 fn copy_only_tools_are_not_written() {
     let s = Scratch::new();
-    let target = Target {
-        base_url: BASE,
-        key: KEY,
-        model: None,
-    };
     assert!(matches!(
-        apply(s.ws(), Tool::Cursor, &target, None),
+        apply(s.ws(), Tool::Cursor, &PLAIN, None),
         Err(ToolSetupError::NotWritable(_))
     ));
 }
@@ -380,17 +408,7 @@ fn codex_status_names_another_provider() {
         Some("http://localhost:11434/v1")
     );
     s.write(".codex/config.toml", "model = \"x\"\nbroken = \n");
-    let err = apply(
-        s.ws(),
-        Tool::Codex,
-        &Target {
-            base_url: BASE,
-            key: KEY,
-            model: None,
-        },
-        None,
-    )
-    .unwrap_err();
+    let err = apply(s.ws(), Tool::Codex, &PLAIN, None).unwrap_err();
     assert!(
         matches!(err, ToolSetupError::InvalidFile { line: Some(2), .. }),
         "{err}"
@@ -493,14 +511,12 @@ fn aider_lines_change_in_place_and_come_back() {
     assert_eq!(s.read(".aider.conf.yml"), AIDER_CONF);
 
     s.apply(Tool::Aider, KEY, Some("agent-model"));
-    let edited = s
-        .read(".aider.conf.yml")
-        .replace("dark-mode: true", "dark-mode: false");
-    s.write(".aider.conf.yml", &edited);
-    undo(s.ws(), Tool::Aider).unwrap();
-    assert_eq!(
-        s.read(".aider.conf.yml"),
-        AIDER_CONF.replace("dark-mode: true", "dark-mode: false")
+    s.check_undo_keeps_an_edit(
+        Tool::Aider,
+        ".aider.conf.yml",
+        AIDER_CONF,
+        "dark-mode: true",
+        "dark-mode: false",
     );
 }
 
@@ -509,17 +525,7 @@ fn aider_refuses_a_value_it_cannot_edit() {
     let s = Scratch::new();
     let conf = "openai-api-key: >\n  sk-folded\n";
     s.write(".aider.conf.yml", conf);
-    let err = apply(
-        s.ws(),
-        Tool::Aider,
-        &Target {
-            base_url: BASE,
-            key: KEY,
-            model: None,
-        },
-        None,
-    )
-    .unwrap_err();
+    let err = apply(s.ws(), Tool::Aider, &PLAIN, None).unwrap_err();
     assert!(
         matches!(err, ToolSetupError::InvalidFile { line: Some(1), .. }),
         "{err}"
@@ -592,18 +598,12 @@ fn same_origin_ignores_v1_slashes_and_localhost() {
 #[test]
 fn undo_after_a_second_apply_keeps_what_changed_in_between() {
     let s = Scratch::new();
-    s.apply(Tool::ClaudeCode, KEY, None);
-    let mut doc: Value = serde_json::from_str(&s.read(".claude/settings.json")).unwrap();
-    doc["model"] = "opus".into();
-    s.write(
-        ".claude/settings.json",
-        &serde_json::to_string_pretty(&doc).unwrap(),
-    );
+    s.claude_settings_made_then_given_a_model(serde_json::to_string_pretty);
     s.apply(Tool::ClaudeCode, OTHER_KEY, None);
 
     let undone = undo(s.ws(), Tool::ClaudeCode).unwrap();
     assert_eq!(undone.remaining, 1);
-    let left: Value = serde_json::from_str(&s.read(".claude/settings.json")).unwrap();
+    let left: Value = s.read_json(".claude/settings.json");
     assert_eq!(left["model"], "opus", "the user's edit survives");
     assert_eq!(
         left["env"]["ANTHROPIC_AUTH_TOKEN"], KEY,
@@ -613,7 +613,7 @@ fn undo_after_a_second_apply_keeps_what_changed_in_between() {
     // Undo again: the first apply goes, the edit made after it stays.
     let undone = undo(s.ws(), Tool::ClaudeCode).unwrap();
     assert_eq!(undone.remaining, 0);
-    let left: Value = serde_json::from_str(&s.read(".claude/settings.json")).unwrap();
+    let left: Value = s.read_json(".claude/settings.json");
     assert_eq!(left, serde_json::json!({"model": "opus"}));
     assert!(matches!(
         undo(s.ws(), Tool::ClaudeCode),
@@ -624,14 +624,9 @@ fn undo_after_a_second_apply_keeps_what_changed_in_between() {
 #[test]
 fn undo_refuses_when_an_owned_key_was_changed_since_and_names_the_backup() {
     let s = Scratch::new();
-    s.write(".claude/settings.json", CLAUDE_SETTINGS);
-    let changes = s.apply(Tool::ClaudeCode, KEY, None);
-    let backup = changes[0].backup_path.clone().unwrap();
+    let backup = s.claude_code_applied_over_the_users_settings();
     // Someone (the user, the tool) points it elsewhere after FlexiProxy's write.
-    let edited = s
-        .read(".claude/settings.json")
-        .replace(BASE, "https://other-proxy.example");
-    s.write(".claude/settings.json", &edited);
+    let edited = s.edit(".claude/settings.json", BASE, "https://other-proxy.example");
     let err = undo(s.ws(), Tool::ClaudeCode).unwrap_err();
     let message = err.to_string();
     assert!(
@@ -672,14 +667,9 @@ fn a_refused_file_stops_the_whole_undo() {
 #[cfg(unix)]
 #[test]
 fn files_with_the_key_are_private_and_undo_gives_the_mode_back() {
-    use std::os::unix::fs::PermissionsExt;
     let s = Scratch::new();
     s.write(".aider.conf.yml", AIDER_CONF);
-    std::fs::set_permissions(
-        s.file(".aider.conf.yml"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    set_mode(&s.file(".aider.conf.yml"), 0o644);
     let changes = s.apply(Tool::Aider, KEY, None);
     assert!(changes[0].private);
     assert_eq!(mode(&s.file(".aider.conf.yml")), 0o600);
@@ -689,22 +679,14 @@ fn files_with_the_key_are_private_and_undo_gives_the_mode_back() {
 
     // Set up by an older version with the file left readable: applying again narrows it.
     s.apply(Tool::Aider, KEY, None);
-    std::fs::set_permissions(
-        s.file(".aider.conf.yml"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    set_mode(&s.file(".aider.conf.yml"), 0o644);
     let again = s.apply(Tool::Aider, KEY, None);
     assert!(again[0].changed.is_empty() && again[0].private);
     assert_eq!(mode(&s.file(".aider.conf.yml")), 0o600);
 
     // A file without the key keeps its permissions (Gemini CLI's settings.json).
     s.write(".gemini/settings.json", GEMINI_SETTINGS);
-    std::fs::set_permissions(
-        s.file(".gemini/settings.json"),
-        std::fs::Permissions::from_mode(0o644),
-    )
-    .unwrap();
+    set_mode(&s.file(".gemini/settings.json"), 0o644);
     let changes = s.apply(Tool::GeminiCli, KEY, None);
     assert!(changes[0].private && !changes[1].private);
     assert_eq!(mode(&s.file(".gemini/.env")), 0o600);
@@ -718,12 +700,7 @@ fn a_dangling_link_is_refused_not_replaced() {
     std::fs::create_dir_all(s.file(".claude")).unwrap();
     let missing = s.root.join("dotfiles/claude-settings.json");
     std::os::unix::fs::symlink(&missing, s.file(".claude/settings.json")).unwrap();
-    let target = Target {
-        base_url: BASE,
-        key: KEY,
-        model: None,
-    };
-    let err = apply(s.ws(), Tool::ClaudeCode, &target, Some(1)).unwrap_err();
+    let err = apply(s.ws(), Tool::ClaudeCode, &PLAIN, Some(1)).unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(err, ToolSetupError::DanglingLink { .. }),
@@ -792,10 +769,7 @@ fn records_from_before_digests_are_undone_key_by_key() {
         .map(drop)
     })
     .unwrap();
-    let edited = s
-        .read(".claude/settings.json")
-        .replace("\"opus\"", "\"haiku\"");
-    s.write(".claude/settings.json", &edited);
+    let edited = s.edit(".claude/settings.json", "\"opus\"", "\"haiku\"");
     // The old code's second apply updated the row's hash to the file as it now is.
     let now = sha256_hex(edited.as_bytes());
     s.db.raw_for_tests(|c| {
@@ -815,9 +789,7 @@ fn records_from_before_digests_are_undone_key_by_key() {
 #[test]
 fn an_unreadable_record_stops_undo_and_names_the_backup() {
     let s = Scratch::new();
-    s.write(".claude/settings.json", CLAUDE_SETTINGS);
-    let changes = s.apply(Tool::ClaudeCode, KEY, None);
-    let backup = changes[0].backup_path.clone().unwrap();
+    let backup = s.claude_code_applied_over_the_users_settings();
     s.db.raw_for_tests(|c| {
         c.execute("UPDATE tool_setups SET previous = '{\"keys\": [tru'", [])
             .map(drop)

@@ -81,12 +81,11 @@ impl Database {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sqlite::scratch;
+    use crate::store::sqlite::scratch_db;
 
     #[test]
     fn accounts_round_trip_and_replace() {
-        let dir = scratch();
-        let db = Database::open(&dir).unwrap();
+        let db = scratch_db("accounts");
         assert!(db.accounts().unwrap().is_empty());
         let mut row = AccountRow {
             id: "claude-ada".into(),

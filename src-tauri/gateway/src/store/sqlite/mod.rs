@@ -157,18 +157,31 @@ fn to_json_list(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_else(|_| "[]".into())
 }
 
+/// A fresh, not yet created folder for a test's files, named after `what`: the process, the
+/// clock and a counter keep parallel tests and test runs apart.
+#[cfg(test)]
+pub(crate) fn scratch_dir(what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    std::env::temp_dir().join(format!(
+        "flexiproxy-{what}-{}-{}-{}",
+        std::process::id(),
+        crate::clock::now_ms(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ))
+}
+
 /// A fresh folder for a test database.
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests")]
 pub(super) fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "flexiproxy-store-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
+    let dir = scratch_dir("store");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A new database in a folder of its own, named after `name`.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
+pub(super) fn scratch_db(name: &str) -> Database {
+    Database::open(&scratch_dir(&format!("store-{name}"))).unwrap()
 }

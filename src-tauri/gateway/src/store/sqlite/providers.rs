@@ -244,21 +244,14 @@ impl ProviderStore for Database {
 mod tests {
     use super::*;
     use crate::routing::Candidate;
-    use crate::store::sqlite::scratch;
+    use crate::store::fixtures::{adapter_row, provider_row};
+    use crate::store::sqlite::scratch_db;
     use crate::store::{AdapterRow, AdapterStore};
 
     #[test]
     fn providers_credentials_routes_and_adapters_round_trip() {
-        let db = Database::open(&scratch()).unwrap();
-        let provider = ProviderRow {
-            id: "openai".into(),
-            url: "http://127.0.0.1:1/v1".into(),
-            protocol: Protocol::OpenAiChat,
-            discovery: DiscoveryKind::Auto,
-            models: vec!["gpt-4o".into()],
-            created_at: 1,
-            updated_at: 1,
-        };
+        let db = scratch_db("providers");
+        let provider = provider_row("openai", "gpt-4o");
         db.upsert_provider(&provider).unwrap();
         db.upsert_provider(&ProviderRow {
             url: "http://127.0.0.1:2/v1".into(),
@@ -330,14 +323,8 @@ mod tests {
         assert_eq!(found[0].error.as_deref(), Some("down"));
 
         let adapter = AdapterRow {
-            create_time: 100,
-            name: None,
-            provider_id: Some("openai".into()),
             model_id: Some("gpt-4o".into()),
-            base_url: None,
-            strategy: None,
-            key_hash: "h1".into(),
-            key_hint: "fp-1…".into(),
+            ..adapter_row(100, "openai", "h1")
         };
         assert_eq!(db.insert_adapter(&adapter).unwrap(), 100);
         let second = AdapterRow {
@@ -362,8 +349,7 @@ mod tests {
     /// the column, never a guess (it used to be served as openai_chat with a log line).
     #[test]
     fn an_unreadable_provider_kind_is_an_error_naming_the_row() {
-        let dir = scratch();
-        let db = Database::open(&dir).unwrap();
+        let db = scratch_db("provider-kinds");
         db.write(|c| {
             c.execute_batch(
                 "INSERT INTO providers (id, url, protocol, discovery, models, created_at, updated_at)

@@ -299,6 +299,22 @@ mod tests {
             .unwrap()
     }
 
+    /// A data folder whose database an older FlexiProxy left at schema `version`: the first
+    /// `version` migrations, then `rows` as that version wrote them.
+    fn folder_at_version(version: usize, rows: &str) -> PathBuf {
+        let dir = scratch();
+        let mut conn = Database::open_connection(&dir.join(DB_FILE)).unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &MIGRATIONS[..version] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", i64::try_from(version).unwrap())
+            .unwrap();
+        tx.execute_batch(rows).unwrap();
+        tx.commit().unwrap();
+        dir
+    }
+
     fn backups(dir: &Path) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(dir.join(BACKUP_DIR)) else {
             return Vec::new();
@@ -502,22 +518,13 @@ mod tests {
 
     #[test]
     fn version_two_gains_tool_setups_and_keeps_its_rows() {
-        let dir = scratch();
-        let path = dir.join(DB_FILE);
-        let mut conn = Database::open_connection(&path).unwrap();
-        let tx = conn.transaction().unwrap();
-        tx.execute_batch(MIGRATIONS[0]).unwrap();
-        tx.execute_batch(MIGRATIONS[1]).unwrap();
-        tx.pragma_update(None, "user_version", 2).unwrap();
-        tx.execute_batch(
+        let dir = folder_at_version(
+            2,
             "INSERT INTO providers (id, url, protocol, created_at, updated_at)
                  VALUES ('ds', 'http://x/v1', 'openai_chat', 7, 7);
              INSERT INTO adapters (create_time, provider_id, model_id, key_hash, key_hint)
                  VALUES (9, 'ds', 'deepseek-chat', 'h', 'fp-…');",
-        )
-        .unwrap();
-        tx.commit().unwrap();
-        drop(conn);
+        );
 
         let db = Database::open(&dir).unwrap();
         let version: i64 = db
@@ -561,21 +568,13 @@ mod tests {
 
     #[test]
     fn version_one_keys_become_default_credentials() {
-        let dir = scratch();
-        let path = dir.join(DB_FILE);
-        let mut conn = Database::open_connection(&path).unwrap();
-        let tx = conn.transaction().unwrap();
-        tx.execute_batch(MIGRATIONS[0]).unwrap();
-        tx.pragma_update(None, "user_version", 1).unwrap();
-        tx.execute_batch(
+        let dir = folder_at_version(
+            1,
             "INSERT INTO providers VALUES ('ds', 'http://x/v1', 'openai_chat',
                  'store:provider:ds', 'sk-d…(30 chars)', 7, 7);
              INSERT INTO providers VALUES ('ollama', 'http://y/v1', 'openai_chat', NULL, NULL, 8, 8);
              INSERT INTO adapters VALUES (9, 'ds', 'deepseek-chat', NULL, 'h', 'fp-…');",
-        )
-        .unwrap();
-        tx.commit().unwrap();
-        drop(conn);
+        );
 
         let db = Database::open(&dir).unwrap();
         let credentials = db.credentials().unwrap();

@@ -374,6 +374,7 @@ fn sum(column: &str) -> String {
 pub(in crate::store) mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+    use crate::store::sqlite::scratch_db;
     use crate::store::usage::{Outcome, Recorder, WindowError};
     use flexiproxy_protocol::canonical::TokenUsage;
 
@@ -402,17 +403,6 @@ pub(in crate::store) mod tests {
             outcome: Outcome::Completed,
             error: None,
         }
-    }
-
-    /// A new database in a folder of its own: `name` and the thread keep parallel tests apart.
-    pub(in crate::store) fn scratch_db(name: &str) -> Database {
-        let dir = std::env::temp_dir().join(format!(
-            "flexiproxy-usage-{name}-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Database::open(&dir).unwrap()
     }
 
     #[test]
@@ -629,7 +619,7 @@ mod hostile_counts {
     use super::*;
     use crate::store::usage::Recorder;
 
-    use super::tests::scratch_db;
+    use crate::store::sqlite::scratch_db;
 
     /// Rows as a version before the clamp wrote them: `u64` counts saturated to `i64::MAX`.
     fn poison(db: &Database, ts_ms: i64, credential: &str, value: i64) {

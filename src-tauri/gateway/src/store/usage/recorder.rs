@@ -355,7 +355,8 @@ mod broken_disk {
     use super::*;
 
     use crate::store::Database;
-    use crate::store::sqlite::usage::tests::{record_for_tests, scratch_db};
+    use crate::store::sqlite::scratch_db;
+    use crate::store::sqlite::usage::tests::record_for_tests;
 
     /// Makes every insert into `usage` fail, as a full or read-only disk would, from another
     /// connection (the writer's own is out of reach).
@@ -374,6 +375,17 @@ mod broken_disk {
             .unwrap();
     }
 
+    /// A recorder whose database refuses every write, already handed `count` records.
+    fn recording_onto_a_broken_disk(name: &str, count: u64) -> (Database, Recorder) {
+        let db = scratch_db(name);
+        let recorder = Recorder::start(&db, true).unwrap();
+        break_writes(&db);
+        for n in 0..count {
+            recorder.record(record_for_tests("p", n));
+        }
+        (db, recorder)
+    }
+
     fn rows(db: &Database) -> i64 {
         db.usage_summary(i64::MIN).unwrap().today.requests
     }
@@ -388,12 +400,7 @@ mod broken_disk {
 
     #[test]
     fn a_failed_batch_is_kept_and_retried_until_it_is_written() {
-        let db = scratch_db("retry");
-        let recorder = Recorder::start(&db, true).unwrap();
-        break_writes(&db);
-        for n in 0..300 {
-            recorder.record(record_for_tests("p", n));
-        }
+        let (db, recorder) = recording_onto_a_broken_disk("retry", 300);
         // Several attempts fail meanwhile (100, 200, 400 ms waits).
         std::thread::sleep(Duration::from_millis(800));
         assert_eq!(rows(&db), 0);
@@ -408,13 +415,8 @@ mod broken_disk {
 
     #[test]
     fn a_disk_that_stays_broken_costs_the_newest_records_not_memory() {
-        let db = scratch_db("bounded");
-        let recorder = Recorder::start(&db, true).unwrap();
-        break_writes(&db);
         let sent = KEEP + QUEUE + 5_000;
-        for n in 0..sent {
-            recorder.record(record_for_tests("p", n as u64));
-        }
+        let (db, recorder) = recording_onto_a_broken_disk("bounded", sent as u64);
         let dropped = recorder.dropped();
         assert!(dropped >= 5_000 - BATCH as u64, "dropped {dropped}");
         mend(&db);
@@ -427,12 +429,7 @@ mod broken_disk {
 
     #[test]
     fn a_stop_on_a_broken_disk_gives_up_after_its_retry_time() {
-        let db = scratch_db("stop");
-        let recorder = Recorder::start(&db, true).unwrap();
-        break_writes(&db);
-        for n in 0..10 {
-            recorder.record(record_for_tests("p", n));
-        }
+        let (db, recorder) = recording_onto_a_broken_disk("stop", 10);
         std::thread::sleep(Duration::from_millis(200));
         let started = Instant::now();
         recorder.flush_and_stop();
