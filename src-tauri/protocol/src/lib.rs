@@ -8,9 +8,10 @@
 //! `generateContent`); each converts its requests, responses and streams to and from
 //! [`canonical`] (the translated path), and `codec` picks the module for a [`Protocol`].
 //! `openai_function` and `openai_usage` hold the tool definitions and usage details both
-//! OpenAI APIs share; `stream_progress` what every stream decoder keeps. `json_schema` cleans
-//! tool schemas into what each target accepts. `sse` splits event streams; `rewrite` edits a
-//! JSON body's top-level fields in place for the same-protocol fast path. [`Protocol`] names
+//! OpenAI APIs share; `stream_progress` what every stream decoder keeps; `turns` the
+//! alternating turns Anthropic and Gemini want. `json_schema` cleans tool schemas into what
+//! each target accepts. `sse` splits event streams; `rewrite` edits a JSON body's top-level
+//! fields in place for the same-protocol fast path. [`Protocol`] names
 //! the protocol a provider speaks (stored with the provider and shown in the API).
 
 pub mod anthropic_messages;
@@ -29,6 +30,7 @@ pub mod rewrite;
 pub mod sse;
 mod stream_progress;
 mod tool_arguments;
+mod turns;
 
 use std::fmt;
 use std::str::FromStr;
