@@ -1,8 +1,8 @@
 //! Canonical values for the protocol modules' unit tests: one-line constructors for the
-//! [`StreamEvent`]s and signed reasoning every protocol's tests spell out, [`encode_stream`],
-//! which writes events through a protocol's encoder, and [`decode_stream`], which runs an SSE
-//! text through a protocol's decoder the way the gateway does (split into events, decoded one
-//! at a time, finished).
+//! [`StreamEvent`]s, tool calls, tool results and signed reasoning every protocol's tests
+//! spell out, [`encode_stream`], which writes events through a protocol's encoder, and
+//! [`decode_stream`], which runs an SSE text through a protocol's decoder the way the gateway
+//! does (split into events, decoded one at a time, finished).
 //!
 //! Each protocol's `tests` module uses them, so a fixture reads as the values it holds rather
 //! than as struct literals repeated in every protocol.
@@ -13,6 +13,27 @@ use crate::codec::{DecodeStream, EncodeStream};
 use crate::sse::EventSplitter;
 
 impl Part {
+    pub(crate) fn tool_call(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: impl Into<String>,
+    ) -> Self {
+        Self::ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    /// A tool's result of one text part; `is_error` when the tool failed.
+    pub(crate) fn tool_result(call_id: impl Into<String>, text: &str, is_error: bool) -> Self {
+        Self::ToolResult {
+            call_id: call_id.into(),
+            content: vec![Self::text(text)],
+            is_error,
+        }
+    }
+
     /// Reasoning text with the signature `issuer` gave it.
     pub(crate) fn signed_reasoning(
         text: impl Into<String>,

@@ -121,11 +121,7 @@ fn foreign_requests_drop_signatures_and_foreign_fields() {
             role: Role::Assistant,
             content: vec![
                 Part::signed_reasoning("t", "sig", Protocol::AnthropicMessages),
-                Part::ToolCall {
-                    id: "toolu_1".into(),
-                    name: "f".into(),
-                    arguments: String::new(),
-                },
+                Part::tool_call("toolu_1", "f", ""),
             ],
         }],
         stream: true,

@@ -180,11 +180,7 @@ fn foreign_requests_get_safe_defaults() {
                         issuer: Some(PROTOCOL),
                     }),
                     Part::Unknown(json!({"type": "server_tool_use"})),
-                    Part::ToolCall {
-                        id: "toolu_1".into(),
-                        name: "f".into(),
-                        arguments: String::new(),
-                    },
+                    Part::tool_call("toolu_1", "f", ""),
                 ],
             },
             Message {
@@ -317,11 +313,7 @@ fn answers_map_status_to_finish_reasons() {
     assert_eq!(response.finish, Some(FinishReason::ToolCalls));
     assert_eq!(
         response.content[0],
-        Part::ToolCall {
-            id: "c".into(),
-            name: "patch".into(),
-            arguments: r#"{"input":"x"}"#.into()
-        }
+        Part::tool_call("c", "patch", r#"{"input":"x"}"#)
     );
     let refusal = json!([{"type": "message", "content": [{"type": "refusal", "refusal": "no"}]}]);
     let response = answer("completed", None, refusal);
