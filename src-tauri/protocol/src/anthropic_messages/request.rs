@@ -18,7 +18,7 @@ use super::wire::{
 use super::{DEFAULT_MAX_TOKENS, DEFAULT_THINKING_BUDGET, PROTOCOL};
 use crate::canonical::{
     DecodeError, Image, Message, Part, Reasoning, ReasoningConfig, Request, ResponseFormat, Role,
-    Tool, ToolChoice,
+    Tool, ToolChoice, decode_each,
 };
 use crate::tool_arguments::ArgumentsObject;
 use crate::turns::{self, Roles, Turn};
@@ -139,11 +139,7 @@ fn push_system(system: &mut Vec<String>, content: InContent, at: &str) -> Result
 fn content_to_parts(content: InContent, at: &str) -> Result<Vec<Part>, DecodeError> {
     match content {
         InContent::Text(text) => Ok(vec![Part::Text { text }]),
-        InContent::Blocks(blocks) => blocks
-            .into_iter()
-            .enumerate()
-            .map(|(j, block)| block_to_part(block, &format!("{at}[{j}]")))
-            .collect(),
+        InContent::Blocks(blocks) => decode_each(blocks, at, block_to_part),
     }
 }
 
