@@ -1,6 +1,6 @@
 //! Canonical values for the protocol modules' unit tests: one-line constructors for the
-//! [`StreamEvent`]s, tool calls, tool results and signed reasoning every protocol's tests
-//! spell out, [`encode_stream`], which writes events through a protocol's encoder, and
+//! [`StreamEvent`]s, tool calls, tool results, images and signed reasoning every protocol's
+//! tests spell out, [`encode_stream`], which writes events through a protocol's encoder, and
 //! [`decode_stream`], which runs an SSE text through a protocol's decoder the way the gateway
 //! does (split into events, decoded one at a time, finished).
 //!
@@ -8,7 +8,7 @@
 //! than as struct literals repeated in every protocol.
 
 use crate::Protocol;
-use crate::canonical::{Part, Reasoning, StreamEvent, TokenUsage};
+use crate::canonical::{Image, Part, Reasoning, StreamEvent, TokenUsage};
 use crate::codec::{DecodeStream, EncodeStream};
 use crate::sse::EventSplitter;
 
@@ -23,6 +23,13 @@ impl Part {
             name: name.into(),
             arguments: arguments.into(),
         }
+    }
+
+    pub(crate) fn base64_image(media_type: &str, data: &str) -> Self {
+        Self::Image(Image::Base64 {
+            media_type: media_type.into(),
+            data: data.into(),
+        })
     }
 
     /// A tool's result of one text part; `is_error` when the tool failed.

@@ -191,10 +191,7 @@ fn foreign_requests_get_safe_defaults() {
                         call_id: "toolu_1".into(),
                         content: vec![
                             Part::text("chart:"),
-                            Part::Image(Image::Base64 {
-                                media_type: "image/png".into(),
-                                data: "AAAA".into(),
-                            }),
+                            Part::base64_image("image/png", "AAAA"),
                         ],
                         is_error: false,
                     },

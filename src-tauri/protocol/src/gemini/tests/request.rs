@@ -70,13 +70,7 @@ fn requests_decode_parts_tools_and_config() {
     assert!(request.extra.contains_key("safetySettings"));
 
     let user = &request.messages[0].content;
-    assert_eq!(
-        user[1],
-        Part::Image(Image::Base64 {
-            media_type: "image/png".into(),
-            data: "iVBOR".into()
-        })
-    );
+    assert_eq!(user[1], Part::base64_image("image/png", "iVBOR"));
     assert!(matches!(&user[2], Part::Unknown(v) if v["fileData"]["fileUri"] == "files/abc"));
     assert_eq!(
         user[3],
