@@ -47,12 +47,23 @@ impl Part {
         signature: impl Into<String>,
         issuer: Protocol,
     ) -> Self {
-        Self::Reasoning(Reasoning {
+        Self::Reasoning(Reasoning::signed(text, signature, issuer))
+    }
+}
+
+impl Reasoning {
+    /// Reasoning text with the signature `issuer` gave it.
+    pub(crate) fn signed(
+        text: impl Into<String>,
+        signature: impl Into<String>,
+        issuer: Protocol,
+    ) -> Self {
+        Self {
             text: text.into(),
             signature: Some(signature.into()),
             encrypted: None,
             issuer: Some(issuer),
-        })
+        }
     }
 }
 

@@ -640,12 +640,7 @@ mod tests {
 
     #[test]
     fn signatures_belong_to_their_issuer() {
-        let reasoning = Reasoning {
-            text: "hm".into(),
-            signature: Some("sig".into()),
-            encrypted: None,
-            issuer: Some(Protocol::AnthropicMessages),
-        };
+        let reasoning = Reasoning::signed("hm", "sig", Protocol::AnthropicMessages);
         assert!(reasoning.signed_for(Protocol::AnthropicMessages));
         assert!(!reasoning.signed_for(Protocol::OpenAiChat));
     }

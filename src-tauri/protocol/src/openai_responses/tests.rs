@@ -244,12 +244,7 @@ fn foreign_requests_get_safe_defaults() {
 
 #[test]
 fn foreign_reasoning_proof_reaches_clients_tagged() {
-    let anthropic = Reasoning {
-        text: "t".into(),
-        signature: Some("sig.with.dots".into()),
-        encrypted: None,
-        issuer: Some(Protocol::AnthropicMessages),
-    };
+    let anthropic = Reasoning::signed("t", "sig.with.dots", Protocol::AnthropicMessages);
     let wrapped = client_encrypted(&anthropic).unwrap().into_owned();
     assert_eq!(
         untag_proof(&wrapped),
