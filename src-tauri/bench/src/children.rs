@@ -51,6 +51,20 @@ pub struct ChildServer {
     child: Child,
 }
 
+/// Makes a fresh scratch folder for one `command` (`bench`, `soak`) under the system's temporary
+/// folder: the children's logs and the gateway's data folder live there, and the caller keeps
+/// it when the command fails, so the logs can be read.
+pub fn scratch_folder(command: &str) -> Result<PathBuf, BenchError> {
+    let scratch = std::env::temp_dir().join(format!(
+        "flexiproxy-{command}-{}-{}",
+        std::process::id(),
+        crate::run::random_hex(1)
+    ));
+    std::fs::create_dir_all(&scratch)
+        .map_err(BenchError::io(format!("creating {}", scratch.display())))?;
+    Ok(scratch)
+}
+
 impl ChildServer {
     /// Starts `spec` and waits (bounded) for its address line.
     pub fn start(spec: &Spec, log_dir: &Path) -> Result<Self, BenchError> {

@@ -6,7 +6,6 @@
 //! against it: what the gateway costs beyond this is what its features cost.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};
@@ -15,9 +14,9 @@ use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
 
-use crate::{BenchError, report};
+use crate::BenchError;
+use crate::listener::Listener;
 
 /// Flags of `flexiproxy-bench floor`.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,13 +41,7 @@ async fn serve(args: &FloorArgs) -> Result<(), BenchError> {
     let authority = args.upstream.authority().cloned().ok_or_else(|| {
         BenchError::Unexpected(format!("--upstream {} has no host:port", args.upstream))
     })?;
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
-        .await
-        .map_err(BenchError::io("binding the floor's port"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(BenchError::io("reading the floor's address"))?;
-    report::announce("floor", addr);
+    let listener = Listener::bind("floor", args.port).await?;
 
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -56,11 +49,7 @@ async fn serve(args: &FloorArgs) -> Result<(), BenchError> {
         Client::builder(TokioExecutor::new()).build(connector);
 
     loop {
-        let (socket, _) = listener
-            .accept()
-            .await
-            .map_err(BenchError::io("accepting on the floor"))?;
-        let _ = socket.set_nodelay(true);
+        let socket = listener.accept().await?;
         let client = client.clone();
         let authority = authority.clone();
         tokio::spawn(async move {

@@ -5,6 +5,7 @@
 //! - `upstream` ([`upstream`]): a fast mock LLM provider (canned OpenAI / Anthropic / Gemini JSON and
 //!   paced SSE streams);
 //! - `floor` ([`floor`]): a bare hyper pass-through proxy, the physical floor of "one more hop";
+//!   both serve on a [`listener`];
 //! - `gateway` ([`gateway`]): the real gateway, headless, in this process (no Tauri needed);
 //! - `run` (the default, [`run`]): starts the three above as child processes of this executable
 //!   ([`children`]), registers a provider and an adapter through the management API
@@ -20,6 +21,7 @@ mod children;
 mod error;
 mod floor;
 mod gateway;
+mod listener;
 mod load;
 mod management;
 mod procfs;

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 
-use crate::children::{ChildServer, Spec};
+use crate::children::{ChildServer, Spec, scratch_folder};
 use crate::load::{Outcome, Stop, Target, Workload, drive, exchange};
 use crate::report::{
     CpuResult, DIRECT, GATEWAY, MemoryResult, Metric, REFERENCES, Report, ScenarioResult, TARGETS,
@@ -144,13 +144,7 @@ pub fn main(args: &RunArgs) -> Result<(), BenchError> {
     }
     .map_err(BenchError::io("building the load generator's runtime"))?;
 
-    let scratch = std::env::temp_dir().join(format!(
-        "flexiproxy-bench-{}-{}",
-        std::process::id(),
-        random_hex(1)
-    ));
-    std::fs::create_dir_all(&scratch)
-        .map_err(BenchError::io(format!("creating {}", scratch.display())))?;
+    let scratch = scratch_folder("bench")?;
     let outcome = runtime.block_on(bench(args, &scratch));
     // Children are stopped by now (dropped inside `bench`); keep the logs only on failure.
     match outcome {

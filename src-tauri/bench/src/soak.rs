@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
 
-use crate::children::ChildServer;
+use crate::children::{ChildServer, scratch_folder};
 use crate::load::Target;
 use crate::report::progress;
 use crate::run::{
     ANTHROPIC_VERSION, CHAT_PATH, GatewayLaunch, MESSAGES_PATH, chat_body, messages_body,
-    random_hex, start_gateway, upstream_spec,
+    start_gateway, upstream_spec,
 };
 use crate::upstream::StreamPacing;
 use crate::{BenchError, procfs};
@@ -331,13 +331,7 @@ pub fn main(args: &SoakArgs) -> Result<(), BenchError> {
         .enable_all()
         .build()
         .map_err(BenchError::io("building the soak's runtime"))?;
-    let scratch = std::env::temp_dir().join(format!(
-        "flexiproxy-soak-{}-{}",
-        std::process::id(),
-        random_hex(1)
-    ));
-    std::fs::create_dir_all(&scratch)
-        .map_err(BenchError::io(format!("creating {}", scratch.display())))?;
+    let scratch = scratch_folder("soak")?;
     let outcome = runtime.block_on(soak(args, &settings, limit, &scratch));
     let summary = match outcome {
         Ok(summary) => summary,

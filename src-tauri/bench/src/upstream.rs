@@ -18,7 +18,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -30,10 +29,10 @@ use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio::time::Sleep;
 
-use crate::{BenchError, report};
+use crate::BenchError;
+use crate::listener::Listener;
 
 /// Flags of `flexiproxy-bench upstream`.
 #[derive(Debug, Clone, clap::Args)]
@@ -94,21 +93,10 @@ pub fn main(args: &UpstreamArgs) -> Result<(), BenchError> {
 }
 
 async fn serve(args: &UpstreamArgs) -> Result<(), BenchError> {
-    let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], args.port)))
-        .await
-        .map_err(BenchError::io("binding the upstream's port"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(BenchError::io("reading the upstream's address"))?;
-    report::announce("upstream", addr);
+    let listener = Listener::bind("upstream", args.port).await?;
     let canned = Arc::new(Canned::new(args.pacing.bounded()));
     loop {
-        let (socket, _) = listener
-            .accept()
-            .await
-            .map_err(BenchError::io("accepting on the upstream"))?;
-        // A failure here only loses latency, never correctness; keep serving.
-        let _ = socket.set_nodelay(true);
+        let socket = listener.accept().await?;
         let canned = Arc::clone(&canned);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| answer(req, Arc::clone(&canned)));

@@ -1,30 +1,69 @@
 //! Canonical values for the protocol modules' unit tests: one-line constructors for the
-//! [`StreamEvent`]s and signed reasoning every protocol's tests spell out, [`encode_stream`],
-//! which writes events through a protocol's encoder, and [`decode_stream`], which runs an SSE
-//! text through a protocol's decoder the way the gateway does (split into events, decoded one
-//! at a time, finished).
+//! [`StreamEvent`]s, tool calls, tool results, images and signed reasoning every protocol's
+//! tests spell out, [`encode_stream`], which writes events through a protocol's encoder, and
+//! [`decode_stream`], which runs an SSE text through a protocol's decoder the way the gateway
+//! does (split into events, decoded one at a time, finished).
 //!
 //! Each protocol's `tests` module uses them, so a fixture reads as the values it holds rather
 //! than as struct literals repeated in every protocol.
 
 use crate::Protocol;
-use crate::canonical::{Part, Reasoning, StreamEvent, TokenUsage};
+use crate::canonical::{Image, Part, Reasoning, StreamEvent, TokenUsage};
 use crate::codec::{DecodeStream, EncodeStream};
 use crate::sse::EventSplitter;
 
 impl Part {
+    pub(crate) fn tool_call(
+        id: impl Into<String>,
+        name: impl Into<String>,
+        arguments: impl Into<String>,
+    ) -> Self {
+        Self::ToolCall {
+            id: id.into(),
+            name: name.into(),
+            arguments: arguments.into(),
+        }
+    }
+
+    pub(crate) fn base64_image(media_type: &str, data: &str) -> Self {
+        Self::Image(Image::Base64 {
+            media_type: media_type.into(),
+            data: data.into(),
+        })
+    }
+
+    /// A tool's result of one text part; `is_error` when the tool failed.
+    pub(crate) fn tool_result(call_id: impl Into<String>, text: &str, is_error: bool) -> Self {
+        Self::ToolResult {
+            call_id: call_id.into(),
+            content: vec![Self::text(text)],
+            is_error,
+        }
+    }
+
     /// Reasoning text with the signature `issuer` gave it.
     pub(crate) fn signed_reasoning(
         text: impl Into<String>,
         signature: impl Into<String>,
         issuer: Protocol,
     ) -> Self {
-        Self::Reasoning(Reasoning {
+        Self::Reasoning(Reasoning::signed(text, signature, issuer))
+    }
+}
+
+impl Reasoning {
+    /// Reasoning text with the signature `issuer` gave it.
+    pub(crate) fn signed(
+        text: impl Into<String>,
+        signature: impl Into<String>,
+        issuer: Protocol,
+    ) -> Self {
+        Self {
             text: text.into(),
             signature: Some(signature.into()),
             encrypted: None,
             issuer: Some(issuer),
-        })
+        }
     }
 }
 

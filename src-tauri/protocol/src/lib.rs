@@ -8,13 +8,16 @@
 //! `generateContent`); each converts its requests, responses and streams to and from
 //! [`canonical`] (the translated path), and `codec` picks the module for a [`Protocol`].
 //! `openai_function` and `openai_usage` hold the tool definitions and usage details both
-//! OpenAI APIs share; `stream_progress` what every stream decoder keeps. `json_schema` cleans
-//! tool schemas into what each target accepts. `sse` splits event streams; `rewrite` edits a
-//! JSON body's top-level fields in place for the same-protocol fast path. [`Protocol`] names
-//! the protocol a provider speaks (stored with the provider and shown in the API).
+//! OpenAI APIs share; `stream_progress` what every stream decoder keeps; `closing` what the
+//! Anthropic and Responses stream encoders hold for their closing events; `turns` the
+//! alternating turns Anthropic and Gemini want. `json_schema` cleans tool schemas into what
+//! each target accepts. `sse` splits event streams; `rewrite` edits a JSON body's top-level
+//! fields in place for the same-protocol fast path. [`Protocol`] names the protocol a provider
+//! speaks (stored with the provider and shown in the API).
 
 pub mod anthropic_messages;
 pub mod canonical;
+mod closing;
 pub mod codec;
 pub mod error_message;
 #[cfg(test)]
@@ -29,6 +32,7 @@ pub mod rewrite;
 pub mod sse;
 mod stream_progress;
 mod tool_arguments;
+mod turns;
 
 use std::fmt;
 use std::str::FromStr;

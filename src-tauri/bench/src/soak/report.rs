@@ -6,7 +6,7 @@
     reason = "printing the soak's table and summary is what this module is for"
 )]
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 
 use super::verdict::Bounds;
 use super::{Sample, Summary};
@@ -115,26 +115,16 @@ fn render(s: &Summary, bounds: &Bounds) -> String {
             .map_or_else(|| "unknown".to_owned(), |n| n.to_string())
     );
 
-    let kinds: Vec<String> = s
-        .per_flavour
-        .iter()
-        .map(|(name, n)| format!("{name} {n}"))
-        .collect();
     let _ = writeln!(
         out,
         "streams: {} completed of {} sent ({}); {} connections opened; {:.1} MB received",
         s.completed,
         s.started,
-        kinds.join(", "),
+        counts(&s.per_flavour),
         s.connections,
         mb(s.bytes)
     );
-    let kinds: Vec<String> = s
-        .errors
-        .iter()
-        .map(|(name, n)| format!("{name} {n}"))
-        .collect();
-    let _ = writeln!(out, "errors: {} ({})", s.error_total(), kinds.join(", "));
+    let _ = writeln!(out, "errors: {} ({})", s.error_total(), counts(&s.errors));
     for message in &s.error_messages {
         let _ = writeln!(out, "  {message}");
     }
@@ -209,16 +199,11 @@ fn render(s: &Summary, bounds: &Bounds) -> String {
     }
     match &s.usage {
         Ok(rows) => {
-            let outcomes: Vec<String> = rows
-                .by_outcome
-                .iter()
-                .map(|(outcome, n)| format!("{outcome} {n}"))
-                .collect();
             let _ = writeln!(
                 out,
                 "usage rows: {} ({}) for {} streams completed by the clients",
                 rows.total,
-                outcomes.join(", "),
+                counts(&rows.by_outcome),
                 s.completed
             );
         }
@@ -257,6 +242,15 @@ fn anon_mb(sample: &Sample) -> String {
         .status
         .anon_bytes
         .map_or_else(|| "—".to_owned(), |b| format!("{:.1}", mb(b)))
+}
+
+/// A breakdown as the summary lines print it: `name n` for every part, comma-separated.
+fn counts(parts: &[(impl Display, u64)]) -> String {
+    let parts: Vec<String> = parts
+        .iter()
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    parts.join(", ")
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use super::wire::{
 use super::{DEFAULT_MAX_TOKENS, DEFAULT_THINKING_BUDGET, PROTOCOL};
 use crate::canonical::{
     DecodeError, Image, Message, Part, Reasoning, ReasoningConfig, Request, ResponseFormat, Role,
-    Tool, ToolChoice,
+    Tool, ToolChoice, decode_each,
 };
 use crate::tool_arguments::ArgumentsObject;
+use crate::turns::{self, Roles, Turn};
 use crate::{json_schema, to_json};
 
 // ---------------------------------------------------------------------------------------------
@@ -138,11 +139,7 @@ fn push_system(system: &mut Vec<String>, content: InContent, at: &str) -> Result
 fn content_to_parts(content: InContent, at: &str) -> Result<Vec<Part>, DecodeError> {
     match content {
         InContent::Text(text) => Ok(vec![Part::Text { text }]),
-        InContent::Blocks(blocks) => blocks
-            .into_iter()
-            .enumerate()
-            .map(|(j, block)| block_to_part(block, &format!("{at}[{j}]")))
-            .collect(),
+        InContent::Blocks(blocks) => decode_each(blocks, at, block_to_part),
     }
 }
 
@@ -341,38 +338,27 @@ fn unsigned_tool_turn(request: &Request) -> bool {
     calls_tools && !signed
 }
 
-/// Messages in Anthropic's shape: tool messages become user messages, messages of the same
-/// role are merged (results of parallel calls must share one user turn), tool results lead
-/// their message, and messages left empty are skipped (Anthropic refuses empty content).
+/// Messages in Anthropic's shape: alternating `user` and `assistant` turns
+/// ([`turns::alternating`]).
 fn messages_out(messages: &[Message], native: bool) -> Vec<OutMessage<'_>> {
-    let mut out: Vec<OutMessage<'_>> = Vec::with_capacity(messages.len());
-    for message in messages {
-        let role = match message.role {
-            Role::Assistant => "assistant",
-            Role::User | Role::Tool => "user",
-        };
-        let mut content: Vec<OutPart<'_>> = message
-            .content
-            .iter()
-            .filter_map(|part| part_out(part, native))
-            .collect();
-        if content.is_empty() {
-            continue;
-        }
-        match out.last_mut() {
-            Some(last) if last.role == role => last.content.append(&mut content),
-            _ => out.push(OutMessage { role, content }),
-        }
-    }
-    for message in &mut out {
-        if message.role == "user" {
-            // A stable sort keeps everything else in order.
-            message
-                .content
-                .sort_by_key(|part| !matches!(part, OutPart::Block(OutBlock::ToolResult { .. })));
-        }
-    }
-    out
+    let roles = Roles {
+        user: "user",
+        model: "assistant",
+    };
+    let turns = turns::alternating(
+        messages,
+        roles,
+        |message| {
+            let parts = message.content.iter();
+            parts.filter_map(|part| part_out(part, native)).collect()
+        },
+        |part| matches!(part, OutPart::Block(OutBlock::ToolResult { .. })),
+    );
+    let message = |Turn { role, parts }| OutMessage {
+        role,
+        content: parts,
+    };
+    turns.into_iter().map(message).collect()
 }
 
 pub(super) fn part_out(part: &Part, native: bool) -> Option<OutPart<'_>> {

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::PROTOCOL;
 use super::request::{block_to_part, part_out};
 use super::wire::{InResponse, InUsage, OutBlock, OutPart};
-use crate::canonical::{DecodeError, FinishReason, Part, Response, TokenUsage, untag_proof};
+use crate::canonical::{
+    DecodeError, FinishReason, Part, Response, TokenUsage, decode_each, untag_proof,
+};
 use crate::to_json;
 
 // ---------------------------------------------------------------------------------------------
@@ -55,12 +57,7 @@ pub fn event_usage(data: &[u8]) -> Option<TokenUsage> {
 /// Decodes a provider's non-streaming Anthropic answer.
 pub fn response_to_canonical(body: &[u8]) -> Result<Response, DecodeError> {
     let wire: InResponse = serde_json::from_slice(body)?;
-    let content = wire
-        .content
-        .into_iter()
-        .enumerate()
-        .map(|(i, block)| block_to_part(block, &format!("content[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let content = decode_each(wire.content, "content", block_to_part)?;
     Ok(Response {
         id: wire.id,
         model: wire.model,

@@ -13,7 +13,8 @@ use serde::Serialize;
 
 use super::response::{ErrorObject, OutUsage, finish_to_anthropic};
 use super::wire::tool_id;
-use crate::canonical::{FinishReason, StreamEvent, TokenUsage, merge_usage};
+use crate::canonical::StreamEvent;
+use crate::closing::Closing;
 use crate::codec::EncodeStream;
 use crate::tool_arguments::EmptyObject;
 
@@ -136,8 +137,8 @@ pub struct StreamEncoder {
     blocks: HashMap<usize, (usize, BlockKind)>,
     open: Option<usize>,
     next_block: usize,
-    finish: Option<FinishReason>,
-    usage: TokenUsage,
+    /// The usage and finish reason `finish` writes.
+    closing: Closing,
 }
 
 impl StreamEncoder {
@@ -150,8 +151,7 @@ impl StreamEncoder {
             blocks: HashMap::new(),
             open: None,
             next_block: 0,
-            finish: None,
-            usage: TokenUsage::default(),
+            closing: Closing::default(),
         }
     }
 
@@ -175,7 +175,7 @@ impl StreamEncoder {
                     content: [],
                     stop_reason: None,
                     stop_sequence: None,
-                    usage: OutUsage::from_canonical(&self.usage),
+                    usage: OutUsage::from_canonical(self.closing.usage()),
                 },
             },
         );
@@ -285,8 +285,8 @@ impl EncodeStream for StreamEncoder {
                 let delta = OutDelta::Signature { signature };
                 self.delta(*index, BlockKind::Thinking, delta, out);
             }
-            StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
-            StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
+            StreamEvent::Usage(usage) => self.closing.add_usage(usage),
+            StreamEvent::Finish(reason) => self.closing.set_finish(reason),
             StreamEvent::Error { message } => {
                 self.ensure_started(out);
                 self.ended = true;
@@ -310,8 +310,8 @@ impl EncodeStream for StreamEncoder {
         self.close_open(out);
         self.ended = true;
         let stop_reason = self
-            .finish
-            .as_ref()
+            .closing
+            .finish()
             .map_or("end_turn", |f| finish_to_anthropic(f, None));
         write_event(
             out,
@@ -320,7 +320,7 @@ impl EncodeStream for StreamEncoder {
                     stop_reason,
                     stop_sequence: None,
                 },
-                usage: OutUsage::from_canonical(&self.usage),
+                usage: OutUsage::from_canonical(self.closing.usage()),
             },
         );
         write_event(out, &OutEvent::MessageStop);

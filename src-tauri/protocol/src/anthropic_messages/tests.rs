@@ -66,21 +66,10 @@ fn blocks_decode_to_typed_parts_and_unknown_ones_are_kept() {
     assert!(matches!(&assistant[0], Part::Reasoning(r) if r.signature.as_deref() == Some("sig")));
     assert_eq!(
         assistant[1],
-        Part::ToolCall {
-            id: "toolu_1".into(),
-            name: "read".into(),
-            arguments: r#"{"path":"a"}"#.into()
-        }
+        Part::tool_call("toolu_1", "read", r#"{"path":"a"}"#)
     );
     let user = &request.messages[1].content;
-    assert_eq!(
-        user[0],
-        Part::ToolResult {
-            call_id: "toolu_1".into(),
-            content: vec![Part::text("file")],
-            is_error: true
-        }
-    );
+    assert_eq!(user[0], Part::tool_result("toolu_1", "file", true));
     assert!(matches!(&user[1], Part::Unknown(v) if v["type"] == "document"));
 }
 
@@ -134,20 +123,12 @@ fn foreign_requests_get_defaults_and_no_foreign_signatures() {
                 role: Role::Assistant,
                 content: vec![
                     Part::signed_reasoning("t", "openai-sig", Protocol::OpenAiResponses),
-                    Part::ToolCall {
-                        id: "functions.read:0".into(),
-                        name: "read".into(),
-                        arguments: "not json".into(),
-                    },
+                    Part::tool_call("functions.read:0", "read", "not json"),
                 ],
             },
             Message {
                 role: Role::Tool,
-                content: vec![Part::ToolResult {
-                    call_id: "functions.read:0".into(),
-                    content: vec![Part::text("r")],
-                    is_error: false,
-                }],
+                content: vec![Part::tool_result("functions.read:0", "r", false)],
             },
             Message {
                 role: Role::User,
@@ -320,19 +301,11 @@ fn thinking_stays_off_after_an_unsigned_tool_turn() {
             },
             Message {
                 role: Role::Assistant,
-                content: vec![Part::ToolCall {
-                    id: "toolu_1".into(),
-                    name: "get_weather".into(),
-                    arguments: "{}".into(),
-                }],
+                content: vec![Part::tool_call("toolu_1", "get_weather", "{}")],
             },
             Message {
                 role: Role::Tool,
-                content: vec![Part::ToolResult {
-                    call_id: "toolu_1".into(),
-                    content: vec![Part::text("sunny")],
-                    is_error: false,
-                }],
+                content: vec![Part::tool_result("toolu_1", "sunny", false)],
             },
         ],
         ..Request::default()

@@ -544,6 +544,19 @@ impl From<serde_json::Error> for DecodeError {
     }
 }
 
+/// Decodes every element of the JSON array at path `at` with `decode`, which is given each
+/// element's own path (`at[i]`) to name in its errors.
+pub(crate) fn decode_each<T, D>(
+    elements: Vec<T>,
+    at: &str,
+    decode: impl Fn(T, &str) -> Result<D, DecodeError>,
+) -> Result<Vec<D>, DecodeError> {
+    let decoded = elements.into_iter().enumerate();
+    decoded
+        .map(|(i, element)| decode(element, &format!("{at}[{i}]")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,12 +640,7 @@ mod tests {
 
     #[test]
     fn signatures_belong_to_their_issuer() {
-        let reasoning = Reasoning {
-            text: "hm".into(),
-            signature: Some("sig".into()),
-            encrypted: None,
-            issuer: Some(Protocol::AnthropicMessages),
-        };
+        let reasoning = Reasoning::signed("hm", "sig", Protocol::AnthropicMessages);
         assert!(reasoning.signed_for(Protocol::AnthropicMessages));
         assert!(!reasoning.signed_for(Protocol::OpenAiChat));
     }

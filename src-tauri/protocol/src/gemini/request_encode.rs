@@ -17,10 +17,11 @@ use super::wire::{
 };
 use super::{MAX_THINKING_BUDGET, OWN_FIELDS, PROTOCOL, SKIP_SIGNATURE};
 use crate::canonical::{
-    Image, Message, Part, Request, ResponseFormat, Role, ToolChoice, parse_data_url, untag_proof,
+    Image, Message, Part, Request, ResponseFormat, ToolChoice, parse_data_url, untag_proof,
 };
 use crate::json_schema::SchemaTooLarge;
 use crate::tool_arguments::ArgumentsObject;
+use crate::turns::{self, Roles, Turn};
 use crate::{ExtraFields, json_schema, to_json};
 
 // ---------------------------------------------------------------------------------------------
@@ -201,9 +202,8 @@ pub(super) enum Audience {
     Client,
 }
 
-/// Contents in Gemini's shape: roles `user`/`model`, consecutive turns of one role merged
-/// (Gemini wants them to alternate), function responses leading their turn, each model
-/// turn's first function call signed.
+/// Contents in Gemini's shape: alternating `user` and `model` turns ([`turns::alternating`]),
+/// each model turn's first function call signed.
 fn contents_out(messages: &[Message], native: bool) -> Vec<OutContent<'_>> {
     // Gemini names a function response by its function; results only carry the call id.
     let names: HashMap<&str, &str> = messages
@@ -214,32 +214,26 @@ fn contents_out(messages: &[Message], native: bool) -> Vec<OutContent<'_>> {
             _ => None,
         })
         .collect();
-    let mut out: Vec<OutContent<'_>> = Vec::with_capacity(messages.len());
-    for message in messages {
-        let role = match message.role {
-            Role::Assistant => "model",
-            Role::User | Role::Tool => "user",
-        };
-        let mut parts = parts_out(&message.content, Audience::Provider { native }, &names);
-        if parts.is_empty() {
-            continue;
-        }
-        match out.last_mut() {
-            Some(last) if last.role == role => last.parts.append(&mut parts),
-            _ => out.push(OutContent { role, parts }),
-        }
-    }
-    for content in &mut out {
-        if content.role == "user" {
-            // A stable sort keeps everything else in order.
-            content.parts.sort_by_key(|part| !part.is_result());
-        } else if let Some(OutPart::Typed(first)) = content.parts.iter_mut().find(|p| p.is_call())
+    let roles = Roles {
+        user: "user",
+        model: "model",
+    };
+    let mut turns = turns::alternating(
+        messages,
+        roles,
+        |message| parts_out(&message.content, Audience::Provider { native }, &names),
+        OutPart::is_result,
+    );
+    for turn in &mut turns {
+        if turn.role == roles.model
+            && let Some(OutPart::Typed(first)) = turn.parts.iter_mut().find(|p| p.is_call())
             && first.thought_signature.is_none()
         {
             first.thought_signature = Some(SKIP_SIGNATURE);
         }
     }
-    out
+    let content = |Turn { role, parts }| OutContent { role, parts };
+    turns.into_iter().map(content).collect()
 }
 
 /// Canonical parts as Gemini parts. A text-less signed reasoning part goes onto the next part

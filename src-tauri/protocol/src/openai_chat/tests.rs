@@ -80,13 +80,7 @@ fn requests_decode_system_images_tool_calls_and_limits() {
     assert_eq!(request.tool_choice, Some(ToolChoice::Required));
     assert_eq!(request.tools[0].parameters["type"], "object");
     let user = &request.messages[0].content;
-    assert_eq!(
-        user[0],
-        Part::Image(Image::Base64 {
-            media_type: "image/png".into(),
-            data: "AAAA".into()
-        })
-    );
+    assert_eq!(user[0], Part::base64_image("image/png", "AAAA"));
     assert_eq!(
         user[1],
         Part::Image(Image::Url {
@@ -121,11 +115,7 @@ fn foreign_requests_drop_signatures_and_foreign_fields() {
             role: Role::Assistant,
             content: vec![
                 Part::signed_reasoning("t", "sig", Protocol::AnthropicMessages),
-                Part::ToolCall {
-                    id: "toolu_1".into(),
-                    name: "f".into(),
-                    arguments: String::new(),
-                },
+                Part::tool_call("toolu_1", "f", ""),
             ],
         }],
         stream: true,

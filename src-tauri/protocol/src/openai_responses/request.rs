@@ -24,7 +24,7 @@ use super::wire::{
 };
 use crate::canonical::{
     DecodeError, Effort, Image, Message, Part, ProofKind, Reasoning, ReasoningConfig, Request,
-    ResponseFormat, Role, Tool, ToolChoice, tag_proof, untag_proof,
+    ResponseFormat, Role, Tool, ToolChoice, decode_each, tag_proof, untag_proof,
 };
 use crate::openai_function::FunctionDefinition;
 use crate::{ExtraFields, to_json};
@@ -415,11 +415,7 @@ fn content_parts(content: InContent, at: &str) -> Result<Vec<Part>, DecodeError>
     match content {
         InContent::Text(text) if text.is_empty() => Ok(Vec::new()),
         InContent::Text(text) => Ok(vec![Part::Text { text }]),
-        InContent::Parts(parts) => parts
-            .into_iter()
-            .enumerate()
-            .map(|(j, part)| content_part(part, &format!("{at}[{j}]")))
-            .collect(),
+        InContent::Parts(parts) => decode_each(parts, at, content_part),
     }
 }
 

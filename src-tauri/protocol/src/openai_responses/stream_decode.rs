@@ -51,6 +51,18 @@ impl DecodedItem {
             input_open: false,
         }
     }
+
+    /// A call's whole payload on its `done` item (`arguments`, or a custom call's `input`),
+    /// when no deltas brought it; the item counts as streamed from then on. `None` once
+    /// deltas came, or when the payload is empty.
+    fn unstreamed<'v>(&mut self, item: &'v Value, key: &str) -> Option<&'v str> {
+        let payload = item
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|payload| !self.streamed && !payload.is_empty())?;
+        self.streamed = true;
+        Some(payload)
+    }
 }
 
 /// Turns a provider's Responses SSE events into canonical events. Feed it whole events (from
@@ -185,12 +197,7 @@ impl StreamDecoder {
                 }
             }
             (ItemKind::FunctionCall, Some(index)) => {
-                if let Some(arguments) = item
-                    .get("arguments")
-                    .and_then(Value::as_str)
-                    .filter(|a| !streamed && !a.is_empty())
-                {
-                    decoded.streamed = true;
+                if let Some(arguments) = decoded.unstreamed(item, "arguments") {
                     out.push(StreamEvent::ToolCallArgsDelta {
                         index,
                         fragment: arguments.to_owned(),
@@ -198,12 +205,7 @@ impl StreamDecoder {
                 }
             }
             (ItemKind::CustomToolCall, Some(index)) => {
-                if let Some(input) = item
-                    .get("input")
-                    .and_then(Value::as_str)
-                    .filter(|i| !streamed && !i.is_empty())
-                {
-                    decoded.streamed = true;
+                if let Some(input) = decoded.unstreamed(item, "input") {
                     out.push(StreamEvent::ToolCallArgsDelta {
                         index,
                         fragment: json_string_body(input),
@@ -318,6 +320,23 @@ impl StreamDecoder {
             })
     }
 
+    /// A piece of the payload of the call at `output_index` (which must be a call of `kind`),
+    /// already in canonical arguments form; an empty piece is dropped.
+    fn call_fragment(
+        &mut self,
+        output_index: usize,
+        kind: ItemKind,
+        fragment: String,
+        out: &mut Vec<StreamEvent>,
+    ) -> Result<(), DecodeError> {
+        let index = self.call_index(output_index, kind)?;
+        if !fragment.is_empty() {
+            self.mark_streamed(output_index);
+            out.push(StreamEvent::ToolCallArgsDelta { index, fragment });
+        }
+        Ok(())
+    }
+
     fn mark_streamed(&mut self, output_index: usize) {
         if let Some(item) = self.items.get_mut(&output_index) {
             item.streamed = true;
@@ -373,42 +392,22 @@ impl DecodeStream for StreamDecoder {
             InEvent::ArgsDelta {
                 output_index,
                 delta,
-            } => {
-                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
-                if !delta.is_empty() {
-                    self.mark_streamed(output_index);
-                    out.push(StreamEvent::ToolCallArgsDelta {
-                        index,
-                        fragment: delta,
-                    });
-                }
-            }
+            } => self.call_fragment(output_index, ItemKind::FunctionCall, delta, &mut out)?,
             InEvent::ArgsDone {
                 output_index,
                 arguments,
             } => {
-                let index = self.call_index(output_index, ItemKind::FunctionCall)?;
+                // The whole arguments repeat the deltas; only a call that had none needs them.
                 let streamed = self.items.get(&output_index).is_some_and(|i| i.streamed);
-                if !streamed && !arguments.is_empty() {
-                    self.mark_streamed(output_index);
-                    out.push(StreamEvent::ToolCallArgsDelta {
-                        index,
-                        fragment: arguments,
-                    });
-                }
+                let fragment = if streamed { String::new() } else { arguments };
+                self.call_fragment(output_index, ItemKind::FunctionCall, fragment, &mut out)?;
             }
             InEvent::CustomInputDelta {
                 output_index,
                 delta,
             } => {
-                let index = self.call_index(output_index, ItemKind::CustomToolCall)?;
-                if !delta.is_empty() {
-                    self.mark_streamed(output_index);
-                    out.push(StreamEvent::ToolCallArgsDelta {
-                        index,
-                        fragment: json_string_body(&delta),
-                    });
-                }
+                let fragment = json_string_body(&delta);
+                self.call_fragment(output_index, ItemKind::CustomToolCall, fragment, &mut out)?;
             }
             InEvent::SummaryDelta {
                 output_index,

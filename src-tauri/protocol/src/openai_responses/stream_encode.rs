@@ -15,7 +15,8 @@ use super::wire::{
     OutEvent, OutOutput, OutOutputItem, OutResponse, OutResponseError, OutSummary, OutUsage,
     Sequenced, output_text, summary,
 };
-use crate::canonical::{FinishReason, StreamEvent, TokenUsage, merge_usage};
+use crate::canonical::StreamEvent;
+use crate::closing::Closing;
 use crate::codec::EncodeStream;
 
 fn write_event(out: &mut Vec<u8>, sequence: &mut u64, event: &OutEvent<'_>) {
@@ -154,8 +155,8 @@ pub struct StreamEncoder {
     parts: HashMap<usize, usize>,
     /// The text or reasoning item still receiving deltas.
     open: Option<usize>,
-    finish: Option<FinishReason>,
-    usage: TokenUsage,
+    /// The usage and finish reason `finish` writes.
+    closing: Closing,
 }
 
 impl StreamEncoder {
@@ -173,8 +174,7 @@ impl StreamEncoder {
             items: Vec::new(),
             parts: HashMap::new(),
             open: None,
-            finish: None,
-            usage: TokenUsage::default(),
+            closing: Closing::default(),
         }
     }
 
@@ -192,7 +192,7 @@ impl StreamEncoder {
     fn lifecycle(&mut self, kind: Lifecycle<'_>, out: &mut Vec<u8>) {
         let (status, incomplete_details) = match kind {
             Lifecycle::Created | Lifecycle::InProgress => ("in_progress", None),
-            Lifecycle::Terminal => status_of(self.finish.as_ref()),
+            Lifecycle::Terminal => status_of(self.closing.finish()),
             Lifecycle::Failed(_) => ("failed", None),
         };
         let started = matches!(kind, Lifecycle::Created | Lifecycle::InProgress);
@@ -224,7 +224,7 @@ impl StreamEncoder {
             parallel_tool_calls: true,
             tool_choice: "auto",
             tools: [],
-            usage: (!started).then(|| OutUsage::from_canonical(&self.usage)),
+            usage: (!started).then(|| OutUsage::from_canonical(self.closing.usage())),
         };
         let event = match kind {
             Lifecycle::Created => OutEvent::Created { response },
@@ -555,8 +555,8 @@ impl EncodeStream for StreamEncoder {
                     );
                 }
             }
-            StreamEvent::Usage(usage) => merge_usage(&mut self.usage, usage),
-            StreamEvent::Finish(reason) => self.finish = Some(reason.clone()),
+            StreamEvent::Usage(usage) => self.closing.add_usage(usage),
+            StreamEvent::Finish(reason) => self.closing.set_finish(reason),
             StreamEvent::Error { message } => {
                 self.start(out);
                 self.ended = true;

@@ -180,11 +180,7 @@ fn foreign_requests_get_safe_defaults() {
                         issuer: Some(PROTOCOL),
                     }),
                     Part::Unknown(json!({"type": "server_tool_use"})),
-                    Part::ToolCall {
-                        id: "toolu_1".into(),
-                        name: "f".into(),
-                        arguments: String::new(),
-                    },
+                    Part::tool_call("toolu_1", "f", ""),
                 ],
             },
             Message {
@@ -195,10 +191,7 @@ fn foreign_requests_get_safe_defaults() {
                         call_id: "toolu_1".into(),
                         content: vec![
                             Part::text("chart:"),
-                            Part::Image(Image::Base64 {
-                                media_type: "image/png".into(),
-                                data: "AAAA".into(),
-                            }),
+                            Part::base64_image("image/png", "AAAA"),
                         ],
                         is_error: false,
                     },
@@ -251,12 +244,7 @@ fn foreign_requests_get_safe_defaults() {
 
 #[test]
 fn foreign_reasoning_proof_reaches_clients_tagged() {
-    let anthropic = Reasoning {
-        text: "t".into(),
-        signature: Some("sig.with.dots".into()),
-        encrypted: None,
-        issuer: Some(Protocol::AnthropicMessages),
-    };
+    let anthropic = Reasoning::signed("t", "sig.with.dots", Protocol::AnthropicMessages);
     let wrapped = client_encrypted(&anthropic).unwrap().into_owned();
     assert_eq!(
         untag_proof(&wrapped),
@@ -317,11 +305,7 @@ fn answers_map_status_to_finish_reasons() {
     assert_eq!(response.finish, Some(FinishReason::ToolCalls));
     assert_eq!(
         response.content[0],
-        Part::ToolCall {
-            id: "c".into(),
-            name: "patch".into(),
-            arguments: r#"{"input":"x"}"#.into()
-        }
+        Part::tool_call("c", "patch", r#"{"input":"x"}"#)
     );
     let refusal = json!([{"type": "message", "content": [{"type": "refusal", "refusal": "no"}]}]);
     let response = answer("completed", None, refusal);

@@ -70,13 +70,7 @@ fn requests_decode_parts_tools_and_config() {
     assert!(request.extra.contains_key("safetySettings"));
 
     let user = &request.messages[0].content;
-    assert_eq!(
-        user[1],
-        Part::Image(Image::Base64 {
-            media_type: "image/png".into(),
-            data: "iVBOR".into()
-        })
-    );
+    assert_eq!(user[1], Part::base64_image("image/png", "iVBOR"));
     assert!(matches!(&user[2], Part::Unknown(v) if v["fileData"]["fileUri"] == "files/abc"));
     assert_eq!(
         user[3],
@@ -93,32 +87,17 @@ fn requests_decode_parts_tools_and_config() {
         if r.text.is_empty() && r.encrypted.as_deref() == Some("sig-b")));
     assert_eq!(
         model[2],
-        Part::ToolCall {
-            id: "gemini_fc_0".into(),
-            name: "read".into(),
-            arguments: r#"{"path":"a"}"#.into()
-        }
+        Part::tool_call("gemini_fc_0", "read", r#"{"path":"a"}"#)
     );
     assert!(matches!(&model[3], Part::ToolCall { id, .. } if id == "g1"));
 
     // By id first; a response whose id matches no call answers the earliest open call of
     // its name (Gemini CLI numbers responses itself).
     let results = &request.messages[2].content;
-    assert_eq!(
-        results[0],
-        Part::ToolResult {
-            call_id: "g1".into(),
-            content: vec![Part::text("B")],
-            is_error: false
-        }
-    );
+    assert_eq!(results[0], Part::tool_result("g1", "B", false));
     assert_eq!(
         results[1],
-        Part::ToolResult {
-            call_id: "gemini_fc_0".into(),
-            content: vec![Part::text("no such file")],
-            is_error: true
-        }
+        Part::tool_result("gemini_fc_0", "no such file", true)
     );
 }
 
@@ -211,35 +190,19 @@ fn foreign_requests_get_gemini_shapes_and_no_foreign_state() {
                 role: Role::Assistant,
                 content: vec![
                     Part::signed_reasoning("hm", "anthropic-sig", Protocol::AnthropicMessages),
-                    Part::ToolCall {
-                        id: "toolu_1".into(),
-                        name: "read".into(),
-                        arguments: "not json".into(),
-                    },
-                    Part::ToolCall {
-                        id: "toolu_2".into(),
-                        name: "list".into(),
-                        arguments: r#"{"dir":"/"}"#.into(),
-                    },
+                    Part::tool_call("toolu_1", "read", "not json"),
+                    Part::tool_call("toolu_2", "list", r#"{"dir":"/"}"#),
                 ],
             },
             Message {
                 role: Role::Tool,
-                content: vec![Part::ToolResult {
-                    call_id: "toolu_1".into(),
-                    content: vec![Part::text("file")],
-                    is_error: false,
-                }],
+                content: vec![Part::tool_result("toolu_1", "file", false)],
             },
             Message {
                 role: Role::User,
                 content: vec![
                     Part::text("and?"),
-                    Part::ToolResult {
-                        call_id: "toolu_2".into(),
-                        content: vec![Part::text("denied")],
-                        is_error: true,
-                    },
+                    Part::tool_result("toolu_2", "denied", true),
                 ],
             },
         ],

@@ -99,11 +99,7 @@ fn foreign_answers_show_reasoning_without_foreign_signatures() {
                 encrypted: Some("redacted".into()),
                 issuer: Some(Protocol::AnthropicMessages),
             }),
-            Part::ToolCall {
-                id: "toolu_1".into(),
-                name: "f".into(),
-                arguments: String::new(),
-            },
+            Part::tool_call("toolu_1", "f", ""),
         ],
         finish: Some(FinishReason::ToolCalls),
         usage: TokenUsage {
