@@ -205,24 +205,26 @@ impl From<crate::blocking::TaskFailed> for GatewayError {
 /// Who is reading the error, and so which JSON shape it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorShape {
-    /// OpenAI Chat Completions / Completions / Embeddings clients.
-    OpenAi,
+    /// A client of this protocol: its own error body (`codec::Wire::error_body`).
+    Client(Protocol),
     /// The management API and the UI.
     Management,
-    /// Anthropic Messages clients (Claude Code, the Anthropic SDKs).
-    Anthropic,
-    /// Gemini clients (Gemini CLI, the google-genai SDKs).
-    Gemini,
 }
 
 impl ErrorShape {
-    /// The shape a client of `protocol` reads (Responses clients read OpenAI's).
-    pub fn of(protocol: Protocol) -> Self {
-        match protocol {
-            Protocol::OpenAiChat | Protocol::OpenAiResponses => Self::OpenAi,
-            Protocol::AnthropicMessages => Self::Anthropic,
-            Protocol::Gemini => Self::Gemini,
-        }
+    /// OpenAI Chat Completions / Completions / Embeddings clients.
+    pub const OPENAI: Self = Self::Client(Protocol::OpenAiChat);
+    /// Anthropic Messages clients (Claude Code, the Anthropic SDKs).
+    pub const ANTHROPIC: Self = Self::Client(Protocol::AnthropicMessages);
+    /// Gemini clients (Gemini CLI, the google-genai SDKs).
+    pub const GEMINI: Self = Self::Client(Protocol::Gemini);
+
+    /// Whether the reader is an OpenAI-family client, which expects `WWW-Authenticate` on a 401.
+    fn is_openai(self) -> bool {
+        matches!(
+            self,
+            Self::Client(Protocol::OpenAiChat | Protocol::OpenAiResponses)
+        )
     }
 }
 
@@ -236,14 +238,14 @@ pub struct Rendered {
 impl Rendered {
     pub fn openai(error: impl Into<GatewayError>) -> Self {
         Self {
-            shape: ErrorShape::OpenAi,
+            shape: ErrorShape::OPENAI,
             error: error.into(),
         }
     }
 
     pub fn anthropic(error: impl Into<GatewayError>) -> Self {
         Self {
-            shape: ErrorShape::Anthropic,
+            shape: ErrorShape::ANTHROPIC,
             error: error.into(),
         }
     }
@@ -273,9 +275,7 @@ impl IntoResponse for Rendered {
             tracing::debug!(code = self.error.code(), %message, "request refused");
         }
         let protocol = match self.shape {
-            ErrorShape::OpenAi => Protocol::OpenAiChat,
-            ErrorShape::Anthropic => Protocol::AnthropicMessages,
-            ErrorShape::Gemini => Protocol::Gemini,
+            ErrorShape::Client(protocol) => protocol,
             ErrorShape::Management => {
                 let body = json!({
                     "error": { "code": self.error.code(), "message": message }
@@ -320,7 +320,7 @@ impl Rendered {
         if let Some(value) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
-        if status == StatusCode::UNAUTHORIZED && self.shape == ErrorShape::OpenAi {
+        if status == StatusCode::UNAUTHORIZED && self.shape.is_openai() {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"flexiproxy\""),

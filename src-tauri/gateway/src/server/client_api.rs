@@ -55,7 +55,7 @@ async fn forward(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Rendered> {
-    let body = body_or_error(&state, ErrorShape::OpenAi, body)?;
+    let body = body_or_error(&state, ErrorShape::OPENAI, body)?;
     proxy::forward(&state, endpoint, &headers, body)
         .await
         .map_err(Rendered::openai)
@@ -93,7 +93,7 @@ async fn answer_in(
     protocol: Protocol,
     endpoint: &'static str,
 ) -> Result<Response, Rendered> {
-    let shape = ErrorShape::of(protocol);
+    let shape = ErrorShape::Client(protocol);
     let body = body_or_error(state, shape, body)?;
     let client = ClientRequest {
         protocol,
@@ -112,7 +112,7 @@ pub async fn count_tokens(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Rendered> {
-    let body = body_or_error(&state, ErrorShape::Anthropic, body)?;
+    let body = body_or_error(&state, ErrorShape::ANTHROPIC, body)?;
     let client = ClientRequest {
         protocol: Protocol::AnthropicMessages,
         endpoint: "count_tokens",
@@ -152,9 +152,9 @@ pub async fn gemini_action(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Rendered> {
-    let body = body_or_error(&state, ErrorShape::Gemini, body)?;
+    let body = body_or_error(&state, ErrorShape::GEMINI, body)?;
     let headers = with_query_key(headers, &query);
-    let gemini_error = |e| Rendered::new(ErrorShape::Gemini, e);
+    let gemini_error = |e| Rendered::new(ErrorShape::GEMINI, e);
     let Some((model, method)) = rest.rsplit_once(':') else {
         return Err(gemini_error(GatewayError::NotFound(format!(
             "`models/{rest}` names no method; use models/MODEL:generateContent, \
@@ -218,9 +218,9 @@ impl ListCaller {
     fn of(state: &AppState, headers: &HeaderMap) -> Result<Self, Rendered> {
         let anthropic = headers.contains_key("anthropic-version");
         let shape = if anthropic {
-            ErrorShape::Anthropic
+            ErrorShape::ANTHROPIC
         } else {
-            ErrorShape::OpenAi
+            ErrorShape::OPENAI
         };
         let snapshot = state.registry.snapshot();
         let adapter =
@@ -338,7 +338,7 @@ pub async fn gemini_models(
     let headers = with_query_key(headers, &query);
     let snapshot = state.registry.snapshot();
     let adapter = proxy::authenticate(&snapshot, &headers)
-        .map_err(|e| Rendered::new(ErrorShape::Gemini, e))?;
+        .map_err(|e| Rendered::new(ErrorShape::GEMINI, e))?;
     let gemini = |m: &Offered| {
         json!({
             "name": format!("models/{}", m.id),

@@ -108,7 +108,7 @@ pub async fn guard(State(drain): State<Arc<Drain>>, request: Request, next: Next
     let response = tokio::select! {
         response = next.run(request) => response,
         () = cut => {
-            let shape = protocol.map_or(ErrorShape::Management, ErrorShape::of);
+            let shape = protocol.map_or(ErrorShape::Management, ErrorShape::Client);
             return Rendered::new(shape, drain.cut_error()).into_response();
         }
     };
