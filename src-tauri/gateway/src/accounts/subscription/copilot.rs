@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use super::{AccountKind, BodyTransform, Call, Endpoints, ResponseTransform, ShapeError, Upstream};
+use super::{AccountKind, Call, Endpoints, ShapeError, Upstream};
 use crate::accounts::oauth::{SideError, SideHttp};
 use crate::accounts::single_flight::SingleFlight;
 use crate::store::secrets::Secret;
@@ -119,16 +119,12 @@ impl CopilotToken {
 }
 
 pub(super) fn upstream(token: &CopilotToken, call: Call<'_>) -> Result<Upstream, ShapeError> {
-    let mut headers = super::base_headers(call.stream);
-    super::bearer(&mut headers, AccountKind::Copilot, &token.token)?;
+    let mut headers = super::bearer_headers(AccountKind::Copilot, &token.token, call.stream)?;
     token.editor.insert(&mut headers, true)?;
-    Ok(Upstream {
-        url: super::join(&token.api_base, "/chat/completions"),
+    Ok(Upstream::plain(
+        super::join(&token.api_base, "/chat/completions"),
         headers,
-        body: BodyTransform::None,
-        response: ResponseTransform::None,
-        stream_only: false,
-    })
+    ))
 }
 
 /// Why no Copilot token could be minted; messages say what the user can do. `Clone` so one

@@ -37,8 +37,7 @@ pub(super) fn upstream(
     project: &str,
     call: Call<'_>,
 ) -> Result<Upstream, ShapeError> {
-    let mut headers = super::base_headers(call.stream);
-    super::bearer(&mut headers, AccountKind::GeminiCli, access)?;
+    let headers = super::bearer_headers(AccountKind::GeminiCli, access, call.stream)?;
     let method = if call.stream {
         "streamGenerateContent?alt=sse"
     } else {
