@@ -695,6 +695,7 @@ mod tests {
     use axum::routing::get;
 
     use super::*;
+    use crate::routing::stand_in;
 
     macro_rules! fixture {
         ($name:literal) => {
@@ -1041,10 +1042,7 @@ mod tests {
             .route("/slow/v1/models", get(slow))
             .route("/html/v1/models", get(html))
             .with_state(log.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        (addr, log)
+        (stand_in::serve(router).await, log)
     }
 
     const TIMEOUT: Duration = Duration::from_secs(5);
@@ -1266,9 +1264,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_connection_is_unreachable() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        let addr = stand_in::closed().await;
         let url = format!("http://{addr}/v1");
         let error = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
             .await

@@ -14,6 +14,8 @@ pub mod registry;
 
 pub mod ledger;
 pub mod policy;
+#[cfg(test)]
+mod stand_in;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
