@@ -695,7 +695,7 @@ mod tests {
     use axum::routing::get;
 
     use super::*;
-    use crate::routing::stand_in;
+    use crate::routing::test_upstream;
 
     macro_rules! fixture {
         ($name:literal) => {
@@ -1042,7 +1042,7 @@ mod tests {
             .route("/slow/v1/models", get(slow))
             .route("/html/v1/models", get(html))
             .with_state(log.clone());
-        (stand_in::serve(router).await, log)
+        (test_upstream::serve(router).await, log)
     }
 
     const TIMEOUT: Duration = Duration::from_secs(5);
@@ -1264,7 +1264,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_connection_is_unreachable() {
-        let addr = stand_in::closed().await;
+        let addr = test_upstream::closed().await;
         let url = format!("http://{addr}/v1");
         let error = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
             .await

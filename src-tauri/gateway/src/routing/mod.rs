@@ -15,7 +15,7 @@ pub mod registry;
 pub mod ledger;
 pub mod policy;
 #[cfg(test)]
-mod stand_in;
+mod test_upstream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

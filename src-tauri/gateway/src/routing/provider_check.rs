@@ -283,7 +283,7 @@ pub async fn run(
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
-    use crate::routing::stand_in;
+    use crate::routing::test_upstream;
 
     use axum::Router;
     use axum::body::Bytes;
@@ -367,7 +367,7 @@ mod tests {
                 .into_response()
         };
         let app = Router::new().fallback(axum::routing::post(handler));
-        let addr = stand_in::serve(app).await;
+        let addr = test_upstream::serve(app).await;
         let base = if protocol == Protocol::Gemini {
             "v1beta"
         } else {
@@ -453,12 +453,12 @@ mod tests {
     /// A server that answers every request with `status` and `body`.
     async fn fixed(status: StatusCode, body: &'static str) -> String {
         let app = Router::new().fallback(move || async move { (status, body) });
-        format!("http://{}/v1", stand_in::serve(app).await)
+        format!("http://{}/v1", test_upstream::serve(app).await)
     }
 
     #[tokio::test]
     async fn an_unreachable_provider_is_named_by_url() {
-        let addr = stand_in::closed().await;
+        let addr = test_upstream::closed().await;
         let p = provider(
             Protocol::OpenAiChat,
             format!("http://{addr}/v1"),
