@@ -211,6 +211,14 @@ pub enum AccountError {
 }
 
 impl AccountError {
+    /// The token store's `source` error, for the account `account`.
+    fn oauth(account: &str, source: OAuthError) -> Self {
+        Self::OAuth {
+            account: account.to_owned(),
+            source,
+        }
+    }
+
     /// Whether only a new login helps (shown in the UI and tray).
     pub fn needs_login(&self) -> bool {
         matches!(self, Self::NeedsLogin { .. })
@@ -531,10 +539,7 @@ impl Accounts {
                 Ok(row)
             }
             Err(source) => {
-                let error = AccountError::OAuth {
-                    account: id.to_owned(),
-                    source,
-                };
+                let error = AccountError::oauth(id, source);
                 self.record_failure(id, &error).await;
                 Err(error)
             }
@@ -592,10 +597,7 @@ impl Accounts {
             .tokens
             .load(id)
             .await
-            .map_err(|source| AccountError::OAuth {
-                account: id.to_owned(),
-                source,
-            })?;
+            .map_err(|source| AccountError::oauth(id, source))?;
         let Some(tokens) = loaded else {
             let error = AccountError::NeedsLogin {
                 account: id.to_owned(),
@@ -725,10 +727,7 @@ impl Accounts {
         self.tokens
             .save(&id, &tokens)
             .await
-            .map_err(|source| AccountError::OAuth {
-                account: id.clone(),
-                source,
-            })?;
+            .map_err(|source| AccountError::oauth(&id, source))?;
         let now = now_ms();
         let row = AccountRow {
             id: id.clone(),
@@ -797,10 +796,7 @@ impl Accounts {
         self.tokens
             .delete(id)
             .await
-            .map_err(|source| AccountError::OAuth {
-                account: id.to_owned(),
-                source,
-            })?;
+            .map_err(|source| AccountError::oauth(id, source))?;
         let secrets = self.secrets.clone();
         let name = Self::api_key_entry(id);
         blocking::run(move || secrets.delete(&name)).await??;
@@ -1049,6 +1045,18 @@ mod tests {
         dir: std::path::PathBuf,
     }
 
+    impl Fixture {
+        /// A login of `kind` that must succeed (`relogin`: the account logged in again).
+        async fn log_in(
+            &self,
+            kind: AccountKind,
+            tokens: TokenSet,
+            relogin: Option<&str>,
+        ) -> AccountRow {
+            self.accounts.add(kind, tokens, relogin).await.unwrap()
+        }
+    }
+
     impl Drop for Fixture {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.dir);
@@ -1144,10 +1152,8 @@ mod tests {
     async fn a_login_becomes_a_pooled_credential_and_logging_out_removes_everything() {
         let f = fixture().await;
         let row = f
-            .accounts
-            .add(AccountKind::Claude, tokens("a-1", None), None)
-            .await
-            .unwrap();
+            .log_in(AccountKind::Claude, tokens("a-1", None), None)
+            .await;
         assert_eq!(row.id, "claude-ada");
         assert_eq!(row.label, "ada@example.com");
         assert_eq!(row.plan.as_deref(), Some("pro"));
@@ -1164,16 +1170,12 @@ mod tests {
 
         // A second login of the same person gets its own id; a re-login keeps the id.
         let second = f
-            .accounts
-            .add(AccountKind::Claude, tokens("a-2", None), None)
-            .await
-            .unwrap();
+            .log_in(AccountKind::Claude, tokens("a-2", None), None)
+            .await;
         assert_eq!(second.id, "claude-ada-2");
         let again = f
-            .accounts
-            .add(AccountKind::Claude, tokens("a-3", None), Some("claude-ada"))
-            .await
-            .unwrap();
+            .log_in(AccountKind::Claude, tokens("a-3", None), Some("claude-ada"))
+            .await;
         assert_eq!(again.id, "claude-ada");
         assert_eq!(again.created_at, row.created_at);
         assert_eq!(f.db.credentials().unwrap().len(), 2);
@@ -1201,30 +1203,20 @@ mod tests {
     async fn each_kind_runs_its_set_up_at_login() {
         let f = fixture().await;
         let gemini = f
-            .accounts
-            .add(AccountKind::GeminiCli, tokens("g-1", None), None)
-            .await
-            .unwrap();
+            .log_in(AccountKind::GeminiCli, tokens("g-1", None), None)
+            .await;
         assert_eq!(gemini.project.as_deref(), Some("proj-42"));
         assert_eq!(gemini.plan.as_deref(), Some("Gemini Code Assist Standard"));
 
         let mut claude = tokens("c-1", None);
         claude.facts.plan = None;
-        let claude = f
-            .accounts
-            .add(AccountKind::Claude, claude, None)
-            .await
-            .unwrap();
+        let claude = f.log_in(AccountKind::Claude, claude, None).await;
         assert_eq!(claude.plan.as_deref(), Some("Max"));
 
         let mut iflow = tokens("i-1", None);
         iflow.facts.email = None;
         iflow.facts.account_id = None;
-        let row = f
-            .accounts
-            .add(AccountKind::Iflow, iflow, None)
-            .await
-            .unwrap();
+        let row = f.log_in(AccountKind::Iflow, iflow, None).await;
         assert_eq!(row.label, "+86 100");
         match f.accounts.for_request(&row.id).await.unwrap() {
             subscription::Account::Iflow { api_key } => assert_eq!(api_key.expose(), "sk-iflow-1"),
@@ -1232,10 +1224,8 @@ mod tests {
         }
 
         let copilot = f
-            .accounts
-            .add(AccountKind::Copilot, tokens("gh-1", None), None)
-            .await
-            .unwrap();
+            .log_in(AccountKind::Copilot, tokens("gh-1", None), None)
+            .await;
         match f.accounts.for_request(&copilot.id).await.unwrap() {
             subscription::Account::Copilot(token) => assert_eq!(token.token.expose(), "cop-1"),
             other => panic!("{other:?}"),
@@ -1255,16 +1245,12 @@ mod tests {
     async fn tokens_near_expiry_are_refreshed_in_the_background_and_on_demand() {
         let f = fixture().await;
         let soon = now_ms() + 60_000;
-        f.accounts
-            .add(AccountKind::Claude, tokens("a-1", Some(soon)), None)
-            .await
-            .unwrap();
+        f.log_in(AccountKind::Claude, tokens("a-1", Some(soon)), None)
+            .await;
         let later = now_ms() + 3_600_000;
         let codex = f
-            .accounts
-            .add(AccountKind::Codex, tokens("c-1", Some(later)), None)
-            .await
-            .unwrap();
+            .log_in(AccountKind::Codex, tokens("c-1", Some(later)), None)
+            .await;
 
         // One pass refreshes the due account only; nothing else is due for an hour, so it
         // looks again after its longest sleep.
@@ -1287,10 +1273,8 @@ mod tests {
         // The refresher task does the same on its own and stops when told.
         let mut expiring = tokens("a-9", Some(now_ms() + 1_000));
         expiring.refresh = Some(Secret::new("rt-9"));
-        f.accounts
-            .add(AccountKind::Claude, expiring, Some("claude-ada"))
-            .await
-            .unwrap();
+        f.log_in(AccountKind::Claude, expiring, Some("claude-ada"))
+            .await;
         let (closing, closing_rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(f.accounts.clone().run_refresher(closing_rx));
         for _ in 0..100 {
@@ -1352,10 +1336,7 @@ mod tests {
     #[tokio::test]
     async fn missing_tokens_mean_log_in_again_and_are_shown_as_such() {
         let f = fixture().await;
-        f.accounts
-            .add(AccountKind::Qwen, tokens("q-1", None), None)
-            .await
-            .unwrap();
+        f.log_in(AccountKind::Qwen, tokens("q-1", None), None).await;
         // Tokens removed behind the gateway's back (keychain reset) and the cache cold.
         f.secrets.delete("oauth:qwen-ada").unwrap();
         let cold = Arc::new(

@@ -109,6 +109,16 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
 
+    /// `check` lets every one of `ok` through and refuses every one of `bad`.
+    fn accepts_only(check: impl Fn(&str) -> Result<(), UrlRefusal>, ok: &[&str], bad: &[&str]) {
+        for ok in ok {
+            assert!(check(ok).is_ok(), "{ok}");
+        }
+        for bad in bad {
+            assert!(check(bad).is_err(), "{bad}");
+        }
+    }
+
     #[test]
     fn origins_ignore_path_case_and_default_port() {
         assert!(same_origin(
@@ -138,25 +148,23 @@ mod tests {
 
     #[test]
     fn account_endpoints_are_https_or_loopback() {
-        for ok in [
+        let check = |url: &str| check_account_endpoint("token_url", url);
+        let ok = [
             "https://auth.example.com/token",
             "http://127.0.0.1:9/token",
             "http://localhost:9/token",
             "http://[::1]:9/token",
             "http://127.8.9.10/token",
-        ] {
-            assert!(check_account_endpoint("token_url", ok).is_ok(), "{ok}");
-        }
-        for bad in [
+        ];
+        let bad = [
             "http://evil.example/token",
             "http://10.0.0.1/token",
             "http://localhost.evil.example/token",
             "http://127.0.0.1.nip.io/token",
             "ftp://127.0.0.1/token",
             "",
-        ] {
-            assert!(check_account_endpoint("token_url", bad).is_err(), "{bad}");
-        }
+        ];
+        accepts_only(check, &ok, &bad);
         let e = check_account_endpoint("token_url", "http://evil.example/t").unwrap_err();
         assert!(e.to_string().contains("must use https"), "{e}");
         let e = check_account_endpoint("token_url", "https://u:p@auth.example.com/").unwrap_err();
@@ -165,17 +173,15 @@ mod tests {
 
     #[test]
     fn callback_hosts_are_loopback() {
-        for ok in ["localhost", "LOCALHOST", "127.0.0.1", "::1", "[::1]"] {
-            assert!(check_loopback_host("redirect_host", ok).is_ok(), "{ok}");
-        }
-        for bad in [
+        let check = |host: &str| check_loopback_host("redirect_host", host);
+        let ok = ["localhost", "LOCALHOST", "127.0.0.1", "::1", "[::1]"];
+        let bad = [
             "evil.example",
             "0.0.0.0",
             "10.0.0.2",
             "localhost.evil.example",
             "",
-        ] {
-            assert!(check_loopback_host("redirect_host", bad).is_err(), "{bad}");
-        }
+        ];
+        accepts_only(check, &ok, &bad);
     }
 }

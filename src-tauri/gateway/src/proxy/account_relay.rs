@@ -26,12 +26,9 @@ use crate::accounts::{AccountError, Accounts};
 use crate::error::GatewayError;
 use crate::proxy::classify::Origin;
 use crate::proxy::meter::Meter;
-use crate::proxy::prepare::Outgoing;
 use crate::proxy::request::Job;
-use crate::proxy::send::{self, Answered, Opened, SendFailure, Upstream};
-use crate::routing::registry::Adapter;
+use crate::proxy::send::{self, Answered, Opened, SendFailure, Sending, Upstream};
 use crate::routing::{Failure, Target};
-use crate::state::AppState;
 use flexiproxy_protocol::sse::{self, EventSplitter};
 
 /// The most bytes of a stream collected into one answer.
@@ -160,15 +157,14 @@ impl Upstream for Login<'_> {
         }
     }
 
-    async fn send(
-        &self,
-        state: &AppState,
-        _adapter: &Adapter,
-        target: &Target,
-        outgoing: &Outgoing,
-        client_headers: Option<&HeaderMap>,
-        meter: &mut Meter,
-    ) -> Result<Answered, SendFailure> {
+    async fn send(&self, to: Sending<'_>, meter: &mut Meter) -> Result<Answered, SendFailure> {
+        let Sending {
+            state,
+            target,
+            outgoing,
+            client_headers,
+            ..
+        } = to;
         let account = self.account;
         let unusable = |reason: String| GatewayError::ProviderKey {
             provider: target.provider.id.clone(),

@@ -31,7 +31,7 @@ use crate::proxy::deliver::{copy_headers, relay_response};
 use crate::proxy::meter::Meter;
 use crate::proxy::prepare::{self, AnswerPath};
 use crate::proxy::request::{ClientRequest, Job};
-use crate::proxy::send::{Answered, ApiKey, Opened, SendFailure, Upstream};
+use crate::proxy::send::{Answered, ApiKey, Opened, SendFailure, Sending, Upstream};
 use crate::proxy::translate;
 use crate::proxy::upstream_body::Silence;
 use crate::routing::registry::{Adapter, ProviderKey};
@@ -309,16 +309,14 @@ impl Try<'_> {
             endpoint_name,
             outgoing.stream,
         );
-        let sent = upstream
-            .send(
-                state,
-                adapter,
-                target,
-                &outgoing,
-                same_protocol_headers,
-                &mut meter,
-            )
-            .await;
+        let to = Sending {
+            state,
+            adapter,
+            target,
+            outgoing: &outgoing,
+            client_headers: same_protocol_headers,
+        };
+        let sent = upstream.send(to, &mut meter).await;
         let Answered {
             response: upstream,
             url,

@@ -33,17 +33,20 @@ pub(super) trait Upstream {
     /// anything is sent or metered).
     fn refuses(&self, job: &Job, target: &Target) -> Option<GatewayError>;
 
-    /// Sends `outgoing` to `target` and waits for the answer's headers. `client_headers` are
-    /// the client's when it speaks the provider's protocol (its version headers go along).
-    async fn send(
-        &self,
-        state: &AppState,
-        adapter: &Adapter,
-        target: &Target,
-        outgoing: &Outgoing,
-        client_headers: Option<&HeaderMap>,
-        meter: &mut Meter,
-    ) -> Result<Answered, SendFailure>;
+    /// Sends the request `to` describes and waits for the answer's headers.
+    async fn send(&self, to: Sending<'_>, meter: &mut Meter) -> Result<Answered, SendFailure>;
+}
+
+/// What the send phase of one attempt is given: the prepared request and where it goes.
+#[derive(Clone, Copy)]
+pub(super) struct Sending<'a> {
+    pub state: &'a AppState,
+    pub adapter: &'a Adapter,
+    pub target: &'a Target,
+    pub outgoing: &'a Outgoing,
+    /// The client's headers when it speaks the provider's protocol (its version headers go
+    /// along).
+    pub client_headers: Option<&'a HeaderMap>,
 }
 
 /// An upstream answer whose headers are in.
@@ -81,35 +84,23 @@ impl Upstream for ApiKey {
         None
     }
 
-    async fn send(
-        &self,
-        state: &AppState,
-        adapter: &Adapter,
-        target: &Target,
-        outgoing: &Outgoing,
-        client_headers: Option<&HeaderMap>,
-        meter: &mut Meter,
-    ) -> Result<Answered, SendFailure> {
-        let url = upstream_url(adapter, &target.provider, &outgoing.endpoint.path);
+    async fn send(&self, to: Sending<'_>, meter: &mut Meter) -> Result<Answered, SendFailure> {
+        let outgoing = to.outgoing;
+        let url = upstream_url(to.adapter, &to.target.provider, &outgoing.endpoint.path);
         let request = upstream_request(
-            state,
-            target,
+            to.state,
+            to.target,
             &url,
             outgoing.endpoint.style,
             outgoing.stream,
-            client_headers,
+            to.client_headers,
         )
         .map_err(|error| {
             meter.fail(&error);
             SendFailure::local(error)
         })?;
-        let response = send(
-            state,
-            request.body(outgoing.body.clone()),
-            url.clone(),
-            meter,
-        )
-        .await?;
+        let body = outgoing.body.clone();
+        let response = send(to.state, request.body(body), url.clone(), meter).await?;
         Ok(Answered {
             response,
             url,
@@ -432,22 +423,30 @@ mod tests {
         let path = |model: &str, stream| {
             UpstreamPath::generate(Protocol::Gemini, model, stream).map(|p| p.path)
         };
-        assert_eq!(
-            path("models/gemini-2.5-flash", false).unwrap(),
-            "/models/gemini-2.5-flash:generateContent"
-        );
-        assert_eq!(
-            path("gemini-2.5-flash", true).unwrap(),
-            "/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
-        );
-        assert_eq!(
-            path("../../v1/files?key=x#", false).unwrap(),
-            "/models/..%2F..%2Fv1%2Ffiles%3Fkey%3Dx%23:generateContent"
-        );
-        assert_eq!(
-            path("%2e%2e/x:y", false).unwrap(),
-            "/models/%252e%252e%2Fx%3Ay:generateContent"
-        );
+        for (model, stream, expected) in [
+            (
+                "models/gemini-2.5-flash",
+                false,
+                "/models/gemini-2.5-flash:generateContent",
+            ),
+            (
+                "gemini-2.5-flash",
+                true,
+                "/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+            ),
+            (
+                "../../v1/files?key=x#",
+                false,
+                "/models/..%2F..%2Fv1%2Ffiles%3Fkey%3Dx%23:generateContent",
+            ),
+            (
+                "%2e%2e/x:y",
+                false,
+                "/models/%252e%252e%2Fx%3Ay:generateContent",
+            ),
+        ] {
+            assert_eq!(path(model, stream).unwrap(), expected);
+        }
         for refused in ["..", "models/..", ".", "", "models/", "a\r\nb"] {
             let error = path(refused, false).unwrap_err();
             assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{refused:?}");

@@ -695,6 +695,7 @@ mod tests {
     use axum::routing::get;
 
     use super::*;
+    use crate::routing::test_upstream;
 
     macro_rules! fixture {
         ($name:literal) => {
@@ -739,33 +740,38 @@ mod tests {
 
     #[test]
     fn models_url_per_kind() {
-        let auto = |url| models_url(url, DiscoveryKind::Auto);
-        assert_eq!(
-            auto("https://api.openai.com/v1").as_deref(),
-            Some("https://api.openai.com/v1/models")
-        );
-        assert_eq!(
-            auto("https://api.anthropic.com/v1/").as_deref(),
-            Some("https://api.anthropic.com/v1/models")
-        );
-        assert_eq!(
-            auto("https://generativelanguage.googleapis.com/v1beta").as_deref(),
-            Some("https://generativelanguage.googleapis.com/v1beta/models")
-        );
-        let ocf = |url| models_url(url, DiscoveryKind::Ocf);
-        assert_eq!(
-            ocf("http://140.238.1.2:8092/v1/service/llm/v1").as_deref(),
-            Some("http://140.238.1.2:8092/v1/dnt/table")
-        );
-        assert_eq!(
-            ocf("https://ocf.example.org/v1").as_deref(),
-            Some("https://ocf.example.org/v1/dnt/table")
-        );
-        assert_eq!(ocf("not a url"), None);
-        assert_eq!(
-            models_url("https://api.openai.com/v1", DiscoveryKind::Off),
-            None
-        );
+        use DiscoveryKind::{Auto, Ocf, Off};
+        for (url, kind, expected) in [
+            (
+                "https://api.openai.com/v1",
+                Auto,
+                Some("https://api.openai.com/v1/models"),
+            ),
+            (
+                "https://api.anthropic.com/v1/",
+                Auto,
+                Some("https://api.anthropic.com/v1/models"),
+            ),
+            (
+                "https://generativelanguage.googleapis.com/v1beta",
+                Auto,
+                Some("https://generativelanguage.googleapis.com/v1beta/models"),
+            ),
+            (
+                "http://140.238.1.2:8092/v1/service/llm/v1",
+                Ocf,
+                Some("http://140.238.1.2:8092/v1/dnt/table"),
+            ),
+            (
+                "https://ocf.example.org/v1",
+                Ocf,
+                Some("https://ocf.example.org/v1/dnt/table"),
+            ),
+            ("not a url", Ocf, None),
+            ("https://api.openai.com/v1", Off, None),
+        ] {
+            assert_eq!(models_url(url, kind).as_deref(), expected, "{url} {kind}");
+        }
     }
 
     #[test]
@@ -1041,10 +1047,13 @@ mod tests {
             .route("/slow/v1/models", get(slow))
             .route("/html/v1/models", get(html))
             .with_state(log.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        (addr, log)
+        (test_upstream::serve(router).await, log)
+    }
+
+    /// The stand-in provider and the URL of `path` on it.
+    async fn provider_at(path: &str) -> (String, SocketAddr, Log) {
+        let (addr, log) = provider().await;
+        (format!("http://{addr}{path}"), addr, log)
     }
 
     const TIMEOUT: Duration = Duration::from_secs(5);
@@ -1082,8 +1091,7 @@ mod tests {
 
     #[tokio::test]
     async fn openai_list_with_bearer_key() {
-        let (addr, log) = provider().await;
-        let url = format!("http://{addr}/openai/v1");
+        let (url, _, log) = provider_at("/openai/v1").await;
         let found = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
             .await
             .unwrap();
@@ -1110,9 +1118,8 @@ mod tests {
 
     #[tokio::test]
     async fn keyless_provider_gets_no_auth_header() {
-        let (addr, log) = provider().await;
+        let (url, _, log) = provider_at("/openai/v1/").await;
         let http = reqwest::Client::new();
-        let url = format!("http://{addr}/openai/v1/");
         let found = ask_keyless(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
             .await
             .unwrap();
@@ -1135,8 +1142,7 @@ mod tests {
 
     #[tokio::test]
     async fn anthropic_pages_followed_with_its_headers() {
-        let (addr, log) = provider().await;
-        let url = format!("http://{addr}/anthropic/v1");
+        let (url, _, log) = provider_at("/anthropic/v1").await;
         let found = ask(&url, Protocol::AnthropicMessages, DiscoveryKind::Auto)
             .await
             .unwrap();
@@ -1167,8 +1173,7 @@ mod tests {
 
     #[tokio::test]
     async fn gemini_pages_followed_with_its_header() {
-        let (addr, log) = provider().await;
-        let url = format!("http://{addr}/gemini/v1beta");
+        let (url, _, log) = provider_at("/gemini/v1beta").await;
         let found = ask(&url, Protocol::Gemini, DiscoveryKind::Auto)
             .await
             .unwrap();
@@ -1196,8 +1201,7 @@ mod tests {
 
     #[tokio::test]
     async fn pages_stop_at_the_cap() {
-        let (addr, log) = provider().await;
-        let url = format!("http://{addr}/endless/v1beta");
+        let (url, _, log) = provider_at("/endless/v1beta").await;
         let found = ask_keyless(&url, Protocol::Gemini, DiscoveryKind::Auto)
             .await
             .unwrap();
@@ -1207,8 +1211,7 @@ mod tests {
 
     #[tokio::test]
     async fn repeated_cursor_is_not_followed_again() {
-        let (addr, log) = provider().await;
-        let url = format!("http://{addr}/stuck/v1");
+        let (url, _, log) = provider_at("/stuck/v1").await;
         let found = ask_keyless(&url, Protocol::AnthropicMessages, DiscoveryKind::Auto)
             .await
             .unwrap();
@@ -1218,8 +1221,7 @@ mod tests {
 
     #[tokio::test]
     async fn ocf_table_read_at_the_origin_with_bearer_key() {
-        let (addr, log) = provider().await;
-        let url = format!("http://{addr}/v1/service/llm/v1");
+        let (url, _, log) = provider_at("/v1/service/llm/v1").await;
         let found = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Ocf)
             .await
             .unwrap();
@@ -1239,8 +1241,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_key_is_a_status_error_without_the_key() {
-        let (addr, _log) = provider().await;
-        let url = format!("http://{addr}/denied/v1");
+        let (url, addr, _log) = provider_at("/denied/v1").await;
         let error = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
             .await
             .unwrap_err();
@@ -1266,9 +1267,7 @@ mod tests {
 
     #[tokio::test]
     async fn refused_connection_is_unreachable() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        let addr = test_upstream::closed().await;
         let url = format!("http://{addr}/v1");
         let error = ask(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
             .await
@@ -1286,9 +1285,8 @@ mod tests {
 
     #[tokio::test]
     async fn slow_provider_times_out_within_the_bound() {
-        let (addr, _log) = provider().await;
+        let (url, addr, _log) = provider_at("/slow/v1").await;
         let http = reqwest::Client::new();
-        let url = format!("http://{addr}/slow/v1");
         let bound = Duration::from_millis(300);
         let started = std::time::Instant::now();
         let error = discover(
@@ -1313,8 +1311,7 @@ mod tests {
 
     #[tokio::test]
     async fn html_page_is_unreadable_and_named() {
-        let (addr, _log) = provider().await;
-        let url = format!("http://{addr}/html/v1");
+        let (url, addr, _log) = provider_at("/html/v1").await;
         let error = ask_keyless(&url, Protocol::OpenAiChat, DiscoveryKind::Auto)
             .await
             .unwrap_err();

@@ -335,10 +335,7 @@ mod tests {
     const T0: i64 = 1_700_000_000_000;
 
     fn per_minute(n: u32) -> Limits {
-        Limits {
-            max_request_min: Some(n),
-            ..Limits::default()
-        }
+        Limits::requests_per_minute(n)
     }
 
     #[test]
@@ -374,10 +371,7 @@ mod tests {
     #[test]
     fn a_day_limit_counts_the_last_24_hours() {
         let mut ledger = Ledger::default();
-        let limits = Limits {
-            max_request_day: Some(2),
-            ..Limits::default()
-        };
+        let limits = Limits::requests_per_day(2);
         ledger.note_request("p/k", T0);
         ledger.note_request("p/k", T0 + 3_600_000);
         let Availability::Held { until_ms, hold } =
@@ -397,10 +391,7 @@ mod tests {
     #[test]
     fn tokens_per_minute_come_from_finished_requests() {
         let mut ledger = Ledger::default();
-        let limits = Limits {
-            max_token_min: Some(30),
-            ..Limits::default()
-        };
+        let limits = Limits::tokens_per_minute(30);
         ledger.note_tokens("p/k", 15, T0);
         assert_eq!(
             ledger.availability("p/k", &limits, T0 + 1),
@@ -500,10 +491,7 @@ mod tests {
             "{}",
             windows.req_day
         );
-        let limits = Limits {
-            max_request_day: Some(exact),
-            ..Limits::default()
-        };
+        let limits = Limits::requests_per_day(exact);
         let Availability::Held { until_ms, .. } = ledger.availability("p/k", &limits, now) else {
             panic!("expected a hold");
         };

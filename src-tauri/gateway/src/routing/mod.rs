@@ -14,6 +14,8 @@ pub mod registry;
 
 pub mod ledger;
 pub mod policy;
+#[cfg(test)]
+mod test_upstream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -529,23 +531,19 @@ fn usage_percent(
             (credential, windows)
         })
         .collect();
-    if members
-        .iter()
-        .all(|(c, _)| c.limits.max_request_day.is_some())
-    {
-        return members
-            .iter()
-            .map(|(c, w)| percent(u64::from(w.req_day), c.limits.max_request_day))
-            .collect();
-    }
-    if members
-        .iter()
-        .all(|(c, _)| c.limits.max_request_min.is_some())
-    {
-        return members
-            .iter()
-            .map(|(c, w)| percent(u64::from(w.req_min), c.limits.max_request_min))
-            .collect();
+    // A member's requests and its capacity in one window: the day's first, then the minute's.
+    let day: WindowUse = |c, w| (w.req_day, c.limits.max_request_day);
+    let minute: WindowUse = |c, w| (w.req_min, c.limits.max_request_min);
+    for window in [day, minute] {
+        if members.iter().all(|(c, w)| window(c, w).1.is_some()) {
+            return members
+                .iter()
+                .map(|(c, w)| {
+                    let (used, capacity) = window(c, w);
+                    percent(u64::from(used), capacity)
+                })
+                .collect();
+        }
     }
     let total: u64 = members.iter().map(|(_, w)| u64::from(w.req_day)).sum();
     members
@@ -559,6 +557,9 @@ fn usage_percent(
         })
         .collect()
 }
+
+/// How many requests a credential made in one limit window, and its limit there.
+type WindowUse = fn(&Credential, &Windows) -> (u32, Option<u32>);
 
 fn percent(used: u64, capacity: Option<u32>) -> f64 {
     match capacity {
@@ -628,6 +629,11 @@ mod tests {
         }
     }
 
+    /// A plan over the keys of one provider `a`.
+    fn plan_for(keys: &[(&str, Limits, u32)], strategy: Strategy) -> Plan {
+        plan_over(&[provider("a", keys)], strategy)
+    }
+
     fn take(router: &Router, plan: &Plan, n: usize, gap: u32) -> Vec<String> {
         (0..n)
             .map(|i| match router.pick(plan, &[], gap, T0 + i as i64) {
@@ -653,14 +659,8 @@ mod tests {
 
     #[test]
     fn fill_first_stays_until_a_limit_then_moves_on() {
-        let three = Limits {
-            max_request_min: Some(3),
-            ..Limits::default()
-        };
-        let plan = plan_over(
-            &[provider("a", &[("k1", three, 0), ("k2", three, 0)])],
-            Strategy::FillFirst,
-        );
+        let three = Limits::requests_per_minute(3);
+        let plan = plan_for(&[("k1", three, 0), ("k2", three, 0)], Strategy::FillFirst);
         let router = Router::default();
         let picks = take(&router, &plan, 6, 5);
         assert_eq!(picks, ["k1", "k1", "k1", "k2", "k2", "k2"]);
@@ -675,15 +675,9 @@ mod tests {
 
     #[test]
     fn lower_priority_tiers_wait_for_the_higher_ones() {
-        let one = Limits {
-            max_request_min: Some(1),
-            ..Limits::default()
-        };
-        let plan = plan_over(
-            &[provider(
-                "a",
-                &[("main", one, 0), ("backup", Limits::default(), 1)],
-            )],
+        let one = Limits::requests_per_minute(1);
+        let plan = plan_for(
+            &[("main", one, 0), ("backup", Limits::default(), 1)],
             Strategy::RoundRobin,
         );
         assert_eq!(
@@ -694,15 +688,9 @@ mod tests {
 
     #[test]
     fn least_used_keeps_the_gap_within_the_setting() {
-        let day = Limits {
-            max_request_day: Some(100),
-            ..Limits::default()
-        };
-        let plan = plan_over(
-            &[provider(
-                "a",
-                &[("k1", day, 0), ("k2", day, 0), ("k3", day, 0)],
-            )],
+        let day = Limits::requests_per_day(100);
+        let plan = plan_for(
+            &[("k1", day, 0), ("k2", day, 0), ("k3", day, 0)],
             Strategy::LeastUsed,
         );
         let router = Router::default();
@@ -719,10 +707,7 @@ mod tests {
 
     #[test]
     fn a_soft_rest_yields_when_nothing_else_can_serve() {
-        let plan = plan_over(
-            &[provider("a", &[("only", Limits::default(), 0)])],
-            Strategy::RoundRobin,
-        );
+        let plan = plan_for(&[("only", Limits::default(), 0)], Strategy::RoundRobin);
         let router = Router::default();
         let settings = RoutingSettings::default();
         router.fail("a/only", Failure::Server(500), &settings, T0);

@@ -78,6 +78,31 @@ impl Limits {
     }
 }
 
+/// Test support: limits of one kind only.
+#[cfg(test)]
+impl Limits {
+    pub fn requests_per_minute(n: u32) -> Self {
+        Self {
+            max_request_min: Some(n),
+            ..Self::default()
+        }
+    }
+
+    pub fn requests_per_day(n: u32) -> Self {
+        Self {
+            max_request_day: Some(n),
+            ..Self::default()
+        }
+    }
+
+    pub fn tokens_per_minute(n: u64) -> Self {
+        Self {
+            max_token_min: Some(n),
+            ..Self::default()
+        }
+    }
+}
+
 /// One place a routed model can be served: a provider and the model name it knows it by.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidate {

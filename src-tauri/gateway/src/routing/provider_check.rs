@@ -283,6 +283,7 @@ pub async fn run(
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+    use crate::routing::test_upstream;
 
     use axum::Router;
     use axum::body::Bytes;
@@ -366,9 +367,7 @@ mod tests {
                 .into_response()
         };
         let app = Router::new().fallback(axum::routing::post(handler));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let addr = test_upstream::serve(app).await;
         let base = if protocol == Protocol::Gemini {
             "v1beta"
         } else {
@@ -454,17 +453,12 @@ mod tests {
     /// A server that answers every request with `status` and `body`.
     async fn fixed(status: StatusCode, body: &'static str) -> String {
         let app = Router::new().fallback(move || async move { (status, body) });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        format!("http://{addr}/v1")
+        format!("http://{}/v1", test_upstream::serve(app).await)
     }
 
     #[tokio::test]
     async fn an_unreachable_provider_is_named_by_url() {
-        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = closed.local_addr().unwrap();
-        drop(closed);
+        let addr = test_upstream::closed().await;
         let p = provider(
             Protocol::OpenAiChat,
             format!("http://{addr}/v1"),

@@ -154,6 +154,16 @@ pub struct Snapshot {
     pub routing: RoutingSettings,
 }
 
+/// The snapshot's entries in the order of `key` (the maps hold them unordered).
+fn sorted_by<'a, T>(
+    entries: impl Iterator<Item = &'a Arc<T>>,
+    key: impl Fn(&T) -> &String,
+) -> Vec<&'a Arc<T>> {
+    let mut all: Vec<_> = entries.collect();
+    all.sort_by(|a, b| key(a).cmp(key(b)));
+    all
+}
+
 impl Snapshot {
     pub fn adapter_for_key(&self, hash: &KeyHash) -> Option<&Arc<Adapter>> {
         self.adapters_by_key.get(hash)
@@ -165,9 +175,7 @@ impl Snapshot {
 
     /// Providers sorted by id.
     pub fn providers(&self) -> Vec<&Arc<Provider>> {
-        let mut all: Vec<_> = self.providers.values().collect();
-        all.sort_by(|a, b| a.id.cmp(&b.id));
-        all
+        sorted_by(self.providers.values(), |p| &p.id)
     }
 
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {
@@ -176,9 +184,7 @@ impl Snapshot {
 
     /// Routes sorted by name.
     pub fn routes(&self) -> Vec<&Arc<Route>> {
-        let mut all: Vec<_> = self.routes.values().collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
+        sorted_by(self.routes.values(), |r| &r.name)
     }
 
     /// The providers serving `model` (declared or discovered), sorted by id.

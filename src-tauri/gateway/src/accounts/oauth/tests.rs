@@ -265,6 +265,14 @@ async fn device(State(shared): State<Shared>, body: String) -> Response {
     .into_response()
 }
 
+/// Serves `app` on loopback at a free port for as long as the test runs; returns its address.
+async fn spawn_app(app: Router) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 /// Starts the server; returns its state and endpoints pointing at it.
 async fn serve(server: Server, flow: Flow) -> (Shared, Endpoints) {
     let shared = Arc::new(Mutex::new(server));
@@ -273,9 +281,7 @@ async fn serve(server: Server, flow: Flow) -> (Shared, Endpoints) {
         .route("/token", post(token))
         .route("/device", post(device))
         .with_state(shared.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{}", spawn_app(app).await);
     let endpoints = Endpoints {
         authorize_url: format!("{base}/authorize"),
         token_url: format!("{base}/token"),
@@ -313,6 +319,20 @@ fn http_client() -> reqwest::Client {
 /// Plays the browser: opens the authorize URL and follows the redirect to the listener.
 async fn browse(url: &str) {
     let _ = http_client().get(url).send().await;
+}
+
+/// Where the provider's authorize page sends the browser, read without following it (the
+/// browser ran elsewhere and the user copies the address).
+async fn redirect_location(authorize_url: &str) -> String {
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = no_redirects.get(authorize_url).send().await.unwrap();
+    answer.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 async fn pkce_login(server: Server, body: TokenBody) -> Result<TokenSet, OAuthError> {
@@ -520,36 +540,16 @@ async fn pkce_pasted_callback_url_finishes_the_login() {
     let (shared, mut endpoints) = serve(Server::default(), Flow::Pkce).await;
     // A port nothing listens on: the browser's redirect is not followed, the user copies it.
     endpoints.redirect_port = 9;
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
 
     let login = PkceLogin::start_paste_only(side(), endpoints.clone()).unwrap();
-    let answer = no_redirects
-        .get(login.authorize_url())
-        .send()
-        .await
-        .unwrap();
-    let location = answer.headers()[header::LOCATION]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let location = redirect_location(login.authorize_url()).await;
     assert!(location.starts_with("http://127.0.0.1:9/callback?"));
     let tokens = login.finish_with_pasted(&location).await.unwrap();
     assert!(tokens.access.expose().starts_with("at-"));
 
     // Anthropic's hosted page shows `code#state` instead of a URL.
     let login = PkceLogin::start_paste_only(side(), endpoints.clone()).unwrap();
-    let answer = no_redirects
-        .get(login.authorize_url())
-        .send()
-        .await
-        .unwrap();
-    let location = answer.headers()[header::LOCATION]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let location = redirect_location(login.authorize_url()).await;
     let query: HashMap<String, String> = oauth2::url::Url::parse(&location)
         .unwrap()
         .query_pairs()
@@ -570,23 +570,11 @@ async fn pkce_pasted_callback_url_finishes_the_login() {
 #[tokio::test]
 async fn pkce_paste_reaches_a_login_whose_listener_waits() {
     let (_shared, endpoints) = serve(Server::default(), Flow::Pkce).await;
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
 
     // The listener waits, but the browser ran elsewhere: the user pastes where it ended.
     let login = PkceLogin::start(side(), endpoints.clone()).await.unwrap();
     let slot = login.paste_slot();
-    let answer = no_redirects
-        .get(login.authorize_url())
-        .send()
-        .await
-        .unwrap();
-    let location = answer.headers()[header::LOCATION]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let location = redirect_location(login.authorize_url()).await;
     let waiting = tokio::spawn(login.wait_for_callback(Duration::from_secs(10)));
     assert!(slot.paste(&location));
     let tokens = waiting.await.unwrap().unwrap();
@@ -698,9 +686,7 @@ async fn device_login_stops_at_a_redirecting_token_endpoint() {
         "/token",
         post(|| async { Redirect::temporary("http://127.0.0.1:9/steal?device_code=x") }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    endpoints.token_url = format!("http://{}/token", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    endpoints.token_url = format!("http://{}/token", spawn_app(app).await);
     let login = DeviceLogin::start(side(), endpoints).await.unwrap();
     let error = tokio::time::timeout(Duration::from_secs(10), login.finish())
         .await
@@ -759,11 +745,27 @@ async fn expired_account(store: &TokenStore, shared: &Shared, refresh: &str) {
     store.save("acct", &tokens).await.unwrap();
 }
 
+/// A PKCE `server` and a store holding an expired account it can refresh with `refresh`.
+async fn serve_expired(server: Server, refresh: &str) -> (Shared, Endpoints, TokenStore) {
+    let (shared, endpoints) = serve(server, Flow::Pkce).await;
+    let store = store();
+    expired_account(&store, &shared, refresh).await;
+    (shared, endpoints, store)
+}
+
+/// A refresh of the account on its own task, as a client's request would start it.
+fn spawn_refresh(
+    store: &TokenStore,
+    endpoints: &Endpoints,
+) -> tokio::task::JoinHandle<Result<TokenSet, OAuthError>> {
+    let store = store.clone();
+    let endpoints = endpoints.clone();
+    tokio::spawn(async move { store.refresh("acct", &endpoints).await })
+}
+
 #[tokio::test]
 async fn expired_tokens_are_refreshed_and_rotation_kept() {
-    let (shared, endpoints) = serve(Server::default(), Flow::Pkce).await;
-    let store = store();
-    expired_account(&store, &shared, "rt-start").await;
+    let (shared, endpoints, store) = serve_expired(Server::default(), "rt-start").await;
 
     let fresh = store.fresh("acct", &endpoints, now_ms()).await.unwrap();
     assert!(fresh.access.expose().starts_with("at-"));
@@ -783,16 +785,11 @@ async fn expired_tokens_are_refreshed_and_rotation_kept() {
 
 #[tokio::test]
 async fn a_refresh_token_that_is_not_rotated_is_kept() {
-    let (shared, endpoints) = serve(
-        Server {
-            rotate: false,
-            ..Server::default()
-        },
-        Flow::Pkce,
-    )
-    .await;
-    let store = store();
-    expired_account(&store, &shared, "rt-long").await;
+    let server = Server {
+        rotate: false,
+        ..Server::default()
+    };
+    let (_shared, endpoints, store) = serve_expired(server, "rt-long").await;
     let fresh = store.refresh("acct", &endpoints).await.unwrap();
     assert_eq!(fresh.refresh.unwrap().expose(), "rt-long");
     assert_eq!(fresh.facts.email.as_deref(), Some("ada@example.com"));
@@ -843,10 +840,8 @@ async fn a_refused_refresh_means_log_in_again() {
                 )
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut outage = endpoints.clone();
-        outage.token_url = format!("http://{}/token", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        outage.token_url = format!("http://{}/token", spawn_app(app).await);
         let error = store.refresh("acct", &outage).await.unwrap_err();
         assert!(!error.needs_login(), "{status} {body}: {error:?}");
     }
@@ -854,21 +849,12 @@ async fn a_refused_refresh_means_log_in_again() {
 
 #[tokio::test]
 async fn concurrent_refreshes_share_one_request() {
-    let (shared, endpoints) = serve(
-        Server {
-            refresh_delay: Duration::from_millis(300),
-            ..Server::default()
-        },
-        Flow::Pkce,
-    )
-    .await;
-    let store = store();
-    expired_account(&store, &shared, "rt-once").await;
-    let calls = (0..5).map(|_| {
-        let store = store.clone();
-        let endpoints = endpoints.clone();
-        tokio::spawn(async move { store.refresh("acct", &endpoints).await })
-    });
+    let server = Server {
+        refresh_delay: Duration::from_millis(300),
+        ..Server::default()
+    };
+    let (shared, endpoints, store) = serve_expired(server, "rt-once").await;
+    let calls = (0..5).map(|_| spawn_refresh(&store, &endpoints));
     let results = futures_util::future::join_all(calls).await;
     let tokens: Vec<TokenSet> = results.into_iter().map(|r| r.unwrap().unwrap()).collect();
     assert!(tokens.windows(2).all(|pair| pair[0] == pair[1]));
@@ -891,21 +877,12 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 
 #[tokio::test]
 async fn a_refresh_whose_caller_goes_away_completes_and_keeps_the_rotated_token() {
-    let (shared, endpoints) = serve(
-        Server {
-            answer_delay: Duration::from_millis(600),
-            ..Server::default()
-        },
-        Flow::Pkce,
-    )
-    .await;
-    let store = store();
-    expired_account(&store, &shared, "rt-start").await;
-    let caller = {
-        let store = store.clone();
-        let endpoints = endpoints.clone();
-        tokio::spawn(async move { store.refresh("acct", &endpoints).await })
+    let server = Server {
+        answer_delay: Duration::from_millis(600),
+        ..Server::default()
     };
+    let (shared, endpoints, store) = serve_expired(server, "rt-start").await;
+    let caller = spawn_refresh(&store, &endpoints);
     // The provider has rotated (rt-start is revoked) and its answer is on its way when the
     // caller (a client's request) goes away.
     eventually("the refresh reached the provider", async || {
@@ -982,18 +959,14 @@ async fn a_log_out_is_not_undone_by_a_save_tried_again() {
 
 #[tokio::test]
 async fn a_token_endpoint_that_redirects_or_floods_gives_a_clear_error() {
-    let (shared, endpoints) = serve(Server::default(), Flow::Pkce).await;
-    let store = store();
-    expired_account(&store, &shared, "rt-start").await;
+    let (_shared, endpoints, store) = serve_expired(Server::default(), "rt-start").await;
     let stolen = Arc::new(Mutex::new(Vec::<String>::new()));
     let collector = stolen.clone();
     let thief = Router::new().fallback(move |body: String| {
         collector.lock().unwrap().push(body);
         async { "ok" }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let thief_host = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, thief).await.unwrap() });
+    let thief_host = spawn_app(thief).await.to_string();
     let target = format!("http://{thief_host}/collect");
     let app = Router::new()
         .route(
@@ -1001,9 +974,7 @@ async fn a_token_endpoint_that_redirects_or_floods_gives_a_clear_error() {
             post(move || async move { Redirect::temporary(&target) }),
         )
         .route("/flood", post(|| async { vec![b' '; 2 * http::BODY_CAP] }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let base = format!("http://{}", spawn_app(app).await);
 
     let mut redirecting = endpoints.clone();
     redirecting.token_url = format!("{base}/redirect");

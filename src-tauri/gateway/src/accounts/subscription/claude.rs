@@ -19,7 +19,7 @@
 use bytes::Bytes;
 use flexiproxy_protocol::anthropic_messages::ANTHROPIC_VERSION;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
 use crate::accounts::oauth::SideHttp;
@@ -37,8 +37,7 @@ pub(super) fn upstream(
     access: &Secret,
     call: Call<'_>,
 ) -> Result<Upstream, ShapeError> {
-    let mut headers = super::base_headers(call.stream);
-    super::bearer(&mut headers, AccountKind::Claude, access)?;
+    let mut headers = super::bearer_headers(AccountKind::Claude, access, call.stream)?;
     headers.insert(
         HeaderName::from_static("anthropic-version"),
         HeaderValue::from_static(ANTHROPIC_VERSION),
@@ -120,8 +119,7 @@ pub fn with_identity_system(body: &[u8]) -> Result<Bytes, ShapeError> {
         kind: AccountKind::Claude,
         detail,
     };
-    let mut object: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let mut object = super::body_object(AccountKind::Claude, body)?;
     let identity = json!({"type": "text", "text": CLAUDE_CODE_IDENTITY});
     let blocks = match object.remove("system") {
         None | Some(Value::Null) => vec![identity],
@@ -141,9 +139,7 @@ pub fn with_identity_system(body: &[u8]) -> Result<Bytes, ShapeError> {
         Some(other) => return Err(bad(format!("`system` is neither text nor blocks: {other}"))),
     };
     object.insert("system".to_owned(), Value::Array(blocks));
-    serde_json::to_vec(&object)
-        .map(Bytes::from)
-        .map_err(|e| bad(e.to_string()))
+    super::object_body(AccountKind::Claude, &object)
 }
 
 #[cfg(test)]

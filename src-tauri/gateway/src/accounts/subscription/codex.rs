@@ -10,7 +10,7 @@
 //! from the stream ([`Upstream::stream_only`]).
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use reqwest::header::HeaderMap;
 
@@ -41,8 +41,7 @@ pub(super) fn upstream(
 ) -> Result<Upstream, ShapeError> {
     let kind = AccountKind::Codex;
     // The backend streams whatever the client asked, so accept SSE either way.
-    let mut headers = super::base_headers(true);
-    super::bearer(&mut headers, kind, access)?;
+    let mut headers = super::bearer_headers(kind, access, true)?;
     super::fact_header(
         &mut headers,
         kind,
@@ -100,12 +99,7 @@ pub fn quota(headers: &HeaderMap) -> Vec<QuotaWindow> {
 
 /// The Responses body as the Codex backend takes it (see the module docs).
 pub fn adjust_body(body: &[u8]) -> Result<Bytes, ShapeError> {
-    let bad = |detail: String| ShapeError::Body {
-        kind: AccountKind::Codex,
-        detail,
-    };
-    let mut object: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    let mut object = super::body_object(AccountKind::Codex, body)?;
     object.insert("stream".to_owned(), Value::Bool(true));
     object.insert("store".to_owned(), Value::Bool(false));
     if !matches!(object.get("instructions"), Some(Value::String(_))) {
@@ -114,9 +108,7 @@ pub fn adjust_body(body: &[u8]) -> Result<Bytes, ShapeError> {
     for field in REFUSED_FIELDS {
         object.remove(field);
     }
-    serde_json::to_vec(&object)
-        .map(Bytes::from)
-        .map_err(|e| bad(e.to_string()))
+    super::object_body(AccountKind::Codex, &object)
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use super::{AccountKind, BodyTransform, Call, Endpoints, ResponseTransform, ShapeError, Upstream};
+use super::{AccountKind, Call, Endpoints, ShapeError, Upstream};
 use crate::accounts::oauth::{SideError, SideHttp};
 use crate::accounts::single_flight::SingleFlight;
 use crate::store::secrets::Secret;
@@ -119,16 +119,12 @@ impl CopilotToken {
 }
 
 pub(super) fn upstream(token: &CopilotToken, call: Call<'_>) -> Result<Upstream, ShapeError> {
-    let mut headers = super::base_headers(call.stream);
-    super::bearer(&mut headers, AccountKind::Copilot, &token.token)?;
+    let mut headers = super::bearer_headers(AccountKind::Copilot, &token.token, call.stream)?;
     token.editor.insert(&mut headers, true)?;
-    Ok(Upstream {
-        url: super::join(&token.api_base, "/chat/completions"),
+    Ok(Upstream::plain(
+        super::join(&token.api_base, "/chat/completions"),
         headers,
-        body: BodyTransform::None,
-        response: ResponseTransform::None,
-        stream_only: false,
-    })
+    ))
 }
 
 /// Why no Copilot token could be minted; messages say what the user can do. `Clone` so one
@@ -443,6 +439,19 @@ mod tests {
         )
     }
 
+    /// The token cache for the test's GitHub login, minting at `endpoints`.
+    fn github_tokens(endpoints: &Endpoints) -> CopilotTokens {
+        CopilotTokens::new(SideHttp::for_tests(), endpoints, Secret::new("gho_github"))
+    }
+
+    /// A stand-in whose mint answers after `delay`, and a shared token cache minting there.
+    async fn slow_mint(delay: Duration) -> (Stand, Arc<CopilotTokens>) {
+        let mut stand = Stand::new(1800);
+        stand.mint_delay = delay;
+        let endpoints = start(stand.clone()).await;
+        (stand, Arc::new(github_tokens(&endpoints)))
+    }
+
     async fn start(stand: Stand) -> Endpoints {
         let router = Router::new()
             .route("/copilot_internal/v2/token", get(mint))
@@ -467,8 +476,7 @@ mod tests {
     async fn mint_then_chat_at_the_endpoint_the_mint_names() {
         let stand = Stand::new(1800);
         let endpoints = start(stand.clone()).await;
-        let tokens =
-            CopilotTokens::new(SideHttp::for_tests(), &endpoints, Secret::new("gho_github"));
+        let tokens = github_tokens(&endpoints);
         let token = tokens.current().await.unwrap();
         assert_eq!(&token.api_base, stand.base.get().unwrap());
         let shaped = shape(&Account::Copilot(token), &endpoints, CALL).unwrap();
@@ -491,8 +499,7 @@ mod tests {
             ..Stand::new(1800)
         };
         let endpoints = start(stand.clone()).await;
-        let tokens =
-            CopilotTokens::new(SideHttp::for_tests(), &endpoints, Secret::new("gho_github"));
+        let tokens = github_tokens(&endpoints);
         let token = tokens.current().await.unwrap();
         assert_eq!(token.api_base, endpoints.copilot_default);
     }
@@ -502,17 +509,14 @@ mod tests {
         // Tokens live 30 s and are replaced 60 s ahead: each one is already due.
         let stand = Stand::new(30);
         let endpoints = start(stand.clone()).await;
-        let tokens =
-            CopilotTokens::new(SideHttp::for_tests(), &endpoints, Secret::new("gho_github"));
+        let tokens = github_tokens(&endpoints);
         assert_eq!(tokens.current().await.unwrap().token.expose(), "tid-1");
         let second = tokens.current().await.unwrap();
         assert_eq!(second.token.expose(), "tid-2");
         let shaped = shape(&Account::Copilot(second), &endpoints, CALL).unwrap();
         assert_eq!(send(&shaped, CHAT).await.0, 200);
 
-        let lenient =
-            CopilotTokens::new(SideHttp::for_tests(), &endpoints, Secret::new("gho_github"))
-                .with_margin(Duration::from_secs(5));
+        let lenient = github_tokens(&endpoints).with_margin(Duration::from_secs(5));
         lenient.current().await.unwrap();
         lenient.current().await.unwrap();
         assert_eq!(stand.mints.load(Ordering::SeqCst), 3);
@@ -520,14 +524,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_requests_share_one_mint() {
-        let mut stand = Stand::new(1800);
-        stand.mint_delay = Duration::from_millis(50);
-        let endpoints = start(stand.clone()).await;
-        let tokens = Arc::new(CopilotTokens::new(
-            SideHttp::for_tests(),
-            &endpoints,
-            Secret::new("gho_github"),
-        ));
+        let (stand, tokens) = slow_mint(Duration::from_millis(50)).await;
         let tasks: Vec<_> = (0..16)
             .map(|_| {
                 let tokens = Arc::clone(&tokens);
@@ -542,14 +539,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_mint_whose_request_goes_away_still_fills_the_cache() {
-        let mut stand = Stand::new(1800);
-        stand.mint_delay = Duration::from_millis(300);
-        let endpoints = start(stand.clone()).await;
-        let tokens = Arc::new(CopilotTokens::new(
-            SideHttp::for_tests(),
-            &endpoints,
-            Secret::new("gho_github"),
-        ));
+        let (stand, tokens) = slow_mint(Duration::from_millis(300)).await;
         let waiting = {
             let tokens = Arc::clone(&tokens);
             tokio::spawn(async move { tokens.current().await })

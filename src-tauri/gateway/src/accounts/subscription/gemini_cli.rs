@@ -37,8 +37,7 @@ pub(super) fn upstream(
     project: &str,
     call: Call<'_>,
 ) -> Result<Upstream, ShapeError> {
-    let mut headers = super::base_headers(call.stream);
-    super::bearer(&mut headers, AccountKind::GeminiCli, access)?;
+    let headers = super::bearer_headers(AccountKind::GeminiCli, access, call.stream)?;
     let method = if call.stream {
         "streamGenerateContent?alt=sse"
     } else {
@@ -604,20 +603,25 @@ mod tests {
         }
     }
 
-    const REQUEST: &str = r#"{"contents":[{"role":"user","parts":[{"text":"hello"}]}]}"#;
-
-    #[tokio::test]
-    async fn whole_answers_are_wrapped_and_unwrapped() {
+    /// The test account's request for `call`, aimed at a Code Assist stand-in.
+    async fn shaped_at_stand_in(call: Call<'_>) -> Upstream {
         let base = spawn(Router::new().fallback(post(generate))).await;
         let endpoints = Endpoints {
             code_assist: base,
             ..Endpoints::default()
         };
-        let call = Call {
+        shape(&account(), &endpoints, call).unwrap()
+    }
+
+    const REQUEST: &str = r#"{"contents":[{"role":"user","parts":[{"text":"hello"}]}]}"#;
+
+    #[tokio::test]
+    async fn whole_answers_are_wrapped_and_unwrapped() {
+        let shaped = shaped_at_stand_in(Call {
             model: "models/gemini-2.5-pro",
             stream: false,
-        };
-        let shaped = shape(&account(), &endpoints, call).unwrap();
+        })
+        .await;
         assert_eq!(shaped.response, ResponseTransform::CodeAssistUnwrap);
         let (status, answer) = send(&shaped, REQUEST).await;
         assert_eq!(status, 200, "{answer:?}");
@@ -626,16 +630,11 @@ mod tests {
 
     #[tokio::test]
     async fn stream_events_are_unwrapped_across_chunk_boundaries() {
-        let base = spawn(Router::new().fallback(post(generate))).await;
-        let endpoints = Endpoints {
-            code_assist: base,
-            ..Endpoints::default()
-        };
-        let call = Call {
+        let shaped = shaped_at_stand_in(Call {
             model: "gemini-2.5-pro",
             stream: true,
-        };
-        let shaped = shape(&account(), &endpoints, call).unwrap();
+        })
+        .await;
         let (status, answer) = send(&shaped, REQUEST).await;
         assert_eq!(status, 200, "{answer:?}");
 

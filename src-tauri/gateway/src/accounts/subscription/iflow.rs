@@ -7,7 +7,7 @@
 
 use reqwest::header::{self, HeaderValue};
 
-use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
+use super::{AccountKind, Call, ShapeError, Upstream};
 use crate::accounts::oauth::SideHttp;
 use crate::store::secrets::Secret;
 
@@ -24,16 +24,12 @@ pub(super) fn upstream(
     api_key: &Secret,
     call: Call<'_>,
 ) -> Result<Upstream, ShapeError> {
-    let mut headers = super::base_headers(call.stream);
-    super::bearer(&mut headers, AccountKind::Iflow, api_key)?;
+    let mut headers = super::bearer_headers(AccountKind::Iflow, api_key, call.stream)?;
     headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-    Ok(Upstream {
-        url: super::join(base, "/chat/completions"),
+    Ok(Upstream::plain(
+        super::join(base, "/chat/completions"),
         headers,
-        body: BodyTransform::None,
-        response: ResponseTransform::None,
-        stream_only: false,
-    })
+    ))
 }
 
 /// What iFlow's user info says about a login.

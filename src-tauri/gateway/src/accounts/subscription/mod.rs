@@ -32,6 +32,7 @@ mod test_upstream;
 
 use bytes::Bytes;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
 
 pub use crate::accounts::oauth::AccountKind;
 use crate::store::secrets::Secret;
@@ -141,6 +142,19 @@ pub struct Upstream {
     pub stream_only: bool,
 }
 
+impl Upstream {
+    /// An endpoint that takes the body and gives the answer as the protocol module has them.
+    fn plain(url: String, headers: HeaderMap) -> Self {
+        Self {
+            url,
+            headers,
+            body: BodyTransform::None,
+            response: ResponseTransform::None,
+            stream_only: false,
+        }
+    }
+}
+
 /// One usage window an account's endpoint reported with its last answer (Codex sends them as
 /// headers): how much of the plan's allowance in that window is used, and when it resets.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -192,6 +206,24 @@ impl BodyTransform {
             }
         }
     }
+}
+
+/// The request body as a JSON object, for the transforms that edit its top-level fields.
+fn body_object(kind: AccountKind, body: &[u8]) -> Result<Map<String, Value>, ShapeError> {
+    serde_json::from_slice(body).map_err(|e| ShapeError::Body {
+        kind,
+        detail: e.to_string(),
+    })
+}
+
+/// An edited body object encoded again.
+fn object_body(kind: AccountKind, object: &Map<String, Value>) -> Result<Bytes, ShapeError> {
+    serde_json::to_vec(object)
+        .map(Bytes::from)
+        .map_err(|e| ShapeError::Body {
+            kind,
+            detail: e.to_string(),
+        })
 }
 
 /// How an upstream answer must change before the protocol module reads it.
@@ -262,8 +294,13 @@ fn join(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
-/// Headers every subscription request carries: JSON in, JSON or SSE out.
-fn base_headers(stream: bool) -> HeaderMap {
+/// Headers every subscription request starts from: JSON in, JSON or SSE out, and
+/// `Authorization: Bearer <token>` (marked sensitive).
+fn bearer_headers(
+    kind: AccountKind,
+    token: &Secret,
+    stream: bool,
+) -> Result<HeaderMap, ShapeError> {
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -277,7 +314,9 @@ fn base_headers(stream: bool) -> HeaderMap {
             "application/json"
         }),
     );
-    headers
+    let value = secret_value(kind, "access token", "Bearer ", token)?;
+    headers.insert(header::AUTHORIZATION, value);
+    Ok(headers)
 }
 
 /// A sensitive header value from a secret; `what` names it in the error.
@@ -291,13 +330,6 @@ fn secret_value(
         .map_err(|_| ShapeError::Header { kind, what })?;
     value.set_sensitive(true);
     Ok(value)
-}
-
-/// `Authorization: Bearer <token>`, marked sensitive.
-fn bearer(headers: &mut HeaderMap, kind: AccountKind, token: &Secret) -> Result<(), ShapeError> {
-    let value = secret_value(kind, "access token", "Bearer ", token)?;
-    headers.insert(header::AUTHORIZATION, value);
-    Ok(())
 }
 
 /// A plain header from a non-secret account fact.

@@ -6,7 +6,7 @@
 //! account whose token response named none uses [`DEFAULT_BASE`] (DashScope's
 //! OpenAI-compatible mode, Qwen Code's own fallback).
 
-use super::{AccountKind, BodyTransform, Call, ResponseTransform, ShapeError, Upstream};
+use super::{AccountKind, Call, ShapeError, Upstream};
 use crate::store::secrets::Secret;
 
 /// The root used when the login named no `resource_url`.
@@ -18,8 +18,7 @@ pub(super) fn upstream(
     resource_url: Option<&str>,
     call: Call<'_>,
 ) -> Result<Upstream, ShapeError> {
-    let mut headers = super::base_headers(call.stream);
-    super::bearer(&mut headers, AccountKind::Qwen, access)?;
+    let headers = super::bearer_headers(AccountKind::Qwen, access, call.stream)?;
     let base = match resource_url.map(str::trim).filter(|u| !u.is_empty()) {
         // The token answer names this host; the bearer token must not go to it in clear.
         Some(url) => {
@@ -34,13 +33,10 @@ pub(super) fn upstream(
         }
         None => default_base.trim_end_matches('/').to_owned(),
     };
-    Ok(Upstream {
-        url: super::join(&base, "/chat/completions"),
+    Ok(Upstream::plain(
+        super::join(&base, "/chat/completions"),
         headers,
-        body: BodyTransform::None,
-        response: ResponseTransform::None,
-        stream_only: false,
-    })
+    ))
 }
 
 /// The OpenAI-compatible root for a `resource_url`: scheme added if missing, ending in `/v1`.

@@ -30,6 +30,12 @@ fn err(text: &str) -> String {
     }
 }
 
+/// The file is refused with an error that says `expected`.
+fn refused_with(text: &str, expected: &str) {
+    let e = err(text);
+    assert!(e.contains(expected), "{e}");
+}
+
 const OPENAI: &str = "[[providers]]\nid = \"openai\"\nurl = \"https://api.openai.com/v1/\"\n";
 
 #[test]
@@ -72,8 +78,7 @@ fn unknown_fields_are_errors_with_line_and_column() {
     assert!(e.contains("config (TOML):4:1:"), "{e}");
     assert!(e.contains("unknown field `protocl`"), "{e}");
     assert!(e.contains("`protocol`"), "expected fields listed: {e}");
-    let e = err("[routing]\nmax_retrys = 2\n");
-    assert!(e.contains("unknown field `max_retrys`"), "{e}");
+    refused_with("[routing]\nmax_retrys = 2\n", "unknown field `max_retrys`");
     let e = err(&format!(
         "{OPENAI}[[providers.credentials]]\napi_key = \"sk-live-1\"\n"
     ));
@@ -83,8 +88,7 @@ fn unknown_fields_are_errors_with_line_and_column() {
     let e = parse(json, Format::Json).unwrap_err().to_string();
     assert!(e.starts_with("config (JSON):1:"), "{e}");
     assert!(e.contains("unknown field `modles`"), "{e}");
-    let e = err("colour = 1\n");
-    assert!(e.contains(":1:1: unknown field `colour`"), "{e}");
+    refused_with("colour = 1\n", ":1:1: unknown field `colour`");
 }
 
 #[test]
@@ -108,10 +112,8 @@ fn syntax_errors_carry_the_position() {
 
 #[test]
 fn missing_required_fields_are_named() {
-    let e = err("[[providers]]\nid = \"x\"\n");
-    assert!(e.contains("missing field `url`"), "{e}");
-    let e = err("[[adapters]]\nname = \"a\"\n");
-    assert!(e.contains("missing field `key`"), "{e}");
+    refused_with("[[providers]]\nid = \"x\"\n", "missing field `url`");
+    refused_with("[[adapters]]\nname = \"a\"\n", "missing field `key`");
 }
 
 #[test]
@@ -138,10 +140,9 @@ fn urls_must_be_http_with_a_host() {
         "file:///tmp/x",
         "",
     ] {
-        let e = err(&format!("[[providers]]\nid = \"x\"\nurl = \"{bad}\"\n"));
-        assert!(
-            e.contains("providers[0].url: must be an http(s) URL"),
-            "{e}"
+        refused_with(
+            &format!("[[providers]]\nid = \"x\"\nurl = \"{bad}\"\n"),
+            "providers[0].url: must be an http(s) URL",
         );
     }
     let e = err("[[providers]]\nid = \"x\"\nurl = \"https://me:sk-secret-9@h/v1\"\n");
@@ -155,30 +156,29 @@ fn urls_must_be_http_with_a_host() {
 
 #[test]
 fn protocol_and_discovery_are_checked() {
-    let e = err(&format!("{OPENAI}protocol = \"openai\"\n"));
-    assert!(
-        e.contains("providers[0].protocol: unknown protocol `openai`"),
-        "{e}"
+    refused_with(
+        &format!("{OPENAI}protocol = \"openai\"\n"),
+        "providers[0].protocol: unknown protocol `openai`",
     );
-    let e = err(&format!("{OPENAI}discovery = \"on\"\n"));
-    assert!(
-        e.contains("providers[0].discovery: unknown discovery `on`"),
-        "{e}"
+    refused_with(
+        &format!("{OPENAI}discovery = \"on\"\n"),
+        "providers[0].discovery: unknown discovery `on`",
     );
     assert_eq!(
         ok(&format!("{OPENAI}discovery = \"ocf\"\n")).providers[0].discovery,
         "ocf"
     );
-    let e = err(&format!("{OPENAI}models = [\"\"]\n"));
-    assert!(e.contains("providers[0].models[0]: is empty"), "{e}");
+    refused_with(
+        &format!("{OPENAI}models = [\"\"]\n"),
+        "providers[0].models[0]: is empty",
+    );
 }
 
 #[test]
 fn duplicate_provider_ids_are_errors() {
-    let e = err(&format!("{OPENAI}{OPENAI}"));
-    assert!(
-        e.contains("providers[1].id: provider id `openai` is already used by providers[0]"),
-        "{e}"
+    refused_with(
+        &format!("{OPENAI}{OPENAI}"),
+        "providers[1].id: provider id `openai` is already used by providers[0]",
     );
 }
 
@@ -221,17 +221,14 @@ fn credentials_default_ids_labels_and_flags() {
 
 #[test]
 fn credential_ids_are_unique_within_a_provider_only() {
-    let e = err(&format!(
-        "{OPENAI}[[providers.credentials]]\n[[providers.credentials]]\nid = \"k1\"\n"
-    ));
-    assert!(
-        e.contains("providers[0].credentials[1].id: credential id `k1` is already used"),
-        "{e}"
+    refused_with(
+        &format!("{OPENAI}[[providers.credentials]]\n[[providers.credentials]]\nid = \"k1\"\n"),
+        "providers[0].credentials[1].id: credential id `k1` is already used",
     );
-    let e = err(&format!(
-        "{OPENAI}[[providers.credentials]]\nid = \"a/b\"\n"
-    ));
-    assert!(e.contains("providers[0].credentials[0].id: "), "{e}");
+    refused_with(
+        &format!("{OPENAI}[[providers.credentials]]\nid = \"a/b\"\n"),
+        "providers[0].credentials[0].id: ",
+    );
     let two = format!(
         "{OPENAI}[[providers.credentials]]\n[[providers]]\nid = \"groq\"\nurl = \"https://g\"\n\
              [[providers.credentials]]\n"
@@ -275,12 +272,14 @@ fn env_references_must_name_a_variable() {
         );
         assert!(!e.contains("sk-live-777"), "{e}");
     }
-    let e = err(&format!(
-        "{OPENAI}[[providers.credentials]]\nkey = \"store:provider:x\"\n"
-    ));
-    assert!(e.contains("keychain entry"), "{e}");
-    let e = err(&format!("{OPENAI}[[providers.credentials]]\nkey = \"\"\n"));
-    assert!(e.contains("is empty"), "{e}");
+    refused_with(
+        &format!("{OPENAI}[[providers.credentials]]\nkey = \"store:provider:x\"\n"),
+        "keychain entry",
+    );
+    refused_with(
+        &format!("{OPENAI}[[providers.credentials]]\nkey = \"\"\n"),
+        "is empty",
+    );
 }
 
 #[test]
@@ -303,12 +302,9 @@ fn misplaced_key_values_are_scrubbed_from_parser_messages() {
 
 #[test]
 fn zero_limits_are_refused() {
-    let e = err(&format!(
-        "{OPENAI}[[providers.credentials]]\nmax_token_min = 0\n"
-    ));
-    assert!(
-        e.contains("providers[0].credentials[0].max_token_min: is 0"),
-        "{e}"
+    refused_with(
+        &format!("{OPENAI}[[providers.credentials]]\nmax_token_min = 0\n"),
+        "providers[0].credentials[0].max_token_min: is 0",
     );
 }
 
@@ -320,10 +316,14 @@ fn routing_settings_merge_onto_defaults() {
     assert_eq!(routing.default_strategy, Strategy::FillFirst);
     assert_eq!(routing.max_retries, RoutingSettings::default().max_retries);
     assert_eq!(ok("[routing]\n").routing, Some(RoutingSettings::default()));
-    let e = err("[routing]\nusage_gap_percent = 101\n");
-    assert!(e.contains("routing.usage_gap_percent"), "{e}");
-    let e = err("[routing]\ndefault_strategy = \"random\"\n");
-    assert!(e.contains("unknown variant `random`"), "{e}");
+    refused_with(
+        "[routing]\nusage_gap_percent = 101\n",
+        "routing.usage_gap_percent",
+    );
+    refused_with(
+        "[routing]\ndefault_strategy = \"random\"\n",
+        "unknown variant `random`",
+    );
 }
 
 #[test]
@@ -386,15 +386,17 @@ fn candidates_as_tables() {
     let c = &declared.routes[0].candidates;
     assert_eq!((c[1].model.as_str(), c[1].priority), ("openai/gpt-4o", 1));
     assert_eq!(c[2].priority, 0);
-    let e = err(&format!(
-        "{TWO_PROVIDERS}[[routes]]\nname = \"r\"\n\
+    refused_with(
+        &format!(
+            "{TWO_PROVIDERS}[[routes]]\nname = \"r\"\n\
              candidates = [{{ provider = \"openai\", modle = \"x\" }}]\n"
-    ));
-    assert!(e.contains("unknown field `modle`"), "{e}");
-    let e = err(&format!(
-        "{TWO_PROVIDERS}[[routes]]\nname = \"r\"\ncandidates = [3]\n"
-    ));
-    assert!(e.contains("\"provider/model\" or a table"), "{e}");
+        ),
+        "unknown field `modle`",
+    );
+    refused_with(
+        &format!("{TWO_PROVIDERS}[[routes]]\nname = \"r\"\ncandidates = [3]\n"),
+        "\"provider/model\" or a table",
+    );
 }
 
 #[test]
@@ -419,21 +421,20 @@ fn route_rules() {
         assert!(e.contains("routes[0].candidates[1]: "), "{e}");
         assert!(e.contains("\"provider/model\""), "{e}");
     }
-    let e = err(&format!(
-        "{TWO_PROVIDERS}[[routes]]\nname = \"r\"\ncandidates = []\n"
-    ));
-    assert!(e.contains("routes[0].candidates: is empty"), "{e}");
-    let e = err(&format!(
-        "{TWO_PROVIDERS}[[routes]]\nname = \"my route\"\ncandidates = [\"openai/x\"]\n"
-    ));
-    assert!(e.contains("routes[0].name: "), "{e}");
-    let e = err(&format!(
-        "{TWO_PROVIDERS}[[routes]]\nname = \"r\"\ncandidates = [\"openai/x\"]\n\
+    refused_with(
+        &format!("{TWO_PROVIDERS}[[routes]]\nname = \"r\"\ncandidates = []\n"),
+        "routes[0].candidates: is empty",
+    );
+    refused_with(
+        &format!("{TWO_PROVIDERS}[[routes]]\nname = \"my route\"\ncandidates = [\"openai/x\"]\n"),
+        "routes[0].name: ",
+    );
+    refused_with(
+        &format!(
+            "{TWO_PROVIDERS}[[routes]]\nname = \"r\"\ncandidates = [\"openai/x\"]\n\
              [[routes]]\nname = \"r\"\ncandidates = [\"openai/y\"]\n"
-    ));
-    assert!(
-        e.contains("routes[1].name: route `r` is already defined by routes[0]"),
-        "{e}"
+        ),
+        "routes[1].name: route `r` is already defined by routes[0]",
     );
 }
 
@@ -474,22 +475,18 @@ fn adapters() {
     );
     assert_eq!(declared.adapters[1].provider, None);
     assert_eq!(declared.adapters[1].model, None);
-    let e = err(
+    refused_with(
         "[[adapters]]\nname = \"a\"\nkey = \"env:A\"\n[[adapters]]\nname = \"a\"\nkey = \"env:B\"\n",
+        "adapters[1].name: adapter name `a` is already used by adapters[0]",
     );
-    assert!(
-        e.contains("adapters[1].name: adapter name `a` is already used by adapters[0]"),
-        "{e}"
-    );
-    let e = err(
+    refused_with(
         "[[adapters]]\nname = \"a\"\nkey = \"env:A\"\n[[adapters]]\nname = \"b\"\nkey = \"env:A\"\n",
+        "adapters[1].key: adapters[0] already uses this key",
     );
-    assert!(
-        e.contains("adapters[1].key: adapters[0] already uses this key"),
-        "{e}"
+    refused_with(
+        "[[adapters]]\nname = \"a\"\nkey = \"env:A\"\nmodel = \"\"\n",
+        "adapters[0].model: is empty",
     );
-    let e = err("[[adapters]]\nname = \"a\"\nkey = \"env:A\"\nmodel = \"\"\n");
-    assert!(e.contains("adapters[0].model: is empty"), "{e}");
 }
 
 #[test]
@@ -498,18 +495,19 @@ fn allowed_env_names_are_checked_and_kept_once() {
         "allowed_env = [\"DEEPSEEK_KEY\", \"_X1\", \"DEEPSEEK_KEY\"]\n{OPENAI}"
     ));
     assert_eq!(declared.allowed_env, ["DEEPSEEK_KEY", "_X1"]);
-    let e = err("allowed_env = [\"OK\", \"env:DEEPSEEK_KEY\"]\n");
-    assert!(
-        e.contains("allowed_env[1]: `env:DEEPSEEK_KEY` is not an environment"),
-        "{e}"
+    refused_with(
+        "allowed_env = [\"OK\", \"env:DEEPSEEK_KEY\"]\n",
+        "allowed_env[1]: `env:DEEPSEEK_KEY` is not an environment",
     );
     let e = err("allowed_env = [\"K=sk-live-123\"]\n");
     assert!(
         e.contains("allowed_env[0]") && !e.contains("sk-live-123"),
         "{e}"
     );
-    let e = err("allowed_env = [\"FLEXIPROXY_MANAGEMENT_TOKEN\"]\n");
-    assert!(e.contains("management token"), "{e}");
+    refused_with(
+        "allowed_env = [\"FLEXIPROXY_MANAGEMENT_TOKEN\"]\n",
+        "management token",
+    );
     let json = r#"{"allowed_env": ["A_KEY"]}"#;
     assert_eq!(parse(json, Format::Json).unwrap().allowed_env, ["A_KEY"]);
 }
