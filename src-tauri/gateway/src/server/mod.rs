@@ -12,12 +12,16 @@ pub mod tls;
 pub mod usage_export;
 
 mod account_views;
+mod adapter_views;
 mod assets;
 mod client_api;
 mod host_views;
 mod listener;
 mod management;
 mod pool_views;
+mod provider_views;
+mod route_views;
+mod settings_views;
 mod tool_views;
 mod usage_views;
 
