@@ -60,16 +60,15 @@ pub(crate) struct Unprepared {
 /// when it refused the login or its login server failed, ours when our own records, settings
 /// or secret store (a locked keychain) failed.
 fn origin_of(error: &AccountError) -> Origin {
-    if error.needs_login() {
-        return Origin::Provider(Failure::Auth(401));
-    }
     match error {
+        // Only a new login helps: the provider refused it (now or at an earlier refresh).
+        AccountError::NeedsLogin { .. } => Origin::Provider(Failure::Auth(401)),
         AccountError::OAuth { source, .. } => match source {
+            OAuthError::NeedsLogin { .. } => Origin::Provider(Failure::Auth(401)),
             OAuthError::Provider { .. }
             | OAuthError::Unreachable { .. }
             | OAuthError::Redirected { .. }
             | OAuthError::TooLarge { .. }
-            | OAuthError::NeedsLogin { .. }
             | OAuthError::Denied { .. } => Origin::Provider(Failure::Connection),
             OAuthError::Storage { .. }
             | OAuthError::Config { .. }
@@ -81,8 +80,7 @@ fn origin_of(error: &AccountError) -> Origin {
             | OAuthError::BadCallback { .. } => Origin::Local,
         },
         AccountError::Upstream { .. } => Origin::Provider(Failure::Connection),
-        AccountError::NeedsLogin { .. }
-        | AccountError::Unknown(_)
+        AccountError::Unknown(_)
         | AccountError::Setup { .. }
         | AccountError::Store(_)
         | AccountError::Secret(_)

@@ -1,10 +1,10 @@
 //! Where every client request goes. [`answer`] (and [`forward`] for the OpenAI-compatible
 //! family) authenticates the client (`authenticate`), asks `routing` for the request's
-//! candidates (provider, model, credential) and tries them one at a time. Each attempt
-//! reads top to bottom (`Try`): `prepare` the body for the candidate (the same-protocol fast path or
-//! `translate`), `send` it through the credential's `send::Upstream` (`send::ApiKey` for a key,
-//! `account_relay::Login` for a subscription login), `classify` the answer, and `deliver` it,
-//! with a `meter::Meter` timing the exchange throughout.
+//! candidates (provider, model, credential) and tries them one at a time. Each attempt (`Try`)
+//! reads top to bottom: `prepare` the body for the candidate (the same-protocol fast path or
+//! `translate`), `send` it through the credential's `send::Upstream` (`send::ApiKey` for a
+//! key, `account_relay::Login` for a subscription login), `classify` the answer, and `deliver`
+//! it, with a `meter::Meter` timing the exchange throughout.
 //!
 //! An attempt that fails with 429, 5xx, 401/403, a timeout, a refused connection or a body
 //! that breaks before its first byte rests its credential and the next candidate is tried; one
